@@ -1,5 +1,11 @@
 // The `tinyedge` command line: one subcommand per module in this folder, wired with commander.
 import { Command, CommanderError } from 'commander';
+import { register as registerRun } from './run.ts';
+import { register as registerProxy } from './proxy.ts';
+
+/** Each subcommand lives in its own module and adds itself to the program. */
+type Register = (program: Command) => void;
+const SUBCOMMANDS: Register[] = [registerRun, registerProxy];
 
 /** Exit status used when the command line itself is wrong (as `tinyedge run` uses 125 for sandbox failures). */
 export const EXIT_USAGE = 2;
@@ -10,6 +16,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  for (const register of SUBCOMMANDS) register(program);
   return program;
 }
 

@@ -1,0 +1,111 @@
+// `tinyedge run`: executes a static Linux program in a tiny VM with the command's own stdin,
+// stdout and stderr. Exit status: the program's, or 124 (timeout) / 125 (any sandbox failure).
+import { readFileSync, readSync, writeSync } from 'node:fs';
+import type { Command } from 'commander';
+import { Kvm, KvmError } from '../kvm/kvm.ts';
+import { ProgramError } from '../vmm/elf.ts';
+import { SandboxError } from '../vmm/errors.ts';
+import { Machine } from '../vmm/machine.ts';
+import type { Stdio } from '../vmm/syscalls/context.ts';
+import { EPIPE } from '../vmm/syscalls/errno.ts';
+
+export const EXIT_TIMEOUT = 124;
+export const EXIT_SANDBOX = 125;
+
+interface RunOptions {
+  memory: string;
+  timeout: string;
+  env: string[];
+  allowRead: string[];
+}
+
+const wait = new Int32Array(new SharedArrayBuffer(4));
+
+/** The host process's own fds 0–2, written synchronously (retrying if a pipe is non-blocking). */
+export const processStdio: Stdio = {
+  write(fd, data) {
+    let done = 0;
+    while (done < data.length) {
+      try {
+        done += writeSync(fd, data, done, data.length - done);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') Atomics.wait(wait, 0, 0, 1);
+        else if (code === 'EPIPE') return done > 0 ? done : -EPIPE;
+        else throw err;
+      }
+    }
+    return done;
+  },
+  read(into) {
+    for (;;) {
+      try {
+        return readSync(0, into, 0, into.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') Atomics.wait(wait, 0, 0, 1);
+        else if (code === 'EOF') return 0;
+        else throw err;
+      }
+    }
+  },
+};
+
+function positiveInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new ProgramError(`--${name} must be a positive integer (got '${value}')`);
+  return n;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Runs the program and returns the exit status the command should have. */
+export function runProgram(program: string, args: string[], opts: RunOptions): number {
+  let machine: Machine | undefined;
+  let kvm: Kvm | undefined;
+  try {
+    const memoryMiB = positiveInt('memory', opts.memory);
+    const timeoutMs = positiveInt('timeout', opts.timeout);
+    for (const kv of opts.env) if (!kv.includes('=')) throw new ProgramError(`--env wants KEY=VALUE (got '${kv}')`);
+    let elf: Buffer;
+    try {
+      elf = readFileSync(program);
+    } catch (err) {
+      throw new ProgramError(`cannot read ${program}: ${(err as Error).message}`);
+    }
+    kvm = new Kvm();
+    machine = new Machine(kvm, elf, { memoryMiB: memoryMiB + (memoryMiB % 2), argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, stdio: processStdio });
+    const result = machine.run(timeoutMs);
+    if (result.signal) process.stderr.write(`tinyedge: program killed by ${result.signal}\n`);
+    return result.status;
+  } catch (err) {
+    if (err instanceof SandboxError && err.kind === 'timeout') {
+      process.stderr.write(`tinyedge: ${err.message}\n`);
+      return EXIT_TIMEOUT;
+    }
+    if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError) {
+      process.stderr.write(`tinyedge: ${err.message}\n`);
+      return EXIT_SANDBOX;
+    }
+    process.stderr.write(`tinyedge: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    return EXIT_SANDBOX;
+  } finally {
+    machine?.close();
+    kvm?.close();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run a static x86-64 Linux program in a tiny KVM virtual machine')
+    .argument('<program>', 'static executable (gcc -static, musl, Rust, Zig, …)')
+    .argument('[args...]', 'arguments passed to the program')
+    .option('--memory <MiB>', 'guest memory in MiB', '64')
+    .option('--timeout <ms>', 'wall-clock time limit in milliseconds', '10000')
+    .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', collect, [])
+    .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
+    .action((file: string, args: string[], opts: RunOptions) => {
+      process.exitCode = runProgram(file, args, opts);
+    });
+}

@@ -1,0 +1,183 @@
+// A virtual CPU: KVM_RUN, the mmapped `kvm_run` page, registers through sync regs (no ioctl per
+// access), and the ioctls for the state set once per VM (sregs, CPUID, MSRs, XCRs, XSAVE).
+import * as K from './constants.ts';
+import type { CpuidEntry } from './kvm.ts';
+import { check, close, ioctlInt, ioctlPtr, lastErrno, type Mapping, mmap, MAP_SHARED, munmap, PROT_READ, PROT_WRITE, SysError } from './libc.ts';
+import type { Vm } from './vm.ts';
+
+const EINTR = 4;
+const EAGAIN = 11;
+const TWO_32 = 0x1_0000_0000;
+
+export interface MsrEntry {
+  index: number;
+  value: bigint;
+}
+
+export class Vcpu {
+  private readonly runMap: Mapping;
+  /** The `kvm_run` page: exit reason, exit data, sync regs. */
+  readonly run: DataView;
+  private readonly runBytes: Uint8Array;
+
+  constructor(readonly vm: Vm, readonly fd: number) {
+    this.runMap = mmap(vm.kvm.vcpuMmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    this.run = new DataView(this.runMap.buffer);
+    this.runBytes = new Uint8Array(this.runMap.buffer);
+    // Ask KVM to copy the general registers into kvm_run on every exit.
+    this.run.setUint32(K.RUN.kvm_valid_regs, K.KVM_SYNC_X86_REGS, true);
+  }
+
+  /**
+   * Enters the guest until the next exit and returns the exit reason. An interrupted KVM_RUN
+   * (a timer signal) returns KVM_EXIT_INTR rather than throwing.
+   */
+  enter(): number {
+    if (ioctlInt(this.fd, K.KVM_RUN, 0) < 0) {
+      const errno = lastErrno();
+      if (errno === EINTR || errno === EAGAIN) {
+        this.runBytes[K.RUN.immediate_exit] = 0;
+        return K.KVM_EXIT_INTR;
+      }
+      throw new SysError('KVM_RUN', errno);
+    }
+    return this.run.getUint32(K.RUN.exit_reason, true);
+  }
+
+  /** Makes the next KVM_RUN return at once (closes the race of a signal landing just before it). */
+  requestImmediateExit(): void {
+    this.runBytes[K.RUN.immediate_exit] = 1;
+  }
+
+  // --- general registers, through the sync-regs area of kvm_run -------------------------------
+
+  /** A register as an unsigned number (exact below 2^53, which covers every guest address). */
+  reg(offset: number): number {
+    const base = K.RUN.sync_regs + offset;
+    return this.run.getUint32(base + 4, true) * TWO_32 + this.run.getUint32(base, true);
+  }
+
+  /** The low 32 bits of a register, for arguments the kernel ABI declares as int. */
+  reg32(offset: number): number {
+    return this.run.getUint32(K.RUN.sync_regs + offset, true);
+  }
+
+  regBig(offset: number): bigint {
+    return this.run.getBigUint64(K.RUN.sync_regs + offset, true);
+  }
+
+  /** Sets a register for the next entry; negative values are written as two's complement. */
+  setReg(offset: number, value: number): void {
+    const base = K.RUN.sync_regs + offset;
+    if (value < 0) {
+      this.run.setBigInt64(base, BigInt(value), true);
+    } else {
+      this.run.setUint32(base, value >>> 0, true);
+      this.run.setUint32(base + 4, Math.floor(value / TWO_32) >>> 0, true);
+    }
+    this.markRegsDirty();
+  }
+
+  setRegBig(offset: number, value: bigint): void {
+    this.run.setBigUint64(K.RUN.sync_regs + offset, BigInt.asUintN(64, value), true);
+    this.markRegsDirty();
+  }
+
+  /** The 144-byte `kvm_regs` image inside kvm_run, to save or restore all registers at once. */
+  regsBytes(): Uint8Array {
+    return this.runBytes.subarray(K.RUN.sync_regs, K.RUN.sync_regs + K.KVM_REGS_SIZE);
+  }
+
+  markRegsDirty(): void {
+    this.run.setUint32(K.RUN.kvm_dirty_regs, this.run.getUint32(K.RUN.kvm_dirty_regs, true) | K.KVM_SYNC_X86_REGS, true);
+  }
+
+  // --- exit data ------------------------------------------------------------------------------
+
+  ioPort(): number {
+    return this.run.getUint16(K.RUN.io_port, true);
+  }
+
+  ioDirection(): number {
+    return this.runBytes[K.RUN.io_direction]!;
+  }
+
+  /** The first byte of data of an `out` exit (the value of AL). */
+  ioByte(): number {
+    return this.runBytes[this.run.getUint32(K.RUN.io_data_offset, true)]!;
+  }
+
+  failEntryReason(): bigint {
+    return this.run.getBigUint64(K.RUN.fail_entry_reason, true);
+  }
+
+  internalSuberror(): number {
+    return this.run.getUint32(K.RUN.internal_suberror, true);
+  }
+
+  // --- ioctls for state set once --------------------------------------------------------------
+
+  getSregs(into: Buffer = Buffer.alloc(K.KVM_SREGS_SIZE)): Buffer {
+    check('KVM_GET_SREGS', ioctlPtr(this.fd, K.KVM_GET_SREGS, into));
+    return into;
+  }
+
+  setSregs(sregs: Buffer): void {
+    check('KVM_SET_SREGS', ioctlPtr(this.fd, K.KVM_SET_SREGS, sregs));
+  }
+
+  getRegs(into: Buffer = Buffer.alloc(K.KVM_REGS_SIZE)): Buffer {
+    check('KVM_GET_REGS', ioctlPtr(this.fd, K.KVM_GET_REGS, into));
+    return into;
+  }
+
+  setCpuid(entries: CpuidEntry[]): void {
+    const buf = Buffer.alloc(8 + entries.length * K.KVM_CPUID_ENTRY2_SIZE);
+    buf.writeUInt32LE(entries.length, 0);
+    entries.forEach((e, i) => {
+      const o = 8 + i * K.KVM_CPUID_ENTRY2_SIZE;
+      buf.writeUInt32LE(e.function, o);
+      buf.writeUInt32LE(e.index, o + 4);
+      buf.writeUInt32LE(e.flags, o + 8);
+      buf.writeUInt32LE(e.eax >>> 0, o + 12);
+      buf.writeUInt32LE(e.ebx >>> 0, o + 16);
+      buf.writeUInt32LE(e.ecx >>> 0, o + 20);
+      buf.writeUInt32LE(e.edx >>> 0, o + 24);
+    });
+    check('KVM_SET_CPUID2', ioctlPtr(this.fd, K.KVM_SET_CPUID2, buf));
+  }
+
+  setMsrs(msrs: MsrEntry[]): void {
+    const buf = Buffer.alloc(8 + msrs.length * 16);
+    buf.writeUInt32LE(msrs.length, 0);
+    msrs.forEach((m, i) => {
+      buf.writeUInt32LE(m.index, 8 + i * 16);
+      buf.writeBigUInt64LE(m.value, 8 + i * 16 + 8);
+    });
+    const set = check('KVM_SET_MSRS', ioctlPtr(this.fd, K.KVM_SET_MSRS, buf));
+    if (set !== msrs.length) throw new Error(`KVM_SET_MSRS: MSR 0x${msrs[set]!.index.toString(16)} was refused`);
+  }
+
+  /** Sets XCR0, the set of XSAVE state components (x87, SSE, AVX, AVX-512) the guest may use. */
+  setXcr0(value: bigint): void {
+    const buf = Buffer.alloc(K.KVM_XCRS_SIZE);
+    buf.writeUInt32LE(1, 0); // nr_xcrs
+    buf.writeUInt32LE(0, 8); // xcrs[0].xcr = XCR0
+    buf.writeBigUInt64LE(value, 16);
+    check('KVM_SET_XCRS', ioctlPtr(this.fd, K.KVM_SET_XCRS, buf));
+  }
+
+  getXsave(into: Buffer = Buffer.alloc(K.KVM_XSAVE_SIZE)): Buffer {
+    check('KVM_GET_XSAVE', ioctlPtr(this.fd, K.KVM_GET_XSAVE, into));
+    return into;
+  }
+
+  setXsave(state: Buffer): void {
+    check('KVM_SET_XSAVE', ioctlPtr(this.fd, K.KVM_SET_XSAVE, state));
+  }
+
+  close(): void {
+    munmap(this.runMap);
+    close(this.fd);
+  }
+}

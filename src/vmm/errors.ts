@@ -1,0 +1,10 @@
+// Why a guest run ended other than by exiting: the typed failures the sandbox reports.
+
+export type SandboxFailureKind = 'program' | 'fault' | 'timeout' | 'out-of-memory' | 'internal';
+
+export class SandboxError extends Error {
+  constructor(readonly kind: SandboxFailureKind, message: string) {
+    super(message);
+    this.name = 'SandboxError';
+  }
+}

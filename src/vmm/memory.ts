@@ -1,0 +1,82 @@
+// Guest RAM: one host mapping, seen from TypeScript as bytes. Every pointer and length the guest
+// hands the host goes through `user()` (the user-accessible range) before it is touched.
+import { type Mapping, madvise, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE } from '../kvm/libc.ts';
+import { PAGE_SIZE } from './layout.ts';
+
+/** A guest pointer or length that does not lie inside guest memory the program may touch. */
+export class GuestFault extends Error {
+  constructor(readonly address: number, readonly length: number) {
+    super(`bad guest address 0x${address.toString(16)} (+${length})`);
+    this.name = 'GuestFault';
+  }
+}
+
+export class GuestMemory {
+  readonly mapping: Mapping;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+
+  /** `userStart`/`userEnd` bound the addresses a guest may pass to system calls. */
+  constructor(readonly size: number, public userStart: number, public userEnd: number) {
+    this.mapping = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    this.bytes = new Uint8Array(this.mapping.buffer);
+    this.view = new DataView(this.mapping.buffer);
+  }
+
+  get hostAddress(): bigint {
+    return this.mapping.address;
+  }
+
+  /** Checks that [addr, addr+len) is user memory; returns addr. Throws GuestFault otherwise. */
+  check(addr: number, len: number): number {
+    if (!(addr >= this.userStart && len >= 0 && addr + len <= this.userEnd && Number.isSafeInteger(addr + len))) {
+      throw new GuestFault(addr, len);
+    }
+    return addr;
+  }
+
+  /** The guest bytes [addr, addr+len) as a view (no copy), after a bounds check. */
+  user(addr: number, len: number): Uint8Array {
+    this.check(addr, len);
+    return this.bytes.subarray(addr, addr + len);
+  }
+
+  /** A NUL-terminated string of at most `max` bytes from guest memory. */
+  cString(addr: number, max = 4096): string {
+    this.check(addr, 1);
+    const end = Math.min(addr + max, this.userEnd);
+    const nul = this.bytes.indexOf(0, addr);
+    if (nul < 0 || nul >= end) throw new GuestFault(addr, max);
+    return Buffer.from(this.bytes.buffer, addr, nul - addr).toString('utf8');
+  }
+
+  u64(addr: number): number {
+    this.check(addr, 8);
+    return this.view.getUint32(addr + 4, true) * 0x1_0000_0000 + this.view.getUint32(addr, true);
+  }
+
+  /** A 64-bit value anywhere in guest RAM (no user-range check): for host-owned structures. */
+  u64Raw(addr: number): number {
+    return this.view.getUint32(addr + 4, true) * 0x1_0000_0000 + this.view.getUint32(addr, true);
+  }
+
+  setU64(addr: number, value: number | bigint): void {
+    this.check(addr, 8);
+    this.view.setBigUint64(addr, BigInt.asUintN(64, BigInt(value)), true);
+  }
+
+  setU32(addr: number, value: number): void {
+    this.check(addr, 4);
+    this.view.setUint32(addr, value >>> 0, true);
+  }
+
+  /** Zeroes whole pages; large ranges go back to the host kernel instead of being written. */
+  zeroPages(addr: number, len: number): void {
+    if (len >= 16 * PAGE_SIZE) madvise(this.mapping, addr, len, MADV_DONTNEED);
+    else this.bytes.fill(0, addr, addr + len);
+  }
+
+  free(): void {
+    munmap(this.mapping);
+  }
+}

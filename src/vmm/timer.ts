@@ -1,0 +1,71 @@
+// Wall-clock limits for guests: a POSIX timer per thread that signals that very thread
+// (SIGEV_THREAD_ID), so a KVM_RUN in progress returns EINTR. The signal needs a real handler:
+// ignored it would not interrupt, unhandled it would kill the process. A Node listener on the
+// main thread installs libuv's handler, which serves every thread.
+import koffi from 'koffi';
+import { isMainThread } from 'node:worker_threads';
+import { check, gettid } from '../kvm/libc.ts';
+
+const libc = koffi.load('libc.so.6');
+const timerCreate = libc.func('int timer_create(int clockid, void *sevp, _Out_ uint8_t *timerid)') as
+  (clock: number, sevp: Buffer, out: Buffer) => number;
+const timerSettime = libc.func('int timer_settime(uint64_t timerid, int flags, void *value, void *old)') as
+  (id: bigint, flags: number, value: Buffer, old: null) => number;
+
+const CLOCK_MONOTONIC = 1;
+const SIGEV_THREAD_ID = 4;
+export const TIMEOUT_SIGNAL = 'SIGUSR2';
+const SIGUSR2 = 12;
+/** After the deadline the timer fires again at this period, in case a signal landed between runs. */
+const REFIRE_MS = 5;
+
+let handlerInstalled = false;
+
+/** Installs the no-op listener that makes the timer signal interrupt instead of kill. Main thread only. */
+export function installTimeoutSignalHandler(): void {
+  if (handlerInstalled) return;
+  if (!isMainThread) throw new Error('the timeout signal handler must be installed on the main thread');
+  process.on(TIMEOUT_SIGNAL, () => {});
+  handlerInstalled = true;
+}
+
+function timespec(buf: Buffer, at: number, ms: number): void {
+  buf.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), at);
+  buf.writeBigInt64LE(BigInt(Math.round((ms % 1000) * 1e6)), at + 8);
+}
+
+/** A per-thread interval timer aimed at the calling thread. */
+export class ThreadTimer {
+  private readonly id: bigint;
+  private readonly spec = Buffer.alloc(32);
+
+  constructor() {
+    if (isMainThread) installTimeoutSignalHandler();
+    const sev = Buffer.alloc(64);
+    sev.writeInt32LE(SIGUSR2, 8);
+    sev.writeInt32LE(SIGEV_THREAD_ID, 12);
+    sev.writeInt32LE(gettid(), 16);
+    const out = Buffer.alloc(8);
+    check('timer_create', timerCreate(CLOCK_MONOTONIC, sev, out));
+    this.id = out.readBigUInt64LE(0);
+  }
+
+  /** Fires after `ms`, then every few milliseconds until disarmed. */
+  arm(ms: number): void {
+    timespec(this.spec, 0, REFIRE_MS);
+    timespec(this.spec, 16, Math.max(ms, 0.001));
+    check('timer_settime', timerSettime(this.id, 0, this.spec, null));
+  }
+
+  disarm(): void {
+    this.spec.fill(0);
+    check('timer_settime', timerSettime(this.id, 0, this.spec, null));
+  }
+}
+
+let threadTimer: ThreadTimer | undefined;
+/** The calling thread's timer (module state is per thread in Node). */
+export function threadTimerInstance(): ThreadTimer {
+  threadTimer ??= new ThreadTimer();
+  return threadTimer;
+}
