@@ -14,6 +14,7 @@ export function buildProgram(): Command {
   const program = new Command('tinyedge')
     .description('Multi-tenant HTTP cache and edge server; tenant programs run in tiny KVM virtual machines')
     .version('0.1.0')
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   for (const register of SUBCOMMANDS) register(program);

@@ -7,7 +7,8 @@ import { ProgramError } from '../vmm/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { Machine } from '../vmm/machine.ts';
 import type { Stdio } from '../vmm/syscalls/context.ts';
-import { EPIPE } from '../vmm/syscalls/errno.ts';
+import { EINTR, EPIPE } from '../vmm/syscalls/errno.ts';
+import { waitReadable } from '../vmm/poll.ts';
 
 export const EXIT_TIMEOUT = 124;
 export const EXIT_SANDBOX = 125;
@@ -37,7 +38,9 @@ export const processStdio: Stdio = {
     }
     return done;
   },
-  read(into) {
+  read(into, waitMs) {
+    // readSync would block past the deadline (libuv retries EINTR), so wait for data first.
+    if (!waitReadable(0, waitMs)) return -EINTR;
     for (;;) {
       try {
         return readSync(0, into, 0, into.length, null);
@@ -98,6 +101,7 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
 export function register(program: Command): void {
   program
     .command('run')
+    .usage('[options] <program> [args...]')
     .description('run a static x86-64 Linux program in a tiny KVM virtual machine')
     .argument('<program>', 'static executable (gcc -static, musl, Rust, Zig, …)')
     .argument('[args...]', 'arguments passed to the program')
@@ -105,6 +109,8 @@ export function register(program: Command): void {
     .option('--timeout <ms>', 'wall-clock time limit in milliseconds', '10000')
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', collect, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
+    // Everything after the program belongs to the program, as with env(1) or docker run.
+    .passThroughOptions()
     .action((file: string, args: string[], opts: RunOptions) => {
       process.exitCode = runProgram(file, args, opts);
     });

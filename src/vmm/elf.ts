@@ -84,7 +84,7 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
   const end = pageAlignUp(Math.max(...elf.loads.map((s) => s.vaddr + s.memsz)) + bias);
   if (start < SYSTEM_END) throw new ProgramError(`program wants to load at 0x${start.toString(16)}, below 0x${SYSTEM_END.toString(16)}`);
   if (end > layout.arenaEnd - PAGE_SIZE) {
-    throw new ProgramError(`program needs ${Math.ceil(end / 1048576)} MiB of address space, more than the guest memory allows`);
+    throw new ProgramError(`out of guest memory: the program needs ${Math.ceil(end / 1048576)} MiB of address space, more than ${layout.memorySize / 1048576} MiB of guest memory allows (raise --memory)`);
   }
 
   // Pages shared by two segments get the union of their permissions.

@@ -140,6 +140,10 @@ export class Machine implements SyscallContext {
     if (left > 0) Atomics.wait(this.sleepCell, 0, 0, left);
   }
 
+  remainingMs(): number {
+    return Math.max(0, this.deadline - performance.now());
+  }
+
   noteOutOfMemory(): void {
     this.outOfMemory = true;
   }

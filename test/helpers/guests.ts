@@ -1,29 +1,41 @@
-// Builds the C guest programs under test/guests/ into build/guests/<variant>/, once per source
-// change: the output is reused while the hash of source, compiler and flags is unchanged.
+// Builds the guest programs under test/guests/ (C, or C++ for a `.cc` source) into
+// build/guests/<variant>/, once per source change: the output is reused while the hash of source,
+// compiler and flags is unchanged.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type GuestVariant = 'glibc' | 'pie' | 'musl';
+/** The static variants a guest must run under, plus `dynamic` (plain `gcc`), which tinyedge refuses. */
+export type GuestVariant = 'glibc' | 'pie' | 'musl' | 'dynamic';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SOURCES = join(ROOT, 'test/guests');
 
-const COMPILERS: Record<GuestVariant, { cc: string; flags: string[] }> = {
-  glibc: { cc: 'gcc', flags: ['-static', '-O2'] },
-  pie: { cc: 'gcc', flags: ['-static-pie', '-fPIE', '-O2'] },
+const COMPILERS: Record<GuestVariant, { cc: string; cxx?: string; flags: string[] }> = {
+  glibc: { cc: 'gcc', cxx: 'g++', flags: ['-static', '-O2'] },
+  pie: { cc: 'gcc', cxx: 'g++', flags: ['-static-pie', '-fPIE', '-O2'] },
   musl: { cc: 'musl-gcc', flags: ['-static', '-O2'] },
+  dynamic: { cc: 'gcc', cxx: 'g++', flags: ['-O2'] },
 };
 
-/** Compiles test/guests/<name>.c for `variant` (plus `extraFlags`) and returns the executable's path. */
+/**
+ * Compiles test/guests/<name>.c (or <name>.cc with g++) for `variant` plus `extraFlags` and
+ * returns the executable's path; extra flags become part of the file name, so builds of one
+ * source with different flags do not overwrite each other.
+ */
 export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraFlags: string[] = []): string {
-  const source = join(SOURCES, `${name}.c`);
-  const { cc, flags } = COMPILERS[variant];
+  const cxxSource = join(SOURCES, `${name}.cc`);
+  const isCxx = existsSync(cxxSource);
+  const source = isCxx ? cxxSource : join(SOURCES, `${name}.c`);
+  const { cc: cCompiler, cxx, flags } = COMPILERS[variant];
+  const cc = isCxx ? cxx : cCompiler;
+  if (cc === undefined) throw new Error(`no C++ compiler for the ${variant} variant (${name}.cc)`);
   const args = [...flags, ...extraFlags, '-o'];
   const outDir = join(ROOT, 'build/guests', variant);
-  const out = join(outDir, name);
+  const suffix = extraFlags.join('').replace(/[^A-Za-z0-9]+/g, '_');
+  const out = join(outDir, suffix ? `${name}${suffix}` : name);
   const stamp = `${out}.hash`;
   const hash = createHash('sha256').update(readFileSync(source)).update(cc).update(args.join(' ')).digest('hex');
   if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) return out;
@@ -33,10 +45,12 @@ export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraF
   return out;
 }
 
-/** True when the compiler for `variant` is installed (musl-gcc comes from Debian's musl-tools). */
-export function hasCompiler(variant: GuestVariant): boolean {
+/** True when the C compiler for `variant` (or, with `cxx`, its C++ compiler) is installed. */
+export function hasCompiler(variant: GuestVariant, cxx = false): boolean {
+  const cc = cxx ? COMPILERS[variant].cxx : COMPILERS[variant].cc;
+  if (cc === undefined) return false;
   try {
-    execFileSync('which', [COMPILERS[variant].cc], { stdio: 'ignore' });
+    execFileSync('which', [cc], { stdio: 'ignore' });
     return true;
   } catch {
     return false;

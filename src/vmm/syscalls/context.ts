@@ -8,7 +8,8 @@ import type { FileTable } from './files.ts';
 /** Where the guest's fds 0, 1 and 2 lead. `write`/`read` return a byte count or -errno. */
 export interface Stdio {
   write(fd: 1 | 2, data: Uint8Array): number;
-  read(into: Uint8Array): number;
+  /** Reads stdin, waiting at most `waitMs` for data (then returning -EINTR: the deadline has come). */
+  read(into: Uint8Array, waitMs: number): number;
 }
 
 export interface SyscallContext {
@@ -23,6 +24,8 @@ export interface SyscallContext {
   getFsBase(): bigint;
   /** Blocks for up to `ms` milliseconds, never past the program's deadline. */
   sleep(ms: number): void;
+  /** Milliseconds left before the program's deadline. */
+  remainingMs(): number;
   /** Records that a memory request failed, so a later crash can be explained as out of memory. */
   noteOutOfMemory(): void;
 }

@@ -115,7 +115,7 @@ function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio')
 }
 
 function readInto(ctx: SyscallContext, fd: number, into: Uint8Array, position?: number): number {
-  if (fd === 0) return ctx.stdio.read(into);
+  if (fd === 0) return ctx.stdio.read(into, ctx.remainingMs());
   const f = ctx.files.get(fd);
   if (!f) return fd === 1 || fd === 2 ? -EBADF : -EBADF;
   try {

@@ -16,7 +16,11 @@ function release(ctx: SyscallContext, addr: number, len: number): void {
 }
 
 function mmap(ctx: SyscallContext, addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
-  if (length === 0 || length > ctx.layout.memorySize || addr % PAGE_SIZE !== 0 || offset % PAGE_SIZE !== 0) return -EINVAL;
+  if (length === 0 || addr % PAGE_SIZE !== 0 || offset % PAGE_SIZE !== 0) return -EINVAL;
+  if (length > ctx.layout.memorySize) {
+    ctx.noteOutOfMemory();
+    return -ENOMEM;
+  }
   const len = pageAlignUp(length);
   const file = (flags & MAP_ANONYMOUS) === 0 ? ctx.files.get(fd | 0) : undefined;
   if ((flags & MAP_ANONYMOUS) === 0 && !file) return -EBADF;
