@@ -1,0 +1,252 @@
+// The servers bench/proxy.ts compares (tinyedge proxy, Varnish, nginx) and the process plumbing
+// around them: installing a missing tool with apt, writing each one's minimal cache config into a
+// temp dir, starting it pinned to one CPU, waiting until it answers, and killing every process we
+// started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** A child process in its own process group, with the tail of its output kept for error messages. */
+export interface Child {
+  readonly process: ChildProcess;
+  readonly exited: Promise<number | null>;
+  output(): string;
+}
+
+const OUTPUT_TAIL = 8 * 1024;
+
+/** Every process group we started, so one call (or the exit hook) can end them all. */
+export class Children {
+  private readonly live = new Set<ChildProcess>();
+
+  spawn(command: string, args: string[], cpu?: string, cwd?: string): Child {
+    const [cmd, argv] = cpu === undefined ? [command, args] : ['taskset', ['-c', cpu, command, ...args]];
+    // detached: the child leads a new process group, so killing -pid reaches its own children.
+    const child = spawn(cmd, argv, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.live.add(child);
+    let tail = '';
+    const keep = (d: Buffer): void => {
+      tail = (tail + d.toString()).slice(-OUTPUT_TAIL);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const exited = new Promise<number | null>((resolve) => {
+      // 'close', not 'exit': the output is only complete once the pipes are closed.
+      child.on('close', (code) => {
+        this.live.delete(child);
+        resolve(code);
+      });
+      child.on('error', (err) => {
+        tail += `\n${err.message}`;
+        this.live.delete(child);
+        resolve(null);
+      });
+    });
+    return { process: child, exited, output: () => tail };
+  }
+
+  /** SIGTERM the group, then SIGKILL if it has not exited after `graceMs`. */
+  async stop(child: Child, graceMs = 3_000): Promise<void> {
+    if (!this.live.has(child.process)) return;
+    signalGroup(child.process, 'SIGTERM');
+    const timer = setTimeout(() => signalGroup(child.process, 'SIGKILL'), graceMs);
+    await child.exited;
+    clearTimeout(timer);
+    signalGroup(child.process, 'SIGKILL'); // stragglers in the group (varnishd's cache process)
+  }
+
+  /** Synchronous last resort for exit paths: SIGKILL every group still alive. */
+  killAll(): void {
+    for (const child of this.live) signalGroup(child, 'SIGKILL');
+    this.live.clear();
+  }
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Absolute path of `name` on PATH or in the sbin directories (varnishd lives in /usr/sbin). */
+export function findCommand(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/local/sbin'];
+  for (const dir of dirs) if (dir !== '' && existsSync(join(dir, name))) return join(dir, name);
+  return undefined;
+}
+
+/**
+ * Finds `binary`, installing Debian package `pkg` with apt when it is missing and we are root.
+ * Returns its path, or a sentence saying why it is not available.
+ */
+export function ensureTool(binary: string, pkg: string): { path: string } | { missing: string } {
+  const found = findCommand(binary);
+  if (found !== undefined) return { path: found };
+  if (process.getuid?.() !== 0) return { missing: `${binary} not found; install it with: sudo apt-get install -y ${pkg}` };
+  console.log(`${binary} not found: apt-get install -y ${pkg}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = (): boolean => spawnSync('apt-get', ['install', '-y', '-q', pkg], { stdio: 'inherit', env }).status === 0;
+  if (!install()) {
+    // A fresh machine may have no package lists yet.
+    spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
+    if (!install()) return { missing: `apt-get install -y ${pkg} failed` };
+  }
+  const path = findCommand(binary);
+  return path === undefined ? { missing: `${pkg} installed but ${binary} not found` } : { path };
+}
+
+/** An unused loopback port (the usual bind-to-0-and-close; fine on a quiet benchmark machine). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (address !== null && typeof address !== 'string' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly bytes: number;
+}
+
+/** One GET over a fresh connection; resolves with status, headers and body size. */
+export function fetchOnce(url: string, timeoutMs = 5_000): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let bytes = 0;
+      res.on('data', (d: Buffer) => (bytes += d.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout fetching ${url}`)));
+    req.on('error', reject);
+  });
+}
+
+/** Polls `url` until it answers with any status; fails early if `child` exits. */
+export async function waitReady(url: string, child: Child, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void child.exited.then(() => (exited = true));
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`exited before answering:\n${child.output()}`);
+    try {
+      await fetchOnce(url, 1_000);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`did not answer ${url} within ${timeoutMs} ms:\n${child.output()}`);
+}
+
+export interface Started {
+  readonly name: string;
+  readonly url: string;
+  readonly child: Child;
+}
+
+/** Varnish with a minimal VCL: one backend, default caching, an X-Cache header to prove hits. */
+export async function startVarnish(children: Children, varnishd: string, dir: string, originPort: number, cpu?: string): Promise<Started> {
+  const work = join(dir, 'varnish');
+  mkdirSync(work, { recursive: true });
+  const vcl = join(work, 'bench.vcl');
+  writeFileSync(
+    vcl,
+    `vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "${originPort}"; }
+sub vcl_deliver {
+  if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { set resp.http.X-Cache = "MISS"; }
+}
+`,
+  );
+  const port = await freePort();
+  // -j none: no privilege-separation jail, so it runs as whoever we are (root included) and can
+  // use our temp dir; -n: its own working dir, so it never touches a system varnishd's.
+  const args = ['-F', '-j', 'none', '-n', work, '-a', `127.0.0.1:${port}`, '-f', vcl, '-s', 'malloc,256m', '-T', 'none'];
+  const child = children.spawn(varnishd, args, cpu);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/`, child, 30_000);
+  return { name: 'varnish', url, child };
+}
+
+/** nginx with one worker process, a proxy_cache zone on a temp dir, and X-Cache from its status. */
+export async function startNginx(children: Children, nginx: string, dir: string, originPort: number, cpu?: string): Promise<Started> {
+  const prefix = join(dir, 'nginx');
+  mkdirSync(join(prefix, 'cache'), { recursive: true });
+  const port = await freePort();
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `${process.getuid?.() === 0 ? 'user root root;' : ''}
+worker_processes 1;
+daemon off;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  # no tcp_nopush: with sendfile it stalls each 100 KiB response ~40 ms here (cork + delayed ACK)
+  keepalive_requests 1000000;
+  open_file_cache max=1000 inactive=60s;
+  client_body_temp_path ${prefix}/client_body;
+  proxy_temp_path ${prefix}/proxy_temp;
+  fastcgi_temp_path ${prefix}/fastcgi_temp;
+  uwsgi_temp_path ${prefix}/uwsgi_temp;
+  scgi_temp_path ${prefix}/scgi_temp;
+  proxy_cache_path ${prefix}/cache levels=1:2 keys_zone=bench:10m max_size=256m inactive=1h use_temp_path=off;
+  upstream origin { server 127.0.0.1:${originPort}; keepalive 16; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_lock on;
+      add_header X-Cache $upstream_cache_status;
+    }
+  }
+}
+`,
+  );
+  const child = children.spawn(nginx, ['-p', `${prefix}/`, '-c', conf, '-e', join(prefix, 'error.log')], cpu);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/`, child, 15_000);
+  return { name: 'nginx', url, child };
+}
+
+/**
+ * `tinyedge proxy` from this checkout. Returns a reason instead when the subcommand does not exist
+ * yet (the cache engine and its CLI are being written alongside this benchmark).
+ */
+export async function startTinyedge(children: Children, root: string, originPort: number, cpu?: string): Promise<Started | { missing: string }> {
+  const bin = join(root, 'bin/tinyedge.js');
+  const probe = spawnSync(process.execPath, [bin, 'proxy', '--help'], { cwd: root, encoding: 'utf8' });
+  if (probe.status !== 0) {
+    return { missing: `\`tinyedge proxy\` is not available in this checkout yet (${(probe.stderr || probe.stdout).trim().split('\n')[0]})` };
+  }
+  const port = await freePort();
+  const args = [bin, 'proxy', '--origin', `http://127.0.0.1:${originPort}`, '--listen', `127.0.0.1:${port}`];
+  const child = children.spawn(process.execPath, args, cpu, root);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/`, child, 30_000);
+  return { name: 'tinyedge', url, child };
+}
+
+/** `varnishd -V` / `nginx -v` first line, for the header. */
+export function versionOf(binary: string, flag: string): string {
+  const r = spawnSync(binary, [flag], { encoding: 'utf8' });
+  return `${r.stdout}${r.stderr}`.trim().split('\n')[0] ?? '?';
+}

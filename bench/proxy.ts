@@ -1,0 +1,245 @@
+// Cache-hit throughput and latency of `tinyedge proxy` against Varnish and nginx on this machine,
+// all in front of one origin, each server pinned to CPU 0 and wrk to CPU 1. Every server is
+// checked to really serve hits (the origin counts its fetches). Usage:
+//   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,varnish,nginx]
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Children, ensureTool, fetchOnce, startNginx, startTinyedge, startVarnish, versionOf } from './proxy-servers.ts';
+import type { Started } from './proxy-servers.ts';
+import { runWrk } from './wrk.ts';
+import type { WrkResult } from './wrk.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SERVERS = ['tinyedge', 'varnish', 'nginx'] as const;
+type ServerName = (typeof SERVERS)[number];
+
+interface Options {
+  durationSec: number;
+  connections: number;
+  warmupSec: number;
+  only: ServerName[];
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { durationSec: 10, connections: 50, warmupSec: 2, only: [...SERVERS] };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const number = (): number => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer, got '${value}'`);
+      i++;
+      return n;
+    };
+    if (flag === '--duration') opts.durationSec = number();
+    else if (flag === '--connections') opts.connections = number();
+    else if (flag === '--warmup') opts.warmupSec = number();
+    else if (flag === '--only') {
+      const names = (value ?? '').split(',').filter((s) => s !== '');
+      const bad = names.filter((n) => !(SERVERS as readonly string[]).includes(n));
+      if (names.length === 0 || bad.length > 0) throw new Error(`--only takes a list of ${SERVERS.join(',')}, got '${value}'`);
+      opts.only = names as ServerName[];
+      i++;
+    } else if (flag === '--help' || flag === '-h') {
+      console.log('usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,varnish,nginx]');
+      process.exit(0);
+    } else throw new Error(`unknown option '${flag}' (try --help)`);
+  }
+  return opts;
+}
+
+interface Row {
+  server: ServerName;
+  object: string;
+  result?: WrkResult;
+  /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
+  originDuringLoad: number;
+  cacheHeader: string;
+  note?: string;
+}
+
+function machine(): string {
+  let model = cpus()[0]?.model ?? 'unknown CPU';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m !== null) model = (m[1] as string).trim();
+  } catch {
+    // not Linux: os.cpus() is good enough
+  }
+  return `${model}, ${cpus().length} cores`;
+}
+
+async function originCounts(origin: string): Promise<Record<string, number>> {
+  const res = await fetch(`${origin}/__counts`);
+  return (await res.json()) as Record<string, number>;
+}
+
+/** The cache verdict a server reports for a repeated request (X-Cache, else Age). */
+function cacheHeader(headers: Record<string, string | string[] | undefined>): string {
+  const xcache = headers['x-cache'];
+  if (xcache !== undefined) return `X-Cache: ${String(xcache)}`;
+  const age = headers.age;
+  return age !== undefined ? `Age: ${String(age)}` : '-';
+}
+
+async function benchServer(
+  server: Started,
+  objects: Record<string, number>,
+  origin: string,
+  opts: Options,
+  children: Children,
+  wrkCpu: string | undefined,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const [path, size] of Object.entries(objects)) {
+    const url = `${server.url}${path}`;
+    // Fill the cache, then check the object comes back whole from it.
+    await fetchOnce(url);
+    const second = await fetchOnce(url);
+    const row: Row = { server: server.name as ServerName, object: path.slice(1), originDuringLoad: 0, cacheHeader: cacheHeader(second.headers) };
+    if (second.status !== 200 || second.bytes !== size) {
+      row.note = `warm-up answered ${second.status} with ${second.bytes} bytes (want 200, ${size})`;
+      rows.push(row);
+      continue;
+    }
+    if (opts.warmupSec > 0) await runWrk({ url, connections: opts.connections, durationSec: opts.warmupSec, cpu: wrkCpu }, children);
+    const before = (await originCounts(origin))[path] ?? 0;
+    row.result = await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children);
+    row.originDuringLoad = ((await originCounts(origin))[path] ?? 0) - before;
+    if (row.originDuringLoad > 1) row.note = `origin saw ${row.originDuringLoad} fetches during the load: not cache hits`;
+    if (row.result.errors > 0) row.note = `${row.result.errors} errors or non-2xx responses`;
+    rows.push(row);
+  }
+  return rows;
+}
+
+function fmtMs(ms: number): string {
+  return ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`;
+}
+
+function printTable(rows: Row[]): void {
+  const head = ['server', 'object', 'req/s', 'p50', 'p99', 'req/s vs varnish', 'p99 vs varnish', 'origin fetches in load', 'cache header'];
+  const lines = rows.map((row) => {
+    const base = rows.find((r) => r.server === 'varnish' && r.object === row.object)?.result;
+    const r = row.result;
+    if (r === undefined) return [row.server, row.object, '-', '-', '-', '-', '-', '-', row.cacheHeader];
+    return [
+      row.server,
+      row.object,
+      Math.round(r.requestsPerSec).toLocaleString('en-US'),
+      fmtMs(r.p50Ms),
+      fmtMs(r.p99Ms),
+      base === undefined ? '-' : `${(r.requestsPerSec / base.requestsPerSec).toFixed(2)}×`,
+      base === undefined ? '-' : `${(r.p99Ms / base.p99Ms).toFixed(2)}×`,
+      `${row.originDuringLoad}${row.originDuringLoad <= 1 ? ' (hits)' : ' (NOT hits)'}`,
+      row.cacheHeader,
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+  const fmt = (cells: string[]): string => `| ${cells.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join(' | ')} |`;
+  console.log(fmt(head));
+  console.log(`|${widths.map((w, i) => (i >= 2 && i <= 7 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`);
+  for (const line of lines) console.log(fmt(line));
+  for (const row of rows) if (row.note !== undefined) console.log(`  ! ${row.server} ${row.object}: ${row.note}`);
+}
+
+async function main(): Promise<number> {
+  const opts = parseArgs(process.argv.slice(2));
+  const children = new Children();
+  const dir = mkdtempSync(join(tmpdir(), 'tinyedge-bench-'));
+  const cleanup = (): void => {
+    children.killAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', cleanup);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      console.error(`\n${signal}: stopping every server this benchmark started`);
+      process.exit(130);
+    });
+  }
+
+  const wrk = ensureTool('wrk', 'wrk');
+  if ('missing' in wrk) throw new Error(wrk.missing);
+  const pinned = ensureTool('taskset', 'util-linux');
+  const twoCpus = cpus().length >= 2;
+  const serverCpu = 'path' in pinned ? '0' : undefined;
+  const wrkCpu = 'path' in pinned ? (twoCpus ? '1' : '0') : undefined;
+
+  // The origin shares CPU 1 with wrk: it is only busy during warm-up, never during a hit load.
+  const origin = children.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/proxy-origin.ts')], wrkCpu, ROOT);
+  const hello = await new Promise<{ port: number; objects: Record<string, number> }>((resolve, reject) => {
+    let buf = '';
+    origin.process.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)) as { port: number; objects: Record<string, number> });
+    });
+    void origin.exited.then(() => reject(new Error(`origin exited:\n${origin.output()}`)));
+  });
+  const originUrl = `http://127.0.0.1:${hello.port}`;
+
+  const versions: string[] = [`node ${process.version}`, versionOf(wrk.path, '-v').replace(/ \[.*$/, '')];
+  console.log(`Cache proxy benchmark: cache hits of ${Object.keys(hello.objects).join(' and ')} (Cache-Control: max-age=3600)`);
+  console.log(`machine: ${machine()}`);
+  console.log(
+    serverCpu === undefined
+      ? 'taskset unavailable: servers and wrk are NOT pinned'
+      : `server processes are pinned to a single core (taskset -c ${serverCpu}, all their threads and children); wrk -t1 on taskset -c ${wrkCpu}${twoCpus ? '' : ' (only one CPU: shared!)'}`,
+  );
+  const load = loadavg()[0] ?? 0;
+  if (load > 0.5) console.log(`warning: load average ${load.toFixed(2)} before the run; other processes compete for these CPUs, so numbers are noisy`);
+  console.log(`load: wrk -t1 -c${opts.connections} -d${opts.durationSec}s --latency, after a ${opts.warmupSec}s wrk warm-up per object`);
+
+  const rows: Row[] = [];
+  const skipped: string[] = [];
+  const originTotals: string[] = [];
+  for (const name of opts.only) {
+    let server: Started | { missing: string };
+    const beforeAll = await originCounts(originUrl);
+    try {
+      if (name === 'tinyedge') server = await startTinyedge(children, ROOT, hello.port, serverCpu);
+      else {
+        const tool = name === 'varnish' ? ensureTool('varnishd', 'varnish') : ensureTool('nginx', 'nginx');
+        if ('missing' in tool) server = tool;
+        else {
+          versions.push(name === 'varnish' ? versionOf(tool.path, '-V') : versionOf(tool.path, '-v'));
+          const start = name === 'varnish' ? startVarnish : startNginx;
+          server = await start(children, tool.path, dir, hello.port, serverCpu);
+        }
+      }
+    } catch (err) {
+      server = { missing: `failed to start: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    if ('missing' in server) {
+      skipped.push(`${name}: ${server.missing}`);
+      continue;
+    }
+    console.error(`benchmarking ${name} at ${server.url} ...`);
+    try {
+      rows.push(...(await benchServer(server, hello.objects, originUrl, opts, children, wrkCpu)));
+    } finally {
+      await children.stop(server.child);
+    }
+    const afterAll = await originCounts(originUrl);
+    originTotals.push(`${name}: ${Object.keys(hello.objects).map((p) => `${p} ${(afterAll[p] ?? 0) - (beforeAll[p] ?? 0)}`).join(', ')}`);
+  }
+
+  console.log(`versions: ${versions.join(', ')}`);
+  console.log('');
+  if (rows.length > 0) printTable(rows);
+  console.log('');
+  console.log(`origin fetches per server, warm-up and load together (1 per object means every other request was a hit): ${originTotals.join('; ') || '-'}`);
+  for (const line of skipped) console.log(`skipped ${line}`);
+  return rows.some((r) => r.note !== undefined) ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
