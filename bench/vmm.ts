@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { Kvm } from '../src/kvm/kvm.ts';
 import { Machine } from '../src/vmm/machine.ts';
 import type { Stdio } from '../src/vmm/syscalls/context.ts';
+import { measureExitFloor } from '../src/sandbox/floor.ts';
 import { buildBenchGuest, machineLine, median, printTable } from './lib.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '9' } } });
@@ -22,7 +23,7 @@ const LOOP_EXITS = 10_000;
 function perExit(elf: Buffer): number[] {
   const results: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const m = new Machine(kvm, elf, { memoryMiB: 16, argv: ['bench'], env: [], stdio: discard });
+    const m = Machine.boot(kvm, elf, { memoryMiB: 16, argv: ['bench'], env: [], stdio: discard });
     const t = performance.now();
     m.run(60_000);
     results.push(((performance.now() - t) * 1000) / LOOP_EXITS);
@@ -31,16 +32,15 @@ function perExit(elf: Buffer): number[] {
   return results;
 }
 
-const exitLoop = readFileSync(buildBenchGuest('exit_loop.S'));
 const syscallLoop = readFileSync(buildBenchGuest('syscall_loop.S'));
 const hello = readFileSync(buildBenchGuest('hello.c'));
 
-const floor = median(perExit(exitLoop));
+const floor = median(measureExitFloor(kvm, rounds, LOOP_EXITS));
 const syscall = median(perExit(syscallLoop));
 const runs: number[] = [];
 for (let i = 0; i < rounds * 4; i++) {
   const t = performance.now();
-  const m = new Machine(kvm, hello, { memoryMiB: 64, argv: ['hello'], env: [], stdio: discard });
+  const m = Machine.boot(kvm, hello, { memoryMiB: 64, argv: ['hello'], env: [], stdio: discard });
   m.run(10_000);
   m.close();
   runs.push((performance.now() - t) * 1000);

@@ -1,11 +1,13 @@
 // The `tinyedge` command line: one subcommand per module in this folder, wired with commander.
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './run.ts';
+import { register as registerDev } from './dev.ts';
+import { register as registerBench } from './bench.ts';
 import { register as registerProxy } from './proxy.ts';
 
 /** Each subcommand lives in its own module and adds itself to the program. */
 type Register = (program: Command) => void;
-const SUBCOMMANDS: Register[] = [registerRun, registerProxy];
+const SUBCOMMANDS: Register[] = [registerRun, registerDev, registerBench, registerProxy];
 
 /** Exit status used when the command line itself is wrong (as `tinyedge run` uses 125 for sandbox failures). */
 export const EXIT_USAGE = 2;

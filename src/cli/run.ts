@@ -77,8 +77,9 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
       throw new ProgramError(`cannot read ${program}: ${(err as Error).message}`);
     }
     kvm = new Kvm();
-    machine = new Machine(kvm, elf, { memoryMiB: memoryMiB + (memoryMiB % 2), argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, stdio: processStdio });
+    machine = Machine.boot(kvm, elf, { memoryMiB: memoryMiB + (memoryMiB % 2), argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, stdio: processStdio });
     const result = machine.run(timeoutMs);
+    if (result.kind !== 'exit') throw new SandboxError('fault', `program made tenant API call ${result.call} outside a request`);
     if (result.signal) process.stderr.write(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {

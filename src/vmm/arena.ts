@@ -8,6 +8,11 @@ interface Range {
   end: number;
 }
 
+export interface ArenaState {
+  readonly free: readonly Range[];
+  readonly brk: number;
+}
+
 export class Arena {
   /** Free ranges, sorted by address, never adjacent (merged on free). */
   private free: Range[];
@@ -19,6 +24,16 @@ export class Arena {
     this.free = [{ start, end }];
     this.brkStart = start;
     this.brk = start;
+  }
+
+  /** A copy of the bookkeeping, to put back with `restore` (snapshots). */
+  save(): ArenaState {
+    return { free: this.free.map((r) => ({ ...r })), brk: this.brk };
+  }
+
+  restore(state: ArenaState): void {
+    this.free = state.free.map((r) => ({ ...r }));
+    this.brk = state.brk;
   }
 
   /** Bytes not handed out, for diagnostics. */

@@ -93,6 +93,7 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
     const vaddr = seg.vaddr + bias;
     mem.bytes.set(file.subarray(seg.offset, seg.offset + seg.filesz), vaddr);
     mem.bytes.fill(0, vaddr + seg.filesz, vaddr + seg.memsz);
+    mem.markDirty(vaddr, seg.memsz);
     for (let page = pageAlignDown(vaddr); page < vaddr + seg.memsz; page += PAGE_SIZE) {
       const prev = perms.get(page);
       perms.set(page, {

@@ -1,6 +1,6 @@
 // Why a guest run ended other than by exiting: the typed failures the sandbox reports.
 
-export type SandboxFailureKind = 'program' | 'fault' | 'timeout' | 'out-of-memory' | 'internal';
+export type SandboxFailureKind = 'program' | 'fault' | 'timeout' | 'out-of-memory' | 'bad-response' | 'internal';
 
 export class SandboxError extends Error {
   constructor(readonly kind: SandboxFailureKind, message: string) {

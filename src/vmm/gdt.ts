@@ -1,7 +1,7 @@
 // Descriptor tables: the GDT in the order STAR expects, the 64-bit TSS with its IST stack, and
 // an IDT whose 32 exception gates lead to the exception stubs.
 import { EXCEPTION_VECTORS } from './ports.ts';
-import { GDT_ADDR, IDT_ADDR, IST_STACK_TOP, TSS_ADDR } from './layout.ts';
+import { GDT_ADDR, IDT_ADDR, IST_STACK_TOP, PAGE_SIZE, TSS_ADDR } from './layout.ts';
 import type { GuestMemory } from './memory.ts';
 import { exceptionStub } from './stubs.ts';
 
@@ -24,6 +24,9 @@ const USER_CODE = 0x00affb000000ffffn;
 
 export function writeDescriptorTables(mem: GuestMemory): void {
   const v = mem.view;
+  mem.markDirty(GDT_ADDR, PAGE_SIZE);
+  mem.markDirty(IDT_ADDR, PAGE_SIZE);
+  mem.markDirty(TSS_ADDR, PAGE_SIZE);
   const gdt = [0n, KERNEL_CODE, KERNEL_DATA, USER_DATA, USER_CODE];
   gdt.forEach((d, i) => v.setBigUint64(GDT_ADDR + i * 8, d, true));
   // 16-byte TSS descriptor: type 0xB (busy 64-bit TSS), present.

@@ -1,6 +1,7 @@
 // A tiny VM running one static Linux program: boots it (memory, page tables, descriptor tables,
-// stubs, ELF, stack, long mode) and runs it, answering its system calls, until it exits, faults
-// or runs out of time. No guest kernel: the host is the kernel.
+// stubs, ELF, stack, long mode) and runs it, answering its system calls, until it exits, faults,
+// runs out of time, or yields at a hypercall (where a snapshot can be taken). No guest kernel:
+// the host is the kernel.
 import { performance } from 'node:perf_hooks';
 import * as K from '../kvm/constants.ts';
 import type { Kvm } from '../kvm/kvm.ts';
@@ -16,13 +17,14 @@ import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, ST
 import { GuestFault, GuestMemory } from './memory.ts';
 import { buildPageTables, KERNEL_RW, mapPages, STUB_RX, USER_RW } from './paging.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from './ports.ts';
+import { DirtyLog, type Snapshot } from './snapshot.ts';
 import { buildInitialStack } from './stack.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, stubCode, SYSCALL_ENTRY } from './stubs.ts';
 import type { Stdio, SyscallContext } from './syscalls/context.ts';
-import { ENOSYS, EFAULT } from './syscalls/errno.ts';
+import { EFAULT, ENOSYS } from './syscalls/errno.ts';
 import { FileTable } from './syscalls/files.ts';
 import { SYSCALL_TABLE } from './syscalls/index.ts';
-import { threadTimerInstance } from './timer.ts';
+import { type ThreadTimer, threadTimerInstance } from './timer.ts';
 
 const { REGS } = K;
 
@@ -34,26 +36,38 @@ export interface MachineOptions {
   /** Host directories whose files the program may read. */
   allowRead?: readonly string[];
   stdio: Stdio;
+  /** Track dirtied pages so the machine can be snapshotted and reset (request VMs). */
+  resettable?: boolean;
 }
 
-/** How a run ended when the program itself ended it. */
-export interface ExitResult {
-  status: number;
-  /** Set when the program killed itself with a signal (abort() → SIGABRT); status is 128 + signal. */
-  signal?: string;
-}
+/** How a run ended: the program exited (or killed itself), or it yielded at a hypercall. */
+export type RunResult =
+  | { kind: 'exit'; status: number; signal?: string }
+  | { kind: 'yield'; call: number };
 
-/** Answers hypercalls (`out` to PORT_HYPERCALL from ring 3); returns the value for RAX. */
-export type HypercallHandler = (machine: Machine) => number;
+/** Answers hypercalls (`out` to PORT_HYPERCALL); returns the value for RAX, or calls `yield()`. */
+export type HypercallHandler = (machine: Machine, call: number) => number;
+
+/** A door call waiting for its answer: where the `out` was, and how to get back to ring 3. */
+export interface PendingCall {
+  rip: number;
+  /** Set when the `out` arrived through #GP: the interrupted ring-3 RSP and RFLAGS. */
+  trap?: { rsp: number; rflags: number };
+}
 
 const featureCache = new WeakMap<Kvm, CpuFeatures>();
 const OUT_INSN_SIZE = 2;
 const GP_VECTOR = 13;
 
+export function cpuFeatures(kvm: Kvm): CpuFeatures {
+  let features = featureCache.get(kvm);
+  if (!features) featureCache.set(kvm, (features = hostCpuFeatures(kvm)));
+  return features;
+}
+
 /**
  * True when an `out` exit came from the ring-0 stub at `stub` and not from ring-3 code using the
- * same port (IOPL 3 lets ring 3 reach every port). KVM reports RIP at the `out`; nested KVMs that
- * emulate ring-0 code may report it already past the instruction.
+ * same port. KVM reports RIP at the `out`; nested KVMs that emulate ring 0 may report it past it.
  */
 function fromStub(rip: number, stub: number): boolean {
   return rip === stub || rip === stub + OUT_INSN_SIZE;
@@ -66,38 +80,56 @@ export class Machine implements SyscallContext {
   readonly layout: Layout;
   readonly arena: Arena;
   readonly files: FileTable;
-  readonly stdio: Stdio;
   readonly program: LoadedProgram;
+  stdio: Stdio;
   hypercall: HypercallHandler = () => -ENOSYS;
-  private exitResult: ExitResult | undefined;
+  readonly dirtyLog: DirtyLog | undefined;
+  private exitResult: RunResult | undefined;
+  private yielded = false;
+  /** The door call the guest is stopped in, answered by `resume()`. */
+  pending: PendingCall | undefined;
   private outOfMemory = false;
   private fsBase = 0n;
   private deadline = Infinity;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(kvm: Kvm, elf: Buffer, options: MachineOptions) {
+  /** Boots `elf` in a new VM; the vCPU stands at the program's entry point. */
+  static boot(kvm: Kvm, elf: Buffer, options: MachineOptions): Machine {
     const memoryMiB = options.memoryMiB;
     if (!Number.isInteger(memoryMiB) || memoryMiB < 4 || memoryMiB % 2 !== 0) {
       throw new SandboxError('program', `guest memory must be an even number of MiB, at least 4 (got ${memoryMiB})`);
     }
-    this.layout = computeLayout(memoryMiB * MiB);
+    const layout = computeLayout(memoryMiB * MiB);
+    return new Machine(kvm, layout, new GuestMemory(layout.memorySize, 0, 0), options, (m) => m.writeGuest(elf), (m) => {
+      m.startAtEntry(options.argv, options.env);
+    });
+  }
+
+  /** A new VM whose memory is a copy-on-write view of `snapshot`, stopped where it was taken. */
+  static fromSnapshot(kvm: Kvm, snapshot: Snapshot, stdio: Stdio): Machine {
+    const mem = new GuestMemory(snapshot.layout.memorySize, snapshot.userStart, snapshot.userEnd, snapshot.privateMapping());
+    const options: MachineOptions = { memoryMiB: snapshot.layout.memorySize / MiB, argv: [], env: [], allowRead: snapshot.allowRead, stdio, resettable: true };
+    return new Machine(kvm, snapshot.layout, mem, options, () => snapshot.program, (m) => {
+      m.vcpu.setSregs(snapshot.sregs);
+      m.restoreFrom(snapshot, true);
+    });
+  }
+
+  /** `load` puts the program in memory and says where it is; `start` sets the vCPU going. */
+  private constructor(kvm: Kvm, layout: Layout, mem: GuestMemory, options: MachineOptions, load: (m: Machine) => LoadedProgram, start: (m: Machine) => void) {
+    this.layout = layout;
+    this.mem = mem;
     this.stdio = options.stdio;
     this.files = new FileTable(options.allowRead ?? []);
-    this.mem = new GuestMemory(this.layout.memorySize, 0, 0);
     this.vm = kvm.createVm();
     try {
-      this.vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, size: this.layout.memorySize, userspaceAddr: this.mem.hostAddress });
+      if (options.resettable) this.dirtyLog = new DirtyLog(this.vm, layout.memorySize);
+      this.vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, size: layout.memorySize, userspaceAddr: mem.hostAddress, logDirtyPages: options.resettable });
       this.vcpu = this.vm.createVcpu(0);
-      this.program = this.writeGuest(elf);
-      this.arena = new Arena(this.program.end, this.layout.arenaEnd);
-      let features = featureCache.get(kvm);
-      if (!features) featureCache.set(kvm, (features = hostCpuFeatures(kvm)));
-      setupLongMode(kvm, this.vcpu, features);
-      const sp = buildInitialStack(this.mem, this.layout.stackTop, this.program, { argv: options.argv, env: options.env, hwcap: features.hwcap });
-      this.vcpu.regsBytes().fill(0);
-      this.returnToUser(this.program.entry, sp, INITIAL_RFLAGS);
-      this.vcpu.setReg(REGS.rip, IRETQ_RIP);
-      this.vcpu.setReg(REGS.rflags, 0x2);
+      setupLongMode(kvm, this.vcpu, cpuFeatures(kvm));
+      this.program = load(this);
+      this.arena = new Arena(this.program.end, layout.arenaEnd);
+      start(this);
     } catch (err) {
       this.close();
       throw err;
@@ -109,6 +141,7 @@ export class Machine implements SyscallContext {
     buildPageTables(mem, layout);
     writeDescriptorTables(mem);
     mem.bytes.set(stubCode(), STUBS_ADDR);
+    mem.markDirty(STUBS_ADDR, PAGE_SIZE);
     mapPages(mem, layout, GDT_ADDR, STUBS_ADDR - GDT_ADDR, KERNEL_RW);
     mapPages(mem, layout, STUBS_ADDR, PAGE_SIZE, STUB_RX);
     mapPages(mem, layout, STUBS_ADDR + PAGE_SIZE, IST_STACK_TOP - STUBS_ADDR - PAGE_SIZE, KERNEL_RW);
@@ -120,10 +153,19 @@ export class Machine implements SyscallContext {
     return program;
   }
 
+  /** Points the vCPU at the program's entry with a fresh initial stack (argv, env, auxv). */
+  startAtEntry(argv: string[], env: string[]): void {
+    const program = this.program;
+    const sp = buildInitialStack(this.mem, this.layout.stackTop, program, { argv, env, hwcap: cpuFeatures(this.vm.kvm).hwcap });
+    this.vcpu.regsBytes().fill(0);
+    this.vcpu.setReg(REGS.rflags, 0x2);
+    this.returnToUser(program.entry, sp, INITIAL_RFLAGS);
+  }
+
   // --- SyscallContext -------------------------------------------------------------------------
 
   exit(status: number, signal?: string): void {
-    this.exitResult = signal ? { status, signal } : { status };
+    this.exitResult = signal ? { kind: 'exit', status, signal } : { kind: 'exit', status };
   }
 
   setFsBase(value: bigint): void {
@@ -150,22 +192,28 @@ export class Machine implements SyscallContext {
 
   // --- running --------------------------------------------------------------------------------
 
+  /** Called by a hypercall handler: stop the run after this call, leaving it pending. */
+  yield(): void {
+    this.yielded = true;
+  }
+
   /**
-   * Runs the program until it exits, for at most `timeoutMs` of wall-clock time. Throws a
-   * SandboxError for a fault, a timeout or anything else that is not the program's own exit.
+   * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields.
+   * Throws a SandboxError for a fault, a timeout, or anything else that is not the program's doing.
    */
-  run(timeoutMs: number): ExitResult {
+  run(timeoutMs: number): RunResult {
     const timer = threadTimerInstance();
     this.deadline = performance.now() + timeoutMs;
-    timer.arm(timeoutMs);
+    this.exitResult = undefined;
+    timer.ensure(this.deadline);
     try {
-      return this.loop(timeoutMs);
+      return this.loop(timeoutMs, timer);
     } finally {
-      timer.disarm();
+      timer.settle();
     }
   }
 
-  private loop(timeoutMs: number): ExitResult {
+  private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
       const reason = vcpu.enter();
@@ -175,10 +223,17 @@ export class Machine implements SyscallContext {
         if (vector >= 0 && vector < EXCEPTION_VECTORS && fromStub(vcpu.reg(REGS.rip), exceptionStub(vector))) {
           if (vector !== GP_VECTOR || !this.trappedOut()) throw this.exception(vector);
         } else {
-          this.out(port, vcpu.reg(REGS.rip), undefined);
+          this.out(port, { rip: vcpu.reg(REGS.rip) });
         }
         if (this.exitResult) return this.exitResult;
-      } else if (reason !== K.KVM_EXIT_INTR) {
+        if (this.yielded) {
+          this.yielded = false;
+          return { kind: 'yield', call: vcpu.reg32(REGS.rax) };
+        }
+      } else if (reason === K.KVM_EXIT_INTR) {
+        // A timer armed for an earlier, shorter run fired: aim it at this run's deadline.
+        if (performance.now() < this.deadline) timer.ensure(this.deadline);
+      } else {
         throw this.unexpectedExit(reason);
       }
       if (performance.now() >= this.deadline) {
@@ -196,30 +251,36 @@ export class Machine implements SyscallContext {
     if (frame + 6 * 8 > IST_STACK_TOP) return false;
     const rip = this.mem.u64Raw(frame + 8);
     if (rip + 2 > this.layout.memorySize || this.mem.bytes[rip] !== OUT_IMM8_OPCODE) return false;
-    this.out(this.mem.bytes[rip + 1]!, rip, { rsp: this.mem.u64Raw(frame + 32), rflags: this.mem.u64Raw(frame + 24) });
+    this.out(this.mem.bytes[rip + 1]!, { rip, trap: { rsp: this.mem.u64Raw(frame + 32), rflags: this.mem.u64Raw(frame + 24) } });
     return true;
   }
 
-  /**
-   * Handles an `out` at `rip` to `port`. `trap` holds the interrupted ring-3 RSP and RFLAGS when
-   * the `out` arrived through #GP; then the host must also return to ring 3 itself.
-   */
-  private out(port: number, rip: number, trap: { rsp: number; rflags: number } | undefined): void {
+  /** Handles an `out` to `port`: a system call, or a hypercall that is answered now or later. */
+  private out(port: number, call: PendingCall): void {
     const v = this.vcpu;
-    if (port === PORT_SYSCALL && fromStub(rip, SYSCALL_ENTRY)) {
+    if (port === PORT_SYSCALL && fromStub(call.rip, SYSCALL_ENTRY)) {
       const result = this.syscall();
       if (this.exitResult) return;
       // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
-      this.returnToUser(v.reg(REGS.rcx), trap ? trap.rsp : v.reg(REGS.rsp), v.reg(REGS.r11));
+      this.returnToUser(v.reg(REGS.rcx), call.trap ? call.trap.rsp : v.reg(REGS.rsp), v.reg(REGS.r11));
       v.setReg(REGS.rax, result);
     } else if (port === PORT_HYPERCALL) {
-      const result = this.hypercall(this);
-      if (this.exitResult) return;
-      if (trap) this.returnToUser(rip + 2, trap.rsp, trap.rflags);
-      v.setReg(REGS.rax, result);
+      this.pending = call;
+      const result = this.hypercall(this, v.reg32(REGS.rax));
+      if (!this.yielded && !this.exitResult) this.resume(result);
     } else {
-      throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${rip.toString(16)})`);
+      throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${call.rip.toString(16)})`);
     }
+  }
+
+  /** Answers the pending hypercall with `value`; the next `run()` continues after it. */
+  resume(value: number): void {
+    const call = this.pending;
+    if (!call) throw new Error('no hypercall is pending');
+    this.pending = undefined;
+    if (call.trap) this.returnToUser(call.rip + OUT_INSN_SIZE, call.trap.rsp, call.trap.rflags);
+    else this.vcpu.setReg(REGS.rip, call.rip + OUT_INSN_SIZE);
+    this.vcpu.setReg(REGS.rax, value);
   }
 
   /** Answers the system call in the registers; returns the value for RAX. */
@@ -236,7 +297,7 @@ export class Machine implements SyscallContext {
     }
   }
 
-  /** Writes the iretq frame (RIP, CS, RFLAGS, RSP, SS) the stubs' `iretq` pops, and points RSP at it. */
+  /** Writes the iretq frame (RIP, CS, RFLAGS, RSP, SS) and continues at the stubs' `iretq` (ring 0). */
   private returnToUser(rip: number, rsp: number, rflags: number): void {
     const view = this.mem.view;
     view.setBigUint64(SYSCALL_FRAME_ADDR, BigInt(rip), true);
@@ -244,13 +305,47 @@ export class Machine implements SyscallContext {
     view.setBigUint64(SYSCALL_FRAME_ADDR + 16, BigInt(rflags), true);
     view.setBigUint64(SYSCALL_FRAME_ADDR + 24, BigInt(rsp), true);
     view.setBigUint64(SYSCALL_FRAME_ADDR + 32, BigInt(USER_DS), true);
+    this.mem.markDirty(SYSCALL_FRAME_ADDR, 40);
     this.vcpu.setReg(REGS.rsp, SYSCALL_FRAME_ADDR);
+    this.vcpu.setReg(REGS.rip, IRETQ_RIP);
   }
+
+  // --- snapshot and reset ---------------------------------------------------------------------
+
+  /** The host-side state a snapshot records besides memory and vCPU registers. */
+  hostState(): { arena: ReturnType<Arena['save']>; files: ReturnType<FileTable['save']>; fsBase: bigint; pending: PendingCall | undefined } {
+    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, pending: this.pending && { ...this.pending } };
+  }
+
+  /**
+   * Puts the machine back to `snapshot`: every page dirtied since (by the guest or the host), the
+   * registers, FPU/AVX state, FS base, and the host-side state; returns the pages copied back.
+   * `fresh` is for a new VM whose memory already is the snapshot.
+   */
+  restoreFrom(snapshot: Snapshot, fresh = false): number {
+    const pages = fresh ? 0 : this.dirtyLog!.restorePages(this.mem, snapshot);
+    this.vcpu.regsBytes().set(snapshot.regs);
+    this.vcpu.markRegsDirty();
+    this.vcpu.setXsave(snapshot.xsave);
+    if (fresh || this.fsBase !== snapshot.host.fsBase) {
+      this.vcpu.setMsrs([{ index: MSR_FS_BASE, value: snapshot.host.fsBase }]);
+    }
+    this.fsBase = snapshot.host.fsBase;
+    this.arena.restore(snapshot.host.arena);
+    this.files.restore(snapshot.host.files);
+    this.pending = snapshot.host.pending && { ...snapshot.host.pending };
+    this.exitResult = undefined;
+    this.yielded = false;
+    this.outOfMemory = false;
+    return pages;
+  }
+
+  // --- failures -------------------------------------------------------------------------------
 
   private exception(vector: number): SandboxError {
     const frame = this.vcpu.reg(REGS.rsp);
     const withCode = HAS_ERROR_CODE.has(vector);
-    const read = (i: number): number => (frame + i * 8 + 8 <= IST_STACK_TOP ? this.mem.view.getUint32(frame + i * 8, true) + this.mem.view.getUint32(frame + i * 8 + 4, true) * 0x1_0000_0000 : 0);
+    const read = (i: number): number => (frame + i * 8 + 8 <= IST_STACK_TOP ? this.mem.u64Raw(frame + i * 8) : 0);
     const sregs = this.vcpu.getSregs();
     const info = {
       vector,
@@ -277,9 +372,9 @@ export class Machine implements SyscallContext {
 
   close(): void {
     this.files.closeAll();
+    this.dirtyLog?.close();
     this.vcpu?.close();
     this.vm.close();
     this.mem.free();
   }
 }
-

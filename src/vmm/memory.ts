@@ -1,5 +1,7 @@
 // Guest RAM: one host mapping, seen from TypeScript as bytes. Every pointer and length the guest
-// hands the host goes through `user()` (the user-accessible range) before it is touched.
+// hands the host goes through `user()` / `writable()` (the user-accessible range) before it is
+// touched. The host's own writes are recorded per page: KVM's dirty log sees only the guest's,
+// and a reset must undo both.
 import { type Mapping, madvise, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE } from '../kvm/libc.ts';
 import { PAGE_SIZE } from './layout.ts';
 
@@ -15,12 +17,35 @@ export class GuestMemory {
   readonly mapping: Mapping;
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** One bit per page the host wrote since the last `takeHostDirty()`, in KVM's bitmap layout. */
+  readonly hostDirty: Uint32Array;
+  /** Anonymous memory reads back zeros after MADV_DONTNEED; a private file mapping would not. */
+  private readonly anonymous: boolean;
 
-  /** `userStart`/`userEnd` bound the addresses a guest may pass to system calls. */
-  constructor(readonly size: number, public userStart: number, public userEnd: number) {
-    this.mapping = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  /**
+   * Fresh zeroed memory, or `backing` (e.g. a private mapping of a snapshot). `userStart` and
+   * `userEnd` bound the addresses a guest may pass to system calls.
+   */
+  constructor(readonly size: number, public userStart: number, public userEnd: number, backing?: Mapping) {
+    this.anonymous = backing === undefined;
+    this.mapping = backing ?? mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     this.bytes = new Uint8Array(this.mapping.buffer);
     this.view = new DataView(this.mapping.buffer);
+    this.hostDirty = new Uint32Array(Math.ceil(size / PAGE_SIZE / 32));
+  }
+
+  /** Records that the host wrote [addr, addr+len). */
+  markDirty(addr: number, len: number): void {
+    if (len <= 0) return;
+    const last = Math.floor((addr + len - 1) / PAGE_SIZE);
+    for (let page = Math.floor(addr / PAGE_SIZE); page <= last; page++) this.hostDirty[page >>> 5]! |= 1 << (page & 31);
+  }
+
+  /** Like `user()`, for a range the host is about to write. */
+  writable(addr: number, len: number): Uint8Array {
+    const view = this.user(addr, len);
+    this.markDirty(addr, len);
+    return view;
   }
 
   get hostAddress(): bigint {
@@ -62,18 +87,21 @@ export class GuestMemory {
 
   setU64(addr: number, value: number | bigint): void {
     this.check(addr, 8);
+    this.markDirty(addr, 8);
     this.view.setBigUint64(addr, BigInt.asUintN(64, BigInt(value)), true);
   }
 
   setU32(addr: number, value: number): void {
     this.check(addr, 4);
+    this.markDirty(addr, 4);
     this.view.setUint32(addr, value >>> 0, true);
   }
 
-  /** Zeroes whole pages; large ranges go back to the host kernel instead of being written. */
+  /** Zeroes whole pages; large anonymous ranges go back to the host kernel instead of being written. */
   zeroPages(addr: number, len: number): void {
-    if (len >= 16 * PAGE_SIZE) madvise(this.mapping, addr, len, MADV_DONTNEED);
+    if (this.anonymous && len >= 16 * PAGE_SIZE) madvise(this.mapping, addr, len, MADV_DONTNEED);
     else this.bytes.fill(0, addr, addr + len);
+    this.markDirty(addr, len);
   }
 
   free(): void {

@@ -36,6 +36,8 @@ export function buildPageTables(mem: GuestMemory, layout: Layout): void {
   const upper = P | RW | US | A;
   mem.bytes.fill(0, PML4_ADDR, PD_ADDR + gib * PAGE_SIZE);
   mem.bytes.fill(0, layout.pageTablesAddr, layout.memorySize);
+  mem.markDirty(PML4_ADDR, PD_ADDR + gib * PAGE_SIZE - PML4_ADDR);
+  mem.markDirty(layout.pageTablesAddr, layout.memorySize - layout.pageTablesAddr);
   writeEntry(mem, PML4_ADDR, PDPT_ADDR, upper, false);
   for (let g = 0; g < gib; g++) writeEntry(mem, PDPT_ADDR + g * 8, PD_ADDR + g * PAGE_SIZE, upper, false);
   const tables = layout.memorySize / (2 * 1024 * 1024);
@@ -55,12 +57,14 @@ export function mapPages(mem: GuestMemory, layout: Layout, addr: number, len: nu
   for (let page = addr; page < addr + len; page += PAGE_SIZE) {
     writeEntry(mem, pteAddress(layout, page), page, low, !flags.exec);
   }
+  mem.markDirty(pteAddress(layout, addr), (len / PAGE_SIZE) * 8);
 }
 
 /** Marks [addr, addr+len) not present. */
 export function unmapPages(mem: GuestMemory, layout: Layout, addr: number, len: number): void {
   const first = pteAddress(layout, addr);
   mem.bytes.fill(0, first, first + (len / PAGE_SIZE) * 8);
+  mem.markDirty(first, (len / PAGE_SIZE) * 8);
 }
 
 /** True when the leaf entry for `addr` is present (for telling apart kinds of page faults). */

@@ -10,8 +10,11 @@ const AT_CLKTCK = 17, AT_SECURE = 23, AT_RANDOM = 25, AT_HWCAP2 = 26, AT_EXECFN 
 
 /** The uid/gid a program sees: an unprivileged user, whatever the host runs as. */
 export const GUEST_UID = 1000;
-/** AT_HWCAP2 bit telling the program it may use FSGSBASE instructions (CR4.FSGSBASE is set). */
-const HWCAP2_FSGSBASE = 2;
+/**
+ * AT_HWCAP2 stays 0: in particular it does not offer FSGSBASE, so programs set their thread
+ * pointer with arch_prctl, which the host sees (a request reset restores FS base from that).
+ */
+const HWCAP2 = 0;
 
 export interface StackInput {
   argv: string[];
@@ -39,10 +42,11 @@ export function buildInitialStack(mem: GuestMemory, top: number, program: Loaded
     [AT_PHDR, program.phdr], [AT_PHENT, 56], [AT_PHNUM, program.phnum], [AT_PAGESZ, 4096],
     [AT_BASE, 0], [AT_FLAGS, 0], [AT_ENTRY, program.entry], [AT_UID, GUEST_UID], [AT_EUID, GUEST_UID],
     [AT_GID, GUEST_UID], [AT_EGID, GUEST_UID], [AT_SECURE, 0], [AT_PLATFORM, platform], [AT_HWCAP, input.hwcap],
-    [AT_HWCAP2, HWCAP2_FSGSBASE], [AT_CLKTCK, 100], [AT_RANDOM, random], [AT_EXECFN, execfn], [AT_NULL, 0],
+    [AT_HWCAP2, HWCAP2], [AT_CLKTCK, 100], [AT_RANDOM, random], [AT_EXECFN, execfn], [AT_NULL, 0],
   ];
   const words = [argv.length, ...argv, 0, ...env, 0, ...auxv.flat()];
   sp = Math.floor((sp - words.length * 8) / 16) * 16;
   words.forEach((w, i) => mem.view.setBigUint64(sp + i * 8, BigInt(w), true));
+  mem.markDirty(sp, top - sp);
   return sp;
 }

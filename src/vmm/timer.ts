@@ -3,6 +3,7 @@
 // ignored it would not interrupt, unhandled it would kill the process. A Node listener on the
 // main thread installs libuv's handler, which serves every thread.
 import koffi from 'koffi';
+import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 import { check, gettid } from '../kvm/libc.ts';
 
@@ -38,6 +39,8 @@ function timespec(buf: Buffer, at: number, ms: number): void {
 export class ThreadTimer {
   private readonly id: bigint;
   private readonly spec = Buffer.alloc(32);
+  /** performance.now() at which the armed timer fires; 0 when disarmed. */
+  private firesAt = 0;
 
   constructor() {
     if (isMainThread) installTimeoutSignalHandler();
@@ -50,15 +53,31 @@ export class ThreadTimer {
     this.id = out.readBigUInt64LE(0);
   }
 
-  /** Fires after `ms`, then every few milliseconds until disarmed. */
-  arm(ms: number): void {
-    timespec(this.spec, 0, REFIRE_MS);
-    timespec(this.spec, 16, Math.max(ms, 0.001));
-    check('timer_settime', timerSettime(this.id, 0, this.spec, null));
+  /**
+   * Makes sure a signal arrives by `deadline` (a performance.now() time). A timer already due
+   * before it is kept: when it fires early, the run loop calls this again. So back-to-back short
+   * runs arm the timer once per time limit, not once per run (each arming is a system call).
+   */
+  ensure(deadline: number): void {
+    const now = performance.now();
+    if (this.firesAt > now && this.firesAt <= deadline) return;
+    this.arm(deadline - now);
+    this.firesAt = deadline;
   }
 
-  disarm(): void {
-    this.spec.fill(0);
+  /** After a run: a timer that already fired would keep re-firing, so stop it. */
+  settle(): void {
+    if (this.firesAt !== 0 && this.firesAt <= performance.now()) {
+      this.spec.fill(0);
+      check('timer_settime', timerSettime(this.id, 0, this.spec, null));
+      this.firesAt = 0;
+    }
+  }
+
+  /** Fires after `ms`, then every few milliseconds until re-armed or settled. */
+  private arm(ms: number): void {
+    timespec(this.spec, 0, REFIRE_MS);
+    timespec(this.spec, 16, Math.max(ms, 0.001));
     check('timer_settime', timerSettime(this.id, 0, this.spec, null));
   }
 }

@@ -18,13 +18,31 @@ interface OpenFile {
   position: number;
 }
 
+/** Open files as a snapshot records them: reopened by path, at their position. */
+export type FileTableState = ReadonlyArray<{ fd: number; path: string; position: number }>;
+
 /** The guest's open files beyond 0–2, and the directories it may read. */
 export class FileTable {
   private readonly open = new Map<number, OpenFile>();
   private readonly roots: string[];
+  /** Set by any open, close or seek; lets a reset skip restoring an untouched table. */
+  private changed = false;
 
-  constructor(allowRead: readonly string[]) {
+  constructor(readonly allowRead: readonly string[]) {
     this.roots = allowRead.map((dir) => realpathSync(dir));
+  }
+
+  save(): FileTableState {
+    this.changed = false;
+    return [...this.open].map(([fd, f]) => ({ fd, path: f.path, position: f.position }));
+  }
+
+  /** Puts the table back as `state` recorded it, reopening files; cheap when nothing changed. */
+  restore(state: FileTableState): void {
+    if (!this.changed && state.length === this.open.size && state.every((s) => this.open.get(s.fd)?.position === s.position)) return;
+    this.closeAll();
+    for (const s of state) this.open.set(s.fd, { hostFd: openSync(s.path, fsc.O_RDONLY), path: s.path, position: s.position });
+    this.changed = false;
   }
 
   /** Opens `path` (already absolute) read-only if it lies under an allowed directory. */
@@ -48,6 +66,7 @@ export class FileTable {
     if (fd >= MAX_FDS) return -EMFILE;
     try {
       this.open.set(fd, { hostFd: openSync(real, fsc.O_RDONLY), path: real, position: 0 });
+      this.changed = true;
     } catch (err) {
       return -errnoOf(err);
     }
@@ -70,6 +89,7 @@ export class FileTable {
     const f = this.open.get(fd);
     if (!f) return fd >= 0 && fd <= 2 ? 0 : -EBADF;
     this.open.delete(fd);
+    this.changed = true;
     closeSync(f.hostFd);
     return 0;
   }
@@ -90,7 +110,7 @@ export class FileTable {
 const int = (x: number): number => x | 0;
 
 function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio'): number {
-  const b = ctx.mem.user(addr, 144);
+  const b = ctx.mem.writable(addr, 144);
   const v = new DataView(b.buffer, b.byteOffset, 144);
   b.fill(0);
   if (st === 'stdio') {
@@ -133,14 +153,14 @@ function writeFrom(ctx: SyscallContext, fd: number, data: Uint8Array): number {
 }
 
 /** Walks an iovec array, calling `each` per buffer until it returns less than asked or an error. */
-function vectored(ctx: SyscallContext, iov: number, count: number, each: (buf: Uint8Array) => number): number {
+function vectored(ctx: SyscallContext, iov: number, count: number, write: boolean, each: (buf: Uint8Array) => number): number {
   if (count < 0 || count > MAX_IOV) return -EINVAL;
   let total = 0;
   for (let i = 0; i < count; i++) {
     const base = ctx.mem.u64(iov + i * 16);
     const len = ctx.mem.u64(iov + i * 16 + 8);
     if (len === 0) continue;
-    const n = each(ctx.mem.user(base, len));
+    const n = each(write ? ctx.mem.writable(base, len) : ctx.mem.user(base, len));
     if (n < 0) return total > 0 ? total : n;
     total += n;
     if (n < len) break;
@@ -165,11 +185,11 @@ function statDirectory(ctx: SyscallContext, path: string, addr: number): number 
 }
 
 export const fileSyscalls: Record<string, SyscallHandler> = {
-  read: (ctx, fd, buf, len) => readInto(ctx, int(fd), ctx.mem.user(buf, len)),
-  pread64: (ctx, fd, buf, len, off) => (int(fd) <= 2 ? -ESPIPE : readInto(ctx, int(fd), ctx.mem.user(buf, len), off)),
-  readv: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), (b) => readInto(ctx, int(fd), b)),
+  read: (ctx, fd, buf, len) => readInto(ctx, int(fd), ctx.mem.writable(buf, len)),
+  pread64: (ctx, fd, buf, len, off) => (int(fd) <= 2 ? -ESPIPE : readInto(ctx, int(fd), ctx.mem.writable(buf, len), off)),
+  readv: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), true, (b) => readInto(ctx, int(fd), b)),
   write: (ctx, fd, buf, len) => writeFrom(ctx, int(fd), ctx.mem.user(buf, len)),
-  writev: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), (b) => writeFrom(ctx, int(fd), b)),
+  writev: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), false, (b) => writeFrom(ctx, int(fd), b)),
   open: (ctx, path, flags) => ctx.files.openReadOnly(posix.resolve('/', ctx.mem.cString(path)), flags),
   openat: (ctx, dirfd, path, flags) => {
     const p = ctx.files.resolve(int(dirfd), ctx.mem.cString(path));
@@ -207,7 +227,7 @@ export const fileSyscalls: Record<string, SyscallHandler> = {
   readlinkat: (ctx, _dirfd, path) => (ctx.mem.cString(path), -ENOENT),
   getcwd: (ctx, buf, size) => {
     if (size < 2) return -34; // ERANGE
-    ctx.mem.user(buf, 2).set([0x2f, 0]);
+    ctx.mem.writable(buf, 2).set([0x2f, 0]);
     return 2;
   },
   ioctl: (ctx, fd) => (int(fd) <= 2 || ctx.files.get(int(fd)) ? -ENOTTY : -EBADF),

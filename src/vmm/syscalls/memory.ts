@@ -39,7 +39,10 @@ function mmap(ctx: SyscallContext, addr: number, length: number, prot: number, f
     }
   }
   mapPages(ctx.mem, ctx.layout, at, len, (prot & PROT_EXEC) !== 0 ? { user: true, write: true, exec: true } : USER_RW);
-  if (file) readSync(file.hostFd, ctx.mem.bytes, at, length, offset);
+  if (file) {
+    readSync(file.hostFd, ctx.mem.bytes, at, length, offset);
+    ctx.mem.markDirty(at, length);
+  }
   return at;
 }
 

@@ -10,7 +10,7 @@ const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT'
 
 function writeUtsname(ctx: SyscallContext, addr: number): number {
   const fields = ['Linux', 'tinyedge', '6.1.0-tinyedge', '#1 SMP tinyedge', 'x86_64', '(none)'];
-  const b = ctx.mem.user(addr, 6 * 65);
+  const b = ctx.mem.writable(addr, 6 * 65);
   b.fill(0);
   fields.forEach((f, i) => b.set(Buffer.from(f), i * 65));
   return 0;
@@ -78,11 +78,11 @@ export const processSyscalls: Record<string, SyscallHandler> = {
   },
   getrlimit: (ctx, resource, addr) => writeLimit(ctx, resource, addr),
   setrlimit: () => 0,
-  rt_sigaction: (ctx, _sig, _act, old) => (old !== 0 ? (ctx.mem.user(old, 32).fill(0), 0) : 0),
-  rt_sigprocmask: (ctx, _how, _set, old) => (old !== 0 ? (ctx.mem.user(old, 8).fill(0), 0) : 0),
+  rt_sigaction: (ctx, _sig, _act, old) => (old !== 0 ? (ctx.mem.writable(old, 32).fill(0), 0) : 0),
+  rt_sigprocmask: (ctx, _how, _set, old) => (old !== 0 ? (ctx.mem.writable(old, 8).fill(0), 0) : 0),
   sigaltstack: (ctx, _ss, old) => {
     if (old !== 0) {
-      ctx.mem.user(old, 24).fill(0);
+      ctx.mem.writable(old, 24).fill(0);
       ctx.mem.setU32(old + 8, 2); // SS_DISABLE
     }
     return 0;
@@ -93,7 +93,7 @@ export const processSyscalls: Record<string, SyscallHandler> = {
   sched_yield: () => 0,
   sched_getaffinity: (ctx, _pid, len, mask) => {
     if (len < 8) return -EINVAL;
-    ctx.mem.user(mask, 8).set([1, 0, 0, 0, 0, 0, 0, 0]);
+    ctx.mem.writable(mask, 8).set([1, 0, 0, 0, 0, 0, 0, 0]);
     return 8;
   },
   futex: (ctx, uaddr, op, val) => {
@@ -108,7 +108,7 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     return -ENOSYS;
   },
   sysinfo: (ctx, addr) => {
-    const b = ctx.mem.user(addr, 112);
+    const b = ctx.mem.writable(addr, 112);
     b.fill(0);
     const v = new DataView(b.buffer, b.byteOffset, 112);
     v.setBigInt64(0, BigInt(Math.floor(process.uptime())), true);

@@ -18,7 +18,7 @@ function now(clock: number): number {
 }
 
 function clockGettime(ctx: SyscallContext, clock: number, addr: number): number {
-  const target = ctx.mem.user(addr, 16);
+  const target = ctx.mem.writable(addr, 16);
   if (clock > CLOCK_MAX || now(clock) !== 0) return -EINVAL;
   target.set(scratch);
   return 0;
@@ -68,7 +68,7 @@ export const timeSyscalls: Record<string, SyscallHandler> = {
   },
   getrandom: (ctx, buf, len) => {
     const n = Math.min(len, 33_554_431);
-    randomFillSync(ctx.mem.user(buf, n));
+    randomFillSync(ctx.mem.writable(buf, n));
     return n;
   },
 };

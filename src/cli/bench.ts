@@ -1,0 +1,131 @@
+// `tinyedge bench`: calls a program's handler in-process n times and prints latency percentiles,
+// split into call and reset, beside the bare ring-3 exit round trip measured in the same run.
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Command } from 'commander';
+import { Kvm, KvmError } from '../kvm/kvm.ts';
+import { measureExitFloor } from '../sandbox/floor.ts';
+import { Program } from '../sandbox/program.ts';
+import type { SandboxRequest } from '../sandbox/types.ts';
+import { ProgramError } from '../vmm/elf.ts';
+import { SandboxError } from '../vmm/errors.ts';
+import { addProgramOptions, positiveInt, type ProgramCliOptions, programOptions } from './program-options.ts';
+
+interface BenchOptions extends ProgramCliOptions {
+  n: string;
+  url: string;
+  method: string;
+  loads: string;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
+
+export interface BenchReport {
+  floorUs: number;
+  loadToFirstResponseMs: number;
+  newInstanceMs: number;
+  callUs: number[];
+  resetUs: number[];
+  totalUs: number[];
+  dirtyPages: number;
+}
+
+/** Runs the measurements; `n` handler calls after a warm-up of n/10. */
+export function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>, req: SandboxRequest, n: number, loads: number): BenchReport {
+  const floorUs = median(measureExitFloor(kvm, 5, 5000));
+
+  const firsts: number[] = [];
+  let program: Program | undefined;
+  for (let i = 0; i < loads; i++) {
+    const t = performance.now();
+    const p = new Program(kvm, elf, opts);
+    const inst = p.instance();
+    inst.handle(req);
+    firsts.push(performance.now() - t);
+    inst.close();
+    if (i < loads - 1) p.close();
+    else program = p;
+  }
+  const p = program!;
+  const instances: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    const inst = p.instance();
+    instances.push(performance.now() - t);
+    inst.close();
+  }
+
+  const inst = p.instance();
+  for (let i = 0; i < Math.max(100, n / 10); i++) inst.handle(req);
+  const callUs: number[] = [];
+  const resetUs: number[] = [];
+  const totalUs: number[] = [];
+  let dirtyPages = 0;
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = inst.handle(req);
+    totalUs.push((performance.now() - t) * 1000);
+    callUs.push(r.timing.callUs);
+    resetUs.push(r.timing.resetUs);
+    dirtyPages = r.timing.dirtyPages;
+  }
+  inst.close();
+  p.close();
+  return { floorUs, loadToFirstResponseMs: median(firsts), newInstanceMs: median(instances), callUs, resetUs, totalUs, dirtyPages };
+}
+
+function printReport(path: string, r: BenchReport, n: number): void {
+  const row = (name: string, xs: number[]): string => {
+    const s = [...xs].sort((a, b) => a - b);
+    const [p50, p90, p99] = [50, 90, 99].map((q) => percentile(s, q));
+    return `${name.padEnd(26)}${p50!.toFixed(1).padStart(9)}${p90!.toFixed(1).padStart(9)}${p99!.toFixed(1).padStart(9)}${(p50! / r.floorUs).toFixed(2).padStart(10)}`;
+  };
+  const cpu = cpus();
+  console.log(`tinyedge bench ${path}: ${n} requests on one instance — ${cpu[0]?.model ?? 'CPU'}, ${cpu.length} cores`);
+  console.log(`${''.padEnd(26)}${'p50 µs'.padStart(9)}${'p90 µs'.padStart(9)}${'p99 µs'.padStart(9)}${'p50/floor'.padStart(10)}`);
+  console.log(`${'bare ring-3 exit (floor)'.padEnd(26)}${r.floorUs.toFixed(1).padStart(9)}`);
+  console.log(row('call', r.callUs));
+  console.log(row('reset', r.resetUs));
+  console.log(row('call + reset (wall)', r.totalUs));
+  console.log(`dirty pages per request: ${r.dirtyPages}`);
+  console.log(`load → init → snapshot → first response: ${r.loadToFirstResponseMs.toFixed(2)} ms (median)`);
+  console.log(`new instance from the snapshot: ${r.newInstanceMs.toFixed(2)} ms (median of 10)`);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('bench')
+    .description("call a program's handler in-process n times; print p50/p90/p99 of call and reset vs the KVM floor")
+    .argument('<program>', 'static executable using the SDK (or any program with --cgi)')
+    .option('-n <count>', 'number of requests', '10000')
+    .option('--url <url>', 'request URL', '/')
+    .option('--method <method>', 'request method', 'GET')
+    .option('--loads <count>', 'program loads to time (load → first response)', '5');
+  addProgramOptions(cmd).action((path: string, opts: BenchOptions) => {
+    try {
+      const n = positiveInt('n', opts.n);
+      const kvm = new Kvm();
+      let elf: Buffer;
+      try {
+        elf = readFileSync(path);
+      } catch (err) {
+        throw new ProgramError(`cannot read ${path}: ${(err as Error).message}`);
+      }
+      const req: SandboxRequest = { method: opts.method, url: opts.url, headers: [['Host', 'localhost'], ['User-Agent', 'tinyedge-bench']], body: new Uint8Array(0) };
+      printReport(path, runBench(kvm, elf, programOptions(path, opts), req, n, positiveInt('loads', opts.loads)), n);
+      kvm.close();
+    } catch (err) {
+      if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError) {
+        process.stderr.write(`tinyedge: ${err.message}\n`);
+        process.exitCode = 125;
+        return;
+      }
+      throw err;
+    }
+  });
+}

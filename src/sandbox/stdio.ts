@@ -1,0 +1,58 @@
+// Standard streams of a request VM: stdin from a buffer (the CGI body), stdout captured up to a
+// limit (the CGI response), stderr captured as log lines.
+import type { Stdio } from '../vmm/syscalls/context.ts';
+
+const EFBIG = 27;
+const MAX_STDERR = 64 * 1024;
+
+export class CaptureStdio implements Stdio {
+  private readonly out: Buffer[] = [];
+  private outBytes = 0;
+  private readonly err: Buffer[] = [];
+  private errBytes = 0;
+  private inOffset = 0;
+  /** True when the program wrote more to stdout than the limit; the rest was refused. */
+  overflowed = false;
+
+  constructor(private readonly stdoutLimit: number, private readonly stdin: Uint8Array = new Uint8Array(0)) {}
+
+  write(fd: 1 | 2, data: Uint8Array): number {
+    if (fd === 2) {
+      const keep = Math.min(data.length, MAX_STDERR - this.errBytes);
+      if (keep > 0) {
+        this.err.push(Buffer.from(data.subarray(0, keep)));
+        this.errBytes += keep;
+      }
+      return data.length;
+    }
+    if (this.outBytes + data.length > this.stdoutLimit) {
+      this.overflowed = true;
+      return -EFBIG;
+    }
+    this.out.push(Buffer.from(data));
+    this.outBytes += data.length;
+    return data.length;
+  }
+
+  read(into: Uint8Array): number {
+    const n = Math.min(into.length, this.stdin.length - this.inOffset);
+    into.set(this.stdin.subarray(this.inOffset, this.inOffset + n));
+    this.inOffset += n;
+    return n;
+  }
+
+  stdout(): Buffer {
+    return Buffer.concat(this.out, this.outBytes);
+  }
+
+  /** All of stderr as text. */
+  text(): string {
+    return Buffer.concat(this.err, this.errBytes).toString('utf8');
+  }
+
+  /** stderr split into lines (the last one even without a newline). */
+  lines(): string[] {
+    const t = this.text();
+    return t === '' ? [] : t.replace(/\n$/, '').split('\n');
+  }
+}

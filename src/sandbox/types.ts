@@ -1,0 +1,63 @@
+// The sandbox's public types: what a request handed to a tenant program looks like, what comes
+// back, and the limits a program runs under.
+
+export interface SandboxRequest {
+  method: string;
+  /** Path and query as received, e.g. `/api/items?id=3`. */
+  url: string;
+  headers: ReadonlyArray<readonly [string, string]>;
+  body: Uint8Array;
+  /** For CGI's REMOTE_ADDR / SERVER_NAME / SERVER_PORT; optional. */
+  remoteAddress?: string;
+  serverName?: string;
+  serverPort?: number;
+}
+
+/** How the program asked the cache to treat its response (SDK mode). */
+export interface CachePolicy {
+  /** Seconds; undefined leaves the decision to the cache's own policy. */
+  ttl?: number;
+  grace?: number;
+  keep?: number;
+  tags: string[];
+  uncacheable: boolean;
+}
+
+export interface SandboxResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Buffer;
+  cache: CachePolicy;
+  /** Lines the program logged (te_log, or stderr) during the request. */
+  logs: string[];
+  timing: { callUs: number; resetUs: number; dirtyPages: number };
+}
+
+export type ProgramMode = 'sdk' | 'cgi';
+
+export interface ProgramOptions {
+  mode: ProgramMode;
+  /** Guest memory in MiB (even). Default 64. */
+  memoryMiB?: number;
+  /** Wall-clock limit per request, ms. Default 1000. */
+  timeoutMs?: number;
+  /** Wall-clock limit for initialisation (main() up to wait_for_requests()), ms. Default 10000. */
+  initTimeoutMs?: number;
+  /** Largest response (body plus header bytes). Default 8 MiB. */
+  maxResponseBytes?: number;
+  /** Largest request (URL, headers and body, as laid out for the guest). Default 1 MiB. */
+  maxRequestBytes?: number;
+  /** Name the program sees as argv[0] (and CGI's SCRIPT_NAME basis). */
+  name?: string;
+  /** Environment for initialisation (SDK) or added to every request's (CGI). */
+  env?: string[];
+  allowRead?: readonly string[];
+}
+
+export const PROGRAM_DEFAULTS = {
+  memoryMiB: 64,
+  timeoutMs: 1000,
+  initTimeoutMs: 10_000,
+  maxResponseBytes: 8 * 1024 * 1024,
+  maxRequestBytes: 1024 * 1024,
+} as const;
