@@ -9,7 +9,7 @@ import type { SandboxRequest } from '../sandbox/types.ts';
 import { startFront, stripHopByHop } from '../server/front.ts';
 import { ProgramError } from '../vmm/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { addProgramOptions, loadProgram, positiveInt, type ProgramCliOptions, programOptions } from './program-options.ts';
+import { addProgramOptions, loadProgram, port, type ProgramCliOptions, programOptions } from './program-options.ts';
 
 interface DevOptions extends ProgramCliOptions {
   port: string;
@@ -104,7 +104,7 @@ export function register(program: Command): void {
       const loaded = loadProgram(kvm, path, programOptions(path, opts));
       const instance = loaded.instance();
       const log = (line: string): void => void process.stderr.write(`${line}\n`);
-      const front = await startFront(devHandler(loaded, instance, log), { host: opts.host, port: positiveInt('port', opts.port) });
+      const front = await startFront(devHandler(loaded, instance, log), { host: opts.host, port: port(opts.port) });
       const t = loaded.timing;
       log(`tinyedge dev: ${path} (${loaded.limits.mode}) booted in ${t.bootUs}µs, initialised in ${t.initUs}µs, snapshot in ${t.snapshotUs}µs`);
       log(`listening on ${front.url}`);

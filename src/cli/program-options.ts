@@ -32,6 +32,13 @@ export function positiveInt(name: string, value: string): number {
   return n;
 }
 
+/** A TCP port; 0 asks the system for a free one. */
+export function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ProgramError(`--port must be 0–65535 (got '${value}')`);
+  return n;
+}
+
 export function programOptions(path: string, opts: ProgramCliOptions): ProgramOptions {
   for (const kv of opts.env) if (!kv.includes('=')) throw new ProgramError(`--env wants KEY=VALUE (got '${kv}')`);
   const memoryMiB = positiveInt('memory', opts.memory);

@@ -9,7 +9,7 @@ const BIN = join(ROOT, 'bin/tinyedge.js');
 test('tinyedge --help lists every subcommand with a one-line description', () => {
   const out = execFileSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
   assert.match(out, /^Usage: tinyedge/m);
-  for (const sub of ['run']) assert.match(out, new RegExp(`^  ${sub}\\b.+\\S`, 'm'), `missing subcommand ${sub}`);
+  for (const sub of ['run', 'dev', 'bench', 'proxy']) assert.match(out, new RegExp(`^  ${sub}\\b.+\\S`, 'm'), `missing subcommand ${sub}`);
 });
 
 test('an unknown subcommand exits with status 2 and says what is wrong', () => {

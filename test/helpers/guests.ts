@@ -12,6 +12,7 @@ export type GuestVariant = 'glibc' | 'pie' | 'musl' | 'dynamic';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SOURCES = join(ROOT, 'test/guests');
+const SDK_HEADER = join(ROOT, 'guest/include/tinyedge.h');
 
 const COMPILERS: Record<GuestVariant, { cc: string; cxx?: string; flags: string[] }> = {
   glibc: { cc: 'gcc', cxx: 'g++', flags: ['-static', '-O2'] },
@@ -37,7 +38,8 @@ export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraF
   const suffix = extraFlags.join('').replace(/[^A-Za-z0-9]+/g, '_');
   const out = join(outDir, suffix ? `${name}${suffix}` : name);
   const stamp = `${out}.hash`;
-  const hash = createHash('sha256').update(readFileSync(source)).update(cc).update(args.join(' ')).digest('hex');
+  // The SDK header is part of every guest that includes it.
+  const hash = createHash('sha256').update(readFileSync(source)).update(readFileSync(SDK_HEADER)).update(cc).update(args.join(' ')).digest('hex');
   if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) return out;
   mkdirSync(outDir, { recursive: true });
   execFileSync(cc, [...args, out, source, '-I', join(ROOT, 'guest/include')], { stdio: ['ignore', 'inherit', 'inherit'] });

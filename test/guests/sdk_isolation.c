@@ -1,0 +1,49 @@
+/* SDK program for isolation tests: every request reports the state it found, then dirties it.
+ * If any request saw state left by an earlier one, "clean" would turn into "DIRTY". */
+#include <tinyedge.h>
+#include <stdint.h>
+
+static int global_counter;              /* .bss */
+static char data_word[16] = "pristine";  /* .data */
+static char *heap_block;                 /* allocated at init */
+static __thread int tls_counter;         /* thread-local storage */
+static volatile uintptr_t stack_probe;   /* address of a stack buffer seen at init */
+static char body[512];
+
+__attribute__((noinline)) static void deep_stack(int write) {
+    volatile char frame[8192];
+    stack_probe = (uintptr_t)frame;
+    if (write) for (int i = 0; i < 8192; i++) frame[i] = 'S';
+}
+
+static int stack_clean(void) {
+    /* The request's stack starts where the snapshot's did, so this reads the same bytes an earlier
+     * request's deep_stack() wrote: they must be gone. */
+    volatile char *p = (volatile char *)stack_probe;
+    for (int i = 0; i < 8192; i++) if (p[i] == 'S') return 0;
+    return 1;
+}
+
+static void on_request(const te_request *req) {
+    (void)req;
+    int heap_clean = 1;
+    for (int i = 0; i < 65536; i++) if (heap_block[i] != 0) { heap_clean = 0; break; }
+    int stack_ok = stack_clean();
+    int n = snprintf(body, sizeof body, "global=%d data=%s heap=%s tls=%d stack=%s\n", global_counter, data_word,
+                     heap_clean ? "clean" : "DIRTY", tls_counter, stack_ok ? "clean" : "DIRTY");
+    global_counter++;
+    tls_counter++;
+    memcpy(data_word, "CHANGED", 8);
+    memset(heap_block, 'H', 65536);
+    char *leak = malloc(1 << 20); /* never freed: the reset takes it back */
+    if (leak) memset(leak, 'L', 1 << 20);
+    deep_stack(1);
+    te_respond(200, "text/plain", body, (size_t)n);
+}
+
+int main(void) {
+    heap_block = calloc(1, 65536);
+    deep_stack(0);
+    te_on_request(on_request);
+    wait_for_requests();
+}
