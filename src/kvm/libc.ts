@@ -62,6 +62,20 @@ export function mmap(length: number, prot: number, flags: number, fd = -1, offse
   return { address, length, buffer: koffi.view(pointer, length) };
 }
 
+export const MAP_FIXED = 0x10;
+const mmapAt = libc.func('mmap', 'uint64_t', ['uint64_t', 'size_t', 'int', 'int', 'int', 'long']) as
+  (addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number) => bigint | number;
+
+/**
+ * Replaces the pages of `mapping` in place (MAP_FIXED): same addresses, so the ArrayBuffer that
+ * aliases them stays valid. Used to give a pooled guest-memory mapping new contents.
+ */
+export function remap(mapping: Mapping, prot: number, flags: number, fd = -1, offset = 0): void {
+  const at = mmapAt(mapping.address, mapping.length, prot, flags | MAP_FIXED, fd, offset);
+  // koffi returns a 64-bit integer as a number when it fits in 53 bits, as a bigint otherwise.
+  if (BigInt(at) !== mapping.address) throw new SysError('mmap(MAP_FIXED)', koffi.errno());
+}
+
 export function munmap(mapping: Mapping): void {
   check('munmap', munmapRaw(mapping.address, mapping.length));
 }

@@ -62,10 +62,26 @@ function setSegment(b: Buffer, at: number, s: { base?: number; limit: number; se
   b.writeUInt8(s.g, at + 20);
 }
 
-/** Configures `vcpu` for long mode. The caller points RIP at an `iretq` whose frame enters ring 3. */
-export function setupLongMode(kvm: Kvm, vcpu: Vcpu, features: CpuFeatures): void {
+/** Once per vCPU: the host's CPUID, XCR0, and the MSRs that aim `syscall` at the stub. */
+export function configureVcpu(kvm: Kvm, vcpu: Vcpu, features: CpuFeatures): void {
   vcpu.setCpuid(kvm.supportedCpuid());
+  vcpu.setXcr0(features.xcr0);
+  vcpu.setMsrs([
+    { index: MSR_STAR, value: (BigInt(USER_BASE_SELECTOR) << 48n) | (BigInt(KERNEL_CS) << 32n) },
+    { index: MSR_LSTAR, value: BigInt(SYSCALL_ENTRY) },
+    { index: MSR_CSTAR, value: 0n },
+    { index: MSR_SFMASK, value: BigInt(SFMASK) },
+    { index: MSR_FS_BASE, value: 0n },
+    { index: MSR_GS_BASE, value: 0n },
+    { index: MSR_KERNEL_GS_BASE, value: 0n },
+  ]);
+}
 
+/**
+ * Puts `vcpu` in long mode at ring 0 (segments, descriptor tables, control registers) for a boot.
+ * The caller points RIP at an `iretq` whose frame enters ring 3.
+ */
+export function enterLongMode(vcpu: Vcpu, features: CpuFeatures): void {
   const sregs = vcpu.getSregs();
   // The vCPU starts in ring 0 on an `iretq` into the program: entering ring 3 through iretq (rather
   // than by loading ring-3 segments here) is what makes PVM-style nested KVMs switch to user mode.
@@ -90,15 +106,5 @@ export function setupLongMode(kvm: Kvm, vcpu: Vcpu, features: CpuFeatures): void
   sregs.writeBigUInt64LE(BigInt(cr4), SREGS.cr4);
   sregs.writeBigUInt64LE(BigInt(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE), SREGS.efer);
   vcpu.setSregs(sregs);
-
-  vcpu.setXcr0(features.xcr0);
-  vcpu.setMsrs([
-    { index: MSR_STAR, value: (BigInt(USER_BASE_SELECTOR) << 48n) | (BigInt(KERNEL_CS) << 32n) },
-    { index: MSR_LSTAR, value: BigInt(SYSCALL_ENTRY) },
-    { index: MSR_CSTAR, value: 0n },
-    { index: MSR_SFMASK, value: BigInt(SFMASK) },
-    { index: MSR_FS_BASE, value: 0n },
-    { index: MSR_GS_BASE, value: 0n },
-    { index: MSR_KERNEL_GS_BASE, value: 0n },
-  ]);
+  vcpu.setMsrs([{ index: MSR_FS_BASE, value: 0n }, { index: MSR_GS_BASE, value: 0n }]);
 }

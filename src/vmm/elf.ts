@@ -73,6 +73,8 @@ function readSegments(file: Buffer): { type: number; entry: number; phoff: numbe
   return { type, entry, phoff, phnum, loads, phdrVaddr, interp };
 }
 
+const sameFlags = (a: PageFlags, b: PageFlags): boolean => a.write === b.write && a.exec === b.exec && a.user === b.user;
+
 /** Loads `file` into `mem`; returns where it landed. */
 export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedProgram {
   const elf = readSegments(file);
@@ -103,7 +105,15 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
       });
     }
   }
-  for (const [page, flags] of perms) mapPages(mem, layout, page, PAGE_SIZE, flags);
+  // Map runs of pages that share permissions with one call each.
+  const pages = [...perms.keys()].sort((a, b) => a - b);
+  for (let i = 0; i < pages.length;) {
+    const flags = perms.get(pages[i]!)!;
+    let j = i + 1;
+    while (j < pages.length && pages[j] === pages[j - 1]! + PAGE_SIZE && sameFlags(perms.get(pages[j]!)!, flags)) j++;
+    mapPages(mem, layout, pages[i]!, (j - i) * PAGE_SIZE, flags);
+    i = j;
+  }
 
   // AT_PHDR: PT_PHDR when present, otherwise the headers inside the segment that maps file offset phoff.
   let phdr = elf.phdrVaddr !== undefined ? elf.phdrVaddr + bias : 0;

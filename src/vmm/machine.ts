@@ -8,7 +8,8 @@ import type { Kvm } from '../kvm/kvm.ts';
 import type { Vcpu } from '../kvm/vcpu.ts';
 import type { Vm } from '../kvm/vm.ts';
 import { Arena } from './arena.ts';
-import { type CpuFeatures, hostCpuFeatures, INITIAL_RFLAGS, MSR_FS_BASE, setupLongMode } from './cpu.ts';
+import { enterLongMode, INITIAL_RFLAGS, MSR_FS_BASE } from './cpu.ts';
+import { acquireShell, cpuFeatures, destroyShell, releaseShell, type Shell } from './shell.ts';
 import { loadElf, type LoadedProgram } from './elf.ts';
 import { SandboxError } from './errors.ts';
 import { describeException, HAS_ERROR_CODE } from './faults.ts';
@@ -17,7 +18,8 @@ import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, ST
 import { GuestFault, GuestMemory } from './memory.ts';
 import { buildPageTables, KERNEL_RW, mapPages, STUB_RX, USER_RW } from './paging.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from './ports.ts';
-import { DirtyLog, type Snapshot } from './snapshot.ts';
+import type { DirtyLog } from './dirty-log.ts';
+import type { Snapshot } from './snapshot.ts';
 import { buildInitialStack } from './stack.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, stubCode, SYSCALL_ENTRY } from './stubs.ts';
 import type { Stdio, SyscallContext } from './syscalls/context.ts';
@@ -55,15 +57,8 @@ export interface PendingCall {
   trap?: { rsp: number; rflags: number };
 }
 
-const featureCache = new WeakMap<Kvm, CpuFeatures>();
 const OUT_INSN_SIZE = 2;
 const GP_VECTOR = 13;
-
-export function cpuFeatures(kvm: Kvm): CpuFeatures {
-  let features = featureCache.get(kvm);
-  if (!features) featureCache.set(kvm, (features = hostCpuFeatures(kvm)));
-  return features;
-}
 
 /**
  * True when an `out` exit came from the ring-0 stub at `stub` and not from ring-3 code using the
@@ -84,6 +79,9 @@ export class Machine implements SyscallContext {
   stdio: Stdio;
   hypercall: HypercallHandler = () => -ENOSYS;
   readonly dirtyLog: DirtyLog | undefined;
+  private readonly shell: Shell;
+  /** Set when KVM failed on this VM: its shell is destroyed, not reused. */
+  private broken = false;
   private exitResult: RunResult | undefined;
   private yielded = false;
   /** The door call the guest is stopped in, answered by `resume()`. */
@@ -100,33 +98,41 @@ export class Machine implements SyscallContext {
       throw new SandboxError('program', `guest memory must be an even number of MiB, at least 4 (got ${memoryMiB})`);
     }
     const layout = computeLayout(memoryMiB * MiB);
-    return new Machine(kvm, layout, new GuestMemory(layout.memorySize, 0, 0), options, (m) => m.writeGuest(elf), (m) => {
+    const shell = acquireShell(kvm, layout.memorySize, options.resettable ?? false);
+    return new Machine(shell, layout, true, options, (m) => m.writeGuest(elf), (m) => {
+      enterLongMode(m.vcpu, cpuFeatures(kvm));
       m.startAtEntry(options.argv, options.env);
     });
   }
 
   /** A new VM whose memory is a copy-on-write view of `snapshot`, stopped where it was taken. */
   static fromSnapshot(kvm: Kvm, snapshot: Snapshot, stdio: Stdio): Machine {
-    const mem = new GuestMemory(snapshot.layout.memorySize, snapshot.userStart, snapshot.userEnd, snapshot.privateMapping());
+    const shell = acquireShell(kvm, snapshot.layout.memorySize, true, snapshot.memfd);
     const options: MachineOptions = { memoryMiB: snapshot.layout.memorySize / MiB, argv: [], env: [], allowRead: snapshot.allowRead, stdio, resettable: true };
-    return new Machine(kvm, snapshot.layout, mem, options, () => snapshot.program, (m) => {
+    return new Machine(shell, snapshot.layout, false, options, (m) => {
+      m.mem.userStart = snapshot.userStart;
+      m.mem.userEnd = snapshot.userEnd;
+      return snapshot.program;
+    }, (m) => {
       m.vcpu.setSregs(snapshot.sregs);
       m.restoreFrom(snapshot, true);
     });
   }
 
-  /** `load` puts the program in memory and says where it is; `start` sets the vCPU going. */
-  private constructor(kvm: Kvm, layout: Layout, mem: GuestMemory, options: MachineOptions, load: (m: Machine) => LoadedProgram, start: (m: Machine) => void) {
+  /**
+   * Runs in `shell` (from the pool). `load` puts the program in memory and says where it is;
+   * `start` sets the vCPU going.
+   */
+  private constructor(shell: Shell, layout: Layout, anonymous: boolean, options: MachineOptions, load: (m: Machine) => LoadedProgram, start: (m: Machine) => void) {
+    this.shell = shell;
+    this.vm = shell.vm;
+    this.vcpu = shell.vcpu;
+    this.dirtyLog = shell.dirtyLog;
     this.layout = layout;
-    this.mem = mem;
+    this.mem = new GuestMemory(shell.mapping, anonymous, 0, 0);
     this.stdio = options.stdio;
     this.files = new FileTable(options.allowRead ?? []);
-    this.vm = kvm.createVm();
     try {
-      if (options.resettable) this.dirtyLog = new DirtyLog(this.vm, layout.memorySize);
-      this.vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, size: layout.memorySize, userspaceAddr: mem.hostAddress, logDirtyPages: options.resettable });
-      this.vcpu = this.vm.createVcpu(0);
-      setupLongMode(kvm, this.vcpu, cpuFeatures(kvm));
       this.program = load(this);
       this.arena = new Arena(this.program.end, layout.arenaEnd);
       start(this);
@@ -364,17 +370,16 @@ export class Machine implements SyscallContext {
       case K.KVM_EXIT_SHUTDOWN: return new SandboxError('fault', `guest CPU shut down (triple fault, ${rip})`);
       case K.KVM_EXIT_HLT: return new SandboxError('fault', `guest halted (${rip})`);
       case K.KVM_EXIT_MMIO: return new SandboxError('fault', `access outside guest memory (${rip})`);
-      case K.KVM_EXIT_FAIL_ENTRY: return new SandboxError('internal', `KVM could not enter the guest (reason 0x${this.vcpu.failEntryReason().toString(16)})`);
-      case K.KVM_EXIT_INTERNAL_ERROR: return new SandboxError('internal', `KVM internal error ${this.vcpu.internalSuberror()} (${rip})`);
-      default: return new SandboxError('internal', `unexpected KVM exit ${reason} (${rip})`);
+      case K.KVM_EXIT_FAIL_ENTRY: this.broken = true; return new SandboxError('internal', `KVM could not enter the guest (reason 0x${this.vcpu.failEntryReason().toString(16)})`);
+      case K.KVM_EXIT_INTERNAL_ERROR: this.broken = true; return new SandboxError('internal', `KVM internal error ${this.vcpu.internalSuberror()} (${rip})`);
+      default: this.broken = true; return new SandboxError('internal', `unexpected KVM exit ${reason} (${rip})`);
     }
   }
 
+  /** Ends the machine; its shell goes back to the pool unless KVM itself failed on it. */
   close(): void {
     this.files.closeAll();
-    this.dirtyLog?.close();
-    this.vcpu?.close();
-    this.vm.close();
-    this.mem.free();
+    if (this.broken) destroyShell(this.shell);
+    else releaseShell(this.shell);
   }
 }

@@ -2,7 +2,7 @@
 // hands the host goes through `user()` / `writable()` (the user-accessible range) before it is
 // touched. The host's own writes are recorded per page: KVM's dirty log sees only the guest's,
 // and a reset must undo both.
-import { type Mapping, madvise, MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE } from '../kvm/libc.ts';
+import { type Mapping, madvise, MADV_DONTNEED } from '../kvm/libc.ts';
 import { PAGE_SIZE } from './layout.ts';
 
 /** A guest pointer or length that does not lie inside guest memory the program may touch. */
@@ -19,19 +19,22 @@ export class GuestMemory {
   readonly view: DataView;
   /** One bit per page the host wrote since the last `takeHostDirty()`, in KVM's bitmap layout. */
   readonly hostDirty: Uint32Array;
+  readonly size: number;
   /** Anonymous memory reads back zeros after MADV_DONTNEED; a private file mapping would not. */
   private readonly anonymous: boolean;
 
   /**
-   * Fresh zeroed memory, or `backing` (e.g. a private mapping of a snapshot). `userStart` and
-   * `userEnd` bound the addresses a guest may pass to system calls.
+   * Guest memory in `mapping` (owned by the caller): `anonymous` when it reads back zeros after
+   * MADV_DONTNEED (not a private file mapping). `userStart` and `userEnd` bound the addresses a
+   * guest may pass to system calls.
    */
-  constructor(readonly size: number, public userStart: number, public userEnd: number, backing?: Mapping) {
-    this.anonymous = backing === undefined;
-    this.mapping = backing ?? mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  constructor(mapping: Mapping, anonymous: boolean, public userStart: number, public userEnd: number) {
+    this.anonymous = anonymous;
+    this.mapping = mapping;
+    this.size = mapping.length;
     this.bytes = new Uint8Array(this.mapping.buffer);
     this.view = new DataView(this.mapping.buffer);
-    this.hostDirty = new Uint32Array(Math.ceil(size / PAGE_SIZE / 32));
+    this.hostDirty = new Uint32Array(Math.ceil(this.size / PAGE_SIZE / 32));
   }
 
   /** Records that the host wrote [addr, addr+len). */
@@ -102,9 +105,5 @@ export class GuestMemory {
     if (this.anonymous && len >= 16 * PAGE_SIZE) madvise(this.mapping, addr, len, MADV_DONTNEED);
     else this.bytes.fill(0, addr, addr + len);
     this.markDirty(addr, len);
-  }
-
-  free(): void {
-    munmap(this.mapping);
   }
 }

@@ -54,10 +54,19 @@ function pteAddress(layout: Layout, addr: number): number {
 /** Maps [addr, addr+len) (page aligned) with `flags`, replacing what was there. */
 export function mapPages(mem: GuestMemory, layout: Layout, addr: number, len: number, flags: PageFlags): void {
   const low = P | A | D | (flags.write ? RW : 0) | (flags.user ? US : 0);
-  for (let page = addr; page < addr + len; page += PAGE_SIZE) {
-    writeEntry(mem, pteAddress(layout, page), page, low, !flags.exec);
+  const high = flags.exec ? 0 : NX_HIGH;
+  const first = pteAddress(layout, addr);
+  const count = len / PAGE_SIZE;
+  // Thousands of entries per boot: write 32-bit halves straight into an aligned view (guest
+  // memory is little-endian, like the host), not through DataView calls.
+  const words = new Uint32Array(mem.bytes.buffer, first, count * 2);
+  const firstPage = addr / PAGE_SIZE;
+  for (let i = 0; i < count; i++) {
+    const page = firstPage + i;
+    words[2 * i] = ((page % 0x10_0000) * PAGE_SIZE + low) >>> 0;
+    words[2 * i + 1] = Math.floor(page / 0x10_0000) | high;
   }
-  mem.markDirty(pteAddress(layout, addr), (len / PAGE_SIZE) * 8);
+  mem.markDirty(first, count * 8);
 }
 
 /** Marks [addr, addr+len) not present. */
