@@ -11,5 +11,5 @@ test('tinyedge bench reports the floor, call and reset percentiles, and load and
   assert.match(out, /^bare ring-3 exit \(floor\)\s+\d+\.\d$/m);
   for (const row of ['call', 'reset', 'call \\+ reset \\(wall\\)']) assert.match(out, new RegExp(`^${row}\\s+[\\d.]+\\s+[\\d.]+\\s+[\\d.]+\\s+[\\d.]+$`, 'm'));
   assert.match(out, /^load → init → snapshot → first response: [\d.]+ ms \(median\)$/m);
-  assert.match(out, /^new instance from the snapshot: [\d.]+ ms \(median of 10\)$/m);
+  assert.match(out, /^new instance from the snapshot: [\d.]+ ms \(median of 10, pooled VM\), [\d.]+ ms cold \(new VM\)$/m);
 });
