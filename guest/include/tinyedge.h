@@ -34,8 +34,17 @@ extern "C" {
 #define TE_ABI_VERSION 1
 
 /* Hypercall numbers. */
-#define TE_CALL_WAIT 1   /* rdi = response (or 0 the first time) -> rax = next request */
-#define TE_CALL_LOG  2   /* rdi = text, rsi = length -> 0 */
+#define TE_CALL_WAIT      1  /* rdi = response (or 0 the first time) -> rax = next request */
+#define TE_CALL_LOG       2  /* rdi = text, rsi = length -> 0 */
+#define TE_CALL_FETCH     3  /* rdi = te_fetch -> HTTP status, or -errno */
+#define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -ENOENT */
+#define TE_CALL_KV_SET    5  /* rdi = te_kv -> 0, or -ENOSPC over the tenant's quota */
+#define TE_CALL_KV_DELETE 6  /* rdi = te_kv -> 0, or -ENOENT */
+
+/* Why the program is called (te_request.phase). */
+#define TE_PHASE_GENERATE 0  /* produce the response (the backend of a route) */
+#define TE_PHASE_RECV     1  /* before cache lookup: may rewrite, pass, or answer (synthetic) */
+#define TE_PHASE_DELIVER  2  /* before delivery: may set response headers */
 
 typedef struct { const char *ptr; uint64_t len; } te_str;
 typedef struct { te_str name; te_str value; } te_header;
@@ -51,10 +60,17 @@ typedef struct {
     te_str body;
     const te_header *headers;
     uint8_t random[32]; /* fresh entropy for this request */
+    uint32_t phase;     /* TE_PHASE_* */
+    uint32_t resp_status;        /* deliver phase: the response about to be delivered */
+    uint32_t resp_header_count;
+    uint32_t reserved;
+    const te_header *resp_headers;
 } te_request;
 
-#define TE_RESPONDED   1u
+#define TE_RESPONDED   1u  /* a response (generate), or a synthetic answer (recv) */
 #define TE_UNCACHEABLE 2u
+#define TE_PASS        4u  /* recv: send to the backend, bypassing the cache */
+#define TE_REWRITE_URL 8u  /* recv: look up / fetch te_response.url instead */
 
 /* Filled by the program (through the functions below) and read by the host after the handler. */
 typedef struct {
@@ -68,7 +84,31 @@ typedef struct {
     int64_t grace_ms;
     int64_t keep_ms;
     te_str tags;       /* space-separated cache tags */
+    te_str url;        /* recv: the new URL with TE_REWRITE_URL */
 } te_response;
+
+/* A sub-request to one of the tenant's origins (te_fetch_origin). */
+typedef struct {
+    te_str origin;      /* origin name from the tenant's config ("" = default) */
+    te_str method;
+    te_str url;         /* path and query */
+    const te_header *headers;
+    uint64_t header_count;
+    te_str body;
+    char *resp_body;    /* buffer for the response body */
+    uint64_t resp_body_cap;
+    uint64_t resp_body_len;   /* written by the host: the full length (may exceed the cap) */
+    char *resp_headers;       /* buffer for response headers as "name: value\n" lines */
+    uint64_t resp_headers_cap;
+    uint64_t resp_headers_len;
+} te_fetch;
+
+/* A key-value operation on the tenant's store (survives resets and requests). */
+typedef struct {
+    te_str key;
+    char *value;        /* get: buffer; set: the value */
+    uint64_t value_cap; /* get: buffer size; set: value length */
+} te_kv;
 
 typedef void (*te_handler)(const te_request *req);
 
@@ -169,6 +209,59 @@ static inline void te_cache(double ttl, double grace, double keep) {
 static inline void te_cache_tags(const char *tags) { te__response.tags.ptr = tags; te__response.tags.len = strlen(tags); }
 
 static inline void te_uncacheable(void) { te__response.flags |= TE_UNCACHEABLE; }
+
+/* --- hooks (recv / deliver phases) ------------------------------------------------------------ */
+
+/* recv: bypass the cache for this request. */
+static inline void te_recv_pass(void) { te__response.flags |= TE_PASS; }
+
+/* recv: continue with another URL (path and query); the string must stay valid until return. */
+static inline void te_recv_rewrite_url(const char *url) {
+    te__response.flags |= TE_REWRITE_URL;
+    te__response.url.ptr = url;
+    te__response.url.len = strlen(url);
+}
+
+/* recv: set (replace) a request header; deliver: set (replace) a response header.
+ * An empty value removes the header. */
+static inline int te_set_header(const char *name, const char *value) { return te_header_add(name, value); }
+
+/* --- host calls: origins and the key-value store ---------------------------------------------- */
+
+/* Fetches `url` from the tenant's origin `origin` (NULL = default) with GET. The body goes into
+ * `buf` (at most `cap` bytes); returns the HTTP status (and *len = full body length), or -errno. */
+static inline int te_fetch_origin(const char *origin, const char *url, char *buf, size_t cap, size_t *len) {
+    te_fetch f;
+    memset(&f, 0, sizeof f);
+    f.origin.ptr = origin ? origin : ""; f.origin.len = origin ? strlen(origin) : 0;
+    f.method.ptr = "GET"; f.method.len = 3;
+    f.url.ptr = url; f.url.len = strlen(url);
+    f.resp_body = buf; f.resp_body_cap = cap;
+    long status = te__hypercall(TE_CALL_FETCH, (long)&f, 0);
+    if (len) *len = (size_t)f.resp_body_len;
+    return (int)status;
+}
+
+/* Full control: fill a te_fetch yourself. */
+static inline int te_fetch_call(te_fetch *f) { return (int)te__hypercall(TE_CALL_FETCH, (long)f, 0); }
+
+/* Reads `key` into buf; returns the value's full length (which may exceed cap), or -1 when absent. */
+static inline long te_kv_get(const char *key, char *buf, size_t cap) {
+    te_kv kv = { { key, strlen(key) }, buf, cap };
+    long n = te__hypercall(TE_CALL_KV_GET, (long)&kv, 0);
+    return n < 0 ? -1 : n;
+}
+
+/* Stores `len` bytes under `key`; returns 0, or -1 over the tenant's quota. */
+static inline int te_kv_set(const char *key, const void *value, size_t len) {
+    te_kv kv = { { key, strlen(key) }, (char *)value, len };
+    return te__hypercall(TE_CALL_KV_SET, (long)&kv, 0) < 0 ? -1 : 0;
+}
+
+static inline int te_kv_delete(const char *key) {
+    te_kv kv = { { key, strlen(key) }, NULL, 0 };
+    return te__hypercall(TE_CALL_KV_DELETE, (long)&kv, 0) < 0 ? -1 : 0;
+}
 
 /* --- logging ---------------------------------------------------------------------------------- */
 

@@ -6,10 +6,11 @@ import { performance } from 'node:perf_hooks';
 import type { Kvm } from '../kvm/kvm.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { pageAlignUp } from '../vmm/layout.ts';
-import { Machine } from '../vmm/machine.ts';
+import { Machine, type RunResult } from '../vmm/machine.ts';
+import { GuestFault } from '../vmm/memory.ts';
 import { Snapshot } from '../vmm/snapshot.ts';
 import { ENOSYS } from '../vmm/syscalls/errno.ts';
-import { CALL_LOG, CALL_WAIT, readLogLine, readResponse, writeRequest } from './abi.ts';
+import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import { CaptureStdio } from './stdio.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
@@ -98,6 +99,19 @@ export class Program {
 
 /** Per-request entropy comes from a pool refilled 4 KiB at a time: one CSPRNG call per 128 requests. */
 const entropy = { pool: new Uint8Array(4096), used: 4096 };
+/** Awaits `promise`, or fails with a timeout at `deadline` (a performance.now() time). */
+async function withDeadline<T>(promise: Promise<T>, deadline: number, limitMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SandboxError('timeout', `program ran past its ${limitMs} ms time limit (waiting on a host call)`)), Math.max(0, deadline - performance.now()));
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function freshRandom(): Uint8Array {
   if (entropy.used + 32 > entropy.pool.length) {
     randomFillSync(entropy.pool);
@@ -108,56 +122,189 @@ function freshRandom(): Uint8Array {
   return out;
 }
 
+/** Host services a program may call during a request (SDK hypercalls); all optional. */
+export interface HostCalls {
+  fetch?(call: Omit<FetchCall, 'at'>): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }>;
+  kvGet?(key: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  /** Returns false when the tenant's quota would be exceeded. */
+  kvSet?(key: string, value: Uint8Array): Promise<boolean> | boolean;
+  kvDelete?(key: string): Promise<boolean> | boolean;
+}
+
+export interface CallOptions {
+  phase?: Phase;
+  /** deliver phase: the response about to be delivered. */
+  response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
+  host?: HostCalls;
+}
+
+export type CallResult = SandboxResponse & { recv?: RecvDirective };
+
+/** A host call the guest is waiting on: the promise, and how to turn its outcome into RAX. */
+interface PendingHostCall {
+  promise: Promise<unknown>;
+  complete(value: unknown): number;
+}
+
+const EIO = 5, EFAULT = 14, EINVAL = 22, ENOENT = 2, ENOSPC = 28;
+
 export class Instance {
+  private pending: PendingHostCall | undefined;
+  /** Where the program's te_response is (RDI of its last WAIT). */
+  private responseAt = 0;
+
   constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {}
 
   /**
-   * Runs one request and returns the response, or throws a SandboxError (timeout, fault,
-   * out-of-memory, bad-response). Either way the instance is reset and ready for the next one.
+   * Runs one request synchronously (host calls answer -ENOSYS) and returns the response, or
+   * throws a SandboxError (timeout, fault, out-of-memory, bad-response). Either way the instance
+   * is reset and ready for the next one.
    */
   handle(req: SandboxRequest): SandboxResponse {
-    const { limits } = this.program;
-    const logs: string[] = [];
     const t0 = performance.now();
-    let failed = false;
+    const logs: string[] = [];
     try {
-      const result = limits.mode === 'sdk' ? this.callSdk(req, logs) : this.callCgi(req, logs);
-      const t1 = performance.now();
-      const dirtyPages = this.reset(false);
-      return { ...result, logs, timing: { callUs: us(t1 - t0), resetUs: us(performance.now() - t1), dirtyPages } };
+      const result = this.program.limits.mode === 'sdk' ? this.finishSdk(this.startSdk(req, logs, {}), logs, t0 + this.program.limits.timeoutMs, 'generate') : this.callCgi(req, logs);
+      return this.done(result, logs, t0);
     } catch (err) {
-      failed = true;
+      this.reset(true);
       throw err;
-    } finally {
-      if (failed) this.reset(true);
     }
   }
 
-  private callSdk(req: SandboxRequest, logs: string[]): Omit<SandboxResponse, 'logs' | 'timing'> {
+  /**
+   * Runs one request, awaiting the host calls the program makes (sub-requests, key-value store);
+   * other instances on this thread run meanwhile. Same failures and reset as `handle`.
+   */
+  async call(req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
+    const t0 = performance.now();
+    const logs: string[] = [];
+    const { limits } = this.program;
+    const deadline = t0 + limits.timeoutMs;
+    try {
+      if (limits.mode === 'cgi') return this.done(this.callCgi(req, logs), logs, t0);
+      const phase = options.phase ?? 'generate';
+      const stdio = this.startSdk(req, logs, options);
+      for (;;) {
+        const result = this.runUntil(deadline);
+        const pending = this.pending;
+        if (result.kind === 'yield' && pending) {
+          this.pending = undefined;
+          const value = await withDeadline(pending.promise, deadline, limits.timeoutMs);
+          this.machine.resume(pending.complete(value));
+          continue;
+        }
+        return this.done(this.decodeSdk(result, stdio, logs, phase), logs, t0);
+      }
+    } catch (err) {
+      this.pending = undefined;
+      this.reset(true);
+      throw err;
+    }
+  }
+
+  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(result: T, logs: string[], t0: number): T & Pick<SandboxResponse, 'logs' | 'timing'> {
+    const t1 = performance.now();
+    const dirtyPages = this.reset(false);
+    return { ...result, logs, timing: { callUs: us(t1 - t0), resetUs: us(performance.now() - t1), dirtyPages } };
+  }
+
+  /** Runs the guest until `deadline`; a timeout names the program's limit, not what was left of it. */
+  private runUntil(deadline: number): RunResult {
+    const limit = this.program.limits.timeoutMs;
+    const left = deadline - performance.now();
+    try {
+      if (left <= 0) throw new SandboxError('timeout', '');
+      return this.machine.run(left);
+    } catch (err) {
+      if (err instanceof SandboxError && err.kind === 'timeout') throw new SandboxError('timeout', `program ran past its ${limit} ms time limit`);
+      throw err;
+    }
+  }
+
+  /** Writes the request into the guest and arms the hypercalls; the guest resumes at its WAIT. */
+  private startSdk(req: SandboxRequest, logs: string[], options: CallOptions): CaptureStdio {
     const { limits, requestRegion } = this.program;
     const m = this.machine;
     const stdio = new CaptureStdio(64 * 1024);
     m.stdio = stdio;
-    const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom());
-    let response = 0;
+    const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom(), options.phase, options.response);
+    const host = options.host;
     m.hypercall = (mm, call) => {
-      if (call === CALL_LOG) {
-        if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, mm.vcpu.reg(40), mm.vcpu.reg(32)));
-        return 0;
+      const arg = mm.vcpu.reg(40);
+      switch (call) {
+        case CALL_WAIT:
+          this.responseAt = arg;
+          mm.yield();
+          return 0;
+        case CALL_LOG:
+          if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, arg, mm.vcpu.reg(32)));
+          return 0;
+        default:
+          return this.hostCall(mm, call, arg, host);
       }
-      if (call === CALL_WAIT) {
-        response = mm.vcpu.reg(40);
-        mm.yield();
-        return 0;
-      }
-      return -ENOSYS;
     };
     m.resume(addr);
-    const result = m.run(limits.timeoutMs);
+    return stdio;
+  }
+
+  /** Starts a host call: answers at once when impossible, else leaves it pending and yields. */
+  private hostCall(m: Machine, call: number, arg: number, host: HostCalls | undefined): number {
+    try {
+      let pending: PendingHostCall | undefined;
+      if (call === CALL_FETCH && host?.fetch) {
+        const f = readFetch(m.mem, arg);
+        pending = {
+          promise: host.fetch({ origin: f.origin, method: f.method, url: f.url, headers: f.headers, body: f.body }),
+          complete: (r) => {
+            if (r instanceof Error) return -EIO;
+            const res = r as Awaited<ReturnType<NonNullable<HostCalls['fetch']>>>;
+            writeFetchResult(m.mem, f.at, res.body, res.headers);
+            return res.status;
+          },
+        };
+      } else if (call === CALL_KV_GET && host?.kvGet) {
+        const kv = readKv(m.mem, arg);
+        pending = {
+          promise: Promise.resolve(host.kvGet(kv.key)),
+          complete: (v) => {
+            if (v instanceof Error) return -EIO;
+            if (v === undefined) return -ENOENT;
+            const value = v as Uint8Array;
+            const n = Math.min(value.length, kv.valueLen);
+            if (n > 0) m.mem.writable(kv.valueAt, n).set(value.subarray(0, n));
+            return value.length;
+          },
+        };
+      } else if (call === CALL_KV_SET && host?.kvSet) {
+        const kv = readKv(m.mem, arg);
+        const value = Uint8Array.from(m.mem.user(kv.valueAt, kv.valueLen));
+        pending = { promise: Promise.resolve(host.kvSet(kv.key, value)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOSPC) };
+      } else if (call === CALL_KV_DELETE && host?.kvDelete) {
+        const kv = readKv(m.mem, arg);
+        pending = { promise: Promise.resolve(host.kvDelete(kv.key)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOENT) };
+      }
+      if (!pending) return -ENOSYS;
+      // A rejected host call reaches the guest as -EIO, never as a host exception.
+      pending.promise = pending.promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+      this.pending = pending;
+      m.yield();
+      return 0;
+    } catch (err) {
+      if (err instanceof GuestFault) return -EFAULT;
+      if (err instanceof SandboxError) return -EINVAL;
+      throw err;
+    }
+  }
+
+  private finishSdk(stdio: CaptureStdio, logs: string[], deadline: number, phase: Phase): DecodedResponse {
+    return this.decodeSdk(this.runUntil(deadline), stdio, logs, phase);
+  }
+
+  private decodeSdk(result: RunResult, stdio: CaptureStdio, logs: string[], phase: Phase): DecodedResponse {
     logs.push(...stdio.lines());
     if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status} during a request`);
-    const decoded = readResponse(m.mem, response, limits.maxResponseBytes);
-    return decoded;
+    return readResponse(this.machine.mem, this.responseAt, this.program.limits.maxResponseBytes, phase);
   }
 
   private callCgi(req: SandboxRequest, logs: string[]): Omit<SandboxResponse, 'logs' | 'timing'> {

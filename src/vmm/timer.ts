@@ -19,6 +19,8 @@ export const TIMEOUT_SIGNAL = 'SIGUSR2';
 const SIGUSR2 = 12;
 /** After the deadline the timer fires again at this period, in case a signal landed between runs. */
 const REFIRE_MS = 5;
+/** A timer left armed between runs is stopped after the thread has been idle this long. */
+const IDLE_DISARM_MS = 20;
 
 let handlerInstalled = false;
 
@@ -65,14 +67,37 @@ export class ThreadTimer {
     this.firesAt = deadline;
   }
 
-  /** After a run: a timer that already fired would keep re-firing, so stop it. */
+  /**
+   * After a run. A timer that already fired would keep re-firing: stop it now. One still pending
+   * is left armed for the next run, and stopped once the thread has been idle a moment — a signal
+   * arriving while the process or worker exits would kill it.
+   */
   settle(): void {
-    if (this.firesAt !== 0 && this.firesAt <= performance.now()) {
-      this.spec.fill(0);
-      check('timer_settime', timerSettime(this.id, 0, this.spec, null));
-      this.firesAt = 0;
+    if (this.firesAt === 0) return;
+    if (this.firesAt <= performance.now()) {
+      this.disarm();
+      return;
+    }
+    this.lastRunEnd = performance.now();
+    if (!this.idleCheck) {
+      this.idleCheck = setTimeout(() => {
+        this.idleCheck = undefined;
+        if (performance.now() - this.lastRunEnd >= IDLE_DISARM_MS * 0.9) this.disarm();
+        else this.settle();
+      }, IDLE_DISARM_MS);
+      this.idleCheck.unref();
     }
   }
+
+  disarm(): void {
+    if (this.firesAt === 0) return;
+    this.spec.fill(0);
+    check('timer_settime', timerSettime(this.id, 0, this.spec, null));
+    this.firesAt = 0;
+  }
+
+  private lastRunEnd = 0;
+  private idleCheck: ReturnType<typeof setTimeout> | undefined;
 
   /** Fires after `ms`, then every few milliseconds until re-armed or settled. */
   private arm(ms: number): void {
@@ -83,8 +108,12 @@ export class ThreadTimer {
 }
 
 let threadTimer: ThreadTimer | undefined;
-/** The calling thread's timer (module state is per thread in Node). */
+/** The calling thread's timer (module state is per thread in Node); disarmed when the thread exits. */
 export function threadTimerInstance(): ThreadTimer {
-  threadTimer ??= new ThreadTimer();
+  if (!threadTimer) {
+    const timer = new ThreadTimer();
+    process.once('exit', () => timer.disarm());
+    threadTimer = timer;
+  }
   return threadTimer;
 }
