@@ -1,0 +1,223 @@
+// The HTTP thread's side of the VM workers: starts the worker threads, loads programs on all of
+// them, and runs requests on an instance slot, waiting for a free slot up to a bound. Each
+// program has `concurrency` slots spread over the workers; a slot is one instance (one VM).
+import { Worker } from 'node:worker_threads';
+import type { Phase } from '../sandbox/abi.ts';
+import type { CallResult, HostCalls, LoadTiming } from '../sandbox/program.ts';
+import type { ProgramOptions, SandboxRequest } from '../sandbox/types.ts';
+import { SandboxError } from '../vmm/errors.ts';
+import { installTimeoutSignalHandler } from '../vmm/timer.ts';
+import type { FromWorker, ToWorker } from './vm-protocol.ts';
+
+/** No instance became free within the program's queue timeout. */
+export class QueueFullError extends Error {
+  constructor(readonly program: string, waitedMs: number) {
+    super(`all instances of program ${program} are busy (waited ${waitedMs} ms)`);
+    this.name = 'QueueFullError';
+  }
+}
+
+export interface PoolProgramOptions extends ProgramOptions {
+  /** Instances (concurrent requests) across all workers. */
+  concurrency: number;
+  /** How long a request may wait for a free instance before 503. */
+  queueTimeoutMs: number;
+}
+
+interface Pending {
+  worker: Worker;
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  host?: HostCalls;
+}
+
+interface Slots {
+  key: string;
+  options: PoolProgramOptions;
+  free: number[];
+  waiting: Array<{ resolve(slot: number): void; timer: ReturnType<typeof setTimeout> }>;
+  inflight: number;
+}
+
+export interface CallOptions {
+  phase?: Phase;
+  response?: { status: number; headers: Array<[string, string]> };
+  host?: HostCalls;
+}
+
+/** A plain-JS entry that registers tsx in the worker before loading vm-worker.ts. */
+const workerUrl = new URL('./vm-worker.mjs', import.meta.url);
+
+export class VmWorkers {
+  private readonly workers: Worker[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly programs = new Map<string, Slots>();
+  private nextId = 1;
+  private closed = false;
+
+  private constructor() {}
+
+  /** Starts `count` worker threads and waits until each is ready. */
+  static async start(count: number): Promise<VmWorkers> {
+    installTimeoutSignalHandler();
+    const pool = new VmWorkers();
+    await Promise.all(Array.from({ length: Math.max(1, count) }, () => pool.spawn()));
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private spawn(): Promise<void> {
+    const worker = new Worker(workerUrl);
+    this.workers.push(worker);
+    return new Promise((resolve, reject) => {
+      worker.once('error', reject);
+      worker.on('message', (msg: FromWorker) => {
+        if (msg.type === 'ready') {
+          worker.off('error', reject);
+          worker.on('error', (err) => this.workerDied(worker, err));
+          resolve();
+          return;
+        }
+        this.onMessage(worker, msg);
+      });
+      worker.on('exit', (code) => {
+        if (!this.closed) this.workerDied(worker, new Error(`VM worker exited with code ${code}`));
+      });
+    });
+  }
+
+  /** A worker that died takes its in-flight requests with it; they fail rather than hang. */
+  private workerDied(worker: Worker, err: Error): void {
+    process.stderr.write(`tinyedge: VM worker failed: ${err.message}\n`);
+    for (const [id, p] of this.pending) {
+      if (p.worker !== worker) continue;
+      this.pending.delete(id);
+      p.reject(new SandboxError('internal', `VM worker failed: ${err.message}`));
+    }
+  }
+
+  private onMessage(worker: Worker, msg: FromWorker): void {
+    if (msg.type === 'host') {
+      void this.answerHost(worker, msg);
+      return;
+    }
+    if (msg.type === 'ready') return;
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    if (msg.type === 'failed') p.reject(new SandboxError(msg.kind, msg.message));
+    else if (msg.type === 'loaded') p.resolve({ timing: msg.timing, snapshotPages: msg.snapshotPages });
+    else if (msg.type === 'result') p.resolve({ ...msg.result, body: Buffer.from(msg.result.body.buffer, msg.result.body.byteOffset, msg.result.body.length) });
+  }
+
+  private async answerHost(worker: Worker, msg: Extract<FromWorker, { type: 'host' }>): Promise<void> {
+    const host = this.pending.get(msg.id)?.host;
+    const post = (m: ToWorker): void => worker.postMessage(m);
+    try {
+      const fn = host?.[msg.op] as ((...args: unknown[]) => unknown) | undefined;
+      if (!fn) throw new Error(`host call ${msg.op} is not available`);
+      post({ type: 'hostResult', callId: msg.callId, ok: true, value: await fn(...msg.args) });
+    } catch (err) {
+      post({ type: 'hostResult', callId: msg.callId, ok: false, message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private request<T>(worker: Worker, msg: ToWorker, transfer: ArrayBuffer[] = [], host?: HostCalls): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set((msg as { id: number }).id, { worker, resolve: resolve as (v: unknown) => void, reject, host });
+      worker.postMessage(msg, transfer);
+    });
+  }
+
+  /**
+   * Loads `elf` as program `key` on every worker (each boots, initialises and snapshots its own
+   * copy). Resolves with the first worker's timing; fails, changing nothing, if any worker fails.
+   */
+  async load(key: string, elf: Buffer, options: PoolProgramOptions): Promise<{ timing: LoadTiming; snapshotPages: number }> {
+    if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
+    const results = await Promise.allSettled(this.workers.map((w) => {
+      const copy = elf.buffer.slice(elf.byteOffset, elf.byteOffset + elf.length) as ArrayBuffer;
+      return this.request<{ timing: LoadTiming; snapshotPages: number }>(w, { type: 'load', id: this.nextId++, key, elf: copy, options: stripPool(options) }, [copy]);
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      for (const w of this.workers) w.postMessage({ type: 'unload', key } satisfies ToWorker);
+      throw failed.reason;
+    }
+    const concurrency = Math.max(1, options.concurrency);
+    this.programs.set(key, { key, options, free: Array.from({ length: concurrency }, (_, i) => i), waiting: [], inflight: 0 });
+    return (results[0] as PromiseFulfilledResult<{ timing: LoadTiming; snapshotPages: number }>).value;
+  }
+
+  /** Stops routing to `key`; its VMs are closed once their in-flight requests end. */
+  unload(key: string): void {
+    const slots = this.programs.get(key);
+    this.programs.delete(key);
+    if (slots) for (const w of slots.waiting) clearTimeout(w.timer);
+    for (const w of this.workers) w.postMessage({ type: 'unload', key } satisfies ToWorker);
+  }
+
+  has(key: string): boolean {
+    return this.programs.has(key);
+  }
+
+  inflight(key: string): number {
+    return this.programs.get(key)?.inflight ?? 0;
+  }
+
+  /** Runs `req` on a free instance of `key`; throws QueueFullError after the queue timeout. */
+  async call(key: string, req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
+    const slots = this.programs.get(key);
+    if (!slots) throw new SandboxError('internal', `program ${key} is not loaded`);
+    const slot = await this.acquire(slots);
+    slots.inflight++;
+    try {
+      const worker = this.workers[slot % this.workers.length]!;
+      const id = this.nextId++;
+      const body = req.body.length > 0 ? (req.body.buffer.slice(req.body.byteOffset, req.body.byteOffset + req.body.length) as ArrayBuffer) : undefined;
+      const msg: ToWorker = { type: 'call', id, key, slot, req: { ...req, body: body ? new Uint8Array(body) : new Uint8Array(0) }, phase: options.phase, response: options.response };
+      return await this.request<CallResult>(worker, msg, body ? [body] : [], options.host);
+    } finally {
+      slots.inflight--;
+      this.releaseSlot(slots, slot);
+    }
+  }
+
+  private acquire(slots: Slots): Promise<number> {
+    const slot = slots.free.pop();
+    if (slot !== undefined) return Promise.resolve(slot);
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          slots.waiting.splice(slots.waiting.indexOf(waiter), 1);
+          reject(new QueueFullError(slots.key, Date.now() - started));
+        }, slots.options.queueTimeoutMs),
+      };
+      slots.waiting.push(waiter);
+    });
+  }
+
+  private releaseSlot(slots: Slots, slot: number): void {
+    const next = slots.waiting.shift();
+    if (next) {
+      clearTimeout(next.timer);
+      next.resolve(slot);
+    } else slots.free.push(slot);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** What the worker needs of the options (the pool's own fields stay here). */
+function stripPool(options: PoolProgramOptions): ProgramOptions {
+  const { concurrency: _c, queueTimeoutMs: _q, ...rest } = options;
+  return rest;
+}
