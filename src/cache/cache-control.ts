@@ -1,0 +1,88 @@
+// Cache-Control parsing (RFC 9111 §5.2): one pass over the field value into a plain record, for
+// requests and responses alike. Unknown directives are ignored, as §5.2.3 requires.
+
+/** Directives tinyedge acts on. Times are in seconds; absent means "not present". */
+export interface CacheControl {
+  noStore: boolean;
+  /** `no-cache`: true when unqualified, or the list of field names it qualifies. */
+  noCache: true | string[] | null;
+  /** `private`: true when unqualified, or the field names it qualifies. */
+  private: true | string[] | null;
+  public: boolean;
+  mustRevalidate: boolean;
+  proxyRevalidate: boolean;
+  onlyIfCached: boolean;
+  maxAge?: number;
+  sMaxage?: number;
+  /** Request `max-stale`: Infinity when given without a value. */
+  maxStale?: number;
+  minFresh?: number;
+  staleWhileRevalidate?: number;
+  staleIfError?: number;
+}
+
+export const EMPTY_CACHE_CONTROL: Readonly<CacheControl> = Object.freeze({
+  noStore: false, noCache: null, private: null, public: false, mustRevalidate: false,
+  proxyRevalidate: false, onlyIfCached: false,
+});
+
+/**
+ * delta-seconds (RFC 9111 §1.2.2): digits only; too-large values saturate at 2^31. Invalid values
+ * give 0, which makes a max-age response stale rather than fresh forever (§4.2.1 prefers stale).
+ */
+function deltaSeconds(v: string | undefined): number {
+  if (v === undefined || !/^\d+$/.test(v)) return 0;
+  const n = Number(v);
+  return n > 2147483648 ? 2147483648 : n;
+}
+
+function fieldNames(v: string | undefined): true | string[] {
+  if (v === undefined) return true;
+  const names = v.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  return names.length > 0 ? names : true;
+}
+
+/** Splits on commas that are outside quoted strings (no-cache="a, b" is one directive). */
+function splitDirectives(value: string): string[] {
+  if (!value.includes('"')) return value.split(',');
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i] as string;
+    if (c === '"') quoted = !quoted;
+    else if (c === '\\' && quoted) { cur += c + (value[i + 1] ?? ''); i++; continue; }
+    if (c === ',' && !quoted) { out.push(cur); cur = ''; } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Parses one (possibly comma-joined) Cache-Control value. The first occurrence of a directive wins. */
+export function parseCacheControl(value: string | undefined): CacheControl {
+  const cc: CacheControl = { ...EMPTY_CACHE_CONTROL };
+  if (value === undefined || value === '') return cc;
+  for (const part of splitDirectives(value)) {
+    const eq = part.indexOf('=');
+    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    let arg: string | undefined = eq < 0 ? undefined : part.slice(eq + 1).trim();
+    if (arg !== undefined && arg.length >= 2 && arg.startsWith('"') && arg.endsWith('"')) arg = arg.slice(1, -1);
+    switch (name) {
+      case 'no-store': cc.noStore = true; break;
+      case 'no-cache': cc.noCache ??= fieldNames(arg); break;
+      case 'private': cc.private ??= fieldNames(arg); break;
+      case 'public': cc.public = true; break;
+      case 'must-revalidate': cc.mustRevalidate = true; break;
+      case 'proxy-revalidate': cc.proxyRevalidate = true; break;
+      case 'only-if-cached': cc.onlyIfCached = true; break;
+      case 'max-age': cc.maxAge ??= deltaSeconds(arg); break;
+      case 's-maxage': cc.sMaxage ??= deltaSeconds(arg); break;
+      case 'max-stale': cc.maxStale ??= arg === undefined ? Infinity : deltaSeconds(arg); break;
+      case 'min-fresh': cc.minFresh ??= deltaSeconds(arg); break;
+      case 'stale-while-revalidate': cc.staleWhileRevalidate ??= deltaSeconds(arg); break;
+      case 'stale-if-error': cc.staleIfError ??= deltaSeconds(arg); break;
+      default: break;
+    }
+  }
+  return cc;
+}

@@ -1,0 +1,182 @@
+// The cache engine's public face: builds storage, origin client and bans from options, exposes the
+// request handler the HTTP front calls, and the invalidation and statistics API an admin uses.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Coalescer } from './coalesce.ts';
+import type { CacheHooks, CacheStats, Counters, EngineParts } from './context.ts';
+import { handleRequest } from './fsm.ts';
+import { BanList } from './invalidation.ts';
+import { Origin, type Backend, type OriginOptions } from './origin.ts';
+import { expired, type PolicyConfig } from './policy.ts';
+import { Storage, type Namespace } from './storage.ts';
+
+export interface CacheOptions {
+  /** Where misses go: a ready Backend, or options for an HTTP origin (then owned and closed by the cache). */
+  backend?: Backend;
+  origin?: string | OriginOptions;
+  /** Shared storage (multi-tenant); by default the cache makes its own of `memoryBytes`. */
+  storage?: Storage;
+  /** Byte budget of the cache's own storage (default 256 MiB). */
+  memoryBytes?: number;
+  /** Namespace in the storage (one per tenant) and its quota. */
+  namespace?: string;
+  namespaceMaxBytes?: number;
+  /** Largest body stored; larger ones stream through uncached (default 16 MiB, capped by the budget). */
+  maxObjectBytes?: number;
+  /** Grace when the response has no stale-while-revalidate (default 10 s). */
+  defaultGraceSec?: number;
+  /** Keep for objects with a validator (default 60 s). */
+  defaultKeepSec?: number;
+  /** Cap of heuristic freshness (default 1 day). */
+  heuristicCapSec?: number;
+  /** How long an uncacheable answer sends a key's requests to the origin in parallel (default 120 s). */
+  hitForMissSec?: number;
+  /** Host header sent to the origin instead of the client's. */
+  hostHeader?: string;
+  /** Via token added both ways; false for none (default "1.1 tinyedge"). */
+  via?: string | false;
+  hooks?: CacheHooks;
+  /** Clock in epoch ms (tests inject one). */
+  now?: () => number;
+  /** Period of the ban lurker / expiry sweep (default 1000 ms; 0 disables the timer). */
+  lurkerIntervalMs?: number;
+}
+
+const MiB = 1024 * 1024;
+
+export class Cache {
+  /** The request handler for `http.createServer` or the front: `(req, res) => Promise<void>`. */
+  readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  readonly storage: Storage;
+  readonly namespace: Namespace;
+  readonly backend: Backend;
+  private readonly parts: EngineParts;
+  private readonly counters: Counters = {
+    hits: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
+  };
+  private readonly coalescer = new Coalescer();
+  private readonly bans = new BanList();
+  private readonly ownsBackend: boolean;
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: CacheOptions) {
+    if (options.backend !== undefined) {
+      this.backend = options.backend;
+      this.ownsBackend = false;
+    } else if (options.origin !== undefined) {
+      this.backend = new Origin(typeof options.origin === 'string' ? { url: options.origin } : options.origin);
+      this.ownsBackend = true;
+    } else {
+      throw new Error('Cache needs a backend or an origin');
+    }
+    this.storage = options.storage ?? new Storage({ maxBytes: options.memoryBytes ?? 256 * MiB });
+    this.namespace = this.storage.namespace(options.namespace ?? 'default', { maxBytes: options.namespaceMaxBytes });
+    const policy: PolicyConfig = {
+      defaultGraceMs: (options.defaultGraceSec ?? 10) * 1000,
+      defaultKeepMs: (options.defaultKeepSec ?? 60) * 1000,
+      heuristicCapMs: (options.heuristicCapSec ?? 86400) * 1000,
+    };
+    const ns = this.namespace;
+    const coalescer = this.coalescer;
+    this.parts = {
+      ns, coalescer, bans: this.bans, backend: this.backend, policy,
+      now: options.now ?? Date.now,
+      hooks: options.hooks ?? null,
+      counters: this.counters,
+      hitForMissMs: (options.hitForMissSec ?? 120) * 1000,
+      maxObjectBytes: Math.min(options.maxObjectBytes ?? 16 * MiB, ns.maxBytes),
+      via: options.via === false ? null : options.via ?? '1.1 tinyedge',
+      hostHeader: options.hostHeader ?? null,
+      invalidate(host: string, urls: readonly string[]) {
+        for (const url of urls) {
+          ns.removeKey(host + url);
+          coalescer.invalidate(host + url);
+        }
+      },
+    };
+    const parts = this.parts;
+    this.handle = (req, res) => handleRequest(parts, req, res);
+    const every = options.lurkerIntervalMs ?? 1000;
+    if (every > 0) {
+      this.timer = setInterval(() => this.lurk(), every);
+      // Housekeeping must never keep the process alive.
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * Removes every variant of a URL. `target` is absolute (`http://host/path?q`) or origin-form
+   * (`/path?q`, then under every host). Returns how many objects went.
+   */
+  purge(target: string): number {
+    let n = 0;
+    if (target.startsWith('/')) {
+      for (const key of this.namespace.keys()) {
+        const slash = key.indexOf('/');
+        if (slash >= 0 && key.slice(slash) === target) n += this.dropKey(key);
+      }
+      return n;
+    }
+    const u = new URL(target);
+    return this.dropKey(u.host.toLowerCase() + u.pathname + u.search);
+  }
+
+  /**
+   * Adds a ban (`req.url ~ ^/img/ && obj.http.content-type ~ png`, see invalidation.ts). Objects
+   * fetched before it are tested lazily at lookup and by the background lurker. Throws
+   * BanSyntaxError on a bad expression.
+   */
+  ban(expression: string): void {
+    this.bans.add(expression);
+    // In-flight fetches began before the ban: their objects carry the older ban position, so
+    // lookups test them; nothing else to do here.
+  }
+
+  /** Removes every object whose Surrogate-Key lists `tag`; in-flight fetches with it are not stored. */
+  purgeTag(tag: string): number {
+    this.coalescer.invalidateWhere((b) => b.tags === null || b.tags.includes(tag));
+    return this.namespace.removeTag(tag);
+  }
+
+  stats(): CacheStats {
+    return {
+      ...this.counters,
+      objects: this.namespace.objects,
+      bytes: this.namespace.bytes,
+      evictions: this.storage.evictions,
+      bans: this.bans.size,
+    };
+  }
+
+  /** In-flight fetch for a request-URI (tests use it to see how many clients follow one fetch). */
+  inFlight(host: string, url: string): { listeners: number; bytes: number } | undefined {
+    const b = this.coalescer.get(host.toLowerCase() + url);
+    return b === undefined ? undefined : { listeners: b.listenerCount, bytes: b.bytes };
+  }
+
+  /** One lurker pass: drops expired objects and objects banned by lurkable bans, prunes old bans. */
+  lurk(): void {
+    const now = this.parts.now();
+    let oldest = this.bans.seq;
+    for (const obj of this.namespace.all()) {
+      if (expired(obj.life, now) || (obj.banSeq < this.bans.seq && this.bans.bannedByLurker(obj))) {
+        this.namespace.remove(obj);
+        continue;
+      }
+      if (obj.banSeq < oldest) oldest = obj.banSeq;
+    }
+    this.bans.prune(oldest);
+    this.namespace.sweepHitForMiss(now);
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    if (this.ownsBackend) await this.backend.close();
+  }
+
+  private dropKey(key: string): number {
+    this.coalescer.invalidate(key);
+    this.namespace.clearHitForMiss(key);
+    return this.namespace.removeKey(key);
+  }
+}

@@ -1,0 +1,191 @@
+// The fetch side of a miss (Varnish's cache_fetch.c): ask the backend for the object, decide from
+// the answer whether it may be stored, stream its body to everyone following the fetch, and
+// insert the object only once the body is complete. Revalidation 304s refresh the stored object;
+// failures fall back to a stale object inside grace / stale-if-error.
+import type { IncomingHttpHeaders } from 'node:http';
+import { parseCacheControl } from './cache-control.ts';
+import type { BusyFetch } from './coalesce.ts';
+import type { EngineParts } from './context.ts';
+import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
+import { buildHead, CacheObject, forwardHead } from './object.ts';
+import { toOriginError, type BackendResponse } from './origin.ts';
+import { storeVerdict, usableOnError, type Lifetime } from './policy.ts';
+import { varyNames, varyValues } from './vary.ts';
+
+/** The request a fetch is made for (the leader's, for coalesced fetches). */
+export interface FetchSpec {
+  key: string;
+  host: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  auth: boolean;
+  noStore: boolean;
+  clientIp: string | undefined;
+}
+
+/** Client fields never forwarded on a cache fill: we want the whole object, unconditionally. */
+const DROP_ON_FILL = new Set(['host', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'expect', 'content-length', 'x-forwarded-for']);
+/** Statuses for which stale-if-error applies (RFC 5861 §4). */
+const ERROR_STATUS = new Set([500, 502, 503, 504]);
+/** Lifetime of an object built only to deliver a revalidated answer that may not be stored. */
+const NOW_ONLY = (t: number): Lifetime => ({ t0: t, ttl: 0, grace: 0, keep: 0, errorWindow: 0, noStale: true, alwaysValidate: true });
+
+/** Request headers for the origin: end-to-end client fields, Host, Via, X-Forwarded-For, validators. */
+export function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject | null): HeaderList {
+  const out = endToEndRequestHeaders(spec.headers, DROP_ON_FILL);
+  return addForwarding(e, out, spec.headers, spec.clientIp, stale);
+}
+
+/** Adds Host, Via, X-Forwarded-For and (for a revalidation) the stored validators. */
+export function addForwarding(e: EngineParts, out: HeaderList, headers: IncomingHttpHeaders, clientIp: string | undefined, stale: CacheObject | null): HeaderList {
+  const host = e.hostHeader ?? headers.host;
+  if (host !== undefined) out.push('host', host);
+  if (e.via !== null) out.push('via', e.via);
+  if (clientIp !== undefined) {
+    const prior = headers['x-forwarded-for'];
+    out.push('x-forwarded-for', prior === undefined ? clientIp : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${clientIp}`);
+  }
+  if (stale !== null) {
+    if (stale.etag !== undefined) out.push('if-none-match', stale.etag);
+    if (stale.lastModified !== undefined) out.push('if-modified-since', stale.lastModified);
+  }
+  return out;
+}
+
+/**
+ * Runs one fill fetch and drives `busy`. `registered`: `busy` is the coalescer's entry for the key
+ * (unregistered fetches serve hit-for-miss and Authorization requests alone).
+ */
+export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch, stale: CacheObject | null, registered: boolean): Promise<void> {
+  const finish = (): void => { if (registered) e.coalescer.finish(busy); };
+  const requestTime = e.now();
+  const banSeq = e.bans.seq;
+  let resp: BackendResponse;
+  try {
+    resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null });
+  } catch (err) {
+    e.counters.fetchErrors++;
+    finish();
+    if (stale !== null && usableOnError(stale.life, e.now())) {
+      busy.emitHead({ status: stale.status, head: stale.head, originHeaders: stale.head, shareable: true, varyNames: stale.varyNames, obj: stale, objLabel: 'STALE' });
+      busy.emitEnd();
+    } else {
+      busy.emitError(toOriginError(err));
+    }
+    return;
+  }
+  const times = { requestTime, responseTime: e.now() };
+  const facts = { authorization: spec.auth, noStore: spec.noStore };
+
+  if (resp.status === 304 && stale !== null) {
+    // RFC 9111 §4.3.4: the stored object is still good; take the new header fields and freshness.
+    resp.body.resume();
+    const refreshedHeaders = mergeForVerdict(stale.headers, resp.headers);
+    const cc = parseCacheControl(getJoined(refreshedHeaders, 'cache-control'));
+    const v = storeVerdict(stale.status, refreshedHeaders, cc, facts, times, e.policy);
+    const names = varyNames(refreshedHeaders);
+    const values = names === null ? [] : varyValues(names, spec.headers);
+    const noCacheFields = Array.isArray(cc.noCache) ? cc.noCache : null;
+    const obj = stale.refreshed(resp.headers, v.store ? v.life : NOW_ONLY(times.responseTime), banSeq, names, values, noCacheFields);
+    if (v.store && !busy.invalidated) e.ns.insert(obj, times.responseTime);
+    else e.ns.remove(stale);
+    e.counters.revalidations++;
+    finish();
+    busy.emitHead({ status: obj.status, head: obj.head, originHeaders: obj.head, shareable: true, varyNames: names, obj, objLabel: 'REVALIDATED' });
+    busy.emitEnd();
+    return;
+  }
+  if (ERROR_STATUS.has(resp.status) && stale !== null && usableOnError(stale.life, times.responseTime)) {
+    resp.body.resume();
+    e.counters.fetchErrors++;
+    finish();
+    busy.emitHead({ status: stale.status, head: stale.head, originHeaders: stale.head, shareable: true, varyNames: stale.varyNames, obj: stale, objLabel: 'STALE' });
+    busy.emitEnd();
+    return;
+  }
+
+  const cc = parseCacheControl(getJoined(resp.headers, 'cache-control'));
+  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : storeVerdict(resp.status, resp.headers, cc, facts, times, e.policy);
+  const clHeader = getHeader(resp.headers, 'content-length');
+  const contentLength = clHeader !== undefined && /^\d+$/.test(clHeader) ? Number(clHeader) : null;
+  const names = varyNames(resp.headers);
+  // Private field names (private="x") are not stored by a shared cache (RFC 9111 §5.2.2.7).
+  const stored = withoutHeaders(resp.headers, new Set(['age', 'content-length', ...(Array.isArray(cc.private) ? cc.private : [])]));
+  busy.tags = (getHeader(resp.headers, 'surrogate-key') ?? '').split(/\s+/).filter(Boolean);
+  busy.storing = verdict.store && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
+  if (!verdict.store) {
+    // Reasons tied to this request say nothing about the URL: no hit-for-miss for them.
+    if (verdict.reason !== 'request no-store' && verdict.reason !== 'authorization') e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
+    if (stale !== null) e.ns.remove(stale);
+  }
+  if (!busy.storing) {
+    // Nobody may join a stream whose start will not be kept; later requests go to the origin alone.
+    busy.stopBuffering();
+    finish();
+    if (verdict.store) e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
+  }
+  const life = verdict.store ? verdict.life : null;
+  busy.emitHead({
+    status: resp.status,
+    head: buildHead(stored, resp.status, contentLength, e.via),
+    originHeaders: forwardHead(resp.headers, e.via),
+    shareable: verdict.store,
+    varyNames: names,
+    ageSec: life === null ? undefined : Math.floor((times.responseTime - life.t0) / 1000),
+  });
+
+  const body = resp.body;
+  let cancelled = false;
+  busy.cancel = () => { cancelled = true; body.destroy(); };
+  busy.pause = () => body.pause();
+  busy.resume = () => body.resume();
+  // Every client left before the head arrived and nothing is kept: stop reading now.
+  if (busy.listenerCount === 0 && !busy.storing) busy.cancel();
+  let settled = false;
+  body.on('data', (chunk: Buffer) => {
+    if (busy.storing && busy.bytes + chunk.length > e.maxObjectBytes) {
+      // Too large after all (no or wrong Content-Length): stop keeping it, keep streaming it.
+      busy.storing = false;
+      busy.stopBuffering();
+      finish();
+      e.ns.markHitForMiss(spec.key, e.now() + e.hitForMissMs);
+    }
+    busy.emitData(chunk);
+  });
+  body.once('end', () => {
+    settled = true;
+    if (busy.storing && !busy.invalidated && life !== null && busy.chunks !== null) {
+      const obj = new CacheObject({
+        key: spec.key, host: spec.host, url: spec.url, status: resp.status, headers: stored,
+        body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes),
+        life, noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : null,
+        varyNames: names, varyValues: names === null ? [] : varyValues(names, spec.headers),
+        authOk: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate, banSeq, via: e.via,
+      });
+      e.ns.insert(obj, e.now());
+    }
+    busy.storing = false;
+    finish();
+    busy.emitEnd();
+  });
+  const fail = (err: Error): void => {
+    if (settled) return;
+    settled = true;
+    // A broken body never becomes an object; clients already streaming see a truncated response.
+    busy.storing = false;
+    if (!cancelled) e.counters.fetchErrors++;
+    finish();
+    busy.emitError(toOriginError(err));
+  };
+  body.once('error', fail);
+  body.once('close', () => fail(new Error('origin body aborted')));
+}
+
+/** Stored headers updated by a 304, with the 304's Age kept for the age calculation. */
+function mergeForVerdict(stored: HeaderList, notModified: HeaderList): HeaderList {
+  const replaced = new Set<string>();
+  for (let i = 0; i < notModified.length; i += 2) if (notModified[i] !== 'content-length') replaced.add(notModified[i] as string);
+  const out = withoutHeaders(stored, replaced);
+  for (let i = 0; i < notModified.length; i += 2) if (replaced.has(notModified[i] as string)) out.push(notModified[i] as string, notModified[i + 1] as string);
+  return out;
+}

@@ -1,0 +1,166 @@
+// Invalidation beyond purge-by-key: Varnish-style bans (expressions tested lazily at lookup against
+// objects older than the ban, and by a background lurker for the conditions it can evaluate
+// without a request), plus the RFC 9111 §4.4 targets a successful unsafe request invalidates.
+import type { IncomingHttpHeaders } from 'node:http';
+import { getJoined } from './headers.ts';
+import type { CacheObject } from './object.ts';
+
+type Subject = { kind: 'req.url' } | { kind: 'req.http'; name: string } | { kind: 'obj.http'; name: string } | { kind: 'obj.status' };
+type Op = '~' | '!~' | '==' | '!=';
+interface Condition { subject: Subject; op: Op; value: string; re: RegExp | null }
+
+export interface Ban {
+  readonly seq: number;
+  readonly expression: string;
+  readonly conditions: readonly Condition[];
+  /** The lurker can evaluate it from the object alone (no req.http other than Host). */
+  readonly lurkable: boolean;
+}
+
+/** A ban expression that does not parse; the message says where. */
+export class BanSyntaxError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BanSyntaxError';
+  }
+}
+
+const CONDITION = /^\s*(req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.status)\s*(~|!~|==|!=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))\s*$/;
+
+/**
+ * Parses `cond && cond …` where cond is `SUBJECT OP VALUE`: subjects req.url, req.http.NAME,
+ * obj.http.NAME, obj.status; operators ~ !~ (regex) == != (exact); VALUE bare or "quoted".
+ */
+export function parseBan(expression: string, seq: number): Ban {
+  const parts = expression.split('&&');
+  const conditions: Condition[] = [];
+  let lurkable = true;
+  for (const p of parts) {
+    const m = CONDITION.exec(p);
+    if (m === null) throw new BanSyntaxError(`cannot parse ban condition "${p.trim()}": expected SUBJECT (req.url, req.http.NAME, obj.http.NAME, obj.status) OP (~ !~ == !=) VALUE`);
+    const lhs = m[1] as string;
+    const op = m[2] as Op;
+    const value = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : (m[4] as string);
+    let subject: Subject;
+    if (lhs === 'req.url') subject = { kind: 'req.url' };
+    else if (lhs === 'obj.status') subject = { kind: 'obj.status' };
+    else if (lhs.startsWith('req.http.')) subject = { kind: 'req.http', name: lhs.slice(9).toLowerCase() };
+    else subject = { kind: 'obj.http', name: lhs.slice(9).toLowerCase() };
+    if (subject.kind === 'req.http' && subject.name !== 'host') lurkable = false;
+    let re: RegExp | null = null;
+    if (op === '~' || op === '!~') {
+      try {
+        re = new RegExp(value);
+      } catch (err) {
+        throw new BanSyntaxError(`invalid regular expression in ban: ${(err as Error).message}`);
+      }
+    }
+    conditions.push({ subject, op, value, re });
+  }
+  return { seq, expression, conditions, lurkable };
+}
+
+function subjectValue(s: Subject, obj: CacheObject, req: IncomingHttpHeaders | null): string | undefined {
+  switch (s.kind) {
+    case 'req.url': return obj.url;
+    case 'obj.status': return String(obj.status);
+    case 'obj.http': return getJoined(obj.headers, s.name);
+    case 'req.http': {
+      if (s.name === 'host') return obj.host;
+      const v = req?.[s.name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    }
+  }
+}
+
+/** True when every condition holds for `obj` (looked up by a request with headers `req`). */
+export function banMatches(ban: Ban, obj: CacheObject, req: IncomingHttpHeaders | null): boolean {
+  for (const c of ban.conditions) {
+    const v = subjectValue(c.subject, obj, req);
+    let hit: boolean;
+    if (c.re !== null) hit = v !== undefined && c.re.test(v);
+    else hit = v === c.value;
+    if (c.op === '!~' || c.op === '!=') hit = !hit;
+    if (!hit) return false;
+  }
+  return true;
+}
+
+/** The bans of one namespace, newest last. */
+export class BanList {
+  private bans: Ban[] = [];
+  /** Sequence of the newest ban; objects remember the value at their fetch. */
+  seq = 0;
+
+  add(expression: string): Ban {
+    const ban = parseBan(expression, this.seq + 1);
+    this.seq = ban.seq;
+    this.bans.push(ban);
+    return ban;
+  }
+
+  get size(): number {
+    return this.bans.length;
+  }
+
+  /**
+   * Lookup-time test: is `obj` banned by a ban newer than it? If not, the object is marked as
+   * checked up to now so the next lookup skips these bans (Varnish semantics: a req.http ban only
+   * hits objects a matching request looks up before a non-matching one does).
+   */
+  bannedAtLookup(obj: CacheObject, req: IncomingHttpHeaders): boolean {
+    for (let i = this.bans.length - 1; i >= 0; i--) {
+      const ban = this.bans[i] as Ban;
+      if (ban.seq <= obj.banSeq) break;
+      if (banMatches(ban, obj, req)) return true;
+    }
+    obj.banSeq = this.seq;
+    return false;
+  }
+
+  /**
+   * Lurker step for one object: tests the lurkable bans newer than it, oldest first, stopping at
+   * the first ban that needs a request. True when the object is banned.
+   */
+  bannedByLurker(obj: CacheObject): boolean {
+    for (const ban of this.bans) {
+      if (ban.seq <= obj.banSeq) continue;
+      if (!ban.lurkable) return false;
+      if (banMatches(ban, obj, null)) return true;
+      obj.banSeq = ban.seq;
+    }
+    return false;
+  }
+
+  /** Drops bans every remaining object has already been tested against. */
+  prune(oldestObjectBanSeq: number): void {
+    if (this.bans.length > 0 && (this.bans[0] as Ban).seq <= oldestObjectBanSeq) {
+      this.bans = this.bans.filter((b) => b.seq > oldestObjectBanSeq);
+    }
+  }
+}
+
+const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+
+export function isUnsafeMethod(method: string): boolean {
+  return UNSAFE.has(method);
+}
+
+/**
+ * Request-URIs (origin-form paths) a successful unsafe request invalidates (RFC 9111 §4.4): its
+ * target, and Location / Content-Location when they point at the same host.
+ */
+export function unsafeInvalidationTargets(host: string, url: string, location: string | undefined, contentLocation: string | undefined): string[] {
+  const out = [url];
+  const base = `http://${host || 'localhost'}`;
+  for (const ref of [location, contentLocation]) {
+    if (ref === undefined) continue;
+    try {
+      const u = new URL(ref, base + url);
+      if (u.host.toLowerCase() === (host || 'localhost')) out.push(u.pathname + u.search);
+    } catch {
+      // An unparsable reference invalidates nothing.
+    }
+  }
+  return out;
+}

@@ -1,0 +1,73 @@
+// `tinyedge proxy`: size parsing, usage errors (one line, exit 2), and a real run end to end.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { parseListen, parseSize, UsageError } from '../../src/cli/proxy.ts';
+import { ROOT } from '../helpers/guests.ts';
+import { get, startOrigin } from './helpers.ts';
+
+const BIN = join(ROOT, 'bin/tinyedge.js');
+
+test('parses sizes with binary and decimal units', () => {
+  assert.equal(parseSize('512KiB'), 512 * 1024);
+  assert.equal(parseSize('256MiB'), 256 * 1024 ** 2);
+  assert.equal(parseSize('1GiB'), 1024 ** 3);
+  assert.equal(parseSize('1.5GiB'), 1.5 * 1024 ** 3);
+  assert.equal(parseSize('10MB'), 10_000_000);
+  assert.equal(parseSize('4096'), 4096);
+  assert.equal(parseSize('64mib'), 64 * 1024 ** 2);
+  for (const bad of ['', 'MiB', '12XB', '-1MiB', '0', '1 2MiB']) assert.throws(() => parseSize(bad), UsageError, bad);
+  assert.throws(() => parseSize('12XB', '--memory'), /invalid --memory '12XB': expected a number with an optional unit/);
+});
+
+test('parses listen addresses', () => {
+  assert.deepEqual(parseListen('127.0.0.1:8080'), { host: '127.0.0.1', port: 8080 });
+  assert.deepEqual(parseListen(':9000'), { host: '127.0.0.1', port: 9000 });
+  assert.deepEqual(parseListen('8080'), { host: '127.0.0.1', port: 8080 });
+  assert.deepEqual(parseListen('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
+  assert.deepEqual(parseListen('[::1]:80'), { host: '::1', port: 80 });
+  assert.throws(() => parseListen('localhost:99999'), UsageError);
+  assert.throws(() => parseListen('nope'), UsageError);
+});
+
+for (const [args, message] of [
+  [['--origin', 'http://127.0.0.1:1', '--memory', 'lots'], /^tinyedge proxy: invalid --memory 'lots'/],
+  [['--origin', 'ftp://x'], /^tinyedge proxy: invalid --origin 'ftp:\/\/x': only http:\/\/ origins are supported/],
+  [['--origin', 'http://127.0.0.1:1', '--listen', 'x:y'], /^tinyedge proxy: invalid --listen 'x:y'/],
+  [[], /required option '--origin <url>' not specified/],
+] as const) {
+  test(`tinyedge proxy ${args.join(' ') || '(no origin)'} exits 2 with a one-line error`, () => {
+    const r = spawnSync(process.execPath, [BIN, 'proxy', ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, message);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  });
+}
+
+test('tinyedge proxy caches an origin end to end and stops cleanly on SIGTERM', async () => {
+  const origin = await startOrigin((req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60' });
+    res.end(`host=${req.headers.host}`);
+  });
+  const child = spawn(process.execPath, [BIN, 'proxy', '--origin', origin.url, '--listen', '127.0.0.1:0', '--memory', '8MiB', '--host-header', 'origin.example'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+),/.exec(out);
+      if (m) resolve(m[1] as string);
+    });
+    child.once('exit', (code) => reject(new Error(`proxy exited early with ${code}`)));
+  });
+  const a = await get(url, '/x');
+  const b = await get(url, '/x');
+  assert.equal(a.body, 'host=origin.example');
+  assert.equal(a.headers['x-cache'], 'MISS');
+  assert.equal(b.headers['x-cache'], 'HIT');
+  assert.equal(origin.requests.filter((r) => r.url === '/x').length, 1);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  await origin.close();
+});
