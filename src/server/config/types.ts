@@ -1,0 +1,120 @@
+// The validated configuration as the server consumes it: every default filled in, durations in
+// milliseconds, sizes in bytes, paths absolute. docs/config.md describes the file it comes from.
+import type { ProgramMode } from '../../sandbox/types.ts';
+import type { Address, HttpMethod } from './values.ts';
+
+export type { Address, HttpMethod, ProgramMode };
+
+export interface ServerConfig {
+  /** The HTTP front. */
+  listen: Address;
+  /** The admin API, on its own port. */
+  admin: Address;
+  /** Token for operator-wide admin calls; null when none is configured (operator calls refused). */
+  operatorToken: string | null;
+  /** VM worker threads. */
+  workers: number;
+}
+
+export interface HealthCheckConfig {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failures before the origin counts as sick. */
+  threshold: number;
+}
+
+export interface OriginConfig {
+  name: string;
+  /** Scheme, host and port only, e.g. `http://127.0.0.1:9000`. */
+  url: string;
+  connectTimeoutMs: number;
+  /** Time from sending the request to the response head. */
+  firstByteTimeoutMs: number;
+  /** Longest silence between body chunks. */
+  idleTimeoutMs: number;
+  /** Most connections kept open to the origin. */
+  connections: number;
+  healthCheck: HealthCheckConfig | null;
+}
+
+export interface RouteConfig {
+  /** Matches the path at a segment boundary; the longest matching prefix wins. */
+  prefix: string;
+  methods: HttpMethod[];
+}
+
+/** A tenant-level route sending matching requests to a named origin instead of `default`. */
+export interface OriginRouteConfig extends RouteConfig {
+  origin: string;
+}
+
+export interface CacheConfig {
+  /** The tenant's share of cache memory. */
+  memoryBytes: number;
+  /** Grace when a response names none (no stale-while-revalidate). */
+  defaultGraceMs: number;
+  /** How long an expired object with a validator is kept for conditional refreshes. */
+  defaultKeepMs: number;
+  /** Larger bodies stream through uncached. */
+  maxObjectBytes: number;
+}
+
+export interface KvConfig {
+  /** Keys plus values, per tenant. */
+  memoryBytes: number;
+}
+
+/** `generate` answers its routes; `recv` runs before lookup; `deliver` runs before sending. */
+export type ProgramRole = 'generate' | 'recv' | 'deliver';
+
+export interface ProgramConfig {
+  name: string;
+  /** Absolute path of the static x86-64 ELF executable. */
+  file: string;
+  mode: ProgramMode;
+  roles: ProgramRole[];
+  /** Empty unless `roles` includes `generate`. */
+  routes: RouteConfig[];
+  /** Guest memory: a multiple of 2 MiB, at least 4 MiB. */
+  memoryBytes: number;
+  timeoutMs: number;
+  initTimeoutMs: number;
+  /** Instances in the program's pool. */
+  concurrency: number;
+  /** How long a request waits for a free instance before a 503. */
+  queueTimeoutMs: number;
+  maxRequestBytes: number;
+  maxResponseBytes: number;
+  env: Record<string, string>;
+  /** Absolute directories the guest may open files under, read-only. */
+  allowRead: string[];
+}
+
+export interface TenantConfig {
+  name: string;
+  /** Lower-case, without port, unique across tenants. */
+  hosts: string[];
+  token: string;
+  origins: OriginConfig[];
+  routes: OriginRouteConfig[];
+  cache: CacheConfig;
+  kv: KvConfig;
+  programs: ProgramConfig[];
+}
+
+export interface Config {
+  /** Absolute path of the file the config came from (relative paths in it were resolved from its directory). */
+  file: string;
+  server: ServerConfig;
+  tenants: TenantConfig[];
+  /** Problems that do not stop the server (e.g. a short token), as `<file>:<line>: <path>: <message>`. */
+  warnings: string[];
+}
+
+/** One problem found in a config file; `path` reads like `tenants[0].programs[1].memory`. */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+  line?: number;
+}
