@@ -17,10 +17,13 @@ export interface HookRequest {
   readonly headers: IncomingHttpHeaders;
 }
 
-/** What `recv` decides: look the request up, pass it to the origin, or answer it directly. */
+/**
+ * What `recv` decides: look the request up, pass it to the origin, or answer it directly. A
+ * lookup or pass may first rewrite the URL (path and query) and set request headers (an empty
+ * value removes one).
+ */
 export type RecvDecision =
-  | { action: 'lookup' }
-  | { action: 'pass' }
+  | { action: 'lookup' | 'pass'; url?: string; setHeaders?: ReadonlyArray<readonly [string, string]> }
   | { action: 'synth'; status: number; headers?: Record<string, string>; body?: string | Buffer };
 
 /** The response about to be delivered; a deliver hook may change status and headers (not the body). */

@@ -9,7 +9,7 @@ import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
 import { buildHead, CacheObject, forwardHead } from './object.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
-import { storeVerdict, usableOnError, type Lifetime } from './policy.ts';
+import { storeVerdict, usableOnError, withBackendPolicy, type Lifetime } from './policy.ts';
 import { varyNames, varyValues } from './vary.ts';
 
 /** The request a fetch is made for (the leader's, for coalesced fetches). */
@@ -105,7 +105,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   }
 
   const cc = parseCacheControl(getJoined(resp.headers, 'cache-control'));
-  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : storeVerdict(resp.status, resp.headers, cc, facts, times, e.policy);
+  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : withBackendPolicy(storeVerdict(resp.status, resp.headers, cc, facts, times, e.policy), resp.policy, resp.status, resp.headers, facts, times, e.policy);
   const clHeader = getHeader(resp.headers, 'content-length');
   const contentLength = clHeader !== undefined && /^\d+$/.test(clHeader) ? Number(clHeader) : null;
   const names = varyNames(resp.headers);

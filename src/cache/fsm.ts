@@ -58,6 +58,16 @@ function recv(e: EngineParts, req: IncomingMessage, res: ServerResponse): Reques
 /** Dispatches recv's decision. Only GET and HEAD can be looked up, whatever a hook says. */
 function route(ctx: RequestContext, d: RecvDecision): Promise<void> {
   if (d.action === 'synth') return synth(ctx, d.status, d.body === undefined ? '' : d.body.toString(), 'SYNTH', d.headers);
+  if (d.url !== undefined) ctx.url = d.url;
+  if (d.setHeaders !== undefined) {
+    const h = ctx.req.headers;
+    for (const [name, value] of d.setHeaders) {
+      const lower = name.toLowerCase();
+      if (lower === 'host' || lower === 'content-length' || lower === 'transfer-encoding') continue;
+      if (value === '') delete h[lower];
+      else h[lower] = value;
+    }
+  }
   if (d.action === 'pass' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return pass(ctx);
   hash(ctx);
   return lookup(ctx);

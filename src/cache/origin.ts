@@ -20,6 +20,20 @@ export interface BackendResponse {
   status: number;
   headers: HeaderList;
   body: Readable;
+  /** How to cache it, decided by the backend itself (a tenant program), over the headers'. */
+  policy?: BackendPolicy;
+}
+
+/**
+ * A tenant program's cache decision (Varnish's beresp.ttl / grace / keep). Set values replace
+ * what the response headers would give; unset ones keep the header-derived or default values.
+ * (Tags travel as a Surrogate-Key header, like an origin's.)
+ */
+export interface BackendPolicy {
+  ttlMs?: number;
+  graceMs?: number;
+  keepMs?: number;
+  uncacheable?: boolean;
 }
 
 /** Where the cache fetches from: an HTTP origin today, a tenant program later. */
@@ -32,8 +46,8 @@ export interface Backend {
 
 /** A failed origin exchange, with the status and short reason to show the client. */
 export class OriginError extends Error {
-  readonly status: 502 | 504;
-  constructor(status: 502 | 504, message: string, options?: { cause?: unknown }) {
+  readonly status: 502 | 503 | 504;
+  constructor(status: 502 | 503 | 504, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'OriginError';
     this.status = status;

@@ -1,6 +1,7 @@
 // Freshness and storability (RFC 9111 §3, §4.2) plus the Varnish lifetime model: every stored
 // object carries ttl (fresh), grace (stale but served while one fetch refreshes it) and keep
 // (only kept to revalidate). All times here are epoch milliseconds; header values are seconds.
+import type { BackendPolicy } from './origin.ts';
 import type { CacheControl } from './cache-control.ts';
 import { getHeader, getJoined, parseHttpDate, type HeaderList } from './headers.ts';
 
@@ -73,6 +74,26 @@ export function freshnessLifetime(status: number, headers: HeaderList, cc: Cache
 
 /** Facts about the request that produced the response. */
 export interface RequestFacts { authorization: boolean; noStore: boolean }
+
+/**
+ * Applies a backend's own cache decision to the header-derived verdict. What the request forbids
+ * (no-store, Authorization) and unstorable statuses still win; the program decides the rest.
+ */
+export function withBackendPolicy(verdict: StoreVerdict, policy: BackendPolicy | undefined, status: number, headers: HeaderList, req: RequestFacts, times: ExchangeTimes, cfg: PolicyConfig): StoreVerdict {
+  if (policy === undefined) return verdict;
+  if (policy.uncacheable) return { store: false, reason: 'uncacheable (program)' };
+  if (policy.ttlMs === undefined && policy.graceMs === undefined && policy.keepMs === undefined) return verdict;
+  if (status < 200 || status === 206 || status === 304 || status > 599) return verdict;
+  if (req.noStore) return { store: false, reason: 'request no-store' };
+  if (req.authorization) return { store: false, reason: 'authorization' };
+  const base = verdict.store ? verdict.life : null;
+  const ttl = policy.ttlMs ?? base?.ttl ?? 0;
+  const grace = policy.graceMs ?? base?.grace ?? cfg.defaultGraceMs;
+  const hasValidator = getHeader(headers, 'etag') !== undefined || getHeader(headers, 'last-modified') !== undefined;
+  const keep = policy.keepMs ?? base?.keep ?? (hasValidator ? cfg.defaultKeepMs : 0);
+  if (ttl + grace + keep <= 0) return { store: false, reason: 'zero lifetime (program)' };
+  return { store: true, life: { t0: times.responseTime, ttl, grace, keep, errorWindow: grace, noStale: false, alwaysValidate: false } };
+}
 
 /** Decides whether a shared cache may store a GET response (§3, §3.5) and for how long. */
 export function storeVerdict(status: number, headers: HeaderList, cc: CacheControl, req: RequestFacts, times: ExchangeTimes, cfg: PolicyConfig): StoreVerdict {

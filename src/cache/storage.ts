@@ -17,7 +17,7 @@ export interface NamespaceOptions {
 const LRU_BUMP_MS = 1000;
 
 export class Storage {
-  readonly maxBytes: number;
+  maxBytes: number;
   bytes = 0;
   objects = 0;
   evictions = 0;
@@ -28,12 +28,14 @@ export class Storage {
     this.maxBytes = options.maxBytes;
   }
 
-  /** The namespace called `name`, created on first use. */
+  /** The namespace called `name`, created on first use; a later call with a quota updates it. */
   namespace(name: string, options: NamespaceOptions = {}): Namespace {
     let ns = this.spaces.get(name);
     if (ns === undefined) {
       ns = new Namespace(this, name, Math.min(options.maxBytes ?? this.maxBytes, this.maxBytes));
       this.spaces.set(name, ns);
+    } else if (options.maxBytes !== undefined) {
+      ns.resize(Math.min(options.maxBytes, this.maxBytes));
     }
     return ns;
   }
@@ -60,7 +62,7 @@ export class Storage {
 
 export class Namespace {
   readonly name: string;
-  readonly maxBytes: number;
+  maxBytes: number;
   bytes = 0;
   objects = 0;
   private readonly storage: Storage;
@@ -74,6 +76,16 @@ export class Namespace {
     this.storage = storage;
     this.name = name;
     this.maxBytes = maxBytes;
+  }
+
+  /** A new quota (tenant config reload); evicts the oldest objects if it shrank. */
+  resize(maxBytes: number): void {
+    this.maxBytes = maxBytes;
+    for (const victim of this.lru) {
+      if (this.bytes <= this.maxBytes) break;
+      this.remove(victim);
+      this.storage.evictions++;
+    }
   }
 
   /** Every stored variant of a primary key (most recent first), or undefined. */

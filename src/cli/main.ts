@@ -4,10 +4,11 @@ import { register as registerRun } from './run.ts';
 import { register as registerDev } from './dev.ts';
 import { register as registerBench } from './bench.ts';
 import { register as registerProxy } from './proxy.ts';
+import { register as registerServe } from './serve.ts';
 
 /** Each subcommand lives in its own module and adds itself to the program. */
 type Register = (program: Command) => void;
-const SUBCOMMANDS: Register[] = [registerRun, registerDev, registerBench, registerProxy];
+const SUBCOMMANDS: Register[] = [registerRun, registerDev, registerBench, registerProxy, registerServe];
 
 /** Exit status used when the command line itself is wrong (as `tinyedge run` uses 125 for sandbox failures). */
 export const EXIT_USAGE = 2;

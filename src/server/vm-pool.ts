@@ -37,6 +37,8 @@ interface Slots {
   free: number[];
   waiting: Array<{ resolve(slot: number): void; timer: ReturnType<typeof setTimeout> }>;
   inflight: number;
+  /** Unloaded: takes no new calls; the workers drop it when the last queued or running one ends. */
+  retired: boolean;
 }
 
 export interface CallOptions {
@@ -147,17 +149,27 @@ export class VmWorkers {
       for (const w of this.workers) w.postMessage({ type: 'unload', key } satisfies ToWorker);
       throw failed.reason;
     }
+    if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     const concurrency = Math.max(1, options.concurrency);
-    this.programs.set(key, { key, options, free: Array.from({ length: concurrency }, (_, i) => i), waiting: [], inflight: 0 });
+    this.programs.set(key, { key, options, free: Array.from({ length: concurrency }, (_, i) => i), waiting: [], inflight: 0, retired: false });
     return (results[0] as PromiseFulfilledResult<{ timing: LoadTiming; snapshotPages: number }>).value;
   }
 
-  /** Stops routing to `key`; its VMs are closed once their in-flight requests end. */
+  /**
+   * Stops routing new calls to `key`. Calls already queued or running finish on it (a live swap
+   * drops nothing); its VMs are closed after the last one.
+   */
   unload(key: string): void {
     const slots = this.programs.get(key);
     this.programs.delete(key);
-    if (slots) for (const w of slots.waiting) clearTimeout(w.timer);
-    for (const w of this.workers) w.postMessage({ type: 'unload', key } satisfies ToWorker);
+    if (!slots) return;
+    slots.retired = true;
+    this.dropIfIdle(slots);
+  }
+
+  private dropIfIdle(slots: Slots): void {
+    if (!slots.retired || slots.inflight > 0 || slots.waiting.length > 0) return;
+    for (const w of this.workers) w.postMessage({ type: 'unload', key: slots.key } satisfies ToWorker);
   }
 
   has(key: string): boolean {
@@ -183,6 +195,7 @@ export class VmWorkers {
     } finally {
       slots.inflight--;
       this.releaseSlot(slots, slot);
+      this.dropIfIdle(slots);
     }
   }
 
@@ -196,6 +209,7 @@ export class VmWorkers {
         timer: setTimeout(() => {
           slots.waiting.splice(slots.waiting.indexOf(waiter), 1);
           reject(new QueueFullError(slots.key, Date.now() - started));
+          this.dropIfIdle(slots);
         }, slots.options.queueTimeoutMs),
       };
       slots.waiting.push(waiter);

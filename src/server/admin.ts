@@ -1,0 +1,156 @@
+// The admin API, on its own port. Every call but /v1/health carries `Authorization: Bearer
+// <token>`: a tenant's token reaches only that tenant's routes, the operator's token reaches all.
+// docs/admin-api.md is the reference.
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BanSyntaxError } from '../cache/index.ts';
+import { SandboxError } from '../vmm/errors.ts';
+import { ProgramError } from '../vmm/elf.ts';
+import { ConfigError } from './config.ts';
+import type { EdgeServer } from './server.ts';
+
+const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
+const MAX_JSON_BYTES = 64 * 1024;
+
+type Caller = { kind: 'operator' } | { kind: 'tenant'; tenant: string };
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  const body = `${JSON.stringify(value, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Who is calling, from the bearer token; 401 without a known one. */
+function authenticate(server: EdgeServer, req: IncomingMessage): Caller {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) throw new HttpError(401, 'missing bearer token');
+  const token = m[1]!;
+  const op = server.config.server.operatorToken;
+  if (op !== null && sameSecret(token, op)) return { kind: 'operator' };
+  for (const t of server.config.tenants) if (sameSecret(token, t.token)) return { kind: 'tenant', tenant: t.name };
+  throw new HttpError(401, 'unknown token');
+}
+
+function allow(caller: Caller, tenant: string | null): void {
+  if (caller.kind === 'operator') return;
+  if (tenant === null || caller.tenant !== tenant) throw new HttpError(403, tenant === null ? 'operator token required' : `token not valid for tenant ${tenant}`);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, `body larger than ${limit} bytes`));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const text = (await readBody(req, MAX_JSON_BYTES)).toString('utf8');
+  try {
+    const v: unknown = JSON.parse(text || '{}');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, 'body must be a JSON object');
+  }
+}
+
+function stringField(body: Record<string, unknown>, name: string): string {
+  const v = body[name];
+  if (typeof v !== 'string' || v === '') throw new HttpError(400, `"${name}" must be a non-empty string`);
+  return v;
+}
+
+function tenantSummary(server: EdgeServer, name: string): Record<string, unknown> {
+  const t = server.tenants.get(name);
+  if (!t) throw new HttpError(404, `no tenant ${name}`);
+  return {
+    name,
+    hosts: t.config.hosts,
+    origins: t.config.origins.map((o) => ({ name: o.name, url: o.url, healthy: t.origins.get(o.name)?.healthy ?? null })),
+    programs: t.config.programs.map((p) => ({ name: p.name, mode: p.mode, roles: p.roles, version: t.programs.get(p.name)?.key ?? null, routes: p.routes })),
+  };
+}
+
+/** The admin request handler for `startFront`. */
+export function registerAdmin(server: EdgeServer) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const method = req.method ?? 'GET';
+    try {
+      if (parts[0] !== 'v1') throw new HttpError(404, 'unknown admin route');
+      if (parts[1] === 'health' && parts.length === 2) return json(res, 200, { ok: true });
+      const caller = authenticate(server, req);
+
+      if (parts[1] === 'tenants' && parts.length === 2 && method === 'GET') {
+        allow(caller, null);
+        return json(res, 200, { tenants: [...server.tenants.keys()].map((n) => tenantSummary(server, n)) });
+      }
+      if (parts[1] === 'reload' && parts.length === 2 && method === 'POST') {
+        allow(caller, null);
+        const next = server.loadNextConfig();
+        const diff = await server.reload(next);
+        return json(res, 200, { reloaded: true, ...diff, warnings: next.warnings });
+      }
+      if (parts[1] === 'tenants' && parts[2] !== undefined) {
+        const tenant = parts[2];
+        allow(caller, tenant);
+        const t = server.tenants.get(tenant);
+        if (!t) throw new HttpError(404, `no tenant ${tenant}`);
+        const action = parts.slice(3).join('/');
+        if (action === '' && method === 'GET') return json(res, 200, tenantSummary(server, tenant));
+        if (action === 'stats' && method === 'GET') {
+          return json(res, 200, { tenant, ...t.stats.snapshot(), cache: t.cache.stats(), kv: t.kv.stats() });
+        }
+        if (action === 'purge' && method === 'POST') {
+          const body = await readJson(req);
+          return json(res, 200, { purged: t.cache.purge(stringField(body, 'url')) });
+        }
+        if (action === 'purge-tag' && method === 'POST') {
+          const body = await readJson(req);
+          return json(res, 200, { purged: t.cache.purgeTag(stringField(body, 'tag')) });
+        }
+        if (action === 'ban' && method === 'POST') {
+          const body = await readJson(req);
+          t.cache.ban(stringField(body, 'expression'));
+          return json(res, 200, { banned: true });
+        }
+        if (parts[3] === 'programs' && parts[4] !== undefined && parts.length === 5 && method === 'PUT') {
+          const elf = await readBody(req, MAX_UPLOAD_BYTES);
+          const started = performance.now();
+          const loaded = await server.uploadProgram(tenant, parts[4], elf);
+          return json(res, 200, { program: parts[4], version: loaded.key, loadMs: Math.round(performance.now() - started) });
+        }
+      }
+      throw new HttpError(404, 'unknown admin route');
+    } catch (err) {
+      if (err instanceof HttpError) return json(res, err.status, { error: err.message });
+      if (err instanceof BanSyntaxError) return json(res, 400, { error: err.message });
+      if (err instanceof ConfigError) return json(res, 400, { error: 'config refused; nothing changed', problems: err.message.split('\n') });
+      if (err instanceof SandboxError || err instanceof ProgramError) return json(res, 422, { error: `program refused; nothing changed: ${err.message}` });
+      if (err instanceof Error && /has no program/.test(err.message)) return json(res, 404, { error: err.message });
+      throw err;
+    }
+  };
+}

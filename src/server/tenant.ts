@@ -1,0 +1,255 @@
+// One tenant at run time: its cache (a namespace of the shared storage), origins, key-value store,
+// programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
+// router: a miss goes to the route's program or origin.
+import { Readable } from 'node:stream';
+import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
+import type { HostCalls } from '../sandbox/program.ts';
+import type { SandboxRequest } from '../sandbox/types.ts';
+import { SandboxError } from '../vmm/errors.ts';
+import type { ProgramConfig, TenantConfig } from './config.ts';
+import { KvStore } from './kv.ts';
+import { buildRoutes, matchRoute, type Route } from './routes.ts';
+import { TenantStats } from './stats.ts';
+import { QueueFullError, type VmWorkers } from './vm-pool.ts';
+
+const MiB = 1024 * 1024;
+/** Largest sub-request body a program can receive. */
+const MAX_FETCH_BYTES = 8 * MiB;
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
+
+/** A program as loaded: `key` names its current version on the VM workers. */
+export interface LoadedProgram {
+  config: ProgramConfig;
+  key: string;
+}
+
+export type Log = (line: string) => void;
+
+let versionCounter = 0;
+/** Keys are unique forever, so an old and a new version can run side by side during a swap. */
+export function programKey(tenant: string, program: string): string {
+  return `${tenant}/${program}@${++versionCounter}`;
+}
+
+/** Loads `elf` on the workers as a new version of `program` and warms it up; throws on any failure. */
+export async function loadProgramVersion(pool: VmWorkers, tenant: string, program: ProgramConfig, elf: Buffer): Promise<LoadedProgram> {
+  const key = programKey(tenant, program.name);
+  await pool.load(key, elf, {
+    mode: program.mode,
+    name: program.name,
+    memoryMiB: program.memoryBytes / MiB,
+    timeoutMs: program.timeoutMs,
+    initTimeoutMs: program.initTimeoutMs,
+    maxRequestBytes: program.maxRequestBytes,
+    maxResponseBytes: program.maxResponseBytes,
+    env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
+    allowRead: program.allowRead,
+    concurrency: program.concurrency,
+    queueTimeoutMs: program.queueTimeoutMs,
+  });
+  try {
+    // The warm-up: one real request through the new version before anyone depends on it.
+    const generate = program.roles.includes('generate');
+    const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
+    await pool.call(key, { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) }, { phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver', response: { status: 200, headers: [] } });
+  } catch (err) {
+    pool.unload(key);
+    throw err;
+  }
+  return { config: program, key };
+}
+
+function headerPairs(list: HeaderList): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < list.length; i += 2) out.push([list[i]!, list[i + 1]!]);
+  return out;
+}
+
+function readAll(body: Readable | null, limit: number): Promise<Buffer> {
+  if (body === null) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        body.destroy();
+        reject(new OriginError(502, `body larger than ${limit} bytes`));
+      } else chunks.push(c);
+    });
+    body.on('end', () => resolve(Buffer.concat(chunks, size)));
+    body.on('error', reject);
+  });
+}
+
+/** A VM failure as the error the cache shows the client (or covers with a stale object). */
+function asOriginError(err: unknown, program: string): OriginError {
+  if (err instanceof QueueFullError) return new OriginError(503, `program ${program} is busy`);
+  if (err instanceof SandboxError) return new OriginError(err.kind === 'timeout' ? 504 : 502, `program ${program}: ${err.message}`);
+  return new OriginError(502, `program ${program} failed`);
+}
+
+export class TenantRuntime implements Backend {
+  readonly cache: Cache;
+  readonly stats = new TenantStats();
+  readonly origins = new Map<string, Origin>();
+  readonly programs = new Map<string, LoadedProgram>();
+  private readonly routes: Route[];
+  private closed = false;
+
+  constructor(readonly config: TenantConfig, private readonly pool: VmWorkers, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Log) {
+    for (const o of config.origins) {
+      this.origins.set(o.name, new Origin({
+        url: o.url,
+        connections: o.connections,
+        connectTimeoutMs: o.connectTimeoutMs,
+        headersTimeoutMs: o.firstByteTimeoutMs,
+        bodyTimeoutMs: o.idleTimeoutMs,
+        healthCheck: o.healthCheck ?? undefined,
+      }));
+    }
+    for (const p of programs) this.programs.set(p.config.name, p);
+    this.routes = buildRoutes(config);
+    const hooks: CacheHooks = {};
+    const recv = config.programs.find((p) => p.roles.includes('recv'));
+    const deliver = config.programs.find((p) => p.roles.includes('deliver'));
+    if (recv) hooks.recv = (req) => this.recvHook(recv.name, req);
+    if (deliver) hooks.deliver = (req, resp) => this.deliverHook(deliver.name, req, resp);
+    this.cache = new Cache({
+      backend: this,
+      storage,
+      namespace: config.name,
+      namespaceMaxBytes: config.cache.memoryBytes,
+      maxObjectBytes: config.cache.maxObjectBytes,
+      defaultGraceSec: config.cache.defaultGraceMs / 1000,
+      defaultKeepSec: config.cache.defaultKeepMs / 1000,
+      hooks,
+    });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Healthy while the default origin is (programs have no health of their own). */
+  get healthy(): boolean {
+    return this.origins.get('default')?.healthy ?? true;
+  }
+
+  /** The cache's backend: the route's program or origin answers a miss or a pass. */
+  async fetch(req: BackendRequest): Promise<BackendResponse> {
+    const target = matchRoute(this.routes, this.origins.has('default'), req.method, req.path);
+    if (target === undefined) {
+      req.body?.resume();
+      throw new OriginError(502, `tenant ${this.name} has no route for ${req.method} ${req.path.split('?')[0]}`);
+    }
+    if (target.kind === 'origin') return this.origins.get(target.name)!.fetch(req);
+    return this.runProgram(target.name, req);
+  }
+
+  private async runProgram(name: string, req: BackendRequest): Promise<BackendResponse> {
+    const body = await readAll(req.body, this.programs.get(name)!.config.maxRequestBytes);
+    // Looked up after the await and used at once: a live upload may have swapped versions meanwhile.
+    const program = this.programs.get(name)!;
+    const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
+    const r = await this.call(program, sreq, {});
+    const headers: HeaderList = [];
+    for (const [n, v] of r.headers) {
+      const lower = n.toLowerCase();
+      if (!HOP_BY_HOP.has(lower)) headers.push(lower, v);
+    }
+    headers.push('content-length', String(r.body.length));
+    if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
+    const sec = (s: number | undefined): number | undefined => (s === undefined ? undefined : s * 1000);
+    return {
+      status: r.status,
+      headers,
+      body: Readable.from(r.body.length > 0 ? [r.body] : []),
+      policy: { ttlMs: sec(r.cache.ttl), graceMs: sec(r.cache.grace), keepMs: sec(r.cache.keep), uncacheable: r.cache.uncacheable },
+    };
+  }
+
+  /** Runs a program on the workers with this tenant's host services; failures become OriginErrors. */
+  private async call(program: LoadedProgram, req: SandboxRequest, options: Parameters<VmWorkers['call']>[2]): Promise<Awaited<ReturnType<VmWorkers['call']>>> {
+    const started = performance.now();
+    try {
+      const r = await this.pool.call(program.key, req, { ...options, host: this.hostCalls() });
+      this.stats.vmCall((performance.now() - started) * 1000);
+      for (const line of r.logs) this.log(`tenant ${this.name} program ${program.config.name}: ${line}`);
+      return r;
+    } catch (err) {
+      if (err instanceof QueueFullError) this.stats.counters.queueFull++;
+      else if (err instanceof SandboxError && err.kind === 'timeout') this.stats.counters.vmTimeouts++;
+      else this.stats.counters.vmErrors++;
+      const oe = asOriginError(err, program.config.name);
+      this.log(`tenant ${this.name}: ${req.method} ${req.url}: ${oe.message}`);
+      throw oe;
+    }
+  }
+
+  /** Sub-requests and the key-value store, as programs of this tenant see them. */
+  private hostCalls(): HostCalls {
+    return {
+      fetch: async (call) => {
+        const origin = this.origins.get(call.origin || 'default');
+        if (!origin) throw new Error(`no origin named ${call.origin || 'default'}`);
+        const headers: HeaderList = [];
+        for (const [n, v] of call.headers) headers.push(n.toLowerCase(), v);
+        if (!call.headers.some(([n]) => n.toLowerCase() === 'host')) headers.push('host', new URL(this.config.origins.find((o) => o.name === (call.origin || 'default'))!.url).host);
+        const resp = await origin.fetch({ method: call.method, path: call.url, headers, body: call.body.length > 0 ? Readable.from([call.body]) : null });
+        return { status: resp.status, headers: headerPairs(resp.headers), body: await readAll(resp.body, MAX_FETCH_BYTES) };
+      },
+      kvGet: (key) => this.kv.get(key),
+      kvSet: (key, value) => this.kv.set(key, value),
+      kvDelete: (key) => this.kv.delete(key),
+    };
+  }
+
+  private async recvHook(name: string, req: HookRequest): Promise<RecvDecision | undefined> {
+    const program = this.programs.get(name)!;
+    try {
+      const r = await this.call(program, toSandboxRequest(req), { phase: 'recv' });
+      const d = r.recv;
+      if (!d || d.action === 'lookup') return d && (d.url !== undefined || d.setHeaders.length > 0) ? { action: 'lookup', url: d.url, setHeaders: d.setHeaders } : undefined;
+      if (d.action === 'pass') return { action: 'pass', url: d.url, setHeaders: d.setHeaders };
+      return { action: 'synth', status: r.status, headers: Object.fromEntries(r.headers), body: r.body };
+    } catch (err) {
+      const oe = err instanceof OriginError ? err : asOriginError(err, name);
+      return { action: 'synth', status: oe.status, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `${oe.message}\n` };
+    }
+  }
+
+  private async deliverHook(name: string, req: HookRequest, resp: HookResponse): Promise<void> {
+    const program = this.programs.get(name)!;
+    try {
+      const r = await this.call(program, toSandboxRequest(req), { phase: 'deliver', response: { status: resp.status, headers: headerPairs(resp.headers) } });
+      for (const [n, v] of r.headers) {
+        const lower = n.toLowerCase();
+        if (HOP_BY_HOP.has(lower)) continue;
+        for (let i = resp.headers.length - 2; i >= 0; i -= 2) if (resp.headers[i] === lower) resp.headers.splice(i, 2);
+        if (v !== '') resp.headers.push(lower, v);
+      }
+    } catch {
+      // The response goes out as it was; call() logged why the hook failed.
+    }
+  }
+
+  /** Stops this runtime: origins and cache timers; programs are unloaded unless `keep` names them. */
+  async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.programs.values()) if (!keep.has(p.key)) this.pool.unload(p.key);
+    await this.cache.close();
+    await Promise.all([...this.origins.values()].map((o) => o.close()));
+  }
+}
+
+function toSandboxRequest(req: HookRequest): SandboxRequest {
+  const headers: Array<[string, string]> = [];
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.push([name, v]);
+    else headers.push([name, value]);
+  }
+  return { method: req.method, url: req.url, headers, body: new Uint8Array(0) };
+}
