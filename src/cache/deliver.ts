@@ -88,6 +88,25 @@ export function synth(ctx: RequestContext, status: number, text: string, label: 
   return DONE;
 }
 
+/** A response a recv hook made itself: its status, headers and body, as given (never cached). */
+export function synthFromHook(ctx: RequestContext, status: number, headers: Record<string, string> = {}, body: string | Buffer = ''): Promise<void> {
+  const { res } = ctx;
+  if (res.headersSent) {
+    res.destroy();
+    return DONE;
+  }
+  const buf = typeof body === 'string' ? Buffer.from(body) : body;
+  const list: HeaderList = [];
+  for (const [k, v] of Object.entries(headers)) {
+    const lower = k.toLowerCase();
+    if (lower !== 'content-length' && lower !== 'transfer-encoding' && lower !== 'connection') list.push(lower, v);
+  }
+  list.push('content-length', String(buf.length), 'x-cache', 'SYNTH');
+  res.writeHead(status, list);
+  res.end(ctx.isHead ? undefined : buf);
+  return DONE;
+}
+
 /** What a streaming listener needs from the state machine. */
 export interface StreamHooks {
   /** The fetch cannot serve this client (uncacheable, or another variant): fetch on its own. */

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream';
 import { EMPTY_CACHE_CONTROL, parseCacheControl } from './cache-control.ts';
 import { BusyFetch } from './coalesce.ts';
 import type { EngineParts, RecvDecision, RequestContext } from './context.ts';
-import { deliverObject, DONE, followFetch, synth, writeHead } from './deliver.ts';
+import { deliverObject, DONE, followFetch, synth, synthFromHook, writeHead } from './deliver.ts';
 import { addForwarding, runFetch, type FetchSpec } from './fetch.ts';
 import { endToEndRequestHeaders, getHeader } from './headers.ts';
 import { isUnsafeMethod, unsafeInvalidationTargets } from './invalidation.ts';
@@ -57,7 +57,7 @@ function recv(e: EngineParts, req: IncomingMessage, res: ServerResponse): Reques
 
 /** Dispatches recv's decision. Only GET and HEAD can be looked up, whatever a hook says. */
 function route(ctx: RequestContext, d: RecvDecision): Promise<void> {
-  if (d.action === 'synth') return synth(ctx, d.status, d.body === undefined ? '' : d.body.toString(), 'SYNTH', d.headers);
+  if (d.action === 'synth') return synthFromHook(ctx, d.status, d.headers, d.body);
   if (d.url !== undefined) ctx.url = d.url;
   if (d.setHeaders !== undefined) {
     const h = ctx.req.headers;

@@ -19,8 +19,10 @@ test('a recv hook can pass a request, answer it directly, or let it be looked up
   assert.equal(live.headers['x-cache'], 'PASS');
   const blocked = await get(proxy.url, '/blocked');
   assert.equal(blocked.status, 403);
-  assert.equal(blocked.body, 'forbidden\n');
+  // A hook's synthetic answer goes out exactly as the hook made it.
+  assert.equal(blocked.body, 'forbidden');
   assert.equal(blocked.headers['x-reason'], 'hook');
+  assert.equal(blocked.headers['x-cache'], 'SYNTH');
   await get(proxy.url, '/cached');
   assert.equal((await get(proxy.url, '/cached')).headers['x-cache'], 'HIT');
   assert.equal(origin.hits, 3);

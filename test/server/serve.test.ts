@@ -1,0 +1,196 @@
+// The multi-tenant server end to end: real HTTP over loopback, real VMs on worker threads, real
+// origins in this process, a config written as YAML.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { type AddressInfo } from 'node:net';
+import { Agent, request } from 'undici';
+import { parseConfig } from '../../src/server/config.ts';
+import { EdgeServer } from '../../src/server/server.ts';
+import { buildGuest } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
+
+const ALPHA_TOKEN = 'alpha-token-0123456789';
+const BETA_TOKEN = 'beta-token-0123456789';
+const OPERATOR_TOKEN = 'operator-token-0123456789';
+
+/** A test origin that says who it is and echoes what the edge sent it. */
+function startOrigin(name: string): Promise<{ server: Server; url: string; hits: () => number; lastHeaders: () => Record<string, unknown> }> {
+  let hits = 0;
+  let last: Record<string, unknown> = {};
+  const server = createServer((req, res) => {
+    hits++;
+    last = req.headers;
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': req.url?.startsWith('/nocache') ? 'no-store' : 'max-age=60' });
+    res.end(`${name} ${req.url}\n`);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits: () => hits, lastHeaders: () => last })));
+}
+
+describe('tinyedge serve', needsKvm(), () => {
+  let edge: EdgeServer;
+  let alphaOrigin: Awaited<ReturnType<typeof startOrigin>>;
+  let betaOrigin: Awaited<ReturnType<typeof startOrigin>>;
+  const agent = new Agent({ connections: 256 });
+
+  const get = async (host: string, path: string, init: { method?: 'GET' | 'POST'; headers?: Record<string, string> } = {}) => {
+    const r = await request(`${edge.front.url}${path}`, { method: init.method ?? 'GET', headers: { host, ...init.headers }, dispatcher: agent });
+    return { status: r.statusCode, headers: r.headers, body: await r.body.text() };
+  };
+  const admin = async (method: 'GET' | 'POST' | 'PUT', path: string, token: string, body?: string | Buffer) => {
+    const r = await request(`${edge.admin.url}${path}`, { method, headers: { authorization: `Bearer ${token}` }, body, dispatcher: agent });
+    return { status: r.statusCode, json: (await r.body.json()) as Record<string, unknown> };
+  };
+  const vmCalls = async (tenant: string, token: string): Promise<number> => ((await admin('GET', `/v1/tenants/${tenant}/stats`, token)).json.counters as { vmCalls: number }).vmCalls;
+
+  before(async () => {
+    alphaOrigin = await startOrigin('alpha-origin');
+    betaOrigin = await startOrigin('beta-origin');
+    const yaml = `
+server:
+  listen: 127.0.0.1:0
+  admin: 127.0.0.1:0
+  operatorToken: ${OPERATOR_TOKEN}
+  workers: 2
+tenants:
+  - name: alpha
+    hosts: [alpha.test]
+    token: ${ALPHA_TOKEN}
+    origins: [{ name: default, url: "${alphaOrigin.url}" }]
+    programs:
+      - { name: gen, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /gen }] }
+      - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /fetch }, { prefix: /kv }] }
+      - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
+  - name: beta
+    hosts: [beta.test]
+    token: ${BETA_TOKEN}
+    origins: [{ name: default, url: "${betaOrigin.url}" }]
+    programs:
+      - name: misbehave
+        file: ${buildGuest('sdk_misbehave')}
+        roles: [generate]
+        routes: [{ prefix: /m }, { prefix: /crash }, { prefix: /loop }]
+        timeout: 300ms
+        concurrency: 1
+        queueTimeout: 50ms
+      - name: busy
+        file: ${buildGuest('sdk_misbehave')}
+        roles: [generate]
+        routes: [{ prefix: /busy }]
+        concurrency: 8
+        queueTimeout: 5s
+`;
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { log: () => {} });
+  });
+
+  after(async () => {
+    await edge?.close();
+    await agent.close();
+    alphaOrigin.server.close();
+    betaOrigin.server.close();
+  });
+
+  test('two tenants are routed by Host, and an unknown host gets 404 with a reason', async () => {
+    assert.equal((await get('alpha.test', '/page')).body, 'alpha-origin /page\n');
+    assert.equal((await get('beta.test:8080', '/page')).body, 'beta-origin /page\n');
+    const unknown = await get('nobody.test', '/');
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body, /unknown host "nobody.test"/);
+  });
+
+  test('a program-generated response is cached: the second request does not enter the VM', async () => {
+    const before = await vmCalls('alpha', ALPHA_TOKEN);
+    const first = await get('alpha.test', '/gen/item');
+    assert.equal(first.status, 201);
+    assert.equal(first.headers['x-cache'], 'MISS');
+    const second = await get('alpha.test', '/gen/item');
+    assert.equal(second.headers['x-cache'], 'HIT');
+    assert.equal(second.body, first.body);
+    // recv + generate + deliver on the miss; recv + deliver on the hit; generate ran once.
+    assert.equal(await vmCalls('alpha', ALPHA_TOKEN), before + 5);
+  });
+
+  test('a receive hook passes some URLs, answers others itself, and sets request headers', async () => {
+    const pass = await get('alpha.test', '/pass/a');
+    assert.equal(pass.headers['x-cache'], 'PASS');
+    assert.equal(pass.body, 'alpha-origin /pass/a\n');
+    const blocked = await get('alpha.test', '/blocked');
+    assert.equal(blocked.status, 403);
+    assert.equal(blocked.body, 'blocked by recv\n');
+    await get('alpha.test', '/nocache/x');
+    assert.equal(alphaOrigin.lastHeaders()['x-recv'], 'seen');
+  });
+
+  test('a deliver hook adds a header to every response, hit or miss', async () => {
+    assert.equal((await get('alpha.test', '/page')).headers['x-delivered'], 'status-200');
+    assert.equal((await get('alpha.test', '/gen/other')).headers['x-delivered'], 'status-201');
+  });
+
+  test("a program calls its tenant's origin and the tenant's key-value store", async () => {
+    const fetched = await get('alpha.test', '/fetch');
+    assert.equal(fetched.body, 'status=200 len=30 body=alpha-origin /data?from=guest\n\n');
+    const a = await get('alpha.test', '/kv/incr?1', { headers: { 'cache-control': 'no-cache' } });
+    const b = await get('alpha.test', '/kv/incr?2');
+    assert.equal(a.body, 'counter=1 stored=0\n');
+    assert.equal(b.body, 'counter=2 stored=0\n');
+  });
+
+  test('guest timeout → 504, fault → 502, queue full → 503, and the next request is served normally', async () => {
+    const crash = await get('beta.test', '/crash');
+    assert.equal(crash.status, 502);
+    assert.match(crash.body, /program misbehave: page fault at 0x0/);
+    const slow = get('beta.test', '/loop');
+    await new Promise((r) => setTimeout(r, 20));
+    const full = await get('beta.test', '/m/queued');
+    assert.equal(full.status, 503);
+    assert.match(full.body, /program misbehave is busy/);
+    const timedOut = await slow;
+    assert.equal(timedOut.status, 504);
+    assert.match(timedOut.body, /300 ms time limit/);
+    const ok = await get('beta.test', '/m/fine');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, 'ok served=0\n');
+  });
+
+  test('a program replaced while 200 concurrent requests run fails none of them', async () => {
+    const elf = readFileSync(buildGuest('sdk_misbehave'));
+    const versionBefore = ((await admin('GET', '/v1/tenants/beta', BETA_TOKEN)).json.programs as Array<{ name: string; version: string }>).find((p) => p.name === 'busy')!.version;
+    const load = Array.from({ length: 200 }, (_, i) => get('beta.test', `/busy/${i}`));
+    const upload = admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, elf);
+    const more = Array.from({ length: 200 }, (_, i) => new Promise((r) => setTimeout(r, i)).then(() => get('beta.test', `/busy/late-${i}`)));
+    const results = await Promise.all([...load, ...more]);
+    const uploaded = await upload;
+    assert.equal(uploaded.status, 200, JSON.stringify(uploaded.json));
+    assert.notEqual(uploaded.json.version, versionBefore);
+    const failed = results.filter((r) => r.status !== 200 || r.body !== 'ok served=0\n');
+    assert.deepEqual(failed, []);
+  });
+
+  test('a broken upload changes nothing and says why', async () => {
+    const r = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, Buffer.from('not a program'));
+    assert.equal(r.status, 422);
+    assert.match(String(r.json.error), /program refused; nothing changed: not an ELF executable/);
+    assert.equal((await get('beta.test', '/busy/after')).body, 'ok served=0\n');
+  });
+
+  test("tenant A's token is refused on tenant B's admin routes; the operator sees all tenants", async () => {
+    assert.equal((await admin('GET', '/v1/tenants/beta/stats', ALPHA_TOKEN)).status, 403);
+    assert.equal((await admin('POST', '/v1/tenants/beta/purge', ALPHA_TOKEN, '{"url":"/x"}')).status, 403);
+    assert.equal((await admin('PUT', '/v1/tenants/beta/programs/busy', ALPHA_TOKEN, Buffer.from('x'))).status, 403);
+    assert.equal((await admin('GET', '/v1/tenants', ALPHA_TOKEN)).status, 403);
+    assert.equal((await admin('GET', '/v1/tenants/alpha/stats', 'wrong-token-0123456789')).status, 401);
+    const all = await admin('GET', '/v1/tenants', OPERATOR_TOKEN);
+    assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta']);
+  });
+
+  test('purge and tag invalidation through the admin API drop cached objects', async () => {
+    await get('alpha.test', '/gen/tagged');
+    assert.equal((await get('alpha.test', '/gen/tagged')).headers['x-cache'], 'HIT');
+    assert.deepEqual((await admin('POST', '/v1/tenants/alpha/purge-tag', ALPHA_TOKEN, '{"tag":"catalog"}')).json, { purged: 3 });
+    assert.equal((await get('alpha.test', '/gen/tagged')).headers['x-cache'], 'MISS');
+    await get('alpha.test', '/cached-page');
+    assert.equal((await admin('POST', '/v1/tenants/alpha/purge', ALPHA_TOKEN, '{"url":"/cached-page"}')).json.purged, 1);
+    assert.equal((await get('alpha.test', '/cached-page')).headers['x-cache'], 'MISS');
+  });
+});
