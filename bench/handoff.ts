@@ -1,0 +1,54 @@
+// The cost of handing a request from the HTTP thread to a VM worker thread and back, beside the
+// same request run in-process and a bare MessagePort echo, all in one run (medians, µs).
+//   node --import tsx bench/handoff.ts [-n 3000]
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { Kvm } from '../src/kvm/kvm.ts';
+import { Program } from '../src/sandbox/program.ts';
+import type { SandboxRequest } from '../src/sandbox/types.ts';
+import { VmWorkers } from '../src/server/vm-pool.ts';
+import { buildExample } from '../guest/build.ts';
+import { machineLine, percentile, printTable } from './lib.ts';
+
+const { values } = parseArgs({ options: { n: { type: 'string', short: 'n', default: '3000' } } });
+const n = Number(values.n);
+const elf = readFileSync(buildExample('hello'));
+const req: SandboxRequest = { method: 'GET', url: '/', headers: [['Host', 'localhost']], body: new Uint8Array(0) };
+
+async function timeEach(f: () => unknown): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n / 10; i++) await f();
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await f();
+    out.push((performance.now() - t) * 1000);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+const kvm = new Kvm();
+const program = new Program(kvm, elf, { mode: 'sdk', name: 'hello' });
+const inst = program.instance();
+const inProcess = await timeEach(() => inst.handle(req));
+inst.close();
+program.close();
+
+const echo = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));", { eval: true });
+const echoRtt = await timeEach(() => new Promise((r) => { echo.once('message', r); echo.postMessage({ type: 'call', req }); }));
+await echo.terminate();
+
+const pool = await VmWorkers.start(1);
+await pool.load('bench/hello', elf, { mode: 'sdk', name: 'hello', concurrency: 1, queueTimeoutMs: 1000 });
+const viaWorker = await timeEach(() => pool.call('bench/hello', req));
+await pool.close();
+kvm.close();
+
+console.log(`handoff benchmark — ${machineLine()}; ${n} sequential requests, hello program`);
+const row = (name: string, xs: number[]): Array<string | number> => [name, percentile(xs, 50), percentile(xs, 90), percentile(xs, 99)];
+printTable(['path', 'p50 µs', 'p90 µs', 'p99 µs'], [
+  row('in-process instance.handle (no handoff)', inProcess),
+  row('MessagePort echo to a worker (handoff alone)', echoRtt),
+  row('VM worker: post → run → reply', viaWorker),
+]);
