@@ -1,4 +1,5 @@
-/* SDK program for isolation tests: every request reports the state it found, then dirties it.
+/* SDK program for isolation tests: every request reports the state it found (memory and AVX
+ * registers), then dirties it.
  * If any request saw state left by an earlier one, "clean" would turn into "DIRTY". */
 #include <tinyedge.h>
 #include <stdint.h>
@@ -24,13 +25,23 @@ static int stack_clean(void) {
     return 1;
 }
 
+/* Reads ymm15 (no compiler-generated code touches it here), then leaves a marker in it. */
+static int vector_registers_clean(void) {
+    unsigned char seen[32], marker[32];
+    memset(marker, 0x5a, sizeof marker);
+    __asm__ volatile("vmovdqu %%ymm15, %0" : "=m"(seen));
+    __asm__ volatile("vmovdqu %0, %%ymm15" : : "m"(marker) : "xmm15");
+    return memcmp(seen, marker, sizeof seen) != 0;
+}
+
 static void on_request(const te_request *req) {
     (void)req;
+    int vectors_ok = vector_registers_clean();
     int heap_clean = 1;
     for (int i = 0; i < 65536; i++) if (heap_block[i] != 0) { heap_clean = 0; break; }
     int stack_ok = stack_clean();
-    int n = snprintf(body, sizeof body, "global=%d data=%s heap=%s tls=%d stack=%s\n", global_counter, data_word,
-                     heap_clean ? "clean" : "DIRTY", tls_counter, stack_ok ? "clean" : "DIRTY");
+    int n = snprintf(body, sizeof body, "global=%d data=%s heap=%s tls=%d stack=%s ymm=%s\n", global_counter, data_word,
+                     heap_clean ? "clean" : "DIRTY", tls_counter, stack_ok ? "clean" : "DIRTY", vectors_ok ? "clean" : "DIRTY");
     global_counter++;
     tls_counter++;
     memcpy(data_word, "CHANGED", 8);

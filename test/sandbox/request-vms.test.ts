@@ -30,10 +30,10 @@ describe('request VMs', needsKvm(), () => {
     kvm.close();
   });
 
-  test('a request never sees globals, heap, stack or thread-locals written by an earlier one', () => {
+  test('a request never sees globals, heap, stack, thread-locals or vector registers written by an earlier one', () => {
     const inst = load('sdk_isolation').instance();
     for (let i = 0; i < 5; i++) {
-      assert.equal(text(inst, `/${i}`), 'global=0 data=pristine heap=clean tls=0 stack=clean\n');
+      assert.equal(text(inst, `/${i}`), 'global=0 data=pristine heap=clean tls=0 stack=clean ymm=clean\n');
     }
     inst.close();
   });
@@ -43,8 +43,8 @@ describe('request VMs', needsKvm(), () => {
     const first = p.instance();
     text(first, '/');
     const second = p.instance();
-    assert.equal(text(second, '/'), 'global=0 data=pristine heap=clean tls=0 stack=clean\n');
-    assert.equal(text(first, '/'), 'global=0 data=pristine heap=clean tls=0 stack=clean\n');
+    assert.equal(text(second, '/'), 'global=0 data=pristine heap=clean tls=0 stack=clean ymm=clean\n');
+    assert.equal(text(first, '/'), 'global=0 data=pristine heap=clean tls=0 stack=clean ymm=clean\n');
     first.close();
     second.close();
   });
