@@ -39,6 +39,30 @@ const echo = new Worker("require('node:worker_threads').parentPort.on('message',
 const echoRtt = await timeEach(() => new Promise((r) => { echo.once('message', r); echo.postMessage({ type: 'call', req }); }));
 await echo.terminate();
 
+// The alternative channel: a shared cell and Atomics. The worker sleeps in Atomics.wait (a
+// futex); the HTTP thread, which must not block, waits with Atomics.waitAsync.
+const cell = new Int32Array(new SharedArrayBuffer(8));
+const atomicsWorker = new Worker(`
+  const { workerData } = require('node:worker_threads');
+  const cell = workerData;
+  for (;;) {
+    Atomics.wait(cell, 0, 0);
+    if (Atomics.load(cell, 0) === 2) break;
+    Atomics.store(cell, 0, 0);
+    Atomics.store(cell, 1, 1);
+    Atomics.notify(cell, 1);
+  }`, { eval: true, workerData: cell });
+const atomicsRtt = await timeEach(async () => {
+  Atomics.store(cell, 1, 0);
+  Atomics.store(cell, 0, 1);
+  Atomics.notify(cell, 0);
+  const w = Atomics.waitAsync(cell, 1, 0);
+  if (w.async) await w.value;
+});
+Atomics.store(cell, 0, 2);
+Atomics.notify(cell, 0);
+await atomicsWorker.terminate();
+
 const pool = await VmWorkers.start(1);
 await pool.load('bench/hello', elf, { mode: 'sdk', name: 'hello', concurrency: 1, queueTimeoutMs: 1000 });
 const viaWorker = await timeEach(() => pool.call('bench/hello', req));
@@ -50,5 +74,6 @@ const row = (name: string, xs: number[]): Array<string | number> => [name, perce
 printTable(['path', 'p50 µs', 'p90 µs', 'p99 µs'], [
   row('in-process instance.handle (no handoff)', inProcess),
   row('MessagePort echo to a worker (handoff alone)', echoRtt),
+  row('Atomics.notify / waitAsync round trip (handoff alone)', atomicsRtt),
   row('VM worker: post → run → reply', viaWorker),
 ]);
