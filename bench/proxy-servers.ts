@@ -4,7 +4,8 @@
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -120,9 +121,9 @@ export interface HttpAnswer {
 }
 
 /** One GET over a fresh connection; resolves with status, headers and body size. */
-export function fetchOnce(url: string, timeoutMs = 5_000): Promise<HttpAnswer> {
+export function fetchOnce(url: string, timeoutMs = 5_000, headers: Record<string, string> = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       let bytes = 0;
       res.on('data', (d: Buffer) => (bytes += d.length));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }));
@@ -133,21 +134,66 @@ export function fetchOnce(url: string, timeoutMs = 5_000): Promise<HttpAnswer> {
   });
 }
 
-/** Polls `url` until it answers with any status; fails early if `child` exits. */
-export async function waitReady(url: string, child: Child, timeoutMs: number): Promise<void> {
+/**
+ * Polls `url` until it answers with any status, sending `headers` (a server that caches must not
+ * store the probe's answer); fails early if `child` exits.
+ */
+export async function waitReady(url: string, child: Child, timeoutMs: number, headers: Record<string, string> = {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void child.exited.then(() => (exited = true));
   while (Date.now() < deadline) {
     if (exited) throw new Error(`exited before answering:\n${child.output()}`);
     try {
-      await fetchOnce(url, 1_000);
+      await fetchOnce(url, 1_000, headers);
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
   throw new Error(`did not answer ${url} within ${timeoutMs} ms:\n${child.output()}`);
+}
+
+/** What every benchmark run sets up: its processes, a temp dir, wrk, and the CPU pinning. */
+export interface Harness {
+  children: Children;
+  dir: string;
+  wrkPath: string;
+  twoCpus: boolean;
+  /** CPU for the servers and for wrk; undefined without taskset. */
+  serverCpu: string | undefined;
+  wrkCpu: string | undefined;
+}
+
+/**
+ * Starts a benchmark run: a temp dir named after `prefix`, clean-up of every started process and
+ * the dir on exit or signal, wrk (installed when missing), and servers on CPU 0, wrk on CPU 1.
+ */
+export function startHarness(prefix: string): Harness {
+  const children = new Children();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => {
+    children.killAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      console.error(`\n${signal}: stopping every server this benchmark started`);
+      process.exit(130);
+    });
+  }
+  const wrk = ensureTool('wrk', 'wrk');
+  if ('missing' in wrk) throw new Error(wrk.missing);
+  const pinned = ensureTool('taskset', 'util-linux');
+  const twoCpus = cpus().length >= 2;
+  return {
+    children,
+    dir,
+    wrkPath: wrk.path,
+    twoCpus,
+    serverCpu: 'path' in pinned ? '0' : undefined,
+    wrkCpu: 'path' in pinned ? (twoCpus ? '1' : '0') : undefined,
+  };
 }
 
 export interface Started {

@@ -2,11 +2,11 @@
 // all in front of one origin, each server pinned to CPU 0 and wrk to CPU 1. Every server is
 // checked to really serve hits (the origin counts its fetches). Usage:
 //   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,varnish,nginx]
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Children, ensureTool, fetchOnce, startNginx, startTinyedge, startVarnish, versionOf } from './proxy-servers.ts';
+import { Children, ensureTool, fetchOnce, startHarness, startNginx, startTinyedge, startVarnish, versionOf } from './proxy-servers.ts';
 import type { Started } from './proxy-servers.ts';
 import { runWrk } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
@@ -147,26 +147,7 @@ function printTable(rows: Row[]): void {
 
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
-  const children = new Children();
-  const dir = mkdtempSync(join(tmpdir(), 'tinyedge-bench-'));
-  const cleanup = (): void => {
-    children.killAll();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', cleanup);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => {
-      console.error(`\n${signal}: stopping every server this benchmark started`);
-      process.exit(130);
-    });
-  }
-
-  const wrk = ensureTool('wrk', 'wrk');
-  if ('missing' in wrk) throw new Error(wrk.missing);
-  const pinned = ensureTool('taskset', 'util-linux');
-  const twoCpus = cpus().length >= 2;
-  const serverCpu = 'path' in pinned ? '0' : undefined;
-  const wrkCpu = 'path' in pinned ? (twoCpus ? '1' : '0') : undefined;
+  const { children, dir, wrkPath, twoCpus, serverCpu, wrkCpu } = startHarness('tinyedge-bench-');
 
   // The origin shares CPU 1 with wrk: it is only busy during warm-up, never during a hit load.
   const origin = children.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/proxy-origin.ts')], wrkCpu, ROOT);
@@ -181,7 +162,7 @@ async function main(): Promise<number> {
   });
   const originUrl = `http://127.0.0.1:${hello.port}`;
 
-  const versions: string[] = [`node ${process.version}`, versionOf(wrk.path, '-v').replace(/ \[.*$/, '')];
+  const versions: string[] = [`node ${process.version}`, versionOf(wrkPath, '-v').replace(/ \[.*$/, '')];
   console.log(`Cache proxy benchmark: cache hits of ${Object.keys(hello.objects).join(' and ')} (Cache-Control: max-age=3600)`);
   console.log(`machine: ${machine()}`);
   console.log(

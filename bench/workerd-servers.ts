@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from './proxy-servers.ts';
+import { freePort, waitReady } from './proxy-servers.ts';
 import type { Child, Children, Started } from './proxy-servers.ts';
 
 /** The body both servers must answer with, byte for byte. */
@@ -29,32 +29,11 @@ function spawnLogged(children: Children, command: string, args: string[], logFil
   return children.spawn('sh', ['-c', 'log=$1; shift; exec "$@" >>"$log" 2>&1', 'sh', logFile, command, ...args], cpu, cwd);
 }
 
-/**
- * Polls `url` until it answers with any status, with REQUEST_HEADERS (proxy-servers' waitReady
- * sends none, and tinyedge serve would cache that answer and then serve the measured requests from
- * it). Fails early if `child` exits.
- */
-async function waitAnswer(url: string, child: Child, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void child.exited.then(() => (exited = true));
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`exited before answering:\n${child.output()}`);
-    try {
-      const res = await fetch(url, { headers: REQUEST_HEADERS, signal: AbortSignal.timeout(1_000) });
-      await res.arrayBuffer();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`did not answer ${url} within ${timeoutMs} ms`);
-}
-
 /** Waits for the server to answer; on failure, the error carries the end of its log. */
 async function waitLogged(url: string, child: Child, logFile: string, timeoutMs: number): Promise<void> {
   try {
-    await waitAnswer(url, child, timeoutMs);
+    // With REQUEST_HEADERS: tinyedge serve must not cache the probe's answer.
+    await waitReady(url, child, timeoutMs, REQUEST_HEADERS);
   } catch (err) {
     let log = '';
     try {

@@ -4,12 +4,12 @@
 // prints req/s, p50, p99 and tinyedge/workerd ratios against issue 6's targets. Usage:
 //   node --import tsx bench/workerd.ts [--duration 10] [--connections 50] [--warmup 2]
 //        [--only tinyedge,workerd] [--tinyedge-mode auto|dev|serve]
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildExample } from '../guest/build.ts';
-import { Children, ensureTool, freePort, versionOf } from './proxy-servers.ts';
+import { Children, freePort, startHarness, versionOf } from './proxy-servers.ts';
 import type { Started } from './proxy-servers.ts';
 import { contention, sampleCpu } from './workerd-cpu.ts';
 import type { Contention } from './workerd-cpu.ts';
@@ -215,26 +215,7 @@ function printTargets(rows: Row[]): void {
 
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
-  const children = new Children();
-  const dir = mkdtempSync(join(tmpdir(), 'tinyedge-bench-workerd-'));
-  const cleanup = (): void => {
-    children.killAll();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', cleanup);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => {
-      console.error(`\n${signal}: stopping every server this benchmark started`);
-      process.exit(130);
-    });
-  }
-
-  const wrk = ensureTool('wrk', 'wrk');
-  if ('missing' in wrk) throw new Error(wrk.missing);
-  const pinned = ensureTool('taskset', 'util-linux');
-  const twoCpus = cpus().length >= 2;
-  const serverCpu = 'path' in pinned ? '0' : undefined;
-  const wrkCpu = 'path' in pinned ? (twoCpus ? '1' : '0') : undefined;
+  const { children, dir, wrkPath, twoCpus, serverCpu, wrkCpu } = startHarness('tinyedge-bench-workerd-');
 
   const versions: string[] = [`node ${process.version}`];
   let workerd: Workerd | undefined;
@@ -248,7 +229,7 @@ async function main(): Promise<number> {
     program = buildExample('hello');
     mode = opts.tinyedgeMode === 'auto' ? detectTinyedgeMode(ROOT) : { mode: opts.tinyedgeMode, why: `--tinyedge-mode ${opts.tinyedgeMode}` };
   }
-  versions.push(versionOf(wrk.path, '-v').replace(/ \[.*$/, ''));
+  versions.push(versionOf(wrkPath, '-v').replace(/ \[.*$/, ''));
 
   console.log('Edge compute benchmark: a hello-world answered by a program on every request (no cache)');
   console.log(`machine: ${machine()}`);
