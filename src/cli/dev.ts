@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { Kvm, KvmError } from '../kvm/kvm.ts';
 import type { Instance, Program } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
+import { readLimited } from '../server/body.ts';
 import { startFront, stripHopByHop } from '../server/front.ts';
 import { ProgramError } from '../vmm/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
@@ -26,25 +27,6 @@ export function statusForFailure(err: SandboxError): number {
   }
 }
 
-/** Reads a request body, refusing more than `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new SandboxError('program', `request body larger than ${limit} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
-}
-
 function toSandboxRequest(req: IncomingMessage, body: Buffer): SandboxRequest {
   const headers: Array<[string, string]> = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
@@ -61,7 +43,7 @@ export function devHandler(program: Program, instance: Instance, log: (line: str
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let body: Buffer;
     try {
-      body = await readBody(req, program.limits.maxRequestBytes);
+      body = await readLimited(req, program.limits.maxRequestBytes, (n) => new SandboxError('program', `request body larger than ${n} bytes`));
     } catch (err) {
       if (err instanceof SandboxError) sendText(res, 413, `${err.message}\n`);
       return;

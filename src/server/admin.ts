@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BanSyntaxError } from '../cache/index.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { ProgramError } from '../vmm/elf.ts';
+import { readLimited } from './body.ts';
 import { ConfigError } from './config.ts';
 import type { EdgeServer } from './server.ts';
 
@@ -48,21 +49,8 @@ function allow(caller: Caller, tenant: string | null): void {
   if (tenant === null || caller.tenant !== tenant) throw new HttpError(403, tenant === null ? 'operator token required' : `token not valid for tenant ${tenant}`);
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new HttpError(413, `body larger than ${limit} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
-}
+const readBody = (req: IncomingMessage, limit: number): Promise<Buffer> =>
+  readLimited(req, limit, (n) => new HttpError(413, `body larger than ${n} bytes`));
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const text = (await readBody(req, MAX_JSON_BYTES)).toString('utf8');

@@ -6,6 +6,7 @@ import { Cache, type Backend, type BackendRequest, type BackendResponse, type Ca
 import type { HostCalls } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
 import { SandboxError } from '../vmm/errors.ts';
+import { readLimited } from './body.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
@@ -65,22 +66,7 @@ function headerPairs(list: HeaderList): Array<[string, string]> {
   return out;
 }
 
-function readAll(body: Readable | null, limit: number): Promise<Buffer> {
-  if (body === null) return Promise.resolve(Buffer.alloc(0));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    body.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        body.destroy();
-        reject(new OriginError(502, `body larger than ${limit} bytes`));
-      } else chunks.push(c);
-    });
-    body.on('end', () => resolve(Buffer.concat(chunks, size)));
-    body.on('error', reject);
-  });
-}
+const tooLarge = (limit: number): Error => new OriginError(502, `body larger than ${limit} bytes`);
 
 /** A VM failure as the error the cache shows the client (or covers with a stale object). */
 function asOriginError(err: unknown, program: string): OriginError {
@@ -148,7 +134,7 @@ export class TenantRuntime implements Backend {
   }
 
   private async runProgram(name: string, req: BackendRequest): Promise<BackendResponse> {
-    const body = await readAll(req.body, this.programs.get(name)!.config.maxRequestBytes);
+    const body = await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, tooLarge);
     // Looked up after the await and used at once: a live upload may have swapped versions meanwhile.
     const program = this.programs.get(name)!;
     const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
@@ -197,7 +183,7 @@ export class TenantRuntime implements Backend {
         for (const [n, v] of call.headers) headers.push(n.toLowerCase(), v);
         if (!call.headers.some(([n]) => n.toLowerCase() === 'host')) headers.push('host', new URL(this.config.origins.find((o) => o.name === (call.origin || 'default'))!.url).host);
         const resp = await origin.fetch({ method: call.method, path: call.url, headers, body: call.body.length > 0 ? Readable.from([call.body]) : null });
-        return { status: resp.status, headers: headerPairs(resp.headers), body: await readAll(resp.body, MAX_FETCH_BYTES) };
+        return { status: resp.status, headers: headerPairs(resp.headers), body: await readLimited(resp.body, MAX_FETCH_BYTES, tooLarge) };
       },
       kvGet: (key) => this.kv.get(key),
       kvSet: (key, value) => this.kv.set(key, value),
