@@ -272,7 +272,14 @@ export class Machine implements SyscallContext {
       v.setReg(REGS.rax, result);
     } else if (port === PORT_HYPERCALL) {
       this.pending = call;
-      const result = this.hypercall(this, v.reg32(REGS.rax));
+      let result: number;
+      try {
+        result = this.hypercall(this, v.reg32(REGS.rax));
+      } catch (err) {
+        // A bad pointer in a hypercall fails the call inside the guest, never the host.
+        if (!(err instanceof GuestFault)) throw err;
+        result = -EFAULT;
+      }
       if (!this.yielded && !this.exitResult) this.resume(result);
     } else {
       throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${call.rip.toString(16)})`);

@@ -85,3 +85,45 @@ describe('host calls and hooks', needsKvm(), () => {
     assert.deepEqual(r.headers, [['X-Delivered', 'status-404']]);
   });
 });
+
+describe('bogus pointers in hypercalls', needsKvm(), () => {
+  let kvm: Kvm;
+  let program: Program;
+  let inst: Instance;
+  const host: HostCalls = {
+    fetch: async () => ({ status: 200, headers: [], body: Buffer.from('x') }),
+    kvGet: () => undefined,
+    kvSet: () => true,
+    kvDelete: () => true,
+  };
+
+  before(() => {
+    kvm = new Kvm();
+    program = new Program(kvm, readFileSync(buildGuest('sdk_bogus')), { mode: 'sdk', name: 'sdk_bogus' });
+    inst = program.instance();
+  });
+  after(() => {
+    inst.close();
+    program.close();
+    kvm.close();
+  });
+
+  test('host calls with pointers outside guest memory fail inside the guest with EFAULT', async () => {
+    // A log line longer than 4 KiB is cut to its first 4 KiB (which are checked): that call succeeds.
+    assert.equal((await inst.call(get('/log'), { host })).body.toString(), 'log=-14,0\n');
+    assert.equal((await inst.call(get('/fetch'), { host })).body.toString(), 'fetch=-14,-14\n');
+    assert.equal((await inst.call(get('/kv'), { host })).body.toString(), 'kv=-14,-14,-14,-14\n');
+  });
+
+  test('a response pointing outside guest memory is an error, and the instance keeps serving', async () => {
+    for (const [url, message] of [
+      ['/body', /response points outside the program's memory \(0xdead0000\)/],
+      ['/headers', /response points outside the program's memory/],
+      ['/hugelen', /response body of \d+ bytes exceeds the limit/],
+      ['/wait', /response points outside the program's memory \(0xdead0000\)/],
+    ] as const) {
+      await assert.rejects(inst.call(get(url), { host }), (err: unknown) => err instanceof SandboxError && err.kind === 'bad-response' && message.test(err.message), url);
+      assert.equal((await inst.call(get('/'), { host })).body.toString(), 'fine\n');
+    }
+  });
+});
