@@ -46,6 +46,8 @@ export interface CacheHooks {
 
 export interface CacheStats {
   hits: number;
+  /** Hits answered by the front's raw fast path (a subset of `hits`). */
+  fastHits: number;
   misses: number;
   passes: number;
   staleHits: number;

@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Coalescer } from './coalesce.ts';
 import type { CacheHooks, CacheStats, Counters, EngineParts } from './context.ts';
+import { fastHit, type FastResponse } from './fast.ts';
 import { handleRequest } from './fsm.ts';
 import { BanList } from './invalidation.ts';
 import { Origin, type Backend, type OriginOptions } from './origin.ts';
@@ -51,7 +52,7 @@ export class Cache {
   readonly backend: Backend;
   private readonly parts: EngineParts;
   private readonly counters: Counters = {
-    hits: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
+    hits: 0, fastHits: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
   };
   private readonly coalescer = new Coalescer();
   private readonly bans = new BanList();
@@ -101,6 +102,14 @@ export class Cache {
       // Housekeeping must never keep the process alive.
       this.timer.unref();
     }
+  }
+
+  /**
+   * The bytes of a fresh hit for a plain GET/HEAD of `host` + `url` (no conditionals, ranges,
+   * directives or credentials: the front checks that), or null to take the full path.
+   */
+  fastHit(host: string, url: string, isHead: boolean): FastResponse | null {
+    return fastHit(this.parts, host, url, isHead);
   }
 
   /**

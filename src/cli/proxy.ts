@@ -83,7 +83,7 @@ async function runProxy(opts: ProxyOptions): Promise<number> {
   }
   let front: Front;
   try {
-    front = await startFront(cache.handle, { host: listen.host, port: listen.port });
+    front = await startFront(cache.handle, { host: listen.host, port: listen.port, fastPath: (r) => cache.fastHit(r.host, r.url, r.method === 'HEAD') });
   } catch (err) {
     await cache.close();
     process.stderr.write(`tinyedge proxy: cannot listen on ${opts.listen}: ${(err as Error).message}\n`);

@@ -9,6 +9,8 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { type FastPath, serveFast } from './fast-front.ts';
 import { vetRequest } from './vet.ts';
 
 export { stripHopByHop } from './hop-by-hop.ts';
@@ -22,6 +24,11 @@ export interface FrontOptions {
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
+  /**
+   * Answers plain, simple GET/HEAD requests straight from raw bytes (a cache's fresh hits); every
+   * other request, and the connection it arrived on, goes to the hardened path (fast-front.ts).
+   */
+  fastPath?: FastPath;
 }
 
 export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
@@ -240,16 +247,23 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
 
   server.on('error', (err) => console.error(`tinyedge front: server error: ${err.message}`));
 
+  // With a fast path, connections arrive raw and reach Node's HTTP server only when handed off.
+  const fastPath = options.fastPath;
+  const rawSockets = new Set<Socket>();
+  const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true }, (socket) => {
+    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout }, rawSockets);
+  });
+
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen({ host, port }, () => {
-      server.off('error', onError);
+    listener.once('error', onError);
+    listener.listen({ host, port }, () => {
+      listener.off('error', onError);
       resolve();
     });
   });
 
-  const address = server.address();
+  const address = listener.address();
   if (address === null || typeof address === 'string') throw new Error('tinyedge front: listening on an unexpected address');
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
@@ -265,10 +279,19 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
           for (const socket of lingering) socket.destroy();
         }, CLOSE_GRACE_MS);
         cut.unref();
-        server.close(() => {
-          clearTimeout(cut);
-          resolve();
-        });
+        // Raw connections answer synchronously, so between requests they are always idle.
+        for (const socket of rawSockets) socket.destroy();
+        if (listener === server) {
+          server.close(() => {
+            clearTimeout(cut);
+            resolve();
+          });
+        } else {
+          listener.close(() => {
+            clearTimeout(cut);
+            resolve();
+          });
+        }
         server.closeIdleConnections();
         for (const socket of lingering) socket.destroy();
       });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startFront, stripHopByHop } from '../../src/server/front.ts';
 import type { Front } from '../../src/server/front.ts';
+import type { FastPath } from '../../src/server/fast-front.ts';
 import { exchange } from './raw-http.ts';
 
 const H = 'Host: x\r\n';
@@ -88,7 +89,21 @@ const HOSTILE: Hostile[] = [
   { what: 'an absolute-form target with another scheme', request: `GET ftp://evil/ HTTP/1.1\r\n${H}\r\n`, status: S400 },
 ];
 
-describe('HTTP front', () => {
+/** Paths the handler must answer itself: a greedy fast path leaves them alone. */
+const HANDLER_ONLY = new Set(['/throw', '/reject', '/throw-after-headers', '/slow', '/headers', '/after']);
+
+/**
+ * A fast path that answers every simple request it is offered (but the paths above): run with it,
+ * the hostile table proves the raw parser hands every malformed or unusual request to the
+ * hardened path rather than answering it.
+ */
+const greedyFastPath: FastPath = (r) => {
+  if (HANDLER_ONLY.has(r.url)) return null;
+  const body = Buffer.from(`fast ${r.url}`);
+  return { status: 200, head: Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`), body: r.method === 'HEAD' ? null : body };
+};
+
+for (const [suite, fastPath] of [['HTTP front', undefined], ['HTTP front with a raw fast path', greedyFastPath]] as const) describe(suite, () => {
   let front: Front;
   const calls: string[] = [];
 
@@ -122,6 +137,7 @@ describe('HTTP front', () => {
       headersTimeoutMs: 300,
       requestTimeoutMs: 600,
       keepAliveTimeoutMs: 200,
+      fastPath,
     });
   });
   after(() => front.close());
@@ -136,6 +152,15 @@ describe('HTTP front', () => {
       assert.ok(!got.text.includes('/smuggled'), 'the smuggled request must not be answered');
     });
   }
+
+  test('answers a request with Connection: close, says so, and closes without reading further', async () => {
+    calls.length = 0;
+    const got = await exchange(front.port, `GET /bye HTTP/1.1\r\n${H}Connection: close\r\n\r\n${SMUGGLED}`);
+    assert.deepEqual(got.statusLines, ['HTTP/1.1 200 OK']);
+    assert.match(got.text, /\r\nconnection: close\r\n/i);
+    assert.ok(got.closed);
+    assert.ok(!got.text.includes('/smuggled'));
+  });
 
   test('keeps serving well-formed requests after the hostile ones', async () => {
     const got = await exchange(front.port, `GET /after HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);

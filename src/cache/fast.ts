@@ -1,0 +1,71 @@
+// The fast hit: the answer for the commonest request a cache sees — a plain GET or HEAD, with no
+// conditionals, ranges, cache directives or credentials, for a fresh object that does not vary —
+// serialised straight to bytes for the front's raw connection path. Anything else returns null
+// and takes the full state machine (fsm.ts) through Node's HTTP server; the answer here is the
+// same one deliverObject would write.
+import { STATUS_CODES } from 'node:http';
+import type { EngineParts } from './context.ts';
+import type { CacheObject } from './object.ts';
+import { classify } from './policy.ts';
+
+export interface FastResponse {
+  status: number;
+  /** Status line and header block, ending with the empty line. */
+  head: Buffer;
+  /** The body, or null for HEAD. */
+  body: Buffer | null;
+}
+
+/**
+ * Serialised status line and stored headers of an object (everything but Age and X-Cache), and
+ * whether they carry the origin's Date (kept, as on the full path; otherwise we add one).
+ */
+const prefixes = new WeakMap<CacheObject, { bytes: Buffer; hasDate: boolean }>();
+
+function prefixOf(obj: CacheObject): { bytes: Buffer; hasDate: boolean } {
+  let p = prefixes.get(obj);
+  if (p === undefined) {
+    let text = `HTTP/1.1 ${obj.status} ${STATUS_CODES[obj.status] ?? 'Unknown'}\r\n`;
+    const head = obj.hitHead;
+    let hasDate = false;
+    for (let i = 0; i < head.length; i += 2) {
+      text += `${head[i]}: ${head[i + 1]}\r\n`;
+      if (head[i] === 'date') hasDate = true;
+    }
+    p = { bytes: Buffer.from(text, 'latin1'), hasDate };
+    prefixes.set(obj, p);
+  }
+  return p;
+}
+
+let dateSecond = 0;
+let dateText = '';
+/** The Date header value, formatted once per second as Node's HTTP server does. */
+function httpDate(nowMs: number): string {
+  const second = Math.floor(nowMs / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** The fast answer for `host` + `url`, or null when the request needs the full state machine. */
+export function fastHit(e: EngineParts, host: string, url: string, isHead: boolean): FastResponse | null {
+  if (e.hooks !== null) return null;
+  const variants = e.ns.variants(host.toLowerCase() + url);
+  if (variants === undefined || variants.length !== 1) return null;
+  const obj = variants[0]!;
+  // Varying objects need the request's headers; newer bans need evaluating: both go the long way.
+  if (obj.varyNames !== null || obj.banSeq < e.bans.seq || obj.removed) return null;
+  const now = e.now();
+  if (classify(obj.life, now, null) !== 'fresh') return null;
+  e.counters.hits++;
+  e.counters.fastHits++;
+  e.ns.touch(obj, now);
+  const age = Math.floor(Math.max(0, now - obj.life.t0) / 1000);
+  const prefix = prefixOf(obj);
+  const date = prefix.hasDate ? '' : `date: ${httpDate(Date.now())}\r\n`;
+  const tail = Buffer.from(`age: ${age}\r\nx-cache: HIT\r\n${date}\r\n`, 'latin1');
+  return { status: obj.status, head: Buffer.concat([prefix.bytes, tail]), body: isHead ? null : obj.body };
+}

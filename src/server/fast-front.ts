@@ -1,0 +1,192 @@
+// The front's raw fast path: connections start here, not in Node's HTTP server. A request that is
+// plainly well-formed and plainly simple (GET or HEAD, origin-form target, HTTP/1.1, one valid
+// Host, no body, no conditionals, ranges, directives, credentials or connection options) is
+// offered to `fastPath`; when that answers, the bytes go straight to the socket. The first byte
+// of anything else — unusual, malformed, hostile, or just not a fast hit — hands the connection,
+// with every unread byte, to Node's HTTP server for good, where the hardened path (front.ts,
+// vet.ts) judges it. So the fast path never has to be right about hostile input: it only has to
+// recognise the narrow shape it accepts and decline everything else.
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastResponse } from '../cache/index.ts';
+
+export interface FastRequest {
+  method: 'GET' | 'HEAD';
+  /** `Connection: close`: the connection ends after this answer. */
+  close: boolean;
+  /** Origin-form target, as sent. */
+  url: string;
+  /** The Host header, as sent. */
+  host: string;
+}
+
+export type FastPath = (req: FastRequest) => FastResponse | null;
+
+export interface FastLimits {
+  /** Longest target and largest header block (after the request line) accepted here; past either
+   * the request is handed to the hardened path, which answers 414 or 431 as it would anyway. */
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
+/** Header fields that change what a request means: their presence sends it the long way. */
+const DECLINE = new Set([
+  'content-length', 'transfer-encoding', 'upgrade', 'expect', 'authorization', 'proxy-authorization', 'cache-control',
+  'pragma', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'te', 'trailer',
+  'keep-alive', 'proxy-connection', 'http2-settings', 'max-forwards',
+]);
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const CONNECTION_CLOSE = Buffer.from('connection: close\r\n\r\n', 'latin1');
+const TIMEOUT_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const TARGET = /^\/[\x21-\x7e]*$/;
+
+/** A complete request head in `buf` (up to `end`) in the accepted shape, or null to decline it. */
+export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimits, 'maxUrlBytes' | 'maxHeaderBytes'>): FastRequest | null {
+  const text = buf.toString('latin1', 0, end);
+  const lines = text.split('\r\n');
+  const first = lines[0]!;
+  if (end - first.length > limits.maxHeaderBytes) return null;
+  let method: 'GET' | 'HEAD';
+  let rest: string;
+  if (first.startsWith('GET ')) {
+    method = 'GET';
+    rest = first.slice(4);
+  } else if (first.startsWith('HEAD ')) {
+    method = 'HEAD';
+    rest = first.slice(5);
+  } else return null;
+  if (!rest.endsWith(' HTTP/1.1')) return null;
+  const url = rest.slice(0, -9);
+  if (url.length > limits.maxUrlBytes || !TARGET.test(url)) return null;
+  let host: string | undefined;
+  let close = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    // No bare CR or LF, no obs-fold, no empty or odd names.
+    if (colon <= 0 || line.includes('\n') || line.includes('\r')) return null;
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return null;
+    const value = line.slice(colon + 1).trim();
+    if (!FIELD_VALUE.test(value)) return null;
+    const lower = name.toLowerCase();
+    if (DECLINE.has(lower)) return null;
+    if (lower === 'connection') {
+      const option = value.toLowerCase();
+      if (option === 'close') close = true;
+      else if (option !== 'keep-alive') return null;
+    }
+    if (lower === 'host') {
+      if (host !== undefined || !HOST.test(value)) return null;
+      host = value;
+    }
+  }
+  return host === undefined ? null : { method, url, host, close };
+}
+
+/**
+ * Serves `socket` on the fast path until a request is declined, then gives the socket and its
+ * unread bytes to `http` (Node's HTTP server, which must not be listening itself).
+ */
+export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limits: FastLimits, track: Set<Socket>): void {
+  let pending: Buffer | null = null;
+  let handedOff = false;
+  track.add(socket);
+  socket.setNoDelay(true);
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (ms: number, onExpiry: () => void): void => {
+    clearTimeout(timer);
+    timer = setTimeout(onExpiry, ms);
+    timer.unref();
+  };
+  // A request's head must be complete within the headers deadline, counted from its first byte
+  // (or from the connection for the first one); between requests the idle deadline applies.
+  const headersExpired = (): void => {
+    if (pending !== null && pending.length > 0) socket.end(TIMEOUT_408);
+    socket.destroy();
+  };
+  const idleExpired = (): void => void socket.destroy();
+  arm(limits.headersTimeoutMs, headersExpired);
+  let waitingForHead = true;
+  const maxHeadBytes = limits.maxUrlBytes + limits.maxHeaderBytes + 64;
+
+  const handOff = (): void => {
+    handedOff = true;
+    clearTimeout(timer);
+    track.delete(socket);
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
+    socket.pause();
+    if (pending !== null && pending.length > 0) socket.unshift(pending);
+    pending = null;
+    http.emit('connection', socket);
+    // Node's server reads unshifted bytes through the stream, which we paused: let them flow.
+    socket.resume();
+  };
+
+  function onData(chunk: Buffer): void {
+    pending = pending === null ? chunk : Buffer.concat([pending, chunk]);
+    while (pending !== null && !handedOff) {
+      const buf: Buffer = pending;
+      if (!waitingForHead) {
+        waitingForHead = true;
+        arm(limits.headersTimeoutMs, headersExpired);
+      }
+      const end: number = buf.indexOf(CRLFCRLF);
+      if (end < 0) {
+        if (buf.length > maxHeadBytes) handOff();
+        return;
+      }
+      const req = parseSimpleHead(buf, end, limits);
+      const answer = req === null ? null : fastPath(req);
+      if (req === null || answer === null) {
+        handOff();
+        return;
+      }
+      socket.cork();
+      if (req.close) {
+        // As Node does: say so, answer, end; whatever the client sent after is not read.
+        socket.write(answer.head.subarray(0, answer.head.length - 2));
+        socket.write(CONNECTION_CLOSE);
+      } else socket.write(answer.head);
+      const flowing = answer.body === null ? true : socket.write(answer.body);
+      socket.uncork();
+      if (req.close) {
+        handedOff = true;
+        clearTimeout(timer);
+        socket.removeListener('data', onData);
+        socket.end();
+        return;
+      }
+      pending = buf.length > end + 4 ? buf.subarray(end + 4) : null;
+      if (pending === null) {
+        waitingForHead = false;
+        arm(limits.keepAliveTimeoutMs, idleExpired);
+      } else arm(limits.headersTimeoutMs, headersExpired);
+      if (!flowing) {
+        // A client that sends but does not read: stop reading until it catches up.
+        socket.pause();
+        socket.once('drain', () => socket.resume());
+      }
+    }
+  }
+
+  function onEnd(): void {
+    socket.end();
+  }
+
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('error', () => socket.destroy());
+  socket.once('close', () => {
+    clearTimeout(timer);
+    track.delete(socket);
+  });
+}
