@@ -35,18 +35,10 @@ export class Vcpu {
   enter(): number {
     if (ioctlInt(this.fd, K.KVM_RUN, 0) < 0) {
       const errno = lastErrno();
-      if (errno === EINTR || errno === EAGAIN) {
-        this.runBytes[K.RUN.immediate_exit] = 0;
-        return K.KVM_EXIT_INTR;
-      }
+      if (errno === EINTR || errno === EAGAIN) return K.KVM_EXIT_INTR;
       throw new SysError('KVM_RUN', errno);
     }
     return this.run.getUint32(K.RUN.exit_reason, true);
-  }
-
-  /** Makes the next KVM_RUN return at once (closes the race of a signal landing just before it). */
-  requestImmediateExit(): void {
-    this.runBytes[K.RUN.immediate_exit] = 1;
   }
 
   // --- general registers, through the sync-regs area of kvm_run -------------------------------
@@ -78,11 +70,6 @@ export class Vcpu {
     this.markRegsDirty();
   }
 
-  setRegBig(offset: number, value: bigint): void {
-    this.run.setBigUint64(K.RUN.sync_regs + offset, BigInt.asUintN(64, value), true);
-    this.markRegsDirty();
-  }
-
   /** The 144-byte `kvm_regs` image inside kvm_run, to save or restore all registers at once. */
   regsBytes(): Uint8Array {
     return this.runBytes.subarray(K.RUN.sync_regs, K.RUN.sync_regs + K.KVM_REGS_SIZE);
@@ -96,15 +83,6 @@ export class Vcpu {
 
   ioPort(): number {
     return this.run.getUint16(K.RUN.io_port, true);
-  }
-
-  ioDirection(): number {
-    return this.runBytes[K.RUN.io_direction]!;
-  }
-
-  /** The first byte of data of an `out` exit (the value of AL). */
-  ioByte(): number {
-    return this.runBytes[this.run.getUint32(K.RUN.io_data_offset, true)]!;
   }
 
   failEntryReason(): bigint {
@@ -124,11 +102,6 @@ export class Vcpu {
 
   setSregs(sregs: Buffer): void {
     check('KVM_SET_SREGS', ioctlPtr(this.fd, K.KVM_SET_SREGS, sregs));
-  }
-
-  getRegs(into: Buffer = Buffer.alloc(K.KVM_REGS_SIZE)): Buffer {
-    check('KVM_GET_REGS', ioctlPtr(this.fd, K.KVM_GET_REGS, into));
-    return into;
   }
 
   setCpuid(entries: CpuidEntry[]): void {

@@ -35,10 +35,6 @@ export class Vm {
     check(`KVM_ENABLE_CAP(${cap})`, ioctlPtr(this.fd, K.KVM_ENABLE_CAP, b.subarray(0, 104)));
   }
 
-  setTssAddr(addr: number): void {
-    check('KVM_SET_TSS_ADDR', ioctlInt(this.fd, K.KVM_SET_TSS_ADDR, addr));
-  }
-
   /**
    * KVM_GET_DIRTY_LOG of `slot` into the bitmap at host address `bitmap` (one bit per 4 KiB page).
    * The bitmap must not move while the kernel writes it: allocate it with mmap, not on the JS heap.

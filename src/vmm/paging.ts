@@ -68,16 +68,3 @@ export function mapPages(mem: GuestMemory, layout: Layout, addr: number, len: nu
   }
   mem.markDirty(first, count * 8);
 }
-
-/** Marks [addr, addr+len) not present. */
-export function unmapPages(mem: GuestMemory, layout: Layout, addr: number, len: number): void {
-  const first = pteAddress(layout, addr);
-  mem.bytes.fill(0, first, first + (len / PAGE_SIZE) * 8);
-  mem.markDirty(first, (len / PAGE_SIZE) * 8);
-}
-
-/** True when the leaf entry for `addr` is present (for telling apart kinds of page faults). */
-export function isMapped(mem: GuestMemory, layout: Layout, addr: number): boolean {
-  if (addr < 0 || addr >= layout.memorySize) return false;
-  return (mem.view.getUint32(pteAddress(layout, addr), true) & P) !== 0;
-}
