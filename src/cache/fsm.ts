@@ -203,9 +203,9 @@ function pass(ctx: RequestContext): Promise<void> {
       return new Promise<void>((resolve) => {
         res.once('close', resolve);
         void writeHead(ctx, resp.status, head, 'PASS', () => {
-          if (ctx.isHead) {
+          if (ctx.isHead || resp.buffered !== undefined) {
             resp.body.resume();
-            res.end();
+            res.end(ctx.isHead ? undefined : resp.buffered);
             return;
           }
           // pipeline gives backpressure both ways and aborts the origin if the client leaves.

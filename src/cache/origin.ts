@@ -20,6 +20,11 @@ export interface BackendResponse {
   status: number;
   headers: HeaderList;
   body: Readable;
+  /**
+   * The whole body, when the backend already holds it in memory (a program's response): `body`
+   * streams the same bytes, and a pass may write this at once instead of piping the stream.
+   */
+  buffered?: Buffer;
   /** How to cache it, decided by the backend itself (a tenant program), over the headers'. */
   policy?: BackendPolicy;
 }

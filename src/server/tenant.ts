@@ -151,6 +151,7 @@ export class TenantRuntime implements Backend {
       status: r.status,
       headers,
       body: Readable.from(r.body.length > 0 ? [r.body] : []),
+      buffered: r.body,
       policy: { ttlMs: sec(r.cache.ttl), graceMs: sec(r.cache.grace), keepMs: sec(r.cache.keep), uncacheable: r.cache.uncacheable },
     };
   }
