@@ -56,16 +56,14 @@ export function register(program: Command): void {
           try {
             next = server.loadNextConfig();
           } catch (err) {
-            say(`tinyedge: reload refused, nothing changed:\n${(err as Error).message}`);
+            server.log.error({ problems: (err as Error).message.split('\n') }, 'config reload refused; nothing changed');
             return;
           }
-          server.reload(next).then(
-            (d) => say(`tinyedge: reloaded (added: ${d.tenantsAdded.join(', ') || '-'}; changed: ${d.tenantsChanged.join(', ') || '-'}; removed: ${d.tenantsRemoved.join(', ') || '-'})`),
-            (err: Error) => say(`tinyedge: reload failed, nothing changed: ${err.message}`),
-          );
+          // The server logs what changed; a failure to build the new tenants changes nothing.
+          server.reload(next).catch((err: Error) => server.log.error({ err }, 'config reload failed; nothing changed'));
         });
         const stop = (): void => {
-          say('tinyedge: shutting down');
+          server.log.info('shutting down');
           void server.close().then(() => demo?.close()).then(() => process.exit(0));
         };
         process.once('SIGINT', stop);

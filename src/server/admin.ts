@@ -8,6 +8,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { ProgramError } from '../vmm/elf.ts';
 import { readLimited } from './body.ts';
 import { ConfigError } from './config.ts';
+import { metricsRegistry } from './metrics.ts';
 import type { EdgeServer } from './server.ts';
 
 const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
@@ -82,6 +83,7 @@ function tenantSummary(server: EdgeServer, name: string): Record<string, unknown
 
 /** The admin request handler for `startFront`. */
 export function registerAdmin(server: EdgeServer) {
+  const metrics = metricsRegistry(server);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -91,6 +93,13 @@ export function registerAdmin(server: EdgeServer) {
       if (parts[1] === 'health' && parts.length === 2) return json(res, 200, { ok: true });
       const caller = authenticate(server, req);
 
+      if (parts[1] === 'metrics' && parts.length === 2 && method === 'GET') {
+        allow(caller, null);
+        const text = await metrics.metrics();
+        res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(text);
+        return;
+      }
       if (parts[1] === 'tenants' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
         return json(res, 200, { tenants: [...server.tenants.keys()].map((n) => tenantSummary(server, n)) });

@@ -10,11 +10,13 @@ import type { Config, ConfigDiff, ProgramConfig, TenantConfig } from './config.t
 import { diffConfigs, loadConfig } from './config.ts';
 import { type Front, startFront } from './front.ts';
 import { KvStore } from './kv.ts';
-import { type LoadedProgram, loadProgramVersion, type Log, TenantRuntime } from './tenant.ts';
+import { pino } from 'pino';
+import { type LoadedProgram, loadProgramVersion, type Logger, TenantRuntime } from './tenant.ts';
 import { VmWorkers } from './vm-pool.ts';
 
 export interface EdgeServerOptions {
-  log?: Log;
+  /** Operational log (JSON lines on stdout by default). */
+  logger?: Logger;
   /** Overrides the config's listen / admin addresses (tests use port 0). */
   listen?: { host: string; port: number };
   admin?: { host: string; port: number };
@@ -42,13 +44,13 @@ export class EdgeServer {
   private readonly kv = new Map<string, KvStore>();
   front!: Front;
   admin!: Front;
-  private readonly log: Log;
+  readonly log: Logger;
   /** Reads the config a reload applies. */
   readonly loadNextConfig: () => Config;
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: Config, pool: VmWorkers, log: Log, source: (() => Config) | undefined) {
+  private constructor(config: Config, pool: VmWorkers, log: Logger, source: (() => Config) | undefined) {
     this.config = config;
     this.loadNextConfig = source ?? (() => loadConfig(this.config.file));
     this.pool = pool;
@@ -58,7 +60,7 @@ export class EdgeServer {
 
   /** Starts workers, loads every tenant's programs, then opens the front and the admin API. */
   static async start(config: Config, options: EdgeServerOptions = {}): Promise<EdgeServer> {
-    const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
+    const log = options.logger ?? pino({ name: 'tinyedge' });
     const pool = await VmWorkers.start(config.server.workers);
     const server = new EdgeServer(config, pool, log, options.configSource);
     try {
@@ -160,7 +162,8 @@ export class EdgeServer {
     this.config = next;
     const keep = new Set(this.keptKeys());
     for (const t of retired) await t.close(keep);
-    if (diff.serverChanged.length > 0) this.log(`tinyedge: reload: ${diff.serverChanged.join(', ')} changed; restart to apply`);
+    this.log.info({ added: diff.tenantsAdded, changed: diff.tenantsChanged, removed: diff.tenantsRemoved }, 'config reloaded');
+    if (diff.serverChanged.length > 0) this.log.warn({ keys: diff.serverChanged }, 'server settings changed; restart to apply them');
     return diff;
   }
 

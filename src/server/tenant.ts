@@ -2,6 +2,7 @@
 // programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
 // router: a miss goes to the route's program or origin.
 import { Readable } from 'node:stream';
+import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
 import type { HostCalls } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
@@ -24,7 +25,8 @@ export interface LoadedProgram {
   key: string;
 }
 
-export type Log = (line: string) => void;
+/** The server's structured logger (pino). */
+export type Logger = PinoLogger;
 
 let versionCounter = 0;
 /** Keys are unique forever, so an old and a new version can run side by side during a swap. */
@@ -83,7 +85,7 @@ export class TenantRuntime implements Backend {
   private readonly routes: Route[];
   private closed = false;
 
-  constructor(readonly config: TenantConfig, private readonly pool: VmWorkers, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Log) {
+  constructor(readonly config: TenantConfig, private readonly pool: VmWorkers, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Logger) {
     for (const o of config.origins) {
       this.origins.set(o.name, new Origin({
         url: o.url,
@@ -162,14 +164,14 @@ export class TenantRuntime implements Backend {
     try {
       const r = await this.pool.call(program.key, req, { ...options, host: this.hostCalls() });
       this.stats.vmCall((performance.now() - started) * 1000);
-      for (const line of r.logs) this.log(`tenant ${this.name} program ${program.config.name}: ${line}`);
+      for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
       return r;
     } catch (err) {
       if (err instanceof QueueFullError) this.stats.counters.queueFull++;
       else if (err instanceof SandboxError && err.kind === 'timeout') this.stats.counters.vmTimeouts++;
       else this.stats.counters.vmErrors++;
       const oe = asOriginError(err, program.config.name);
-      this.log(`tenant ${this.name}: ${req.method} ${req.url}: ${oe.message}`);
+      this.log.warn({ tenant: this.name, program: program.config.name, method: req.method, url: req.url, status: oe.status }, oe.message);
       throw oe;
     }
   }

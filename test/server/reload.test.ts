@@ -2,6 +2,7 @@
 // nothing and says why, and the key-value store and unchanged programs survive.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ describe('config reload', needsKvm(), () => {
     dir = mkdtempSync(join(tmpdir(), 'tinyedge-reload-'));
     file = join(dir, 'tinyedge.yaml');
     writeFileSync(file, configText(''));
-    edge = await EdgeServer.start(loadConfig(file), { log: () => {} });
+    edge = await EdgeServer.start(loadConfig(file), { logger: pino({ level: 'silent' }) });
   });
   after(() => edge?.close());
 

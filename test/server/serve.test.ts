@@ -2,6 +2,7 @@
 // origins in this process, a config written as YAML.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo } from 'node:net';
@@ -81,7 +82,7 @@ tenants:
         concurrency: 8
         queueTimeout: 5s
 `;
-    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { log: () => {} });
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { logger: pino({ level: 'silent' }) });
   });
 
   after(async () => {
@@ -182,6 +183,21 @@ tenants:
     assert.equal((await admin('GET', '/v1/tenants/alpha/stats', 'wrong-token-0123456789')).status, 401);
     const all = await admin('GET', '/v1/tenants', OPERATOR_TOKEN);
     assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta']);
+  });
+
+  test('the operator scrapes Prometheus metrics per tenant; a tenant token cannot', async () => {
+    const scrape = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` }, dispatcher: agent });
+    assert.equal(scrape.statusCode, 200);
+    assert.match(String(scrape.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    const text = await scrape.body.text();
+    assert.match(text, /^# TYPE tinyedge_requests_total counter$/m);
+    assert.match(text, /^tinyedge_requests_total\{tenant="alpha"\} [1-9]\d*$/m);
+    assert.match(text, /^tinyedge_vm_calls_total\{tenant="alpha"\} [1-9]\d*$/m);
+    assert.match(text, /^tinyedge_cache_hits_total\{tenant="beta"\} \d+$/m);
+    assert.match(text, /^tinyedge_request_latency_microseconds\{tenant="alpha",quantile="0\.99"\} \d+$/m);
+    const refused = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${ALPHA_TOKEN}` }, dispatcher: agent });
+    assert.equal(refused.statusCode, 403);
+    await refused.body.dump();
   });
 
   test('purge and tag invalidation through the admin API drop cached objects', async () => {
