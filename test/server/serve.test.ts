@@ -142,7 +142,9 @@ tenants:
     assert.equal(crash.status, 502);
     assert.match(crash.body, /program misbehave: page fault at 0x0/);
     const slow = get('beta.test', '/loop');
-    await new Promise((r) => setTimeout(r, 20));
+    // Wait until the looping request holds the program's only instance.
+    const key = edge.tenants.get('beta')!.programs.get('misbehave')!.key;
+    while (edge.pool.inflight(key) === 0) await new Promise((r) => setTimeout(r, 2));
     const full = await get('beta.test', '/m/queued');
     assert.equal(full.status, 503);
     assert.match(full.body, /program misbehave is busy/);
