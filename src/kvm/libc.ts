@@ -12,6 +12,8 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MADV_DONTNEED = 4;
+/** Linux 5.14+: fault the range in, writable, in one call. */
+export const MADV_POPULATE_WRITE = 23;
 export const O_RDWR = 2;
 export const O_CLOEXEC = 0o2000000;
 

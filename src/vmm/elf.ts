@@ -89,6 +89,7 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
     throw new ProgramError(`out of guest memory: the program needs ${Math.ceil(end / 1048576)} MiB of address space, more than ${layout.memorySize / 1048576} MiB of guest memory allows (raise --memory)`);
   }
 
+  mem.populate(start, end - start);
   // Pages shared by two segments get the union of their permissions.
   const perms = new Map<number, PageFlags>();
   for (const seg of elf.loads) {

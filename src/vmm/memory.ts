@@ -2,7 +2,7 @@
 // hands the host goes through `user()` / `writable()` (the user-accessible range) before it is
 // touched. The host's own writes are recorded per page: KVM's dirty log sees only the guest's,
 // and a reset must undo both.
-import { type Mapping, madvise, MADV_DONTNEED } from '../kvm/libc.ts';
+import { type Mapping, madvise, MADV_DONTNEED, MADV_POPULATE_WRITE } from '../kvm/libc.ts';
 import { PAGE_SIZE } from './layout.ts';
 
 /** A guest pointer or length that does not lie inside guest memory the program may touch. */
@@ -98,6 +98,18 @@ export class GuestMemory {
     this.check(addr, 4);
     this.markDirty(addr, 4);
     this.view.setUint32(addr, value >>> 0, true);
+  }
+
+  /**
+   * Faults in [addr, addr+len) ahead of a large host write: one system call instead of a page
+   * fault per page. Only a speed-up, so a kernel without MADV_POPULATE_WRITE is fine.
+   */
+  populate(addr: number, len: number): void {
+    try {
+      madvise(this.mapping, addr, len, MADV_POPULATE_WRITE);
+    } catch {
+      // Older kernel: the pages fault in one by one as they are written.
+    }
   }
 
   /** Zeroes whole pages; large anonymous ranges go back to the host kernel instead of being written. */
