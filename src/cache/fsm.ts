@@ -4,7 +4,6 @@
 // parts live elsewhere: policy.ts (freshness), storage.ts, vary.ts, coalesce.ts, fetch.ts,
 // invalidation.ts, conditional.ts (conditionals and ranges), origin.ts.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
 import { EMPTY_CACHE_CONTROL, parseCacheControl } from './cache-control.ts';
 import { BusyFetch } from './coalesce.ts';
 import type { EngineParts, RecvDecision, RequestContext } from './context.ts';
@@ -208,8 +207,15 @@ function pass(ctx: RequestContext): Promise<void> {
             res.end(ctx.isHead ? undefined : resp.buffered);
             return;
           }
-          // pipeline gives backpressure both ways and aborts the origin if the client leaves.
-          pipeline(resp.body, res, () => resolve());
+          // pipe gives backpressure; a client that leaves stops the origin's body, and a broken
+          // body cuts the client. (stream.pipeline would do the same but builds an AbortError
+          // per response, which cost more than the rest of a small pass.)
+          const body = resp.body;
+          body.pipe(res);
+          res.once('close', () => {
+            if (!body.readableEnded) body.destroy();
+          });
+          body.once('error', () => res.destroy());
         });
       });
     },
