@@ -29,6 +29,8 @@ export interface FastLimits {
   maxHeaderBytes: number;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** How long a client that stopped reading may keep an answer waiting. */
+  requestTimeoutMs: number;
 }
 
 /** Header fields that change what a request means: their presence sends it the long way. */
@@ -133,6 +135,11 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
 
   function onData(chunk: Buffer): void {
     pending = pending === null ? chunk : Buffer.concat([pending, chunk]);
+    answerPending();
+  }
+
+  /** Answers the complete requests buffered in `pending`, in order, until one is declined. */
+  function answerPending(): void {
     while (pending !== null && !handedOff) {
       const buf: Buffer = pending;
       if (!waitingForHead) {
@@ -171,9 +178,16 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
         arm(limits.keepAliveTimeoutMs, idleExpired);
       } else arm(limits.headersTimeoutMs, headersExpired);
       if (!flowing) {
-        // A client that sends but does not read: stop reading until it catches up.
+        // A client that sends but does not read: stop reading until it catches up, or cut it.
         socket.pause();
-        socket.once('drain', () => socket.resume());
+        arm(limits.requestTimeoutMs, () => void socket.destroy());
+        socket.once('drain', () => {
+          if (pending === null) arm(limits.keepAliveTimeoutMs, idleExpired);
+          else arm(limits.headersTimeoutMs, headersExpired);
+          socket.resume();
+          answerPending();
+        });
+        return;
       }
     }
   }

@@ -251,7 +251,7 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   const fastPath = options.fastPath;
   const rawSockets = new Set<Socket>();
   const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true }, (socket) => {
-    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout }, rawSockets);
+    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout, requestTimeoutMs: requestTimeout }, rawSockets);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -3,6 +3,7 @@
 // way. The cache counts fast hits apart, which is how these tests tell the two paths apart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { get, send, startOrigin, startProxy } from './helpers.ts';
 
 
@@ -75,6 +76,36 @@ test('a purged or banned object is never served by the fast path', async () => {
   assert.equal((await get(proxy.url, '/p')).body, 'v2');
   proxy.cache.purge('/p');
   assert.equal((await get(proxy.url, '/p')).body, 'v3');
+  await proxy.close();
+  await origin.close();
+});
+
+test('pipelined fast hits to a client that reads late all arrive, in order, after backpressure', { timeout: 10_000 }, async () => {
+  const big = Buffer.alloc(2 * 1024 * 1024, 'b');
+  const origin = await startOrigin((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }); res.end(big); });
+  const proxy = await startProxy(origin);
+  await get(proxy.url, '/big');
+  const { port } = new URL(proxy.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.pause();
+  await new Promise((r) => socket.once('connect', r));
+  socket.write(`GET /big HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`.repeat(8));
+  await new Promise((r) => setTimeout(r, 300)); // the server's writes back up meanwhile
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const expected = 8 * big.length;
+  await new Promise<void>((resolve) => {
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      total += c.length;
+      if (total >= expected) resolve();
+    });
+    socket.resume();
+  });
+  socket.destroy();
+  const text = Buffer.concat(chunks).toString('latin1');
+  assert.equal(text.split('HTTP/1.1 200 OK\r\n').length - 1, 8);
+  assert.equal(proxy.cache.stats().fastHits, 8);
   await proxy.close();
   await origin.close();
 });
