@@ -75,11 +75,23 @@ describe('config reload', needsKvm(), () => {
     assert.equal((await get('two.test', '/x')).status, 201);
   });
 
+  test('a reload that changes a tenant while 200 requests run drops none of them', async () => {
+    const load = Array.from({ length: 200 }, (_, i) => new Promise((r) => setTimeout(r, i % 50)).then(() => get('one.test', `/hello/${i}`)));
+    // Changing the tenant's cache quota rebuilds its runtime; its unchanged program is kept.
+    writeFileSync(file, configText(TWO).replace('token: one-token-0123456789', 'token: one-token-0123456789\n    cache: { memory: 32MiB }'));
+    const r = await reload();
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.tenantsChanged, ['one']);
+    const results = await Promise.all(load);
+    assert.deepEqual(results.filter((x) => x.status !== 200), []);
+    assert.equal((await get('one.test', '/kv/incr')).body, 'counter=3 stored=0\n');
+  });
+
   test('a reload that removes a tenant stops routing its hosts', async () => {
     writeFileSync(file, configText(''));
     const r = await reload();
     assert.deepEqual(r.json.tenantsRemoved, ['two']);
     assert.equal((await get('two.test', '/x')).status, 404);
-    assert.equal((await get('one.test', '/kv/incr')).body, 'counter=3 stored=0\n');
+    assert.equal((await get('one.test', '/kv/incr')).body, 'counter=4 stored=0\n');
   });
 });
