@@ -34,6 +34,10 @@ export const KVM_GET_XSAVE = 0x9000aea4;
 export const KVM_SET_XSAVE = 0x5000aea5;
 export const KVM_GET_XCRS = 0x8188aea6;
 export const KVM_SET_XCRS = 0x4188aea7;
+export const KVM_GET_VCPU_EVENTS = 0x8040ae9f;
+export const KVM_SET_VCPU_EVENTS = 0x4040aea0;
+export const KVM_GET_DEBUGREGS = 0x8080aea1;
+export const KVM_SET_DEBUGREGS = 0x4080aea2;
 
 // capabilities
 export const KVM_CAP_XSAVE = 0x37;
@@ -103,4 +107,6 @@ export const KVM_SREGS_SIZE = 312;
 
 export const KVM_XSAVE_SIZE = 4096;
 export const KVM_XCRS_SIZE = 392;
+export const KVM_VCPU_EVENTS_SIZE = 64;
+export const KVM_DEBUGREGS_SIZE = 128;
 export const KVM_CPUID_ENTRY2_SIZE = 40;

@@ -75,6 +75,15 @@ export class Vcpu {
     return this.runBytes.subarray(K.RUN.sync_regs, K.RUN.sync_regs + K.KVM_REGS_SIZE);
   }
 
+  /**
+   * Has KVM load `sregs` (segments with their bases, descriptor tables, control registers) at the
+   * next entry, through the sync-regs area: no ioctl of its own.
+   */
+  setSregsOnEntry(sregs: Uint8Array): void {
+    this.runBytes.set(sregs.subarray(0, K.KVM_SREGS_SIZE), K.RUN.sync_sregs);
+    this.run.setUint32(K.RUN.kvm_dirty_regs, this.run.getUint32(K.RUN.kvm_dirty_regs, true) | K.KVM_SYNC_X86_SREGS, true);
+  }
+
   markRegsDirty(): void {
     this.run.setUint32(K.RUN.kvm_dirty_regs, this.run.getUint32(K.RUN.kvm_dirty_regs, true) | K.KVM_SYNC_X86_REGS, true);
   }
@@ -147,6 +156,26 @@ export class Vcpu {
 
   setXsave(state: Buffer): void {
     check('KVM_SET_XSAVE', ioctlPtr(this.fd, K.KVM_SET_XSAVE, state));
+  }
+
+  /** DR0–DR3, DR6, DR7 (`struct kvm_debugregs`). */
+  getDebugregs(into: Buffer = Buffer.alloc(K.KVM_DEBUGREGS_SIZE)): Buffer {
+    check('KVM_GET_DEBUGREGS', ioctlPtr(this.fd, K.KVM_GET_DEBUGREGS, into));
+    return into;
+  }
+
+  setDebugregs(state: Buffer): void {
+    check('KVM_SET_DEBUGREGS', ioctlPtr(this.fd, K.KVM_SET_DEBUGREGS, state));
+  }
+
+  /** Pending exceptions, interrupts, NMIs and the interrupt shadow (`struct kvm_vcpu_events`). */
+  getVcpuEvents(into: Buffer = Buffer.alloc(K.KVM_VCPU_EVENTS_SIZE)): Buffer {
+    check('KVM_GET_VCPU_EVENTS', ioctlPtr(this.fd, K.KVM_GET_VCPU_EVENTS, into));
+    return into;
+  }
+
+  setVcpuEvents(state: Buffer): void {
+    check('KVM_SET_VCPU_EVENTS', ioctlPtr(this.fd, K.KVM_SET_VCPU_EVENTS, state));
   }
 
   close(): void {

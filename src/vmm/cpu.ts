@@ -3,7 +3,7 @@
 import { SREGS } from '../kvm/constants.ts';
 import type { Kvm } from '../kvm/kvm.ts';
 import type { Vcpu } from '../kvm/vcpu.ts';
-import { GDT_LIMIT, IDT_LIMIT, KERNEL_CS, KERNEL_DS, TSS_LIMIT, TSS_SELECTOR, USER_BASE_SELECTOR, USER_DS } from './gdt.ts';
+import { GDT_LIMIT, IDT_LIMIT, KERNEL_CS, KERNEL_DS, TSS_LIMIT, TSS_SELECTOR, USER_BASE_SELECTOR } from './gdt.ts';
 import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from './layout.ts';
 import { SYSCALL_ENTRY } from './stubs.ts';
 
@@ -16,6 +16,7 @@ const MSR_STAR = 0xc000_0081, MSR_LSTAR = 0xc000_0082, MSR_CSTAR = 0xc000_0083, 
 export const MSR_FS_BASE = 0xc000_0100;
 export const MSR_GS_BASE = 0xc000_0101;
 const MSR_KERNEL_GS_BASE = 0xc000_0102;
+const MSR_IA32_TSC = 0x10;
 
 /** RFLAGS at start: IOPL 3 (ring 3 may `out` to the hypercall port), reserved bit 1, IF clear. */
 export const INITIAL_RFLAGS = 0x3002;
@@ -66,6 +67,14 @@ function setSegment(b: Buffer, at: number, s: { base?: number; limit: number; se
 export function configureVcpu(kvm: Kvm, vcpu: Vcpu, features: CpuFeatures): void {
   vcpu.setCpuid(kvm.supportedCpuid());
   vcpu.setXcr0(features.xcr0);
+  setInitialMsrs(vcpu);
+}
+
+/**
+ * The MSRs a program may depend on or observe, at their values for a vCPU that never ran: the
+ * `syscall` targets, FS/GS bases, and the time-stamp counter (so a reused vCPU does not tell its age).
+ */
+export function setInitialMsrs(vcpu: Vcpu): void {
   vcpu.setMsrs([
     { index: MSR_STAR, value: (BigInt(USER_BASE_SELECTOR) << 48n) | (BigInt(KERNEL_CS) << 32n) },
     { index: MSR_LSTAR, value: BigInt(SYSCALL_ENTRY) },
@@ -74,6 +83,7 @@ export function configureVcpu(kvm: Kvm, vcpu: Vcpu, features: CpuFeatures): void
     { index: MSR_FS_BASE, value: 0n },
     { index: MSR_GS_BASE, value: 0n },
     { index: MSR_KERNEL_GS_BASE, value: 0n },
+    { index: MSR_IA32_TSC, value: 0n },
   ]);
 }
 
@@ -85,7 +95,8 @@ export function enterLongMode(vcpu: Vcpu, features: CpuFeatures): void {
   const sregs = vcpu.getSregs();
   // The vCPU starts in ring 0 on an `iretq` into the program: entering ring 3 through iretq (rather
   // than by loading ring-3 segments here) is what makes PVM-style nested KVMs switch to user mode.
-  const userData = { limit: 0xffffffff, selector: USER_DS, type: 3, dpl: 3, s: 1, l: 0, db: 1, g: 1 };
+  // DS, ES, FS and GS hold the null selector, as in a 64-bit Linux process (FS/GS bases are MSRs).
+  const userData = { limit: 0xffffffff, selector: 0, type: 3, dpl: 3, s: 1, l: 0, db: 1, g: 1 };
   setSegment(sregs, SREGS.cs, { limit: 0xffffffff, selector: KERNEL_CS, type: 11, dpl: 0, s: 1, l: 1, db: 0, g: 1 });
   setSegment(sregs, SREGS.ss, { limit: 0xffffffff, selector: KERNEL_DS, type: 3, dpl: 0, s: 1, l: 0, db: 1, g: 1 });
   for (const seg of [SREGS.ds, SREGS.es, SREGS.fs, SREGS.gs]) setSegment(sregs, seg, userData);
@@ -102,6 +113,7 @@ export function enterLongMode(vcpu: Vcpu, features: CpuFeatures): void {
   if (features.smap) cr4 |= CR4_SMAP;
   if (features.umip) cr4 |= CR4_UMIP;
   sregs.writeBigUInt64LE(BigInt(cr0 >>> 0), SREGS.cr0);
+  sregs.writeBigUInt64LE(0n, SREGS.cr2); // the last page fault of a program that ran here before
   sregs.writeBigUInt64LE(BigInt(PML4_ADDR), SREGS.cr3);
   sregs.writeBigUInt64LE(BigInt(cr4), SREGS.cr4);
   sregs.writeBigUInt64LE(BigInt(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE), SREGS.efer);

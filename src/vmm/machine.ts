@@ -21,7 +21,7 @@ import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } 
 import type { DirtyLog } from './dirty-log.ts';
 import type { Snapshot } from './snapshot.ts';
 import { buildInitialStack } from './stack.ts';
-import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, stubCode, SYSCALL_ENTRY } from './stubs.ts';
+import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, stubCode, SYSCALL_ENTRY } from './stubs.ts';
 import type { Stdio, SyscallContext } from './syscalls/context.ts';
 import { EFAULT, ENOSYS } from './syscalls/errno.ts';
 import { FileTable } from './syscalls/files.ts';
@@ -88,6 +88,8 @@ export class Machine implements SyscallContext {
   pending: PendingCall | undefined;
   private outOfMemory = false;
   private fsBase = 0n;
+  /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
+  private scrubSegments = true;
   private deadline = Infinity;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
@@ -165,6 +167,7 @@ export class Machine implements SyscallContext {
     const sp = buildInitialStack(this.mem, this.layout.stackTop, program, { argv, env, hwcap: cpuFeatures(this.vm.kvm).hwcap });
     this.vcpu.regsBytes().fill(0);
     this.vcpu.setReg(REGS.rflags, 0x2);
+    this.scrubSegments = true;
     this.returnToUser(program.entry, sp, INITIAL_RFLAGS);
   }
 
@@ -292,7 +295,11 @@ export class Machine implements SyscallContext {
     if (!call) throw new Error('no hypercall is pending');
     this.pending = undefined;
     if (call.trap) this.returnToUser(call.rip + OUT_INSN_SIZE, call.trap.rsp, call.trap.rflags);
-    else this.vcpu.setReg(REGS.rip, call.rip + OUT_INSN_SIZE);
+    else {
+      // A direct return: KVM loads the segments of a reset from the sync regs (restoreFrom).
+      this.scrubSegments = false;
+      this.vcpu.setReg(REGS.rip, call.rip + OUT_INSN_SIZE);
+    }
     this.vcpu.setReg(REGS.rax, value);
   }
 
@@ -313,6 +320,13 @@ export class Machine implements SyscallContext {
   /** Writes the iretq frame (RIP, CS, RFLAGS, RSP, SS) and continues at the stubs' `iretq` (ring 0). */
   private returnToUser(rip: number, rsp: number, rflags: number): void {
     const view = this.mem.view;
+    if (this.scrubSegments) {
+      // Enter ring 3 at the scrub code, which goes on to `rip`.
+      view.setBigUint64(SCRUB_TARGET, BigInt(rip), true);
+      this.mem.markDirty(SCRUB_TARGET, 8);
+      rip = SCRUB_ENTRY;
+      this.scrubSegments = false;
+    }
     view.setBigUint64(SYSCALL_FRAME_ADDR, BigInt(rip), true);
     view.setBigUint64(SYSCALL_FRAME_ADDR + 8, BigInt(USER_CS), true);
     view.setBigUint64(SYSCALL_FRAME_ADDR + 16, BigInt(rflags), true);
@@ -340,9 +354,11 @@ export class Machine implements SyscallContext {
     this.vcpu.regsBytes().set(snapshot.regs);
     this.vcpu.markRegsDirty();
     this.vcpu.setXsave(snapshot.xsave);
-    if (fresh || this.fsBase !== snapshot.host.fsBase) {
-      this.vcpu.setMsrs([{ index: MSR_FS_BASE, value: snapshot.host.fsBase }]);
-    }
+    // Segments go back whole, with their FS and GS bases: a request may have changed them without
+    // the host seeing it (wrfsbase, wrgsbase, loading a selector), and after a failure the vCPU may
+    // stand in ring 0. A new VM got them from KVM_SET_SREGS already.
+    if (!fresh) this.vcpu.setSregsOnEntry(snapshot.sregs);
+    this.scrubSegments = true;
     this.fsBase = snapshot.host.fsBase;
     this.arena.restore(snapshot.host.arena);
     this.files.restore(snapshot.host.files);

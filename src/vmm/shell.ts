@@ -8,7 +8,7 @@ import type { Kvm } from '../kvm/kvm.ts';
 import { type Mapping, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE, remap } from '../kvm/libc.ts';
 import type { Vcpu } from '../kvm/vcpu.ts';
 import type { Vm } from '../kvm/vm.ts';
-import { configureVcpu, type CpuFeatures, hostCpuFeatures } from './cpu.ts';
+import { configureVcpu, type CpuFeatures, hostCpuFeatures, setInitialMsrs } from './cpu.ts';
 import { DirtyLog } from './dirty-log.ts';
 
 export interface Shell {
@@ -60,6 +60,29 @@ export function cpuFeatures(kvm: Kvm): CpuFeatures {
 
 const key = (kvm: Kvm, size: number, logged: boolean): string => `${kvm.fd}:${size}:${logged}`;
 
+/** vCPU state that only ioctls reach, as it is on a vCPU that never ran (taken once per KVM). */
+interface PristineVcpu {
+  xsave: Buffer;
+  debugregs: Buffer;
+  events: Buffer;
+}
+const pristineCache = new WeakMap<Kvm, PristineVcpu>();
+
+/**
+ * Puts a pooled shell's vCPU back to the state of one that never ran, so that the next program
+ * (perhaps another tenant's) finds nothing of the last one: x87/SSE/AVX state and MXCSR, debug
+ * registers, pending events and MSRs. Registers and segments are set by every boot and snapshot
+ * start anyway.
+ */
+function scrubVcpu(shell: Shell): void {
+  const pristine = pristineCache.get(shell.kvm);
+  if (!pristine) throw new Error('a pooled shell from a KVM whose pristine vCPU state was never taken');
+  shell.vcpu.setXsave(pristine.xsave);
+  shell.vcpu.setDebugregs(pristine.debugregs);
+  shell.vcpu.setVcpuEvents(pristine.events);
+  setInitialMsrs(shell.vcpu);
+}
+
 /**
  * A shell for `size` bytes of guest memory whose contents are zero, or a private copy-on-write
  * view of the memfd `fd` when given.
@@ -70,6 +93,7 @@ export function acquireShell(kvm: Kvm, size: number, logDirty: boolean, fd?: num
     if (fd !== undefined) remap(pooled.mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     else remap(pooled.mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     pooled.dirtyLog?.forget();
+    scrubVcpu(pooled);
     return pooled;
   }
   const mapping = acquireMapping(size, fd);
@@ -79,6 +103,7 @@ export function acquireShell(kvm: Kvm, size: number, logDirty: boolean, fd?: num
     vm.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0, size, userspaceAddr: mapping.address, logDirtyPages: logDirty });
     const vcpu = vm.createVcpu(0);
     configureVcpu(kvm, vcpu, cpuFeatures(kvm));
+    if (!pristineCache.has(kvm)) pristineCache.set(kvm, { xsave: vcpu.getXsave(), debugregs: vcpu.getDebugregs(), events: vcpu.getVcpuEvents() });
     return { kvm, vm, vcpu, mapping, dirtyLog };
   } catch (err) {
     vm.close();

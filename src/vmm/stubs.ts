@@ -11,12 +11,29 @@ import { STUBS_ADDR } from './layout.ts';
 
 const OUT_IMM8_AL = 0xe6;
 const IRETQ = [0x48, 0xcf];
+/** `mov ZERO(%rip), %ds` and `mov ZERO(%rip), %es` (8E /r with a RIP-relative operand), 6 bytes each. */
+const MOV_TO_DS = [0x8e, 0x1d];
+const MOV_TO_ES = [0x8e, 0x05];
+/** `jmp *TARGET(%rip)` (FF /4 with a RIP-relative operand), 6 bytes. */
+const JMP_INDIRECT = [0xff, 0x25];
 
 /** LSTAR: `out PORT_SYSCALL, al; iretq`. The host answers the call and points RSP at an iretq frame. */
 export const SYSCALL_ENTRY = STUBS_ADDR;
 /** The stub's `iretq`: also where a vCPU starts, with RSP at a frame that enters the program. */
 export const IRETQ_RIP = SYSCALL_ENTRY + 2;
-const EXCEPTION_STUBS = STUBS_ADDR + 16;
+/**
+ * Ring-3 code that loads the null selector into DS and ES, then jumps to the address the host left
+ * in SCRUB_TARGET: the way into a program after a boot or a reset. On PVM-style nested KVMs the DS
+ * and ES a program loaded live on in the host thread (into the next VM on it) whatever
+ * KVM_SET_SREGS or ring-0 code says, so the program's own ring must put them back. Ring 3 runs
+ * natively there: these three instructions cost next to nothing, where ring-0 ones are emulated.
+ */
+export const SCRUB_ENTRY = STUBS_ADDR + 4;
+/** The 8-byte slot the scrub code jumps through; host-written, guest-readable. */
+export const SCRUB_TARGET = STUBS_ADDR + 24;
+/** A 16-bit zero for the selector loads. */
+const ZERO_WORD = STUBS_ADDR + 22;
+const EXCEPTION_STUBS = STUBS_ADDR + 32;
 const EXCEPTION_STUB_SIZE = 4;
 
 export function exceptionStub(vector: number): number {
@@ -30,6 +47,15 @@ export const OUT_IMM8_OPCODE = OUT_IMM8_AL;
 export function stubCode(): Uint8Array {
   const code = new Uint8Array(EXCEPTION_STUBS - STUBS_ADDR + EXCEPTION_VECTORS * EXCEPTION_STUB_SIZE).fill(0xcc);
   code.set([OUT_IMM8_AL, PORT_SYSCALL, ...IRETQ], 0);
+  const rel32 = (target: number, next: number): number[] => {
+    const d = target - next;
+    return [d & 0xff, (d >> 8) & 0xff, (d >> 16) & 0xff, (d >> 24) & 0xff];
+  };
+  const scrub = SCRUB_ENTRY - STUBS_ADDR;
+  code.set([...MOV_TO_DS, ...rel32(ZERO_WORD, SCRUB_ENTRY + 6)], scrub);
+  code.set([...MOV_TO_ES, ...rel32(ZERO_WORD, SCRUB_ENTRY + 12)], scrub + 6);
+  code.set([...JMP_INDIRECT, ...rel32(SCRUB_TARGET, SCRUB_ENTRY + 18)], scrub + 12);
+  code.fill(0, ZERO_WORD - STUBS_ADDR, SCRUB_TARGET - STUBS_ADDR + 8);
   for (let v = 0; v < EXCEPTION_VECTORS; v++) {
     code.set([OUT_IMM8_AL, PORT_EXCEPTION_BASE + v, ...IRETQ], exceptionStub(v) - STUBS_ADDR);
   }
