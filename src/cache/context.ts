@@ -61,14 +61,19 @@ export interface CacheStats {
   fetchErrors: number;
   /** Background (grace) refreshes started. */
   backgroundFetches: number;
+  /** Storable responses not stored because they carried too many surrogate keys. */
+  tagRefusals: number;
   objects: number;
+  /** Bytes charged to the quota: objects, their index entries, hit-for-miss markers, bans. */
   bytes: number;
   evictions: number;
   bans: number;
+  /** Distinct surrogate keys in the index. */
+  tags: number;
 }
 
-/** Counters the states increment (objects/bytes/evictions/bans come from storage). */
-export type Counters = Omit<CacheStats, 'objects' | 'bytes' | 'evictions' | 'bans'>;
+/** Counters the states increment (objects/bytes/evictions/bans/tags come from storage). */
+export type Counters = Omit<CacheStats, 'objects' | 'bytes' | 'evictions' | 'bans' | 'tags'>;
 
 /** What the request states need from the engine. */
 export interface EngineParts {
@@ -88,6 +93,8 @@ export interface EngineParts {
   readonly hostHeader: string | null;
   /** Drops stored objects and in-flight fetches for these request-URIs of `host`. */
   invalidate(host: string, urls: readonly string[]): void;
+  /** Reports something the operator should know (rate-limited: tenants can trigger it at will). */
+  warn(message: string): void;
 }
 
 /** One request's journey through the states. */

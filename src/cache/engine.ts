@@ -5,7 +5,7 @@ import { Coalescer } from './coalesce.ts';
 import type { CacheHooks, CacheStats, Counters, EngineParts } from './context.ts';
 import { fastHit, type FastResponse } from './fast.ts';
 import { handleRequest } from './fsm.ts';
-import { BanList } from './invalidation.ts';
+import { BanList, MAX_BANS } from './invalidation.ts';
 import { Origin, type Backend, type OriginOptions } from './origin.ts';
 import { expired, type PolicyConfig } from './policy.ts';
 import { Storage, type Namespace } from './storage.ts';
@@ -38,11 +38,19 @@ export interface CacheOptions {
   hooks?: CacheHooks;
   /** Clock in epoch ms (tests inject one). */
   now?: () => number;
+  /**
+   * Where the cache reports what an operator should know (a response not stored for carrying too
+   * many surrogate keys, a ban list that overflowed); at most one message per 10 s, with a count
+   * of the ones left out. Default: `process.emitWarning`.
+   */
+  warn?: (message: string) => void;
   /** Period of the ban lurker / expiry sweep (default 1000 ms; 0 disables the timer). */
   lurkerIntervalMs?: number;
 }
 
 const MiB = 1024 * 1024;
+/** Least time between two warnings of one cache: a tenant can trigger them at will. */
+const WARN_INTERVAL_MS = 10_000;
 
 export class Cache {
   /** The request handler for `http.createServer` or the front: `(req, res) => Promise<void>`. */
@@ -53,6 +61,7 @@ export class Cache {
   private readonly parts: EngineParts;
   private readonly counters: Counters = {
     hits: 0, fastHits: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
+    tagRefusals: 0,
   };
   private readonly coalescer = new Coalescer();
   private readonly bans = new BanList();
@@ -78,9 +87,13 @@ export class Cache {
     };
     const ns = this.namespace;
     const coalescer = this.coalescer;
+    const now = options.now ?? Date.now;
+    const report = options.warn ?? ((message: string) => process.emitWarning(message, 'TinyedgeCacheWarning'));
+    let lastWarning = -Infinity;
+    let leftOut = 0;
     this.parts = {
       ns, coalescer, bans: this.bans, backend: this.backend, policy,
-      now: options.now ?? Date.now,
+      now,
       hooks: options.hooks ?? null,
       counters: this.counters,
       hitForMissMs: (options.hitForMissSec ?? 120) * 1000,
@@ -92,6 +105,13 @@ export class Cache {
           ns.removeKey(host + url);
           coalescer.invalidate(host + url);
         }
+      },
+      warn(message: string) {
+        const t = now();
+        if (t - lastWarning < WARN_INTERVAL_MS) { leftOut++; return; }
+        lastWarning = t;
+        report(leftOut === 0 ? `cache ${ns.name}: ${message}` : `cache ${ns.name}: ${message} (and ${leftOut} more warnings)`);
+        leftOut = 0;
       },
     };
     const parts = this.parts;
@@ -135,7 +155,10 @@ export class Cache {
    * BanSyntaxError on a bad expression.
    */
   ban(expression: string): void {
-    this.bans.add(expression);
+    const before = this.bans.bytes;
+    const ban = this.bans.add(expression);
+    this.namespace.account(this.bans.bytes - before);
+    if (ban.conditions.length === 0) this.parts.warn(`${MAX_BANS} bans pending: every object older than this ban is dropped instead`);
     // In-flight fetches began before the ban: their objects carry the older ban position, so
     // lookups test them; nothing else to do here.
   }
@@ -153,6 +176,7 @@ export class Cache {
       bytes: this.namespace.bytes,
       evictions: this.storage.evictions,
       bans: this.bans.size,
+      tags: this.namespace.tags,
     };
   }
 
@@ -173,7 +197,9 @@ export class Cache {
       }
       if (obj.banSeq < oldest) oldest = obj.banSeq;
     }
+    const bytes = this.bans.bytes;
     this.bans.prune(oldest);
+    this.namespace.account(this.bans.bytes - bytes);
     this.namespace.sweepHitForMiss(now);
   }
 

@@ -32,7 +32,11 @@ function prefixOf(obj: CacheObject): { bytes: Buffer; hasDate: boolean } {
       text += `${head[i]}: ${head[i + 1]}\r\n`;
       if (head[i] === 'date') hasDate = true;
     }
-    p = { bytes: Buffer.from(text, 'latin1'), hasDate };
+    // A Buffer of its own: a small Buffer.from is a slice of an 8 KiB pool block that this
+    // long-lived head would keep alive, beyond what the object's size counts.
+    const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'latin1'));
+    bytes.write(text, 'latin1');
+    p = { bytes, hasDate };
     prefixes.set(obj, p);
   }
   return p;

@@ -7,7 +7,7 @@ import { parseCacheControl } from './cache-control.ts';
 import type { BusyFetch } from './coalesce.ts';
 import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
-import { buildHead, CacheObject, forwardHead } from './object.ts';
+import { buildHead, CacheObject, forwardHead, surrogateKeys } from './object.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
 import { storeVerdict, usableOnError, withBackendPolicy, type Lifetime } from './policy.ts';
 import { varyNames, varyValues } from './vary.ts';
@@ -87,7 +87,8 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     const values = names === null ? [] : varyValues(names, spec.headers);
     const noCacheFields = Array.isArray(cc.noCache) ? cc.noCache : null;
     const obj = stale.refreshed(resp.headers, v.store ? v.life : NOW_ONLY(times.responseTime), banSeq, names, values, noCacheFields);
-    if (v.store && !busy.invalidated) e.ns.insert(obj, times.responseTime);
+    if (v.store && obj.tagError !== null) refuseTags(e, spec.key, obj.tagError);
+    if (v.store && obj.tagError === null && !busy.invalidated) e.ns.insert(obj, times.responseTime);
     else e.ns.remove(stale);
     e.counters.revalidations++;
     finish();
@@ -111,8 +112,10 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   const names = varyNames(resp.headers);
   // Private field names (private="x") are not stored by a shared cache (RFC 9111 §5.2.2.7).
   const stored = withoutHeaders(resp.headers, new Set(['age', 'content-length', ...(Array.isArray(cc.private) ? cc.private : [])]));
-  busy.tags = (getHeader(resp.headers, 'surrogate-key') ?? '').split(/\s+/).filter(Boolean);
-  busy.storing = verdict.store && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
+  const keys = surrogateKeys(stored);
+  busy.tags = keys.tags;
+  if (verdict.store && keys.error !== null) refuseTags(e, spec.key, keys.error);
+  busy.storing = verdict.store && keys.error === null && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
   if (!verdict.store) {
     // Reasons tied to this request say nothing about the URL: no hit-for-miss for them.
     if (verdict.reason !== 'request no-store' && verdict.reason !== 'authorization') e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
@@ -179,6 +182,12 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   };
   body.once('error', fail);
   body.once('close', () => fail(new Error('origin body aborted')));
+}
+
+/** A storable answer that carries too many surrogate keys: delivered, not stored, and said so. */
+function refuseTags(e: EngineParts, key: string, why: string): void {
+  e.counters.tagRefusals++;
+  e.warn(`not cached: ${key.length > 200 ? `${key.slice(0, 200)}…` : key}: ${why}`);
 }
 
 /** Stored headers updated by a 304, with the 304's Age kept for the age calculation. */

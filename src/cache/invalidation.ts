@@ -2,8 +2,16 @@
 // objects older than the ban, and by a background lurker for the conditions it can evaluate
 // without a request), plus the RFC 9111 §4.4 targets a successful unsafe request invalidates.
 import type { IncomingHttpHeaders } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
 import { getJoined } from './headers.ts';
 import type { CacheObject } from './object.ts';
+
+// A ban's regular expression runs on the thread that serves every tenant, so one tenant's
+// catastrophic pattern (`(a+)+$`) must not stall the others: V8 switches a match that backtracks
+// excessively to its linear-time engine, which has no backreferences or lookaround — so bans refuse
+// those constructs instead of letting them backtrack without bound.
+setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+const BACKTRACKING_ONLY = /\\[1-9]|\\k<|\(\?<?[=!]/;
 
 type Subject = { kind: 'req.url' } | { kind: 'req.http'; name: string } | { kind: 'obj.http'; name: string } | { kind: 'obj.status' };
 type Op = '~' | '!~' | '==' | '!=';
@@ -25,6 +33,24 @@ export class BanSyntaxError extends Error {
   }
 }
 
+/** Longest ban expression accepted (bytes); a longer one is a BanSyntaxError. */
+export const MAX_BAN_EXPRESSION_BYTES = 4096;
+/**
+ * Most bans a namespace keeps pending (not yet tested against every older object). One more
+ * replaces them all with a single ban of every object older than it: more invalidation than was
+ * asked for, never less, and nothing left to keep.
+ */
+export const MAX_BANS = 1024;
+// Heap cost of a pending ban, charged to the namespace's quota; measured on Node 20 (x64) by
+// bench/cache-memory.ts over bans with one regular-expression condition, each tested once.
+/** A ban beyond its characters: the Ban, its conditions, a RegExp. Measured: 540 bytes. */
+export const BAN_BYTES = 600;
+/**
+ * Per character of a ban's expression: the expression, the condition's value and the compiled
+ * regular expression. Measured: 12 to 14 bytes per character.
+ */
+export const BAN_CHAR_BYTES = 16;
+
 const CONDITION = /^\s*(req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.status)\s*(~|!~|==|!=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))\s*$/;
 
 /**
@@ -32,6 +58,7 @@ const CONDITION = /^\s*(req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.htt
  * obj.http.NAME, obj.status; operators ~ !~ (regex) == != (exact); VALUE bare or "quoted".
  */
 export function parseBan(expression: string, seq: number): Ban {
+  if (expression.length > MAX_BAN_EXPRESSION_BYTES) throw new BanSyntaxError(`ban expression of ${expression.length} bytes (at most ${MAX_BAN_EXPRESSION_BYTES})`);
   const parts = expression.split('&&');
   const conditions: Condition[] = [];
   let lurkable = true;
@@ -49,6 +76,7 @@ export function parseBan(expression: string, seq: number): Ban {
     if (subject.kind === 'req.http' && subject.name !== 'host') lurkable = false;
     let re: RegExp | null = null;
     if (op === '~' || op === '!~') {
+      if (BACKTRACKING_ONLY.test(value)) throw new BanSyntaxError('ban regular expressions may not use backreferences or lookaround (they could take exponential time)');
       try {
         re = new RegExp(value);
       } catch (err) {
@@ -86,16 +114,30 @@ export function banMatches(ban: Ban, obj: CacheObject, req: IncomingHttpHeaders 
   return true;
 }
 
+const banBytes = (ban: Ban): number => BAN_BYTES + BAN_CHAR_BYTES * ban.expression.length;
+
 /** The bans of one namespace, newest last. */
 export class BanList {
   private bans: Ban[] = [];
   /** Sequence of the newest ban; objects remember the value at their fetch. */
   seq = 0;
+  /** Heap bytes the pending bans cost (charged to the namespace by the engine). */
+  bytes = 0;
 
+  /**
+   * Adds a ban (throws BanSyntaxError). With MAX_BANS pending, they and this one become one ban
+   * of everything older: the returned ban then has no conditions.
+   */
   add(expression: string): Ban {
-    const ban = parseBan(expression, this.seq + 1);
+    let ban = parseBan(expression, this.seq + 1);
+    if (this.bans.length >= MAX_BANS) {
+      ban = { seq: ban.seq, expression: '(every object older than this ban: too many bans)', conditions: [], lurkable: true };
+      this.bans = [];
+      this.bytes = 0;
+    }
     this.seq = ban.seq;
     this.bans.push(ban);
+    this.bytes += banBytes(ban);
     return ban;
   }
 
@@ -136,6 +178,8 @@ export class BanList {
   prune(oldestObjectBanSeq: number): void {
     if (this.bans.length > 0 && (this.bans[0] as Ban).seq <= oldestObjectBanSeq) {
       this.bans = this.bans.filter((b) => b.seq > oldestObjectBanSeq);
+      this.bytes = 0;
+      for (const b of this.bans) this.bytes += banBytes(b);
     }
   }
 }

@@ -1,7 +1,41 @@
 // Object storage: a global byte budget split into namespaces (one per tenant) with their own
 // quotas, LRU eviction, variants per primary key, a Surrogate-Key index and hit-for-miss markers.
-// An object enters storage only once complete, so readers never see a partial body.
+// An object enters storage only once complete, so readers never see a partial body. Everything a
+// namespace holds is charged to its quota: objects (object.ts says what their size counts), the
+// index entries for them and for each of their tags, hit-for-miss markers, and bans (engine.ts).
 import type { CacheObject } from './object.ts';
+
+// Heap cost of the index structures, measured on Node 20 (x64) as heapUsed growth after gc per
+// entry, with maps and sets at their usual fill (bench/cache-memory.ts compares the sum with the
+// heap; test/cache/accounting.test.ts holds the heap to a few times the quota).
+/**
+ * One stored object in the indexes: its primary-key Map entry with a one-element variants array
+ * (charged per object: the worst case, one variant per key) and its LRU Set entry. Measured: 115.
+ */
+export const ENTRY_BYTES = 120;
+/**
+ * A tag carried by one object: its Map entry, pointing straight at the object (a Set per tag
+ * would cost 150 bytes more), and the key's string header; its characters are counted apart.
+ * Measured: 30 bytes per Map entry, 16 per string header.
+ */
+export const TAG_ENTRY_BYTES = 48;
+/** The Set a tag gets once a second object carries it. Measured: 152 bytes with 2 to 4 members. */
+export const TAG_SET_BYTES = 104;
+/** One object in a tag's Set. Measured: 20 to 27 bytes per member from 5 to 1 000 members. */
+export const TAG_MEMBER_BYTES = 24;
+/** One hit-for-miss marker: Map entry, expiry time, key string header. Measured: 73 bytes. */
+export const HIT_FOR_MISS_BYTES = 80;
+/**
+ * Hit-for-miss markers may fill at most this fraction of a quota; past it the oldest (the soonest
+ * to expire) are forgotten. A client that requests unique uncacheable URLs makes one per request.
+ */
+export const HIT_FOR_MISS_SHARE = 1 / 16;
+/**
+ * Most variants (Vary) kept per primary key; a new one beyond it evicts the key's oldest. Every
+ * lookup of a key compares the request with its variants one by one, on the thread all tenants
+ * share.
+ */
+export const MAX_VARIANTS = 100;
 
 export interface StorageOptions {
   /** Byte budget for all namespaces together. */
@@ -69,8 +103,10 @@ export class Namespace {
   private readonly map = new Map<string, CacheObject[]>();
   /** Insertion order of a Set is the LRU order: re-adding moves an object to the young end. */
   private readonly lru = new Set<CacheObject>();
-  private readonly tagIndex = new Map<string, Set<CacheObject>>();
+  /** Tag → the object carrying it, or the Set of them once there are several. */
+  private readonly tagIndex = new Map<string, CacheObject | Set<CacheObject>>();
   private readonly hitForMiss = new Map<string, number>();
+  private hitForMissBytes = 0;
 
   constructor(storage: Storage, name: string, maxBytes: number) {
     this.storage = storage;
@@ -81,11 +117,27 @@ export class Namespace {
   /** A new quota (tenant config reload); evicts the oldest objects if it shrank. */
   resize(maxBytes: number): void {
     this.maxBytes = maxBytes;
-    for (const victim of this.lru) {
-      if (this.bytes <= this.maxBytes) break;
-      this.remove(victim);
-      this.storage.evictions++;
-    }
+    this.trimHitForMiss();
+    this.fit();
+  }
+
+  /** Distinct tags in the Surrogate-Key index. */
+  get tags(): number {
+    return this.tagIndex.size;
+  }
+
+  /** Hit-for-miss markers held. */
+  get hitForMissMarkers(): number {
+    return this.hitForMiss.size;
+  }
+
+  /**
+   * Charges (or, negative, refunds) bytes held for this namespace outside its objects, then evicts
+   * objects until the quota and the global budget hold again.
+   */
+  account(delta: number): void {
+    this.charge(delta);
+    if (delta > 0) this.fit();
   }
 
   /** Every stored variant of a primary key (most recent first), or undefined. */
@@ -106,33 +158,30 @@ export class Namespace {
    * the quota and the global budget hold. False when the object can never fit.
    */
   insert(obj: CacheObject, now: number): boolean {
-    if (obj.size > this.maxBytes || obj.size > this.storage.maxBytes) return false;
+    if (obj.tagError !== null) return false;
+    const cost = obj.size + ENTRY_BYTES + obj.tags.length * TAG_MEMBER_BYTES;
+    if (cost > this.maxBytes || cost > this.storage.maxBytes) return false;
     const list = this.map.get(obj.key);
     if (list !== undefined) {
       for (const old of [...list]) if (replaces(obj, old)) this.remove(old);
+      // Removal may have dropped the list; only a live one grows.
+      const left = this.map.get(obj.key);
+      if (left !== undefined && left.length >= MAX_VARIANTS) {
+        this.remove(left[left.length - 1] as CacheObject);
+        this.storage.evictions++;
+      }
     }
     obj.lastUse = now;
     const fresh = this.map.get(obj.key);
     if (fresh === undefined) this.map.set(obj.key, [obj]);
     else fresh.unshift(obj);
     this.lru.add(obj);
-    for (const tag of obj.tags) {
-      let set = this.tagIndex.get(tag);
-      if (set === undefined) { set = new Set(); this.tagIndex.set(tag, set); }
-      set.add(obj);
-    }
-    this.bytes += obj.size;
+    for (const tag of obj.tags) this.indexTag(tag, obj);
+    this.charge(obj.size + ENTRY_BYTES);
     this.objects++;
-    this.storage.bytes += obj.size;
     this.storage.objects++;
-    this.hitForMiss.delete(obj.key);
-    while (this.bytes > this.maxBytes) {
-      const victim = this.oldest();
-      if (victim === undefined) break;
-      this.remove(victim);
-      this.storage.evictions++;
-    }
-    this.storage.reclaim();
+    this.clearHitForMiss(obj.key);
+    this.fit();
     return !obj.removed;
   }
 
@@ -147,13 +196,9 @@ export class Namespace {
       if (list.length === 0) this.map.delete(obj.key);
     }
     this.lru.delete(obj);
-    for (const tag of obj.tags) {
-      const set = this.tagIndex.get(tag);
-      if (set !== undefined) { set.delete(obj); if (set.size === 0) this.tagIndex.delete(tag); }
-    }
-    this.bytes -= obj.size;
+    for (const tag of obj.tags) this.unindexTag(tag, obj);
+    this.charge(-(obj.size + ENTRY_BYTES));
     this.objects--;
-    this.storage.bytes -= obj.size;
     this.storage.objects--;
   }
 
@@ -168,9 +213,9 @@ export class Namespace {
 
   /** Removes every object tagged `tag` (Surrogate-Key); returns how many went. */
   removeTag(tag: string): number {
-    const set = this.tagIndex.get(tag);
-    if (set === undefined) return 0;
-    const victims = [...set];
+    const entry = this.tagIndex.get(tag);
+    if (entry === undefined) return 0;
+    const victims = entry instanceof Set ? [...entry] : [entry];
     for (const o of victims) this.remove(o);
     return victims.length;
   }
@@ -193,30 +238,94 @@ export class Namespace {
 
   /** Remembers for `untilMs` that `key` gave an uncacheable answer (Varnish hit-for-miss). */
   markHitForMiss(key: string, untilMs: number): void {
+    if (this.hitForMiss.has(key)) { this.hitForMiss.set(key, untilMs); return; }
     this.hitForMiss.set(key, untilMs);
+    const cost = HIT_FOR_MISS_BYTES + key.length;
+    this.hitForMissBytes += cost;
+    this.charge(cost);
+    this.trimHitForMiss();
+    this.fit();
   }
 
   isHitForMiss(key: string, now: number): boolean {
     const until = this.hitForMiss.get(key);
     if (until === undefined) return false;
     if (now < until) return true;
-    this.hitForMiss.delete(key);
+    this.clearHitForMiss(key);
     return false;
   }
 
   clearHitForMiss(key: string): void {
-    this.hitForMiss.delete(key);
+    if (!this.hitForMiss.delete(key)) return;
+    const cost = HIT_FOR_MISS_BYTES + key.length;
+    this.hitForMissBytes -= cost;
+    this.charge(-cost);
   }
 
   /** Forgets expired hit-for-miss markers (called by the periodic sweep). */
   sweepHitForMiss(now: number): void {
-    for (const [k, until] of this.hitForMiss) if (now >= until) this.hitForMiss.delete(k);
+    for (const [k, until] of this.hitForMiss) if (now >= until) this.clearHitForMiss(k);
   }
 
   /** Drops everything in this namespace. */
   clear(): void {
     for (const o of this.all()) this.remove(o);
-    this.hitForMiss.clear();
+    for (const k of [...this.hitForMiss.keys()]) this.clearHitForMiss(k);
+  }
+
+  private charge(delta: number): void {
+    this.bytes += delta;
+    this.storage.bytes += delta;
+  }
+
+  /** Evicts least recently used objects until the quota holds, then lets the storage reclaim. */
+  private fit(): void {
+    while (this.bytes > this.maxBytes) {
+      const victim = this.oldest();
+      if (victim === undefined) break;
+      this.remove(victim);
+      this.storage.evictions++;
+    }
+    this.storage.reclaim();
+  }
+
+  /** Forgets the oldest hit-for-miss markers while they take more than their share of the quota. */
+  private trimHitForMiss(): void {
+    const limit = this.maxBytes * HIT_FOR_MISS_SHARE;
+    for (const k of this.hitForMiss.keys()) {
+      if (this.hitForMissBytes <= limit) break;
+      this.clearHitForMiss(k);
+    }
+  }
+
+  private indexTag(tag: string, obj: CacheObject): void {
+    const entry = this.tagIndex.get(tag);
+    if (entry === undefined) {
+      // A tag split from a field value is a slice that keeps the whole value alive; the index can
+      // outlive that object, so its key is a string of its own.
+      this.tagIndex.set(JSON.parse(JSON.stringify(tag)) as string, obj);
+      this.charge(TAG_ENTRY_BYTES + tag.length);
+    } else if (entry instanceof Set) {
+      entry.add(obj);
+      this.charge(TAG_MEMBER_BYTES);
+    } else {
+      this.tagIndex.set(tag, new Set([entry, obj]));
+      this.charge(TAG_SET_BYTES + 2 * TAG_MEMBER_BYTES);
+    }
+  }
+
+  private unindexTag(tag: string, obj: CacheObject): void {
+    const entry = this.tagIndex.get(tag);
+    if (entry === obj) {
+      this.tagIndex.delete(tag);
+      this.charge(-(TAG_ENTRY_BYTES + tag.length));
+    } else if (entry instanceof Set && entry.delete(obj)) {
+      this.charge(-TAG_MEMBER_BYTES);
+      if (entry.size === 1) {
+        for (const last of entry) this.tagIndex.set(tag, last);
+        this.charge(-(TAG_SET_BYTES + TAG_MEMBER_BYTES));
+      }
+    }
   }
 }
 

@@ -81,14 +81,37 @@ function tenantSummary(server: EdgeServer, name: string): Record<string, unknown
   };
 }
 
+/** The path segments of a request target, percent-decoded; 400 for a target or escape that does not parse. */
+function pathParts(target: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(target, 'http://admin.invalid');
+  } catch {
+    throw new HttpError(400, 'malformed request target');
+  }
+  return url.pathname.split('/').filter(Boolean).map((segment) => {
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      throw new HttpError(400, `malformed percent-escape in path segment "${segment.slice(0, 100)}"`);
+    }
+  });
+}
+
+/** A purge target the cache understands: an origin-form path, or an absolute URL that parses. */
+function purgeTarget(body: Record<string, unknown>): string {
+  const target = stringField(body, 'url');
+  if (!target.startsWith('/') && !URL.canParse(target)) throw new HttpError(400, '"url" must be a path (/path?query) or an absolute URL (http://host/path)');
+  return target;
+}
+
 /** The admin request handler for `startFront`. */
 export function registerAdmin(server: EdgeServer) {
   const metrics = metricsRegistry(server);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const method = req.method ?? 'GET';
     try {
+      const parts = pathParts(req.url ?? '/');
       if (parts[0] !== 'v1') throw new HttpError(404, 'unknown admin route');
       if (parts[1] === 'health' && parts.length === 2) return json(res, 200, { ok: true });
       const caller = authenticate(server, req);
@@ -122,7 +145,7 @@ export function registerAdmin(server: EdgeServer) {
         }
         if (action === 'purge' && method === 'POST') {
           const body = await readJson(req);
-          return json(res, 200, { purged: t.cache.purge(stringField(body, 'url')) });
+          return json(res, 200, { purged: t.cache.purge(purgeTarget(body)) });
         }
         if (action === 'purge-tag' && method === 'POST') {
           const body = await readJson(req);
