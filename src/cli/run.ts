@@ -1,6 +1,7 @@
 // `tinyedge run`: executes a static Linux program in a tiny VM with the command's own stdin,
 // stdout and stderr. Exit status: the program's, or 124 (timeout) / 125 (any sandbox failure).
 import { readFileSync, readSync, writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Kvm, KvmError } from '../kvm/kvm.ts';
 import { ProgramError } from '../vmm/elf.ts';
@@ -8,7 +9,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { Machine } from '../vmm/machine.ts';
 import type { Stdio } from '../vmm/syscalls/context.ts';
 import { EINTR, EPIPE } from '../vmm/syscalls/errno.ts';
-import { waitReadable } from '../vmm/poll.ts';
+import { waitReadable, waitWritable } from '../vmm/poll.ts';
 
 export const EXIT_TIMEOUT = 124;
 export const EXIT_SANDBOX = 125;
@@ -22,18 +23,26 @@ interface RunOptions {
 
 const wait = new Int32Array(new SharedArrayBuffer(4));
 
-/** The host process's own fds 0–2, written synchronously (retrying if a pipe is non-blocking). */
+/** Largest write a pipe with room (POLLOUT) takes without blocking: PIPE_BUF. */
+const PIPE_BUF = 4096;
+
+/** The host process's own fds 0–2, written synchronously but never past the program's deadline. */
 export const processStdio: Stdio = {
-  write(fd, data) {
+  write(fd, data, waitMs) {
+    // A blocking write to a full pipe would outlive the deadline (libuv retries EINTR), and
+    // O_NONBLOCK would change the description the parent shares: so wait for room with poll, then
+    // write no more than room is sure to hold. EAGAIN (a description someone else made
+    // non-blocking, filled by another writer) waits again.
+    const until = performance.now() + waitMs;
     let done = 0;
     while (done < data.length) {
+      if (!waitWritable(fd, until - performance.now())) return done > 0 ? done : -EINTR;
       try {
-        done += writeSync(fd, data, done, data.length - done);
+        done += writeSync(fd, data, done, Math.min(PIPE_BUF, data.length - done));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') Atomics.wait(wait, 0, 0, 1);
-        else if (code === 'EPIPE') return done > 0 ? done : -EPIPE;
-        else throw err;
+        if (code === 'EPIPE') return done > 0 ? done : -EPIPE;
+        if (code !== 'EAGAIN') throw err;
       }
     }
     return done;
@@ -62,6 +71,17 @@ function positiveInt(name: string, value: string): number {
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
+/** How long tinyedge's own last words may wait for a stderr that the program left full. */
+const SAY_GRACE_MS = 1000;
+
+/**
+ * Writes tinyedge's own message to stderr without ever blocking for long: a program that flooded
+ * a stderr nobody reads must not hang the command after its time limit.
+ */
+function say(message: string): void {
+  processStdio.write(2, Buffer.from(message), SAY_GRACE_MS);
+}
+
 /** Runs the program and returns the exit status the command should have. */
 export function runProgram(program: string, args: string[], opts: RunOptions): number {
   let machine: Machine | undefined;
@@ -80,18 +100,18 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
     machine = Machine.boot(kvm, elf, { memoryMiB: memoryMiB + (memoryMiB % 2), argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, stdio: processStdio });
     const result = machine.run(timeoutMs);
     if (result.kind !== 'exit') throw new SandboxError('fault', `program made tenant API call ${result.call} outside a request`);
-    if (result.signal) process.stderr.write(`tinyedge: program killed by ${result.signal}\n`);
+    if (result.signal) say(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {
     if (err instanceof SandboxError && err.kind === 'timeout') {
-      process.stderr.write(`tinyedge: ${err.message}\n`);
+      say(`tinyedge: ${err.message}\n`);
       return EXIT_TIMEOUT;
     }
     if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError) {
-      process.stderr.write(`tinyedge: ${err.message}\n`);
+      say(`tinyedge: ${err.message}\n`);
       return EXIT_SANDBOX;
     }
-    process.stderr.write(`tinyedge: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    say(`tinyedge: internal error: ${(err as Error).stack ?? String(err)}\n`);
     return EXIT_SANDBOX;
   } finally {
     machine?.close();

@@ -49,9 +49,20 @@ export class Vcpu {
     return this.run.getUint32(base + 4, true) * TWO_32 + this.run.getUint32(base, true);
   }
 
-  /** The low 32 bits of a register, for arguments the kernel ABI declares as int. */
+  /** A register as a signed number: two's complement, exact while its magnitude is below 2^53. */
+  regSigned(offset: number): number {
+    const base = K.RUN.sync_regs + offset;
+    return this.run.getInt32(base + 4, true) * TWO_32 + this.run.getUint32(base, true);
+  }
+
+  /** The low 32 bits of a register, unsigned: what the kernel sees of an `unsigned int` argument. */
   reg32(offset: number): number {
     return this.run.getUint32(K.RUN.sync_regs + offset, true);
+  }
+
+  /** The low 32 bits of a register, sign-extended: what the kernel sees of an `int` argument. */
+  reg32s(offset: number): number {
+    return this.run.getInt32(K.RUN.sync_regs + offset, true);
   }
 
   regBig(offset: number): bigint {

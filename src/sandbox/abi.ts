@@ -1,7 +1,8 @@
 // The SDK ABI seen from the host (docs/guest-abi.md, guest/include/tinyedge.h): laying a request
-// out in guest memory and reading a response back, every guest pointer and length checked.
+// out in guest memory and reading a response back, every guest pointer checked and every length bounded.
 import { GuestFault, type GuestMemory } from '../vmm/memory.ts';
 import { SandboxError } from '../vmm/errors.ts';
+import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
 
@@ -17,6 +18,47 @@ export const CALL_KV_DELETE = 6;
 export type Phase = 'generate' | 'recv' | 'deliver';
 const PHASES: Record<Phase, number> = { generate: 0, recv: 1, deliver: 2 };
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+// Bounds on every size a guest hands the host, checked before the host decodes, copies or keeps
+// anything of that size (docs/guest-abi.md, "Limits"). A host call over a bound returns -errno; a
+// response over one fails the request ('bad-response').
+/** Headers in a response (also recv's request headers, deliver's response headers) or a sub-request. */
+export const MAX_HEADERS = 256;
+/** One header's name plus value: the whole header block the front accepts from a client. */
+export const MAX_HEADER_BYTES = 16 * KiB;
+/** All names and values of a response's or sub-request's headers. */
+export const MAX_HEADERS_BYTES = 64 * KiB;
+/** A sub-request's URL, and recv's rewritten URL: the front's own URL limit. */
+export const MAX_URL_BYTES = 8 * KiB;
+/** A sub-request's method. */
+export const MAX_METHOD_BYTES = 32;
+/** A sub-request's origin name: origin names in the config are at most 63 bytes. */
+export const MAX_ORIGIN_NAME_BYTES = 63;
+/** A sub-request's body, as the host copies it out of the guest. */
+export const MAX_FETCH_BODY_BYTES = 8 * MiB;
+/** An origin's answer to a sub-request, as the host reads it into memory (more: -EIO). */
+export const MAX_FETCH_RESPONSE_BYTES = 8 * MiB;
+export const MAX_KV_KEY_BYTES = 1024;
+/** One value KV_SET copies out of the guest (the tenant's quota bounds them all). */
+export const MAX_KV_VALUE_BYTES = 1 * MiB;
+/** What the host keeps of one LOG line; the rest of the line is not read. */
+export const MAX_LOG_LINE_BYTES = 4 * KiB;
+/** Log lines kept per request, LOG calls and stderr lines together; later ones are dropped. */
+export const MAX_LOG_LINES = 100;
+/** A response's tag string (Fastly's Surrogate-Key limit). */
+export const MAX_CACHE_TAGS_BYTES = 16 * KiB;
+export const MAX_CACHE_TAGS = 1024;
+
+/** A host-call argument the host refuses: the guest gets -errno, the request goes on. */
+export class HostCallError extends Error {
+  constructor(readonly errno: number, message: string) {
+    super(message);
+    this.name = 'HostCallError';
+  }
+}
+
 const TE_RESPONDED = 1;
 const TE_UNCACHEABLE = 2;
 const TE_PASS = 4;
@@ -25,7 +67,8 @@ const TE_REWRITE_URL = 8;
 const REQUEST_SIZE = 8 + 5 * 16 + 8 + 32 + 16 + 8;
 const HEADER_SIZE = 32;
 const RESPONSE_SIZE = 96;
-const MAX_RESPONSE_HEADERS = 256;
+const FETCH_SIZE = 128;
+const KV_SIZE = 32;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
 
@@ -98,6 +141,42 @@ function badResponse(message: string): SandboxError {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The te_str at `at` as a view of guest memory (no copy), its length bounded by `max` before the
+ * pointer is looked at: past it, `tooLong(length)` is thrown.
+ */
+function strView(mem: GuestMemory, at: number, max: number, tooLong: (length: number) => Error): Uint8Array {
+  const len = mem.u64(at + 8);
+  if (len > max) throw tooLong(len);
+  return bytesAt(mem, mem.u64(at), len);
+}
+
+function bytesAt(mem: GuestMemory, ptr: number, len: number): Uint8Array {
+  return len === 0 ? EMPTY : mem.user(ptr, len);
+}
+
+/**
+ * Views of the names and values of the `count` te_headers at `at` (no copy), with the count, each
+ * header and their total bounded before anything is read; `fail` makes the error for a bound.
+ */
+function headerViews(mem: GuestMemory, at: number, count: number, fail: (message: string) => Error): Array<[Uint8Array, Uint8Array]> {
+  if (count > MAX_HEADERS) throw fail(`${count} headers (at most ${MAX_HEADERS})`);
+  if (count > 0) mem.check(at, count * HEADER_SIZE);
+  const views: Array<[Uint8Array, Uint8Array]> = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const h = at + i * HEADER_SIZE;
+    const nameLen = mem.u64(h + 8);
+    const valueLen = mem.u64(h + 24);
+    const size = nameLen + valueLen;
+    if (size > MAX_HEADER_BYTES) throw fail(`header ${i} of ${size} bytes (at most ${MAX_HEADER_BYTES})`);
+    total += size;
+    if (total > MAX_HEADERS_BYTES) throw fail(`headers of more than ${MAX_HEADERS_BYTES} bytes`);
+    views.push([bytesAt(mem, mem.u64(h), nameLen), bytesAt(mem, mem.u64(h + 16), valueLen)]);
+  }
+  return views;
+}
+
 /** Reads the te_response at `addr` out of guest memory (copying it: the instance is about to be reset). */
 export function readResponse(mem: GuestMemory, addr: number, maxBytes: number, phase: Phase = 'generate'): DecodedResponse {
   try {
@@ -117,42 +196,50 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
   if (phase === 'generate' && !responded) throw badResponse('handler returned without responding');
   const status = responded ? v.getUint32(addr, true) : 200;
   if (status < 200 || status > 599) throw badResponse(`invalid status ${status}`);
-  const count = v.getUint32(addr + 8, true);
-  if (count > MAX_RESPONSE_HEADERS) throw badResponse(`${count} response headers (at most ${MAX_RESPONSE_HEADERS})`);
-  const str = (at: number): Uint8Array => {
-    const len = mem.u64(at + 8);
-    return len === 0 ? EMPTY : mem.user(mem.u64(at), len);
-  };
   const bodyLen = mem.u64(addr + 32);
-  let total = bodyLen;
   if (bodyLen > maxBytes) throw badResponse(`response body of ${bodyLen} bytes exceeds the limit of ${maxBytes}`);
-  const headersAt = mem.u64(addr + 16);
-  if (count > 0) mem.check(headersAt, count * HEADER_SIZE);
+  // Every size is bounded before anything is decoded: strings are made only of bytes that fit.
+  const views = headerViews(mem, mem.u64(addr + 16), v.getUint32(addr + 8, true), (m) => badResponse(`response ${m}`));
+  let total = bodyLen;
+  for (const [name, value] of views) total += name.length + value.length;
+  if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
+  const tagBytes = strView(mem, addr + 64, MAX_CACHE_TAGS_BYTES, (n) => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`));
+  const rewritten = phase === 'recv' && (flags & TE_REWRITE_URL) !== 0
+    ? strView(mem, addr + 80, MAX_URL_BYTES, (n) => badResponse(`rewritten URL of ${n} bytes (at most ${MAX_URL_BYTES})`))
+    : undefined;
+
   const headers: Array<[string, string]> = [];
-  for (let i = 0; i < count; i++) {
-    const name = str(headersAt + i * HEADER_SIZE);
-    const value = str(headersAt + i * HEADER_SIZE + 16);
-    total += name.length + value.length;
-    if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
+  for (const [name, value] of views) {
     const n = dec.decode(name);
     const val = dec.decode(value);
-    if (!TOKEN.test(n)) throw badResponse(`invalid response header name ${JSON.stringify(n)}`);
+    if (!TOKEN.test(n)) throw badResponse(`invalid response header name ${JSON.stringify(n.slice(0, 100))}`);
     if (BAD_VALUE.test(val)) throw badResponse(`invalid value for response header ${n}`);
     headers.push([n, val]);
   }
-  const body = Buffer.from(str(addr + 24));
+  const tags = dec.decode(tagBytes).split(/\s+/).filter(Boolean);
+  if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
+  const body = Buffer.from(strView(mem, addr + 24, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
   const ms = (at: number): number | undefined => {
     const x = v.getBigInt64(at, true);
     return x < 0n ? undefined : Number(x) / 1000;
   };
-  const tags = dec.decode(str(addr + 64)).split(/\s+/).filter(Boolean);
   const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + 40), grace: ms(addr + 48), keep: ms(addr + 56), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };
   if (phase === 'recv') {
-    const url = (flags & TE_REWRITE_URL) !== 0 ? dec.decode(str(addr + 80)) : undefined;
+    const url = rewritten === undefined ? undefined : dec.decode(rewritten);
     if (url !== undefined && !/^\/[^\s]*$/.test(url)) throw badResponse(`invalid rewritten URL ${JSON.stringify(url.slice(0, 100))}`);
     decoded.recv = { action: responded ? 'synth' : (flags & TE_PASS) !== 0 ? 'pass' : 'lookup', url, setHeaders: responded ? [] : headers };
   }
   return decoded;
+}
+
+/** Where a sub-request's results go, as checked when the call was made. */
+export interface FetchResultBuffers {
+  /** The te_fetch: its length-out fields are written. */
+  at: number;
+  bodyAt: number;
+  bodyCap: number;
+  headersAt: number;
+  headersCap: number;
 }
 
 /** A te_fetch as the host reads it. */
@@ -162,56 +249,68 @@ export interface FetchCall {
   url: string;
   headers: Array<[string, string]>;
   body: Buffer;
-  /** Where the host writes the results (te_fetch address). */
-  at: number;
+  result: FetchResultBuffers;
 }
 
-/** Reads a te_fetch (128 bytes) at `at`. Throws GuestFault for bad pointers. */
+/**
+ * Reads a te_fetch (128 bytes) at `at`, every size bounded before it is read and the result
+ * buffers checked now, so that writing the answer later cannot fault. Throws GuestFault for a bad
+ * pointer, HostCallError for a size over its bound.
+ */
 export function readFetch(mem: GuestMemory, at: number): FetchCall {
-  mem.check(at, 128);
-  const str = (o: number): Uint8Array => {
-    const len = mem.u64(at + o + 8);
-    return len === 0 ? EMPTY : mem.user(mem.u64(at + o), len);
+  mem.check(at, FETCH_SIZE);
+  const tooLong = (what: string, max: number, errno = EMSGSIZE) => (n: number): HostCallError =>
+    new HostCallError(errno, `sub-request ${what} of ${n} bytes (at most ${max})`);
+  const origin = strView(mem, at, MAX_ORIGIN_NAME_BYTES, tooLong('origin name', MAX_ORIGIN_NAME_BYTES, ENAMETOOLONG));
+  const method = strView(mem, at + 16, MAX_METHOD_BYTES, tooLong('method', MAX_METHOD_BYTES));
+  const url = strView(mem, at + 32, MAX_URL_BYTES, tooLong('URL', MAX_URL_BYTES));
+  const headers = headerViews(mem, mem.u64(at + 48), mem.u64(at + 56), (m) => new HostCallError(EMSGSIZE, `sub-request with ${m}`));
+  const body = strView(mem, at + 64, MAX_FETCH_BODY_BYTES, tooLong('body', MAX_FETCH_BODY_BYTES));
+  const result: FetchResultBuffers = { at, bodyAt: mem.u64(at + 80), bodyCap: mem.u64(at + 88), headersAt: mem.u64(at + 104), headersCap: mem.u64(at + 112) };
+  if (result.bodyCap > 0) mem.check(result.bodyAt, result.bodyCap);
+  if (result.headersCap > 0) mem.check(result.headersAt, result.headersCap);
+  return {
+    origin: dec.decode(origin),
+    method: dec.decode(method) || 'GET',
+    url: dec.decode(url) || '/',
+    headers: headers.map(([n, v]) => [dec.decode(n), dec.decode(v)]),
+    body: Buffer.from(body),
+    result,
   };
-  const count = mem.u64(at + 56);
-  if (count > MAX_RESPONSE_HEADERS) throw badResponse(`sub-request with ${count} headers`);
-  const list = mem.u64(at + 48);
-  const headers: Array<[string, string]> = [];
-  for (let i = 0; i < count; i++) {
-    const h = list + i * HEADER_SIZE;
-    mem.check(h, HEADER_SIZE);
-    const name = mem.user(mem.u64(h), mem.u64(h + 8));
-    const value = mem.user(mem.u64(h + 16), mem.u64(h + 24));
-    headers.push([dec.decode(name), dec.decode(value)]);
-  }
-  return { origin: dec.decode(str(0)), method: dec.decode(str(16)) || 'GET', url: dec.decode(str(32)) || '/', headers, body: Buffer.from(str(64)), at };
 }
 
-/** Writes a sub-request's result into the te_fetch's buffers (truncating to their capacity). */
-export function writeFetchResult(mem: GuestMemory, at: number, body: Uint8Array, headers: ReadonlyArray<readonly [string, string]>): void {
-  const put = (ptrAt: number, data: Uint8Array): void => {
-    const cap = mem.u64(at + ptrAt + 8);
+/** Writes a sub-request's result into the buffers `readFetch` checked (truncating to their capacity). */
+export function writeFetchResult(mem: GuestMemory, r: FetchResultBuffers, body: Uint8Array, headers: ReadonlyArray<readonly [string, string]>): void {
+  const put = (at: number, cap: number, lengthAt: number, data: Uint8Array): void => {
     const n = Math.min(cap, data.length);
-    if (n > 0) mem.writable(mem.u64(at + ptrAt), n).set(data.subarray(0, n));
-    mem.setU64(at + ptrAt + 16, data.length);
+    if (n > 0) mem.writable(at, n).set(data.subarray(0, n));
+    mem.setU64(lengthAt, data.length);
   };
-  put(80, body);
-  put(104, enc.encode(headers.map(([n, v]) => `${n}: ${v}\n`).join('')));
+  put(r.bodyAt, r.bodyCap, r.at + 96, body);
+  put(r.headersAt, r.headersCap, r.at + 120, enc.encode(headers.map(([n, v]) => `${n}: ${v}\n`).join('')));
 }
 
-/** A te_kv (32 bytes): the key, and the value buffer (get) or value (set). */
-export function readKv(mem: GuestMemory, at: number): { key: string; valueAt: number; valueLen: number } {
-  mem.check(at, 32);
+/** What a key-value call uses of its te_kv: the key only, a buffer to fill, or a value to copy. */
+export type KvUse = 'key' | 'get' | 'set';
+
+/**
+ * A te_kv (32 bytes): the key, and for `get` the value buffer (checked), for `set` the value
+ * (bounded, then checked). Throws GuestFault for a bad pointer, HostCallError for a bad size.
+ */
+export function readKv(mem: GuestMemory, at: number, use: KvUse): { key: string; valueAt: number; valueLen: number } {
+  mem.check(at, KV_SIZE);
   const keyLen = mem.u64(at + 8);
-  if (keyLen === 0 || keyLen > 1024) throw badResponse(`key-value key of ${keyLen} bytes (1 to 1024)`);
-  const key = dec.decode(mem.user(mem.u64(at), keyLen));
-  const valueLen = mem.u64(at + 24);
+  if (keyLen === 0) throw new HostCallError(EINVAL, 'empty key-value key');
+  const key = dec.decode(strView(mem, at, MAX_KV_KEY_BYTES, (n) => new HostCallError(E2BIG, `key-value key of ${n} bytes (at most ${MAX_KV_KEY_BYTES})`)));
+  if (use === 'key') return { key, valueAt: 0, valueLen: 0 };
   const valueAt = mem.u64(at + 16);
+  const valueLen = mem.u64(at + 24);
+  if (use === 'set' && valueLen > MAX_KV_VALUE_BYTES) throw new HostCallError(E2BIG, `key-value value of ${valueLen} bytes (at most ${MAX_KV_VALUE_BYTES})`);
   if (valueLen > 0) mem.check(valueAt, valueLen);
   return { key, valueAt, valueLen };
 }
 
-/** Reads a te_log line (at most 4 KiB shown). */
+/** Reads a te_log line: at most MAX_LOG_LINE_BYTES of it (which are checked), the rest unread. */
 export function readLogLine(mem: GuestMemory, ptr: number, len: number): string {
-  return dec.decode(mem.user(ptr, Math.min(len, 4096)));
+  return dec.decode(mem.user(ptr, Math.min(len, MAX_LOG_LINE_BYTES)));
 }

@@ -8,14 +8,13 @@ import { SandboxError } from '../vmm/errors.ts';
 import { pageAlignUp } from '../vmm/layout.ts';
 import { Machine, type RunResult } from '../vmm/machine.ts';
 import { GuestFault } from '../vmm/memory.ts';
-import { Snapshot } from '../vmm/snapshot.ts';
-import { ENOSYS } from '../vmm/syscalls/errno.ts';
-import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
+import { type ExportedSnapshot, Snapshot } from '../vmm/snapshot.ts';
+import { EFAULT, EIO, ENOENT, ENOSPC, ENOSYS } from '../vmm/syscalls/errno.ts';
+import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import { CaptureStdio } from './stdio.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
 
-const MAX_LOG_LINES = 100;
 const us = (ms: number): number => Math.round(ms * 1000);
 
 /** Costs of loading, for benchmarks and logs. */
@@ -29,6 +28,19 @@ export interface LoadTiming {
 
 type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
 
+/**
+ * A loaded program as another thread of this process adopts it (`Program.export`,
+ * `Program.adopt`): its snapshot and plain data, all structured-cloneable.
+ */
+export interface ExportedProgram {
+  readonly snapshot: ExportedSnapshot;
+  readonly limits: Limits;
+  readonly timing: LoadTiming;
+  readonly requestRegion: number;
+  readonly name: string;
+  readonly env: readonly string[];
+}
+
 export class Program {
   readonly snapshot: Snapshot;
   readonly limits: Limits;
@@ -40,8 +52,24 @@ export class Program {
   /** The machine that booted the program: it stands at the snapshot and becomes the first instance. */
   private template: Machine | undefined;
 
+  /** Adopts a program loaded on another thread: maps its snapshot; no guest code runs. */
+  constructor(kvm: Kvm, exported: ExportedProgram);
   /** Boots and initialises `elf`, then freezes it. Throws SandboxError when that fails. */
-  constructor(private readonly kvm: Kvm, elf: Buffer, options: ProgramOptions) {
+  // Last, so that ConstructorParameters<typeof Program> names this form.
+  constructor(kvm: Kvm, elf: Buffer, options: ProgramOptions);
+  constructor(private readonly kvm: Kvm, source: Buffer | ExportedProgram, bootOptions?: ProgramOptions) {
+    if (!Buffer.isBuffer(source)) {
+      this.snapshot = Snapshot.adopt(source.snapshot);
+      this.limits = source.limits;
+      this.timing = source.timing;
+      this.requestRegion = source.requestRegion;
+      this.name = source.name;
+      this.env = source.env;
+      return;
+    }
+    const elf = source;
+    // The booting overload: an ELF always comes with its options.
+    const options = bootOptions as ProgramOptions;
     this.limits = {
       mode: options.mode,
       memoryMiB: options.memoryMiB ?? PROGRAM_DEFAULTS.memoryMiB,
@@ -82,6 +110,19 @@ export class Program {
     }
   }
 
+  /** See the adopting constructor. */
+  static adopt(kvm: Kvm, exported: ExportedProgram): Program {
+    return new Program(kvm, exported);
+  }
+
+  /**
+   * What another thread needs to adopt this program. Its memfd stays this program's: keep this
+   * one open until every adopter has its own (`Program.adopt` duplicates it).
+   */
+  export(): ExportedProgram {
+    return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, name: this.name, env: this.env };
+  }
+
   /** A new instance: the machine that booted the program for the first call, then fresh VMs. */
   instance(): Instance {
     const template = this.template;
@@ -94,6 +135,14 @@ export class Program {
     this.template?.close();
     this.template = undefined;
     this.snapshot.close();
+  }
+}
+
+/** Adds a request's stderr lines to its log, up to MAX_LOG_LINES lines in all. */
+function keepLogLines(logs: string[], lines: readonly string[]): void {
+  for (const line of lines) {
+    if (logs.length >= MAX_LOG_LINES) return;
+    logs.push(line);
   }
 }
 
@@ -124,7 +173,7 @@ function freshRandom(): Uint8Array {
 
 /** Host services a program may call during a request (SDK hypercalls); all optional. */
 export interface HostCalls {
-  fetch?(call: Omit<FetchCall, 'at'>): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }>;
+  fetch?(call: Omit<FetchCall, 'result'>): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }>;
   kvGet?(key: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
   /** Returns false when the tenant's quota would be exceeded. */
   kvSet?(key: string, value: Uint8Array): Promise<boolean> | boolean;
@@ -146,8 +195,6 @@ interface PendingHostCall {
   complete(value: unknown): number;
 }
 
-const EIO = 5, EFAULT = 14, EINVAL = 22, ENOENT = 2, ENOSPC = 28;
-
 export class Instance {
   private pending: PendingHostCall | undefined;
   /** Where the program's te_response is (RDI of its last WAIT). */
@@ -167,7 +214,7 @@ export class Instance {
       const result = this.program.limits.mode === 'sdk' ? this.finishSdk(this.startSdk(req, logs, {}), logs, t0 + this.program.limits.timeoutMs, 'generate') : this.callCgi(req, logs);
       return this.done(result, logs, t0);
     } catch (err) {
-      this.reset(true);
+      this.reset();
       throw err;
     }
   }
@@ -198,14 +245,14 @@ export class Instance {
       }
     } catch (err) {
       this.pending = undefined;
-      this.reset(true);
+      this.reset();
       throw err;
     }
   }
 
   private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(result: T, logs: string[], t0: number): T & Pick<SandboxResponse, 'logs' | 'timing'> {
     const t1 = performance.now();
-    const dirtyPages = this.reset(false);
+    const dirtyPages = this.reset();
     return { ...result, logs, timing: { callUs: us(t1 - t0), resetUs: us(performance.now() - t1), dirtyPages } };
   }
 
@@ -238,7 +285,9 @@ export class Instance {
           mm.yield();
           return 0;
         case CALL_LOG:
+          // A dropped line's pointer is still checked: the result must not depend on how many came before.
           if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, arg, mm.vcpu.reg(32)));
+          else mm.mem.check(arg, Math.min(mm.vcpu.reg(32), MAX_LOG_LINE_BYTES));
           return 0;
         default:
           return this.hostCall(mm, call, arg, host);
@@ -253,18 +302,18 @@ export class Instance {
     try {
       let pending: PendingHostCall | undefined;
       if (call === CALL_FETCH && host?.fetch) {
-        const f = readFetch(m.mem, arg);
+        const { result, ...request } = readFetch(m.mem, arg);
         pending = {
-          promise: host.fetch({ origin: f.origin, method: f.method, url: f.url, headers: f.headers, body: f.body }),
+          promise: host.fetch(request),
           complete: (r) => {
             if (r instanceof Error) return -EIO;
             const res = r as Awaited<ReturnType<NonNullable<HostCalls['fetch']>>>;
-            writeFetchResult(m.mem, f.at, res.body, res.headers);
+            writeFetchResult(m.mem, result, res.body, res.headers);
             return res.status;
           },
         };
       } else if (call === CALL_KV_GET && host?.kvGet) {
-        const kv = readKv(m.mem, arg);
+        const kv = readKv(m.mem, arg, 'get');
         pending = {
           promise: Promise.resolve(host.kvGet(kv.key)),
           complete: (v) => {
@@ -277,22 +326,33 @@ export class Instance {
           },
         };
       } else if (call === CALL_KV_SET && host?.kvSet) {
-        const kv = readKv(m.mem, arg);
-        const value = Uint8Array.from(m.mem.user(kv.valueAt, kv.valueLen));
+        const kv = readKv(m.mem, arg, 'set');
+        const value = kv.valueLen === 0 ? new Uint8Array(0) : Uint8Array.from(m.mem.user(kv.valueAt, kv.valueLen));
         pending = { promise: Promise.resolve(host.kvSet(kv.key, value)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOSPC) };
       } else if (call === CALL_KV_DELETE && host?.kvDelete) {
-        const kv = readKv(m.mem, arg);
+        const kv = readKv(m.mem, arg, 'key');
         pending = { promise: Promise.resolve(host.kvDelete(kv.key)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOENT) };
       }
       if (!pending) return -ENOSYS;
       // A rejected host call reaches the guest as -EIO, never as a host exception.
       pending.promise = pending.promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+      // The result buffers were checked when the call was made and the guest cannot run while it
+      // waits; should writing the result fault all the same, that is the guest's -EFAULT too.
+      const complete = pending.complete;
+      pending.complete = (value) => {
+        try {
+          return complete(value);
+        } catch (err) {
+          if (err instanceof GuestFault) return -EFAULT;
+          throw err;
+        }
+      };
       this.pending = pending;
       m.yield();
       return 0;
     } catch (err) {
       if (err instanceof GuestFault) return -EFAULT;
-      if (err instanceof SandboxError) return -EINVAL;
+      if (err instanceof HostCallError) return -err.errno;
       throw err;
     }
   }
@@ -302,7 +362,7 @@ export class Instance {
   }
 
   private decodeSdk(result: RunResult, stdio: CaptureStdio, logs: string[], phase: Phase): DecodedResponse {
-    logs.push(...stdio.lines());
+    keepLogLines(logs, stdio.lines());
     if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status} during a request`);
     return readResponse(this.machine.mem, this.responseAt, this.program.limits.maxResponseBytes, phase);
   }
@@ -314,7 +374,7 @@ export class Instance {
     m.stdio = stdio;
     m.startAtEntry([this.name], cgiEnvironment(req, `/${this.name}`, this.env));
     const result = m.run(limits.timeoutMs);
-    logs.push(...stdio.lines());
+    keepLogLines(logs, stdio.lines());
     if (result.kind !== 'exit') throw new SandboxError('bad-response', 'CGI program made an SDK call');
     if (stdio.overflowed) throw new SandboxError('bad-response', `response exceeds the limit of ${limits.maxResponseBytes} bytes`);
     const out = stdio.stdout();
@@ -325,11 +385,9 @@ export class Instance {
     return { ...parsed, cache: { tags: [], uncacheable: false } };
   }
 
-  /** Back to the snapshot. After a failure the vCPU may stand anywhere, so sregs go back too. */
-  private reset(afterFailure: boolean): number {
-    const m = this.machine;
-    if (afterFailure) m.vcpu.setSregs(this.program.snapshot.sregs);
-    return m.restoreFrom(this.program.snapshot);
+  /** Back to the snapshot: memory, registers and segments, wherever a failure left the vCPU. */
+  private reset(): number {
+    return this.machine.restoreFrom(this.program.snapshot);
   }
 
   close(): void {

@@ -16,7 +16,8 @@ export class CaptureStdio implements Stdio {
 
   constructor(private readonly stdoutLimit: number, private readonly stdin: Uint8Array = new Uint8Array(0)) {}
 
-  write(fd: 1 | 2, data: Uint8Array): number {
+  /** Never waits: memory always has room, up to the limits. */
+  write(fd: 1 | 2, data: Uint8Array, _waitMs: number): number {
     if (fd === 2) {
       const keep = Math.min(data.length, MAX_STDERR - this.errBytes);
       if (keep > 0) {

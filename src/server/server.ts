@@ -173,7 +173,8 @@ export class EdgeServer {
 
   /**
    * Replaces a program with an uploaded executable: it boots, initialises and answers a warm-up
-   * request on every worker before it takes over; a failure changes nothing.
+   * request on a loader thread of its own, then every VM worker adopts its snapshot before it takes
+   * over; a failure changes nothing. Uploads and reloads are applied one at a time.
    */
   uploadProgram(tenantName: string, programName: string, elf: Buffer): Promise<LoadedProgram> {
     const run = this.changing.then(async () => {

@@ -4,6 +4,7 @@
 import { Readable } from 'node:stream';
 import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
+import { MAX_FETCH_RESPONSE_BYTES } from '../sandbox/abi.ts';
 import type { HostCalls } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
 import { SandboxError } from '../vmm/errors.ts';
@@ -12,11 +13,9 @@ import type { ProgramConfig, TenantConfig } from './config.ts';
 import { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
-import { QueueFullError, type VmWorkers } from './vm-pool.ts';
+import { QueueFullError, type VmWorkers, type Warmup } from './vm-pool.ts';
 
 const MiB = 1024 * 1024;
-/** Largest sub-request body a program can receive. */
-const MAX_FETCH_BYTES = 8 * MiB;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
 
 /** A program as loaded: `key` names its current version on the VM workers. */
@@ -34,9 +33,20 @@ export function programKey(tenant: string, program: string): string {
   return `${tenant}/${program}@${++versionCounter}`;
 }
 
-/** Loads `elf` on the workers as a new version of `program` and warms it up; throws on any failure. */
+/**
+ * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
+ * version before anyone depends on it. Both run on a loader thread, not on the VM workers that
+ * serve requests (vm-pool.ts). Throws on any failure, changing nothing.
+ */
 export async function loadProgramVersion(pool: VmWorkers, tenant: string, program: ProgramConfig, elf: Buffer): Promise<LoadedProgram> {
   const key = programKey(tenant, program.name);
+  const generate = program.roles.includes('generate');
+  const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
+  const warmup: Warmup = {
+    req: { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
+    phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
+    response: { status: 200, headers: [] },
+  };
   await pool.load(key, elf, {
     mode: program.mode,
     name: program.name,
@@ -49,16 +59,7 @@ export async function loadProgramVersion(pool: VmWorkers, tenant: string, progra
     allowRead: program.allowRead,
     concurrency: program.concurrency,
     queueTimeoutMs: program.queueTimeoutMs,
-  });
-  try {
-    // The warm-up: one real request through the new version before anyone depends on it.
-    const generate = program.roles.includes('generate');
-    const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
-    await pool.call(key, { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) }, { phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver', response: { status: 200, headers: [] } });
-  } catch (err) {
-    pool.unload(key);
-    throw err;
-  }
+  }, warmup);
   return { config: program, key };
 }
 
@@ -112,6 +113,7 @@ export class TenantRuntime implements Backend {
       defaultGraceSec: config.cache.defaultGraceMs / 1000,
       defaultKeepSec: config.cache.defaultKeepMs / 1000,
       hooks,
+      warn: (message) => this.log.warn({ tenant: config.name }, message),
     });
   }
 
@@ -186,7 +188,7 @@ export class TenantRuntime implements Backend {
         for (const [n, v] of call.headers) headers.push(n.toLowerCase(), v);
         if (!call.headers.some(([n]) => n.toLowerCase() === 'host')) headers.push('host', new URL(this.config.origins.find((o) => o.name === (call.origin || 'default'))!.url).host);
         const resp = await origin.fetch({ method: call.method, path: call.url, headers, body: call.body.length > 0 ? Readable.from([call.body]) : null });
-        return { status: resp.status, headers: headerPairs(resp.headers), body: await readLimited(resp.body, MAX_FETCH_BYTES, tooLarge) };
+        return { status: resp.status, headers: headerPairs(resp.headers), body: await readLimited(resp.body, MAX_FETCH_RESPONSE_BYTES, tooLarge) };
       },
       kvGet: (key) => this.kv.get(key),
       kvSet: (key, value) => this.kv.set(key, value),

@@ -1,9 +1,10 @@
-// The HTTP thread's side of the VM workers: starts the worker threads, loads programs on all of
-// them, and runs requests on an instance slot, waiting for a free slot up to a bound. Each
-// program has `concurrency` slots spread over the workers; a slot is one instance (one VM).
+// The HTTP thread's side of the VM workers: starts the worker threads, loads programs (on a
+// loader thread, then adopted by every serving worker), and runs requests on an instance slot,
+// waiting for a free slot up to a bound. Each program has `concurrency` slots spread over the
+// workers; a slot is one instance (one VM).
 import { Worker } from 'node:worker_threads';
 import type { Phase } from '../sandbox/abi.ts';
-import type { CallResult, HostCalls, LoadTiming } from '../sandbox/program.ts';
+import type { CallResult, ExportedProgram, HostCalls, LoadTiming } from '../sandbox/program.ts';
 import type { ProgramOptions, SandboxRequest } from '../sandbox/types.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { installTimeoutSignalHandler } from '../vmm/timer.ts';
@@ -47,23 +48,43 @@ export interface CallOptions {
   host?: HostCalls;
 }
 
+/** The request a new program version answers on its loader before it is adopted. */
+export interface Warmup extends CallOptions {
+  req: SandboxRequest;
+}
+
+/**
+ * Loader threads kept idle between loads. Loads that overlap get further loaders, started on
+ * demand (a thread start costs some 0.7 s here, mostly loading the TypeScript modules), which
+ * end when their load is done.
+ */
+export const IDLE_LOADERS = 1;
+
 /** A plain-JS entry that registers tsx in the worker before loading vm-worker.ts. */
 const workerUrl = new URL('./vm-worker.mjs', import.meta.url);
 
 export class VmWorkers {
   private readonly workers: Worker[] = [];
+  /** Every loader thread alive; the idle ones also wait in `idleLoaders`. */
+  private readonly loaders = new Set<Worker>();
+  private readonly idleLoaders: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
   private readonly programs = new Map<string, Slots>();
+  /** Keys being loaded: taken, so that a second load of one key cannot unload the first. */
+  private readonly loading = new Set<string>();
   private nextId = 1;
   private closed = false;
 
   private constructor() {}
 
-  /** Starts `count` worker threads and waits until each is ready. */
+  /** Starts `count` serving worker threads and a loader, and waits until each is ready. */
   static async start(count: number): Promise<VmWorkers> {
     installTimeoutSignalHandler();
     const pool = new VmWorkers();
-    await Promise.all(Array.from({ length: Math.max(1, count) }, () => pool.spawn()));
+    const [loader, ...workers] = await Promise.all(Array.from({ length: Math.max(1, count) + 1 }, () => pool.spawn()));
+    pool.workers.push(...workers);
+    pool.loaders.add(loader!);
+    pool.idleLoaders.push(loader!);
     return pool;
   }
 
@@ -71,24 +92,51 @@ export class VmWorkers {
     return this.workers.length;
   }
 
-  private spawn(): Promise<void> {
+  private spawn(): Promise<Worker> {
     const worker = new Worker(workerUrl);
-    this.workers.push(worker);
     return new Promise((resolve, reject) => {
       worker.once('error', reject);
       worker.on('message', (msg: FromWorker) => {
         if (msg.type === 'ready') {
           worker.off('error', reject);
           worker.on('error', (err) => this.workerDied(worker, err));
-          resolve();
+          resolve(worker);
           return;
         }
         this.onMessage(worker, msg);
       });
       worker.on('exit', (code) => {
-        if (!this.closed) this.workerDied(worker, new Error(`VM worker exited with code ${code}`));
+        const wasLoader = this.loaders.delete(worker);
+        const idle = this.idleLoaders.indexOf(worker);
+        if (idle >= 0) this.idleLoaders.splice(idle, 1);
+        // A loader told to exit is gone from `loaders` already.
+        if (!this.closed && (wasLoader || this.workers.includes(worker))) this.workerDied(worker, new Error(`VM worker exited with code ${code}`));
       });
     });
+  }
+
+  /** An idle loader, or a new one when every loader is busy: no load waits for another. */
+  private async takeLoader(): Promise<Worker> {
+    const idle = this.idleLoaders.pop();
+    if (idle) return idle;
+    const loader = await this.spawn();
+    if (this.closed) {
+      await loader.terminate();
+      throw new SandboxError('internal', 'the VM workers were closed');
+    }
+    this.loaders.add(loader);
+    return loader;
+  }
+
+  /** After a load: the loader waits for the next one, or ends when enough are idle. */
+  private returnLoader(loader: Worker): void {
+    if (this.closed || !this.loaders.has(loader)) return;
+    if (this.idleLoaders.length < IDLE_LOADERS) {
+      this.idleLoaders.push(loader);
+      return;
+    }
+    this.loaders.delete(loader);
+    loader.postMessage({ type: 'exit' } satisfies ToWorker);
   }
 
   /** A worker that died takes its in-flight requests with it; they fail rather than hang. */
@@ -111,7 +159,8 @@ export class VmWorkers {
     if (!p) return;
     this.pending.delete(msg.id);
     if (msg.type === 'failed') p.reject(new SandboxError(msg.kind, msg.message));
-    else if (msg.type === 'loaded') p.resolve({ timing: msg.timing, snapshotPages: msg.snapshotPages });
+    else if (msg.type === 'built') p.resolve(msg.program);
+    else if (msg.type === 'adopted') p.resolve(undefined);
     else if (msg.type === 'result') p.resolve({ ...msg.result, body: Buffer.from(msg.result.body.buffer, msg.result.body.byteOffset, msg.result.body.length) });
   }
 
@@ -135,24 +184,49 @@ export class VmWorkers {
   }
 
   /**
-   * Loads `elf` as program `key` on every worker (each boots, initialises and snapshots its own
-   * copy). Resolves with the first worker's timing; fails, changing nothing, if any worker fails.
+   * Loads `elf` as program `key`. A loader thread boots, initialises and snapshots it and runs
+   * `warmup` on it (a slow start-up holds that thread only, never the serving workers); then
+   * every serving worker adopts the snapshot, which runs no guest code. Fails, changing nothing,
+   * if any step fails.
    */
-  async load(key: string, elf: Buffer, options: PoolProgramOptions): Promise<{ timing: LoadTiming; snapshotPages: number }> {
-    if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
-    const results = await Promise.allSettled(this.workers.map((w) => {
-      const copy = elf.buffer.slice(elf.byteOffset, elf.byteOffset + elf.length) as ArrayBuffer;
-      return this.request<{ timing: LoadTiming; snapshotPages: number }>(w, { type: 'load', id: this.nextId++, key, elf: copy, options: stripPool(options) }, [copy]);
-    }));
+  async load(key: string, elf: Buffer, options: PoolProgramOptions, warmup?: Warmup): Promise<{ timing: LoadTiming; snapshotPages: number }> {
+    if (this.programs.has(key) || this.loading.has(key)) throw new Error(`program ${key} is already loaded`);
+    this.loading.add(key);
+    try {
+      const loader = await this.takeLoader();
+      const buildId = this.nextId++;
+      let program: ExportedProgram;
+      try {
+        const copy = elf.buffer.slice(elf.byteOffset, elf.byteOffset + elf.length) as ArrayBuffer;
+        const warm = warmup && { req: warmup.req, phase: warmup.phase, response: warmup.response };
+        program = await this.request<ExportedProgram>(loader, { type: 'build', id: buildId, elf: copy, options: stripPool(options), warmup: warm }, [copy], warmup?.host);
+      } catch (err) {
+        this.returnLoader(loader);
+        throw err;
+      }
+      try {
+        await this.adoptEverywhere(key, program);
+      } finally {
+        // Every adopter holds its own descriptor of the snapshot by now: the loader's can go.
+        loader.postMessage({ type: 'release', id: buildId } satisfies ToWorker);
+        this.returnLoader(loader);
+      }
+      const concurrency = Math.max(1, options.concurrency);
+      this.programs.set(key, { key, options, free: Array.from({ length: concurrency }, (_, i) => i), waiting: [], inflight: 0, retired: false });
+      return { timing: program.timing, snapshotPages: program.snapshot.pageCount };
+    } finally {
+      this.loading.delete(key);
+    }
+  }
+
+  /** Every serving worker adopts `program` as `key`, or none keeps it. */
+  private async adoptEverywhere(key: string, program: ExportedProgram): Promise<void> {
+    const results = await Promise.allSettled(this.workers.map((w) => this.request<void>(w, { type: 'adopt', id: this.nextId++, key, program })));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       for (const w of this.workers) w.postMessage({ type: 'unload', key } satisfies ToWorker);
       throw failed.reason;
     }
-    if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
-    const concurrency = Math.max(1, options.concurrency);
-    this.programs.set(key, { key, options, free: Array.from({ length: concurrency }, (_, i) => i), waiting: [], inflight: 0, retired: false });
-    return (results[0] as PromiseFulfilledResult<{ timing: LoadTiming; snapshotPages: number }>).value;
   }
 
   /**
@@ -224,9 +298,14 @@ export class VmWorkers {
     } else slots.free.push(slot);
   }
 
+  /** Ends every thread; loads and calls still under way fail. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(new SandboxError('internal', 'the VM workers were closed'));
+    }
+    await Promise.all([...this.workers, ...this.loaders].map((w) => w.terminate()));
   }
 }
 

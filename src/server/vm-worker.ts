@@ -1,10 +1,14 @@
-// A VM worker thread: owns the KVM VMs of the programs it was asked to load (one snapshot per
-// program, instances per slot) and runs requests on them. KVM_RUN blocks this thread, never the
-// HTTP thread; host calls (sub-requests, key-value store) are forwarded to the HTTP thread.
+// A VM worker thread, in one of two roles. A serving worker owns the KVM VMs of the programs it
+// adopted (one snapshot per program, instances per slot) and runs requests on them. A loader
+// boots, initialises and snapshots one program at a time and runs its warm-up request, so that a
+// slow start-up holds only the loader; the serving workers then adopt the snapshot, which runs no
+// guest code. KVM_RUN blocks this thread, never the HTTP thread; host calls (sub-requests,
+// key-value store) are forwarded to the HTTP thread.
 import { parentPort } from 'node:worker_threads';
 import { Kvm } from '../kvm/kvm.ts';
 import { type HostCalls, type Instance, Program } from '../sandbox/program.ts';
 import { SandboxError } from '../vmm/errors.ts';
+import { drainShellPool } from '../vmm/shell.ts';
 import type { FromWorker, HostOp, ToWorker } from './vm-protocol.ts';
 
 const port = parentPort;
@@ -19,6 +23,8 @@ interface Entry {
   retired: boolean;
 }
 const programs = new Map<string, Entry>();
+/** Loader: programs built and exported, kept open until every serving worker has adopted them. */
+const built = new Map<number, Program>();
 const hostWaiters = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 let nextCallId = 1;
 
@@ -68,14 +74,57 @@ async function call(msg: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   }
 }
 
+/**
+ * Loader: boots the program, runs its warm-up request on the machine that booted it (with host
+ * calls, like any request), and exports it. The program stays open (its memfd must outlive
+ * every adoption) until `release`.
+ */
+async function build(msg: Extract<ToWorker, { type: 'build' }>): Promise<void> {
+  let program: Program | undefined;
+  try {
+    program = new Program(kvm, Buffer.from(msg.elf), msg.options);
+    if (msg.warmup) {
+      const instance = program.instance();
+      try {
+        await instance.call(msg.warmup.req, { phase: msg.warmup.phase, response: msg.warmup.response, host: hostCalls(msg.id) });
+      } finally {
+        instance.close();
+      }
+    }
+    built.set(msg.id, program);
+    send({ type: 'built', id: msg.id, program: program.export() });
+  } catch (err) {
+    program?.close();
+    drainShellPool();
+    failure(msg.id, err);
+  }
+}
+
+/** Loader: one build's snapshot is no longer needed; this thread keeps no VM between loads. */
+function release(id: number): void {
+  built.get(id)?.close();
+  built.delete(id);
+  drainShellPool();
+}
+
 port.on('message', (msg: ToWorker) => {
   switch (msg.type) {
-    case 'load':
+    case 'build':
+      void build(msg);
+      break;
+    case 'release':
+      release(msg.id);
+      break;
+    case 'exit':
+      for (const id of [...built.keys()]) release(id);
+      kvm.close();
+      process.exit(0);
+      break;
+    case 'adopt':
       try {
         if (programs.has(msg.key)) throw new Error(`program ${msg.key} is already loaded`);
-        const program = new Program(kvm, Buffer.from(msg.elf), msg.options);
-        programs.set(msg.key, { program, slots: new Map(), inflight: 0, retired: false });
-        send({ type: 'loaded', id: msg.id, timing: program.timing, snapshotPages: program.snapshot.pageCount });
+        programs.set(msg.key, { program: Program.adopt(kvm, msg.program), slots: new Map(), inflight: 0, retired: false });
+        send({ type: 'adopted', id: msg.id });
       } catch (err) {
         failure(msg.id, err);
       }

@@ -22,8 +22,8 @@ import type { DirtyLog } from './dirty-log.ts';
 import type { Snapshot } from './snapshot.ts';
 import { buildInitialStack } from './stack.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, stubCode, SYSCALL_ENTRY } from './stubs.ts';
-import type { Stdio, SyscallContext } from './syscalls/context.ts';
-import { EFAULT, ENOSYS } from './syscalls/errno.ts';
+import type { ArgKind, Stdio, SyscallContext } from './syscalls/context.ts';
+import { EFAULT, ENOSYS, hostFsErrno } from './syscalls/errno.ts';
 import { FileTable } from './syscalls/files.ts';
 import { SYSCALL_TABLE } from './syscalls/index.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
@@ -59,6 +59,31 @@ export interface PendingCall {
 
 const OUT_INSN_SIZE = 2;
 const GP_VECTOR = 13;
+/** The registers that carry system-call arguments on x86-64, in order. */
+const SYSCALL_ARG_REGS = [REGS.rdi, REGS.rsi, REGS.rdx, REGS.r10, REGS.r8, REGS.r9] as const;
+
+/** Argument `i` of a system call, read as its kind says (0 past the arguments the call takes). */
+function syscallArg(vcpu: Vcpu, kinds: readonly ArgKind[], i: number): number {
+  const reg = SYSCALL_ARG_REGS[i]!;
+  switch (kinds[i]) {
+    case 'int': return vcpu.reg32s(reg);
+    case 'uint': return vcpu.reg32(reg);
+    case 'long': return keepPageAlignment(vcpu.regSigned(reg), vcpu.reg32(reg));
+    case 'ulong': return keepPageAlignment(vcpu.reg(reg), vcpu.reg32(reg));
+    default: return 0;
+  }
+}
+
+/**
+ * A 64-bit register, rounded to the Number `v`, made to keep its page alignment. Every multiple of
+ * PAGE_SIZE below 2^64 is exactly a Number, so a register that is not one (its low 32 bits are
+ * `low`) must not round to one: a huge misaligned offset stays EINVAL. Numbers there are at most
+ * 2048 apart, so half a page away (toward zero from 2^64, which has no room above) is one.
+ */
+function keepPageAlignment(v: number, low: number): number {
+  if (low % PAGE_SIZE === 0 || v % PAGE_SIZE !== 0) return v;
+  return v === 2 ** 64 ? v - PAGE_SIZE / 2 : v + Math.sign(v) * (PAGE_SIZE / 2);
+}
 
 /**
  * True when an `out` exit came from the ring-0 stub at `stub` and not from ring-3 code using the
@@ -88,6 +113,8 @@ export class Machine implements SyscallContext {
   pending: PendingCall | undefined;
   private outOfMemory = false;
   private fsBase = 0n;
+  /** Wall time the vCPU spent running guest code (inside KVM_RUN): the program's CPU time. */
+  private cpuMs = 0;
   /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
   private scrubSegments = true;
   private deadline = Infinity;
@@ -178,8 +205,8 @@ export class Machine implements SyscallContext {
   }
 
   setFsBase(value: bigint): void {
-    this.fsBase = value;
     this.vcpu.setMsrs([{ index: MSR_FS_BASE, value }]);
+    this.fsBase = value;
   }
 
   getFsBase(): bigint {
@@ -197,6 +224,10 @@ export class Machine implements SyscallContext {
 
   noteOutOfMemory(): void {
     this.outOfMemory = true;
+  }
+
+  cpuTimeNs(): number {
+    return Math.round(this.cpuMs * 1e6);
   }
 
   // --- running --------------------------------------------------------------------------------
@@ -225,7 +256,9 @@ export class Machine implements SyscallContext {
   private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
+      const entered = performance.now();
       const reason = vcpu.enter();
+      this.cpuMs += performance.now() - entered;
       if (reason === K.KVM_EXIT_IO) {
         const port = vcpu.ioPort();
         const vector = port - PORT_EXCEPTION_BASE;
@@ -306,13 +339,17 @@ export class Machine implements SyscallContext {
   /** Answers the system call in the registers; returns the value for RAX. */
   private syscall(): number {
     const v = this.vcpu;
-    const nr = v.reg(REGS.rax);
-    const handler = nr < SYSCALL_TABLE.length ? SYSCALL_TABLE[nr] : undefined;
-    if (!handler) return -ENOSYS;
+    // The kernel takes the number from EAX (an int): the upper half of RAX does not count.
+    const call = SYSCALL_TABLE[v.reg32(REGS.rax)];
+    if (!call) return -ENOSYS;
+    const { args } = call;
     try {
-      return handler(this, v.reg(REGS.rdi), v.reg(REGS.rsi), v.reg(REGS.rdx), v.reg(REGS.r10), v.reg(REGS.r8), v.reg(REGS.r9));
+      return call.handler(this, syscallArg(v, args, 0), syscallArg(v, args, 1), syscallArg(v, args, 2), syscallArg(v, args, 3), syscallArg(v, args, 4), syscallArg(v, args, 5));
     } catch (err) {
       if (err instanceof GuestFault) return -EFAULT;
+      // A host file-system error on the guest's behalf is the errno the kernel would answer.
+      const errno = hostFsErrno(err);
+      if (errno !== undefined) return -errno;
       throw err;
     }
   }
@@ -340,8 +377,8 @@ export class Machine implements SyscallContext {
   // --- snapshot and reset ---------------------------------------------------------------------
 
   /** The host-side state a snapshot records besides memory and vCPU registers. */
-  hostState(): { arena: ReturnType<Arena['save']>; files: ReturnType<FileTable['save']>; fsBase: bigint; pending: PendingCall | undefined } {
-    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, pending: this.pending && { ...this.pending } };
+  hostState(): { arena: ReturnType<Arena['save']>; files: ReturnType<FileTable['save']>; fsBase: bigint; pending: PendingCall | undefined; cpuMs: number } {
+    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs };
   }
 
   /**
@@ -360,6 +397,7 @@ export class Machine implements SyscallContext {
     if (!fresh) this.vcpu.setSregsOnEntry(snapshot.sregs);
     this.scrubSegments = true;
     this.fsBase = snapshot.host.fsBase;
+    this.cpuMs = snapshot.host.cpuMs;
     this.arena.restore(snapshot.host.arena);
     this.files.restore(snapshot.host.files);
     this.pending = snapshot.host.pending && { ...snapshot.host.pending };

@@ -1,24 +1,38 @@
-// Waiting for a host fd with a deadline, for guest reads that must not outlive the time limit.
+// Waiting for a host fd with a deadline, for guest reads and writes that must not outlive the
+// time limit.
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 
 const libc = koffi.load('libc.so.6');
 const pollRaw = libc.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as
   (fds: Uint8Array, nfds: number, timeout: number) => number;
-const POLLIN = 1, POLLHUP = 0x10, POLLERR = 0x8;
+const POLLIN = 1, POLLOUT = 4, POLLERR = 0x8, POLLHUP = 0x10;
 
-/** True when `fd` is readable (or at end of file) within `waitMs`; false when time ran out. */
-export function waitReadable(fd: number, waitMs: number): boolean {
+/** True when `fd` reports one of `events`, or POLLHUP/POLLERR, within `waitMs`; false when time ran out. */
+function waitFor(fd: number, events: number, waitMs: number): boolean {
   const pfd = new Uint8Array(8);
   const view = new DataView(pfd.buffer);
   const until = performance.now() + waitMs;
   for (;;) {
     view.setInt32(0, fd, true);
-    view.setInt16(4, POLLIN, true);
+    view.setInt16(4, events, true);
     view.setInt16(6, 0, true);
     const left = Math.ceil(until - performance.now());
     if (left <= 0) return false;
     // A negative result is EINTR from the timeout signal: loop and recheck the time.
-    if (pollRaw(pfd, 1, Math.min(left, 2_147_483_647)) > 0) return (view.getInt16(6, true) & (POLLIN | POLLHUP | POLLERR)) !== 0;
+    if (pollRaw(pfd, 1, Math.min(left, 2_147_483_647)) > 0) return (view.getInt16(6, true) & (events | POLLHUP | POLLERR)) !== 0;
   }
+}
+
+/** True when `fd` is readable (or at end of file) within `waitMs`; false when time ran out. */
+export function waitReadable(fd: number, waitMs: number): boolean {
+  return waitFor(fd, POLLIN, waitMs);
+}
+
+/**
+ * True when `fd` has room for a write within `waitMs` (or a write would fail at once: its reader
+ * is gone); false when time ran out. For a pipe, room means at least PIPE_BUF bytes.
+ */
+export function waitWritable(fd: number, waitMs: number): boolean {
+  return waitFor(fd, POLLOUT, waitMs);
 }

@@ -1,6 +1,8 @@
 // Frozen program state. A snapshot is guest memory in a memfd (new instances map it
 // copy-on-write, so making one copies nothing) plus the vCPU registers, FPU/AVX state and the
 // host-side process state. A reset (dirty-log.ts) copies back only the pages dirtied since.
+// A snapshot taken on one thread can be adopted by another (`export`, `Snapshot.adopt`): fds are
+// process-wide, so the adopter maps the same memfd through a descriptor of its own.
 import { writeSync } from 'node:fs';
 import koffi from 'koffi';
 import { check, close, type Mapping } from '../kvm/libc.ts';
@@ -14,7 +16,30 @@ import type { FileTableState } from './syscalls/files.ts';
 const libc = koffi.load('libc.so.6');
 const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;
 const ftruncate = libc.func('int ftruncate(int fd, long length)') as (fd: number, length: number) => number;
+const fcntl = libc.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, ...args: unknown[]) => number;
 const MFD_CLOEXEC = 1;
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * A snapshot as another thread of this process adopts it: the memfd, valid while the exporting
+ * snapshot is open, and plain data that survives structured cloning (Buffers arrive as
+ * Uint8Arrays).
+ */
+export interface ExportedSnapshot {
+  readonly memfd: number;
+  readonly layout: Layout;
+  readonly program: LoadedProgram;
+  readonly userStart: number;
+  readonly userEnd: number;
+  readonly allowRead: readonly string[];
+  readonly regs: Uint8Array;
+  readonly sregs: Uint8Array;
+  readonly xsave: Uint8Array;
+  readonly host: Snapshot['host'];
+  readonly pageCount: number;
+}
+
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 export class Snapshot {
   private readonly fd: number;
@@ -29,7 +54,7 @@ export class Snapshot {
   readonly regs: Uint8Array;
   readonly sregs: Buffer;
   readonly xsave: Buffer;
-  readonly host: { arena: ArenaState; files: FileTableState; fsBase: bigint; pending: PendingCall | undefined };
+  readonly host: { arena: ArenaState; files: FileTableState; fsBase: bigint; pending: PendingCall | undefined; cpuMs: number };
   /** Pages the snapshot holds (the rest are zero). */
   readonly pageCount: number;
 
@@ -37,7 +62,35 @@ export class Snapshot {
    * Freezes `machine`, which must be resettable and stopped (after boot, or yielded). The machine
    * itself then stands exactly at the snapshot and can go on serving as an instance.
    */
-  constructor(machine: Machine) {
+  constructor(machine: Machine);
+  /**
+   * Adopts a snapshot exported on another thread: maps its memory through a duplicate of its
+   * memfd (this snapshot owns the duplicate and closes it), copying no guest memory.
+   */
+  constructor(exported: ExportedSnapshot);
+  constructor(source: Machine | ExportedSnapshot) {
+    if ('memfd' in source) {
+      this.fd = check('fcntl(F_DUPFD_CLOEXEC)', fcntl(source.memfd, F_DUPFD_CLOEXEC, 'int', 0));
+      try {
+        this.shared = acquireMapping(source.layout.memorySize, this.fd, true);
+      } catch (err) {
+        close(this.fd);
+        throw err;
+      }
+      this.bytes = new Uint8Array(this.shared.buffer);
+      this.layout = source.layout;
+      this.program = source.program;
+      this.userStart = source.userStart;
+      this.userEnd = source.userEnd;
+      this.allowRead = source.allowRead;
+      this.regs = source.regs;
+      this.sregs = asBuffer(source.sregs);
+      this.xsave = asBuffer(source.xsave);
+      this.host = source.host;
+      this.pageCount = source.pageCount;
+      return;
+    }
+    const machine = source;
     const { mem, layout, vcpu } = machine;
     if (!machine.dirtyLog) throw new Error('snapshot of a machine that does not track dirty pages');
     this.layout = layout;
@@ -76,6 +129,28 @@ export class Snapshot {
     this.sregs = vcpu.getSregs();
     this.xsave = vcpu.getXsave();
     this.host = machine.hostState();
+  }
+
+  /** See the adopting constructor. */
+  static adopt(exported: ExportedSnapshot): Snapshot {
+    return new Snapshot(exported);
+  }
+
+  /** What another thread needs to adopt this snapshot; valid until this one is closed. */
+  export(): ExportedSnapshot {
+    return {
+      memfd: this.fd,
+      layout: this.layout,
+      program: this.program,
+      userStart: this.userStart,
+      userEnd: this.userEnd,
+      allowRead: this.allowRead,
+      regs: this.regs,
+      sregs: this.sregs,
+      xsave: this.xsave,
+      host: this.host,
+      pageCount: this.pageCount,
+    };
   }
 
   /** The memfd holding the frozen memory, to map copy-on-write behind a new instance. */

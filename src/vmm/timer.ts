@@ -12,6 +12,7 @@ const timerCreate = libc.func('int timer_create(int clockid, void *sevp, _Out_ u
   (clock: number, sevp: Buffer, out: Buffer) => number;
 const timerSettime = libc.func('int timer_settime(uint64_t timerid, int flags, void *value, void *old)') as
   (id: bigint, flags: number, value: Buffer, old: null) => number;
+const timerDelete = libc.func('int timer_delete(uint64_t timerid)') as (id: bigint) => number;
 
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
@@ -96,6 +97,12 @@ export class ThreadTimer {
     this.firesAt = 0;
   }
 
+  /** Stops and deletes the timer: a kernel timer outlives the thread that made it otherwise. */
+  close(): void {
+    this.disarm();
+    check('timer_delete', timerDelete(this.id));
+  }
+
   private lastRunEnd = 0;
   private idleCheck: ReturnType<typeof setTimeout> | undefined;
 
@@ -108,11 +115,11 @@ export class ThreadTimer {
 }
 
 let threadTimer: ThreadTimer | undefined;
-/** The calling thread's timer (module state is per thread in Node); disarmed when the thread exits. */
+/** The calling thread's timer (module state is per thread in Node); deleted when the thread exits. */
 export function threadTimerInstance(): ThreadTimer {
   if (!threadTimer) {
     const timer = new ThreadTimer();
-    process.once('exit', () => timer.disarm());
+    process.once('exit', () => timer.close());
     threadTimer = timer;
   }
   return threadTimer;

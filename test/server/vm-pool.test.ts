@@ -1,8 +1,9 @@
-// VM worker threads: programs load on every worker, requests run off the HTTP thread with host
-// calls answered on it, a full queue is refused, and an unloaded program finishes what it started.
+// VM worker threads: programs load on a loader thread and are adopted by every worker, requests
+// run off the HTTP thread with host calls answered on it, a full queue is refused, an unloaded
+// program finishes what it started, and a slow or failing load holds nothing but its loader.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { HostCalls } from '../../src/sandbox/program.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { QueueFullError, VmWorkers } from '../../src/server/vm-pool.ts';
@@ -11,6 +12,47 @@ import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 
 const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
+
+/** This process's open descriptors whose target matches `pattern` (fds are shared by all threads). */
+function openFds(pattern: RegExp): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (pattern.test(readlinkSync(`/proc/self/fd/${fd}`))) n++;
+    } catch {
+      // Closed between the listing and the readlink.
+    }
+  }
+  return n;
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `read` until it returns `want` or a few seconds pass (threads close fds asynchronously); returns the last value. */
+async function settlesAt(read: () => number, want: number): Promise<number> {
+  let got = read();
+  for (let i = 0; i < 100 && got !== want; i++) {
+    await pause(50);
+    got = read();
+  }
+  return got;
+}
+
+/** `read`'s value once it has not changed for a while. */
+async function steady(read: () => number): Promise<number> {
+  let got = read();
+  for (let same = 0, i = 0; same < 4 && i < 100; i++) {
+    await pause(50);
+    const now = read();
+    same = now === got ? same + 1 : 0;
+    got = now;
+  }
+  return got;
+}
+
+const SNAPSHOT_FD = /^\/memfd:tinyedge-snapshot/;
+const VM_FD = /^anon_inode:kvm-vm$/;
+const KVM_FD = /^\/dev\/kvm$/;
 
 describe('VM workers', needsKvm(), () => {
   let pool: VmWorkers;
@@ -58,5 +100,63 @@ describe('VM workers', needsKvm(), () => {
   test('a program that fails to load on the workers is refused with its reason', async () => {
     await assert.rejects(pool.load('t/bad@1', readFileSync(buildGuest('hello')), { mode: 'sdk', name: 'bad', concurrency: 1, queueTimeoutMs: 10 }), /before calling wait_for_requests/);
     assert.equal(pool.has('t/bad@1'), false);
+  });
+
+  test('a load that fails at init or at its warm-up changes nothing, and leaves no VM or snapshot behind', async () => {
+    await pool.load('t/kept@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'kept', concurrency: 4, queueTimeoutMs: 1000 });
+    const snapshots = await steady(() => openFds(SNAPSHOT_FD));
+    const vms = await steady(() => openFds(VM_FD));
+    await assert.rejects(pool.load('t/kept@2', readFileSync(buildGuest('hello')), { mode: 'sdk', name: 'kept', concurrency: 4, queueTimeoutMs: 1000 }), /before calling wait_for_requests/);
+    const warmup = { req: get('/crash') };
+    await assert.rejects(pool.load('t/kept@3', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'kept', concurrency: 4, queueTimeoutMs: 1000 }, warmup), (err: unknown) => err instanceof SandboxError && err.kind === 'fault');
+    assert.equal(pool.has('t/kept@2'), false);
+    assert.equal(pool.has('t/kept@3'), false);
+    assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), snapshots), snapshots);
+    assert.equal(await settlesAt(() => openFds(VM_FD), vms), vms);
+    // As many requests as slots, at once: every slot, so every worker, answers.
+    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => pool.call('t/kept@1', get(`/${i}`))));
+    assert.deepEqual(results.map((r) => r.body.toString()), Array(4).fill('ok served=0\n'));
+  });
+
+  test('every worker holds its own descriptor of an adopted snapshot; the loader keeps none', async () => {
+    const before = await steady(() => openFds(SNAPSHOT_FD));
+    await pool.load('t/fds@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'fds', concurrency: 2, queueTimeoutMs: 1000 });
+    assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), before + pool.size), before + pool.size);
+    await Promise.all([pool.call('t/fds@1', get('/a')), pool.call('t/fds@1', get('/b'))]);
+    pool.unload('t/fds@1');
+    assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), before), before);
+  });
+
+  test('the warm-up runs on the loader with host calls answered by this thread', async () => {
+    let fetched = 0;
+    const warmHost: HostCalls = { fetch: async () => (fetched++, { status: 200, headers: [], body: Buffer.from('warm') }) };
+    await pool.load('t/warm@1', readFileSync(buildGuest('sdk_hostcalls')), { mode: 'sdk', name: 'warm', concurrency: 2, queueTimeoutMs: 1000 }, { req: get('/fetch'), host: warmHost });
+    assert.equal(fetched, 1);
+    assert.equal((await pool.call('t/warm@1', get('/fetch'), { host })).body.toString(), 'status=200 len=11 body=from origin\n');
+  });
+
+  test('a slow start-up holds only its loader: loaded programs answer and other loads finish meanwhile', async (t) => {
+    await pool.load('t/busy@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'busy', concurrency: 2, queueTimeoutMs: 1000 });
+    const kvmFds = await steady(() => openFds(KVM_FD));
+    const slowSeconds = 8;
+    let slowDone = false;
+    const slow = pool.load('t/slowinit@1', readFileSync(buildGuest('sdk_slow_init')), { mode: 'sdk', name: 'slowinit', env: [`SLOW_INIT_SECONDS=${slowSeconds}`], initTimeoutMs: 60_000, concurrency: 2, queueTimeoutMs: 1000 }).finally(() => (slowDone = true));
+    await pause(500);
+    const took: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const t0 = performance.now();
+      assert.equal((await pool.call('t/busy@1', get(`/during/${i}`))).body.toString(), 'ok served=0\n');
+      took.push(Math.round(performance.now() - t0));
+    }
+    t.diagnostic(`request times (ms): ${took.join(', ')}`);
+    // Generous for a loaded 2-core machine; the start-up would have held them for seconds.
+    assert.ok(took.every((ms) => ms < 2000), `request times (ms): ${took.join(', ')}`);
+    await pool.load('t/other@1', readFileSync(buildGuest('sdk_headers')), { mode: 'sdk', name: 'other', concurrency: 2, queueTimeoutMs: 1000 }, { req: get('/') });
+    assert.equal((await pool.call('t/other@1', get('/'))).status, 201);
+    assert.equal(slowDone, false, 'the slow load was still in its start-up meanwhile');
+    await slow;
+    assert.equal((await pool.call('t/slowinit@1', get('/'))).body.toString(), 'ready\n');
+    // The second loader, started for the overlapping load, has ended and closed its /dev/kvm.
+    assert.equal(await settlesAt(() => openFds(KVM_FD), kvmFds), kvmFds);
   });
 });

@@ -7,7 +7,11 @@ import type { FileTable } from './files.ts';
 
 /** Where the guest's fds 0, 1 and 2 lead. `write`/`read` return a byte count or -errno. */
 export interface Stdio {
-  write(fd: 1 | 2, data: Uint8Array): number;
+  /**
+   * Writes stdout or stderr, waiting at most `waitMs` for room: then it returns what it wrote so
+   * far, or -EINTR if nothing (the deadline has come).
+   */
+  write(fd: 1 | 2, data: Uint8Array, waitMs: number): number;
   /** Reads stdin, waiting at most `waitMs` for data (then returning -EINTR: the deadline has come). */
   read(into: Uint8Array, waitMs: number): number;
 }
@@ -28,6 +32,19 @@ export interface SyscallContext {
   remainingMs(): number;
   /** Records that a memory request failed, so a later crash can be explained as out of memory. */
   noteOutOfMemory(): void;
+  /** The program's own CPU time in nanoseconds: what its CPU clocks read. */
+  cpuTimeNs(): number;
 }
+
+/**
+ * How the dispatcher reads an argument register, after the type the kernel declares for it
+ * (SYSCALL_DEFINE): `int` the low 32 bits sign-extended (int, pid_t, clockid_t), `uint` the low
+ * 32 bits (unsigned int, fds), `long` all 64 bits signed (long, off_t, loff_t), `ulong` all 64
+ * bits unsigned (pointers, size_t, unsigned long). 64-bit values arrive as Numbers, exact while
+ * their magnitude is below 2^53. Larger ones, beyond every address, length and offset the host
+ * accepts, are rounded by less than a page but keep what the kernel's checks on them look at:
+ * their sign, their magnitude, and whether they are a multiple of the page size.
+ */
+export type ArgKind = 'int' | 'uint' | 'long' | 'ulong';
 
 export type SyscallHandler = (ctx: SyscallContext, a: number, b: number, c: number, d: number, e: number, f: number) => number;

@@ -1,16 +1,29 @@
 // File system calls. The guest sees no file system except read-only access to files under the
 // directories the caller allows (by their host paths); fds 0–2 lead to the caller's Stdio.
-import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync, constants as fsc, type BigIntStats } from 'node:fs';
+import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { GuestFault } from '../memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOENT, ENOTDIR, ENOTTY, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
-const AT_EMPTY_PATH = 0x1000;
+const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
 const O_ACCMODE = 3, O_CREAT = 0o100, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_DIRECTORY = 0o200000;
+/** A handle that names a file without opening it for I/O (Node does not export the flag). */
+const O_PATH = 0o10000000;
+/** access(2) modes: the one that asks for writing, and every valid bit (the kernel checks `mode & ~S_IRWXO`). */
+const W_OK = 2, S_IRWXO = 0o7;
+/** Longest path a call takes, NUL included; longer answers ENAMETOOLONG (the kernel's limit). */
+export const PATH_MAX = 4096;
+/** Most symbolic links one lookup follows before answering ELOOP (the kernel's limit). */
+export const MAXSYMLINKS = 40;
 const MAX_FDS = 256;
 const MAX_IOV = 1024;
+/** The largest position a guest's file may seek to: the host reads positions as exact Numbers. */
+export const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
+
+/** Where a walk ended: a real path under an allowed directory, or the error (`last`: at the final name). */
+type Walked = { real: string; dir: boolean } | { errno: number; last: boolean };
 
 interface OpenFile {
   hostFd: number;
@@ -28,8 +41,24 @@ export class FileTable {
   /** Set by any open, close or seek; lets a reset skip restoring an untouched table. */
   private changed = false;
 
+  /**
+   * The only places outside the roots a walk may look at: what a lookup of each configured path
+   * passes through (links there included, so a path given through a link works as given), and
+   * the directories above each root. The operator chose them all, so they tell a guest nothing.
+   */
+  private readonly approaches = new Set<string>();
+
   constructor(readonly allowRead: readonly string[]) {
     this.roots = allowRead.map((dir) => realpathSync(dir));
+    for (const root of this.roots) {
+      for (let up = posix.dirname(root); up !== '/'; up = posix.dirname(up)) this.approaches.add(up);
+    }
+    for (const dir of allowRead) {
+      this.walk(posix.resolve(dir), (outside) => {
+        this.approaches.add(outside);
+        return true;
+      });
+    }
   }
 
   save(): FileTableState {
@@ -45,40 +74,149 @@ export class FileTable {
     this.changed = false;
   }
 
-  /** Opens `path` (already absolute) read-only if it lies under an allowed directory. */
+  /** Opens `path` (absolute, from `resolve`) read-only if it leads to a regular file under an allowed directory. */
   openReadOnly(path: string, flags: number): number {
+    const found = this.walk(path);
     if ((flags & O_ACCMODE) !== 0 || (flags & (O_CREAT | O_TRUNC | O_APPEND)) !== 0) {
-      return this.allowed(path) ? -EROFS : -EACCES;
+      // Read-only file system: what exists inside, or could be created there, refuses writing.
+      if ('errno' in found) return found.errno === ENOENT && found.last && (flags & O_CREAT) !== 0 ? -EROFS : -found.errno;
+      return found.dir ? -EISDIR : -EROFS;
     }
-    let real: string;
-    try {
-      real = realpathSync(path);
-    } catch (err) {
-      return this.allowedLexically(path) ? -errnoOf(err) : -EACCES;
-    }
-    if (!this.allowed(real)) return -EACCES;
-    const st = statSync(real);
-    if (st.isDirectory()) return (flags & O_DIRECTORY) !== 0 ? -EACCES : -EISDIR;
-    if (!st.isFile()) return -EACCES;
+    if ('errno' in found) return -found.errno;
+    if (found.dir) return (flags & O_DIRECTORY) !== 0 ? -EACCES : -EISDIR;
     if ((flags & O_DIRECTORY) !== 0) return -ENOTDIR;
     let fd = 3;
     while (this.open.has(fd)) fd++;
     if (fd >= MAX_FDS) return -EMFILE;
+    const pinned = this.pin(found.real);
+    if (pinned < 0) return pinned;
     try {
-      this.open.set(fd, { hostFd: openSync(real, fsc.O_RDONLY), path: real, position: 0 });
+      if (!fstatSync(pinned).isFile()) return -EACCES;
+      // Reopening the handle through /proc opens the very inode that was checked.
+      this.open.set(fd, { hostFd: openSync(`/proc/self/fd/${pinned}`, fsc.O_RDONLY), path: found.real, position: 0 });
       this.changed = true;
     } catch (err) {
       return -errnoOf(err);
+    } finally {
+      closeSync(pinned);
     }
     return fd;
   }
 
-  private allowed(real: string): boolean {
-    return this.roots.some((root) => real === root || real.startsWith(root.endsWith('/') ? root : `${root}/`));
+  /** The metadata of what `path` leads to under an allowed directory, or -errno. */
+  stat(path: string): BigIntStats | number {
+    const found = this.walk(path);
+    if ('errno' in found) return -found.errno;
+    const pinned = this.pin(found.real);
+    if (pinned < 0) return pinned;
+    try {
+      return fstatSync(pinned, { bigint: true });
+    } catch (err) {
+      return -errnoOf(err);
+    } finally {
+      closeSync(pinned);
+    }
   }
 
-  private allowedLexically(path: string): boolean {
-    return this.roots.some((root) => path.startsWith(`${root}/`));
+  /** access(2): the host's own answer for reading and searching; writing is EROFS everywhere inside. */
+  access(path: string, mode: number): number {
+    if ((mode & ~S_IRWXO) !== 0) return -EINVAL;
+    const found = this.walk(path);
+    if ('errno' in found) return -found.errno;
+    if ((mode & W_OK) !== 0) return -EROFS;
+    const pinned = this.pin(found.real);
+    if (pinned < 0) return pinned;
+    try {
+      accessSync(`/proc/self/fd/${pinned}`, mode);
+      return 0;
+    } catch (err) {
+      return -errnoOf(err);
+    } finally {
+      closeSync(pinned);
+    }
+  }
+
+  /** readlink(2): the walk follows every link, so what the guest can name is never a link (EINVAL). */
+  readlink(path: string): number {
+    const found = this.walk(path);
+    return 'errno' in found ? -found.errno : -EINVAL;
+  }
+
+  /**
+   * Follows `path` (absolute, `..` already applied by `resolve`) one name at a time as the kernel
+   * does, symlinks included, to the real host path it names. Inside the allowed directories every
+   * answer is the host's own (ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES). Outside them a name
+   * is looked up only if `mayLook` allows it (by default, one of the `approaches`), and any other
+   * step answers EACCES before touching the file system, as does any failure there. So a path
+   * that leads outside, by a link at any depth or by an absolute path, answers EACCES whether or
+   * not, and as whatever, anything exists there.
+   */
+  private walk(path: string, mayLook = (outside: string): boolean => this.approaches.has(outside)): Walked {
+    const names = path.split('/').reverse();
+    let at = '/';
+    let dir = true;
+    let links = 0;
+    for (let name = names.pop(); name !== undefined; name = names.pop()) {
+      if (!dir) return { errno: this.allowed(at) ? ENOTDIR : EACCES, last: false };
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        at = posix.dirname(at);
+        continue;
+      }
+      const next = at === '/' ? `/${name}` : `${at}/${name}`;
+      const inside = this.allowed(at);
+      if (!inside && !this.allowed(next) && !mayLook(next)) return { errno: EACCES, last: false };
+      let st: Stats;
+      let target: string | undefined;
+      try {
+        st = lstatSync(next);
+        if (st.isSymbolicLink()) target = readlinkSync(next);
+      } catch (err) {
+        if (!inside) return { errno: EACCES, last: false };
+        return { errno: errnoOf(err), last: names.every((n) => n === '' || n === '.') };
+      }
+      if (target !== undefined) {
+        if (++links > MAXSYMLINKS) return { errno: ELOOP, last: false };
+        // The link's names replace its own; `at` stays its directory, or restarts at / for an absolute target.
+        names.push(...target.split('/').reverse());
+        if (target.startsWith('/')) at = '/';
+        continue;
+      }
+      at = next;
+      dir = st.isDirectory();
+    }
+    return this.allowed(at) ? { real: at, dir } : { errno: EACCES, last: false };
+  }
+
+  /**
+   * An O_PATH handle on `real`, a path `walk` returned, or -errno. Walk and open are two steps: a
+   * host process renaming or replacing a directory in between could make `real` lead elsewhere,
+   * so the handle's own path (its /proc/self/fd link) must still be `real`, with no link followed
+   * at its end (O_NOFOLLOW), or the answer is EACCES. Stat, access and open then use the handle,
+   * so no later change redirects them. What remains: an answer may describe the tree as it was
+   * before such a change (which only the host, never a guest, can make), and a file moved out
+   * after the check is still the file that was inside.
+   */
+  private pin(real: string): number {
+    let fd: number;
+    try {
+      fd = openSync(real, O_PATH | fsc.O_NOFOLLOW);
+    } catch {
+      return -EACCES;
+    }
+    let where: string | undefined;
+    try {
+      where = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      where = undefined;
+    }
+    if (where === real) return fd;
+    closeSync(fd);
+    return -EACCES;
+  }
+
+  private allowed(real: string): boolean {
+    return this.roots.some((root) => real === root || real.startsWith(root.endsWith('/') ? root : `${root}/`));
   }
 
   get(fd: number): OpenFile | undefined {
@@ -98,16 +236,17 @@ export class FileTable {
     for (const fd of [...this.open.keys()]) this.close(fd);
   }
 
-  /** Resolves a guest path against `dirfd` (AT_FDCWD means "/"). */
+  /**
+   * Makes a guest path absolute against `dirfd` (AT_FDCWD means "/"), applying `..` to the names
+   * before it (as written, not through links); `walk` then follows the links.
+   */
   resolve(dirfd: number, path: string): string | number {
+    if (path === '') return -ENOENT;
     if (path.startsWith('/') || dirfd === AT_FDCWD) return posix.resolve('/', path);
     const dir = this.open.get(dirfd);
     return dir ? posix.resolve(posix.dirname(dir.path), path) : -EBADF;
   }
 }
-
-/** Signed 32-bit view of a register, for fd and dirfd arguments. */
-const int = (x: number): number => x | 0;
 
 function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio'): number {
   const b = ctx.mem.writable(addr, 144);
@@ -134,10 +273,15 @@ function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio')
   return 0;
 }
 
+/** True when `fd` can be read: stdin, or a file the guest opened. */
+const readable = (ctx: SyscallContext, fd: number): boolean => fd === 0 || ctx.files.get(fd) !== undefined;
+/** True when `fd` can be written: stdout or stderr. */
+const writable = (fd: number): fd is 1 | 2 => fd === 1 || fd === 2;
+
 function readInto(ctx: SyscallContext, fd: number, into: Uint8Array, position?: number): number {
   if (fd === 0) return ctx.stdio.read(into, ctx.remainingMs());
   const f = ctx.files.get(fd);
-  if (!f) return fd === 1 || fd === 2 ? -EBADF : -EBADF;
+  if (!f) return -EBADF;
   try {
     const n = readSync(f.hostFd, into, 0, into.length, position ?? f.position);
     if (position === undefined) f.position += n;
@@ -147,95 +291,132 @@ function readInto(ctx: SyscallContext, fd: number, into: Uint8Array, position?: 
   }
 }
 
-function writeFrom(ctx: SyscallContext, fd: number, data: Uint8Array): number {
-  if (fd === 1 || fd === 2) return ctx.stdio.write(fd, data);
-  return -EBADF;
+function writeFrom(ctx: SyscallContext, fd: 1 | 2, data: Uint8Array): number {
+  return ctx.stdio.write(fd, data, ctx.remainingMs());
 }
 
-/** Walks an iovec array, calling `each` per buffer until it returns less than asked or an error. */
+/**
+ * pread64 with the kernel's checks in its order: a negative position, the fd, a pipe (stdio), the
+ * buffer, a position + count past 2^63. Positions past MAX_FILE_OFFSET lie past the end of any
+ * file: nothing to read there.
+ */
+function pread(ctx: SyscallContext, fd: number, buf: number, len: number, position: number): number {
+  if (position < 0) return -EINVAL;
+  if (!ctx.files.get(fd)) return fd <= 2 ? -ESPIPE : -EBADF;
+  const into = ctx.mem.writable(buf, len);
+  if (position + len >= 2 ** 63) return -EINVAL;
+  return position > MAX_FILE_OFFSET ? 0 : readInto(ctx, fd, into, position);
+}
+
+/**
+ * readv/writev: the iovec array is checked whole first, as the kernel's import_iovec() does (a
+ * length with its top bit set is EINVAL, then a bad buffer EFAULT); then `each` runs per buffer
+ * until one returns less than asked or an error.
+ */
 function vectored(ctx: SyscallContext, iov: number, count: number, write: boolean, each: (buf: Uint8Array) => number): number {
-  if (count < 0 || count > MAX_IOV) return -EINVAL;
-  let total = 0;
+  if (count > MAX_IOV) return -EINVAL;
+  if (count === 0) return 0;
+  ctx.mem.check(iov, count * 16);
+  const lengths: number[] = [];
   for (let i = 0; i < count; i++) {
-    const base = ctx.mem.u64(iov + i * 16);
-    const len = ctx.mem.u64(iov + i * 16 + 8);
-    if (len === 0) continue;
-    const n = each(write ? ctx.mem.writable(base, len) : ctx.mem.user(base, len));
+    const len = ctx.mem.view.getBigInt64(iov + i * 16 + 8, true);
+    if (len < 0n) return -EINVAL;
+    lengths.push(Number(len));
+  }
+  const bufs = lengths.map((len, i) => (len === 0 ? undefined : write ? ctx.mem.writable(ctx.mem.u64(iov + i * 16), len) : ctx.mem.user(ctx.mem.u64(iov + i * 16), len)));
+  let total = 0;
+  for (const buf of bufs) {
+    if (!buf) continue;
+    const n = each(buf);
     if (n < 0) return total > 0 ? total : n;
     total += n;
-    if (n < len) break;
+    if (n < buf.length) break;
   }
   return total;
 }
 
 const statPath = (ctx: SyscallContext, path: string, addr: number): number => {
-  const fd = ctx.files.openReadOnly(path, 0);
-  if (fd < 0) return fd === -EISDIR ? statDirectory(ctx, path, addr) : fd;
-  const r = writeStat(ctx, addr, fstatSync(ctx.files.get(fd)!.hostFd, { bigint: true }));
-  ctx.files.close(fd);
-  return r;
+  const st = ctx.files.stat(path);
+  return typeof st === 'number' ? st : writeStat(ctx, addr, st);
 };
 
-function statDirectory(ctx: SyscallContext, path: string, addr: number): number {
+/** A path argument, read as the kernel's getname() does: at most PATH_MAX bytes with its NUL. */
+function guestPath(ctx: SyscallContext, addr: number): string | number {
   try {
-    return writeStat(ctx, addr, statSync(path, { bigint: true }));
+    return ctx.mem.cString(addr, PATH_MAX);
   } catch (err) {
-    return -errnoOf(err);
+    if (!(err instanceof GuestFault)) throw err;
+    ctx.mem.user(addr, PATH_MAX); // a string that runs off user memory is EFAULT
+    return -ENAMETOOLONG;
   }
 }
 
+/** Reads the path at `addr`, makes it absolute against `dirfd` and hands it to `then`. */
+function atPath(ctx: SyscallContext, dirfd: number, addr: number, then: (path: string) => number): number {
+  const name = guestPath(ctx, addr);
+  if (typeof name === 'number') return name;
+  const path = ctx.files.resolve(dirfd, name);
+  return typeof path === 'number' ? path : then(path);
+}
+
 export const fileSyscalls: Record<string, SyscallHandler> = {
-  read: (ctx, fd, buf, len) => readInto(ctx, int(fd), ctx.mem.writable(buf, len)),
-  pread64: (ctx, fd, buf, len, off) => (int(fd) <= 2 ? -ESPIPE : readInto(ctx, int(fd), ctx.mem.writable(buf, len), off)),
-  readv: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), true, (b) => readInto(ctx, int(fd), b)),
-  write: (ctx, fd, buf, len) => writeFrom(ctx, int(fd), ctx.mem.user(buf, len)),
-  writev: (ctx, fd, iov, cnt) => vectored(ctx, iov, int(cnt), false, (b) => writeFrom(ctx, int(fd), b)),
-  open: (ctx, path, flags) => ctx.files.openReadOnly(posix.resolve('/', ctx.mem.cString(path)), flags),
-  openat: (ctx, dirfd, path, flags) => {
-    const p = ctx.files.resolve(int(dirfd), ctx.mem.cString(path));
-    return typeof p === 'number' ? p : ctx.files.openReadOnly(p, flags);
-  },
-  close: (ctx, fd) => ctx.files.close(int(fd)),
+  // The fd is checked before the buffer, as in the kernel: a bad fd is EBADF whatever the buffer.
+  read: (ctx, fd, buf, len) => (readable(ctx, fd) ? readInto(ctx, fd, ctx.mem.writable(buf, len)) : -EBADF),
+  pread64: pread,
+  readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? vectored(ctx, iov, cnt, true, (b) => readInto(ctx, fd, b)) : -EBADF),
+  write: (ctx, fd, buf, len) => (writable(fd) ? writeFrom(ctx, fd, ctx.mem.user(buf, len)) : -EBADF),
+  writev: (ctx, fd, iov, cnt) => (writable(fd) ? vectored(ctx, iov, cnt, false, (b) => writeFrom(ctx, fd, b)) : -EBADF),
+  open: (ctx, path, flags) => atPath(ctx, AT_FDCWD, path, (p) => ctx.files.openReadOnly(p, flags)),
+  openat: (ctx, dirfd, path, flags) => atPath(ctx, dirfd, path, (p) => ctx.files.openReadOnly(p, flags)),
+  close: (ctx, fd) => ctx.files.close(fd),
   lseek: (ctx, fd, offset, whence) => {
-    const f = ctx.files.get(int(fd));
-    if (!f) return int(fd) <= 2 ? -ESPIPE : -EBADF;
-    const off = offset > Number.MAX_SAFE_INTEGER ? offset - 2 ** 64 : offset;
-    const size = Number(fstatSync(f.hostFd).size);
-    const base = whence === 0 ? 0 : whence === 1 ? f.position : whence === 2 ? size : NaN;
-    if (Number.isNaN(base) || base + off < 0) return -EINVAL;
-    f.position = base + off;
-    return f.position;
+    const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
+    const f = ctx.files.get(fd);
+    if (!f && fd > 2) return -EBADF;
+    if (whence > SEEK_HOLE) return -EINVAL;
+    if (!f) return -ESPIPE; // stdio is a pipe
+    const size = fstatSync(f.hostFd).size;
+    let position: number;
+    if (whence === SEEK_SET) position = offset;
+    else if (whence === SEEK_CUR) position = f.position + offset;
+    else if (whence === SEEK_END) position = size + offset;
+    else if (offset < 0 || offset >= size) return -ENXIO; // SEEK_DATA and SEEK_HOLE: files have no holes here
+    else position = whence === SEEK_DATA ? offset : size;
+    if (position < 0 || position > MAX_FILE_OFFSET) return -EINVAL;
+    f.position = position;
+    return position;
   },
   fstat: (ctx, fd, addr) => {
-    if (int(fd) >= 0 && int(fd) <= 2) return writeStat(ctx, addr, 'stdio');
-    const f = ctx.files.get(int(fd));
+    if (fd <= 2) return writeStat(ctx, addr, 'stdio');
+    const f = ctx.files.get(fd);
     return f ? writeStat(ctx, addr, fstatSync(f.hostFd, { bigint: true })) : -EBADF;
   },
   newfstatat: (ctx, dirfd, path, addr, flags) => {
-    const name = ctx.mem.cString(path);
-    if (name === '' && (flags & AT_EMPTY_PATH) !== 0) return fileSyscalls.fstat!(ctx, dirfd, addr, 0, 0, 0, 0);
-    const p = ctx.files.resolve(int(dirfd), name);
+    const name = guestPath(ctx, path);
+    // An empty path with AT_EMPTY_PATH names `dirfd` itself, and the working directory for AT_FDCWD.
+    if (name === '' && (flags & AT_EMPTY_PATH) !== 0) return dirfd === AT_FDCWD ? statPath(ctx, '/', addr) : fileSyscalls.fstat!(ctx, dirfd >>> 0, addr, 0, 0, 0, 0);
+    if (typeof name === 'number') return name;
+    if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE)) !== 0) return -EINVAL;
+    const p = ctx.files.resolve(dirfd, name);
     return typeof p === 'number' ? p : statPath(ctx, p, addr);
   },
-  stat: (ctx, path, addr) => statPath(ctx, posix.resolve('/', ctx.mem.cString(path)), addr),
-  lstat: (ctx, path, addr) => statPath(ctx, posix.resolve('/', ctx.mem.cString(path)), addr),
-  access: (ctx, path) => {
-    const fd = ctx.files.openReadOnly(posix.resolve('/', ctx.mem.cString(path)), 0);
-    return fd < 0 ? fd : ctx.files.close(fd);
-  },
-  readlink: (ctx, path) => (ctx.mem.cString(path), -ENOENT),
-  readlinkat: (ctx, _dirfd, path) => (ctx.mem.cString(path), -ENOENT),
+  // Links are never visible (the walk follows them), so lstat answers as stat does.
+  stat: (ctx, path, addr) => atPath(ctx, AT_FDCWD, path, (p) => statPath(ctx, p, addr)),
+  lstat: (ctx, path, addr) => atPath(ctx, AT_FDCWD, path, (p) => statPath(ctx, p, addr)),
+  access: (ctx, path, mode) => atPath(ctx, AT_FDCWD, path, (p) => ctx.files.access(p, mode)),
+  readlink: (ctx, path, _buf, size) => (size <= 0 ? -EINVAL : atPath(ctx, AT_FDCWD, path, (p) => ctx.files.readlink(p))),
+  readlinkat: (ctx, dirfd, path, _buf, size) => (size <= 0 ? -EINVAL : atPath(ctx, dirfd, path, (p) => ctx.files.readlink(p))),
   getcwd: (ctx, buf, size) => {
     if (size < 2) return -34; // ERANGE
     ctx.mem.writable(buf, 2).set([0x2f, 0]);
     return 2;
   },
-  ioctl: (ctx, fd) => (int(fd) <= 2 || ctx.files.get(int(fd)) ? -ENOTTY : -EBADF),
+  ioctl: (ctx, fd) => (fd <= 2 || ctx.files.get(fd) ? -ENOTTY : -EBADF),
   fcntl: (ctx, fd, cmd) => {
-    if (!(int(fd) <= 2 && int(fd) >= 0) && !ctx.files.get(int(fd))) return -EBADF;
+    if (fd > 2 && !ctx.files.get(fd)) return -EBADF;
     const F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4;
     if (cmd === F_GETFD || cmd === F_SETFD || cmd === F_SETFL) return 0;
-    if (cmd === F_GETFL) return int(fd) === 1 || int(fd) === 2 ? 1 : 0; // O_WRONLY for stdout/stderr
+    if (cmd === F_GETFL) return writable(fd) ? 1 : 0; // O_WRONLY for stdout/stderr
     return -EINVAL;
   },
 };

@@ -1,6 +1,7 @@
-// The Linux x86-64 system-call table: number → handler. Anything not listed answers -ENOSYS,
-// which static glibc, musl and Rust programs handle by falling back or failing cleanly.
-import type { SyscallHandler } from './context.ts';
+// The Linux x86-64 system-call table: number → handler, and how each argument register is read.
+// Anything not listed answers -ENOSYS, which static glibc, musl and Rust programs handle by
+// falling back or failing cleanly.
+import type { ArgKind, SyscallHandler } from './context.ts';
 import { fileSyscalls } from './files.ts';
 import { memorySyscalls } from './memory.ts';
 import { processSyscalls } from './process.ts';
@@ -19,18 +20,55 @@ export const SYSCALL_NUMBERS: Record<string, number> = {
   getrandom: 318, rseq: 334,
 };
 
+const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULONG: ArgKind = 'ulong';
+
+/**
+ * Each call's arguments as its SYSCALL_DEFINE in the kernel declares them (see ArgKind). Where the
+ * kernel narrows a wider argument before using it, the narrow type is listed: readv/writev take
+ * `unsigned long fd, vlen` but fdget() and import_iovec() take unsigned ints; mmap's `unsigned
+ * long prot, flags, fd` are bit sets and an fd, whose upper halves carry nothing it uses.
+ * Arguments past the list reach the handler as 0.
+ */
+const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
+  read: [UINT, ULONG, ULONG], write: [UINT, ULONG, ULONG], open: [ULONG, INT, UINT], close: [UINT],
+  stat: [ULONG, ULONG], fstat: [UINT, ULONG], lstat: [ULONG, ULONG], lseek: [UINT, LONG, UINT],
+  mmap: [ULONG, ULONG, UINT, UINT, UINT, ULONG], mprotect: [ULONG, ULONG, ULONG], munmap: [ULONG, ULONG],
+  brk: [ULONG], rt_sigaction: [INT, ULONG, ULONG, ULONG], rt_sigprocmask: [INT, ULONG, ULONG, ULONG],
+  ioctl: [UINT, UINT, ULONG], pread64: [UINT, ULONG, ULONG, LONG], readv: [UINT, ULONG, UINT],
+  writev: [UINT, ULONG, UINT], access: [ULONG, INT], sched_yield: [], mremap: [ULONG, ULONG, ULONG, ULONG, ULONG],
+  madvise: [ULONG, ULONG, INT], nanosleep: [ULONG, ULONG], getpid: [], exit: [INT], kill: [INT, INT],
+  uname: [ULONG], fcntl: [UINT, UINT, ULONG], getcwd: [ULONG, ULONG], readlink: [ULONG, ULONG, INT],
+  gettimeofday: [ULONG, ULONG], getrlimit: [UINT, ULONG], sysinfo: [ULONG], getuid: [], getgid: [],
+  setuid: [UINT], setgid: [UINT], geteuid: [], getegid: [], getppid: [], sigaltstack: [ULONG, ULONG],
+  arch_prctl: [INT, ULONG], setrlimit: [UINT, ULONG], gettid: [], tkill: [INT, INT], time: [ULONG],
+  futex: [ULONG, INT, UINT, ULONG, ULONG, UINT], sched_getaffinity: [INT, UINT, ULONG], set_tid_address: [ULONG],
+  clock_gettime: [INT, ULONG], clock_getres: [INT, ULONG], clock_nanosleep: [INT, INT, ULONG, ULONG],
+  exit_group: [INT], tgkill: [INT, INT, INT], openat: [INT, ULONG, INT, UINT], newfstatat: [INT, ULONG, ULONG, INT],
+  readlinkat: [INT, ULONG, ULONG, INT], set_robust_list: [ULONG, ULONG], prlimit64: [INT, UINT, ULONG, ULONG],
+  getrandom: [ULONG, ULONG, UINT], rseq: [ULONG, UINT, INT, UINT],
+};
+
+/** A call we answer: its handler and how to read its arguments. */
+export interface SyscallEntry {
+  readonly name: string;
+  readonly handler: SyscallHandler;
+  readonly args: readonly ArgKind[];
+}
+
 const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...processSyscalls, ...timeSyscalls };
 
 /** Dense table indexed by system-call number; holes are calls we do not implement. */
-export const SYSCALL_TABLE: ReadonlyArray<SyscallHandler | undefined> = (() => {
-  const table: Array<SyscallHandler | undefined> = new Array(512).fill(undefined);
+export const SYSCALL_TABLE: ReadonlyArray<SyscallEntry | undefined> = (() => {
+  const table: Array<SyscallEntry | undefined> = new Array(512).fill(undefined);
   for (const [name, nr] of Object.entries(SYSCALL_NUMBERS)) {
-    const h = handlers[name];
-    if (!h) throw new Error(`system call ${name} has a number but no handler`);
-    table[nr] = h;
+    const handler = handlers[name];
+    const args = SYSCALL_ARGS[name];
+    if (!handler) throw new Error(`system call ${name} has a number but no handler`);
+    if (!args) throw new Error(`system call ${name} has a number but no argument types`);
+    table[nr] = { name, handler, args };
   }
-  for (const name of Object.keys(handlers)) {
-    if (SYSCALL_NUMBERS[name] === undefined) throw new Error(`system call ${name} has a handler but no number`);
+  for (const name of [...Object.keys(handlers), ...Object.keys(SYSCALL_ARGS)]) {
+    if (SYSCALL_NUMBERS[name] === undefined) throw new Error(`system call ${name} has a handler or argument types but no number`);
   }
   return table;
 })();

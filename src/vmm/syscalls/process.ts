@@ -2,9 +2,23 @@
 // process in its world: pid 1, an unprivileged uid, no signal delivery, futexes that never block.
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { EAGAIN, EDEADLK, EINVAL, ENOSYS, EPERM, ESRCH } from './errno.ts';
+import { TASK_SIZE_MAX } from './memory.ts';
 import { GUEST_UID } from '../stack.ts';
 
-const PID = 1;
+/** The program's process id, which is also its one thread's id. */
+export const PID = 1;
+/** Resource numbers run below RLIM_NLIMITS. */
+const RLIM_NLIMITS = 16;
+/** The kernel's sigset_t, the only size rt_sigaction and rt_sigprocmask accept. */
+const SIGSET_SIZE = 8;
+/** The kernel's struct sigaction on x86-64: handler, flags, restorer, mask. */
+const SIGACTION_SIZE = 32;
+/** struct rlimit64: two 64-bit limits. */
+const RLIMIT_SIZE = 16;
+/** sizeof(struct robust_list_head), the only length set_robust_list accepts. */
+const ROBUST_LIST_HEAD_SIZE = 24;
+/** The guest has one CPU: sched_getaffinity needs room for one bit and answers one word. */
+const NR_CPU_IDS = 1, CPUMASK_SIZE = 8;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM' };
 
@@ -28,15 +42,19 @@ function limit(ctx: SyscallContext, resource: number): [bigint, bigint] {
 }
 
 function writeLimit(ctx: SyscallContext, resource: number, addr: number): number {
-  if (resource > 15) return -EINVAL;
+  if (resource >= RLIM_NLIMITS) return -EINVAL;
   const [cur, max] = limit(ctx, resource);
   ctx.mem.setU64(addr, cur);
   ctx.mem.setU64(addr + 8, max);
   return 0;
 }
 
+/**
+ * kill(pid, sig): the program is its own process group, and -1 ("every process but init and the
+ * caller") reaches nobody, since it is pid 1. A signal ends it.
+ */
 function signal(ctx: SyscallContext, pid: number, sig: number): number {
-  if ((pid | 0) !== PID && (pid | 0) !== 0 && (pid | 0) !== -1) return -ESRCH;
+  if (pid !== PID && pid !== 0) return -ESRCH;
   if (sig === 0) return 0;
   if (sig < 1 || sig > 64) return -EINVAL;
   ctx.exit(128 + sig, SIGNALS[sig] ?? `signal ${sig}`);
@@ -59,6 +77,8 @@ export const processSyscalls: Record<string, SyscallHandler> = {
   arch_prctl: (ctx, code, addr) => {
     const ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003;
     if (code === ARCH_SET_FS) {
+      // As the kernel: no user thread pointer lies in the kernel half or past the canonical hole.
+      if (addr >= TASK_SIZE_MAX) return -EPERM;
       ctx.setFsBase(BigInt(addr));
       return 0;
     }
@@ -69,17 +89,36 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     return -EINVAL;
   },
   set_tid_address: () => PID,
-  set_robust_list: () => 0,
+  set_robust_list: (_ctx, _head, len) => (len !== ROBUST_LIST_HEAD_SIZE ? -EINVAL : 0),
   // glibc registers rseq only when the kernel accepts it; refusing keeps it out of the way.
   rseq: () => -ENOSYS,
-  prlimit64: (ctx, pid, resource, _newLimit, old) => {
-    if ((pid | 0) !== 0 && pid !== PID) return -ESRCH;
+  // New limits are accepted and not enforced: the guest's own limits come from its configuration.
+  prlimit64: (ctx, pid, resource, newLimit, old) => {
+    if (newLimit !== 0) ctx.mem.check(newLimit, RLIMIT_SIZE);
+    if (pid !== 0 && pid !== PID) return -ESRCH;
+    if (resource >= RLIM_NLIMITS) return -EINVAL;
     return old !== 0 ? writeLimit(ctx, resource, old) : 0;
   },
   getrlimit: (ctx, resource, addr) => writeLimit(ctx, resource, addr),
-  setrlimit: () => 0,
-  rt_sigaction: (ctx, _sig, _act, old) => (old !== 0 ? (ctx.mem.writable(old, 32).fill(0), 0) : 0),
-  rt_sigprocmask: (ctx, _how, _set, old) => (old !== 0 ? (ctx.mem.writable(old, 8).fill(0), 0) : 0),
+  setrlimit: (ctx, resource, addr) => (ctx.mem.check(addr, RLIMIT_SIZE), resource >= RLIM_NLIMITS ? -EINVAL : 0),
+  rt_sigaction: (ctx, sig, act, old, sigsetsize) => {
+    const SIGKILL = 9, SIGSTOP = 19;
+    if (sigsetsize !== SIGSET_SIZE) return -EINVAL;
+    if (act !== 0) ctx.mem.check(act, SIGACTION_SIZE);
+    if (sig < 1 || sig > 64 || (act !== 0 && (sig === SIGKILL || sig === SIGSTOP))) return -EINVAL;
+    if (old !== 0) ctx.mem.writable(old, SIGACTION_SIZE).fill(0);
+    return 0;
+  },
+  rt_sigprocmask: (ctx, how, set, old, sigsetsize) => {
+    const SIG_BLOCK = 0, SIG_SETMASK = 2;
+    if (sigsetsize !== SIGSET_SIZE) return -EINVAL;
+    if (set !== 0) {
+      ctx.mem.check(set, SIGSET_SIZE);
+      if (how < SIG_BLOCK || how > SIG_SETMASK) return -EINVAL;
+    }
+    if (old !== 0) ctx.mem.writable(old, SIGSET_SIZE).fill(0);
+    return 0;
+  },
   sigaltstack: (ctx, _ss, old) => {
     if (old !== 0) {
       ctx.mem.writable(old, 24).fill(0);
@@ -88,24 +127,26 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     return 0;
   },
   kill: (ctx, pid, sig) => signal(ctx, pid, sig),
-  tkill: (ctx, _tid, sig) => signal(ctx, PID, sig),
-  tgkill: (ctx, pid, _tid, sig) => signal(ctx, pid, sig),
+  tkill: (ctx, tid, sig) => (tid <= 0 ? -EINVAL : tid !== PID ? -ESRCH : signal(ctx, PID, sig)),
+  tgkill: (ctx, tgid, tid, sig) => (tgid <= 0 || tid <= 0 ? -EINVAL : tgid !== PID || tid !== PID ? -ESRCH : signal(ctx, PID, sig)),
   sched_yield: () => 0,
-  sched_getaffinity: (ctx, _pid, len, mask) => {
-    if (len < 8) return -EINVAL;
-    ctx.mem.writable(mask, 8).set([1, 0, 0, 0, 0, 0, 0, 0]);
-    return 8;
+  sched_getaffinity: (ctx, pid, len, mask) => {
+    // The kernel's own test, in its unsigned int arithmetic: `len * 8 < nr_cpu_ids`.
+    if (Math.imul(len, 8) >>> 0 < NR_CPU_IDS || len % 8 !== 0) return -EINVAL;
+    if (pid !== 0 && pid !== PID) return -ESRCH;
+    ctx.mem.writable(mask, CPUMASK_SIZE).set([1, 0, 0, 0, 0, 0, 0, 0]);
+    return CPUMASK_SIZE;
   },
   futex: (ctx, uaddr, op, val) => {
     const cmd = op & 0x7f;
     const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
-    if (cmd === FUTEX_WAKE || cmd === FUTEX_WAKE_BITSET) return 0;
-    if (cmd === FUTEX_WAIT || cmd === FUTEX_WAIT_BITSET) {
-      ctx.mem.check(uaddr, 4);
-      // One thread: a wait whose condition holds would never be woken.
-      return ctx.mem.view.getUint32(uaddr, true) !== (val >>> 0) ? -EAGAIN : -EDEADLK;
-    }
-    return -ENOSYS;
+    const wait = cmd === FUTEX_WAIT || cmd === FUTEX_WAIT_BITSET;
+    if (!wait && cmd !== FUTEX_WAKE && cmd !== FUTEX_WAKE_BITSET) return -ENOSYS;
+    if (uaddr % 4 !== 0) return -EINVAL;
+    if (!wait) return 0;
+    ctx.mem.check(uaddr, 4);
+    // One thread: a wait whose condition holds would never be woken.
+    return ctx.mem.view.getUint32(uaddr, true) !== val ? -EAGAIN : -EDEADLK;
   },
   sysinfo: (ctx, addr) => {
     const b = ctx.mem.writable(addr, 112);

@@ -1,73 +1,162 @@
-// Clocks, sleeping and randomness. Time comes from the host's clocks at the moment of the call;
-// randomness is fresh from the host's CSPRNG on every call.
+// Clocks, sleeping and randomness. Wall clocks are the host's at the moment of the call. CPU
+// clocks read the program's own CPU time, counted by the machine, and only the program's own
+// clocks exist: the CPU time of host processes (tinyedge's included), and which host pids exist,
+// are not the guest's to learn. Randomness is fresh from the host's CSPRNG on every call.
 import { randomFillSync } from 'node:crypto';
 import koffi from 'koffi';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EINVAL } from './errno.ts';
+import { EINTR, EINVAL, EOPNOTSUPP } from './errno.ts';
+import { PID } from './process.ts';
 
 const libc = koffi.load('libc.so.6');
 const hostClockGettime = libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)') as (clk: number, ts: Uint8Array) => number;
 const scratch = new Uint8Array(16);
 const scratchView = new DataView(scratch.buffer);
-const CLOCK_REALTIME = 0;
-const CLOCK_MAX = 11;
 
-function now(clock: number): number {
-  if (hostClockGettime(clock, scratch) !== 0) return -EINVAL;
+const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_PROCESS_CPUTIME_ID = 2, CLOCK_THREAD_CPUTIME_ID = 3;
+const CLOCK_MONOTONIC_RAW = 4, CLOCK_REALTIME_COARSE = 5, CLOCK_MONOTONIC_COARSE = 6, CLOCK_BOOTTIME = 7;
+const CLOCK_REALTIME_ALARM = 8, CLOCK_BOOTTIME_ALARM = 9, CLOCK_TAI = 11;
+/**
+ * CPU-clock ids (include/linux/posix-timers.h): MAKE_PROCESS_CPUCLOCK(pid, which) is
+ * `(~pid << 3) | which`, with CPUCLOCK_PERTHREAD_MASK set for a thread's clock. `which` is PROF,
+ * VIRT or SCHED (0–2); 3 without the thread bit is CLOCKFD, a clock behind an fd.
+ */
+const CPUCLOCK_PERTHREAD_MASK = 4, CPUCLOCK_CLOCK_MASK = 3, CPUCLOCK_MAX = 3, CLOCKFD = 3, CLOCKFD_MASK = 7;
+const TIMER_ABSTIME = 1;
+const NSEC_PER_SEC = 1_000_000_000;
+/**
+ * The most bytes one getrandom call fills, so one call costs the host at most about a millisecond
+ * and the deadline is checked between calls; a short count is part of getrandom's contract.
+ */
+export const GETRANDOM_MAX = 1024 * 1024;
+const GRND_NONBLOCK = 1, GRND_RANDOM = 2, GRND_INSECURE = 4;
+
+/** The host clocks the guest reads as its own, and whether clock_nanosleep can sleep on each. */
+const WALL_CLOCKS: ReadonlyMap<number, { sleeps: boolean }> = new Map([
+  [CLOCK_REALTIME, { sleeps: true }],
+  [CLOCK_MONOTONIC, { sleeps: true }],
+  [CLOCK_MONOTONIC_RAW, { sleeps: false }],
+  [CLOCK_REALTIME_COARSE, { sleeps: false }],
+  [CLOCK_MONOTONIC_COARSE, { sleeps: false }],
+  [CLOCK_BOOTTIME, { sleeps: true }],
+  [CLOCK_TAI, { sleeps: true }],
+]);
+
+/**
+ * The program's own CPU clocks: CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, and the
+ * pid-encoded ids of pid 0 (the caller) or PID (its process, which is also its one thread), for
+ * PROF, VIRT and SCHED alike. Undefined for every other id, whatever host process has that pid.
+ */
+function ownCpuClock(id: number): 'process' | 'thread' | undefined {
+  if (id === CLOCK_PROCESS_CPUTIME_ID) return 'process';
+  if (id === CLOCK_THREAD_CPUTIME_ID) return 'thread';
+  if (id >= 0 || (id & CPUCLOCK_CLOCK_MASK) >= CPUCLOCK_MAX) return undefined;
+  const pid = ~(id >> 3);
+  if (pid !== 0 && pid !== PID) return undefined;
+  return (id & CPUCLOCK_PERTHREAD_MASK) !== 0 ? 'thread' : 'process';
+}
+
+/** Reads host clock `id` into `scratch`. */
+function hostNow(id: number): void {
+  if (hostClockGettime(id, scratch) !== 0) throw new Error(`the host's clock ${id} cannot be read`);
+}
+
+function writeTimespec(ctx: SyscallContext, addr: number, ns: number): void {
+  ctx.mem.check(addr, 16);
+  ctx.mem.setU64(addr, Math.floor(ns / NSEC_PER_SEC));
+  ctx.mem.setU64(addr + 8, ns % NSEC_PER_SEC);
+}
+
+/** A guest timespec in nanoseconds, or -EINVAL where the kernel's timespec64_valid() refuses it. */
+function readTimespec(ctx: SyscallContext, addr: number): number {
+  ctx.mem.check(addr, 16);
+  const sec = Number(ctx.mem.view.getBigInt64(addr, true));
+  const nsec = Number(ctx.mem.view.getBigInt64(addr + 8, true));
+  return sec < 0 || nsec < 0 || nsec >= NSEC_PER_SEC ? -EINVAL : sec * NSEC_PER_SEC + nsec;
+}
+
+function clockGettime(ctx: SyscallContext, id: number, addr: number): number {
+  if (ownCpuClock(id) !== undefined) {
+    writeTimespec(ctx, addr, ctx.cpuTimeNs());
+    return 0;
+  }
+  if (!WALL_CLOCKS.has(id)) return -EINVAL;
+  hostNow(id);
+  ctx.mem.writable(addr, 16).set(scratch);
   return 0;
 }
 
-function clockGettime(ctx: SyscallContext, clock: number, addr: number): number {
-  const target = ctx.mem.writable(addr, 16);
-  if (clock > CLOCK_MAX || now(clock) !== 0) return -EINVAL;
-  target.set(scratch);
+/**
+ * clock_nanosleep, with the kernel's answers in the kernel's order: an unknown id is EINVAL; a
+ * clock that cannot sleep is EOPNOTSUPP; then the timespec is read. The alarm clocks need an RTC,
+ * which this machine lacks. The caller's own thread clock refuses (EINVAL), and so do the clocks of
+ * other pids (there are none). A wait on the process's CPU clock ends at once if that time has
+ * come; otherwise it never would, since a sleeping program uses no CPU time, and it lasts until
+ * the time limit, as a sleep with no end does.
+ */
+function clockNanosleep(ctx: SyscallContext, id: number, flags: number, req: number): number {
+  const cpu = ownCpuClock(id);
+  const wall = WALL_CLOCKS.get(id);
+  const alarm = id === CLOCK_REALTIME_ALARM || id === CLOCK_BOOTTIME_ALARM;
+  if (id >= 0 && cpu === undefined && wall === undefined && !alarm) return -EINVAL;
+  if (id === CLOCK_THREAD_CPUTIME_ID || wall?.sleeps === false || (id < 0 && (id & CLOCKFD_MASK) === CLOCKFD)) return -EOPNOTSUPP;
+  const ns = readTimespec(ctx, req);
+  if (ns < 0) return ns;
+  if (alarm) return -EOPNOTSUPP;
+  const absolute = (flags & TIMER_ABSTIME) !== 0;
+  if (wall === undefined) {
+    if (cpu !== 'process') return -EINVAL;
+    if (absolute ? ns <= ctx.cpuTimeNs() : ns === 0) return 0;
+    ctx.sleep(ctx.remainingMs());
+    return -EINTR;
+  }
+  if (!absolute) {
+    ctx.sleep(ns / 1e6);
+    return 0;
+  }
+  hostNow(id);
+  const nowNs = Number(scratchView.getBigInt64(0, true)) * NSEC_PER_SEC + Number(scratchView.getBigInt64(8, true));
+  ctx.sleep(Math.max(0, (ns - nowNs) / 1e6));
   return 0;
 }
 
-function sleepFor(ctx: SyscallContext, req: number): number {
-  const sec = ctx.mem.u64(req);
-  const nsec = ctx.mem.u64(req + 8);
-  if (nsec >= 1e9 || sec > 2 ** 62) return -EINVAL;
-  ctx.sleep(sec * 1000 + nsec / 1e6);
+function nanosleep(ctx: SyscallContext, req: number): number {
+  const ns = readTimespec(ctx, req);
+  if (ns < 0) return ns;
+  ctx.sleep(ns / 1e6);
   return 0;
 }
 
 export const timeSyscalls: Record<string, SyscallHandler> = {
-  clock_gettime: (ctx, clock, addr) => clockGettime(ctx, clock | 0, addr),
-  clock_getres: (ctx, clock, addr) => {
-    if ((clock | 0) < 0 || clock > CLOCK_MAX) return -EINVAL;
-    if (addr !== 0) {
-      ctx.mem.setU64(addr, 0);
-      ctx.mem.setU64(addr + 8, 1);
-    }
+  clock_gettime: clockGettime,
+  clock_getres: (ctx, id, addr) => {
+    if (ownCpuClock(id) === undefined && !WALL_CLOCKS.has(id)) return -EINVAL;
+    if (addr !== 0) writeTimespec(ctx, addr, 1);
     return 0;
   },
-  gettimeofday: (ctx, tv) => {
-    if (tv === 0) return 0;
-    ctx.mem.check(tv, 16);
-    now(CLOCK_REALTIME);
-    ctx.mem.setU64(tv, scratchView.getBigUint64(0, true));
-    ctx.mem.setU64(tv + 8, scratchView.getBigUint64(8, true) / 1000n);
+  gettimeofday: (ctx, tv, tz) => {
+    if (tv !== 0) {
+      ctx.mem.check(tv, 16);
+      hostNow(CLOCK_REALTIME);
+      ctx.mem.setU64(tv, scratchView.getBigUint64(0, true));
+      ctx.mem.setU64(tv + 8, scratchView.getBigUint64(8, true) / 1000n);
+    }
+    // struct timezone: UTC, no daylight saving time (not the host's settings).
+    if (tz !== 0) ctx.mem.writable(tz, 8).fill(0);
     return 0;
   },
   time: (ctx, tloc) => {
-    now(CLOCK_REALTIME);
+    hostNow(CLOCK_REALTIME);
     const sec = Number(scratchView.getBigUint64(0, true));
     if (tloc !== 0) ctx.mem.setU64(tloc, sec);
     return sec;
   },
-  nanosleep: (ctx, req) => sleepFor(ctx, req),
-  clock_nanosleep: (ctx, clock, flags, req) => {
-    const TIMER_ABSTIME = 1;
-    if ((flags & TIMER_ABSTIME) === 0) return sleepFor(ctx, req);
-    if (now(clock | 0) !== 0) return -EINVAL;
-    const nowMs = Number(scratchView.getBigUint64(0, true)) * 1000 + Number(scratchView.getBigUint64(8, true)) / 1e6;
-    const until = ctx.mem.u64(req) * 1000 + ctx.mem.u64(req + 8) / 1e6;
-    ctx.sleep(Math.max(0, until - nowMs));
-    return 0;
-  },
-  getrandom: (ctx, buf, len) => {
-    const n = Math.min(len, 33_554_431);
+  nanosleep: (ctx, req) => nanosleep(ctx, req),
+  clock_nanosleep: (ctx, id, flags, req) => clockNanosleep(ctx, id, flags, req),
+  getrandom: (ctx, buf, len, flags) => {
+    if ((flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) !== 0) return -EINVAL;
+    if ((flags & (GRND_INSECURE | GRND_RANDOM)) === (GRND_INSECURE | GRND_RANDOM)) return -EINVAL;
+    const n = Math.min(len, GETRANDOM_MAX);
     randomFillSync(ctx.mem.writable(buf, n));
     return n;
   },
