@@ -1,7 +1,9 @@
 // Wall-clock limits for guests: a POSIX timer per thread that signals that very thread
 // (SIGEV_THREAD_ID), so a KVM_RUN in progress returns EINTR. The signal needs a real handler:
-// ignored it would not interrupt, unhandled it would kill the process. A Node listener on the
-// main thread installs libuv's handler, which serves every thread.
+// ignored it would not interrupt. A Node listener on the main thread installs libuv's handler,
+// which serves every thread. The signal is SIGURG, as Go's preemption uses it: nothing in Node
+// reacts to it (SIGUSR1 starts the inspector, and Node 24 writes a diagnostic report on SIGUSR2),
+// and its default action is to be ignored, so one that lands while the process exits is harmless.
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
@@ -16,8 +18,8 @@ const timerDelete = libc.func('int timer_delete(uint64_t timerid)') as (id: bigi
 
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
-export const TIMEOUT_SIGNAL = 'SIGUSR2';
-const SIGUSR2 = 12;
+export const TIMEOUT_SIGNAL = 'SIGURG';
+const SIGURG = 23;
 /** After the deadline the timer fires again at this period, in case a signal landed between runs. */
 const REFIRE_MS = 5;
 /** A timer left armed between runs is stopped after the thread has been idle this long. */
@@ -48,7 +50,7 @@ export class ThreadTimer {
   constructor() {
     if (isMainThread) installTimeoutSignalHandler();
     const sev = Buffer.alloc(64);
-    sev.writeInt32LE(SIGUSR2, 8);
+    sev.writeInt32LE(SIGURG, 8);
     sev.writeInt32LE(SIGEV_THREAD_ID, 12);
     sev.writeInt32LE(gettid(), 16);
     const out = Buffer.alloc(8);
@@ -70,8 +72,8 @@ export class ThreadTimer {
 
   /**
    * After a run. A timer that already fired would keep re-firing: stop it now. One still pending
-   * is left armed for the next run, and stopped once the thread has been idle a moment — a signal
-   * arriving while the process or worker exits would kill it.
+   * is left armed for the next run, and stopped once the thread has been idle a moment, so an idle
+   * thread is not woken by signals for nothing.
    */
   settle(): void {
     if (this.firesAt === 0) return;
