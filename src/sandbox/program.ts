@@ -30,7 +30,7 @@ type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
 
 /**
  * A loaded program as another thread of this process adopts it (`Program.export`,
- * `Program.adopt`): its snapshot and plain data, all structured-cloneable.
+ * `new Program(kvm, exported)`): its snapshot and plain data, all structured-cloneable.
  */
 export interface ExportedProgram {
   readonly snapshot: ExportedSnapshot;
@@ -59,7 +59,7 @@ export class Program {
   constructor(kvm: Kvm, elf: Buffer, options: ProgramOptions);
   constructor(private readonly kvm: Kvm, source: Buffer | ExportedProgram, bootOptions?: ProgramOptions) {
     if (!Buffer.isBuffer(source)) {
-      this.snapshot = Snapshot.adopt(source.snapshot);
+      this.snapshot = new Snapshot(source.snapshot);
       this.limits = source.limits;
       this.timing = source.timing;
       this.requestRegion = source.requestRegion;
@@ -110,14 +110,9 @@ export class Program {
     }
   }
 
-  /** See the adopting constructor. */
-  static adopt(kvm: Kvm, exported: ExportedProgram): Program {
-    return new Program(kvm, exported);
-  }
-
   /**
    * What another thread needs to adopt this program. Its memfd stays this program's: keep this
-   * one open until every adopter has its own (`Program.adopt` duplicates it).
+   * one open until every adopter has its own (adopting duplicates it).
    */
   export(): ExportedProgram {
     return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, name: this.name, env: this.env };
@@ -135,6 +130,20 @@ export class Program {
     this.template?.close();
     this.template = undefined;
     this.snapshot.close();
+  }
+}
+
+/**
+ * The guest's RAX for a finished host call. Its result buffers were checked when the call was made
+ * and the guest cannot run while it waits; should writing the result fault all the same, that is
+ * the guest's -EFAULT too, never a host exception.
+ */
+function completeHostCall(pending: PendingHostCall, value: unknown): number {
+  try {
+    return pending.complete(value);
+  } catch (err) {
+    if (err instanceof GuestFault) return -EFAULT;
+    throw err;
   }
 }
 
@@ -238,7 +247,7 @@ export class Instance {
         if (result.kind === 'yield' && pending) {
           this.pending = undefined;
           const value = await withDeadline(pending.promise, deadline, limits.timeoutMs);
-          this.machine.resume(pending.complete(value));
+          this.machine.resume(completeHostCall(pending, value));
           continue;
         }
         return this.done(this.decodeSdk(result, stdio, logs, phase), logs, t0);
@@ -336,17 +345,6 @@ export class Instance {
       if (!pending) return -ENOSYS;
       // A rejected host call reaches the guest as -EIO, never as a host exception.
       pending.promise = pending.promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-      // The result buffers were checked when the call was made and the guest cannot run while it
-      // waits; should writing the result fault all the same, that is the guest's -EFAULT too.
-      const complete = pending.complete;
-      pending.complete = (value) => {
-        try {
-          return complete(value);
-        } catch (err) {
-          if (err instanceof GuestFault) return -EFAULT;
-          throw err;
-        }
-      };
       this.pending = pending;
       m.yield();
       return 0;

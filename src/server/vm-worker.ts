@@ -123,7 +123,7 @@ port.on('message', (msg: ToWorker) => {
     case 'adopt':
       try {
         if (programs.has(msg.key)) throw new Error(`program ${msg.key} is already loaded`);
-        programs.set(msg.key, { program: Program.adopt(kvm, msg.program), slots: new Map(), inflight: 0, retired: false });
+        programs.set(msg.key, { program: new Program(kvm, msg.program), slots: new Map(), inflight: 0, retired: false });
         send({ type: 'adopted', id: msg.id });
       } catch (err) {
         failure(msg.id, err);

@@ -1,8 +1,9 @@
 // Frozen program state. A snapshot is guest memory in a memfd (new instances map it
 // copy-on-write, so making one copies nothing) plus the vCPU registers, FPU/AVX state and the
 // host-side process state. A reset (dirty-log.ts) copies back only the pages dirtied since.
-// A snapshot taken on one thread can be adopted by another (`export`, `Snapshot.adopt`): fds are
-// process-wide, so the adopter maps the same memfd through a descriptor of its own.
+// A snapshot taken on one thread can be adopted by another (`export`, then the adopting
+// constructor): fds are process-wide, so the adopter maps the same memfd through a descriptor of
+// its own.
 import { writeSync } from 'node:fs';
 import koffi from 'koffi';
 import { check, close, type Mapping } from '../kvm/libc.ts';
@@ -25,19 +26,11 @@ const F_DUPFD_CLOEXEC = 1030;
  * snapshot is open, and plain data that survives structured cloning (Buffers arrive as
  * Uint8Arrays).
  */
-export interface ExportedSnapshot {
+export type ExportedSnapshot = Pick<Snapshot, 'layout' | 'program' | 'userStart' | 'userEnd' | 'allowRead' | 'regs' | 'host' | 'pageCount'> & {
   readonly memfd: number;
-  readonly layout: Layout;
-  readonly program: LoadedProgram;
-  readonly userStart: number;
-  readonly userEnd: number;
-  readonly allowRead: readonly string[];
-  readonly regs: Uint8Array;
   readonly sregs: Uint8Array;
   readonly xsave: Uint8Array;
-  readonly host: Snapshot['host'];
-  readonly pageCount: number;
-}
+};
 
 const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
@@ -129,11 +122,6 @@ export class Snapshot {
     this.sregs = vcpu.getSregs();
     this.xsave = vcpu.getXsave();
     this.host = machine.hostState();
-  }
-
-  /** See the adopting constructor. */
-  static adopt(exported: ExportedSnapshot): Snapshot {
-    return new Snapshot(exported);
   }
 
   /** What another thread needs to adopt this snapshot; valid until this one is closed. */

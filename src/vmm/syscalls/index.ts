@@ -50,7 +50,6 @@ const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
 
 /** A call we answer: its handler and how to read its arguments. */
 export interface SyscallEntry {
-  readonly name: string;
   readonly handler: SyscallHandler;
   readonly args: readonly ArgKind[];
 }
@@ -65,7 +64,7 @@ export const SYSCALL_TABLE: ReadonlyArray<SyscallEntry | undefined> = (() => {
     const args = SYSCALL_ARGS[name];
     if (!handler) throw new Error(`system call ${name} has a number but no handler`);
     if (!args) throw new Error(`system call ${name} has a number but no argument types`);
-    table[nr] = { name, handler, args };
+    table[nr] = { handler, args };
   }
   for (const name of [...Object.keys(handlers), ...Object.keys(SYSCALL_ARGS)]) {
     if (SYSCALL_NUMBERS[name] === undefined) throw new Error(`system call ${name} has a handler or argument types but no number`);
