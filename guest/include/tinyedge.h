@@ -242,7 +242,9 @@ static inline int te_fetch_origin(const char *origin, const char *url, char *buf
     return (int)status;
 }
 
-/* Full control: fill a te_fetch yourself. */
+/* Full control: fill a te_fetch yourself. Returns the HTTP status, or -errno: -EFAULT for a bad
+ * pointer, -EMSGSIZE (-ENAMETOOLONG for the origin name) for a size over its bound (the Limits
+ * table of docs/guest-abi.md), -EIO when the origin fails or answers more than the host reads. */
 static inline int te_fetch_call(te_fetch *f) { return (int)te__hypercall(TE_CALL_FETCH, (long)f, 0); }
 
 /* Reads `key` into buf; returns the value's full length (which may exceed cap), or -1 when absent. */
@@ -252,7 +254,8 @@ static inline long te_kv_get(const char *key, char *buf, size_t cap) {
     return n < 0 ? -1 : n;
 }
 
-/* Stores `len` bytes under `key`; returns 0, or -1 over the tenant's quota. */
+/* Stores `len` bytes under `key`; returns 0, or -1 over the tenant's quota, for a key over 1024
+ * bytes or a value over 1 MiB (docs/guest-abi.md, Limits). */
 static inline int te_kv_set(const char *key, const void *value, size_t len) {
     te_kv kv = { { key, strlen(key) }, (char *)value, len };
     return te__hypercall(TE_CALL_KV_SET, (long)&kv, 0) < 0 ? -1 : 0;
