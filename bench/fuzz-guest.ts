@@ -23,7 +23,7 @@ import { type CallOptions, type HostCalls, type Instance, Program } from '../src
 import type { SandboxRequest } from '../src/sandbox/types.ts';
 import { SandboxError } from '../src/vmm/errors.ts';
 import { Machine } from '../src/vmm/machine.ts';
-import type { Stdio } from '../src/vmm/syscalls/context.ts';
+import type { Stdio } from '../src/vmm/linux/syscalls/context.ts';
 import { buildGuest } from '../test/helpers/guests.ts';
 import { machineLine, printTable } from './lib.ts';
 

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { Kvm } from '../src/kvm/kvm.ts';
 import { Program } from '../src/sandbox/program.ts';
 import type { SandboxRequest } from '../src/sandbox/types.ts';
-import { VmWorkers } from '../src/server/vm-pool.ts';
+import { VmWorkers } from '../src/sandbox/pool.ts';
 import { buildExample } from '../guest/build.ts';
 import { machineLine, percentile, printTable } from './lib.ts';
 

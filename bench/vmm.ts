@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { Kvm } from '../src/kvm/kvm.ts';
 import { Machine } from '../src/vmm/machine.ts';
-import type { Stdio } from '../src/vmm/syscalls/context.ts';
+import type { Stdio } from '../src/vmm/linux/syscalls/context.ts';
 import { measureExitFloor } from '../src/sandbox/floor.ts';
 import { buildBenchGuest, machineLine, median, printTable } from './lib.ts';
 

@@ -7,9 +7,9 @@ import type { Command } from 'commander';
 import { Kvm, KvmError } from '../kvm/kvm.ts';
 import { measureExitFloor } from '../sandbox/floor.ts';
 import { Program } from '../sandbox/program.ts';
-import { drainShellPool } from '../vmm/shell.ts';
+import { drainShellPool } from '../vmm/memory/shell.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
-import { ProgramError } from '../vmm/elf.ts';
+import { ProgramError } from '../vmm/linux/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { addProgramOptions, positiveInt, type ProgramCliOptions, programOptions } from './program-options.ts';
 

@@ -6,9 +6,9 @@ import type { Command } from 'commander';
 import { Kvm, KvmError } from '../kvm/kvm.ts';
 import type { Instance, Program } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
-import { readLimited } from '../server/body.ts';
-import { startFront, stripHopByHop } from '../server/front.ts';
-import { ProgramError } from '../vmm/elf.ts';
+import { readLimited } from '../http/body.ts';
+import { startFront, stripHopByHop } from '../http/front.ts';
+import { ProgramError } from '../vmm/linux/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { addProgramOptions, loadProgram, port, type ProgramCliOptions, programOptions } from './program-options.ts';
 

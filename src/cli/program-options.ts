@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { Kvm } from '../kvm/kvm.ts';
 import { Program } from '../sandbox/program.ts';
 import type { ProgramOptions } from '../sandbox/types.ts';
-import { ProgramError } from '../vmm/elf.ts';
+import { ProgramError } from '../vmm/linux/elf.ts';
 
 export interface ProgramCliOptions {
   cgi?: boolean;

@@ -3,7 +3,7 @@
 // shared cache may not store. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
 import { Cache } from '../cache/index.ts';
-import { startFront, type Front } from '../server/front.ts';
+import { startFront, type Front } from '../http/front.ts';
 
 const EXIT_USAGE = 2;
 

@@ -4,12 +4,12 @@ import { readFileSync, readSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { Kvm, KvmError } from '../kvm/kvm.ts';
-import { ProgramError } from '../vmm/elf.ts';
+import { ProgramError } from '../vmm/linux/elf.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { Machine } from '../vmm/machine.ts';
-import type { Stdio } from '../vmm/syscalls/context.ts';
-import { EINTR, EPIPE } from '../vmm/syscalls/errno.ts';
-import { waitReadable, waitWritable } from '../vmm/poll.ts';
+import type { Stdio } from '../vmm/linux/syscalls/context.ts';
+import { EINTR, EPIPE } from '../vmm/linux/syscalls/errno.ts';
+import { waitReadable, waitWritable } from '../vmm/run/poll.ts';
 
 export const EXIT_TIMEOUT = 124;
 export const EXIT_SANDBOX = 125;

@@ -1,8 +1,8 @@
 // The SDK ABI seen from the host (docs/guest-abi.md, guest/include/tinyedge.h): laying a request
 // out in guest memory and reading a response back, every guest pointer checked and every length bounded.
-import { GuestFault, type GuestMemory } from '../vmm/memory.ts';
+import { GuestFault, type GuestMemory } from '../vmm/memory/guest-memory.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/syscalls/errno.ts';
+import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
 

@@ -1,6 +1,6 @@
 // Standard streams of a request VM: stdin from a buffer (the CGI body), stdout captured up to a
 // limit (the CGI response), stderr captured as log lines.
-import type { Stdio } from '../vmm/syscalls/context.ts';
+import type { Stdio } from '../vmm/linux/syscalls/context.ts';
 
 const EFBIG = 27;
 const MAX_STDERR = 64 * 1024;

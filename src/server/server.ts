@@ -5,14 +5,14 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { type FastResponse, Storage } from '../cache/index.ts';
-import type { FastRequest } from './fast-front.ts';
+import type { FastRequest } from '../http/fast-path.ts';
 import type { Config, ConfigDiff, ProgramConfig, TenantConfig } from './config.ts';
 import { diffConfigs, loadConfig } from './config.ts';
-import { type Front, startFront } from './front.ts';
+import { type Front, startFront } from '../http/front.ts';
 import { KvStore } from './kv.ts';
 import { pino } from 'pino';
 import { type LoadedProgram, loadProgramVersion, type Logger, TenantRuntime } from './tenant.ts';
-import { VmWorkers } from './vm-pool.ts';
+import { VmWorkers } from '../sandbox/pool.ts';
 
 export interface EdgeServerOptions {
   /** Operational log (JSON lines on stdout by default). */

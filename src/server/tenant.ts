@@ -8,12 +8,12 @@ import { MAX_FETCH_RESPONSE_BYTES } from '../sandbox/abi.ts';
 import type { HostCalls } from '../sandbox/program.ts';
 import type { SandboxRequest } from '../sandbox/types.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { readLimited } from './body.ts';
+import { readLimited } from '../http/body.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
-import { QueueFullError, type VmWorkers, type Warmup } from './vm-pool.ts';
+import { QueueFullError, type VmWorkers, type Warmup } from '../sandbox/pool.ts';
 
 const MiB = 1024 * 1024;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);

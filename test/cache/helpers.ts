@@ -4,7 +4,7 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type In
 import type { AddressInfo } from 'node:net';
 import { after } from 'node:test';
 import { Cache, type CacheOptions } from '../../src/cache/index.ts';
-import { startFront, type Front } from '../../src/server/front.ts';
+import { startFront, type Front } from '../../src/http/front.ts';
 
 /** Servers still open: closed after the file's tests even when an assertion ended a test early. */
 const openResources = new Set<() => Promise<void>>();

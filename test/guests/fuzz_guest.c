@@ -45,7 +45,7 @@ enum {
 #define ARCH_GET_FS 0x1003
 #define SYSCALL_MAX 450
 
-/* The calls the host implements (src/vmm/syscalls/index.ts SYSCALL_NUMBERS), exit and
+/* The calls the host implements (src/vmm/linux/syscalls/index.ts SYSCALL_NUMBERS), exit and
  * exit_group left out: they would only end the run. */
 static const int implemented[] = {
     0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 62, 63, 72,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kvm } from '../../src/kvm/kvm.ts';
-import { SYSCALL_NUMBERS } from '../../src/vmm/syscalls/index.ts';
+import { SYSCALL_NUMBERS } from '../../src/vmm/linux/syscalls/index.ts';
 import { DEFAULT_OPTIONS, distinctFindings, type Finding, type FuzzMode, formatFinding, GuestFuzzer, MEMORY_GROWTH_LIMIT } from '../../bench/fuzz-guest.ts';
 import { ROOT } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '../../src/kvm/kvm.ts';
 import { Machine } from '../../src/vmm/machine.ts';
-import { drainShellPool } from '../../src/vmm/shell.ts';
-import type { Stdio } from '../../src/vmm/syscalls/context.ts';
+import { drainShellPool } from '../../src/vmm/memory/shell.ts';
+import type { Stdio } from '../../src/vmm/linux/syscalls/context.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 

@@ -2,7 +2,7 @@
 // directories the caller allows (by their host paths); fds 0–2 lead to the caller's Stdio.
 import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import { posix } from 'node:path';
-import { GuestFault } from '../memory.ts';
+import { GuestFault } from '../../memory/guest-memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 

@@ -7,7 +7,7 @@
 import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
-import { check, gettid } from '../kvm/libc.ts';
+import { check, gettid } from '../../kvm/libc.ts';
 
 const libc = koffi.load('libc.so.6');
 const timerCreate = libc.func('int timer_create(int clockid, void *sevp, _Out_ uint8_t *timerid)') as

@@ -4,10 +4,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { startFront, stripHopByHop } from '../../src/server/front.ts';
-import type { Front } from '../../src/server/front.ts';
-import type { FastPath } from '../../src/server/fast-front.ts';
-import { exchange } from './raw-http.ts';
+import { startFront, stripHopByHop } from '../../src/http/front.ts';
+import type { Front } from '../../src/http/front.ts';
+import type { FastPath } from '../../src/http/fast-path.ts';
+import { exchange } from '../helpers/raw-http.ts';
 
 const H = 'Host: x\r\n';
 /** Appended to every hostile request: if the front desynchronises, this is what leaks through. */

@@ -3,8 +3,8 @@
 // freed pages are zeroed so the next mapping starts clean as Linux promises. Checks come in the
 // kernel's order, so a call with several bad arguments answers the kernel's errno.
 import { fstatSync, readSync } from 'node:fs';
-import { PAGE_SIZE, pageAlignUp } from '../layout.ts';
-import { mapPages, USER_RW } from '../paging.ts';
+import { PAGE_SIZE, pageAlignUp } from '../../x86/layout.ts';
+import { mapPages, USER_RW } from '../../x86/paging.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { EBADF, EEXIST, EINVAL, ENOMEM, EOVERFLOW, errnoOf } from './errno.ts';
 

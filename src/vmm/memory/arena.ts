@@ -1,7 +1,7 @@
 // Address-space bookkeeping for brk and mmap inside one region of guest memory: the heap grows
 // up from the program's end, anonymous mappings are placed top-down, and freed ranges return to
 // a sorted free list. Addresses and lengths here are page aligned.
-import { PAGE_SIZE } from './layout.ts';
+import { PAGE_SIZE } from '../x86/layout.ts';
 
 interface Range {
   start: number;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { HostCalls } from '../../src/sandbox/program.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
-import { QueueFullError, VmWorkers } from '../../src/server/vm-pool.ts';
+import { QueueFullError, VmWorkers } from '../../src/sandbox/pool.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';

@@ -1,8 +1,8 @@
 // What a system-call handler may use: guest memory, the address-space arena, open files, the
 // standard streams, and the few vCPU actions a call can need. Handlers return a result or -errno.
-import type { Arena } from '../arena.ts';
-import type { Layout } from '../layout.ts';
-import type { GuestMemory } from '../memory.ts';
+import type { Arena } from '../../memory/arena.ts';
+import type { Layout } from '../../x86/layout.ts';
+import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { FileTable } from './files.ts';
 
 /** Where the guest's fds 0, 1 and 2 lead. `write`/`read` return a byte count or -errno. */

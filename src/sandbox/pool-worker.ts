@@ -6,10 +6,10 @@
 // key-value store) are forwarded to the HTTP thread.
 import { parentPort } from 'node:worker_threads';
 import { Kvm } from '../kvm/kvm.ts';
-import { type HostCalls, type Instance, Program } from '../sandbox/program.ts';
+import { type HostCalls, type Instance, Program } from './program.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { drainShellPool } from '../vmm/shell.ts';
-import type { FromWorker, HostOp, ToWorker } from './vm-protocol.ts';
+import { drainShellPool } from '../vmm/memory/shell.ts';
+import type { FromWorker, HostOp, ToWorker } from './pool-protocol.ts';
 
 const port = parentPort;
 if (!port) throw new Error('vm-worker.ts must run as a worker thread');

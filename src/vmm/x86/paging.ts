@@ -2,7 +2,7 @@
 // carry the permissions; Accessed and Dirty are preset so the CPU never writes the tables (which
 // would dirty pages a reset then has to copy back).
 import { type Layout, PAGE_SIZE, PD_ADDR, PDPT_ADDR, PML4_ADDR } from './layout.ts';
-import type { GuestMemory } from './memory.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
 
 const P = 0x1;
 const RW = 0x2;

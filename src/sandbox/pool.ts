@@ -3,12 +3,12 @@
 // waiting for a free slot up to a bound. Each program has `concurrency` slots spread over the
 // workers; a slot is one instance (one VM).
 import { Worker } from 'node:worker_threads';
-import type { Phase } from '../sandbox/abi.ts';
-import type { CallResult, ExportedProgram, HostCalls, LoadTiming } from '../sandbox/program.ts';
-import type { ProgramOptions, SandboxRequest } from '../sandbox/types.ts';
+import type { Phase } from './abi.ts';
+import type { CallResult, ExportedProgram, HostCalls, LoadTiming } from './program.ts';
+import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { installTimeoutSignalHandler } from '../vmm/timer.ts';
-import type { FromWorker, ToWorker } from './vm-protocol.ts';
+import { installTimeoutSignalHandler } from '../vmm/run/timer.ts';
+import type { FromWorker, ToWorker } from './pool-protocol.ts';
 
 /** No instance became free within the program's queue timeout. */
 export class QueueFullError extends Error {
@@ -61,7 +61,7 @@ export interface Warmup extends CallOptions {
 export const IDLE_LOADERS = 1;
 
 /** A plain-JS entry that registers tsx in the worker before loading vm-worker.ts. */
-const workerUrl = new URL('./vm-worker.mjs', import.meta.url);
+const workerUrl = new URL('./pool-worker.mjs', import.meta.url);
 
 export class VmWorkers {
   private readonly workers: Worker[] = [];

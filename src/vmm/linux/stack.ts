@@ -2,7 +2,7 @@
 // envp, the auxiliary vector (with fresh AT_RANDOM bytes), and the strings they point to.
 import { randomFillSync } from 'node:crypto';
 import type { LoadedProgram } from './elf.ts';
-import type { GuestMemory } from './memory.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
 
 const AT_NULL = 0, AT_PHDR = 3, AT_PHENT = 4, AT_PHNUM = 5, AT_PAGESZ = 6, AT_BASE = 7, AT_FLAGS = 8;
 const AT_ENTRY = 9, AT_UID = 11, AT_EUID = 12, AT_GID = 13, AT_EGID = 14, AT_PLATFORM = 15, AT_HWCAP = 16;

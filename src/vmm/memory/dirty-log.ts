@@ -1,10 +1,10 @@
 // KVM's dirty log for a request VM's memory slot, plus the host's own writes: which pages a
 // reset must copy back from the snapshot.
-import { KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../kvm/constants.ts';
-import { type Mapping, MAP_ANONYMOUS, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE } from '../kvm/libc.ts';
-import type { Vm } from '../kvm/vm.ts';
-import { PAGE_SIZE } from './layout.ts';
-import type { GuestMemory } from './memory.ts';
+import { KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../../kvm/constants.ts';
+import { type Mapping, MAP_ANONYMOUS, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE } from '../../kvm/libc.ts';
+import type { Vm } from '../../kvm/vm.ts';
+import { PAGE_SIZE } from '../x86/layout.ts';
+import type { GuestMemory } from './guest-memory.ts';
 
 const SLOT = 0;
 

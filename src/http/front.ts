@@ -10,11 +10,11 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { type FastPath, serveFast } from './fast-front.ts';
+import { type FastPath, serveFast } from './fast-path.ts';
 import { vetRequest } from './vet.ts';
 
-export { stripHopByHop } from './hop-by-hop.ts';
-export type { HeaderMap } from './hop-by-hop.ts';
+export { stripHopByHop } from '../cache/hop-by-hop.ts';
+export type { HeaderMap } from '../cache/hop-by-hop.ts';
 
 export interface FrontOptions {
   host?: string;

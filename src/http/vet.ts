@@ -4,7 +4,7 @@
 // hop-by-hop header fields. Allocation-free on the common path (origin-form, no hop-by-hop fields).
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import { connectionTokens, equalsLower, isFixedHopByHop } from './hop-by-hop.ts';
+import { connectionTokens, equalsLower, isFixedHopByHop } from '../cache/hop-by-hop.ts';
 
 export interface VetLimits {
   readonly maxUrlBytes: number;

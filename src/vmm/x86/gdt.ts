@@ -2,7 +2,7 @@
 // an IDT whose 32 exception gates lead to the exception stubs.
 import { EXCEPTION_VECTORS } from './ports.ts';
 import { GDT_ADDR, IDT_ADDR, IST_STACK_TOP, PAGE_SIZE, TSS_ADDR } from './layout.ts';
-import type { GuestMemory } from './memory.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
 import { exceptionStub } from './stubs.ts';
 
 export const KERNEL_CS = 0x08;

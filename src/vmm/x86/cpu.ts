@@ -1,8 +1,8 @@
 // Puts a vCPU in 64-bit long mode, ring 3, once per VM: control registers, segments, the
 // syscall MSRs, CPUID and XCR0 from the host (so guests get AVX2 / AVX-512), no interrupts.
-import { SREGS } from '../kvm/constants.ts';
-import type { Kvm } from '../kvm/kvm.ts';
-import type { Vcpu } from '../kvm/vcpu.ts';
+import { SREGS } from '../../kvm/constants.ts';
+import type { Kvm } from '../../kvm/kvm.ts';
+import type { Vcpu } from '../../kvm/vcpu.ts';
 import { GDT_LIMIT, IDT_LIMIT, KERNEL_CS, KERNEL_DS, TSS_LIMIT, TSS_SELECTOR, USER_BASE_SELECTOR } from './gdt.ts';
 import { GDT_ADDR, IDT_ADDR, PML4_ADDR, TSS_ADDR } from './layout.ts';
 import { SYSCALL_ENTRY } from './stubs.ts';

@@ -1,9 +1,9 @@
 // Messages between the HTTP thread and the VM worker threads (serving workers and loaders run the
 // same code). Bodies travel as transferred ArrayBuffers (no copy); everything else is
 // structured-cloned.
-import type { CallResult, ExportedProgram } from '../sandbox/program.ts';
-import type { Phase } from '../sandbox/abi.ts';
-import type { ProgramOptions, SandboxRequest } from '../sandbox/types.ts';
+import type { CallResult, ExportedProgram } from './program.ts';
+import type { Phase } from './abi.ts';
+import type { ProgramOptions, SandboxRequest } from './types.ts';
 import type { SandboxFailureKind } from '../vmm/errors.ts';
 
 export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete';

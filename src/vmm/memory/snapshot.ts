@@ -6,13 +6,13 @@
 // its own.
 import { writeSync } from 'node:fs';
 import koffi from 'koffi';
-import { check, close, type Mapping } from '../kvm/libc.ts';
+import { check, close, type Mapping } from '../../kvm/libc.ts';
 import { acquireMapping, releaseMapping } from './shell.ts';
-import type { LoadedProgram } from './elf.ts';
-import { type Layout, PAGE_SIZE } from './layout.ts';
-import type { Machine, PendingCall } from './machine.ts';
+import type { LoadedProgram } from '../linux/elf.ts';
+import { type Layout, PAGE_SIZE } from '../x86/layout.ts';
+import type { Machine, PendingCall } from '../machine.ts';
 import type { ArenaState } from './arena.ts';
-import type { FileTableState } from './syscalls/files.ts';
+import type { FileTableState } from '../linux/syscalls/files.ts';
 
 const libc = koffi.load('libc.so.6');
 const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;

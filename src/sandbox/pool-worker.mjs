@@ -3,4 +3,4 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('./vm-worker.ts');
+await import('./pool-worker.ts');

@@ -4,11 +4,11 @@
 // that every new multi-megabyte ArrayBuffer provokes), so closed instances give their shell back
 // to a per-thread pool and new instances and program loads take one from it, swapping in new
 // memory contents with MAP_FIXED at the same addresses.
-import type { Kvm } from '../kvm/kvm.ts';
-import { type Mapping, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE, remap } from '../kvm/libc.ts';
-import type { Vcpu } from '../kvm/vcpu.ts';
-import type { Vm } from '../kvm/vm.ts';
-import { configureVcpu, type CpuFeatures, hostCpuFeatures, setInitialMsrs } from './cpu.ts';
+import type { Kvm } from '../../kvm/kvm.ts';
+import { type Mapping, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE, remap } from '../../kvm/libc.ts';
+import type { Vcpu } from '../../kvm/vcpu.ts';
+import type { Vm } from '../../kvm/vm.ts';
+import { configureVcpu, type CpuFeatures, hostCpuFeatures, setInitialMsrs } from '../x86/cpu.ts';
 import { DirtyLog } from './dirty-log.ts';
 
 export interface Shell {

@@ -1,9 +1,9 @@
 // Loader for static x86-64 ELF executables (ET_EXEC, and static-PIE ET_DYN without an
 // interpreter). Copies the PT_LOAD segments into guest memory and maps their pages with the
 // segment's permissions. Anything else is refused with a message a developer can act on.
-import { type Layout, PAGE_SIZE, pageAlignDown, pageAlignUp, PROGRAM_BASE, SYSTEM_END } from './layout.ts';
-import type { GuestMemory } from './memory.ts';
-import { mapPages, type PageFlags } from './paging.ts';
+import { type Layout, PAGE_SIZE, pageAlignDown, pageAlignUp, PROGRAM_BASE, SYSTEM_END } from '../x86/layout.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
+import { mapPages, type PageFlags } from '../x86/paging.ts';
 
 const ET_EXEC = 2, ET_DYN = 3;
 const EM_X86_64 = 62;

@@ -2,8 +2,8 @@
 // hands the host goes through `user()` / `writable()` (the user-accessible range) before it is
 // touched. The host's own writes are recorded per page: KVM's dirty log sees only the guest's,
 // and a reset must undo both.
-import { type Mapping, madvise, MADV_DONTNEED, MADV_POPULATE_WRITE } from '../kvm/libc.ts';
-import { PAGE_SIZE } from './layout.ts';
+import { type Mapping, madvise, MADV_DONTNEED, MADV_POPULATE_WRITE } from '../../kvm/libc.ts';
+import { PAGE_SIZE } from '../x86/layout.ts';
 
 /** A guest pointer or length that does not lie inside guest memory the program may touch. */
 export class GuestFault extends Error {
