@@ -4,13 +4,7 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
-import { Kvm, KvmError } from '../kvm/kvm.ts';
-import { measureExitFloor } from '../sandbox/floor.ts';
-import { Program } from '../sandbox/program.ts';
-import { drainShellPool } from '../vmm/memory/shell.ts';
-import type { SandboxRequest } from '../sandbox/types.ts';
-import { ProgramError } from '../vmm/linux/elf.ts';
-import { SandboxError } from '../vmm/errors.ts';
+import { drainShellPool, Kvm, KvmError, measureExitFloor, Program, ProgramError, SandboxError, type SandboxRequest } from '../sandbox/index.ts';
 import { addProgramOptions, positiveInt, type ProgramCliOptions, programOptions } from './program-options.ts';
 
 interface BenchOptions extends ProgramCliOptions {

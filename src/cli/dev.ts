@@ -3,13 +3,9 @@
 // server: the multi-tenant server runs guests on worker threads with instance pools).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Command } from 'commander';
-import { Kvm, KvmError } from '../kvm/kvm.ts';
-import type { Instance, Program } from '../sandbox/program.ts';
-import type { SandboxRequest } from '../sandbox/types.ts';
+import { type Instance, Kvm, KvmError, type Program, ProgramError, SandboxError, type SandboxRequest } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { startFront, stripHopByHop } from '../http/front.ts';
-import { ProgramError } from '../vmm/linux/elf.ts';
-import { SandboxError } from '../vmm/errors.ts';
 import { addProgramOptions, loadProgram, port, type ProgramCliOptions, programOptions } from './program-options.ts';
 
 interface DevOptions extends ProgramCliOptions {

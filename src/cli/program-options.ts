@@ -2,10 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import type { Kvm } from '../kvm/kvm.ts';
-import { Program } from '../sandbox/program.ts';
-import type { ProgramOptions } from '../sandbox/types.ts';
-import { ProgramError } from '../vmm/linux/elf.ts';
+import { type Kvm, Program, ProgramError, type ProgramOptions } from '../sandbox/index.ts';
 
 export interface ProgramCliOptions {
   cgi?: boolean;

@@ -1,15 +1,8 @@
 // `tinyedge run`: executes a static Linux program in a tiny VM with the command's own stdin,
 // stdout and stderr. Exit status: the program's, or 124 (timeout) / 125 (any sandbox failure).
-import { readFileSync, readSync, writeSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { Kvm, KvmError } from '../kvm/kvm.ts';
-import { ProgramError } from '../vmm/linux/elf.ts';
-import { SandboxError } from '../vmm/errors.ts';
-import { Machine } from '../vmm/machine.ts';
-import type { Stdio } from '../vmm/linux/syscalls/context.ts';
-import { EINTR, EPIPE } from '../vmm/linux/syscalls/errno.ts';
-import { waitReadable, waitWritable } from '../vmm/run/poll.ts';
+import { KvmError, ProgramError, processStdio, runProcess, SandboxError } from '../sandbox/index.ts';
 
 export const EXIT_TIMEOUT = 124;
 export const EXIT_SANDBOX = 125;
@@ -20,48 +13,6 @@ interface RunOptions {
   env: string[];
   allowRead: string[];
 }
-
-const wait = new Int32Array(new SharedArrayBuffer(4));
-
-/** Largest write a pipe with room (POLLOUT) takes without blocking: PIPE_BUF. */
-const PIPE_BUF = 4096;
-
-/** The host process's own fds 0–2, written synchronously but never past the program's deadline. */
-export const processStdio: Stdio = {
-  write(fd, data, waitMs) {
-    // A blocking write to a full pipe would outlive the deadline (libuv retries EINTR), and
-    // O_NONBLOCK would change the description the parent shares: so wait for room with poll, then
-    // write no more than room is sure to hold. EAGAIN (a description someone else made
-    // non-blocking, filled by another writer) waits again.
-    const until = performance.now() + waitMs;
-    let done = 0;
-    while (done < data.length) {
-      if (!waitWritable(fd, until - performance.now())) return done > 0 ? done : -EINTR;
-      try {
-        done += writeSync(fd, data, done, Math.min(PIPE_BUF, data.length - done));
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EPIPE') return done > 0 ? done : -EPIPE;
-        if (code !== 'EAGAIN') throw err;
-      }
-    }
-    return done;
-  },
-  read(into, waitMs) {
-    // readSync would block past the deadline (libuv retries EINTR), so wait for data first.
-    if (!waitReadable(0, waitMs)) return -EINTR;
-    for (;;) {
-      try {
-        return readSync(0, into, 0, into.length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') Atomics.wait(wait, 0, 0, 1);
-        else if (code === 'EOF') return 0;
-        else throw err;
-      }
-    }
-  },
-};
 
 function positiveInt(name: string, value: string): number {
   const n = Number(value);
@@ -84,8 +35,6 @@ function say(message: string): void {
 
 /** Runs the program and returns the exit status the command should have. */
 export function runProgram(program: string, args: string[], opts: RunOptions): number {
-  let machine: Machine | undefined;
-  let kvm: Kvm | undefined;
   try {
     const memoryMiB = positiveInt('memory', opts.memory);
     const timeoutMs = positiveInt('timeout', opts.timeout);
@@ -96,10 +45,7 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
     } catch (err) {
       throw new ProgramError(`cannot read ${program}: ${(err as Error).message}`);
     }
-    kvm = new Kvm();
-    machine = Machine.boot(kvm, elf, { memoryMiB: memoryMiB + (memoryMiB % 2), argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, stdio: processStdio });
-    const result = machine.run(timeoutMs);
-    if (result.kind !== 'exit') throw new SandboxError('fault', `program made tenant API call ${result.call} outside a request`);
+    const result = runProcess(elf, { memoryMiB, timeoutMs, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead });
     if (result.signal) say(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {
@@ -113,9 +59,6 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
     }
     say(`tinyedge: internal error: ${(err as Error).stack ?? String(err)}\n`);
     return EXIT_SANDBOX;
-  } finally {
-    machine?.close();
-    kvm?.close();
   }
 }
 

@@ -4,11 +4,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { buildExample } from '../../guest/build.ts';
-import { KvmError } from '../kvm/kvm.ts';
+import { KvmError, SandboxError } from '../sandbox/index.ts';
 import { type Config, ConfigError, defaultConfig, loadConfig } from '../server/config.ts';
 import { type DemoOrigin, startDemoOrigin } from '../server/demo-origin.ts';
 import { EdgeServer } from '../server/server.ts';
-import { SandboxError } from '../vmm/errors.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -4,8 +4,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BanSyntaxError } from '../cache/index.ts';
-import { SandboxError } from '../vmm/errors.ts';
-import { ProgramError } from '../vmm/linux/elf.ts';
+import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
 import { metricsRegistry } from './metrics.ts';

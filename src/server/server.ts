@@ -12,7 +12,7 @@ import { type Front, startFront } from '../http/front.ts';
 import { KvStore } from './kv.ts';
 import { pino } from 'pino';
 import { type LoadedProgram, loadProgramVersion, type Logger, TenantRuntime } from './tenant.ts';
-import { VmWorkers } from '../sandbox/pool.ts';
+import { VmWorkers } from '../sandbox/index.ts';
 
 export interface EdgeServerOptions {
   /** Operational log (JSON lines on stdout by default). */

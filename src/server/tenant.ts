@@ -4,16 +4,12 @@
 import { Readable } from 'node:stream';
 import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
-import { MAX_FETCH_RESPONSE_BYTES } from '../sandbox/abi.ts';
-import type { HostCalls } from '../sandbox/program.ts';
-import type { SandboxRequest } from '../sandbox/types.ts';
-import { SandboxError } from '../vmm/errors.ts';
+import { type HostCalls, MAX_FETCH_RESPONSE_BYTES, QueueFullError, SandboxError, type SandboxRequest, type VmWorkers, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
-import { QueueFullError, type VmWorkers, type Warmup } from '../sandbox/pool.ts';
 
 const MiB = 1024 * 1024;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);

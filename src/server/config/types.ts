@@ -1,6 +1,6 @@
 // The validated configuration as the server consumes it: every default filled in, durations in
 // milliseconds, sizes in bytes, paths absolute. docs/config.md describes the file it comes from.
-import type { ProgramMode } from '../../sandbox/types.ts';
+import type { ProgramMode } from '../../sandbox/index.ts';
 import type { Address, HttpMethod } from './values.ts';
 
 export type { Address, HttpMethod, ProgramMode };
