@@ -1,4 +1,4 @@
-// The servers bench/proxy.ts compares (tinyedge proxy, Varnish, nginx) and the process plumbing
+// The servers bench/proxy.ts compares (tinyedge proxy, tinyedge serve, Varnish, nginx) and the process plumbing
 // around them: installing a missing tool with apt, writing each one's minimal cache config into a
 // temp dir, starting it pinned to one CPU, waiting until it answers, and killing every process we
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
@@ -200,6 +200,8 @@ export interface Started {
   readonly name: string;
   readonly url: string;
   readonly child: Child;
+  /** A line on how the server answered, from its own counters, where it has them. */
+  readonly report?: () => Promise<string>;
 }
 
 /** Varnish with a minimal VCL: one backend, default caching, an X-Cache header to prove hits. */
@@ -289,6 +291,38 @@ export async function startTinyedge(children: Children, root: string, originPort
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/`, child, 30_000);
   return { name: 'tinyedge', url, child };
+}
+
+/**
+ * `tinyedge serve` from this checkout: one tenant for the Host wrk sends (127.0.0.1), the bench
+ * origin as its default origin, no programs, so its hits are served as `serve` serves any tenant
+ * without hook programs (the raw fast path included). One VM worker thread, idle throughout.
+ */
+export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string): Promise<Started> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const config = join(dir, 'serve.yaml');
+  writeFileSync(
+    config,
+    `server:
+  listen: 127.0.0.1:${port}
+  admin: 127.0.0.1:${adminPort}
+  workers: 1
+tenants:
+  - name: bench
+    hosts: [127.0.0.1]
+    token: bench-token-0123456789
+    origins: [{ name: default, url: "http://127.0.0.1:${originPort}" }]
+`,
+  );
+  const child = children.spawn(process.execPath, [join(root, 'bin/tinyedge.js'), 'serve', '--config', config], cpu, root);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/`, child, 30_000);
+  const report = async (): Promise<string> => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
+    const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
+    return `hits ${cache.hits}, of which on the raw fast path ${cache.fastHits}; misses ${cache.misses}`;
+  };
+  return { name: 'serve', url, child, report };
 }
 
 /** `varnishd -V` / `nginx -v` first line, for the header. */

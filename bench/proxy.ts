@@ -1,19 +1,22 @@
-// Cache-hit throughput and latency of `tinyedge proxy` against Varnish and nginx on this machine,
-// all in front of one origin, each server pinned to CPU 0 and wrk to CPU 1. Every server is
-// checked to really serve hits (the origin counts its fetches). Usage:
-//   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,varnish,nginx]
+// Cache-hit throughput and latency of `tinyedge proxy` and `tinyedge serve` (one tenant without
+// programs) against Varnish and nginx on this machine, all in front of one origin, each server
+// pinned to CPU 0 and wrk to CPU 1. Every server is checked to really serve hits (the origin
+// counts its fetches). Usage:
+//   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,serve,varnish,nginx]
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Children, ensureTool, fetchOnce, startHarness, startNginx, startTinyedge, startVarnish, versionOf } from './proxy-servers.ts';
+import { Children, ensureTool, fetchOnce, startHarness, startNginx, startTinyedge, startTinyedgeServe, startVarnish, versionOf } from './proxy-servers.ts';
 import type { Started } from './proxy-servers.ts';
 import { runWrk } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SERVERS = ['tinyedge', 'varnish', 'nginx'] as const;
+const SERVERS = ['tinyedge', 'serve', 'varnish', 'nginx'] as const;
 type ServerName = (typeof SERVERS)[number];
+/** How the table names each server: `tinyedge` is `tinyedge proxy`, kept short as before. */
+const LABELS: Readonly<Record<ServerName, string>> = { tinyedge: 'tinyedge', serve: 'tinyedge serve', varnish: 'varnish', nginx: 'nginx' };
 
 interface Options {
   durationSec: number;
@@ -43,7 +46,7 @@ function parseArgs(argv: string[]): Options {
       opts.only = names as ServerName[];
       i++;
     } else if (flag === '--help' || flag === '-h') {
-      console.log('usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,varnish,nginx]');
+      console.log(`usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--only ${SERVERS.join(',')}]`);
       process.exit(0);
     } else throw new Error(`unknown option '${flag}' (try --help)`);
   }
@@ -124,9 +127,9 @@ function printTable(rows: Row[]): void {
   const lines = rows.map((row) => {
     const base = rows.find((r) => r.server === 'varnish' && r.object === row.object)?.result;
     const r = row.result;
-    if (r === undefined) return [row.server, row.object, '-', '-', '-', '-', '-', '-', row.cacheHeader];
+    if (r === undefined) return [LABELS[row.server], row.object, '-', '-', '-', '-', '-', '-', row.cacheHeader];
     return [
-      row.server,
+      LABELS[row.server],
       row.object,
       Math.round(r.requestsPerSec).toLocaleString('en-US'),
       fmtMs(r.p50Ms),
@@ -142,7 +145,7 @@ function printTable(rows: Row[]): void {
   console.log(fmt(head));
   console.log(`|${widths.map((w, i) => (i >= 2 && i <= 7 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`);
   for (const line of lines) console.log(fmt(line));
-  for (const row of rows) if (row.note !== undefined) console.log(`  ! ${row.server} ${row.object}: ${row.note}`);
+  for (const row of rows) if (row.note !== undefined) console.log(`  ! ${LABELS[row.server]} ${row.object}: ${row.note}`);
 }
 
 async function main(): Promise<number> {
@@ -177,11 +180,13 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
   const skipped: string[] = [];
   const originTotals: string[] = [];
+  const reports: string[] = [];
   for (const name of opts.only) {
     let server: Started | { missing: string };
     const beforeAll = await originCounts(originUrl);
     try {
       if (name === 'tinyedge') server = await startTinyedge(children, ROOT, hello.port, serverCpu);
+      else if (name === 'serve') server = await startTinyedgeServe(children, ROOT, dir, hello.port, serverCpu);
       else {
         const tool = name === 'varnish' ? ensureTool('varnishd', 'varnish') : ensureTool('nginx', 'nginx');
         if ('missing' in tool) server = tool;
@@ -198,14 +203,15 @@ async function main(): Promise<number> {
       skipped.push(`${name}: ${server.missing}`);
       continue;
     }
-    console.error(`benchmarking ${name} at ${server.url} ...`);
+    console.error(`benchmarking ${LABELS[name]} at ${server.url} ...`);
     try {
       rows.push(...(await benchServer(server, hello.objects, originUrl, opts, children, wrkCpu)));
+      if (server.report !== undefined) reports.push(`${LABELS[name]}: ${await server.report()}`);
     } finally {
       await children.stop(server.child);
     }
     const afterAll = await originCounts(originUrl);
-    originTotals.push(`${name}: ${Object.keys(hello.objects).map((p) => `${p} ${(afterAll[p] ?? 0) - (beforeAll[p] ?? 0)}`).join(', ')}`);
+    originTotals.push(`${LABELS[name]}: ${Object.keys(hello.objects).map((p) => `${p} ${(afterAll[p] ?? 0) - (beforeAll[p] ?? 0)}`).join(', ')}`);
   }
 
   console.log(`versions: ${versions.join(', ')}`);
@@ -213,6 +219,7 @@ async function main(): Promise<number> {
   if (rows.length > 0) printTable(rows);
   console.log('');
   console.log(`origin fetches per server, warm-up and load together (1 per object means every other request was a hit): ${originTotals.join('; ') || '-'}`);
+  for (const line of reports) console.log(line);
   for (const line of skipped) console.log(`skipped ${line}`);
   return rows.some((r) => r.note !== undefined) ? 1 : 0;
 }

@@ -26,5 +26,5 @@ static void on_request(const te_request *req) {
 int main(void) {
     for (int i = 0; i < 4096; i++) table[i] = (float)(i % 13) * 0.5f;
     te_on_request(on_request);
-    wait_for_requests();
+    te_wait_for_requests();
 }

@@ -48,5 +48,5 @@ static void on_request(const te_request *req) {
 
 int main(void) {
     te_on_request(on_request);
-    wait_for_requests();
+    te_wait_for_requests();
 }

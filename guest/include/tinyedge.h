@@ -1,8 +1,10 @@
 /*
- * tinyedge.h — the guest SDK for tinyedge request VMs. One header, no library: C99 or C++.
+ * tinyedge.h — the guest SDK for tinyedge request VMs. One header, no library: C99 or C++
+ * (tinyedge.hpp wraps it for C++17). Any number of a program's files may include it: the SDK's
+ * state is defined weakly, so the linker keeps one copy for the whole program.
  *
  * A program registers a handler, initialises whatever it likes in main(), then calls
- * wait_for_requests(). The host freezes the program there (the snapshot) and runs every request
+ * te_wait_for_requests(). The host freezes the program there (the snapshot) and runs every request
  * in an instance that is reset to that snapshot afterwards: nothing a request writes survives it.
  *
  *     #include <tinyedge.h>
@@ -10,7 +12,7 @@
  *         te_respond_str(200, "text/plain", "hello, world\n");
  *         te_cache(60, 10, 0);                   // cache 60 s, serve stale for 10 s more
  *     }
- *     int main(void) { te_on_request(hello); wait_for_requests(); }
+ *     int main(void) { te_on_request(hello); te_wait_for_requests(); }
  *
  * The ABI (for bindings in other languages) is in docs/guest-abi.md: hypercalls are `out` to
  * port 0x80 with the call number in EAX and arguments in RDI, RSI, RDX; the result is in RAX.
@@ -20,6 +22,7 @@
 #ifndef TINYEDGE_H
 #define TINYEDGE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,15 +34,17 @@
 extern "C" {
 #endif
 
+/* The binary interface this header speaks, passed to the host by the first WAIT. It changes only
+ * when a change would make a built program wrong (docs/guest-abi.md, "Versions"). */
 #define TE_ABI_VERSION 1
 
 /* Hypercall numbers. */
-#define TE_CALL_WAIT      1  /* rdi = response (or 0 the first time) -> rax = next request */
+#define TE_CALL_WAIT      1  /* rdi = response (or 0 the first time; then rsi = TE_ABI_VERSION) -> rax = next request */
 #define TE_CALL_LOG       2  /* rdi = text, rsi = length -> 0 */
 #define TE_CALL_FETCH     3  /* rdi = te_fetch -> HTTP status, or -errno */
-#define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -ENOENT */
-#define TE_CALL_KV_SET    5  /* rdi = te_kv -> 0, or -ENOSPC over the tenant's quota */
-#define TE_CALL_KV_DELETE 6  /* rdi = te_kv -> 0, or -ENOENT */
+#define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -errno */
+#define TE_CALL_KV_SET    5  /* rdi = te_kv -> 0, or -errno (-ENOSPC over the tenant's quota) */
+#define TE_CALL_KV_DELETE 6  /* rdi = te_kv -> 0, or -errno (-ENOENT when absent) */
 
 /* Why the program is called (te_request.phase). */
 #define TE_PHASE_GENERATE 0  /* produce the response (the backend of a route) */
@@ -63,9 +68,13 @@ typedef struct {
     uint32_t phase;     /* TE_PHASE_* */
     uint32_t resp_status;        /* deliver phase: the response about to be delivered */
     uint32_t resp_header_count;
-    uint32_t reserved;
+    uint32_t flags;     /* TE_REQUEST_* */
     const te_header *resp_headers;
 } te_request;
+
+/* te_request.flags. A synthetic request the host makes to check a program it has just loaded
+ * (before `serve` routes anything to a new version): not a client's; answer it as any other. */
+#define TE_REQUEST_WARMUP 1u
 
 #define TE_RESPONDED   1u  /* a response (generate), or a synthetic answer (recv) */
 #define TE_UNCACHEABLE 2u
@@ -110,16 +119,77 @@ typedef struct {
     uint64_t value_cap; /* get: buffer size; set: value length */
 } te_kv;
 
+/* Every offset the host reads or writes, asserted here and named alike in the host
+ * (src/sandbox/abi-layout.ts): a layout the host does not share fails to compile. */
+#ifdef __cplusplus
+#define TE__ASSERT(cond, what) static_assert(cond, what)
+#else
+#define TE__ASSERT(cond, what) _Static_assert(cond, what)
+#endif
+#define TE__FIELD(type, field, offset) TE__ASSERT(offsetof(type, field) == (offset), #type "." #field " is at offset " #offset " in the ABI")
+#define TE__SIZE(type, size) TE__ASSERT(sizeof(type) == (size), "sizeof(" #type ") is " #size " in the ABI")
+
+TE__FIELD(te_str, ptr, 0);
+TE__FIELD(te_str, len, 8);
+TE__SIZE(te_str, 16);
+TE__FIELD(te_header, name, 0);
+TE__FIELD(te_header, value, 16);
+TE__SIZE(te_header, 32);
+TE__FIELD(te_request, abi_version, 0);
+TE__FIELD(te_request, header_count, 4);
+TE__FIELD(te_request, method, 8);
+TE__FIELD(te_request, url, 24);
+TE__FIELD(te_request, path, 40);
+TE__FIELD(te_request, query, 56);
+TE__FIELD(te_request, body, 72);
+TE__FIELD(te_request, headers, 88);
+TE__FIELD(te_request, random, 96);
+TE__FIELD(te_request, phase, 128);
+TE__FIELD(te_request, resp_status, 132);
+TE__FIELD(te_request, resp_header_count, 136);
+TE__FIELD(te_request, flags, 140);
+TE__FIELD(te_request, resp_headers, 144);
+TE__SIZE(te_request, 152);
+TE__FIELD(te_response, status, 0);
+TE__FIELD(te_response, flags, 4);
+TE__FIELD(te_response, header_count, 8);
+TE__FIELD(te_response, headers, 16);
+TE__FIELD(te_response, body, 24);
+TE__FIELD(te_response, ttl_ms, 40);
+TE__FIELD(te_response, grace_ms, 48);
+TE__FIELD(te_response, keep_ms, 56);
+TE__FIELD(te_response, tags, 64);
+TE__FIELD(te_response, url, 80);
+TE__SIZE(te_response, 96);
+TE__FIELD(te_fetch, origin, 0);
+TE__FIELD(te_fetch, method, 16);
+TE__FIELD(te_fetch, url, 32);
+TE__FIELD(te_fetch, headers, 48);
+TE__FIELD(te_fetch, header_count, 56);
+TE__FIELD(te_fetch, body, 64);
+TE__FIELD(te_fetch, resp_body, 80);
+TE__FIELD(te_fetch, resp_body_cap, 88);
+TE__FIELD(te_fetch, resp_body_len, 96);
+TE__FIELD(te_fetch, resp_headers, 104);
+TE__FIELD(te_fetch, resp_headers_cap, 112);
+TE__FIELD(te_fetch, resp_headers_len, 120);
+TE__SIZE(te_fetch, 128);
+TE__FIELD(te_kv, key, 0);
+TE__FIELD(te_kv, value, 16);
+TE__FIELD(te_kv, value_cap, 24);
+TE__SIZE(te_kv, 32);
+
 typedef void (*te_handler)(const te_request *req);
 
-#ifndef TE_MAX_RESPONSE_HEADERS
-#define TE_MAX_RESPONSE_HEADERS 64
-#endif
+/* Response headers a handler may add: the host's bound (docs/guest-abi.md, "Limits"). */
+#define TE_MAX_RESPONSE_HEADERS 256
 
-/* SDK state lives in these statics: reset with everything else after each request. */
-static te_handler te__handler;
-static te_response te__response;
-static te_header te__headers[TE_MAX_RESPONSE_HEADERS];
+/* The SDK's state, reset with everything else after each request. Weak definitions: each file
+ * that includes this header defines them, and the linker keeps one, so a handler registered in
+ * one file and the loop started in another share it. */
+__attribute__((weak)) te_handler te__handler;
+__attribute__((weak)) te_response te__response;
+__attribute__((weak)) te_header te__headers[TE_MAX_RESPONSE_HEADERS];
 
 static inline long te__hypercall(long call, long a, long b) {
     long ret;
@@ -131,16 +201,16 @@ static inline long te__hypercall(long call, long a, long b) {
 
 static inline void te_on_request(te_handler handler) { te__handler = handler; }
 
-static void te__reset_response(void) {
+static inline void te__reset_response(void) {
     memset(&te__response, 0, sizeof te__response);
     te__response.headers = te__headers;
     te__response.ttl_ms = te__response.grace_ms = te__response.keep_ms = -1;
 }
 
 /* Ends initialisation (the snapshot is taken here) and serves requests forever. */
-static void wait_for_requests(void) __attribute__((noreturn, unused));
-static void wait_for_requests(void) {
-    const te_request *req = (const te_request *)te__hypercall(TE_CALL_WAIT, 0, 0);
+static void te_wait_for_requests(void) __attribute__((noreturn, unused));
+static void te_wait_for_requests(void) {
+    const te_request *req = (const te_request *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
     for (;;) {
         unsigned seed;
         te__reset_response();
@@ -150,6 +220,10 @@ static void wait_for_requests(void) {
         req = (const te_request *)te__hypercall(TE_CALL_WAIT, (long)&te__response, 0);
     }
 }
+
+/* The SDK's first name for te_wait_for_requests(), kept for the programs written with it. */
+static void wait_for_requests(void) __attribute__((noreturn, unused));
+static void wait_for_requests(void) { te_wait_for_requests(); }
 
 /* --- reading the request ---------------------------------------------------------------------- */
 
@@ -170,6 +244,92 @@ static inline const char *te_request_header(const te_request *req, const char *n
     }
     if (len) *len = 0;
     return NULL;
+}
+
+/* True for the host's warm-up request (TE_REQUEST_WARMUP), false for a client's. */
+static inline int te_is_warmup(const te_request *req) { return (req->flags & TE_REQUEST_WARMUP) != 0; }
+
+/* How te_percent_decode() reads its input. */
+#define TE_DECODE_PLUS      1u  /* '+' is a space (form encoding: query strings) */
+#define TE_DECODE_ALLOW_NUL 2u  /* let %00 through: the result is then bytes, not a C string */
+
+static inline int te__hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the %XX escapes of src[0, len) into dst, NUL-terminated (dst may be src: decoding never
+ * lengthens). Returns the decoded length; -EINVAL for a '%' without two hex digits after it, or a
+ * NUL byte (escaped or not) without TE_DECODE_ALLOW_NUL; -ENOSPC when dst's `cap` bytes cannot hold
+ * the result and its NUL. On an error dst holds "" (when cap > 0). */
+static inline long te_percent_decode(const char *src, size_t len, char *dst, size_t cap, unsigned flags) {
+    size_t n = 0;
+    long err = 0;
+    for (size_t i = 0; i < len && err == 0; i++) {
+        char c = src[i];
+        if (c == '%') {
+            int hi = len - i >= 3 ? te__hex(src[i + 1]) : -1;
+            int lo = hi >= 0 ? te__hex(src[i + 2]) : -1;
+            if (lo < 0) { err = -EINVAL; break; }
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && (flags & TE_DECODE_PLUS)) {
+            c = ' ';
+        }
+        if (c == '\0' && !(flags & TE_DECODE_ALLOW_NUL)) err = -EINVAL;
+        else if (n + 1 >= cap) err = -ENOSPC;
+        else dst[n++] = c;
+    }
+    if (err == 0 && cap == 0) err = -ENOSPC;
+    if (err != 0) {
+        if (cap > 0) dst[0] = '\0';
+        return err;
+    }
+    dst[n] = '\0';
+    return (long)n;
+}
+
+/* True when s[0, len), form-decoded, is exactly name[0, nlen) (a bad escape never matches). */
+static inline int te__decoded_equals(const char *s, size_t len, const char *name, size_t nlen) {
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++, j++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi = len - i >= 3 ? te__hex(s[i + 1]) : -1;
+            int lo = hi >= 0 ? te__hex(s[i + 2]) : -1;
+            if (lo < 0) return 0;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (j >= nlen || c != name[j]) return 0;
+    }
+    return j == nlen;
+}
+
+/* Finds the query parameter `name` (name=value pairs split on '&', form encoding: escapes and '+'
+ * decoded in names and values) and decodes its value into buf, NUL-terminated. Returns the
+ * value's length; -ENOENT when absent; -EINVAL for a bad escape or a NUL in the value; -ENOSPC
+ * when buf's `cap` bytes cannot hold it and its NUL. The first of repeated parameters counts; a
+ * name without '=' has the empty value. */
+static inline long te_query_param(const te_request *req, const char *name, char *buf, size_t cap) {
+    const char *q = req->query.ptr;
+    size_t len = (size_t)req->query.len, nlen = strlen(name);
+    for (size_t i = 0; i <= len; ) {
+        size_t end = i, eq;
+        while (end < len && q[end] != '&') end++;
+        for (eq = i; eq < end && q[eq] != '='; eq++) {}
+        if (end > i && te__decoded_equals(q + i, eq - i, name, nlen)) {
+            size_t value = eq < end ? eq + 1 : end;
+            return te_percent_decode(q + value, end - value, buf, cap, TE_DECODE_PLUS);
+        }
+        i = end + 1;
+    }
+    if (cap > 0) buf[0] = '\0';
+    return -ENOENT;
 }
 
 /* --- responding ------------------------------------------------------------------------------- */
@@ -247,23 +407,28 @@ static inline int te_fetch_origin(const char *origin, const char *url, char *buf
  * table of docs/guest-abi.md), -EIO when the origin fails or answers more than the host reads. */
 static inline int te_fetch_call(te_fetch *f) { return (int)te__hypercall(TE_CALL_FETCH, (long)f, 0); }
 
-/* Reads `key` into buf; returns the value's full length (which may exceed cap), or -1 when absent. */
+/* The key-value calls return -errno as the host answers it: -EINVAL for an empty key, -E2BIG for
+ * a key over 1024 bytes, -EFAULT for a buffer outside the program's memory, -EIO when the store
+ * failed, -ENOSYS where there is no store (docs/guest-abi.md, "Hypercalls" and "Limits"). */
+
+/* Reads `key` into buf; returns the value's full length (which may exceed cap: only cap bytes are
+ * written), -ENOENT when absent, or another -errno. */
 static inline long te_kv_get(const char *key, char *buf, size_t cap) {
     te_kv kv = { { key, strlen(key) }, buf, cap };
-    long n = te__hypercall(TE_CALL_KV_GET, (long)&kv, 0);
-    return n < 0 ? -1 : n;
+    return te__hypercall(TE_CALL_KV_GET, (long)&kv, 0);
 }
 
-/* Stores `len` bytes under `key`; returns 0, or -1 over the tenant's quota, for a key over 1024
- * bytes or a value over 1 MiB (docs/guest-abi.md, Limits). */
+/* Stores `len` bytes under `key`; returns 0, -ENOSPC over the tenant's quota, -E2BIG for a value
+ * over 1 MiB, or another -errno. */
 static inline int te_kv_set(const char *key, const void *value, size_t len) {
     te_kv kv = { { key, strlen(key) }, (char *)value, len };
-    return te__hypercall(TE_CALL_KV_SET, (long)&kv, 0) < 0 ? -1 : 0;
+    return (int)te__hypercall(TE_CALL_KV_SET, (long)&kv, 0);
 }
 
+/* Deletes `key`; returns 0, -ENOENT when it was absent, or another -errno. */
 static inline int te_kv_delete(const char *key) {
     te_kv kv = { { key, strlen(key) }, NULL, 0 };
-    return te__hypercall(TE_CALL_KV_DELETE, (long)&kv, 0) < 0 ? -1 : 0;
+    return (int)te__hypercall(TE_CALL_KV_DELETE, (long)&kv, 0);
 }
 
 /* --- logging ---------------------------------------------------------------------------------- */

@@ -44,6 +44,7 @@ export interface CacheHooks {
   deliver?(req: HookRequest, resp: HookResponse): void | Promise<void>;
 }
 
+/** A cache's counters since it started (`Cache.stats`). */
 export interface CacheStats {
   hits: number;
   /** Hits answered by the front's raw fast path (a subset of `hits`). */

@@ -5,6 +5,7 @@ import type { BusyFetch, FetchHead, FetchListener } from './coalesce.ts';
 import { evaluatePreconditions, evaluateRange, hasPreconditions } from './conditional.ts';
 import type { HookRequest, HookResponse, RequestContext } from './context.ts';
 import { getHeader, parseHttpDate, type HeaderList } from './headers.ts';
+import { endToEndList } from './hop-by-hop.ts';
 import { notModifiedHead, type CacheObject } from './object.ts';
 import { sameVariant, varyMatches } from './vary.ts';
 
@@ -32,7 +33,7 @@ export function writeHead(ctx: RequestContext, status: number, headers: HeaderLi
     then();
   };
   const r = hook(hookRequest(ctx), resp);
-  if (r instanceof Promise) return r.then(go, () => { synth(ctx, 500, 'deliver hook failed', 'SYNTH'); });
+  if (r instanceof Promise) return r.then(go, () => synth(ctx, 500, 'deliver hook failed', 'SYNTH'));
   go();
   return DONE;
 }
@@ -96,11 +97,8 @@ export function synthFromHook(ctx: RequestContext, status: number, headers: Reco
     return DONE;
   }
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
-  const list: HeaderList = [];
-  for (const [k, v] of Object.entries(headers)) {
-    const lower = k.toLowerCase();
-    if (lower !== 'content-length' && lower !== 'transfer-encoding' && lower !== 'connection') list.push(lower, v);
-  }
+  // The hook's own fields, end to end only; the framing is the body we write.
+  const list: HeaderList = endToEndList(Object.entries(headers).flat(), true);
   list.push('content-length', String(buf.length), 'x-cache', 'SYNTH');
   res.writeHead(status, list);
   res.end(ctx.isHead ? undefined : buf);

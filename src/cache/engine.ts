@@ -10,6 +10,7 @@ import { Origin, type Backend, type OriginOptions } from './origin.ts';
 import { expired, type PolicyConfig } from './policy.ts';
 import { Storage, type Namespace } from './storage.ts';
 
+/** What a Cache fetches from, where it stores, its policy defaults; a backend or origin is required. */
 export interface CacheOptions {
   /** Where misses go: a ready Backend, or options for an HTTP origin (then owned and closed by the cache). */
   backend?: Backend;
@@ -52,6 +53,10 @@ const MiB = 1024 * 1024;
 /** Least time between two warnings of one cache: a tenant can trigger them at will. */
 const WARN_INTERVAL_MS = 10_000;
 
+/**
+ * An HTTP cache in front of one backend (an origin, or anything implementing Backend): `handle`
+ * answers requests, `purge`, `purgeTag` and `ban` invalidate, `stats` counts, `close` stops it.
+ */
 export class Cache {
   /** The request handler for `http.createServer` or the front: `(req, res) => Promise<void>`. */
   readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;

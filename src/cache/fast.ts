@@ -8,6 +8,7 @@ import type { EngineParts } from './context.ts';
 import type { CacheObject } from './object.ts';
 import { classify } from './policy.ts';
 
+/** A fresh hit as bytes ready to write (`Cache.fastHit`), for a front that answers from raw sockets. */
 export interface FastResponse {
   status: number;
   /** Status line and header block, ending with the empty line. */

@@ -31,7 +31,7 @@ const ERROR_STATUS = new Set([500, 502, 503, 504]);
 const NOW_ONLY = (t: number): Lifetime => ({ t0: t, ttl: 0, grace: 0, keep: 0, errorWindow: 0, noStale: true, alwaysValidate: true });
 
 /** Request headers for the origin: end-to-end client fields, Host, Via, X-Forwarded-For, validators. */
-export function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject | null): HeaderList {
+function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject | null): HeaderList {
   const out = endToEndRequestHeaders(spec.headers, DROP_ON_FILL);
   return addForwarding(e, out, spec.headers, spec.clientIp, stale);
 }

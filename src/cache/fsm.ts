@@ -10,6 +10,7 @@ import type { EngineParts, RecvDecision, RequestContext } from './context.ts';
 import { deliverObject, DONE, followFetch, synth, synthFromHook, writeHead } from './deliver.ts';
 import { addForwarding, runFetch, type FetchSpec } from './fetch.ts';
 import { endToEndRequestHeaders, getHeader } from './headers.ts';
+import { equalsLower, isFixedHopByHop, isFraming } from './hop-by-hop.ts';
 import { isUnsafeMethod, unsafeInvalidationTargets } from './invalidation.ts';
 import { forwardHead, type CacheObject } from './object.ts';
 import { toOriginError } from './origin.ts';
@@ -61,8 +62,9 @@ function route(ctx: RequestContext, d: RecvDecision): Promise<void> {
   if (d.setHeaders !== undefined) {
     const h = ctx.req.headers;
     for (const [name, value] of d.setHeaders) {
+      // Routing, framing and connection fields are not the hook's to set: only end-to-end ones.
+      if (equalsLower(name, 'host') || isFraming(name) || isFixedHopByHop(name)) continue;
       const lower = name.toLowerCase();
-      if (lower === 'host' || lower === 'content-length' || lower === 'transfer-encoding') continue;
       if (value === '') delete h[lower];
       else h[lower] = value;
     }

@@ -1,43 +1,22 @@
-// Header plumbing shared by the cache states: hop-by-hop filtering (RFC 9110 §7.6.1), flat header
-// arrays (the shape `res.writeHead` and undici take without conversion), and small lookups.
+// Header plumbing shared by the cache states: end-to-end fields towards the origin and the client
+// (the hop-by-hop list is hop-by-hop.ts's), flat header arrays (the shape `res.writeHead` and
+// undici take without conversion), and small lookups.
 import type { IncomingHttpHeaders } from 'node:http';
+import { connectionTokens, endToEndList, isFixedHopByHop } from './hop-by-hop.ts';
 
 /** Flat header list: [name, value, name, value, …], names lower-case. */
 export type HeaderList = string[];
-
-/** Fields that describe one connection, never the message (RFC 9110 §7.6.1), plus legacy ones. */
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization',
-]);
-
-/**
- * Framing and routing fields a Connection header may not remove: a client listing them is trying
- * to make the intermediary change what the origin sees ("hop-by-hop abuse").
- */
-const PROTECTED = new Set(['host', 'content-length']);
-
-/** Names listed in a Connection header value: they are hop-by-hop for this message only. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null;
-  const joined = Array.isArray(value) ? value.join(',') : value;
-  const out = new Set<string>();
-  for (const t of joined.split(',')) {
-    const name = t.trim().toLowerCase();
-    if (name && !PROTECTED.has(name)) out.add(name);
-  }
-  return out;
-}
 
 /**
  * Copies end-to-end request headers to a flat list, dropping hop-by-hop fields, the fields the
  * Connection header names, and every name in `drop` (already lower-case).
  */
 export function endToEndRequestHeaders(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): HeaderList {
-  const named = connectionTokens(headers.connection);
+  const connection = headers.connection;
+  const named = connection === undefined ? undefined : connectionTokens(connection, undefined);
   const out: HeaderList = [];
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || drop.has(name) || (named !== null && named.has(name))) continue;
+    if (isFixedHopByHop(name) || drop.has(name) || (named !== undefined && named.includes(name))) continue;
     const v = headers[name];
     if (v === undefined) continue;
     if (Array.isArray(v)) for (const one of v) out.push(name, one);
@@ -51,23 +30,7 @@ export function endToEndRequestHeaders(headers: IncomingHttpHeaders, drop: Reado
  * lower-case names, hop-by-hop fields and the ones named by Connection removed.
  */
 export function endToEndResponseHeaders(raw: readonly string[]): HeaderList {
-  let named: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === 'connection') {
-      named ??= new Set();
-      for (const t of (raw[i + 1] as string).split(',')) {
-        const name = t.trim().toLowerCase();
-        if (name && !PROTECTED.has(name)) named.add(name);
-      }
-    }
-  }
-  const out: HeaderList = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue;
-    out.push(name, raw[i + 1] as string);
-  }
-  return out;
+  return endToEndList(raw);
 }
 
 /** First value of `name` (lower-case) in a flat list. */

@@ -1,25 +1,24 @@
-// Hop-by-hop header fields (RFC 9110 §7.6.1): the names that describe one connection and must
-// never be stored in the cache or forwarded, plus the allocation-free name comparisons the request
-// vetting in front.ts relies on.
+// Hop-by-hop header fields (RFC 9110 §7.6.1): the one list of names that describe a connection,
+// not the message, and so are never stored, forwarded or handed to a program. The front's request
+// vetting, the cache towards origins and clients, the raw fast path, `serve`'s programs and `dev`
+// all ask here. Also the framing fields, a separate fact: who writes a body sets them.
+//
+// The list is RFC 9110 §7.6.1's (Connection and what it names; Proxy-Connection, Keep-Alive, TE,
+// Transfer-Encoding, Upgrade), plus:
+// - Trailer: hop-by-hop in RFC 2616 and 7230; it announces trailer fields, and nothing here
+//   forwards trailers, so passing it on would promise fields that never come.
+// - Proxy-Authenticate and Proxy-Authorization (RFC 9110 §11.7): a challenge to, and credentials
+//   for, the next proxy on the chain. tinyedge authenticates no one as a proxy, so a request's
+//   Proxy-Authorization was meant for a proxy before us and must not reach an origin or a program
+//   (it would leak the client's proxy credentials), and an origin's Proxy-Authenticate means
+//   nothing to the client.
 
 /** A header map as Node and undici give them: lowercase names, repeated fields as arrays. */
 export type HeaderMap = Record<string, string | string[] | number | undefined>;
 
-/** The fixed hop-by-hop names, lowercase. `Connection` adds more per message. */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'proxy-authorization',
-]);
-
 /**
- * Fields a `Connection` header may not remove: framing and routing are end-to-end, and a client
- * that lists them is trying to make an intermediary drop them (the "hop-by-hop abuse" trick).
+ * Fields a `Connection` header may not remove: routing and framing are end to end, and a client
+ * that lists them is trying to make an intermediary drop them ("hop-by-hop abuse").
  */
 const PROTECTED: ReadonlySet<string> = new Set(['host', 'content-length']);
 
@@ -39,7 +38,10 @@ export function equalsLower(name: string, lower: string): boolean {
   return true;
 }
 
-/** True for the fixed hop-by-hop names, ignoring case, without allocating in the common case. */
+/**
+ * True for the fixed hop-by-hop names, in any case: the list itself, switched on length so the
+ * common end-to-end names cost one compare and no allocation.
+ */
 export function isFixedHopByHop(name: string): boolean {
   switch (name.length) {
     case 2:
@@ -52,11 +54,21 @@ export function isFixedHopByHop(name: string): boolean {
       return equalsLower(name, 'proxy-connection');
     case 17:
       return equalsLower(name, 'transfer-encoding');
+    case 18:
+      return equalsLower(name, 'proxy-authenticate');
     case 19:
       return equalsLower(name, 'proxy-authorization');
     default:
       return false;
   }
+}
+
+/**
+ * True for the fields that frame a body (Content-Length, Transfer-Encoding), in any case. Whoever
+ * writes a body sets them from the bytes it writes: a program's or a hook's values are dropped.
+ */
+export function isFraming(name: string): boolean {
+  return equalsLower(name, 'content-length') || equalsLower(name, 'transfer-encoding');
 }
 
 /**
@@ -68,7 +80,7 @@ export function connectionTokens(value: string, into: string[] | undefined): str
   if (equalsLower(value, 'keep-alive') || equalsLower(value, 'close')) return into;
   for (const part of value.split(',')) {
     const token = part.trim().toLowerCase();
-    if (token === '' || HOP_BY_HOP.has(token) || PROTECTED.has(token) || into?.includes(token)) continue;
+    if (token === '' || isFixedHopByHop(token) || PROTECTED.has(token) || into?.includes(token)) continue;
     (into ??= []).push(token);
   }
   return into;
@@ -76,8 +88,7 @@ export function connectionTokens(value: string, into: string[] | undefined): str
 
 /**
  * Removes the hop-by-hop fields from a header map in place (the fixed names and those listed in
- * its `Connection` field) and returns the same map. Use it on origin response headers before
- * storing or forwarding them. Names may be in any case.
+ * its `Connection` field) and returns the same map. Names may be in any case.
  */
 export function stripHopByHop<T extends HeaderMap>(headers: T): T {
   let listed: string[] | undefined;
@@ -94,4 +105,24 @@ export function stripHopByHop<T extends HeaderMap>(headers: T): T {
     }
   }
   return headers;
+}
+
+/**
+ * The end-to-end fields of a flat [name, value, …] list, names lowercased: without the fixed
+ * hop-by-hop names, those its `Connection` fields list, and (with `dropFraming`) the framing ones.
+ */
+export function endToEndList(list: readonly string[], dropFraming = false): string[] {
+  let listed: string[] | undefined;
+  for (let i = 0; i < list.length; i += 2) {
+    if (equalsLower(list[i] as string, 'connection')) listed = connectionTokens(list[i + 1] as string, listed);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i] as string;
+    if (isFixedHopByHop(name) || (dropFraming && isFraming(name))) continue;
+    const lower = name.toLowerCase();
+    if (listed !== undefined && listed.includes(lower)) continue;
+    out.push(lower, list[i + 1] as string);
+  }
+  return out;
 }

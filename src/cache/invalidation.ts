@@ -44,12 +44,12 @@ export const MAX_BANS = 1024;
 // Heap cost of a pending ban, charged to the namespace's quota; measured on Node 20 (x64) by
 // bench/cache-memory.ts over bans with one regular-expression condition, each tested once.
 /** A ban beyond its characters: the Ban, its conditions, a RegExp. Measured: 540 bytes. */
-export const BAN_BYTES = 600;
+const BAN_BYTES = 600;
 /**
  * Per character of a ban's expression: the expression, the condition's value and the compiled
  * regular expression. Measured: 12 to 14 bytes per character.
  */
-export const BAN_CHAR_BYTES = 16;
+const BAN_CHAR_BYTES = 16;
 
 const CONDITION = /^\s*(req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.status)\s*(~|!~|==|!=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))\s*$/;
 
@@ -57,7 +57,7 @@ const CONDITION = /^\s*(req\.url|req\.http\.[A-Za-z0-9!#$%&'*+.^_`|~-]+|obj\.htt
  * Parses `cond && cond …` where cond is `SUBJECT OP VALUE`: subjects req.url, req.http.NAME,
  * obj.http.NAME, obj.status; operators ~ !~ (regex) == != (exact); VALUE bare or "quoted".
  */
-export function parseBan(expression: string, seq: number): Ban {
+function parseBan(expression: string, seq: number): Ban {
   if (expression.length > MAX_BAN_EXPRESSION_BYTES) throw new BanSyntaxError(`ban expression of ${expression.length} bytes (at most ${MAX_BAN_EXPRESSION_BYTES})`);
   const parts = expression.split('&&');
   const conditions: Condition[] = [];
@@ -102,7 +102,7 @@ function subjectValue(s: Subject, obj: CacheObject, req: IncomingHttpHeaders | n
 }
 
 /** True when every condition holds for `obj` (looked up by a request with headers `req`). */
-export function banMatches(ban: Ban, obj: CacheObject, req: IncomingHttpHeaders | null): boolean {
+function banMatches(ban: Ban, obj: CacheObject, req: IncomingHttpHeaders | null): boolean {
   for (const c of ban.conditions) {
     const v = subjectValue(c.subject, obj, req);
     let hit: boolean;

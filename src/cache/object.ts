@@ -43,12 +43,12 @@ export const MAX_OBJECT_TAG_BYTES = 16 * 1024;
  * Measured: 1 700 bytes for an object with three header fields and a 10-byte body, of which
  * 1 240 before its first fast hit.
  */
-export const OBJECT_BYTES = 1200;
+const OBJECT_BYTES = 1200;
 /**
  * One stored header field: its name and value string headers and its slots in the header-block
  * arrays. Measured: 64 bytes per field beyond its characters.
  */
-export const HEADER_FIELD_BYTES = 72;
+const HEADER_FIELD_BYTES = 72;
 /**
  * One string in a list the object holds (a surrogate key, a Vary name or value, a no-cache field
  * name): its string header and its array slot; its characters are counted apart. A surrogate key
@@ -56,7 +56,7 @@ export const HEADER_FIELD_BYTES = 72;
  * counted with the headers) or, under 13 characters, as a copy that fits in it. Measured: 40 bytes
  * per surrogate key.
  */
-export const STRING_BYTES = 40;
+const STRING_BYTES = 40;
 
 /** The object's surrogate keys, or why it may not be stored. */
 export type SurrogateKeys = { tags: readonly string[]; error: null } | { tags: readonly []; error: string };
@@ -208,7 +208,7 @@ export class CacheObject {
  * RFC 9111 §3.2: every field in the newer response replaces the stored field of that name, except
  * Content-Length (the stored body is what we serve).
  */
-export function mergeHeaders(stored: HeaderList, newer: HeaderList): HeaderList {
+function mergeHeaders(stored: HeaderList, newer: HeaderList): HeaderList {
   const replaced = new Set<string>();
   for (let i = 0; i < newer.length; i += 2) if (newer[i] !== 'content-length' && newer[i] !== 'age') replaced.add(newer[i] as string);
   const out = withoutHeaders(stored, replaced);

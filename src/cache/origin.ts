@@ -59,6 +59,7 @@ export class OriginError extends Error {
   }
 }
 
+/** How an Origin probes its health in the background; a sick origin fails fast. */
 export interface HealthCheckOptions {
   /** Path requested with GET; 2xx/3xx means healthy. */
   path: string;
@@ -68,6 +69,7 @@ export interface HealthCheckOptions {
   threshold?: number;
 }
 
+/** Where an Origin connects, and its connection limits and timeouts. */
 export interface OriginOptions {
   /** `http://host:port` of the origin. */
   url: string;
@@ -106,6 +108,7 @@ export function toOriginError(err: unknown): OriginError {
   }
 }
 
+/** An HTTP/1.1 origin server as a cache's backend: pooled connections, timeouts, a health check. */
 export class Origin implements Backend {
   readonly url: string;
   private readonly pool: Pool;

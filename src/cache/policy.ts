@@ -39,7 +39,7 @@ export interface Lifetime {
 export type StoreVerdict = { store: true; life: Lifetime } | { store: false; reason: string };
 
 /** RFC 9111 §4.2.3: corrected_initial_age from Date, Age and the measured delay. */
-export function correctedInitialAge(headers: HeaderList, times: ExchangeTimes): number {
+function correctedInitialAge(headers: HeaderList, times: ExchangeTimes): number {
   let dateValue = parseHttpDate(getHeader(headers, 'date'));
   if (Number.isNaN(dateValue)) dateValue = times.responseTime;
   const ageHeader = getHeader(headers, 'age');
@@ -54,7 +54,7 @@ export function correctedInitialAge(headers: HeaderList, times: ExchangeTimes): 
  * Freshness lifetime (§4.2.1): s-maxage, then max-age, then Expires − Date, then the heuristic.
  * Returns null when the response carries no freshness information at all.
  */
-export function freshnessLifetime(status: number, headers: HeaderList, cc: CacheControl, responseTime: number, cfg: PolicyConfig): { ms: number; heuristic: boolean } | null {
+function freshnessLifetime(status: number, headers: HeaderList, cc: CacheControl, responseTime: number, cfg: PolicyConfig): { ms: number; heuristic: boolean } | null {
   if (cc.sMaxage !== undefined) return { ms: cc.sMaxage * 1000, heuristic: false };
   if (cc.maxAge !== undefined) return { ms: cc.maxAge * 1000, heuristic: false };
   let date = parseHttpDate(getHeader(headers, 'date'));

@@ -12,17 +12,17 @@ import type { CacheObject } from './object.ts';
  * One stored object in the indexes: its primary-key Map entry with a one-element variants array
  * (charged per object: the worst case, one variant per key) and its LRU Set entry. Measured: 115.
  */
-export const ENTRY_BYTES = 120;
+const ENTRY_BYTES = 120;
 /**
  * A tag carried by one object: its Map entry, pointing straight at the object (a Set per tag
  * would cost 150 bytes more), and the key's string header; its characters are counted apart.
  * Measured: 30 bytes per Map entry, 16 per string header.
  */
-export const TAG_ENTRY_BYTES = 48;
+const TAG_ENTRY_BYTES = 48;
 /** The Set a tag gets once a second object carries it. Measured: 152 bytes with 2 to 4 members. */
-export const TAG_SET_BYTES = 104;
+const TAG_SET_BYTES = 104;
 /** One object in a tag's Set. Measured: 20 to 27 bytes per member from 5 to 1 000 members. */
-export const TAG_MEMBER_BYTES = 24;
+const TAG_MEMBER_BYTES = 24;
 /** One hit-for-miss marker: Map entry, expiry time, key string header. Measured: 73 bytes. */
 export const HIT_FOR_MISS_BYTES = 80;
 /**
@@ -37,11 +37,13 @@ export const HIT_FOR_MISS_SHARE = 1 / 16;
  */
 export const MAX_VARIANTS = 100;
 
+/** A Storage's size. */
 export interface StorageOptions {
   /** Byte budget for all namespaces together. */
   maxBytes: number;
 }
 
+/** A Namespace's quota. */
 export interface NamespaceOptions {
   /** Quota of this namespace; defaults to the whole budget. */
   maxBytes?: number;
@@ -50,6 +52,10 @@ export interface NamespaceOptions {
 /** LRU bumps closer together than this are skipped: ordering stays useful, hits stay cheap. */
 const LRU_BUMP_MS = 1000;
 
+/**
+ * The memory cached objects live in, shared by caches (one Namespace each) under one byte budget:
+ * past it, the least recently used object of any namespace goes first.
+ */
 export class Storage {
   maxBytes: number;
   bytes = 0;
@@ -94,6 +100,7 @@ export class Storage {
   }
 }
 
+/** One cache's objects inside a Storage, with a quota of its own. */
 export class Namespace {
   readonly name: string;
   maxBytes: number;

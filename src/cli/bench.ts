@@ -1,17 +1,16 @@
 // `tinyedge bench`: calls a program's handler in-process n times and prints latency percentiles,
 // split into call and reset, beside the bare ring-3 exit round trip measured in the same run.
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Command } from 'commander';
 import { drainShellPool, Kvm, KvmError, measureExitFloor, Program, ProgramError, SandboxError, type SandboxRequest } from '../sandbox/index.ts';
-import { addProgramOptions, positiveInt, type ProgramCliOptions, programOptions } from './program-options.ts';
+import type { ProgramCliOptions } from './options.ts';
+import { programOptions, readProgramFile } from './program-options.ts';
 
-interface BenchOptions extends ProgramCliOptions {
-  n: string;
+export interface BenchOptions extends ProgramCliOptions {
+  n: number;
   url: string;
   method: string;
-  loads: string;
+  loads: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -20,7 +19,7 @@ function percentile(sorted: number[], p: number): number {
 
 const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
 
-export interface BenchReport {
+interface BenchReport {
   floorUs: number;
   loadToFirstResponseMs: number;
   newInstanceMs: number;
@@ -32,7 +31,7 @@ export interface BenchReport {
 }
 
 /** Runs the measurements; `n` handler calls after a warm-up of n/10. */
-export function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>, req: SandboxRequest, n: number, loads: number): BenchReport {
+function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>, req: SandboxRequest, n: number, loads: number): BenchReport {
   const floorUs = median(measureExitFloor(kvm, 5, 5000));
 
   const firsts: number[] = [];
@@ -98,35 +97,20 @@ function printReport(path: string, r: BenchReport, n: number): void {
   console.log(`new instance from the snapshot: ${r.newInstanceMs.toFixed(2)} ms (median of 10, pooled VM), ${r.coldInstanceMs.toFixed(2)} ms cold (new VM)`);
 }
 
-export function register(program: Command): void {
-  const cmd = program
-    .command('bench')
-    .description("call a program's handler in-process n times; print p50/p90/p99 of call and reset vs the KVM floor")
-    .argument('<program>', 'static executable using the SDK (or any program with --cgi)')
-    .option('-n <count>', 'number of requests', '10000')
-    .option('--url <url>', 'request URL', '/')
-    .option('--method <method>', 'request method', 'GET')
-    .option('--loads <count>', 'program loads to time (load → first response)', '5');
-  addProgramOptions(cmd).action((path: string, opts: BenchOptions) => {
-    try {
-      const n = positiveInt('n', opts.n);
-      const kvm = new Kvm();
-      let elf: Buffer;
-      try {
-        elf = readFileSync(path);
-      } catch (err) {
-        throw new ProgramError(`cannot read ${path}: ${(err as Error).message}`);
-      }
-      const req: SandboxRequest = { method: opts.method, url: opts.url, headers: [['Host', 'localhost'], ['User-Agent', 'tinyedge-bench']], body: new Uint8Array(0) };
-      printReport(path, runBench(kvm, elf, programOptions(path, opts), req, n, positiveInt('loads', opts.loads)), n);
-      kvm.close();
-    } catch (err) {
-      if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError) {
-        process.stderr.write(`tinyedge: ${err.message}\n`);
-        process.exitCode = 125;
-        return;
-      }
-      throw err;
+/** Runs `tinyedge bench` and sets the exit status: 125 when the program cannot be loaded or run. */
+export function bench(path: string, opts: BenchOptions): void {
+  try {
+    const kvm = new Kvm();
+    const elf = readProgramFile(path);
+    const req: SandboxRequest = { method: opts.method, url: opts.url, headers: [['Host', 'localhost'], ['User-Agent', 'tinyedge-bench']], body: new Uint8Array(0) };
+    printReport(path, runBench(kvm, elf, programOptions(path, opts), req, opts.n, opts.loads), opts.n);
+    kvm.close();
+  } catch (err) {
+    if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError) {
+      process.stderr.write(`tinyedge: ${err.message}\n`);
+      process.exitCode = 125;
+      return;
     }
-  });
+    throw err;
+  }
 }

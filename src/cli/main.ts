@@ -1,26 +1,102 @@
-// The `tinyedge` command line: one subcommand per module in this folder, wired with commander.
+// The `tinyedge` command line: every subcommand's name, options and description, wired with
+// commander. A subcommand's action imports the module that does its work only when it runs, so
+// each command loads what it needs and no more: `--version` and `--help` load neither koffi nor
+// the server. Keep the imports of this module cheap (node built-ins, commander, ./options.ts).
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { register as registerRun } from './run.ts';
-import { register as registerDev } from './dev.ts';
-import { register as registerBench } from './bench.ts';
-import { register as registerProxy } from './proxy.ts';
-import { register as registerServe } from './serve.ts';
+import type { BenchOptions } from './bench.ts';
+import type { DevOptions } from './dev.ts';
+import { addProgramOptions, collect, EXIT_USAGE, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import type { ProxyOptions } from './proxy.ts';
+import type { RunOptions } from './run.ts';
+import type { ServeOptions } from './serve.ts';
 
-/** Each subcommand lives in its own module and adds itself to the program. */
-type Register = (program: Command) => void;
-const SUBCOMMANDS: Register[] = [registerRun, registerDev, registerBench, registerProxy, registerServe];
+/** The version in package.json, two folders up from this module in src/ and in dist/ alike. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
-/** Exit status used when the command line itself is wrong (as `tinyedge run` uses 125 for sandbox failures). */
-export const EXIT_USAGE = 2;
+function addRun(program: Command): void {
+  program
+    .command('run')
+    .usage('[options] <program> [args...]')
+    .description('run a static x86-64 Linux program in a tiny KVM virtual machine')
+    .argument('<program>', 'static executable (gcc -static, musl, Rust, Zig, …)')
+    .argument('[args...]', 'arguments passed to the program')
+    .option('--memory <MiB>', 'guest memory in MiB', positiveInt, 64)
+    .option('--timeout <ms>', 'wall-clock time limit in milliseconds', positiveInt, 10000)
+    .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
+    .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
+    // Everything after the program belongs to the program, as with env(1) or docker run.
+    .passThroughOptions()
+    .action(async (file: string, args: string[], opts: RunOptions) => {
+      const { runProgram } = await import('./run.ts');
+      process.exitCode = runProgram(file, args, opts);
+    });
+}
 
-export function buildProgram(): Command {
+function addDev(program: Command): void {
+  const cmd = program
+    .command('dev')
+    .description('serve one tenant program over HTTP on 127.0.0.1 (every request to its handler)')
+    .argument('<program>', 'static executable using the SDK (or any program with --cgi)')
+    .option('--port <port>', 'port to listen on', port, 8080)
+    .option('--host <addr>', 'address to listen on', '127.0.0.1');
+  addProgramOptions(cmd).action(async (path: string, opts: DevOptions) => {
+    const { dev } = await import('./dev.ts');
+    await dev(path, opts);
+  });
+}
+
+function addBench(program: Command): void {
+  const cmd = program
+    .command('bench')
+    .description("call a program's handler in-process n times; print p50/p90/p99 of call and reset vs the KVM floor")
+    .argument('<program>', 'static executable using the SDK (or any program with --cgi)')
+    .option('-n <count>', 'number of requests', positiveInt, 10000)
+    .option('--url <url>', 'request URL', '/')
+    .option('--method <method>', 'request method', 'GET')
+    .option('--loads <count>', 'program loads to time (load → first response)', positiveInt, 5);
+  addProgramOptions(cmd).action(async (path: string, opts: BenchOptions) => {
+    const { bench } = await import('./bench.ts');
+    bench(path, opts);
+  });
+}
+
+function addProxy(program: Command): void {
+  program
+    .command('proxy')
+    .description('caching reverse proxy for one HTTP origin (RFC 9111 shared cache)')
+    .requiredOption('--origin <url>', 'origin server, http://HOST:PORT', originUrl)
+    .option('--listen <addr>', 'address to listen on, HOST:PORT', listenAddress, listenAddress('127.0.0.1:8080'))
+    .option('--memory <size>', 'cache size, e.g. 512MiB or 1GiB', size, size('256MiB'))
+    .option('--host-header <name>', "Host header sent to the origin instead of the client's", hostHeader)
+    .action(async (opts: ProxyOptions) => {
+      const { proxy } = await import('./proxy.ts');
+      process.exitCode = await proxy(opts);
+    });
+}
+
+function addServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the multi-tenant edge server (default: a demo tenant on localhost:8080)')
+    .option('--config <file>', 'YAML config file (docs/config.md); without it, the embedded demo config')
+    .action(async (opts: ServeOptions) => {
+      const { serve } = await import('./serve.ts');
+      await serve(opts);
+    });
+}
+
+function buildProgram(): Command {
   const program = new Command('tinyedge')
     .description('Multi-tenant HTTP cache and edge server; tenant programs run in tiny KVM virtual machines')
-    .version('0.1.0')
+    .version(packageVersion())
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  for (const register of SUBCOMMANDS) register(program);
+  for (const add of [addRun, addDev, addBench, addProxy, addServe]) add(program);
   return program;
 }
 

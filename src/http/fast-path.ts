@@ -9,6 +9,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastResponse } from '../cache/index.ts';
+import { isFixedHopByHop } from '../cache/hop-by-hop.ts';
 
 export interface FastRequest {
   method: 'GET' | 'HEAD';
@@ -33,11 +34,14 @@ export interface FastLimits {
   requestTimeoutMs: number;
 }
 
-/** Header fields that change what a request means: their presence sends it the long way. */
+/**
+ * End-to-end fields that change what a request means (a body, credentials, directives,
+ * conditionals, ranges): their presence sends it the long way, as does any hop-by-hop field but
+ * a plain `Connection: close` or `keep-alive` (hop-by-hop.ts has the list).
+ */
 const DECLINE = new Set([
-  'content-length', 'transfer-encoding', 'upgrade', 'expect', 'authorization', 'proxy-authorization', 'cache-control',
-  'pragma', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'te', 'trailer',
-  'keep-alive', 'proxy-connection', 'http2-settings', 'max-forwards',
+  'content-length', 'expect', 'authorization', 'cache-control', 'pragma', 'range', 'if-range', 'if-none-match',
+  'if-modified-since', 'if-match', 'if-unmodified-since', 'http2-settings', 'max-forwards',
 ]);
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -80,10 +84,11 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
     const lower = name.toLowerCase();
     if (DECLINE.has(lower)) return null;
     if (lower === 'connection') {
+      // Any other option names a field the hardened path must strip.
       const option = value.toLowerCase();
       if (option === 'close') close = true;
       else if (option !== 'keep-alive') return null;
-    }
+    } else if (isFixedHopByHop(name)) return null;
     if (lower === 'host') {
       if (host !== undefined || !HOST.test(value)) return null;
       host = value;

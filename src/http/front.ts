@@ -14,7 +14,6 @@ import { type FastPath, serveFast } from './fast-path.ts';
 import { vetRequest } from './vet.ts';
 
 export { stripHopByHop } from '../cache/hop-by-hop.ts';
-export type { HeaderMap } from '../cache/hop-by-hop.ts';
 
 export interface FrontOptions {
   host?: string;
@@ -26,7 +25,7 @@ export interface FrontOptions {
   keepAliveTimeoutMs?: number;
   /**
    * Answers plain, simple GET/HEAD requests straight from raw bytes (a cache's fresh hits); every
-   * other request, and the connection it arrived on, goes to the hardened path (fast-front.ts).
+   * other request, and the connection it arrived on, goes to the hardened path (fast-path.ts).
    */
   fastPath?: FastPath;
 }

@@ -1,7 +1,9 @@
 // Request vetting for the HTTP front: the checks llhttp (strict) does not make, run once per
 // request after the parser has framed it and before the handler sees it. It answers with a status
 // to reject, or 0 and leaves the request normalised: origin-form target, one valid Host, and no
-// hop-by-hop header fields. Allocation-free on the common path (origin-form, no hop-by-hop fields).
+// hop-by-hop header fields but its own framing (a validated `Transfer-Encoding: chunked` stays, as
+// Content-Length does: it is how the handler knows a body follows, RFC 9112 §6.3; whatever forwards
+// the request drops it). Allocation-free on the common path (origin-form, no hop-by-hop fields).
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { connectionTokens, equalsLower, isFixedHopByHop } from '../cache/hop-by-hop.ts';
@@ -81,6 +83,7 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
       case 2:
       case 7:
       case 16:
+      case 18:
       case 19:
         if (isFixedHopByHop(name)) flags |= HOP;
         break;
@@ -101,7 +104,7 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
         break;
       case 17:
         if (equalsLower(name, 'transfer-encoding')) {
-          flags |= (flags & TRANSFER_ENCODING ? TE_NOT_PLAIN_CHUNKED : 0) | HOP | TRANSFER_ENCODING;
+          flags |= (flags & TRANSFER_ENCODING ? TE_NOT_PLAIN_CHUNKED : 0) | TRANSFER_ENCODING;
           if (!equalsLower(value, 'chunked')) flags |= TE_NOT_PLAIN_CHUNKED;
         } else if (equalsLower(name, 'transfer_encoding')) return 400;
         break;
@@ -175,8 +178,9 @@ function normaliseTarget(req: IncomingMessage, url: string, hadHost: boolean): n
 }
 
 /**
- * Removes hop-by-hop fields from both views of the request headers: `headers` (which Node has
- * already built for HTTP/1.1, reading `expect`) and `rawHeaders` (compacted in place).
+ * Removes hop-by-hop fields but Transfer-Encoding from both views of the request headers:
+ * `headers` (which Node has already built for HTTP/1.1, reading `expect`) and `rawHeaders`
+ * (compacted in place).
  */
 function stripRequestHopByHop(req: IncomingMessage, hasConnection: boolean): void {
   const raw = req.rawHeaders;
@@ -190,7 +194,8 @@ function stripRequestHopByHop(req: IncomingMessage, hasConnection: boolean): voi
   let kept = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (isFixedHopByHop(name) || (listed !== undefined && listed.includes(name.toLowerCase()))) {
+    const hop = isFixedHopByHop(name) && !equalsLower(name, 'transfer-encoding');
+    if (hop || (listed !== undefined && listed.includes(name.toLowerCase()))) {
       delete headers[name.toLowerCase()];
       continue;
     }

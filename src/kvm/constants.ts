@@ -14,46 +14,38 @@ export const KVM_GET_SUPPORTED_CPUID = 0xc008ae05;
 export const KVM_CREATE_VCPU = 0xae41;
 export const KVM_GET_DIRTY_LOG = 0x4010ae42;
 export const KVM_SET_USER_MEMORY_REGION = 0x4020ae46;
-export const KVM_SET_TSS_ADDR = 0xae47;
-export const KVM_SET_IDENTITY_MAP_ADDR = 0x4008ae48;
 export const KVM_ENABLE_CAP = 0x4068aea3;
 export const KVM_CLEAR_DIRTY_LOG = 0xc018aec0;
 
 // ioctls on a vCPU fd
 export const KVM_RUN = 0xae80;
-export const KVM_GET_REGS = 0x8090ae81;
-export const KVM_SET_REGS = 0x4090ae82;
 export const KVM_GET_SREGS = 0x8138ae83;
 export const KVM_SET_SREGS = 0x4138ae84;
-export const KVM_GET_MSRS = 0xc008ae88;
 export const KVM_SET_MSRS = 0x4008ae89;
-export const KVM_GET_FPU = 0x81a0ae8c;
-export const KVM_SET_FPU = 0x41a0ae8d;
 export const KVM_SET_CPUID2 = 0x4008ae90;
 export const KVM_GET_XSAVE = 0x9000aea4;
 export const KVM_SET_XSAVE = 0x5000aea5;
-export const KVM_GET_XCRS = 0x8188aea6;
 export const KVM_SET_XCRS = 0x4188aea7;
 export const KVM_GET_VCPU_EVENTS = 0x8040ae9f;
 export const KVM_SET_VCPU_EVENTS = 0x4040aea0;
 export const KVM_GET_DEBUGREGS = 0x8080aea1;
 export const KVM_SET_DEBUGREGS = 0x4080aea2;
 
-// capabilities
+// capabilities (KVM_CHECK_EXTENSION)
+export const KVM_CAP_USER_MEMORY = 0x3;
+export const KVM_CAP_EXT_CPUID = 0x7;
+export const KVM_CAP_VCPU_EVENTS = 0x29;
+export const KVM_CAP_DEBUGREGS = 0x32;
 export const KVM_CAP_XSAVE = 0x37;
 export const KVM_CAP_XCRS = 0x38;
 export const KVM_CAP_SYNC_REGS = 0x4a;
-export const KVM_CAP_IMMEDIATE_EXIT = 0x88;
 export const KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 0xa8;
-export const KVM_CAP_DIRTY_LOG_RING = 0xc0;
 
 export const KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 0x1;
 export const KVM_DIRTY_LOG_INITIALLY_SET = 0x2;
 export const KVM_MEM_LOG_DIRTY_PAGES = 0x1;
 
 // exit reasons (kvm_run.exit_reason)
-export const KVM_EXIT_UNKNOWN = 0;
-export const KVM_EXIT_EXCEPTION = 1;
 export const KVM_EXIT_IO = 2;
 export const KVM_EXIT_HLT = 5;
 export const KVM_EXIT_MMIO = 6;
@@ -62,13 +54,10 @@ export const KVM_EXIT_FAIL_ENTRY = 9;
 export const KVM_EXIT_INTR = 10;
 export const KVM_EXIT_INTERNAL_ERROR = 17;
 
-export const KVM_EXIT_IO_IN = 0;
-export const KVM_EXIT_IO_OUT = 1;
 
 // kvm_run.kvm_valid_regs / kvm_dirty_regs bits
 export const KVM_SYNC_X86_REGS = 0x1;
 export const KVM_SYNC_X86_SREGS = 0x2;
-export const KVM_SYNC_X86_EVENTS = 0x4;
 
 /** Byte offsets inside the mmapped `struct kvm_run`. */
 export const RUN = {

@@ -1,8 +1,11 @@
-// `/dev/kvm` as an object: capabilities, the supported CPUID table, and VM creation.
+// `/dev/kvm` as an object: checked at open (API version and every capability tinyedge relies on),
+// the supported CPUID table, and VM creation.
+import { missingCapability } from './capabilities.ts';
 import * as K from './constants.ts';
 import { check, close, ioctlInt, ioctlPtr, open, O_CLOEXEC, O_RDWR, SysError } from './libc.ts';
 import { Vm } from './vm.ts';
 
+/** KVM cannot be used here: /dev/kvm is missing or not accessible, or lacks what tinyedge needs. */
 export class KvmError extends Error {
   constructor(message: string) {
     super(message);
@@ -21,6 +24,10 @@ export interface CpuidEntry {
   edx: number;
 }
 
+/**
+ * An open /dev/kvm, checked at open (throws KvmError naming what is missing); it makes the VMs of
+ * programs and instances. One per thread that runs guests; `close()` when done.
+ */
 export class Kvm {
   readonly fd: number;
   readonly vcpuMmapSize: number;
@@ -40,17 +47,17 @@ export class Kvm {
       close(fd);
       throw new KvmError(`unsupported KVM API version ${version} (expected ${K.KVM_API_VERSION})`);
     }
+    const missing = missingCapability((cap) => this.checkExtension(cap));
+    if (missing) {
+      close(fd);
+      throw new KvmError(missing);
+    }
     this.vcpuMmapSize = check('KVM_GET_VCPU_MMAP_SIZE', ioctlInt(fd, K.KVM_GET_VCPU_MMAP_SIZE, 0));
   }
 
   /** The KVM_CHECK_EXTENSION answer: 0 when absent, otherwise a capability-specific positive value. */
   checkExtension(cap: number): number {
     return Math.max(0, ioctlInt(this.fd, K.KVM_CHECK_EXTENSION, cap));
-  }
-
-  /** Fails with a clear message when a capability the VMM relies on is missing. */
-  requireExtension(cap: number, name: string): void {
-    if (this.checkExtension(cap) <= 0) throw new KvmError(`this host's KVM lacks ${name}, which tinyedge needs`);
   }
 
   /** KVM_GET_SUPPORTED_CPUID: what the host CPU and KVM can offer a guest. */

@@ -1,10 +1,11 @@
-// The few libc functions the KVM binding and the VMM need, bound through koffi. Calls are
-// synchronous on purpose: vCPU ioctls must come from the thread that created the vCPU.
+// Every libc function tinyedge calls, bound through koffi: the one place that loads libc (the
+// lowest layer, so the VMM's timer, poll, snapshot and clock code import from here). Calls are
+// synchronous on purpose: vCPU ioctls must come from the thread that created the vCPU, and the
+// timer must be created on the thread it signals.
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
 
-export const PROT_NONE = 0;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
@@ -32,6 +33,31 @@ const madviseRaw = libc.func('madvise', 'int', ['uint64_t', 'size_t', 'int']) as
   (addr: bigint, length: number, advice: number) => number;
 const strerrorRaw = libc.func('const char *strerror(int errnum)') as (errnum: number) => string;
 export const gettid = libc.func('int gettid()') as () => number;
+
+// Timers that signal one thread (run/timer.ts); a timer id is a `timer_t`, a pointer-sized integer.
+export const timerCreate = libc.func('int timer_create(int clockid, void *sevp, _Out_ uint8_t *timerid)') as
+  (clock: number, sevp: Buffer, out: Buffer) => number;
+export const timerSettime = libc.func('int timer_settime(uint64_t timerid, int flags, void *value, void *old)') as
+  (id: bigint, flags: number, value: Buffer, old: null) => number;
+export const timerDelete = libc.func('int timer_delete(uint64_t timerid)') as (id: bigint) => number;
+
+/** poll(2) over an array of `struct pollfd` (8 bytes each), which the kernel updates in place. */
+export const poll = libc.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as
+  (fds: Uint8Array, nfds: number, timeout: number) => number;
+
+/** clock_gettime(2) into a 16-byte `struct timespec`. */
+export const clockGettime = libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)') as (clk: number, ts: Uint8Array) => number;
+
+// Snapshot memory: a memfd, sized, and shared with other threads through a duplicate descriptor.
+export const MFD_CLOEXEC = 1;
+export const F_DUPFD_CLOEXEC = 1030;
+export const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;
+export const ftruncate = libc.func('int ftruncate(int fd, long length)') as (fd: number, length: number) => number;
+const fcntlRaw = libc.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, ...args: unknown[]) => number;
+/** fcntl with one `int` argument (fcntl is variadic: koffi takes each extra argument's type). */
+export function fcntlInt(fd: number, cmd: number, arg: number): number {
+  return fcntlRaw(fd, cmd, 'int', arg);
+}
 
 /** A host memory mapping: its address (for the kernel) and an ArrayBuffer aliasing it (for us). */
 export interface Mapping {
@@ -64,7 +90,7 @@ export function mmap(length: number, prot: number, flags: number, fd = -1, offse
   return { address, length, buffer: koffi.view(pointer, length) };
 }
 
-export const MAP_FIXED = 0x10;
+const MAP_FIXED = 0x10;
 const mmapAt = libc.func('mmap', 'uint64_t', ['uint64_t', 'size_t', 'int', 'int', 'int', 'long']) as
   (addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number) => bigint | number;
 

@@ -1,5 +1,6 @@
-// A virtual CPU: KVM_RUN, the mmapped `kvm_run` page, registers through sync regs (no ioctl per
-// access), and the ioctls for the state set once per VM (sregs, CPUID, MSRs, XCRs, XSAVE).
+// A virtual CPU: KVM_RUN with a typed exit, the mmapped `kvm_run` page, registers by name through
+// sync regs (no ioctl per access), and the ioctls for the state set once per VM (sregs, CPUID,
+// MSRs, XCRs, XSAVE).
 import * as K from './constants.ts';
 import type { CpuidEntry } from './kvm.ts';
 import { check, close, ioctlInt, ioctlPtr, lastErrno, type Mapping, mmap, MAP_SHARED, munmap, PROT_READ, PROT_WRITE, SysError } from './libc.ts';
@@ -8,6 +9,58 @@ import type { Vm } from './vm.ts';
 const EINTR = 4;
 const EAGAIN = 11;
 const TWO_32 = 0x1_0000_0000;
+
+/**
+ * Why KVM_RUN returned, by the kernel's name for it (`KVM_EXIT_IO` is `'io'`). `'intr'` is also
+ * what an interrupted KVM_RUN (a timer signal) gives; `'other'` is any reason tinyedge does not
+ * expect, whose number `exitReason()` tells.
+ */
+export type VcpuExit = 'io' | 'intr' | 'hlt' | 'mmio' | 'shutdown' | 'fail-entry' | 'internal-error' | 'other';
+
+/** Exit names by `kvm_run.exit_reason`: naming an exit is one array load. */
+const EXIT_NAMES: readonly VcpuExit[] = (() => {
+  const names = new Array<VcpuExit>(K.KVM_EXIT_INTERNAL_ERROR + 1).fill('other');
+  names[K.KVM_EXIT_IO] = 'io';
+  names[K.KVM_EXIT_INTR] = 'intr';
+  names[K.KVM_EXIT_HLT] = 'hlt';
+  names[K.KVM_EXIT_MMIO] = 'mmio';
+  names[K.KVM_EXIT_SHUTDOWN] = 'shutdown';
+  names[K.KVM_EXIT_FAIL_ENTRY] = 'fail-entry';
+  names[K.KVM_EXIT_INTERNAL_ERROR] = 'internal-error';
+  return names;
+})();
+
+const SYNC = K.RUN.sync_regs;
+
+/**
+ * Where register `name` sits in kvm_run: the sync-regs area plus its `kvm_regs` offset. A switch
+ * rather than a lookup table: where an accessor is inlined with a constant name (every hot call
+ * site) the optimizing compiler folds the switch to that one case, where a table indexed by many
+ * names turns into a generic (megamorphic) keyed lookup. TypeScript checks the switch covers
+ * every name in REGS.
+ */
+function syncRegAt(name: K.RegName): number {
+  switch (name) {
+    case 'rax': return SYNC + K.REGS.rax;
+    case 'rbx': return SYNC + K.REGS.rbx;
+    case 'rcx': return SYNC + K.REGS.rcx;
+    case 'rdx': return SYNC + K.REGS.rdx;
+    case 'rsi': return SYNC + K.REGS.rsi;
+    case 'rdi': return SYNC + K.REGS.rdi;
+    case 'rsp': return SYNC + K.REGS.rsp;
+    case 'rbp': return SYNC + K.REGS.rbp;
+    case 'r8': return SYNC + K.REGS.r8;
+    case 'r9': return SYNC + K.REGS.r9;
+    case 'r10': return SYNC + K.REGS.r10;
+    case 'r11': return SYNC + K.REGS.r11;
+    case 'r12': return SYNC + K.REGS.r12;
+    case 'r13': return SYNC + K.REGS.r13;
+    case 'r14': return SYNC + K.REGS.r14;
+    case 'r15': return SYNC + K.REGS.r15;
+    case 'rip': return SYNC + K.REGS.rip;
+    case 'rflags': return SYNC + K.REGS.rflags;
+  }
+}
 
 export interface MsrEntry {
   index: number;
@@ -29,49 +82,50 @@ export class Vcpu {
   }
 
   /**
-   * Enters the guest until the next exit and returns the exit reason. An interrupted KVM_RUN
-   * (a timer signal) returns KVM_EXIT_INTR rather than throwing.
+   * Enters the guest until the next exit and says why it returned. An interrupted KVM_RUN (a
+   * timer signal) is the exit `'intr'` rather than an exception.
    */
-  enter(): number {
+  enter(): VcpuExit {
     if (ioctlInt(this.fd, K.KVM_RUN, 0) < 0) {
       const errno = lastErrno();
-      if (errno === EINTR || errno === EAGAIN) return K.KVM_EXIT_INTR;
+      if (errno === EINTR || errno === EAGAIN) return 'intr';
       throw new SysError('KVM_RUN', errno);
     }
+    return EXIT_NAMES[this.run.getUint32(K.RUN.exit_reason, true)] ?? 'other';
+  }
+
+  /** The kernel's number for the last exit (`kvm_run.exit_reason`), to report an `'other'` exit. */
+  exitReason(): number {
     return this.run.getUint32(K.RUN.exit_reason, true);
   }
 
   // --- general registers, through the sync-regs area of kvm_run -------------------------------
 
   /** A register as an unsigned number (exact below 2^53, which covers every guest address). */
-  reg(offset: number): number {
-    const base = K.RUN.sync_regs + offset;
+  reg(name: K.RegName): number {
+    const base = syncRegAt(name);
     return this.run.getUint32(base + 4, true) * TWO_32 + this.run.getUint32(base, true);
   }
 
   /** A register as a signed number: two's complement, exact while its magnitude is below 2^53. */
-  regSigned(offset: number): number {
-    const base = K.RUN.sync_regs + offset;
+  regSigned(name: K.RegName): number {
+    const base = syncRegAt(name);
     return this.run.getInt32(base + 4, true) * TWO_32 + this.run.getUint32(base, true);
   }
 
   /** The low 32 bits of a register, unsigned: what the kernel sees of an `unsigned int` argument. */
-  reg32(offset: number): number {
-    return this.run.getUint32(K.RUN.sync_regs + offset, true);
+  reg32(name: K.RegName): number {
+    return this.run.getUint32(syncRegAt(name), true);
   }
 
   /** The low 32 bits of a register, sign-extended: what the kernel sees of an `int` argument. */
-  reg32s(offset: number): number {
-    return this.run.getInt32(K.RUN.sync_regs + offset, true);
-  }
-
-  regBig(offset: number): bigint {
-    return this.run.getBigUint64(K.RUN.sync_regs + offset, true);
+  reg32s(name: K.RegName): number {
+    return this.run.getInt32(syncRegAt(name), true);
   }
 
   /** Sets a register for the next entry; negative values are written as two's complement. */
-  setReg(offset: number, value: number): void {
-    const base = K.RUN.sync_regs + offset;
+  setReg(name: K.RegName, value: number): void {
+    const base = syncRegAt(name);
     if (value < 0) {
       this.run.setBigInt64(base, BigInt(value), true);
     } else {

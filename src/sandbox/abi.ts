@@ -5,8 +5,8 @@ import { SandboxError } from '../vmm/errors.ts';
 import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
-export const ABI_VERSION = 1;
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
 export const CALL_FETCH = 3;
@@ -25,22 +25,22 @@ const MiB = 1024 * KiB;
 // anything of that size (docs/guest-abi.md, "Limits"). A host call over a bound returns -errno; a
 // response over one fails the request ('bad-response').
 /** Headers in a response (also recv's request headers, deliver's response headers) or a sub-request. */
-export const MAX_HEADERS = 256;
+const MAX_HEADERS = 256;
 /** One header's name plus value: the whole header block the front accepts from a client. */
-export const MAX_HEADER_BYTES = 16 * KiB;
+const MAX_HEADER_BYTES = 16 * KiB;
 /** All names and values of a response's or sub-request's headers. */
 export const MAX_HEADERS_BYTES = 64 * KiB;
 /** A sub-request's URL, and recv's rewritten URL: the front's own URL limit. */
 export const MAX_URL_BYTES = 8 * KiB;
 /** A sub-request's method. */
-export const MAX_METHOD_BYTES = 32;
+const MAX_METHOD_BYTES = 32;
 /** A sub-request's origin name: origin names in the config are at most 63 bytes. */
-export const MAX_ORIGIN_NAME_BYTES = 63;
+const MAX_ORIGIN_NAME_BYTES = 63;
 /** A sub-request's body, as the host copies it out of the guest. */
-export const MAX_FETCH_BODY_BYTES = 8 * MiB;
+const MAX_FETCH_BODY_BYTES = 8 * MiB;
 /** An origin's answer to a sub-request, as the host reads it into memory (more: -EIO). */
 export const MAX_FETCH_RESPONSE_BYTES = 8 * MiB;
-export const MAX_KV_KEY_BYTES = 1024;
+const MAX_KV_KEY_BYTES = 1024;
 /** One value KV_SET copies out of the guest (the tenant's quota bounds them all). */
 export const MAX_KV_VALUE_BYTES = 1 * MiB;
 /** What the host keeps of one LOG line; the rest of the line is not read. */
@@ -48,8 +48,8 @@ export const MAX_LOG_LINE_BYTES = 4 * KiB;
 /** Log lines kept per request, LOG calls and stderr lines together; later ones are dropped. */
 export const MAX_LOG_LINES = 100;
 /** A response's tag string (Fastly's Surrogate-Key limit). */
-export const MAX_CACHE_TAGS_BYTES = 16 * KiB;
-export const MAX_CACHE_TAGS = 1024;
+const MAX_CACHE_TAGS_BYTES = 16 * KiB;
+const MAX_CACHE_TAGS = 1024;
 
 /** A host-call argument the host refuses: the guest gets -errno, the request goes on. */
 export class HostCallError extends Error {
@@ -63,56 +63,84 @@ const TE_RESPONDED = 1;
 const TE_UNCACHEABLE = 2;
 const TE_PASS = 4;
 const TE_REWRITE_URL = 8;
-/** sizeof(te_request): two u32, five te_str, a pointer, 32 random bytes, four u32, a pointer. */
-const REQUEST_SIZE = 8 + 5 * 16 + 8 + 32 + 16 + 8;
-const HEADER_SIZE = 32;
-const RESPONSE_SIZE = 96;
-const FETCH_SIZE = 128;
-const KV_SIZE = 32;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[\0\r\n]/;
+
+/**
+ * The ABI version a program declared with its first WAIT (RSI; 0 from programs built before it
+ * did, which speak version 1), refused unless this host speaks it.
+ */
+export function checkAbiVersion(declared: number): void {
+  const version = declared === 0 ? 1 : declared;
+  if (ACCEPTED_ABI_VERSIONS.includes(version)) return;
+  const accepted = `${ACCEPTED_ABI_VERSIONS.length === 1 ? 'version' : 'versions'} ${ACCEPTED_ABI_VERSIONS.join(', ')}`;
+  throw new SandboxError('program', `program was built for SDK ABI version ${version}, but this host accepts ${accepted}: rebuild it with this tinyedge's SDK`);
+}
+
+/** An HTTP field name (RFC 9110 §5.1: a token). */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * What an HTTP/1.1 field value may not hold (RFC 9110 §5.5): control characters other than HTAB,
+ * and DEL. Values are bytes, decoded as latin1 so that obs-text (UTF-8 included) goes out as sent.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what this pattern is about
+export const BAD_FIELD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 
 const enc = new TextEncoder();
+
+/** How a request is laid out for the program: its phase, deliver's response, the warm-up flag. */
+export interface RequestLayout {
+  phase?: Phase;
+  /** deliver phase: the response about to be delivered. */
+  response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
+  /** The host's warm-up request after a load (TE_REQUEST_WARMUP), not a client's. */
+  warmup?: boolean;
+}
 
 /**
  * Writes `req` into the guest region [region, region+size) as a te_request followed by its header
  * array and strings; returns the te_request address. Throws when it does not fit.
  */
-export function writeRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, phase: Phase = 'generate', response?: { status: number; headers: ReadonlyArray<readonly [string, string]> }): number {
+export function writeRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): number {
+  const { phase = 'generate', response } = layout;
   const q = req.url.indexOf('?');
-  const strings: Uint8Array[] = [enc.encode(req.method), enc.encode(req.url), enc.encode(q < 0 ? req.url : req.url.slice(0, q)), enc.encode(q < 0 ? '' : req.url.slice(q + 1))];
+  const strings: Array<[number, Uint8Array]> = [
+    [TE_REQUEST.method, enc.encode(req.method)],
+    [TE_REQUEST.url, enc.encode(req.url)],
+    [TE_REQUEST.path, enc.encode(q < 0 ? req.url : req.url.slice(0, q))],
+    [TE_REQUEST.query, enc.encode(q < 0 ? '' : req.url.slice(q + 1))],
+  ];
   const headerBytes = req.headers.map(([n, v]) => [enc.encode(n), enc.encode(v)] as const);
   const respHeaders = (response?.headers ?? []).map(([n, v]) => [enc.encode(n), enc.encode(v)] as const);
   const allHeaders = [...headerBytes, ...respHeaders];
-  const total = REQUEST_SIZE + allHeaders.length * HEADER_SIZE + strings.reduce((n, s) => n + s.length, 0) +
+  const total = TE_REQUEST.SIZE + allHeaders.length * TE_HEADER.SIZE + strings.reduce((n, [, s]) => n + s.length, 0) +
     allHeaders.reduce((n, [a, b]) => n + a.length + b.length, 0) + req.body.length;
   if (total > size) throw new SandboxError('program', `request of ${total} bytes exceeds the program's limit of ${size}`);
 
   const v = mem.view;
   const out = mem.writable(region, total);
-  let cursor = region + REQUEST_SIZE + allHeaders.length * HEADER_SIZE;
+  const headersAt = region + TE_REQUEST.SIZE;
+  let cursor = headersAt + allHeaders.length * TE_HEADER.SIZE;
   const put = (bytes: Uint8Array, at: number): void => {
     out.set(bytes, cursor - region);
-    v.setBigUint64(at, BigInt(cursor), true);
-    v.setBigUint64(at + 8, BigInt(bytes.length), true);
+    v.setBigUint64(at + TE_STR.ptr, BigInt(cursor), true);
+    v.setBigUint64(at + TE_STR.len, BigInt(bytes.length), true);
     cursor += bytes.length;
   };
-  v.setUint32(region, ABI_VERSION, true);
-  v.setUint32(region + 4, req.headers.length, true);
-  strings.forEach((s, i) => put(s, region + 8 + i * 16));
-  put(req.body, region + 8 + 4 * 16);
-  v.setBigUint64(region + 88, BigInt(region + REQUEST_SIZE), true);
-  out.set(random, 96);
+  v.setUint32(region + TE_REQUEST.abi_version, ABI_VERSION, true);
+  v.setUint32(region + TE_REQUEST.header_count, req.headers.length, true);
+  for (const [field, bytes] of strings) put(bytes, region + field);
+  put(req.body, region + TE_REQUEST.body);
+  v.setBigUint64(region + TE_REQUEST.headers, BigInt(headersAt), true);
+  out.set(random, TE_REQUEST.random);
   allHeaders.forEach(([name, value], i) => {
-    const at = region + REQUEST_SIZE + i * HEADER_SIZE;
-    put(name, at);
-    put(value, at + 16);
+    const at = headersAt + i * TE_HEADER.SIZE;
+    put(name, at + TE_HEADER.name);
+    put(value, at + TE_HEADER.value);
   });
-  v.setUint32(region + 128, PHASES[phase], true);
-  v.setUint32(region + 132, response?.status ?? 0, true);
-  v.setUint32(region + 136, respHeaders.length, true);
-  v.setUint32(region + 140, 0, true);
-  v.setBigUint64(region + 144, BigInt(region + REQUEST_SIZE + headerBytes.length * HEADER_SIZE), true);
+  v.setUint32(region + TE_REQUEST.phase, PHASES[phase], true);
+  v.setUint32(region + TE_REQUEST.resp_status, response?.status ?? 0, true);
+  v.setUint32(region + TE_REQUEST.resp_header_count, respHeaders.length, true);
+  v.setUint32(region + TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
+  v.setBigUint64(region + TE_REQUEST.resp_headers, BigInt(headersAt + headerBytes.length * TE_HEADER.SIZE), true);
   return region;
 }
 
@@ -146,9 +174,9 @@ const EMPTY = new Uint8Array(0);
  * pointer is looked at: past it, `tooLong(length)` is thrown.
  */
 function strView(mem: GuestMemory, at: number, max: number, tooLong: (length: number) => Error): Uint8Array {
-  const len = mem.u64(at + 8);
+  const len = mem.u64(at + TE_STR.len);
   if (len > max) throw tooLong(len);
-  return bytesAt(mem, mem.u64(at), len);
+  return bytesAt(mem, mem.u64(at + TE_STR.ptr), len);
 }
 
 function bytesAt(mem: GuestMemory, ptr: number, len: number): Uint8Array {
@@ -161,18 +189,18 @@ function bytesAt(mem: GuestMemory, ptr: number, len: number): Uint8Array {
  */
 function headerViews(mem: GuestMemory, at: number, count: number, fail: (message: string) => Error): Array<[Uint8Array, Uint8Array]> {
   if (count > MAX_HEADERS) throw fail(`${count} headers (at most ${MAX_HEADERS})`);
-  if (count > 0) mem.check(at, count * HEADER_SIZE);
+  if (count > 0) mem.check(at, count * TE_HEADER.SIZE);
   const views: Array<[Uint8Array, Uint8Array]> = [];
   let total = 0;
   for (let i = 0; i < count; i++) {
-    const h = at + i * HEADER_SIZE;
-    const nameLen = mem.u64(h + 8);
-    const valueLen = mem.u64(h + 24);
+    const h = at + i * TE_HEADER.SIZE;
+    const nameLen = mem.u64(h + TE_HEADER.name + TE_STR.len);
+    const valueLen = mem.u64(h + TE_HEADER.value + TE_STR.len);
     const size = nameLen + valueLen;
     if (size > MAX_HEADER_BYTES) throw fail(`header ${i} of ${size} bytes (at most ${MAX_HEADER_BYTES})`);
     total += size;
     if (total > MAX_HEADERS_BYTES) throw fail(`headers of more than ${MAX_HEADERS_BYTES} bytes`);
-    views.push([bytesAt(mem, mem.u64(h), nameLen), bytesAt(mem, mem.u64(h + 16), valueLen)]);
+    views.push([bytesAt(mem, mem.u64(h + TE_HEADER.name + TE_STR.ptr), nameLen), bytesAt(mem, mem.u64(h + TE_HEADER.value + TE_STR.ptr), valueLen)]);
   }
   return views;
 }
@@ -189,41 +217,41 @@ export function readResponse(mem: GuestMemory, addr: number, maxBytes: number, p
 
 function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase: Phase): DecodedResponse {
   if (addr === 0) throw badResponse('program asked for a request before answering the previous one');
-  mem.check(addr, RESPONSE_SIZE);
+  mem.check(addr, TE_RESPONSE.SIZE);
   const v = mem.view;
-  const flags = v.getUint32(addr + 4, true);
+  const flags = v.getUint32(addr + TE_RESPONSE.flags, true);
   const responded = (flags & TE_RESPONDED) !== 0;
   if (phase === 'generate' && !responded) throw badResponse('handler returned without responding');
-  const status = responded ? v.getUint32(addr, true) : 200;
+  const status = responded ? v.getUint32(addr + TE_RESPONSE.status, true) : 200;
   if (status < 200 || status > 599) throw badResponse(`invalid status ${status}`);
-  const bodyLen = mem.u64(addr + 32);
+  const bodyLen = mem.u64(addr + TE_RESPONSE.body + TE_STR.len);
   if (bodyLen > maxBytes) throw badResponse(`response body of ${bodyLen} bytes exceeds the limit of ${maxBytes}`);
   // Every size is bounded before anything is decoded: strings are made only of bytes that fit.
-  const views = headerViews(mem, mem.u64(addr + 16), v.getUint32(addr + 8, true), (m) => badResponse(`response ${m}`));
+  const views = headerViews(mem, mem.u64(addr + TE_RESPONSE.headers), v.getUint32(addr + TE_RESPONSE.header_count, true), (m) => badResponse(`response ${m}`));
   let total = bodyLen;
   for (const [name, value] of views) total += name.length + value.length;
   if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
-  const tagBytes = strView(mem, addr + 64, MAX_CACHE_TAGS_BYTES, (n) => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`));
+  const tagBytes = strView(mem, addr + TE_RESPONSE.tags, MAX_CACHE_TAGS_BYTES, (n) => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`));
   const rewritten = phase === 'recv' && (flags & TE_REWRITE_URL) !== 0
-    ? strView(mem, addr + 80, MAX_URL_BYTES, (n) => badResponse(`rewritten URL of ${n} bytes (at most ${MAX_URL_BYTES})`))
+    ? strView(mem, addr + TE_RESPONSE.url, MAX_URL_BYTES, (n) => badResponse(`rewritten URL of ${n} bytes (at most ${MAX_URL_BYTES})`))
     : undefined;
 
   const headers: Array<[string, string]> = [];
   for (const [name, value] of views) {
     const n = dec.decode(name);
-    const val = dec.decode(value);
+    const val = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
     if (!TOKEN.test(n)) throw badResponse(`invalid response header name ${JSON.stringify(n.slice(0, 100))}`);
-    if (BAD_VALUE.test(val)) throw badResponse(`invalid value for response header ${n}`);
+    if (BAD_FIELD_VALUE.test(val)) throw badResponse(`invalid value for response header ${n}`);
     headers.push([n, val]);
   }
   const tags = dec.decode(tagBytes).split(/\s+/).filter(Boolean);
   if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
-  const body = Buffer.from(strView(mem, addr + 24, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
+  const body = Buffer.from(strView(mem, addr + TE_RESPONSE.body, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
   const ms = (at: number): number | undefined => {
     const x = v.getBigInt64(at, true);
     return x < 0n ? undefined : Number(x) / 1000;
   };
-  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + 40), grace: ms(addr + 48), keep: ms(addr + 56), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };
+  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };
   if (phase === 'recv') {
     const url = rewritten === undefined ? undefined : dec.decode(rewritten);
     if (url !== undefined && !/^\/[^\s]*$/.test(url)) throw badResponse(`invalid rewritten URL ${JSON.stringify(url.slice(0, 100))}`);
@@ -258,15 +286,21 @@ export interface FetchCall {
  * pointer, HostCallError for a size over its bound.
  */
 export function readFetch(mem: GuestMemory, at: number): FetchCall {
-  mem.check(at, FETCH_SIZE);
+  mem.check(at, TE_FETCH.SIZE);
   const tooLong = (what: string, max: number, errno = EMSGSIZE) => (n: number): HostCallError =>
     new HostCallError(errno, `sub-request ${what} of ${n} bytes (at most ${max})`);
-  const origin = strView(mem, at, MAX_ORIGIN_NAME_BYTES, tooLong('origin name', MAX_ORIGIN_NAME_BYTES, ENAMETOOLONG));
-  const method = strView(mem, at + 16, MAX_METHOD_BYTES, tooLong('method', MAX_METHOD_BYTES));
-  const url = strView(mem, at + 32, MAX_URL_BYTES, tooLong('URL', MAX_URL_BYTES));
-  const headers = headerViews(mem, mem.u64(at + 48), mem.u64(at + 56), (m) => new HostCallError(EMSGSIZE, `sub-request with ${m}`));
-  const body = strView(mem, at + 64, MAX_FETCH_BODY_BYTES, tooLong('body', MAX_FETCH_BODY_BYTES));
-  const result: FetchResultBuffers = { at, bodyAt: mem.u64(at + 80), bodyCap: mem.u64(at + 88), headersAt: mem.u64(at + 104), headersCap: mem.u64(at + 112) };
+  const origin = strView(mem, at + TE_FETCH.origin, MAX_ORIGIN_NAME_BYTES, tooLong('origin name', MAX_ORIGIN_NAME_BYTES, ENAMETOOLONG));
+  const method = strView(mem, at + TE_FETCH.method, MAX_METHOD_BYTES, tooLong('method', MAX_METHOD_BYTES));
+  const url = strView(mem, at + TE_FETCH.url, MAX_URL_BYTES, tooLong('URL', MAX_URL_BYTES));
+  const headers = headerViews(mem, mem.u64(at + TE_FETCH.headers), mem.u64(at + TE_FETCH.header_count), (m) => new HostCallError(EMSGSIZE, `sub-request with ${m}`));
+  const body = strView(mem, at + TE_FETCH.body, MAX_FETCH_BODY_BYTES, tooLong('body', MAX_FETCH_BODY_BYTES));
+  const result: FetchResultBuffers = {
+    at,
+    bodyAt: mem.u64(at + TE_FETCH.resp_body),
+    bodyCap: mem.u64(at + TE_FETCH.resp_body_cap),
+    headersAt: mem.u64(at + TE_FETCH.resp_headers),
+    headersCap: mem.u64(at + TE_FETCH.resp_headers_cap),
+  };
   if (result.bodyCap > 0) mem.check(result.bodyAt, result.bodyCap);
   if (result.headersCap > 0) mem.check(result.headersAt, result.headersCap);
   return {
@@ -286,8 +320,8 @@ export function writeFetchResult(mem: GuestMemory, r: FetchResultBuffers, body: 
     if (n > 0) mem.writable(at, n).set(data.subarray(0, n));
     mem.setU64(lengthAt, data.length);
   };
-  put(r.bodyAt, r.bodyCap, r.at + 96, body);
-  put(r.headersAt, r.headersCap, r.at + 120, enc.encode(headers.map(([n, v]) => `${n}: ${v}\n`).join('')));
+  put(r.bodyAt, r.bodyCap, r.at + TE_FETCH.resp_body_len, body);
+  put(r.headersAt, r.headersCap, r.at + TE_FETCH.resp_headers_len, enc.encode(headers.map(([n, v]) => `${n}: ${v}\n`).join('')));
 }
 
 /** What a key-value call uses of its te_kv: the key only, a buffer to fill, or a value to copy. */
@@ -298,13 +332,13 @@ export type KvUse = 'key' | 'get' | 'set';
  * (bounded, then checked). Throws GuestFault for a bad pointer, HostCallError for a bad size.
  */
 export function readKv(mem: GuestMemory, at: number, use: KvUse): { key: string; valueAt: number; valueLen: number } {
-  mem.check(at, KV_SIZE);
-  const keyLen = mem.u64(at + 8);
+  mem.check(at, TE_KV.SIZE);
+  const keyLen = mem.u64(at + TE_KV.key + TE_STR.len);
   if (keyLen === 0) throw new HostCallError(EINVAL, 'empty key-value key');
-  const key = dec.decode(strView(mem, at, MAX_KV_KEY_BYTES, (n) => new HostCallError(E2BIG, `key-value key of ${n} bytes (at most ${MAX_KV_KEY_BYTES})`)));
+  const key = dec.decode(strView(mem, at + TE_KV.key, MAX_KV_KEY_BYTES, (n) => new HostCallError(E2BIG, `key-value key of ${n} bytes (at most ${MAX_KV_KEY_BYTES})`)));
   if (use === 'key') return { key, valueAt: 0, valueLen: 0 };
-  const valueAt = mem.u64(at + 16);
-  const valueLen = mem.u64(at + 24);
+  const valueAt = mem.u64(at + TE_KV.value);
+  const valueLen = mem.u64(at + TE_KV.value_cap);
   if (use === 'set' && valueLen > MAX_KV_VALUE_BYTES) throw new HostCallError(E2BIG, `key-value value of ${valueLen} bytes (at most ${MAX_KV_VALUE_BYTES})`);
   if (valueLen > 0) mem.check(valueAt, valueLen);
   return { key, valueAt, valueLen };

@@ -2,6 +2,7 @@
 // meta-variables in the environment and the body on stdin; stdout is parsed as a CGI response.
 import { SandboxError } from '../vmm/errors.ts';
 import type { SandboxRequest } from './types.ts';
+import { BAD_FIELD_VALUE, TOKEN } from './abi.ts';
 
 /** Meta-variables for `req` (RFC 3875 §4.1), plus HTTP_* for the request headers. */
 export function cgiEnvironment(req: SandboxRequest, scriptName: string, extra: readonly string[] = []): string[] {
@@ -63,7 +64,7 @@ export function parseCgiOutput(output: Buffer): CgiResponse {
     if (colon <= 0) throw badOutput(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
     const name = line.slice(0, colon).trim();
     const value = line.slice(colon + 1).trim();
-    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || /[\0\r\n]/.test(value)) throw badOutput(`invalid header ${JSON.stringify(name)}`);
+    if (!TOKEN.test(name) || BAD_FIELD_VALUE.test(value)) throw badOutput(`invalid header ${JSON.stringify(name)}`);
     const lower = name.toLowerCase();
     if (lower === 'status') {
       const m = /^(\d{3})(?:\s.*)?$/.exec(value);

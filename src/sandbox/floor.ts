@@ -9,7 +9,7 @@ const EHDR = 64;
 const PHDR = 56;
 
 /** A static ELF whose code makes `exits` hypercall exits (`out` to port 0x80), then exit(0). */
-export function exitLoopElf(exits: number): Buffer {
+function exitLoopElf(exits: number): Buffer {
   const code = Buffer.from([
     0x41, 0xbc, 0, 0, 0, 0, // mov r12d, exits
     0xe6, 0x80, // 1: out 0x80, al

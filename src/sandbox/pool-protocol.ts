@@ -9,10 +9,10 @@ import type { SandboxFailureKind } from '../vmm/errors.ts';
 export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete';
 
 /** A request as a worker runs it: the phase, and for `deliver` the response about to go out. */
-export interface CallMessage {
+interface CallMessage {
   req: SandboxRequest;
   phase?: Phase;
-  response?: { status: number; headers: Array<[string, string]> };
+  response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
 }
 
 export type ToWorker =

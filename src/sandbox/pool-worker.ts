@@ -86,7 +86,7 @@ async function build(msg: Extract<ToWorker, { type: 'build' }>): Promise<void> {
     if (msg.warmup) {
       const instance = program.instance();
       try {
-        await instance.call(msg.warmup.req, { phase: msg.warmup.phase, response: msg.warmup.response, host: hostCalls(msg.id) });
+        await instance.call(msg.warmup.req, { phase: msg.warmup.phase, response: msg.warmup.response, warmup: true, host: hostCalls(msg.id) });
       } finally {
         instance.close();
       }

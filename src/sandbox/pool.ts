@@ -3,8 +3,7 @@
 // waiting for a free slot up to a bound. Each program has `concurrency` slots spread over the
 // workers; a slot is one instance (one VM).
 import { Worker } from 'node:worker_threads';
-import type { Phase } from './abi.ts';
-import type { CallResult, ExportedProgram, HostCalls, LoadTiming } from './program.ts';
+import type { CallOptions, CallResult, ExportedProgram, HostCalls, LoadTiming } from './program.ts';
 import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { installTimeoutSignalHandler } from '../vmm/run/timer.ts';
@@ -18,6 +17,7 @@ export class QueueFullError extends Error {
   }
 }
 
+/** A program's options on the VM worker pool: its limits, plus how many requests it runs at once. */
 export interface PoolProgramOptions extends ProgramOptions {
   /** Instances (concurrent requests) across all workers. */
   concurrency: number;
@@ -42,12 +42,6 @@ interface Slots {
   retired: boolean;
 }
 
-export interface CallOptions {
-  phase?: Phase;
-  response?: { status: number; headers: Array<[string, string]> };
-  host?: HostCalls;
-}
-
 /** The request a new program version answers on its loader before it is adopted. */
 export interface Warmup extends CallOptions {
   req: SandboxRequest;
@@ -55,14 +49,22 @@ export interface Warmup extends CallOptions {
 
 /**
  * Loader threads kept idle between loads. Loads that overlap get further loaders, started on
- * demand (a thread start costs some 0.7 s here, mostly loading the TypeScript modules), which
+ * demand (a thread start loads koffi and the sandbox's modules again, tens of milliseconds or more), which
  * end when their load is done.
  */
-export const IDLE_LOADERS = 1;
+const IDLE_LOADERS = 1;
 
-/** A plain-JS entry that registers tsx in the worker before loading vm-worker.ts. */
-const workerUrl = new URL('./pool-worker.mjs', import.meta.url);
+/**
+ * The worker's entry: compiled, `pool-worker.js` beside this module; run from the TypeScript
+ * sources (tests, dev scripts), a plain-JS shim that registers tsx in the worker first.
+ */
+const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './pool-worker.mjs' : './pool-worker.js', import.meta.url);
 
+/**
+ * The VM worker pool: threads that own the VMs and run guest code, so that a running guest never
+ * holds the thread that calls it. Programs are loaded by key (`load`), called on a free instance
+ * (`call`, waiting up to the program's queue timeout) and unloaded without dropping calls.
+ */
 export class VmWorkers {
   private readonly workers: Worker[] = [];
   /** Every loader thread alive; the idle ones also wait in `idleLoaders`. */
@@ -88,6 +90,7 @@ export class VmWorkers {
     return pool;
   }
 
+  /** Serving worker threads (loaders not counted). */
   get size(): number {
     return this.workers.length;
   }
@@ -246,10 +249,12 @@ export class VmWorkers {
     for (const w of this.workers) w.postMessage({ type: 'unload', key: slots.key } satisfies ToWorker);
   }
 
+  /** True while `key` is loaded and takes calls. */
   has(key: string): boolean {
     return this.programs.has(key);
   }
 
+  /** Calls of `key` running on an instance now (not those waiting for one). */
   inflight(key: string): number {
     return this.programs.get(key)?.inflight ?? 0;
   }

@@ -15,7 +15,10 @@ const wait = new Int32Array(new SharedArrayBuffer(4));
 /** Largest write a pipe with room (POLLOUT) takes without blocking: PIPE_BUF. */
 const PIPE_BUF = 4096;
 
-/** The host process's own fds 0–2, written synchronously but never past the program's deadline. */
+/**
+ * The host process's own fds 0–2 as a program's stdio (`runProcess`'s default): written
+ * synchronously, but never past the program's deadline.
+ */
 export const processStdio: Stdio = {
   write(fd, data, waitMs) {
     // A blocking write to a full pipe would outlive the deadline (libuv retries EINTR), and
@@ -52,6 +55,7 @@ export const processStdio: Stdio = {
   },
 };
 
+/** How `runProcess` runs a program: its argv and environment, what it may read, its limits. */
 export interface ProcessOptions {
   /** argv[0] first, as the program should see it. */
   argv: string[];

@@ -10,7 +10,7 @@ import { Machine, type RunResult } from '../vmm/machine.ts';
 import { GuestFault } from '../vmm/memory/guest-memory.ts';
 import { type ExportedSnapshot, Snapshot } from '../vmm/memory/snapshot.ts';
 import { EFAULT, EIO, ENOENT, ENOSPC, ENOSYS } from '../vmm/linux/syscalls/errno.ts';
-import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
+import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, checkAbiVersion, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import { CaptureStdio } from './stdio.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
@@ -41,6 +41,10 @@ export interface ExportedProgram {
   readonly env: readonly string[];
 }
 
+/**
+ * A loaded program: booted, initialised up to its `wait_for_requests()` (SDK) and frozen as a
+ * snapshot that every instance starts from. `close()` frees it once its instances are closed.
+ */
 export class Program {
   readonly snapshot: Snapshot;
   readonly limits: Limits;
@@ -87,8 +91,12 @@ export class Program {
       const t1 = performance.now();
       let region = 0;
       if (this.limits.mode === 'sdk') {
+        let abiVersion = 0;
         machine.hypercall = (m, call) => {
-          if (call === CALL_WAIT) m.yield();
+          if (call === CALL_WAIT) {
+            abiVersion = m.vcpu.reg('rsi');
+            m.yield();
+          }
           return call === CALL_LOG ? 0 : -ENOSYS;
         };
         const result = machine.run(this.limits.initTimeoutMs);
@@ -96,6 +104,7 @@ export class Program {
           const said = logs.text().trim().split('\n').slice(-3).join(' | ');
           throw new SandboxError('program', `program exited with status ${result.status} before calling wait_for_requests()${said ? `: ${said}` : ''}`);
         }
+        checkAbiVersion(abiVersion);
         region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
       }
@@ -126,6 +135,7 @@ export class Program {
     return new Instance(this, machine, this.name, this.env);
   }
 
+  /** Frees the snapshot (and the booting VM if no instance took it); close the instances first. */
   close(): void {
     this.template?.close();
     this.template = undefined;
@@ -189,13 +199,17 @@ export interface HostCalls {
   kvDelete?(key: string): Promise<boolean> | boolean;
 }
 
+/** How `Instance.call` (and `VmWorkers.call`) runs a request: its phase, and the host services. */
 export interface CallOptions {
   phase?: Phase;
   /** deliver phase: the response about to be delivered. */
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
+  /** The host's warm-up request after a load: the program sees TE_REQUEST_WARMUP. */
+  warmup?: boolean;
   host?: HostCalls;
 }
 
+/** A program's answer; for the `recv` phase, also what it decided about the request. */
 export type CallResult = SandboxResponse & { recv?: RecvDirective };
 
 /** A host call the guest is waiting on: the promise, and how to turn its outcome into RAX. */
@@ -204,6 +218,7 @@ interface PendingHostCall {
   complete(value: unknown): number;
 }
 
+/** One VM of a program, answering one request at a time and reset to the snapshot after each. */
 export class Instance {
   private pending: PendingHostCall | undefined;
   /** Where the program's te_response is (RDI of its last WAIT). */
@@ -284,10 +299,10 @@ export class Instance {
     const m = this.machine;
     const stdio = new CaptureStdio(64 * 1024);
     m.stdio = stdio;
-    const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom(), options.phase, options.response);
+    const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom(), options);
     const host = options.host;
     m.hypercall = (mm, call) => {
-      const arg = mm.vcpu.reg(40);
+      const arg = mm.vcpu.reg('rdi');
       switch (call) {
         case CALL_WAIT:
           this.responseAt = arg;
@@ -295,8 +310,8 @@ export class Instance {
           return 0;
         case CALL_LOG:
           // A dropped line's pointer is still checked: the result must not depend on how many came before.
-          if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, arg, mm.vcpu.reg(32)));
-          else mm.mem.check(arg, Math.min(mm.vcpu.reg(32), MAX_LOG_LINE_BYTES));
+          if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, arg, mm.vcpu.reg('rsi')));
+          else mm.mem.check(arg, Math.min(mm.vcpu.reg('rsi'), MAX_LOG_LINE_BYTES));
           return 0;
         default:
           return this.hostCall(mm, call, arg, host);
@@ -388,6 +403,7 @@ export class Instance {
     return this.machine.restoreFrom(this.program.snapshot);
   }
 
+  /** Frees this instance's VM. */
   close(): void {
     this.machine.close();
   }

@@ -1,6 +1,7 @@
 // The sandbox's public types: what a request handed to a tenant program looks like, what comes
 // back, and the limits a program runs under.
 
+/** An HTTP request as a program gets it. */
 export interface SandboxRequest {
   method: string;
   /** Path and query as received, e.g. `/api/items?id=3`. */
@@ -23,6 +24,7 @@ export interface CachePolicy {
   uncacheable: boolean;
 }
 
+/** A program's answer to a request, with what it logged and what the call cost. */
 export interface SandboxResponse {
   status: number;
   headers: Array<[string, string]>;
@@ -33,8 +35,13 @@ export interface SandboxResponse {
   timing: { callUs: number; resetUs: number; dirtyPages: number };
 }
 
+/**
+ * `sdk`: built with the tinyedge SDK, initialised once and called per request; `cgi`: any program
+ * speaking CGI/1.1, run from its entry point for each request.
+ */
 export type ProgramMode = 'sdk' | 'cgi';
 
+/** How to load a program, and the limits each of its requests runs under. */
 export interface ProgramOptions {
   mode: ProgramMode;
   /** Guest memory in MiB (even). Default 64. */
@@ -51,9 +58,11 @@ export interface ProgramOptions {
   name?: string;
   /** Environment for initialisation (SDK) or added to every request's (CGI). */
   env?: string[];
+  /** Host directories whose files the program may open, read-only. */
   allowRead?: readonly string[];
 }
 
+/** The limits a program gets for the ProgramOptions left out. */
 export const PROGRAM_DEFAULTS = {
   memoryMiB: 64,
   timeoutMs: 1000,

@@ -22,7 +22,7 @@ export function buildRoutes(tenant: TenantConfig): Route[] {
 }
 
 /** True when `path` is `prefix` or continues it after a `/` (or `?`): /hello matches /hello/x, not /helloworld. */
-export function prefixMatches(prefix: string, path: string): boolean {
+function prefixMatches(prefix: string, path: string): boolean {
   if (!path.startsWith(prefix)) return false;
   if (path.length === prefix.length || prefix.endsWith('/')) return true;
   const next = path.charCodeAt(prefix.length);

@@ -4,15 +4,16 @@
 import { Readable } from 'node:stream';
 import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
+import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
 import { type HostCalls, MAX_FETCH_RESPONSE_BYTES, QueueFullError, SandboxError, type SandboxRequest, type VmWorkers, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
+import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
 const MiB = 1024 * 1024;
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
 
 /** A program as loaded: `key` names its current version on the VM workers. */
 export interface LoadedProgram {
@@ -25,7 +26,7 @@ export type Logger = PinoLogger;
 
 let versionCounter = 0;
 /** Keys are unique forever, so an old and a new version can run side by side during a swap. */
-export function programKey(tenant: string, program: string): string {
+function programKey(tenant: string, program: string): string {
   return `${tenant}/${program}@${++versionCounter}`;
 }
 
@@ -66,12 +67,25 @@ function headerPairs(list: HeaderList): Array<[string, string]> {
 }
 
 const tooLarge = (limit: number): Error => new OriginError(502, `body larger than ${limit} bytes`);
+/** The sandbox's own failure for a request over the program's limit, so it is answered the same way. */
+const requestTooLarge = (limit: number): Error => new SandboxError('program', `request body larger than ${limit} bytes`);
 
-/** A VM failure as the error the cache shows the client (or covers with a stale object). */
-function asOriginError(err: unknown, program: string): OriginError {
-  if (err instanceof QueueFullError) return new OriginError(503, `program ${program} is busy`);
-  if (err instanceof SandboxError) return new OriginError(err.kind === 'timeout' ? 504 : 502, `program ${program}: ${err.message}`);
-  return new OriginError(502, `program ${program} failed`);
+/**
+ * A failed program call as the cache's backend answers it, after failure.ts: 502, 503 and 504 as
+ * an OriginError (a stale object may cover it, as for an origin), the 413 of a request too large
+ * for the program as an answer that is never stored. Either way the client reads only the class.
+ */
+function failureAnswer(err: unknown): BackendResponse {
+  const f = clientFailure(err);
+  if (f.status === 502 || f.status === 503 || f.status === 504) throw new OriginError(f.status, f.body.trimEnd(), { cause: err });
+  const body = Buffer.from(f.body);
+  return {
+    status: f.status,
+    headers: ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(body.length)],
+    body: Readable.from([body]),
+    buffered: body,
+    policy: { uncacheable: true },
+  };
 }
 
 export class TenantRuntime implements Backend {
@@ -95,11 +109,13 @@ export class TenantRuntime implements Backend {
     }
     for (const p of programs) this.programs.set(p.config.name, p);
     this.routes = buildRoutes(config);
-    const hooks: CacheHooks = {};
     const recv = config.programs.find((p) => p.roles.includes('recv'));
     const deliver = config.programs.find((p) => p.roles.includes('deliver'));
-    if (recv) hooks.recv = (req) => this.recvHook(recv.name, req);
-    if (deliver) hooks.deliver = (req, resp) => this.deliverHook(deliver.name, req, resp);
+    // No hooks object at all without hook programs: the cache's raw fast path serves only tenants
+    // whose every request need not be seen by a program.
+    let hooks: CacheHooks | undefined;
+    if (recv) (hooks ??= {}).recv = (req) => this.recvHook(recv.name, req);
+    if (deliver) (hooks ??= {}).deliver = (req, resp) => this.deliverHook(deliver.name, req, resp);
     this.cache = new Cache({
       backend: this,
       storage,
@@ -134,16 +150,24 @@ export class TenantRuntime implements Backend {
   }
 
   private async runProgram(name: string, req: BackendRequest): Promise<BackendResponse> {
-    const body = await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, tooLarge);
+    let body: Buffer;
+    try {
+      body = await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, requestTooLarge, { discardExcess: true });
+    } catch (err) {
+      this.reportFailure(name, req.method, req.path, err);
+      return failureAnswer(err);
+    }
     // Looked up after the await and used at once: a live upload may have swapped versions meanwhile.
     const program = this.programs.get(name)!;
     const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
-    const r = await this.call(program, sreq, {});
-    const headers: HeaderList = [];
-    for (const [n, v] of r.headers) {
-      const lower = n.toLowerCase();
-      if (!HOP_BY_HOP.has(lower)) headers.push(lower, v);
+    let r: Awaited<ReturnType<VmWorkers['call']>>;
+    try {
+      r = await this.call(program, sreq, {});
+    } catch (err) {
+      return failureAnswer(err);
     }
+    // The program's end-to-end fields; the framing is ours, from the body it returned.
+    const headers: HeaderList = endToEndList(r.headers.flat(), true);
     headers.push('content-length', String(r.body.length));
     if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
     const sec = (s: number | undefined): number | undefined => (s === undefined ? undefined : s * 1000);
@@ -156,7 +180,7 @@ export class TenantRuntime implements Backend {
     };
   }
 
-  /** Runs a program on the workers with this tenant's host services; failures become OriginErrors. */
+  /** Runs a program on the workers with this tenant's host services; a failure is counted, logged and rethrown. */
   private async call(program: LoadedProgram, req: SandboxRequest, options: Parameters<VmWorkers['call']>[2]): Promise<Awaited<ReturnType<VmWorkers['call']>>> {
     const started = performance.now();
     try {
@@ -168,10 +192,16 @@ export class TenantRuntime implements Backend {
       if (err instanceof QueueFullError) this.stats.counters.queueFull++;
       else if (err instanceof SandboxError && err.kind === 'timeout') this.stats.counters.vmTimeouts++;
       else this.stats.counters.vmErrors++;
-      const oe = asOriginError(err, program.config.name);
-      this.log.warn({ tenant: this.name, program: program.config.name, method: req.method, url: req.url, status: oe.status }, oe.message);
-      throw oe;
+      this.reportFailure(program.config.name, req.method, req.url, err);
+      throw err;
     }
+  }
+
+  /** Logs a failed call with what the client is not told: the guest's own message. */
+  private reportFailure(program: string, method: string, url: string, err: unknown): void {
+    const f = clientFailure(err);
+    const detail = err instanceof Error ? err.message : String(err);
+    this.log.warn({ tenant: this.name, program, method, url, status: f.status, failure: f.class }, `program ${program}: ${detail}`);
   }
 
   /** Sub-requests and the key-value store, as programs of this tenant see them. */
@@ -201,8 +231,8 @@ export class TenantRuntime implements Backend {
       if (d.action === 'pass') return { action: 'pass', url: d.url, setHeaders: d.setHeaders };
       return { action: 'synth', status: r.status, headers: Object.fromEntries(r.headers), body: r.body };
     } catch (err) {
-      const oe = err instanceof OriginError ? err : asOriginError(err, name);
-      return { action: 'synth', status: oe.status, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `${oe.message}\n` };
+      const f = clientFailure(err);
+      return { action: 'synth', status: f.status, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, body: f.body };
     }
   }
 
@@ -210,9 +240,11 @@ export class TenantRuntime implements Backend {
     const program = this.programs.get(name)!;
     try {
       const r = await this.call(program, toSandboxRequest(req), { phase: 'deliver', response: { status: resp.status, headers: headerPairs(resp.headers) } });
-      for (const [n, v] of r.headers) {
-        const lower = n.toLowerCase();
-        if (HOP_BY_HOP.has(lower)) continue;
+      // Only end-to-end fields: the framing belongs to the body already decided.
+      const set = endToEndList(r.headers.flat(), true);
+      for (let j = 0; j < set.length; j += 2) {
+        const lower = set[j]!;
+        const v = set[j + 1]!;
         for (let i = resp.headers.length - 2; i >= 0; i -= 2) if (resp.headers[i] === lower) resp.headers.splice(i, 2);
         if (v !== '') resp.headers.push(lower, v);
       }
@@ -234,7 +266,8 @@ export class TenantRuntime implements Backend {
 function toSandboxRequest(req: HookRequest): SandboxRequest {
   const headers: Array<[string, string]> = [];
   for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue;
+    // The request's framing stays with the front (the hook sees no body).
+    if (value === undefined || isFixedHopByHop(name)) continue;
     if (Array.isArray(value)) for (const v of value) headers.push([name, v]);
     else headers.push([name, value]);
   }

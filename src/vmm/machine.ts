@@ -1,34 +1,30 @@
-// A tiny VM running one static Linux program: boots it (memory, page tables, descriptor tables,
-// stubs, ELF, stack, long mode) and runs it, answering its system calls, until it exits, faults,
-// runs out of time, or yields at a hypercall (where a snapshot can be taken). No guest kernel:
-// the host is the kernel.
-import { performance } from 'node:perf_hooks';
-import * as K from '../kvm/constants.ts';
+// A tiny VM running one static Linux program, as a façade over the files that do the work: it
+// boots the program (memory, page tables, descriptor tables, stubs, ELF, stack, long mode), runs
+// it through its run loop (run/loop.ts), which answers its system calls until it exits, faults,
+// runs out of time, or yields at a hypercall, and restores it to a snapshot. No guest kernel: the
+// host is the kernel.
 import type { Kvm } from '../kvm/kvm.ts';
 import type { Vcpu } from '../kvm/vcpu.ts';
 import type { Vm } from '../kvm/vm.ts';
-import { Arena } from './memory/arena.ts';
+import { Arena, type ArenaState } from './memory/arena.ts';
 import { enterLongMode, INITIAL_RFLAGS, MSR_FS_BASE } from './x86/cpu.ts';
 import { acquireShell, cpuFeatures, destroyShell, releaseShell, type Shell } from './memory/shell.ts';
 import { loadElf, type LoadedProgram } from './linux/elf.ts';
 import { SandboxError } from './errors.ts';
-import { describeException, HAS_ERROR_CODE } from './x86/faults.ts';
-import { USER_CS, USER_DS, writeDescriptorTables } from './x86/gdt.ts';
-import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, STUBS_ADDR, SYSCALL_FRAME_ADDR } from './x86/layout.ts';
-import { GuestFault, GuestMemory } from './memory/guest-memory.ts';
+import { writeDescriptorTables } from './x86/gdt.ts';
+import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, STUBS_ADDR } from './x86/layout.ts';
+import { GuestMemory } from './memory/guest-memory.ts';
 import { buildPageTables, KERNEL_RW, mapPages, STUB_RX, USER_RW } from './x86/paging.ts';
-import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from './x86/ports.ts';
 import type { DirtyLog } from './memory/dirty-log.ts';
 import type { Snapshot } from './memory/snapshot.ts';
 import { buildInitialStack } from './linux/stack.ts';
-import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, stubCode, SYSCALL_ENTRY } from './x86/stubs.ts';
-import type { ArgKind, Stdio, SyscallContext } from './linux/syscalls/context.ts';
-import { EFAULT, ENOSYS, hostFsErrno } from './linux/syscalls/errno.ts';
-import { FileTable } from './linux/syscalls/files.ts';
-import { SYSCALL_TABLE } from './linux/syscalls/index.ts';
-import { type ThreadTimer, threadTimerInstance } from './run/timer.ts';
+import { stubCode } from './x86/stubs.ts';
+import type { Stdio, SyscallContext } from './linux/syscalls/context.ts';
+import { ENOSYS } from './linux/syscalls/errno.ts';
+import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
+import { RunLoop, type RunResult, type RunState } from './run/loop.ts';
 
-const { REGS } = K;
+export type { RunResult } from './run/loop.ts';
 
 export interface MachineOptions {
   /** Guest memory in MiB (a multiple of 2). */
@@ -42,56 +38,15 @@ export interface MachineOptions {
   resettable?: boolean;
 }
 
-/** How a run ended: the program exited (or killed itself), or it yielded at a hypercall. */
-export type RunResult =
-  | { kind: 'exit'; status: number; signal?: string }
-  | { kind: 'yield'; call: number };
+/** The host-side state a snapshot records besides memory and vCPU registers. */
+export interface HostState extends RunState {
+  arena: ArenaState;
+  files: FileTableState;
+  fsBase: bigint;
+}
 
 /** Answers hypercalls (`out` to PORT_HYPERCALL); returns the value for RAX, or calls `yield()`. */
 export type HypercallHandler = (machine: Machine, call: number) => number;
-
-/** A door call waiting for its answer: where the `out` was, and how to get back to ring 3. */
-export interface PendingCall {
-  rip: number;
-  /** Set when the `out` arrived through #GP: the interrupted ring-3 RSP and RFLAGS. */
-  trap?: { rsp: number; rflags: number };
-}
-
-const OUT_INSN_SIZE = 2;
-const GP_VECTOR = 13;
-/** The registers that carry system-call arguments on x86-64, in order. */
-const SYSCALL_ARG_REGS = [REGS.rdi, REGS.rsi, REGS.rdx, REGS.r10, REGS.r8, REGS.r9] as const;
-
-/** Argument `i` of a system call, read as its kind says (0 past the arguments the call takes). */
-function syscallArg(vcpu: Vcpu, kinds: readonly ArgKind[], i: number): number {
-  const reg = SYSCALL_ARG_REGS[i]!;
-  switch (kinds[i]) {
-    case 'int': return vcpu.reg32s(reg);
-    case 'uint': return vcpu.reg32(reg);
-    case 'long': return keepPageAlignment(vcpu.regSigned(reg), vcpu.reg32(reg));
-    case 'ulong': return keepPageAlignment(vcpu.reg(reg), vcpu.reg32(reg));
-    default: return 0;
-  }
-}
-
-/**
- * A 64-bit register, rounded to the Number `v`, made to keep its page alignment. Every multiple of
- * PAGE_SIZE below 2^64 is exactly a Number, so a register that is not one (its low 32 bits are
- * `low`) must not round to one: a huge misaligned offset stays EINVAL. Numbers there are at most
- * 2048 apart, so half a page away (toward zero from 2^64, which has no room above) is one.
- */
-function keepPageAlignment(v: number, low: number): number {
-  if (low % PAGE_SIZE === 0 || v % PAGE_SIZE !== 0) return v;
-  return v === 2 ** 64 ? v - PAGE_SIZE / 2 : v + Math.sign(v) * (PAGE_SIZE / 2);
-}
-
-/**
- * True when an `out` exit came from the ring-0 stub at `stub` and not from ring-3 code using the
- * same port. KVM reports RIP at the `out`; nested KVMs that emulate ring 0 may report it past it.
- */
-function fromStub(rip: number, stub: number): boolean {
-  return rip === stub || rip === stub + OUT_INSN_SIZE;
-}
 
 export class Machine implements SyscallContext {
   readonly vm: Vm;
@@ -105,20 +60,8 @@ export class Machine implements SyscallContext {
   hypercall: HypercallHandler = () => -ENOSYS;
   readonly dirtyLog: DirtyLog | undefined;
   private readonly shell: Shell;
-  /** Set when KVM failed on this VM: its shell is destroyed, not reused. */
-  private broken = false;
-  private exitResult: RunResult | undefined;
-  private yielded = false;
-  /** The door call the guest is stopped in, answered by `resume()`. */
-  pending: PendingCall | undefined;
-  private outOfMemory = false;
+  private readonly loop: RunLoop;
   private fsBase = 0n;
-  /** Wall time the vCPU spent running guest code (inside KVM_RUN): the program's CPU time. */
-  private cpuMs = 0;
-  /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
-  private scrubSegments = true;
-  private deadline = Infinity;
-  private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
   /** Boots `elf` in a new VM; the vCPU stands at the program's entry point. */
   static boot(kvm: Kvm, elf: Buffer, options: MachineOptions): Machine {
@@ -161,6 +104,7 @@ export class Machine implements SyscallContext {
     this.mem = new GuestMemory(shell.mapping, anonymous, 0, 0);
     this.stdio = options.stdio;
     this.files = new FileTable(options.allowRead ?? []);
+    this.loop = new RunLoop(this);
     try {
       this.program = load(this);
       this.arena = new Arena(this.program.end, layout.arenaEnd);
@@ -193,15 +137,14 @@ export class Machine implements SyscallContext {
     const program = this.program;
     const sp = buildInitialStack(this.mem, this.layout.stackTop, program, { argv, env, hwcap: cpuFeatures(this.vm.kvm).hwcap });
     this.vcpu.regsBytes().fill(0);
-    this.vcpu.setReg(REGS.rflags, 0x2);
-    this.scrubSegments = true;
-    this.returnToUser(program.entry, sp, INITIAL_RFLAGS);
+    this.vcpu.setReg('rflags', 0x2);
+    this.loop.start(program.entry, sp, INITIAL_RFLAGS);
   }
 
   // --- SyscallContext -------------------------------------------------------------------------
 
   exit(status: number, signal?: string): void {
-    this.exitResult = signal ? { kind: 'exit', status, signal } : { kind: 'exit', status };
+    this.loop.exit(status, signal);
   }
 
   setFsBase(value: bigint): void {
@@ -214,171 +157,46 @@ export class Machine implements SyscallContext {
   }
 
   sleep(ms: number): void {
-    const left = Math.min(ms, this.deadline - performance.now());
-    if (left > 0) Atomics.wait(this.sleepCell, 0, 0, left);
+    this.loop.sleep(ms);
   }
 
   remainingMs(): number {
-    return Math.max(0, this.deadline - performance.now());
+    return this.loop.remainingMs();
   }
 
   noteOutOfMemory(): void {
-    this.outOfMemory = true;
+    this.loop.noteOutOfMemory();
   }
 
   cpuTimeNs(): number {
-    return Math.round(this.cpuMs * 1e6);
+    return this.loop.cpuTimeNs();
   }
 
   // --- running --------------------------------------------------------------------------------
-
-  /** Called by a hypercall handler: stop the run after this call, leaving it pending. */
-  yield(): void {
-    this.yielded = true;
-  }
 
   /**
    * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields.
    * Throws a SandboxError for a fault, a timeout, or anything else that is not the program's doing.
    */
   run(timeoutMs: number): RunResult {
-    const timer = threadTimerInstance();
-    this.deadline = performance.now() + timeoutMs;
-    this.exitResult = undefined;
-    timer.ensure(this.deadline);
-    try {
-      return this.loop(timeoutMs, timer);
-    } finally {
-      timer.settle();
-    }
+    return this.loop.run(timeoutMs);
   }
 
-  private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
-    const vcpu = this.vcpu;
-    for (;;) {
-      const entered = performance.now();
-      const reason = vcpu.enter();
-      this.cpuMs += performance.now() - entered;
-      if (reason === K.KVM_EXIT_IO) {
-        const port = vcpu.ioPort();
-        const vector = port - PORT_EXCEPTION_BASE;
-        if (vector >= 0 && vector < EXCEPTION_VECTORS && fromStub(vcpu.reg(REGS.rip), exceptionStub(vector))) {
-          if (vector !== GP_VECTOR || !this.trappedOut()) throw this.exception(vector);
-        } else {
-          this.out(port, { rip: vcpu.reg(REGS.rip) });
-        }
-        if (this.exitResult) return this.exitResult;
-        if (this.yielded) {
-          this.yielded = false;
-          return { kind: 'yield', call: vcpu.reg32(REGS.rax) };
-        }
-      } else if (reason === K.KVM_EXIT_INTR) {
-        // A timer armed for an earlier, shorter run fired: aim it at this run's deadline.
-        if (performance.now() < this.deadline) timer.ensure(this.deadline);
-      } else {
-        throw this.unexpectedExit(reason);
-      }
-      if (performance.now() >= this.deadline) {
-        throw new SandboxError('timeout', `program ran past its ${timeoutMs} ms time limit`);
-      }
-    }
-  }
-
-  /**
-   * A #GP whose faulting instruction is `out imm8, al` is a door that this KVM did not let exit
-   * directly (IOPL 0 in ring 3): handle it as that `out`. Returns false for any other #GP.
-   */
-  private trappedOut(): boolean {
-    const frame = this.vcpu.reg(REGS.rsp);
-    if (frame + 6 * 8 > IST_STACK_TOP) return false;
-    const rip = this.mem.u64Raw(frame + 8);
-    if (rip + 2 > this.layout.memorySize || this.mem.bytes[rip] !== OUT_IMM8_OPCODE) return false;
-    this.out(this.mem.bytes[rip + 1]!, { rip, trap: { rsp: this.mem.u64Raw(frame + 32), rflags: this.mem.u64Raw(frame + 24) } });
-    return true;
-  }
-
-  /** Handles an `out` to `port`: a system call, or a hypercall that is answered now or later. */
-  private out(port: number, call: PendingCall): void {
-    const v = this.vcpu;
-    if (port === PORT_SYSCALL && fromStub(call.rip, SYSCALL_ENTRY)) {
-      const result = this.syscall();
-      if (this.exitResult) return;
-      // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
-      this.returnToUser(v.reg(REGS.rcx), call.trap ? call.trap.rsp : v.reg(REGS.rsp), v.reg(REGS.r11));
-      v.setReg(REGS.rax, result);
-    } else if (port === PORT_HYPERCALL) {
-      this.pending = call;
-      let result: number;
-      try {
-        result = this.hypercall(this, v.reg32(REGS.rax));
-      } catch (err) {
-        // A bad pointer in a hypercall fails the call inside the guest, never the host.
-        if (!(err instanceof GuestFault)) throw err;
-        result = -EFAULT;
-      }
-      if (!this.yielded && !this.exitResult) this.resume(result);
-    } else {
-      throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${call.rip.toString(16)})`);
-    }
+  /** Called by a hypercall handler: stop the run after this call, leaving it pending. */
+  yield(): void {
+    this.loop.yield();
   }
 
   /** Answers the pending hypercall with `value`; the next `run()` continues after it. */
   resume(value: number): void {
-    const call = this.pending;
-    if (!call) throw new Error('no hypercall is pending');
-    this.pending = undefined;
-    if (call.trap) this.returnToUser(call.rip + OUT_INSN_SIZE, call.trap.rsp, call.trap.rflags);
-    else {
-      // A direct return: KVM loads the segments of a reset from the sync regs (restoreFrom).
-      this.scrubSegments = false;
-      this.vcpu.setReg(REGS.rip, call.rip + OUT_INSN_SIZE);
-    }
-    this.vcpu.setReg(REGS.rax, value);
-  }
-
-  /** Answers the system call in the registers; returns the value for RAX. */
-  private syscall(): number {
-    const v = this.vcpu;
-    // The kernel takes the number from EAX (an int): the upper half of RAX does not count.
-    const call = SYSCALL_TABLE[v.reg32(REGS.rax)];
-    if (!call) return -ENOSYS;
-    const { args } = call;
-    try {
-      return call.handler(this, syscallArg(v, args, 0), syscallArg(v, args, 1), syscallArg(v, args, 2), syscallArg(v, args, 3), syscallArg(v, args, 4), syscallArg(v, args, 5));
-    } catch (err) {
-      if (err instanceof GuestFault) return -EFAULT;
-      // A host file-system error on the guest's behalf is the errno the kernel would answer.
-      const errno = hostFsErrno(err);
-      if (errno !== undefined) return -errno;
-      throw err;
-    }
-  }
-
-  /** Writes the iretq frame (RIP, CS, RFLAGS, RSP, SS) and continues at the stubs' `iretq` (ring 0). */
-  private returnToUser(rip: number, rsp: number, rflags: number): void {
-    const view = this.mem.view;
-    if (this.scrubSegments) {
-      // Enter ring 3 at the scrub code, which goes on to `rip`.
-      view.setBigUint64(SCRUB_TARGET, BigInt(rip), true);
-      this.mem.markDirty(SCRUB_TARGET, 8);
-      rip = SCRUB_ENTRY;
-      this.scrubSegments = false;
-    }
-    view.setBigUint64(SYSCALL_FRAME_ADDR, BigInt(rip), true);
-    view.setBigUint64(SYSCALL_FRAME_ADDR + 8, BigInt(USER_CS), true);
-    view.setBigUint64(SYSCALL_FRAME_ADDR + 16, BigInt(rflags), true);
-    view.setBigUint64(SYSCALL_FRAME_ADDR + 24, BigInt(rsp), true);
-    view.setBigUint64(SYSCALL_FRAME_ADDR + 32, BigInt(USER_DS), true);
-    this.mem.markDirty(SYSCALL_FRAME_ADDR, 40);
-    this.vcpu.setReg(REGS.rsp, SYSCALL_FRAME_ADDR);
-    this.vcpu.setReg(REGS.rip, IRETQ_RIP);
+    this.loop.resume(value);
   }
 
   // --- snapshot and reset ---------------------------------------------------------------------
 
   /** The host-side state a snapshot records besides memory and vCPU registers. */
-  hostState(): { arena: ReturnType<Arena['save']>; files: ReturnType<FileTable['save']>; fsBase: bigint; pending: PendingCall | undefined; cpuMs: number } {
-    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs };
+  hostState(): HostState {
+    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, ...this.loop.save() };
   }
 
   /**
@@ -395,52 +213,17 @@ export class Machine implements SyscallContext {
     // the host seeing it (wrfsbase, wrgsbase, loading a selector), and after a failure the vCPU may
     // stand in ring 0. A new VM got them from KVM_SET_SREGS already.
     if (!fresh) this.vcpu.setSregsOnEntry(snapshot.sregs);
-    this.scrubSegments = true;
     this.fsBase = snapshot.host.fsBase;
-    this.cpuMs = snapshot.host.cpuMs;
     this.arena.restore(snapshot.host.arena);
     this.files.restore(snapshot.host.files);
-    this.pending = snapshot.host.pending && { ...snapshot.host.pending };
-    this.exitResult = undefined;
-    this.yielded = false;
-    this.outOfMemory = false;
+    this.loop.restore(snapshot.host);
     return pages;
-  }
-
-  // --- failures -------------------------------------------------------------------------------
-
-  private exception(vector: number): SandboxError {
-    const frame = this.vcpu.reg(REGS.rsp);
-    const withCode = HAS_ERROR_CODE.has(vector);
-    const read = (i: number): number => (frame + i * 8 + 8 <= IST_STACK_TOP ? this.mem.u64Raw(frame + i * 8) : 0);
-    const sregs = this.vcpu.getSregs();
-    const info = {
-      vector,
-      errorCode: withCode ? read(0) : 0,
-      rip: read(withCode ? 1 : 0),
-      address: Number(sregs.readBigUInt64LE(K.SREGS.cr2)),
-    };
-    const message = describeException(info, this.layout);
-    if (this.outOfMemory) return new SandboxError('out-of-memory', `out of guest memory (${this.layout.memorySize / MiB} MiB): ${message}`);
-    return new SandboxError('fault', message);
-  }
-
-  private unexpectedExit(reason: number): SandboxError {
-    const rip = `rip 0x${this.vcpu.reg(REGS.rip).toString(16)}`;
-    switch (reason) {
-      case K.KVM_EXIT_SHUTDOWN: return new SandboxError('fault', `guest CPU shut down (triple fault, ${rip})`);
-      case K.KVM_EXIT_HLT: return new SandboxError('fault', `guest halted (${rip})`);
-      case K.KVM_EXIT_MMIO: return new SandboxError('fault', `access outside guest memory (${rip})`);
-      case K.KVM_EXIT_FAIL_ENTRY: this.broken = true; return new SandboxError('internal', `KVM could not enter the guest (reason 0x${this.vcpu.failEntryReason().toString(16)})`);
-      case K.KVM_EXIT_INTERNAL_ERROR: this.broken = true; return new SandboxError('internal', `KVM internal error ${this.vcpu.internalSuberror()} (${rip})`);
-      default: this.broken = true; return new SandboxError('internal', `unexpected KVM exit ${reason} (${rip})`);
-    }
   }
 
   /** Ends the machine; its shell goes back to the pool unless KVM itself failed on it. */
   close(): void {
     this.files.closeAll();
-    if (this.broken) destroyShell(this.shell);
+    if (this.loop.broken) destroyShell(this.shell);
     else releaseShell(this.shell);
   }
 }

@@ -1,9 +1,10 @@
-// `tinyedge proxy`: size parsing, usage errors (one line, exit 2), and a real run end to end.
+// `tinyedge proxy`: size and address parsing, usage errors (one line, exit 2), and a real run end to end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { parseListen, parseSize, UsageError } from '../../src/cli/proxy.ts';
+import { InvalidArgumentError } from 'commander';
+import { listenAddress as parseListen, size as parseSize } from '../../src/cli/options.ts';
 import { ROOT } from '../helpers/guests.ts';
 import { get, startOrigin } from './helpers.ts';
 
@@ -17,8 +18,8 @@ test('parses sizes with binary and decimal units', () => {
   assert.equal(parseSize('10MB'), 10_000_000);
   assert.equal(parseSize('4096'), 4096);
   assert.equal(parseSize('64mib'), 64 * 1024 ** 2);
-  for (const bad of ['', 'MiB', '12XB', '-1MiB', '0', '1 2MiB']) assert.throws(() => parseSize(bad), UsageError, bad);
-  assert.throws(() => parseSize('12XB', '--memory'), /invalid --memory '12XB': expected a number with an optional unit/);
+  for (const bad of ['', 'MiB', '12XB', '-1MiB', '0', '1 2MiB']) assert.throws(() => parseSize(bad), InvalidArgumentError, bad);
+  assert.throws(() => parseSize('12XB'), /^InvalidArgumentError: expected a number with an optional unit/);
 });
 
 test('parses listen addresses', () => {
@@ -27,15 +28,15 @@ test('parses listen addresses', () => {
   assert.deepEqual(parseListen('8080'), { host: '127.0.0.1', port: 8080 });
   assert.deepEqual(parseListen('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
   assert.deepEqual(parseListen('[::1]:80'), { host: '::1', port: 80 });
-  assert.throws(() => parseListen('localhost:99999'), UsageError);
-  assert.throws(() => parseListen('nope'), UsageError);
+  assert.throws(() => parseListen('localhost:99999'), InvalidArgumentError);
+  assert.throws(() => parseListen('nope'), InvalidArgumentError);
 });
 
 for (const [args, message] of [
-  [['--origin', 'http://127.0.0.1:1', '--memory', 'lots'], /^tinyedge proxy: invalid --memory 'lots'/],
-  [['--origin', 'ftp://x'], /^tinyedge proxy: invalid --origin 'ftp:\/\/x': only http:\/\/ origins are supported/],
-  [['--origin', 'http://127.0.0.1:1', '--listen', 'x:y'], /^tinyedge proxy: invalid --listen 'x:y'/],
-  [[], /required option '--origin <url>' not specified/],
+  [['--origin', 'http://127.0.0.1:1', '--memory', 'lots'], /^error: option '--memory <size>' argument 'lots' is invalid\. expected a number/],
+  [['--origin', 'ftp://x'], /^error: option '--origin <url>' argument 'ftp:\/\/x' is invalid\. only http:\/\/ origins are supported/],
+  [['--origin', 'http://127.0.0.1:1', '--listen', 'x:y'], /^error: option '--listen <addr>' argument 'x:y' is invalid\. expected HOST:PORT/],
+  [[], /^error: required option '--origin <url>' not specified/],
 ] as const) {
   test(`tinyedge proxy ${args.join(' ') || '(no origin)'} exits 2 with a one-line error`, () => {
     const r = spawnSync(process.execPath, [BIN, 'proxy', ...args], { encoding: 'utf8' });

@@ -55,18 +55,35 @@ describe('tinyedge dev', needsKvm(), () => {
     }
   });
 
-  test('a guest fault answers 502 and a timeout 504, each with a reason, and the next request is served', async () => {
+  test('a guest fault answers 502 and a timeout 504 with the class only, the details on stderr, and the next request is served', async () => {
     const dev = await startDev(['--timeout', '200', buildGuest('sdk_misbehave')]);
     children.push(dev.child);
     const crash = await request(`${dev.url}/crash`);
     assert.equal(crash.statusCode, 502);
-    assert.match(await crash.body.text(), /page fault at 0x0/);
+    assert.equal(await crash.body.text(), 'program fault\n');
     const loop = await request(`${dev.url}/loop`);
     assert.equal(loop.statusCode, 504);
-    assert.match(await loop.body.text(), /200 ms time limit/);
+    assert.equal(await loop.body.text(), 'program timed out\n');
     const ok = await request(`${dev.url}/`);
     assert.equal(ok.statusCode, 200);
     assert.equal(await ok.body.text(), 'ok served=0\n');
+    assert.match(dev.stderr(), /^GET \/crash 502 fault: page fault at 0x0 \(rip 0x[0-9a-f]+\)/m);
+    assert.match(dev.stderr(), /^GET \/loop 504 timeout: .*200 ms time limit/m);
+  });
+
+  test("a program's connection fields and framing stop at dev; a request body over the limit answers 413", async () => {
+    const dev = await startDev([buildGuest('sdk_hop_by_hop')]);
+    children.push(dev.child);
+    const res = await request(`${dev.url}/`);
+    assert.equal(res.headers['x-public'], 'yes');
+    for (const name of ['x-private', 'upgrade', 'proxy-authenticate']) assert.equal(res.headers[name], undefined, name);
+    assert.notEqual(res.headers['keep-alive'], 'timeout=99');
+    assert.equal(res.headers['content-length'], '4');
+    assert.equal(await res.body.text(), 'hop\n');
+    // Over the program's default request limit (1 MiB): answered, not cut off mid-upload.
+    const big = await request(`${dev.url}/`, { method: 'POST', body: 'x'.repeat(1_100_000) });
+    assert.equal(big.statusCode, 413);
+    assert.equal(await big.body.text(), 'request too large for the program\n');
   });
 
   test('a program that is not a static executable is refused at start with exit status 125', async () => {

@@ -3,7 +3,7 @@
 // compiler and flags is unchanged.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,7 +12,7 @@ export type GuestVariant = 'glibc' | 'pie' | 'musl' | 'dynamic';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SOURCES = join(ROOT, 'test/guests');
-const SDK_HEADER = join(ROOT, 'guest/include/tinyedge.h');
+const SDK_HEADERS = [join(ROOT, 'guest/include/tinyedge.h'), join(ROOT, 'guest/include/tinyedge.hpp')];
 
 const COMPILERS: Record<GuestVariant, { cc: string; cxx?: string; flags: string[] }> = {
   glibc: { cc: 'gcc', cxx: 'g++', flags: ['-static', '-O2'] },
@@ -22,14 +22,18 @@ const COMPILERS: Record<GuestVariant, { cc: string; cxx?: string; flags: string[
 };
 
 /**
- * Compiles test/guests/<name>.c (or <name>.cc with g++) for `variant` plus `extraFlags` and
- * returns the executable's path; extra flags become part of the file name, so builds of one
- * source with different flags do not overwrite each other.
+ * Compiles test/guests/<name>.c (or <name>.cc with g++, or the .c files of the directory
+ * test/guests/<name>/ as one program) for `variant` plus `extraFlags` and returns the
+ * executable's path; extra flags become part of the file name, so builds of one source with
+ * different flags do not overwrite each other.
  */
 export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraFlags: string[] = []): string {
   const cxxSource = join(SOURCES, `${name}.cc`);
   const isCxx = existsSync(cxxSource);
-  const source = isCxx ? cxxSource : join(SOURCES, `${name}.c`);
+  const dir = join(SOURCES, name);
+  const sources = existsSync(dir) && statSync(dir).isDirectory()
+    ? readdirSync(dir).filter((f) => f.endsWith('.c')).sort().map((f) => join(dir, f))
+    : [isCxx ? cxxSource : join(SOURCES, `${name}.c`)];
   const { cc: cCompiler, cxx, flags } = COMPILERS[variant];
   const cc = isCxx ? cxx : cCompiler;
   if (cc === undefined) throw new Error(`no C++ compiler for the ${variant} variant (${name}.cc)`);
@@ -38,12 +42,14 @@ export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraF
   const suffix = extraFlags.join('').replace(/[^A-Za-z0-9]+/g, '_');
   const out = join(outDir, suffix ? `${name}${suffix}` : name);
   const stamp = `${out}.hash`;
-  // The SDK header is part of every guest that includes it.
-  const hash = createHash('sha256').update(readFileSync(source)).update(readFileSync(SDK_HEADER)).update(cc).update(args.join(' ')).digest('hex');
-  if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === hash) return out;
+  // The SDK headers are part of every guest that includes them.
+  const hash = createHash('sha256');
+  for (const file of [...sources, ...SDK_HEADERS]) hash.update(readFileSync(file));
+  const digest = hash.update(cc).update(args.join(' ')).digest('hex');
+  if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return out;
   mkdirSync(outDir, { recursive: true });
-  execFileSync(cc, [...args, out, source, '-I', join(ROOT, 'guest/include')], { stdio: ['ignore', 'inherit', 'inherit'] });
-  writeFileSync(stamp, hash);
+  execFileSync(cc, [...args, out, ...sources, '-I', join(ROOT, 'guest/include')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  writeFileSync(stamp, digest);
   return out;
 }
 

@@ -253,6 +253,16 @@ for (const [suite, fastPath] of [['HTTP front', undefined], ['HTTP front with a 
     assert.deepEqual(seen.distinct, { host: ['x'], 'x-keep': ['2'] });
   });
 
+  test("keeps a chunked request's own framing, and no other hop-by-hop field, so the handler knows a body follows", async () => {
+    const got = await exchange(
+      front.port,
+      `POST /headers HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nConnection: X-Drop, close\r\nX-Drop: 1\r\nTE: trailers\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+    );
+    const seen = JSON.parse(got.text.slice(got.text.indexOf('\r\n\r\n') + 4)) as { headers: Record<string, string>; raw: string[] };
+    assert.deepEqual(seen.headers, { host: 'x', 'transfer-encoding': 'chunked' });
+    assert.deepEqual(seen.raw, ['Host', 'x', 'Transfer-Encoding', 'chunked']);
+  });
+
   test('rewrites an absolute-form target to origin-form with its authority as the only Host', async () => {
     const got = await exchange(front.port, `GET http://other.example:8080?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     assert.deepEqual(got.statusLines, ['HTTP/1.1 200 OK']);

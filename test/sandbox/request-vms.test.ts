@@ -142,4 +142,15 @@ describe('request VMs', needsKvm(), () => {
     }
     inst.close();
   });
+  test('response header values with control characters or DEL are a bad response; UTF-8 bytes go out as sent', () => {
+    const inst = load('sdk_header_bytes').instance();
+    for (const path of ['/ctl', '/del']) {
+      assert.throws(() => inst.handle(get(path)), (err: unknown) => err instanceof SandboxError && err.kind === 'bad-response', path);
+    }
+    const utf8 = inst.handle(get('/utf8'));
+    const value = utf8.headers.find(([n]) => n === 'X-Odd')?.[1];
+    assert.deepEqual(Buffer.from(value ?? '', 'latin1'), Buffer.from('€'));
+    assert.equal(text(inst, '/'), 'fine\n');
+    inst.close();
+  });
 });

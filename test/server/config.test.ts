@@ -401,7 +401,7 @@ ${tenant('a', '[a]')}    origins: [{ url: "http://x" }, { name: api, url: "http:
 
 describe('default config and reloads', () => {
   test('the embedded default config is valid', () => {
-    buildExample('hello');
+    buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
     assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, workers: 2 });
@@ -410,8 +410,10 @@ describe('default config and reloads', () => {
     assert.equal(demo?.name, 'demo');
     assert.deepEqual(demo?.hosts, ['localhost', '127.0.0.1', 'demo.localhost']);
     assert.deepEqual(demo?.origins.map((o) => o.url), ['http://127.0.0.1:9080']);
-    assert.deepEqual(demo?.programs.map((p) => [p.name, p.file, p.mode, p.routes]), [['hello', join(ROOT, 'build/examples/hello'), 'sdk', [{ prefix: '/hello', methods: ['GET', 'HEAD'] }]]]);
+    assert.deepEqual(demo?.programs.map((p) => [p.name, p.file, p.mode, p.routes]), [['hello', join(ROOT, 'dist/demo/hello'), 'sdk', [{ prefix: '/hello', methods: ['GET', 'HEAD'] }]]]);
     assert.equal(defaultConfig(ROOT, { TINYEDGE_OPERATOR_TOKEN: 'operator-0123456789', TINYEDGE_DEMO_TOKEN: 'demo-0123456789abcdef' }).tenants[0]?.token, 'demo-0123456789abcdef');
+    const moved = defaultConfig(ROOT, { TINYEDGE_PORT: '9000', TINYEDGE_ADMIN_PORT: '0', TINYEDGE_DEMO_ORIGIN_PORT: '9001' });
+    assert.deepEqual([moved.server.listen.port, moved.server.admin.port, moved.tenants[0]?.origins[0]?.url], [9000, 0, 'http://127.0.0.1:9001']);
     assert.match(DEFAULT_CONFIG_YAML, /^# tinyedge's embedded default/);
   });
 

@@ -6,7 +6,7 @@ import type { Config, HttpMethod, RouteConfig } from './types.ts';
 import { formatSize } from './values.ts';
 
 /** Below this, a token is guessable enough to deserve a warning (the demo's is longer). */
-export const MIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 
 export function formatPath(path: readonly Segment[]): string {
   let out = '';

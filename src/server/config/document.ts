@@ -94,7 +94,7 @@ const REFERENCE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?$/;
  * `${NAME}` → the variable (an error when unset), `${NAME:-default}` → the variable, or `default`
  * when it is unset or empty (as in the shell), `$${` → a literal `${`. Other `$` are kept.
  */
-export function interpolate(text: string, env: Env): string | { error: string } {
+function interpolate(text: string, env: Env): string | { error: string } {
   let out = '';
   let i = 0;
   for (;;) {

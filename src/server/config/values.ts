@@ -23,7 +23,7 @@ const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
 /** Node's timers overflow past 2^31-1 ms (they then fire at once), so no duration may exceed it. */
-export const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_MS = 2 ** 31 - 1;
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const SIZE_UNITS: Record<string, number> = { B: 1, KiB, MiB, GiB };

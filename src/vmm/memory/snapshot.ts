@@ -5,21 +5,11 @@
 // constructor): fds are process-wide, so the adopter maps the same memfd through a descriptor of
 // its own.
 import { writeSync } from 'node:fs';
-import koffi from 'koffi';
-import { check, close, type Mapping } from '../../kvm/libc.ts';
+import { check, close, F_DUPFD_CLOEXEC, fcntlInt, ftruncate, type Mapping, memfdCreate, MFD_CLOEXEC } from '../../kvm/libc.ts';
 import { acquireMapping, releaseMapping } from './shell.ts';
 import type { LoadedProgram } from '../linux/elf.ts';
 import { type Layout, PAGE_SIZE } from '../x86/layout.ts';
-import type { Machine, PendingCall } from '../machine.ts';
-import type { ArenaState } from './arena.ts';
-import type { FileTableState } from '../linux/syscalls/files.ts';
-
-const libc = koffi.load('libc.so.6');
-const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;
-const ftruncate = libc.func('int ftruncate(int fd, long length)') as (fd: number, length: number) => number;
-const fcntl = libc.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, ...args: unknown[]) => number;
-const MFD_CLOEXEC = 1;
-const F_DUPFD_CLOEXEC = 1030;
+import type { HostState, Machine } from '../machine.ts';
 
 /**
  * A snapshot as another thread of this process adopts it: the memfd, valid while the exporting
@@ -47,7 +37,7 @@ export class Snapshot {
   readonly regs: Uint8Array;
   readonly sregs: Buffer;
   readonly xsave: Buffer;
-  readonly host: { arena: ArenaState; files: FileTableState; fsBase: bigint; pending: PendingCall | undefined; cpuMs: number };
+  readonly host: HostState;
   /** Pages the snapshot holds (the rest are zero). */
   readonly pageCount: number;
 
@@ -63,7 +53,7 @@ export class Snapshot {
   constructor(exported: ExportedSnapshot);
   constructor(source: Machine | ExportedSnapshot) {
     if ('memfd' in source) {
-      this.fd = check('fcntl(F_DUPFD_CLOEXEC)', fcntl(source.memfd, F_DUPFD_CLOEXEC, 'int', 0));
+      this.fd = check('fcntl(F_DUPFD_CLOEXEC)', fcntlInt(source.memfd, F_DUPFD_CLOEXEC, 0));
       try {
         this.shared = acquireMapping(source.layout.memorySize, this.fd, true);
       } catch (err) {

@@ -1,11 +1,8 @@
 // Waiting for a host fd with a deadline, for guest reads and writes that must not outlive the
 // time limit.
-import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
+import { poll } from '../../kvm/libc.ts';
 
-const libc = koffi.load('libc.so.6');
-const pollRaw = libc.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as
-  (fds: Uint8Array, nfds: number, timeout: number) => number;
 const POLLIN = 1, POLLOUT = 4, POLLERR = 0x8, POLLHUP = 0x10;
 
 /** True when `fd` reports one of `events`, or POLLHUP/POLLERR, within `waitMs`; false when time ran out. */
@@ -20,7 +17,7 @@ function waitFor(fd: number, events: number, waitMs: number): boolean {
     const left = Math.ceil(until - performance.now());
     if (left <= 0) return false;
     // A negative result is EINTR from the timeout signal: loop and recheck the time.
-    if (pollRaw(pfd, 1, Math.min(left, 2_147_483_647)) > 0) return (view.getInt16(6, true) & (events | POLLHUP | POLLERR)) !== 0;
+    if (poll(pfd, 1, Math.min(left, 2_147_483_647)) > 0) return (view.getInt16(6, true) & (events | POLLHUP | POLLERR)) !== 0;
   }
 }
 

@@ -4,21 +4,13 @@
 // which serves every thread. The signal is SIGURG, as Go's preemption uses it: nothing in Node
 // reacts to it (SIGUSR1 starts the inspector, and Node 24 writes a diagnostic report on SIGUSR2),
 // and its default action is to be ignored, so one that lands while the process exits is harmless.
-import koffi from 'koffi';
 import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
-import { check, gettid } from '../../kvm/libc.ts';
-
-const libc = koffi.load('libc.so.6');
-const timerCreate = libc.func('int timer_create(int clockid, void *sevp, _Out_ uint8_t *timerid)') as
-  (clock: number, sevp: Buffer, out: Buffer) => number;
-const timerSettime = libc.func('int timer_settime(uint64_t timerid, int flags, void *value, void *old)') as
-  (id: bigint, flags: number, value: Buffer, old: null) => number;
-const timerDelete = libc.func('int timer_delete(uint64_t timerid)') as (id: bigint) => number;
+import { check, gettid, timerCreate, timerDelete, timerSettime } from '../../kvm/libc.ts';
 
 const CLOCK_MONOTONIC = 1;
 const SIGEV_THREAD_ID = 4;
-export const TIMEOUT_SIGNAL = 'SIGURG';
+const TIMEOUT_SIGNAL = 'SIGURG';
 const SIGURG = 23;
 /** After the deadline the timer fires again at this period, in case a signal landed between runs. */
 const REFIRE_MS = 5;

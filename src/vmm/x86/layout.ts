@@ -11,7 +11,6 @@
 //   stackTop     page tables (not mapped) up to the end of guest RAM
 
 export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
 
 export const GDT_ADDR = 0x1000;
 export const IDT_ADDR = 0x2000;
@@ -26,13 +25,13 @@ export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 /** One page directory per GiB of guest memory, from here. */
 export const PD_ADDR = 0xa000;
-export const MAX_MEMORY_GIB = 4;
+const MAX_MEMORY_GIB = 4;
 export const SYSTEM_END = PD_ADDR + MAX_MEMORY_GIB * PAGE_SIZE;
 
 /** Lowest address a program may occupy; static-PIE programs are loaded here. */
 export const PROGRAM_BASE = 0x40_0000;
 /** Unmapped pages below the stack: a frame larger than this could jump over them. */
-export const STACK_GUARD_PAGES = 16;
+const STACK_GUARD_PAGES = 16;
 
 export const MiB = 1024 * 1024;
 

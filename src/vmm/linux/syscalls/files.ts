@@ -4,7 +4,7 @@ import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readli
 import { posix } from 'node:path';
 import { GuestFault } from '../../memory/guest-memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
@@ -14,13 +14,13 @@ const O_PATH = 0o10000000;
 /** access(2) modes: the one that asks for writing, and every valid bit (the kernel checks `mode & ~S_IRWXO`). */
 const W_OK = 2, S_IRWXO = 0o7;
 /** Longest path a call takes, NUL included; longer answers ENAMETOOLONG (the kernel's limit). */
-export const PATH_MAX = 4096;
+const PATH_MAX = 4096;
 /** Most symbolic links one lookup follows before answering ELOOP (the kernel's limit). */
-export const MAXSYMLINKS = 40;
+const MAXSYMLINKS = 40;
 const MAX_FDS = 256;
 const MAX_IOV = 1024;
 /** The largest position a guest's file may seek to: the host reads positions as exact Numbers. */
-export const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
+const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
 
 /** Where a walk ended: a real path under an allowed directory, or the error (`last`: at the final name). */
 type Walked = { real: string; dir: boolean } | { errno: number; last: boolean };
@@ -420,9 +420,3 @@ export const fileSyscalls: Record<string, SyscallHandler> = {
     return -EINVAL;
   },
 };
-
-/** A guest pointer that failed the bounds check becomes -EFAULT, never a host exception. */
-export function faultToErrno(err: unknown): number {
-  if (err instanceof GuestFault) return -EFAULT;
-  throw err;
-}

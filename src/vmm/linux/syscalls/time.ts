@@ -3,13 +3,11 @@
 // clocks exist: the CPU time of host processes (tinyedge's included), and which host pids exist,
 // are not the guest's to learn. Randomness is fresh from the host's CSPRNG on every call.
 import { randomFillSync } from 'node:crypto';
-import koffi from 'koffi';
+import { clockGettime as hostClockGettime } from '../../../kvm/libc.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { EINTR, EINVAL, EOPNOTSUPP } from './errno.ts';
 import { PID } from './process.ts';
 
-const libc = koffi.load('libc.so.6');
-const hostClockGettime = libc.func('int clock_gettime(int clk, _Out_ uint8_t *ts)') as (clk: number, ts: Uint8Array) => number;
 const scratch = new Uint8Array(16);
 const scratchView = new DataView(scratch.buffer);
 
@@ -28,7 +26,7 @@ const NSEC_PER_SEC = 1_000_000_000;
  * The most bytes one getrandom call fills, so one call costs the host at most about a millisecond
  * and the deadline is checked between calls; a short count is part of getrandom's contract.
  */
-export const GETRANDOM_MAX = 1024 * 1024;
+const GETRANDOM_MAX = 1024 * 1024;
 const GRND_NONBLOCK = 1, GRND_RANDOM = 2, GRND_INSECURE = 4;
 
 /** The host clocks the guest reads as its own, and whether clock_nanosleep can sleep on each. */

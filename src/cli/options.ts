@@ -1,0 +1,103 @@
+// The command line's option parsers, in one place. Commander calls each one as it reads the
+// option's value, so a bad value is a usage error like any other (an unknown option, a missing
+// argument): one line, `error: option '--x <v>' argument 'y' is invalid. <why>`, exit status 2,
+// reported before the subcommand's module is even loaded. This module must stay cheap to import.
+import { type Command, InvalidArgumentError } from 'commander';
+
+/** Exit status of a command line that is wrong (`tinyedge run` keeps 124/125 for its program). */
+export const EXIT_USAGE = 2;
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+}
+
+/** A TCP port; 0 asks the system for a free one. */
+export function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port, 0–65535.');
+  return n;
+}
+
+/** A repeatable option: each use adds one value. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** A repeatable `KEY=VALUE` (`--env`). */
+export function keyValue(value: string, previous: string[]): string[] {
+  if (!value.includes('=')) throw new InvalidArgumentError('expected KEY=VALUE.');
+  return [...previous, value];
+}
+
+const UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+  kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, tb: 1000 ** 4,
+  k: 1024, m: 1024 ** 2, g: 1024 ** 3,
+};
+
+/** A byte size: `512KiB`, `256MiB`, `1GiB`, `1.5GiB`, `10MB`, or a plain byte count. */
+export function size(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(value);
+  const unit = m === null ? undefined : UNITS[(m[2] as string).toLowerCase()];
+  if (m === null || unit === undefined) {
+    throw new InvalidArgumentError('expected a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB), e.g. 256MiB.');
+  }
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (bytes <= 0) throw new InvalidArgumentError('expected more than 0 bytes.');
+  return bytes;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** `HOST:PORT`, `:PORT` or `PORT` (host defaults to 127.0.0.1); IPv6 as `[::1]:8080`. */
+export function listenAddress(value: string): ListenAddress {
+  const m = /^(?:(?:\[([^\]]+)\]|([^:[\]]*)):)?(\d+)$/.exec(value.trim());
+  const n = m === null ? NaN : Number(m[3]);
+  if (m === null || n > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:8080.');
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: n };
+}
+
+/** An http:// URL with a host and nothing but an optional port after it; returns its origin. */
+export function originUrl(value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected http://HOST:PORT.');
+  }
+  if (u.protocol !== 'http:') throw new InvalidArgumentError('only http:// origins are supported.');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.username !== '') {
+    throw new InvalidArgumentError('expected http://HOST:PORT without a path.');
+  }
+  return u.origin;
+}
+
+/** A Host header value: a host name, optionally with `:PORT`. */
+export function hostHeader(value: string): string {
+  if (!/^[A-Za-z0-9.\-[\]:]+$/.test(value)) throw new InvalidArgumentError('expected a host name, optionally with :PORT.');
+  return value;
+}
+
+/** The options of a subcommand that loads one tenant program (`dev`, `bench`), parsed. */
+export interface ProgramCliOptions {
+  cgi?: boolean;
+  memory: number;
+  timeout: number;
+  env: string[];
+  allowRead: string[];
+}
+
+export function addProgramOptions(cmd: Command): Command {
+  return cmd
+    .option('--cgi', 'CGI mode: the program knows nothing of the SDK (RFC 3875)')
+    .option('--memory <MiB>', 'guest memory in MiB', positiveInt, 64)
+    .option('--timeout <ms>', 'time limit per request in milliseconds', positiveInt, 1000)
+    .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
+    .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, []);
+}

@@ -1,0 +1,32 @@
+// Where the SDK ABI's structures keep their fields (docs/guest-abi.md): the offset of every field
+// the host reads or writes, under the names of guest/include/tinyedge.h, which asserts the same
+// numbers at compile time (a test compares the two), and the ABI versions this host speaks.
+
+/** The ABI version the host writes into every te_request (`TE_ABI_VERSION`). */
+export const ABI_VERSION = 1;
+/** Versions of programs the host loads (docs/guest-abi.md, "Versions"). */
+export const ACCEPTED_ABI_VERSIONS: readonly number[] = [1];
+
+/** te_str: a pointer and a length, not NUL-terminated. */
+export const TE_STR = { ptr: 0, len: 8, SIZE: 16 } as const;
+/** te_header: two te_str. */
+export const TE_HEADER = { name: 0, value: 16, SIZE: 32 } as const;
+/** te_request: written by the host before each request. */
+export const TE_REQUEST = {
+  abi_version: 0, header_count: 4, method: 8, url: 24, path: 40, query: 56, body: 72, headers: 88, random: 96,
+  phase: 128, resp_status: 132, resp_header_count: 136, flags: 140, resp_headers: 144, SIZE: 152,
+} as const;
+/** te_response: written by the program, read by the host after the handler. */
+export const TE_RESPONSE = {
+  status: 0, flags: 4, header_count: 8, headers: 16, body: 24, ttl_ms: 40, grace_ms: 48, keep_ms: 56, tags: 64, url: 80, SIZE: 96,
+} as const;
+/** te_fetch: a sub-request; the host writes the two `_len` fields. */
+export const TE_FETCH = {
+  origin: 0, method: 16, url: 32, headers: 48, header_count: 56, body: 64,
+  resp_body: 80, resp_body_cap: 88, resp_body_len: 96, resp_headers: 104, resp_headers_cap: 112, resp_headers_len: 120, SIZE: 128,
+} as const;
+/** te_kv: a key-value call. */
+export const TE_KV = { key: 0, value: 16, value_cap: 24, SIZE: 32 } as const;
+
+/** te_request.flags: the host's warm-up request after a load, not a client's (`TE_REQUEST_WARMUP`). */
+export const TE_REQUEST_WARMUP = 1;

@@ -1,0 +1,154 @@
+// The C SDK (guest/include/tinyedge.h) as programs use it, through request VMs: one state across
+// a program's files, the ABI version a program declares, the warm-up flag, and the key-value
+// functions' errors as the host gives them.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Kvm } from '../../src/kvm/kvm.ts';
+import { type HostCalls, Program } from '../../src/sandbox/program.ts';
+import { VmWorkers } from '../../src/sandbox/pool.ts';
+import type { SandboxRequest } from '../../src/sandbox/types.ts';
+import { SandboxError } from '../../src/vmm/errors.ts';
+import { buildGuest, type GuestVariant, hasCompiler } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
+
+const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
+
+describe('the C SDK', needsKvm(), () => {
+  let kvm: Kvm;
+  const programs: Program[] = [];
+  const load = (name: string, variant: GuestVariant = 'glibc'): Program => {
+    const p = new Program(kvm, readFileSync(buildGuest(name, variant)), { mode: 'sdk', name });
+    programs.push(p);
+    return p;
+  };
+
+  before(() => {
+    kvm = new Kvm();
+  });
+  after(() => {
+    for (const p of programs) p.close();
+    kvm.close();
+  });
+
+  for (const variant of ['glibc', 'pie', 'musl'] as const) {
+    test(`a program whose handler is registered in one file and whose loop runs in another answers with that handler (${variant})`, { skip: hasCompiler(variant) ? false : `no compiler for ${variant}` }, () => {
+      const inst = load('sdk_two_files', variant).instance();
+      for (const path of ['/a', '/b']) {
+        const r = inst.handle(get(path));
+        assert.equal(r.status, 200);
+        assert.equal(r.body.toString(), `handled ${path} in handler.c\n`);
+        assert.deepEqual(r.headers, [['Content-Type', 'text/plain'], ['X-File', 'handler.c']]);
+        assert.equal(r.cache.ttl, 30);
+      }
+      inst.close();
+    });
+  }
+
+  test('a program built for another ABI version fails to load with an error naming both versions', () => {
+    assert.throws(() => load('sdk_abi_future'), (err: unknown) =>
+      err instanceof SandboxError && err.kind === 'program' && /built for SDK ABI version 2, but this host accepts version 1/.test(err.message));
+  });
+
+  test('a program that declares no version, as the SDK built them before, loads as version 1', () => {
+    const inst = load('sdk_abi_unversioned').instance();
+    assert.equal(inst.handle(get('/')).body.toString(), 'unversioned, told version 1\n');
+    inst.close();
+  });
+
+  test('a request carries the warm-up flag only when the host makes it as a warm-up', async () => {
+    const inst = load('sdk_warmup').instance();
+    assert.equal((await inst.call(get('/'), { warmup: true })).body.toString(), 'warmup=1\n');
+    assert.equal((await inst.call(get('/'))).body.toString(), 'warmup=0\n');
+    assert.equal(inst.handle(get('/')).body.toString(), 'warmup=0\n');
+    inst.close();
+  });
+
+  describe('key-value functions return the error the host gives', () => {
+    const store = new Map<string, Uint8Array>();
+    const host: HostCalls = {
+      kvGet: (key) => store.get(key),
+      kvSet: (key, value) => {
+        if (value.length > 100) return false;
+        store.set(key, value);
+        return true;
+      },
+      kvDelete: (key) => store.delete(key),
+    };
+    const failing: HostCalls = {
+      kvGet: () => Promise.reject(new Error('store down')),
+      kvSet: () => Promise.reject(new Error('store down')),
+      kvDelete: () => Promise.reject(new Error('store down')),
+    };
+    let program: Program;
+    before(() => {
+      program = load('sdk_kv_errors');
+    });
+    const call = async (url: string, calls: HostCalls | null = host): Promise<string> => {
+      const inst = program.instance();
+      try {
+        return (calls ? await inst.call(get(url), { host: calls }) : inst.handle(get(url))).body.toString();
+      } finally {
+        inst.close();
+      }
+    };
+
+    test('a stored value comes back with its length, and a buffer too small gets the full length', async () => {
+      store.clear();
+      assert.equal(await call('/set?key=k&len=10'), 'r=0\n');
+      assert.equal(await call('/get?key=k'), 'r=10 value=vvvvvvvvvv\n');
+      assert.equal(await call('/get?key=k&cap=4'), 'r=10 value=vvvv\n');
+    });
+
+    test('an absent key is -ENOENT for get and delete, and a deleted one is gone', async () => {
+      store.clear();
+      assert.equal(await call('/get?key=nope'), 'r=-2 value=\n');
+      assert.equal(await call('/delete?key=nope'), 'r=-2\n');
+      assert.equal(await call('/set?key=k'), 'r=0\n');
+      assert.equal(await call('/delete?key=k'), 'r=0\n');
+      assert.equal(await call('/get?key=k'), 'r=-2 value=\n');
+    });
+
+    test('over the quota is -ENOSPC, a value over 1 MiB or a key over 1024 bytes -E2BIG, an empty key -EINVAL', async () => {
+      assert.equal(await call('/set?key=k&len=101'), 'r=-28\n');
+      assert.equal(await call('/set?key=k&len=1048577'), 'r=-7\n');
+      assert.equal(await call('/set?long=1025'), 'r=-7\n');
+      assert.equal(await call('/get?long=1025'), 'r=-7 value=\n');
+      assert.equal(await call('/delete?long=0'), 'r=-22\n');
+      assert.equal(await call('/set?long=1024'), 'r=0\n');
+    });
+
+    test('a store that fails is -EIO, and no store at all -ENOSYS', async () => {
+      assert.equal(await call('/get?key=k', failing), 'r=-5 value=\n');
+      assert.equal(await call('/set?key=k', failing), 'r=-5\n');
+      assert.equal(await call('/delete?key=k', failing), 'r=-5\n');
+      assert.equal(await call('/get?key=k', null), 'r=-38 value=\n');
+    });
+  });
+});
+
+describe('the warm-up flag on a program loaded by the VM workers', needsKvm(), () => {
+  let pool: VmWorkers;
+  before(async () => {
+    pool = await VmWorkers.start(1);
+  });
+  after(async () => {
+    await pool.close();
+  });
+
+  test('the load check request carries the flag, and requests after it do not', async () => {
+    const stored: string[] = [];
+    const host: HostCalls = {
+      kvSet: (key, value) => {
+        stored.push(`${key}=${Buffer.from(value).toString()}`);
+        return true;
+      },
+    };
+    await pool.load('t/warm@1', readFileSync(buildGuest('sdk_warmup')), { mode: 'sdk', name: 'warm', concurrency: 1, queueTimeoutMs: 1000 }, { req: get('/'), host });
+    assert.deepEqual(stored, ['warmed-up=yes']);
+    const r = await pool.call('t/warm@1', get('/'), { host });
+    assert.equal(r.body.toString(), 'warmup=0\n');
+    assert.deepEqual(stored, ['warmed-up=yes']);
+    pool.unload('t/warm@1');
+  });
+});
