@@ -31,6 +31,8 @@ const mmapRaw = libc.func('void *mmap(void *addr, size_t length, int prot, int f
 const munmapRaw = libc.func('munmap', 'int', ['uint64_t', 'size_t']) as (addr: bigint, length: number) => number;
 const madviseRaw = libc.func('madvise', 'int', ['uint64_t', 'size_t', 'int']) as
   (addr: bigint, length: number, advice: number) => number;
+const mprotectRaw = libc.func('mprotect', 'int', ['uint64_t', 'size_t', 'int']) as
+  (addr: bigint, length: number, prot: number) => number;
 const strerrorRaw = libc.func('const char *strerror(int errnum)') as (errnum: number) => string;
 export const gettid = libc.func('int gettid()') as () => number;
 
@@ -111,4 +113,9 @@ export function munmap(mapping: Mapping): void {
 /** madvise on a page-aligned byte range inside `mapping`. */
 export function madvise(mapping: Mapping, offset: number, length: number, advice: number): void {
   check('madvise', madviseRaw(mapping.address + BigInt(offset), length, advice));
+}
+
+/** mprotect on a page-aligned byte range inside `mapping`. */
+export function mprotect(mapping: Mapping, offset: number, length: number, prot: number): void {
+  check('mprotect', mprotectRaw(mapping.address + BigInt(offset), length, prot));
 }

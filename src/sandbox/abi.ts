@@ -115,32 +115,33 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
     allHeaders.reduce((n, [a, b]) => n + a.length + b.length, 0) + req.body.length;
   if (total > size) throw new SandboxError('program', `request of ${total} bytes exceeds the program's limit of ${size}`);
 
-  const v = mem.view;
+  // Offsets below are from `region`: the bytes may be a copy (GuestMemory.writable), not guest memory itself.
   const out = mem.writable(region, total);
-  const headersAt = region + TE_REQUEST.SIZE;
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const headersAt = TE_REQUEST.SIZE;
   let cursor = headersAt + allHeaders.length * TE_HEADER.SIZE;
   const put = (bytes: Uint8Array, at: number): void => {
-    out.set(bytes, cursor - region);
-    v.setBigUint64(at + TE_STR.ptr, BigInt(cursor), true);
+    out.set(bytes, cursor);
+    v.setBigUint64(at + TE_STR.ptr, BigInt(region + cursor), true);
     v.setBigUint64(at + TE_STR.len, BigInt(bytes.length), true);
     cursor += bytes.length;
   };
-  v.setUint32(region + TE_REQUEST.abi_version, ABI_VERSION, true);
-  v.setUint32(region + TE_REQUEST.header_count, req.headers.length, true);
-  for (const [field, bytes] of strings) put(bytes, region + field);
-  put(req.body, region + TE_REQUEST.body);
-  v.setBigUint64(region + TE_REQUEST.headers, BigInt(headersAt), true);
+  v.setUint32(TE_REQUEST.abi_version, ABI_VERSION, true);
+  v.setUint32(TE_REQUEST.header_count, req.headers.length, true);
+  for (const [field, bytes] of strings) put(bytes, field);
+  put(req.body, TE_REQUEST.body);
+  v.setBigUint64(TE_REQUEST.headers, BigInt(region + headersAt), true);
   out.set(random, TE_REQUEST.random);
   allHeaders.forEach(([name, value], i) => {
     const at = headersAt + i * TE_HEADER.SIZE;
     put(name, at + TE_HEADER.name);
     put(value, at + TE_HEADER.value);
   });
-  v.setUint32(region + TE_REQUEST.phase, PHASES[phase], true);
-  v.setUint32(region + TE_REQUEST.resp_status, response?.status ?? 0, true);
-  v.setUint32(region + TE_REQUEST.resp_header_count, respHeaders.length, true);
-  v.setUint32(region + TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
-  v.setBigUint64(region + TE_REQUEST.resp_headers, BigInt(headersAt + headerBytes.length * TE_HEADER.SIZE), true);
+  v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
+  v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
+  v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
+  v.setUint32(TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
+  v.setBigUint64(TE_REQUEST.resp_headers, BigInt(region + headersAt + headerBytes.length * TE_HEADER.SIZE), true);
   return region;
 }
 
@@ -218,16 +219,15 @@ export function readResponse(mem: GuestMemory, addr: number, maxBytes: number, p
 function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase: Phase): DecodedResponse {
   if (addr === 0) throw badResponse('program asked for a request before answering the previous one');
   mem.check(addr, TE_RESPONSE.SIZE);
-  const v = mem.view;
-  const flags = v.getUint32(addr + TE_RESPONSE.flags, true);
+  const flags = mem.u32(addr + TE_RESPONSE.flags);
   const responded = (flags & TE_RESPONDED) !== 0;
   if (phase === 'generate' && !responded) throw badResponse('handler returned without responding');
-  const status = responded ? v.getUint32(addr + TE_RESPONSE.status, true) : 200;
+  const status = responded ? mem.u32(addr + TE_RESPONSE.status) : 200;
   if (status < 200 || status > 599) throw badResponse(`invalid status ${status}`);
   const bodyLen = mem.u64(addr + TE_RESPONSE.body + TE_STR.len);
   if (bodyLen > maxBytes) throw badResponse(`response body of ${bodyLen} bytes exceeds the limit of ${maxBytes}`);
   // Every size is bounded before anything is decoded: strings are made only of bytes that fit.
-  const views = headerViews(mem, mem.u64(addr + TE_RESPONSE.headers), v.getUint32(addr + TE_RESPONSE.header_count, true), (m) => badResponse(`response ${m}`));
+  const views = headerViews(mem, mem.u64(addr + TE_RESPONSE.headers), mem.u32(addr + TE_RESPONSE.header_count), (m) => badResponse(`response ${m}`));
   let total = bodyLen;
   for (const [name, value] of views) total += name.length + value.length;
   if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
@@ -248,7 +248,7 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
   if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
   const body = Buffer.from(strView(mem, addr + TE_RESPONSE.body, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
   const ms = (at: number): number | undefined => {
-    const x = v.getBigInt64(at, true);
+    const x = mem.i64(at);
     return x < 0n ? undefined : Number(x) / 1000;
   };
   const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };

@@ -6,6 +6,7 @@
 import type { Kvm } from '../kvm/kvm.ts';
 import type { Vcpu } from '../kvm/vcpu.ts';
 import type { Vm } from '../kvm/vm.ts';
+import { AddressSpace, type AddressSpaceState, PROT_READ, PROT_WRITE } from './memory/address-space.ts';
 import { Arena, type ArenaState } from './memory/arena.ts';
 import { enterLongMode, INITIAL_RFLAGS, MSR_FS_BASE } from './x86/cpu.ts';
 import { acquireShell, cpuFeatures, destroyShell, releaseShell, type Shell } from './memory/shell.ts';
@@ -36,11 +37,14 @@ export interface MachineOptions {
   stdio: Stdio;
   /** Track dirtied pages so the machine can be snapshotted and reset (request VMs). */
   resettable?: boolean;
+  /** Let the program map executable memory beyond its own segments (JITs); without it that is EACCES. */
+  executableMemory?: boolean;
 }
 
 /** The host-side state a snapshot records besides memory and vCPU registers. */
 export interface HostState extends RunState {
   arena: ArenaState;
+  space: AddressSpaceState;
   files: FileTableState;
   fsBase: bigint;
 }
@@ -54,6 +58,8 @@ export class Machine implements SyscallContext {
   readonly mem: GuestMemory;
   readonly layout: Layout;
   readonly arena: Arena;
+  readonly space: AddressSpace;
+  readonly executableMemory: boolean;
   readonly files: FileTable;
   readonly program: LoadedProgram;
   stdio: Stdio;
@@ -80,7 +86,10 @@ export class Machine implements SyscallContext {
   /** A new VM whose memory is a copy-on-write view of `snapshot`, stopped where it was taken. */
   static fromSnapshot(kvm: Kvm, snapshot: Snapshot, stdio: Stdio): Machine {
     const shell = acquireShell(kvm, snapshot.layout.memorySize, true, snapshot.memfd);
-    const options: MachineOptions = { memoryMiB: snapshot.layout.memorySize / MiB, argv: [], env: [], allowRead: snapshot.allowRead, stdio, resettable: true };
+    const options: MachineOptions = {
+      memoryMiB: snapshot.layout.memorySize / MiB, argv: [], env: [], allowRead: snapshot.allowRead, stdio, resettable: true,
+      executableMemory: snapshot.executableMemory,
+    };
     return new Machine(shell, snapshot.layout, false, options, (m) => {
       m.mem.userStart = snapshot.userStart;
       m.mem.userEnd = snapshot.userEnd;
@@ -101,13 +110,16 @@ export class Machine implements SyscallContext {
     this.vcpu = shell.vcpu;
     this.dirtyLog = shell.dirtyLog;
     this.layout = layout;
-    this.mem = new GuestMemory(shell.mapping, anonymous, 0, 0);
+    this.mem = new GuestMemory(shell.mapping, anonymous, layout, 0, 0);
     this.stdio = options.stdio;
+    this.executableMemory = options.executableMemory ?? false;
     this.files = new FileTable(options.allowRead ?? []);
     this.loop = new RunLoop(this);
     try {
       this.program = load(this);
       this.arena = new Arena(this.program.end, layout.arenaEnd);
+      this.space = new AddressSpace(this.mem, layout, this.arena);
+      if (anonymous) this.mapProgram(options.argv[0] ?? 'program');
       start(this);
     } catch (err) {
       this.close();
@@ -130,6 +142,12 @@ export class Machine implements SyscallContext {
     mem.userStart = program.start;
     mem.userEnd = layout.stackTop;
     return program;
+  }
+
+  /** The mappings a booted program (named `name`) starts with: its segments and its stack, already in the page tables. */
+  private mapProgram(name: string): void {
+    for (const seg of this.program.segments) this.space.vmas.insert({ ...seg, kind: 'identity', name, program: true });
+    this.space.vmas.insert({ start: this.layout.stackBottom, end: this.layout.stackTop, prot: PROT_READ | PROT_WRITE, kind: 'identity', name: '[stack]' });
   }
 
   /** Points the vCPU at the program's entry with a fresh initial stack (argv, env, auxv). */
@@ -196,7 +214,7 @@ export class Machine implements SyscallContext {
 
   /** The host-side state a snapshot records besides memory and vCPU registers. */
   hostState(): HostState {
-    return { arena: this.arena.save(), files: this.files.save(), fsBase: this.fsBase, ...this.loop.save() };
+    return { arena: this.arena.save(), space: this.space.save(), files: this.files.save(), fsBase: this.fsBase, ...this.loop.save() };
   }
 
   /**
@@ -205,6 +223,7 @@ export class Machine implements SyscallContext {
    * `fresh` is for a new VM whose memory already is the snapshot.
    */
   restoreFrom(snapshot: Snapshot, fresh = false): number {
+    this.mem.flush();
     const pages = fresh ? 0 : this.dirtyLog!.restorePages(this.mem, snapshot);
     this.vcpu.regsBytes().set(snapshot.regs);
     this.vcpu.markRegsDirty();
@@ -215,6 +234,7 @@ export class Machine implements SyscallContext {
     if (!fresh) this.vcpu.setSregsOnEntry(snapshot.sregs);
     this.fsBase = snapshot.host.fsBase;
     this.arena.restore(snapshot.host.arena);
+    this.space.restore(snapshot.host.space, fresh);
     this.files.restore(snapshot.host.files);
     this.loop.restore(snapshot.host);
     return pages;

@@ -6,6 +6,7 @@ import type { GuestMemory } from '../memory/guest-memory.ts';
 import { mapPages, type PageFlags } from '../x86/paging.ts';
 
 const ET_EXEC = 2, ET_DYN = 3;
+const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
 const EM_X86_64 = 62;
 const PT_LOAD = 1, PT_INTERP = 3, PT_PHDR = 6;
 const PF_X = 1, PF_W = 2;
@@ -28,6 +29,8 @@ export interface LoadedProgram {
   start: number;
   end: number;
   pie: boolean;
+  /** The loaded pages, in runs of one protection (PROT_* bits), for the address space's mappings. */
+  segments: Array<{ start: number; end: number; prot: number }>;
 }
 
 interface Segment {
@@ -108,11 +111,13 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
   }
   // Map runs of pages that share permissions with one call each.
   const pages = [...perms.keys()].sort((a, b) => a - b);
+  const segments: LoadedProgram['segments'] = [];
   for (let i = 0; i < pages.length;) {
     const flags = perms.get(pages[i]!)!;
     let j = i + 1;
     while (j < pages.length && pages[j] === pages[j - 1]! + PAGE_SIZE && sameFlags(perms.get(pages[j]!)!, flags)) j++;
     mapPages(mem, layout, pages[i]!, (j - i) * PAGE_SIZE, flags);
+    segments.push({ start: pages[i]!, end: pages[i]! + (j - i) * PAGE_SIZE, prot: PROT_READ | (flags.write ? PROT_WRITE : 0) | (flags.exec ? PROT_EXEC : 0) });
     i = j;
   }
 
@@ -122,5 +127,5 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
     const seg = elf.loads.find((s) => s.offset <= elf.phoff && elf.phoff < s.offset + s.filesz);
     if (seg) phdr = seg.vaddr + bias + (elf.phoff - seg.offset);
   }
-  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie };
+  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie, segments };
 }

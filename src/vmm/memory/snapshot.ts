@@ -16,7 +16,7 @@ import type { HostState, Machine } from '../machine.ts';
  * snapshot is open, and plain data that survives structured cloning (Buffers arrive as
  * Uint8Arrays).
  */
-export type ExportedSnapshot = Pick<Snapshot, 'layout' | 'program' | 'userStart' | 'userEnd' | 'allowRead' | 'regs' | 'host' | 'pageCount'> & {
+export type ExportedSnapshot = Pick<Snapshot, 'layout' | 'program' | 'userStart' | 'userEnd' | 'allowRead' | 'executableMemory' | 'regs' | 'host' | 'pageCount'> & {
   readonly memfd: number;
   readonly sregs: Uint8Array;
   readonly xsave: Uint8Array;
@@ -34,6 +34,7 @@ export class Snapshot {
   readonly userStart: number;
   readonly userEnd: number;
   readonly allowRead: readonly string[];
+  readonly executableMemory: boolean;
   readonly regs: Uint8Array;
   readonly sregs: Buffer;
   readonly xsave: Buffer;
@@ -66,6 +67,7 @@ export class Snapshot {
       this.userStart = source.userStart;
       this.userEnd = source.userEnd;
       this.allowRead = source.allowRead;
+      this.executableMemory = source.executableMemory;
       this.regs = source.regs;
       this.sregs = asBuffer(source.sregs);
       this.xsave = asBuffer(source.xsave);
@@ -81,6 +83,9 @@ export class Snapshot {
     this.userStart = mem.userStart;
     this.userEnd = mem.userEnd;
     this.allowRead = machine.files.allowRead;
+    this.executableMemory = machine.executableMemory;
+    // Copies of guest bytes the host handed out for writing go in before the memory is frozen.
+    mem.flush();
     this.fd = check('memfd_create', memfdCreate('tinyedge-snapshot', MFD_CLOEXEC));
     try {
       check('ftruncate', ftruncate(this.fd, layout.memorySize));
@@ -123,6 +128,7 @@ export class Snapshot {
       userStart: this.userStart,
       userEnd: this.userEnd,
       allowRead: this.allowRead,
+      executableMemory: this.executableMemory,
       regs: this.regs,
       sregs: this.sregs,
       xsave: this.xsave,

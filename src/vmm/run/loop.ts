@@ -39,6 +39,9 @@ export interface RunState {
 
 const OUT_INSN_SIZE = 2;
 const GP_VECTOR = 13;
+const PF_VECTOR = 14;
+/** Page-fault error code bits: the access was a write, came from ring 3, hit a reserved bit, was an instruction fetch. */
+const PF_WRITE = 0x2, PF_USER = 0x4, PF_RSVD = 0x8, PF_FETCH = 0x10;
 /** The registers that carry system-call arguments on x86-64, in order. */
 const SYSCALL_ARG_REGS: readonly RegName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
 
@@ -117,6 +120,7 @@ export class RunLoop {
   private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
+      this.mem.flush();
       const entered = performance.now();
       const exit = vcpu.enter();
       this.cpuMs += performance.now() - entered;
@@ -124,7 +128,7 @@ export class RunLoop {
         const port = vcpu.ioPort();
         const vector = port - PORT_EXCEPTION_BASE;
         if (vector >= 0 && vector < EXCEPTION_VECTORS && fromStub(vcpu.reg('rip'), exceptionStub(vector))) {
-          if (vector !== GP_VECTOR || !this.trappedOut()) throw this.exception(vector);
+          if (vector === PF_VECTOR ? !this.pageFault() : vector !== GP_VECTOR || !this.trappedOut()) throw this.exception(vector);
         } else {
           this.out(port, { rip: vcpu.reg('rip') });
         }
@@ -146,6 +150,22 @@ export class RunLoop {
   }
 
   /**
+   * A page fault from ring 3 on a page the program mapped but never touched: the address space
+   * backs it, and the program goes on at the faulting instruction. False for any other fault.
+   */
+  private pageFault(): boolean {
+    const frame = this.vcpu.reg('rsp');
+    if (frame + 6 * 8 > IST_STACK_TOP) return false;
+    const code = this.mem.u64Raw(frame);
+    if ((code & PF_USER) === 0 || (code & PF_RSVD) !== 0) return false;
+    const address = Number(this.vcpu.getSregs().readBigUInt64LE(SREGS.cr2));
+    const access = (code & PF_FETCH) !== 0 ? 'exec' : (code & PF_WRITE) !== 0 ? 'write' : 'read';
+    if (!this.machine.space.faultIn(Math.floor(address / PAGE_SIZE) * PAGE_SIZE, access)) return false;
+    this.returnToUser(this.mem.u64Raw(frame + 8), this.mem.u64Raw(frame + 32), this.mem.u64Raw(frame + 24));
+    return true;
+  }
+
+  /**
    * A #GP whose faulting instruction is `out imm8, al` is a door that this KVM did not let exit
    * directly (IOPL 0 in ring 3): handle it as that `out`. Returns false for any other #GP.
    */
@@ -153,8 +173,15 @@ export class RunLoop {
     const frame = this.vcpu.reg('rsp');
     if (frame + 6 * 8 > IST_STACK_TOP) return false;
     const rip = this.mem.u64Raw(frame + 8);
-    if (rip + 2 > this.layout.memorySize || this.mem.bytes[rip] !== OUT_IMM8_OPCODE) return false;
-    this.out(this.mem.bytes[rip + 1]!, { rip, trap: { rsp: this.mem.u64Raw(frame + 32), rflags: this.mem.u64Raw(frame + 24) } });
+    let insn: Uint8Array;
+    try {
+      insn = this.mem.code(rip, 2);
+    } catch (err) {
+      if (err instanceof GuestFault) return false;
+      throw err;
+    }
+    if (insn[0] !== OUT_IMM8_OPCODE) return false;
+    this.out(insn[1]!, { rip, trap: { rsp: this.mem.u64Raw(frame + 32), rflags: this.mem.u64Raw(frame + 24) } });
     return true;
   }
 
@@ -299,8 +326,8 @@ export class RunLoop {
       rip: read(withCode ? 1 : 0),
       address: Number(sregs.readBigUInt64LE(SREGS.cr2)),
     };
-    const message = describeException(info, this.layout);
-    if (this.outOfMemory) return new SandboxError('out-of-memory', `out of guest memory (${this.layout.memorySize / MiB} MiB): ${message}`);
+    const message = describeException(info, this.layout, this.machine.space.vmas.find(info.address)?.prot === 0);
+    if (this.outOfMemory || this.machine.space.outOfMemory) return new SandboxError('out-of-memory', `out of guest memory (${this.layout.memorySize / MiB} MiB): ${message}`);
     return new SandboxError('fault', message);
   }
 

@@ -22,7 +22,8 @@ export interface ExceptionInfo {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-export function describeException(e: ExceptionInfo, layout: Layout): string {
+/** `protNone`: the address lies in a mapping with no access (a guard page, a reservation). */
+export function describeException(e: ExceptionInfo, layout: Layout, protNone = false): string {
   const name = NAMES[e.vector] ?? `CPU exception ${e.vector}`;
   if (e.vector !== 14) return `${name} (rip ${hex(e.rip)})`;
   const present = (e.errorCode & 1) !== 0;
@@ -35,7 +36,8 @@ export function describeException(e: ExceptionInfo, layout: Layout): string {
   else if (write) what = 'write to read-only memory';
   else what = `${access} of protected memory`;
   let why = '';
-  if (e.address < 4096) why = ' (NULL pointer dereference)';
+  if (protNone) why = ' (a PROT_NONE page: a guard page or reserved address space)';
+  else if (e.address < 4096) why = ' (NULL pointer dereference)';
   else if (e.address >= layout.arenaEnd && e.address < layout.stackBottom) why = ' (stack overflow)';
   else if (e.address < 0x10000) why = ' (hypervisor memory)';
   return `${name} at ${hex(e.address)} (rip ${hex(e.rip)}): ${what}${why}`;

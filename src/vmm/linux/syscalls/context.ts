@@ -1,5 +1,6 @@
-// What a system-call handler may use: guest memory, the address-space arena, open files, the
+// What a system-call handler may use: guest memory, its address space and arena, open files, the
 // standard streams, and the few vCPU actions a call can need. Handlers return a result or -errno.
+import type { AddressSpace } from '../../memory/address-space.ts';
 import type { Arena } from '../../memory/arena.ts';
 import type { Layout } from '../../x86/layout.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
@@ -28,6 +29,9 @@ export interface SyscallContext {
   readonly mem: GuestMemory;
   readonly layout: Layout;
   readonly arena: Arena;
+  readonly space: AddressSpace;
+  /** The program may map executable memory beyond its own segments. */
+  readonly executableMemory: boolean;
   readonly files: FileTable;
   readonly stdio: Stdio;
   /** Ends the program with `status` (exit_group) or by a signal (status 128 + signal). */

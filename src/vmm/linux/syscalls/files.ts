@@ -2,9 +2,9 @@
 // directories the caller allows (by their host paths); fds 0–2 lead to the caller's Stdio.
 import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import { posix } from 'node:path';
-import { GuestFault } from '../../memory/guest-memory.ts';
+import { GuestFault, TASK_SIZE_MAX } from '../../memory/guest-memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
@@ -297,41 +297,75 @@ function writeFrom(ctx: SyscallContext, fd: 1 | 2, data: Uint8Array): number {
 }
 
 /**
+ * Runs `each` over the guest buffer [addr, addr+len) a piece at a time (GuestMemory.forEachPiece)
+ * until it does less than a whole piece or fails, and returns the bytes done; an error (-errno, or
+ * -EFAULT for a piece the program may not access) only when nothing was done, since a read or
+ * write that faults part-way returns what it did, as the kernel's does. `once`: one piece only,
+ * for a stream that would wait for more (stdin).
+ */
+function transfer(ctx: SyscallContext, addr: number, len: number, write: boolean, each: (view: Uint8Array) => number, once = false): number {
+  let total = 0;
+  let error = 0;
+  try {
+    ctx.mem.forEachPiece(addr, len, write, (view) => {
+      const n = each(view);
+      if (n < 0) error = n;
+      else total += n;
+      return n === view.length && !once;
+    });
+  } catch (err) {
+    if (!(err instanceof GuestFault)) throw err;
+    error = -EFAULT;
+  }
+  return total > 0 || error === 0 ? total : error;
+}
+
+/** read(2) of `fd` into the guest buffer, at the file's position or at `position`. */
+function readBuffer(ctx: SyscallContext, fd: number, buf: number, len: number, position?: number): number {
+  let at = position;
+  return transfer(ctx, buf, len, true, (view) => {
+    const n = readInto(ctx, fd, view, at);
+    if (at !== undefined && n > 0) at += n;
+    return n;
+  }, fd === 0);
+}
+
+/**
  * pread64 with the kernel's checks in its order: a negative position, the fd, a pipe (stdio), the
- * buffer, a position + count past 2^63. Positions past MAX_FILE_OFFSET lie past the end of any
- * file: nothing to read there.
+ * buffer's range, a position + count past 2^63. Positions past MAX_FILE_OFFSET lie past the end
+ * of any file: nothing to read there.
  */
 function pread(ctx: SyscallContext, fd: number, buf: number, len: number, position: number): number {
   if (position < 0) return -EINVAL;
   if (!ctx.files.get(fd)) return fd <= 2 ? -ESPIPE : -EBADF;
-  const into = ctx.mem.writable(buf, len);
+  if (buf + len > TASK_SIZE_MAX) return -EFAULT;
   if (position + len >= 2 ** 63) return -EINVAL;
-  return position > MAX_FILE_OFFSET ? 0 : readInto(ctx, fd, into, position);
+  return position > MAX_FILE_OFFSET ? 0 : readBuffer(ctx, fd, buf, len, position);
 }
 
 /**
  * readv/writev: the iovec array is checked whole first, as the kernel's import_iovec() does (a
- * length with its top bit set is EINVAL, then a bad buffer EFAULT); then `each` runs per buffer
- * until one returns less than asked or an error.
+ * length with its top bit set is EINVAL, then a buffer beyond user addresses EFAULT); then the
+ * buffers are read or written in order until one is done short or fails.
  */
-function vectored(ctx: SyscallContext, iov: number, count: number, write: boolean, each: (buf: Uint8Array) => number): number {
+function vectored(ctx: SyscallContext, fd: number, iov: number, count: number, write: boolean): number {
   if (count > MAX_IOV) return -EINVAL;
   if (count === 0) return 0;
   ctx.mem.check(iov, count * 16);
-  const lengths: number[] = [];
+  const bufs: Array<[number, number]> = [];
   for (let i = 0; i < count; i++) {
-    const len = ctx.mem.view.getBigInt64(iov + i * 16 + 8, true);
+    const len = ctx.mem.i64(iov + i * 16 + 8);
     if (len < 0n) return -EINVAL;
-    lengths.push(Number(len));
+    bufs.push([ctx.mem.u64(iov + i * 16), Number(len)]);
   }
-  const bufs = lengths.map((len, i) => (len === 0 ? undefined : write ? ctx.mem.writable(ctx.mem.u64(iov + i * 16), len) : ctx.mem.user(ctx.mem.u64(iov + i * 16), len)));
+  if (bufs.some(([base, len]) => base + len > TASK_SIZE_MAX)) return -EFAULT;
   let total = 0;
-  for (const buf of bufs) {
-    if (!buf) continue;
-    const n = each(buf);
+  for (const [base, len] of bufs) {
+    if (len === 0) continue;
+    const n = write ? readBuffer(ctx, fd, base, len) : transfer(ctx, base, len, false, (view) => writeFrom(ctx, fd as 1 | 2, view));
     if (n < 0) return total > 0 ? total : n;
     total += n;
-    if (n < buf.length) break;
+    if (n < len) break;
   }
   return total;
 }
@@ -362,11 +396,11 @@ function atPath(ctx: SyscallContext, dirfd: number, addr: number, then: (path: s
 
 export const fileSyscalls: Record<string, SyscallHandler> = {
   // The fd is checked before the buffer, as in the kernel: a bad fd is EBADF whatever the buffer.
-  read: (ctx, fd, buf, len) => (readable(ctx, fd) ? readInto(ctx, fd, ctx.mem.writable(buf, len)) : -EBADF),
+  read: (ctx, fd, buf, len) => (readable(ctx, fd) ? readBuffer(ctx, fd, buf, len) : -EBADF),
   pread64: pread,
-  readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? vectored(ctx, iov, cnt, true, (b) => readInto(ctx, fd, b)) : -EBADF),
-  write: (ctx, fd, buf, len) => (writable(fd) ? writeFrom(ctx, fd, ctx.mem.user(buf, len)) : -EBADF),
-  writev: (ctx, fd, iov, cnt) => (writable(fd) ? vectored(ctx, iov, cnt, false, (b) => writeFrom(ctx, fd, b)) : -EBADF),
+  readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? vectored(ctx, fd, iov, cnt, true) : -EBADF),
+  write: (ctx, fd, buf, len) => (writable(fd) ? transfer(ctx, buf, len, false, (view) => writeFrom(ctx, fd, view)) : -EBADF),
+  writev: (ctx, fd, iov, cnt) => (writable(fd) ? vectored(ctx, fd, iov, cnt, false) : -EBADF),
   open: (ctx, path, flags) => atPath(ctx, AT_FDCWD, path, (p) => ctx.files.openReadOnly(p, flags)),
   openat: (ctx, dirfd, path, flags) => atPath(ctx, dirfd, path, (p) => ctx.files.openReadOnly(p, flags)),
   close: (ctx, fd) => ctx.files.close(fd),

@@ -146,7 +146,7 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     if (!wait) return 0;
     ctx.mem.check(uaddr, 4);
     // One thread: a wait whose condition holds would never be woken.
-    return ctx.mem.view.getUint32(uaddr, true) !== val ? -EAGAIN : -EDEADLK;
+    return ctx.mem.u32(uaddr) !== val ? -EAGAIN : -EDEADLK;
   },
   sysinfo: (ctx, addr) => {
     const b = ctx.mem.writable(addr, 112);

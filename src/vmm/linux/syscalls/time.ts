@@ -68,8 +68,8 @@ function writeTimespec(ctx: SyscallContext, addr: number, ns: number): void {
 /** A guest timespec in nanoseconds, or -EINVAL where the kernel's timespec64_valid() refuses it. */
 function readTimespec(ctx: SyscallContext, addr: number): number {
   ctx.mem.check(addr, 16);
-  const sec = Number(ctx.mem.view.getBigInt64(addr, true));
-  const nsec = Number(ctx.mem.view.getBigInt64(addr + 8, true));
+  const sec = Number(ctx.mem.i64(addr));
+  const nsec = Number(ctx.mem.i64(addr + 8));
   return sec < 0 || nsec < 0 || nsec >= NSEC_PER_SEC ? -EINVAL : sec * NSEC_PER_SEC + nsec;
 }
 
