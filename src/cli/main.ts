@@ -28,6 +28,7 @@ function addRun(program: Command): void {
     .option('--timeout <ms>', 'wall-clock time limit in milliseconds', positiveInt, 10000)
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
+    .option('--executable-memory', 'let the program map executable memory beyond its own code (JITs)')
     // Everything after the program belongs to the program, as with env(1) or docker run.
     .passThroughOptions()
     .action(async (file: string, args: string[], opts: RunOptions) => {

@@ -91,6 +91,7 @@ export interface ProgramCliOptions {
   timeout: number;
   env: string[];
   allowRead: string[];
+  executableMemory?: boolean;
 }
 
 export function addProgramOptions(cmd: Command): Command {
@@ -99,5 +100,6 @@ export function addProgramOptions(cmd: Command): Command {
     .option('--memory <MiB>', 'guest memory in MiB', positiveInt, 64)
     .option('--timeout <ms>', 'time limit per request in milliseconds', positiveInt, 1000)
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
-    .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, []);
+    .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
+    .option('--executable-memory', 'let the program map executable memory beyond its own code (JITs)');
 }

@@ -12,6 +12,7 @@ export function programOptions(path: string, opts: ProgramCliOptions): ProgramOp
     timeoutMs: opts.timeout,
     env: opts.env,
     allowRead: opts.allowRead,
+    executableMemory: opts.executableMemory ?? false,
     name: basename(path),
   };
 }

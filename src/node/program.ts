@@ -133,6 +133,7 @@ export class MountedProgram {
         maxResponseBytes: options.maxResponseBytes,
         env: options.env,
         allowRead: options.allowRead,
+        executableMemory: options.executableMemory,
         concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
         queueTimeoutMs: options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS,
       }, warmup);

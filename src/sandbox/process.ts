@@ -70,6 +70,8 @@ export interface ProcessOptions {
   timeoutMs: number;
   /** Defaults to the host process's own fds 0–2. */
   stdio?: Stdio;
+  /** Let the program map executable memory beyond its own code (JITs); see ProgramOptions. */
+  executableMemory?: boolean;
 }
 
 /** How a process ended: its exit status, and the signal that killed it, if one did. */
@@ -87,7 +89,7 @@ export function runProcess(elf: Buffer, options: ProcessOptions): ProcessExit {
   let machine: Machine | undefined;
   try {
     const memoryMiB = options.memoryMiB + (options.memoryMiB % 2);
-    machine = Machine.boot(kvm, elf, { memoryMiB, argv: options.argv, env: options.env ?? [], allowRead: options.allowRead ?? [], stdio: options.stdio ?? processStdio });
+    machine = Machine.boot(kvm, elf, { memoryMiB, argv: options.argv, env: options.env ?? [], allowRead: options.allowRead ?? [], stdio: options.stdio ?? processStdio, executableMemory: options.executableMemory ?? false });
     const result = machine.run(options.timeoutMs);
     if (result.kind !== 'exit') {
       throw new SandboxError('program', `program made tenant API call ${result.call} outside a request: SDK programs answer requests, so run them with \`tinyedge dev\``);

@@ -81,12 +81,13 @@ export class Program {
       initTimeoutMs: options.initTimeoutMs ?? PROGRAM_DEFAULTS.initTimeoutMs,
       maxResponseBytes: options.maxResponseBytes ?? PROGRAM_DEFAULTS.maxResponseBytes,
       maxRequestBytes: options.maxRequestBytes ?? PROGRAM_DEFAULTS.maxRequestBytes,
+      executableMemory: options.executableMemory ?? PROGRAM_DEFAULTS.executableMemory,
     };
     this.name = options.name ?? 'program';
     this.env = options.env ?? [];
     const t0 = performance.now();
     const logs = new CaptureStdio(0);
-    const machine = Machine.boot(kvm, elf, { memoryMiB: this.limits.memoryMiB, argv: [this.name], env: [...this.env], allowRead: options.allowRead, stdio: logs, resettable: true });
+    const machine = Machine.boot(kvm, elf, { memoryMiB: this.limits.memoryMiB, argv: [this.name], env: [...this.env], allowRead: options.allowRead, stdio: logs, resettable: true, executableMemory: this.limits.executableMemory });
     try {
       const t1 = performance.now();
       let region = 0;

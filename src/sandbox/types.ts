@@ -60,6 +60,11 @@ export interface ProgramOptions {
   env?: string[];
   /** Host directories whose files the program may open, read-only. */
   allowRead?: readonly string[];
+  /**
+   * Let the program map executable memory beyond its own code, as JIT compilers do. Without it,
+   * mmap or mprotect asking for PROT_EXEC on anything but the program's own segments is EACCES.
+   */
+  executableMemory?: boolean;
 }
 
 /** The limits a program gets for the ProgramOptions left out. */
@@ -69,4 +74,5 @@ export const PROGRAM_DEFAULTS = {
   initTimeoutMs: 10_000,
   maxResponseBytes: 8 * 1024 * 1024,
   maxRequestBytes: 1024 * 1024,
+  executableMemory: false,
 } as const;

@@ -54,6 +54,7 @@ export async function loadProgramVersion(pool: VmWorkers, tenant: string, progra
     maxResponseBytes: program.maxResponseBytes,
     env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
     allowRead: program.allowRead,
+    executableMemory: program.executableMemory,
     concurrency: program.concurrency,
     queueTimeoutMs: program.queueTimeoutMs,
   }, warmup);

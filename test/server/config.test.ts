@@ -78,7 +78,7 @@ describe('parsing', () => {
           name: 'hello', file: join(dir, 'bin/hello'), mode: 'sdk', roles: ['generate'],
           routes: [{ prefix: '/hello', methods: ALL_METHODS }],
           memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4, queueTimeoutMs: 100,
-          maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, env: {}, allowRead: [],
+          maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, env: {}, allowRead: [], executableMemory: false,
         }],
       }],
       warnings: [],
@@ -124,6 +124,7 @@ tenants:
         maxResponseSize: 1.5MiB
         env: { KEY: value, PORT: 80, DEBUG: true }
         allowRead: [../data, /tmp]
+        executableMemory: true
 `, { OP: 'operator-token-0123456789' });
     assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', workers: 8 });
     const [t] = config.tenants;
@@ -141,7 +142,7 @@ tenants:
       name: 'hello', file: join(dir, 'bin/hello'), mode: 'sdk', roles: ['generate', 'recv'],
       routes: [{ prefix: '/hello', methods: ['GET', 'HEAD'] }], memoryBytes: 128 * MiB, timeoutMs: 250, initTimeoutMs: 30_000,
       concurrency: 16, queueTimeoutMs: 0, maxRequestBytes: 64 * 1024, maxResponseBytes: 1.5 * MiB,
-      env: { KEY: 'value', PORT: '80', DEBUG: 'true' }, allowRead: [join(dir, 'data'), '/tmp'],
+      env: { KEY: 'value', PORT: '80', DEBUG: 'true' }, allowRead: [join(dir, 'data'), '/tmp'], executableMemory: true,
     });
     assert.deepEqual(config.warnings, []);
   });
@@ -208,8 +209,8 @@ tenants:
 
   test('unknown keys are refused one by one, naming the keys allowed there', () => {
     assert.deepEqual(refused(minimal('        timout: 1s\n        concurrency: 2\n        envs: {}\n')), [
-      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, got "timout"',
-      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, got "envs"',
+      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, got "timout"',
+      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, got "envs"',
     ]);
   });
 
@@ -351,6 +352,7 @@ ${tenant('a', '[b]', 'another-token-0123456789')}`), [
       'F:6: tenants[0].programs[0].allowRead[0]: expected an existing directory, got "../nowhere" (D/nowhere: no such file or directory)',
       'F:6: tenants[0].programs[0].allowRead[1]: expected an existing directory, got "../bin/hello" (D/bin/hello is not a directory)',
     ]);
+    assert.deepEqual(program('../bin/hello', ', executableMemory: "yes"'), ['F:6: tenants[0].programs[0].executableMemory: expected true or false, got "yes"']);
     const ok = parse(`tenants:\n${tenant('a', '[a]')}    programs:\n      - { name: p, file: ${join(dir, 'bin/hello')}, routes: [{ prefix: /p }], allowRead: [.] }\n`);
     assert.equal(ok.tenants[0]?.programs[0]?.file, join(dir, 'bin/hello'));
     assert.deepEqual(ok.tenants[0]?.programs[0]?.allowRead, [join(dir, 'conf')]);

@@ -79,6 +79,10 @@ function oneOf<T extends string>(values: readonly T[]): (v: unknown) => Parsed<T
   };
 }
 
+function parseBoolean(v: unknown): Parsed<boolean> {
+  return typeof v === 'boolean' ? ok(v) : no('true or false');
+}
+
 /** Environment values are strings; YAML reads `PORT: 80` as a number, which is surely meant as "80". */
 function parseEnvValue(v: unknown): Parsed<string> {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? ok(String(v)) : no('a string');
@@ -155,11 +159,13 @@ function program(baseDir: string) {
         : `expected a mapping of environment variables such as { KEY: value }, got ${show(iss.input)}`,
     }).default(() => ({})),
     allowRead: list(leaf(readableDirectory(baseDir)), 'a list of directories').default(() => []),
+    executableMemory: leaf(parseBoolean).default(false),
   }, 'a program such as { name: hello, file: build/examples/hello, routes: [{ prefix: /hello }] }')
     .transform((p): ProgramConfig => ({
       name: p.name, file: p.file, mode: p.mode, roles: p.roles, routes: p.routes, memoryBytes: p.memory,
       timeoutMs: p.timeout, initTimeoutMs: p.initTimeout, concurrency: p.concurrency, queueTimeoutMs: p.queueTimeout,
       maxRequestBytes: p.maxRequestSize, maxResponseBytes: p.maxResponseSize, env: p.env, allowRead: p.allowRead,
+      executableMemory: p.executableMemory,
     }));
 }
 

@@ -89,6 +89,8 @@ export interface ProgramConfig {
   env: Record<string, string>;
   /** Absolute directories the guest may open files under, read-only. */
   allowRead: string[];
+  /** The program may map executable memory beyond its own code (JITs). */
+  executableMemory: boolean;
 }
 
 export interface TenantConfig {

@@ -115,9 +115,14 @@ export class AddressSpace {
    * (undefined), or absent (null). `forgotten`: the caller makes KVM forget these frames.
    */
   private setIdentityRange(start: number, end: number, flags: PageFlags | undefined | null, forgotten = false): void {
+    // Identity frames lie below 4 GiB: an entry's high half is only its NX bit, and its low half
+    // is the frame plus the same flag bits for every page of the range.
+    const [bits, high] = flags === null ? [0, 0] : leafEntry(0, flags);
+    const words = this.mem.words;
     for (let page = start; page < end; page += PAGE_SIZE) {
-      const [low, high] = flags === null ? [0, 0] : leafEntry(page, flags);
-      this.setEntry(identityEntry(this.layout, page), low, high, forgotten);
+      const at = identityEntry(this.layout, page);
+      const low = flags === null ? 0 : (page + bits) >>> 0;
+      if (words[at >>> 2] !== low || words[(at >>> 2) + 1] !== high) this.setEntry(at, low, high, forgotten);
     }
   }
 

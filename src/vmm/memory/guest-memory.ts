@@ -194,6 +194,7 @@ export class GuestMemory {
 
   /** Writes back the copies `writable()` handed out; the run loop calls it before entering the guest. */
   flush(): void {
+    if (this.pending.length === 0) return;
     for (const { copy, runs } of this.pending) {
       let offset = 0;
       for (const [at, n] of runs) {
@@ -229,11 +230,13 @@ export class GuestMemory {
   }
 
   u32(addr: number): number {
+    if (this.identity(addr, 4, false)) return this.view.getUint32(addr, true);
     const b = this.user(addr, 4);
     return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
   }
 
   u64(addr: number): number {
+    if (this.identity(addr, 8, false)) return this.view.getUint32(addr + 4, true) * 0x1_0000_0000 + this.view.getUint32(addr, true);
     return this.u32(addr + 4) * 0x1_0000_0000 + this.u32(addr);
   }
 

@@ -43,7 +43,7 @@ export function leafEntry(frame: number, flags: PageFlags | undefined): [number,
   const high = Math.floor(frame / 0x1_0000_0000);
   if (!flags) return [((frame % 0x1_0000_0000) | PTE_KEPT) >>> 0, high];
   const low = PTE_P | A | D | (flags.write ? PTE_RW : 0) | (flags.user ? PTE_US : 0);
-  return [((frame % 0x1_0000_0000) + low) >>> 0, high | (flags.exec ? 0 : NX_HIGH)];
+  return [((frame % 0x1_0000_0000) + low) >>> 0, (high | (flags.exec ? 0 : NX_HIGH)) >>> 0];
 }
 
 /** The frame an entry names (present or kept). */

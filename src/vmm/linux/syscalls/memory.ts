@@ -85,7 +85,9 @@ function place(ctx: SyscallContext, hint: number, len: number, prot: number): { 
     const at = ctx.arena.allocate(len);
     if (at >= 0) return { at, kind: 'identity' };
   }
-  const at = Math.max(ctx.space.vmas.highestGap(len, high, MMAP_TOP), ctx.space.vmas.highestGap(len, MMAP_TOP, TASK_SIZE_MAX));
+  // Below the mmap base first; above it (where only hints put mappings) when that is full.
+  let at = ctx.space.vmas.highestGap(len, high, MMAP_TOP);
+  if (at < 0) at = ctx.space.vmas.highestGap(len, MMAP_TOP, TASK_SIZE_MAX);
   return at >= 0 ? { at, kind: 'demand' } : -ENOMEM;
 }
 
