@@ -73,7 +73,9 @@ export function buildOtherGuest(name: string, language: keyof typeof OTHER_LANGU
   const digest = createHash('sha256').update(readFileSync(source)).update(version).update(args.join(' ')).digest('hex');
   if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return out;
   mkdirSync(outDir, { recursive: true });
-  execFileSync(command, [...args, '-o', out, source], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env }, cwd: SOURCES });
+  // Go keeps its build cache under build/ unless told otherwise (a CI user may have no $HOME).
+  const cache = language === 'go' && !process.env.GOCACHE ? { GOCACHE: join(ROOT, 'build/go-cache') } : {};
+  execFileSync(command, [...args, '-o', out, source], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env, ...cache }, cwd: SOURCES });
   writeFileSync(stamp, digest);
   return out;
 }

@@ -15,13 +15,13 @@ export interface Run {
 }
 
 /**
- * Runs `command` with `args`, an empty environment, stdin from `stdin` (a string, or 'ignore'
- * for /dev/null) and stdout and stderr to pipes.
+ * Runs `command` with `args`, the environment `env` (nothing else), stdin from `stdin` (a string,
+ * or 'ignore' for /dev/null) and stdout and stderr to pipes.
  */
-export function runCommand(command: string, args: string[], stdin: string | 'ignore' = ''): Promise<Run> {
+export function runCommand(command: string, args: string[], stdin: string | 'ignore' = '', env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const stdio: StdioOptions = [stdin === 'ignore' ? 'ignore' : 'pipe', 'pipe', 'pipe'];
-    const child = spawn(command, args, { stdio, env: {}, timeout: 60_000, killSignal: 'SIGKILL' });
+    const child = spawn(command, args, { stdio, env, timeout: 60_000, killSignal: 'SIGKILL' });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout!.on('data', (c: Buffer) => out.push(c));
@@ -32,14 +32,15 @@ export function runCommand(command: string, args: string[], stdin: string | 'ign
   });
 }
 
-/** `tinyedge run [flags] program args`. */
-export function runInVm(program: string, args: string[], stdin: string | 'ignore' = '', flags: string[] = []): Promise<Run> {
-  return runCommand(process.execPath, [BIN, 'run', ...flags, program, ...args], stdin);
+/** `tinyedge run [flags] program args`, the program's environment `env` (passed with --env). */
+export function runInVm(program: string, args: string[], stdin: string | 'ignore' = '', flags: string[] = [], env: Record<string, string> = {}): Promise<Run> {
+  const envFlags = Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
+  return runCommand(process.execPath, [BIN, 'run', ...flags, ...envFlags, program, ...args], stdin);
 }
 
-/** The program natively and under `tinyedge run [flags]`: both runs. */
-export async function nativeAndVm(program: string, args: string[], stdin: string | 'ignore' = '', flags: string[] = []): Promise<{ native: Run; vm: Run }> {
-  const native = await runCommand(program, args, stdin);
-  const vm = await runInVm(program, args, stdin, flags);
+/** The program natively and under `tinyedge run [flags]`, with the environment `env`: both runs. */
+export async function nativeAndVm(program: string, args: string[], stdin: string | 'ignore' = '', flags: string[] = [], env: Record<string, string> = {}): Promise<{ native: Run; vm: Run }> {
+  const native = await runCommand(program, args, stdin, env);
+  const vm = await runInVm(program, args, stdin, flags, env);
   return { native, vm };
 }
