@@ -24,6 +24,7 @@ import type { SandboxRequest } from '../src/sandbox/types.ts';
 import { SandboxError } from '../src/vmm/errors.ts';
 import { Machine } from '../src/vmm/machine.ts';
 import type { Stdio } from '../src/vmm/linux/syscalls/context.ts';
+import { POLLHUP, POLLOUT } from '../src/vmm/linux/syscalls/poll.ts';
 import { buildGuest } from '../test/helpers/guests.ts';
 import { machineLine, printTable } from './lib.ts';
 
@@ -119,6 +120,10 @@ class FuzzStdio implements Stdio {
   }
   read(): number {
     return 0;
+  }
+  /** As CaptureStdio: stdin at its end (hung up), stdout and stderr with room. */
+  poll(entries: ReadonlyArray<{ fd: 0 | 1 | 2; events: number }>): number[] {
+    return entries.map((e) => e.events & (e.fd === 0 ? POLLHUP : POLLOUT));
   }
 }
 

@@ -12,7 +12,7 @@ import { buildBenchGuest, machineLine, median, printTable } from './lib.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '9' } } });
 const rounds = Number(values.rounds);
-const discard: Stdio = { write: (_fd, d) => d.length, read: () => 0 };
+const discard: Stdio = { write: (_fd, d) => d.length, read: () => 0, poll: (entries) => entries.map(() => 0) };
 
 const kvm = new Kvm();
 

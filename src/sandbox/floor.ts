@@ -44,7 +44,7 @@ function exitLoopElf(exits: number): Buffer {
 /** Microseconds per bare ring-3 exit round trip, one value per round (boot excluded). */
 export function measureExitFloor(kvm: Kvm, rounds = 5, exits = 5000): number[] {
   const elf = exitLoopElf(exits);
-  const discard = { write: (_fd: 1 | 2, d: Uint8Array) => d.length, read: () => 0 };
+  const discard = { write: (_fd: 1 | 2, d: Uint8Array) => d.length, read: () => 0, poll: (entries: readonly unknown[]) => entries.map(() => 0) };
   const results: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const m = Machine.boot(kvm, elf, { memoryMiB: 8, argv: ['floor'], env: [], stdio: discard });

@@ -8,7 +8,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { Machine } from '../vmm/machine.ts';
 import type { Stdio } from '../vmm/linux/syscalls/context.ts';
 import { EINTR, EPIPE } from '../vmm/linux/syscalls/errno.ts';
-import { waitReadable, waitWritable } from '../vmm/run/poll.ts';
+import { pollFds, waitReadable, waitWritable } from '../vmm/run/poll.ts';
 
 const wait = new Int32Array(new SharedArrayBuffer(4));
 
@@ -53,6 +53,8 @@ export const processStdio: Stdio = {
       }
     }
   },
+  // The host's own streams answer for themselves: a terminal, a pipe, a file, or closed (POLLNVAL).
+  poll: (entries, waitMs) => pollFds(entries, waitMs),
 };
 
 /** How `runProcess` runs a program: its argv and environment, what it may read, its limits. */

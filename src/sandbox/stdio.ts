@@ -1,6 +1,7 @@
 // Standard streams of a request VM: stdin from a buffer (the CGI body), stdout captured up to a
 // limit (the CGI response), stderr captured as log lines.
-import type { Stdio } from '../vmm/linux/syscalls/context.ts';
+import type { Stdio, StdioFd } from '../vmm/linux/syscalls/context.ts';
+import { POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../vmm/linux/syscalls/poll.ts';
 
 const EFBIG = 27;
 const MAX_STDERR = 64 * 1024;
@@ -40,6 +41,17 @@ export class CaptureStdio implements Stdio {
     into.set(this.stdin.subarray(this.inOffset, this.inOffset + n));
     this.inOffset += n;
     return n;
+  }
+
+  /**
+   * As pipes would answer: stdin readable while body bytes remain, then hung up (its writer is
+   * gone); stdout and stderr always have room. Nothing here changes while the guest waits.
+   */
+  poll(entries: ReadonlyArray<{ fd: StdioFd; events: number }>): number[] {
+    return entries.map((e) => {
+      const ready = e.fd !== 0 ? POLLOUT | POLLWRNORM : this.inOffset < this.stdin.length ? POLLIN | POLLRDNORM : POLLHUP;
+      return ready & e.events;
+    });
   }
 
   stdout(): Buffer {

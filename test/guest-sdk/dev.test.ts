@@ -26,15 +26,9 @@ function startDev(program: string): Promise<{ url: string; child: ChildProcess }
   });
 }
 
-const EXAMPLES: Array<{ name: string; toolchain: string; todo?: string }> = [
+const EXAMPLES: Array<{ name: string; toolchain: string }> = [
   { name: 'hello_cpp', toolchain: 'g++' },
-  {
-    name: 'hello_rust',
-    toolchain: 'cargo',
-    // Rust's own start-up (std's runtime init, before main) polls stdin, stdout and stderr; the
-    // VMM answers poll (system call 7) with ENOSYS and std aborts. Issue 11's VMM part adds poll.
-    todo: 'blocked until the VMM implements poll (7): Rust std start-up aborts on its ENOSYS',
-  },
+  { name: 'hello_rust', toolchain: 'cargo' },
 ];
 
 describe('SDK programs under tinyedge dev', needsKvm(), () => {
@@ -45,7 +39,7 @@ describe('SDK programs under tinyedge dev', needsKvm(), () => {
 
   for (const example of EXAMPLES) {
     const skip = toolchainPresent(example.toolchain) ? false : `${example.toolchain} is not installed`;
-    test(`${example.name} greets the name in its query string over HTTP`, { skip, todo: example.todo }, async () => {
+    test(`${example.name} greets the name in its query string over HTTP`, { skip }, async () => {
       const dev = await startDev(buildExample(example.name));
       children.push(dev.child);
       const res = await request(`${dev.url}/?name=edge%20dev`);

@@ -35,11 +35,11 @@
 /* Linux x86-64 system-call numbers the fuzzer shapes arguments for. */
 enum {
     NR_read = 0, NR_write = 1, NR_open = 2, NR_close = 3, NR_stat = 4, NR_fstat = 5, NR_lstat = 6,
-    NR_lseek = 8, NR_mmap = 9, NR_mprotect = 10, NR_munmap = 11, NR_brk = 12, NR_pread64 = 17,
+    NR_poll = 7, NR_lseek = 8, NR_mmap = 9, NR_mprotect = 10, NR_munmap = 11, NR_brk = 12, NR_pread64 = 17,
     NR_readv = 19, NR_writev = 20, NR_access = 21, NR_nanosleep = 35, NR_exit = 60, NR_kill = 62,
     NR_readlink = 89, NR_arch_prctl = 158, NR_tkill = 200, NR_futex = 202, NR_clock_gettime = 228,
     NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231, NR_tgkill = 234,
-    NR_openat = 257, NR_newfstatat = 262, NR_readlinkat = 267,
+    NR_openat = 257, NR_newfstatat = 262, NR_readlinkat = 267, NR_ppoll = 271,
 };
 #define ARCH_SET_FS 0x1002
 #define ARCH_GET_FS 0x1003
@@ -48,9 +48,9 @@ enum {
 /* The calls the host implements (src/vmm/linux/syscalls/index.ts SYSCALL_NUMBERS), exit and
  * exit_group left out: they would only end the run. */
 static const int implemented[] = {
-    0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 62, 63, 72,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 62, 63, 72,
     79, 89, 96, 97, 99, 102, 104, 105, 106, 107, 108, 110, 131, 158, 160, 186, 200, 201, 202, 204,
-    218, 228, 229, 230, 234, 257, 262, 267, 273, 302, 318, 334,
+    218, 228, 229, 230, 234, 257, 262, 267, 271, 273, 302, 318, 334,
 };
 #define IMPLEMENTED_COUNT (sizeof implemented / sizeof implemented[0])
 
@@ -422,6 +422,19 @@ static void shape_args(int nr, uint64_t a[6]) {
         break;
     case NR_nanosleep:
         a[0] = gen_sleep_ptr(); a[1] = gen_ptr();
+        break;
+    case NR_poll: case NR_ppoll:
+        /* A pollfd array of random fds and events in scratch, or a hostile pointer; short waits. */
+        a[0] = chance(70) ? scratch_ptr() & ~7ull : gen_ptr();
+        for (int i = 0; i < 8 && a[0] >= (uint64_t)scratch && a[0] + 64 <= (uint64_t)scratch + SCRATCH_SIZE; i++) {
+            uint64_t fd = gen_fd();
+            __builtin_memcpy((char *)a[0] + 8 * i, &fd, 4);
+            uint32_t events = (uint32_t)next();
+            __builtin_memcpy((char *)a[0] + 8 * i + 4, &events, 4);
+        }
+        a[1] = chance(80) ? below(9) : gen_int();
+        if (nr == NR_poll) a[2] = chance(90) ? below(3) : gen_int();
+        else { a[2] = chance(20) ? 0 : gen_sleep_ptr(); a[3] = chance(50) ? 0 : gen_ptr(); a[4] = chance(80) ? 8 : gen_int(); }
         break;
     case NR_clock_nanosleep:
         a[2] = gen_sleep_ptr(); a[0] = gen_sleep_clock(a[2]); a[1] = chance(50) ? 0 : chance(50) ? 1 : gen_int(); a[3] = gen_ptr();

@@ -1,5 +1,6 @@
 // Builds the guest programs under test/guests/ (C, or C++ for a `.cc` source) into
-// build/guests/<variant>/, once per source change: the output is reused while the hash of source,
+// build/guests/<variant>/, and Rust (`.rs`) and Go (`.go`) programs into build/guests/rust/ and
+// build/guests/go/, once per source change: the output is reused while the hash of source,
 // compiler and flags is unchanged.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -51,6 +52,40 @@ export function buildGuest(name: string, variant: GuestVariant = 'glibc', extraF
   execFileSync(cc, [...args, out, ...sources, '-I', join(ROOT, 'guest/include')], { stdio: ['ignore', 'inherit', 'inherit'] });
   writeFileSync(stamp, digest);
   return out;
+}
+
+/** How each other language's toolchain builds a static executable (`-o OUT SOURCE` follow). */
+const OTHER_LANGUAGES = {
+  // A static-pie with std, as `rustc -C target-feature=+crt-static` makes it.
+  rust: { ext: 'rs', command: 'rustc', args: ['-C', 'target-feature=+crt-static', '-O', '--edition', '2021'], env: {} },
+  // Pure Go, no libc: a static executable.
+  go: { ext: 'go', command: 'go', args: ['build', '-trimpath'], env: { CGO_ENABLED: '0', GO111MODULE: 'off' } },
+} as const;
+
+/** Builds test/guests/<name>.rs with rustc or <name>.go with `go build` and returns the executable's path. */
+export function buildOtherGuest(name: string, language: keyof typeof OTHER_LANGUAGES): string {
+  const { ext, command, args, env } = OTHER_LANGUAGES[language];
+  const source = join(SOURCES, `${name}.${ext}`);
+  const outDir = join(ROOT, 'build/guests', language);
+  const out = join(outDir, name);
+  const stamp = `${out}.hash`;
+  const version = execFileSync(command, [language === 'go' ? 'version' : '--version'], { encoding: 'utf8' });
+  const digest = createHash('sha256').update(readFileSync(source)).update(version).update(args.join(' ')).digest('hex');
+  if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return out;
+  mkdirSync(outDir, { recursive: true });
+  execFileSync(command, [...args, '-o', out, source], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env }, cwd: SOURCES });
+  writeFileSync(stamp, digest);
+  return out;
+}
+
+/** True when the toolchain for `language` is installed. */
+export function hasToolchain(language: keyof typeof OTHER_LANGUAGES): boolean {
+  try {
+    execFileSync('which', [OTHER_LANGUAGES[language].command], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** True when the C compiler for `variant` (or, with `cxx`, its C++ compiler) is installed. */

@@ -21,6 +21,7 @@ function capture(): Stdio & { bytes(): Buffer } {
       return data.length;
     },
     read: () => 0,
+    poll: (entries) => entries.map(() => 0),
     bytes: () => Buffer.concat(chunks),
   };
 }

@@ -21,6 +21,26 @@ function waitFor(fd: number, events: number, waitMs: number): boolean {
   }
 }
 
+/**
+ * poll(2) of host fds with `events` each, waiting at most `waitMs` until one reports something;
+ * returns each fd's revents (all 0 when time ran out). The timeout signal's EINTR polls again.
+ */
+export function pollFds(entries: ReadonlyArray<{ fd: number; events: number }>, waitMs: number): number[] {
+  const pfds = new Uint8Array(entries.length * 8);
+  const view = new DataView(pfds.buffer);
+  const until = performance.now() + waitMs;
+  for (;;) {
+    entries.forEach((e, i) => {
+      view.setInt32(i * 8, e.fd, true);
+      view.setInt16(i * 8 + 4, e.events, true);
+      view.setInt16(i * 8 + 6, 0, true);
+    });
+    const left = Math.max(0, Math.ceil(until - performance.now()));
+    if (poll(pfds, entries.length, Math.min(left, 2_147_483_647)) >= 0 || left === 0) break;
+  }
+  return entries.map((_, i) => view.getUint16(i * 8 + 6, true));
+}
+
 /** True when `fd` is readable (or at end of file) within `waitMs`; false when time ran out. */
 export function waitReadable(fd: number, waitMs: number): boolean {
   return waitFor(fd, POLLIN, waitMs);

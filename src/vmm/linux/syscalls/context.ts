@@ -5,6 +5,8 @@ import type { Layout } from '../../x86/layout.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { FileTable } from './files.ts';
 
+export type StdioFd = 0 | 1 | 2;
+
 /** Where the guest's fds 0, 1 and 2 lead. `write`/`read` return a byte count or -errno. */
 export interface Stdio {
   /**
@@ -14,6 +16,12 @@ export interface Stdio {
   write(fd: 1 | 2, data: Uint8Array, waitMs: number): number;
   /** Reads stdin, waiting at most `waitMs` for data (then returning -EINTR: the deadline has come). */
   read(into: Uint8Array, waitMs: number): number;
+  /**
+   * poll(2) of the streams: for each entry, its readiness as POLL* bits (those of `events`, plus
+   * POLLNVAL for a stream that is closed), waiting at most `waitMs` until one reports something.
+   * Streams whose readiness cannot change while the guest waits answer at once.
+   */
+  poll(entries: ReadonlyArray<{ fd: StdioFd; events: number }>, waitMs: number): number[];
 }
 
 export interface SyscallContext {

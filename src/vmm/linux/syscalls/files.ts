@@ -17,7 +17,8 @@ const W_OK = 2, S_IRWXO = 0o7;
 const PATH_MAX = 4096;
 /** Most symbolic links one lookup follows before answering ELOOP (the kernel's limit). */
 const MAXSYMLINKS = 40;
-const MAX_FDS = 256;
+/** The most fds a guest may have open (its RLIMIT_NOFILE). */
+export const MAX_FDS = 256;
 const MAX_IOV = 1024;
 /** The largest position a guest's file may seek to: the host reads positions as exact Numbers. */
 const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;

@@ -4,12 +4,13 @@
 import type { ArgKind, SyscallHandler } from './context.ts';
 import { fileSyscalls } from './files.ts';
 import { memorySyscalls } from './memory.ts';
+import { pollSyscalls } from './poll.ts';
 import { processSyscalls } from './process.ts';
 import { timeSyscalls } from './time.ts';
 
 /** Numbers from arch/x86/entry/syscalls/syscall_64.tbl, for the calls we answer. */
 export const SYSCALL_NUMBERS: Record<string, number> = {
-  read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lstat: 6, lseek: 8, mmap: 9, mprotect: 10,
+  read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lstat: 6, poll: 7, lseek: 8, mmap: 9, mprotect: 10,
   munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, readv: 19, writev: 20,
   access: 21, sched_yield: 24, mremap: 25, madvise: 28, nanosleep: 35, getpid: 39, exit: 60, kill: 62,
   uname: 63, fcntl: 72, getcwd: 79, readlink: 89, gettimeofday: 96, getrlimit: 97, sysinfo: 99, getuid: 102,
@@ -17,7 +18,7 @@ export const SYSCALL_NUMBERS: Record<string, number> = {
   arch_prctl: 158, setrlimit: 160, gettid: 186, tkill: 200, time: 201, futex: 202, sched_getaffinity: 204,
   set_tid_address: 218, clock_gettime: 228, clock_getres: 229, clock_nanosleep: 230, exit_group: 231,
   tgkill: 234, openat: 257, newfstatat: 262, readlinkat: 267, set_robust_list: 273, prlimit64: 302,
-  getrandom: 318, rseq: 334,
+  getrandom: 318, rseq: 334, ppoll: 271,
 };
 
 const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULONG: ArgKind = 'ulong';
@@ -46,6 +47,7 @@ const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
   exit_group: [INT], tgkill: [INT, INT, INT], openat: [INT, ULONG, INT, UINT], newfstatat: [INT, ULONG, ULONG, INT],
   readlinkat: [INT, ULONG, ULONG, INT], set_robust_list: [ULONG, ULONG], prlimit64: [INT, UINT, ULONG, ULONG],
   getrandom: [ULONG, ULONG, UINT], rseq: [ULONG, UINT, INT, UINT],
+  poll: [ULONG, UINT, INT], ppoll: [ULONG, UINT, ULONG, ULONG, ULONG],
 };
 
 /** A call we answer: its handler and how to read its arguments. */
@@ -54,7 +56,7 @@ export interface SyscallEntry {
   readonly args: readonly ArgKind[];
 }
 
-const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...processSyscalls, ...timeSyscalls };
+const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...processSyscalls, ...timeSyscalls, ...pollSyscalls };
 
 /** Dense table indexed by system-call number; holes are calls we do not implement. */
 export const SYSCALL_TABLE: ReadonlyArray<SyscallEntry | undefined> = (() => {
