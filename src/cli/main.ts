@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
-import { addProgramOptions, collect, EXIT_USAGE, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import { addProgramOptions, collect, EXIT_USAGE, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
@@ -62,6 +62,8 @@ function addBench(program: Command): void {
     .option('-n <count>', 'number of requests', positiveInt, 10000)
     .option('--url <url>', 'request URL', '/')
     .option('--method <method>', 'request method', 'GET')
+    .option('--header <name:value>', 'request header (repeatable)', header, [])
+    .option('--body <file>', 'request body: the bytes of a file, or of stdin with @-')
     .option('--loads <count>', 'program loads to time (load → first response)', positiveInt, 5);
   addProgramOptions(cmd).action(async (path: string, opts: BenchOptions) => {
     const { bench } = await import('./bench.ts');

@@ -16,6 +16,7 @@ int main(void) {
   printf("openat denied: %ld\n", syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY | O_CLOEXEC));
   printf("socket: %ld\n", syscall(SYS_socket, 2, 1, 0));
   printf("write bad pointer: %ld\n", syscall(SYS_write, 1, (void *)0xdead0000, 10));
+  printf("write huge: %ld\n", syscall(SYS_write, 1, (void *)-1L, (size_t)-1));
   printf("openat bad path: %ld\n", syscall(SYS_openat, AT_FDCWD, (const char *)0x10, O_RDONLY));
   printf("open long path: %ld\n", syscall(SYS_open, long_path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
   void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
