@@ -51,7 +51,10 @@ function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (li
       if (path !== undefined || opts.origin !== undefined) throw new UsageError('--config serves the tenant\'s own programs and origins: give no program and no --origin with it');
       const tenant = pickTenant(opts);
       for (const o of tenant.origins) origins.set(o.name, openOrigin(o));
-      for (const p of tenant.programs) programs.push({ config: p, loaded: loadDevProgram(kvm, p.name, p.file, { ...sandboxOptions(p), trace }) });
+      // With several programs, each trace line says whose it is.
+      const traceOf = (name: string): ((line: string) => void) | undefined =>
+        trace && tenant.programs.length > 1 ? (line) => trace(`[${name}] ${line}`) : trace;
+      for (const p of tenant.programs) programs.push({ config: p, loaded: loadDevProgram(kvm, p.name, p.file, { ...sandboxOptions(p), trace: traceOf(p.name) }) });
       const site = new DevSite({ programs, originRoutes: tenant.routes, origins, kv: new KvStore(tenant.kv.memoryBytes) }, log);
       return { site, description: `tenant ${tenant.name} of ${opts.config} (${tenant.programs.map((p) => `${p.name}: ${p.roles.join('+')}`).join(', ') || 'no programs'})` };
     }

@@ -45,7 +45,7 @@ function addDev(program: Command): void {
     .option('--port <port>', 'port to listen on', port, 8080)
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--origin <url>', "where the program's sub-requests (te_fetch) go, http://HOST:PORT", originUrl)
-    .option('--config <file>', 'serve a tenant of this config file: its programs, hooks, routes, origins and key-value store')
+    .option('--config <file>', "serve a tenant of this config file: its programs (with the file's limits), hooks, routes, origins and key-value store")
     .option('--tenant <name>', 'the tenant of --config to serve (needed when it has several)')
     .option('--trace', 'print every system call and hypercall, decoded, and a backtrace on a fault, to stderr');
   addProgramOptions(cmd).action(async (path: string | undefined, opts: DevOptions) => {

@@ -111,7 +111,7 @@ describe('tinyedge dev: the local loop', needsKvm(), () => {
     assert.equal((await get(`${d.url}/fetch`)).body, 'status=-5 len=0 body=\n');
   });
 
-  test("--config --tenant: the tenant's generate program, recv and deliver hooks, routes, origin and store", async () => {
+  test("--config --tenant: the tenant's generate program, recv and deliver hooks, routes, origin and store; the trace names each program", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tinyedge-dev-'));
     const config = join(dir, 'tinyedge.yaml');
     writeFileSync(config, `
@@ -130,7 +130,7 @@ tenants:
       - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /fetch }, { prefix: /kv }] }
       - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
 `);
-    const d = await dev(['--config', config, '--tenant', 'shop']);
+    const d = await dev(['--config', config, '--tenant', 'shop', '--trace']);
     assert.match(d.stderr(), /tinyedge dev: tenant shop of .*tinyedge\.yaml \(calls: generate, hooks: recv\+deliver\)/);
     // The generate program, with the store and the deliver hook's header.
     const kv = await get(`${d.url}/kv/incr`);
@@ -150,6 +150,10 @@ tenants:
     assert.equal(blocked.body, 'blocked by recv\n');
     // 4 KiB into a 64 KiB store: the tenant's quota holds (16 values would not fit).
     assert.equal((await get(`${d.url}/kv/big`)).body, 'stored=0\n');
+    // With two programs, each trace line names its program.
+    const err = await logged(d, /^GET \/kv\/big 200 /m);
+    assert.match(err, /^\[calls\] te_kv_set\(\{key="big", value="b{64}"\.\.\.\}\) <unfinished \.\.\.>$/m);
+    assert.match(err, /^\[hooks\] te_wait\(0x[0-9a-f]+\) <unfinished \.\.\.>$/m);
   });
 
   test('--config: a tenant must be named when there are several; a missing one is refused', async () => {

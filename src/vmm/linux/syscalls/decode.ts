@@ -120,7 +120,8 @@ function cString(mem: GuestMemory, addr: bigint): string {
 }
 
 function buffer(mem: GuestMemory, addr: bigint, length: bigint): string {
-  if (length <= 0n || addr === 0n) return addr === 0n ? 'NULL' : hex(addr);
+  if (addr === 0n) return 'NULL';
+  if (length <= 0n) return '""';
   const want = length > BigInt(MAX_SHOWN) ? MAX_SHOWN : Number(length);
   const bytes = guestBytes(mem, addr, want, false);
   if (!bytes) return hex(addr);
@@ -162,7 +163,8 @@ function formatArg(mem: GuestMemory, format: ArgFormat, raw: bigint, next: bigin
     case 'mode': return `0${uint.toString(8)}`;
     case 'str': return cString(mem, raw);
     case 'inbuf': return buffer(mem, raw, next);
-    case 'outbuf': return result > 0 ? buffer(mem, raw, BigInt(result)) : raw === 0n ? 'NULL' : hex(raw);
+    // What the call wrote: nothing to show when it failed.
+    case 'outbuf': return result >= 0 ? buffer(mem, raw, BigInt(result)) : raw === 0n ? 'NULL' : hex(raw);
     case 'open': return openFlags(uint);
     case 'futex': return futexOp(uint);
     case 'clone': return cloneFlags(raw);
