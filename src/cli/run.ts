@@ -11,6 +11,7 @@ export interface RunOptions {
   timeout: number;
   env: string[];
   allowRead: string[];
+  trace?: boolean;
 }
 
 /** How long tinyedge's own last words may wait for a stderr that the program left full. */
@@ -28,7 +29,8 @@ function say(message: string): void {
 export function runProgram(program: string, args: string[], opts: RunOptions): number {
   try {
     const elf = readProgramFile(program);
-    const result = runProcess(elf, { memoryMiB: opts.memory, timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead });
+    const trace = opts.trace === true ? (line: string): void => say(`${line}\n`) : undefined;
+    const result = runProcess(elf, { memoryMiB: opts.memory, timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, trace });
     if (result.signal) say(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {

@@ -23,6 +23,7 @@ import type { Stdio, SyscallContext } from './linux/syscalls/context.ts';
 import { ENOSYS } from './linux/syscalls/errno.ts';
 import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
 import { RunLoop, type RunResult, type RunState } from './run/loop.ts';
+import type { Tracer } from './run/trace.ts';
 
 export type { RunResult } from './run/loop.ts';
 
@@ -58,6 +59,8 @@ export class Machine implements SyscallContext {
   readonly program: LoadedProgram;
   stdio: Stdio;
   hypercall: HypercallHandler = () => -ENOSYS;
+  /** Prints every call the program makes (`--trace`); undefined, the usual case, costs nothing. */
+  trace: Tracer | undefined;
   readonly dirtyLog: DirtyLog | undefined;
   private readonly shell: Shell;
   private readonly loop: RunLoop;

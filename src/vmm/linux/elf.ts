@@ -4,6 +4,7 @@
 import { type Layout, PAGE_SIZE, pageAlignDown, pageAlignUp, PROGRAM_BASE, SYSTEM_END } from '../x86/layout.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { mapPages, type PageFlags } from '../x86/paging.ts';
+import { readSymbols, type SymbolTable } from './symbols.ts';
 
 const ET_EXEC = 2, ET_DYN = 3;
 const EM_X86_64 = 62;
@@ -28,6 +29,8 @@ export interface LoadedProgram {
   start: number;
   end: number;
   pie: boolean;
+  /** Function symbols, at their loaded addresses (none for a stripped program). */
+  symbols?: SymbolTable;
 }
 
 interface Segment {
@@ -122,5 +125,6 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
     const seg = elf.loads.find((s) => s.offset <= elf.phoff && elf.phoff < s.offset + s.filesz);
     if (seg) phdr = seg.vaddr + bias + (elf.phoff - seg.offset);
   }
-  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie };
+  const symbols = readSymbols(file, bias);
+  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie, ...(symbols ? { symbols } : {}) };
 }

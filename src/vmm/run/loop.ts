@@ -16,6 +16,7 @@ import { describeException, HAS_ERROR_CODE } from '../x86/faults.ts';
 import { USER_CS, USER_DS } from '../x86/gdt.ts';
 import { IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, SYSCALL_FRAME_ADDR } from '../x86/layout.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from '../x86/ports.ts';
+import { symbolize } from '../linux/symbols.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SYSCALL_ENTRY } from '../x86/stubs.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
 
@@ -162,13 +163,18 @@ export class RunLoop {
   private out(port: number, call: PendingCall): void {
     const v = this.vcpu;
     if (port === PORT_SYSCALL && fromStub(call.rip, SYSCALL_ENTRY)) {
+      const trace = this.machine.trace;
+      trace?.enter(v);
       const result = this.syscall();
+      trace?.syscall(this.mem, result, this.exitResult);
       if (this.exitResult) return;
       // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
       this.returnToUser(v.reg('rcx'), call.trap ? call.trap.rsp : v.reg('rsp'), v.reg('r11'));
       v.setReg('rax', result);
     } else if (port === PORT_HYPERCALL) {
       this.pending = call;
+      const trace = this.machine.trace;
+      trace?.enter(v);
       let result: number;
       try {
         result = this.machine.hypercall(this.machine, v.reg32('rax'));
@@ -177,7 +183,8 @@ export class RunLoop {
         if (!(err instanceof GuestFault)) throw err;
         result = -EFAULT;
       }
-      if (!this.yielded && !this.exitResult) this.resume(result);
+      trace?.hypercall(this.mem, result, this.yielded);
+      if (!this.yielded && !this.exitResult) this.answer(result);
     } else {
       throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${call.rip.toString(16)})`);
     }
@@ -210,6 +217,12 @@ export class RunLoop {
 
   /** Answers the pending hypercall with `value`; the next `run()` continues after it. */
   resume(value: number): void {
+    // RAX still holds the number of the call the guest waits in (a snapshot keeps it too).
+    this.machine.trace?.resumed(this.vcpu.reg32('rax'), value);
+    this.answer(value);
+  }
+
+  private answer(value: number): void {
     const call = this.pending;
     if (!call) throw new Error('no hypercall is pending');
     this.pending = undefined;
@@ -293,13 +306,17 @@ export class RunLoop {
     const withCode = HAS_ERROR_CODE.has(vector);
     const read = (i: number): number => (frame + i * 8 + 8 <= IST_STACK_TOP ? this.mem.u64Raw(frame + i * 8) : 0);
     const sregs = this.vcpu.getSregs();
+    const rip = read(withCode ? 1 : 0);
+    const symbols = this.machine.program.symbols;
     const info = {
       vector,
       errorCode: withCode ? read(0) : 0,
-      rip: read(withCode ? 1 : 0),
+      rip,
       address: Number(sregs.readBigUInt64LE(SREGS.cr2)),
+      symbol: symbolize(symbols, rip),
     };
     const message = describeException(info, this.layout);
+    this.machine.trace?.fault(this.mem, symbols, message, rip, this.vcpu.reg('rbp'));
     if (this.outOfMemory) return new SandboxError('out-of-memory', `out of guest memory (${this.layout.memorySize / MiB} MiB): ${message}`);
     return new SandboxError('fault', message);
   }
