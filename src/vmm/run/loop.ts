@@ -2,7 +2,8 @@
 // enter the guest, take each exit and answer it — a system call (linux/syscalls), a hypercall
 // (the handler the sandbox installs), a CPU exception (a fault report) — until the program exits,
 // yields at a hypercall, faults, or runs past its deadline. It holds what a run carries from exit
-// to exit and from run to run: the door call left pending, the deadline, the program's CPU time.
+// to exit and from run to run: the door call left pending, the deadline, the program's CPU time,
+// and the program's threads (scheduler.ts), switched at the calls that block and at the timer.
 import { performance } from 'node:perf_hooks';
 import { type RegName, SREGS } from '../../kvm/constants.ts';
 import type { Vcpu, VcpuExit } from '../../kvm/vcpu.ts';
@@ -17,6 +18,8 @@ import { USER_CS, USER_DS } from '../x86/gdt.ts';
 import { IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, SYSCALL_FRAME_ADDR } from '../x86/layout.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from '../x86/ports.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SYSCALL_ENTRY } from '../x86/stubs.ts';
+import { Scheduler } from './scheduler.ts';
+import type { ThreadTableState } from './threads.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
 
 /** How a run ended: the program exited (or killed itself), or it yielded at a hypercall. */
@@ -35,9 +38,12 @@ export interface PendingCall {
 export interface RunState {
   pending: PendingCall | undefined;
   cpuMs: number;
+  threads: ThreadTableState;
 }
 
 const OUT_INSN_SIZE = 2;
+/** The timer is never aimed closer than this: a check that is due now is one this soon. */
+const MIN_TIMER_MS = 0.5;
 const GP_VECTOR = 13;
 /** The registers that carry system-call arguments on x86-64, in order. */
 const SYSCALL_ARG_REGS: readonly RegName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
@@ -87,6 +93,9 @@ export class RunLoop {
   /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
   private scrubSegments = true;
   private deadline = Infinity;
+  private timer: ThreadTimer | undefined;
+  /** The program's threads, and which of them is on the vCPU. */
+  readonly threads: Scheduler;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
   /** Set when KVM failed on this VM: its shell is destroyed, not reused. */
   broken = false;
@@ -96,6 +105,11 @@ export class RunLoop {
     this.vcpu = machine.vcpu;
     this.mem = machine.mem;
     this.layout = machine.layout;
+    this.threads = new Scheduler(this.vcpu, {
+      returnToUser: (rip, rsp, rflags) => this.returnToUser(rip, rsp, rflags),
+      exitProgram: (status) => this.exit(status),
+      deadline: () => this.deadline,
+    });
   }
 
   /**
@@ -104,17 +118,23 @@ export class RunLoop {
    */
   run(timeoutMs: number): RunResult {
     const timer = threadTimerInstance();
+    this.timer = timer;
     this.deadline = performance.now() + timeoutMs;
     this.exitResult = undefined;
-    timer.ensure(this.deadline);
+    this.armTimer();
     try {
-      return this.loop(timeoutMs, timer);
+      return this.loop(timeoutMs);
     } finally {
       timer.settle();
     }
   }
 
-  private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
+  /** Aims the timer at the deadline, or sooner when the threads need a check (a slice's end, a wait's). */
+  private armTimer(): void {
+    this.timer!.ensure(Math.min(this.deadline, Math.max(this.threads.nextCheck(), performance.now() + MIN_TIMER_MS)));
+  }
+
+  private loop(timeoutMs: number): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
       const entered = performance.now();
@@ -134,8 +154,10 @@ export class RunLoop {
           return { kind: 'yield', call: vcpu.reg32('rax') };
         }
       } else if (exit === 'intr') {
-        // A timer armed for an earlier, shorter run fired: aim it at this run's deadline.
-        if (performance.now() < this.deadline) timer.ensure(this.deadline);
+        // The timer: a slice's end, a wait's end, or a timer armed for an earlier, shorter run.
+        const now = performance.now();
+        if (this.threads.count > 1) this.threads.preempt(now);
+        if (now < this.deadline) this.armTimer();
       } else {
         throw this.unexpectedExit(exit);
       }
@@ -162,10 +184,17 @@ export class RunLoop {
   private out(port: number, call: PendingCall): void {
     const v = this.vcpu;
     if (port === PORT_SYSCALL && fromStub(call.rip, SYSCALL_ENTRY)) {
+      // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
+      const rsp = call.trap ? call.trap.rsp : v.reg('rsp');
+      this.threads.atSyscall(v.reg('rcx'), rsp, v.reg('r11'));
       const result = this.syscall();
       if (this.exitResult) return;
-      // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
-      this.returnToUser(v.reg('rcx'), call.trap ? call.trap.rsp : v.reg('rsp'), v.reg('r11'));
+      if (this.threads.request !== undefined) {
+        // The call blocked, yielded or ended its thread, or woke another: the scheduler goes on.
+        if (this.threads.afterSyscall(result)) this.armTimer();
+        return;
+      }
+      this.returnToUser(v.reg('rcx'), rsp, v.reg('r11'));
       v.setReg('rax', result);
     } else if (port === PORT_HYPERCALL) {
       this.pending = call;
@@ -227,6 +256,10 @@ export class RunLoop {
   }
 
   sleep(ms: number): void {
+    if (this.threads.count > 1) {
+      this.threads.sleep(ms);
+      return;
+    }
     const left = Math.min(ms, this.deadline - performance.now());
     if (left > 0) Atomics.wait(this.sleepCell, 0, 0, left);
   }
@@ -248,12 +281,13 @@ export class RunLoop {
   /** The first return to ring 3 since a boot: to `rip` with stack `rsp`, through the scrub code. */
   start(rip: number, rsp: number, rflags: number): void {
     this.scrubSegments = true;
+    this.threads.reset();
     this.returnToUser(rip, rsp, rflags);
   }
 
   /** What a snapshot records of the run. */
   save(): RunState {
-    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs };
+    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs, threads: this.threads.saveState() };
   }
 
   /** Back to `state`, as after a reset: the next return to ring 3 scrubs the segments again. */
@@ -261,6 +295,7 @@ export class RunLoop {
     this.scrubSegments = true;
     this.cpuMs = state.cpuMs;
     this.pending = state.pending && { ...state.pending };
+    this.threads.restoreState(state.threads);
     this.exitResult = undefined;
     this.yielded = false;
     this.outOfMemory = false;
