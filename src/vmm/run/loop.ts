@@ -105,7 +105,7 @@ export class RunLoop {
     this.vcpu = machine.vcpu;
     this.mem = machine.mem;
     this.layout = machine.layout;
-    this.threads = new Scheduler(this.vcpu, {
+    this.threads = new Scheduler(this.vcpu, this.mem, {
       returnToUser: (rip, rsp, rflags) => this.returnToUser(rip, rsp, rflags),
       exitProgram: (status) => this.exit(status),
       deadline: () => this.deadline,

@@ -4,15 +4,19 @@
 // CPU. Threads are concurrent, never parallel. A switch saves the general registers, RIP, RSP,
 // RFLAGS, the FS and GS bases and the whole XSAVE area (x87, SSE, AVX): Linux keeps vector
 // registers across a system call and compilers rely on it around inline `syscall`s, so a switch
-// at a call must keep them as surely as one at a preemption. The slice's end is one more deadline
-// for the run's one timer signal (timer.ts).
+// at a call must keep them as surely as one at a preemption. The incoming thread's FS and GS base
+// are set by ring-3 code on the stub page (SWITCH_ENTRY), where setting them from the host costs
+// as much as the rest of the switch on nested KVM. The slice's end is one more deadline for the
+// run's one timer signal (timer.ts).
 import { performance } from 'node:perf_hooks';
-import { KVM_SREGS_SIZE, REGS, SREGS } from '../../kvm/constants.ts';
+import { KVM_SREGS_SIZE, KVM_XSAVE_SIZE, REGS, SREGS } from '../../kvm/constants.ts';
 import type { Vcpu } from '../../kvm/vcpu.ts';
 import { SandboxError } from '../errors.ts';
 import type { GuestThread, ThreadStart, Threads } from '../linux/syscalls/context.ts';
 import { ETIMEDOUT } from '../linux/syscalls/errno.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
 import { PAGE_SIZE, STUBS_ADDR } from '../x86/layout.ts';
+import { SWITCH_ENTRY, SWITCH_FS_BASE, SWITCH_GS_BASE, SWITCH_RAX, SWITCH_TARGET } from '../x86/stubs.ts';
 import { type Thread, ThreadTable, type ThreadTableState } from './threads.ts';
 
 /** How long a thread runs before another runnable thread gets the vCPU. */
@@ -52,7 +56,7 @@ export class Scheduler implements Threads {
   private readonly sregs = Buffer.alloc(KVM_SREGS_SIZE);
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(private readonly vcpu: Vcpu, private readonly host: SchedulerHost) {}
+  constructor(private readonly vcpu: Vcpu, private readonly mem: GuestMemory, private readonly host: SchedulerHost) {}
 
   // --- Threads: what system calls ask ---------------------------------------------------------
 
@@ -76,7 +80,7 @@ export class Scheduler implements Threads {
     view.setBigUint64(REGS.rflags, BigInt(this.userRflags), true);
     this.vcpu.getSregs(this.sregs);
     const fsBase = start.tls ?? this.sregs.readBigUInt64LE(SREGS.fs);
-    const thread = this.table.add(regs, this.vcpu.getXsave(), fsBase, this.sregs.readBigUInt64LE(SREGS.gs), start.clearTid);
+    const thread = this.table.add(regs, this.vcpu.getXsave(Buffer.allocUnsafe(KVM_XSAVE_SIZE)), fsBase, this.sregs.readBigUInt64LE(SREGS.gs), start.clearTid);
     if (thread) this.request ??= 'rearm';
     return thread;
   }
@@ -171,7 +175,6 @@ export class Scheduler implements Threads {
       this.sliceEnd = performance.now() + TIME_SLICE_MS;
     } else {
       if (request !== 'exit') this.save(caller, rip, this.userRsp, this.userRflags);
-      else this.vcpu.getSregs(this.sregs);
       this.load(next, true);
     }
     return true;
@@ -235,7 +238,7 @@ export class Scheduler implements Threads {
     view.setBigUint64(REGS.rsp, BigInt(rsp), true);
     view.setBigUint64(REGS.rflags, BigInt(rflags), true);
     thread.regs = regs;
-    thread.xsave = this.vcpu.getXsave();
+    thread.xsave = this.vcpu.getXsave(Buffer.allocUnsafe(KVM_XSAVE_SIZE));
     this.vcpu.getSregs(this.sregs);
     thread.fsBase = this.sregs.readBigUInt64LE(SREGS.fs);
     thread.gsBase = this.sregs.readBigUInt64LE(SREGS.gs);
@@ -271,25 +274,28 @@ export class Scheduler implements Threads {
   }
 
   /**
-   * Puts `next` on the vCPU: its registers, XSAVE area, FS and GS base (through the sync-regs
-   * area, with the segment state in `this.sregs`, which the caller has just read). From ring 0 (a
-   * system-call exit) it goes back to ring 3 through the iretq frame; from ring 3 (a preemption)
-   * its RIP, RSP and RFLAGS are loaded as they are.
+   * Puts `next` on the vCPU: its registers and XSAVE area, and, through the switch code on the
+   * stub page, its FS and GS base and RAX. From ring 0 (a system-call exit) it goes back to ring 3
+   * through the iretq frame; from ring 3 (a preemption) its RSP and RFLAGS are loaded as they are.
    */
   private load(next: Thread, fromRing0: boolean): void {
-    const vcpu = this.vcpu;
+    const { vcpu, mem } = this;
     const regs = next.regs!;
+    const view = new DataView(regs.buffer, regs.byteOffset, regs.byteLength);
     vcpu.regsBytes().set(regs);
     vcpu.markRegsDirty();
-    if (next.result !== undefined) vcpu.setReg('rax', next.result);
     vcpu.setXsave(bufferOf(next.xsave!));
-    this.sregs.writeBigUInt64LE(next.fsBase, SREGS.fs);
-    this.sregs.writeBigUInt64LE(next.gsBase, SREGS.gs);
-    vcpu.setSregsOnEntry(this.sregs);
+    const rip = Number(view.getBigUint64(REGS.rip, true));
+    mem.view.setBigUint64(SWITCH_FS_BASE, next.fsBase, true);
+    mem.view.setBigUint64(SWITCH_GS_BASE, next.gsBase, true);
+    mem.view.setBigUint64(SWITCH_RAX, next.result !== undefined ? BigInt.asUintN(64, BigInt(next.result)) : view.getBigUint64(REGS.rax, true), true);
+    mem.view.setBigUint64(SWITCH_TARGET, BigInt(rip), true);
+    mem.markDirty(SWITCH_FS_BASE, 32);
     if (fromRing0) {
-      const view = new DataView(regs.buffer, regs.byteOffset, regs.byteLength);
       vcpu.setReg('rflags', RING0_RFLAGS);
-      this.host.returnToUser(Number(view.getBigUint64(REGS.rip, true)), Number(view.getBigUint64(REGS.rsp, true)), Number(view.getBigUint64(REGS.rflags, true)));
+      this.host.returnToUser(SWITCH_ENTRY, Number(view.getBigUint64(REGS.rsp, true)), Number(view.getBigUint64(REGS.rflags, true)));
+    } else {
+      vcpu.setReg('rip', SWITCH_ENTRY);
     }
     next.state = 'running';
     next.regs = undefined;
