@@ -5,7 +5,7 @@
 // to exit and from run to run: the door call left pending, the deadline, the program's CPU time,
 // and the program's threads (scheduler.ts), switched at the calls that block and at the timer.
 import { performance } from 'node:perf_hooks';
-import { type RegName, SREGS } from '../../kvm/constants.ts';
+import { type RegName, REGS, SREGS } from '../../kvm/constants.ts';
 import type { Vcpu, VcpuExit } from '../../kvm/vcpu.ts';
 import { SandboxError } from '../errors.ts';
 import type { Machine } from '../machine.ts';
@@ -17,7 +17,7 @@ import { describeException, HAS_ERROR_CODE } from '../x86/faults.ts';
 import { USER_CS, USER_DS } from '../x86/gdt.ts';
 import { IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, SYSCALL_FRAME_ADDR } from '../x86/layout.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from '../x86/ports.ts';
-import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SYSCALL_ENTRY } from '../x86/stubs.ts';
+import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SWITCH_ENTRY, SWITCH_RAX, SYSCALL_ENTRY } from '../x86/stubs.ts';
 import { Scheduler } from './scheduler.ts';
 import type { ThreadTableState } from './threads.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
@@ -90,10 +90,17 @@ export class RunLoop {
   private outOfMemory = false;
   /** Wall time the vCPU spent running guest code (inside KVM_RUN): the program's CPU time. */
   private cpuMs = 0;
-  /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
+  /**
+   * The next return to ring 3 is the first since a boot or reset: it nulls DS and ES and sets FS
+   * and GS base on the way (the scrub and switch code on the stub page).
+   */
   private scrubSegments = true;
+  /** SWITCH_RAX must get the vCPU's RAX before the next entry (the scrub goes through the switch code). */
+  private raxToSwitchSlot = false;
   private deadline = Infinity;
   private timer: ThreadTimer | undefined;
+  /** The timer is aimed before the deadline, for the threads: not worth keeping after the run. */
+  private timerForThreads = false;
   /** The program's threads, and which of them is on the vCPU. */
   readonly threads: Scheduler;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -125,18 +132,27 @@ export class RunLoop {
     try {
       return this.loop(timeoutMs);
     } finally {
+      // A slice's end left armed would interrupt whatever the host thread does next (an ioctl
+      // that fails with EINTR, such as KVM_CREATE_VM), long before the next run needs a timer.
+      if (this.timerForThreads) timer.disarm();
       timer.settle();
     }
   }
 
   /** Aims the timer at the deadline, or sooner when the threads need a check (a slice's end, a wait's). */
   private armTimer(): void {
-    this.timer!.ensure(Math.min(this.deadline, Math.max(this.threads.nextCheck(), performance.now() + MIN_TIMER_MS)));
+    const check = this.threads.nextCheck();
+    this.timerForThreads = check < this.deadline;
+    this.timer!.ensure(Math.min(this.deadline, Math.max(check, performance.now() + MIN_TIMER_MS)));
   }
 
   private loop(timeoutMs: number): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
+      if (this.raxToSwitchSlot) {
+        this.raxToSwitchSlot = false;
+        this.mem.bytes.set(vcpu.regsBytes().subarray(REGS.rax, REGS.rax + 8), SWITCH_RAX);
+      }
       const entered = performance.now();
       const exit = vcpu.enter();
       this.cpuMs += performance.now() - entered;
@@ -295,6 +311,7 @@ export class RunLoop {
     this.scrubSegments = true;
     this.cpuMs = state.cpuMs;
     this.pending = state.pending && { ...state.pending };
+    this.raxToSwitchSlot = false;
     this.threads.restoreState(state.threads);
     this.exitResult = undefined;
     this.yielded = false;
@@ -305,8 +322,13 @@ export class RunLoop {
   private returnToUser(rip: number, rsp: number, rflags: number): void {
     const view = this.mem.view;
     if (this.scrubSegments) {
-      // Enter ring 3 at the scrub code, which goes on to `rip`.
-      view.setBigUint64(SCRUB_TARGET, BigInt(rip), true);
+      // Enter ring 3 at the scrub code, which goes on through the switch code (already aimed, for
+      // a thread switched in) to `rip`.
+      if (rip !== SWITCH_ENTRY) {
+        this.threads.setSwitchSlots(this.threads.current, rip);
+        this.raxToSwitchSlot = true;
+      }
+      view.setBigUint64(SCRUB_TARGET, BigInt(SWITCH_ENTRY), true);
       this.mem.markDirty(SCRUB_TARGET, 8);
       rip = SCRUB_ENTRY;
       this.scrubSegments = false;

@@ -87,10 +87,10 @@ export class Scheduler implements Threads {
 
   exit(status: number): void {
     if (this.table.count === 1) {
-      this.host.exitProgram(this.table.leaderStatus ?? status);
+      this.host.exitProgram(status);
       return;
     }
-    this.table.removeCurrent(status);
+    this.table.removeCurrent();
     this.request = 'exit';
   }
 
@@ -209,8 +209,15 @@ export class Scheduler implements Threads {
     return wake === Infinity ? Infinity : Math.max(wake, this.sliceEnd);
   }
 
-  /** What a snapshot keeps of the threads. */
+  /**
+   * What a snapshot keeps of the threads. The running thread's FS and GS base are read from the
+   * vCPU first: the program may have changed them itself (wrfsbase), and the first entry after a
+   * restore sets them from this record (`enterThrough`).
+   */
   saveState(): ThreadTableState {
+    this.vcpu.getSregs(this.sregs);
+    this.table.current.fsBase = this.sregs.readBigUInt64LE(SREGS.fs);
+    this.table.current.gsBase = this.sregs.readBigUInt64LE(SREGS.gs);
     return this.table.save(performance.now());
   }
 
@@ -274,6 +281,20 @@ export class Scheduler implements Threads {
   }
 
   /**
+   * Aims the switch code at `rip` with `thread`'s FS and GS base; SWITCH_RAX is the caller's to
+   * fill. Also the way into the program after a boot or a reset (through the scrub code): on
+   * nested KVM (PVM) the FS and GS base a vCPU's previous program left in the host thread would
+   * otherwise outlive KVM_SET_SREGS, as DS and ES do.
+   */
+  setSwitchSlots(thread: Thread, rip: number): void {
+    const view = this.mem.view;
+    view.setBigUint64(SWITCH_FS_BASE, thread.fsBase, true);
+    view.setBigUint64(SWITCH_GS_BASE, thread.gsBase, true);
+    view.setBigUint64(SWITCH_TARGET, BigInt(rip), true);
+    this.mem.markDirty(SWITCH_FS_BASE, 32);
+  }
+
+  /**
    * Puts `next` on the vCPU: its registers and XSAVE area, and, through the switch code on the
    * stub page, its FS and GS base and RAX. From ring 0 (a system-call exit) it goes back to ring 3
    * through the iretq frame; from ring 3 (a preemption) its RSP and RFLAGS are loaded as they are.
@@ -285,12 +306,8 @@ export class Scheduler implements Threads {
     vcpu.regsBytes().set(regs);
     vcpu.markRegsDirty();
     vcpu.setXsave(bufferOf(next.xsave!));
-    const rip = Number(view.getBigUint64(REGS.rip, true));
-    mem.view.setBigUint64(SWITCH_FS_BASE, next.fsBase, true);
-    mem.view.setBigUint64(SWITCH_GS_BASE, next.gsBase, true);
+    this.setSwitchSlots(next, Number(view.getBigUint64(REGS.rip, true)));
     mem.view.setBigUint64(SWITCH_RAX, next.result !== undefined ? BigInt.asUintN(64, BigInt(next.result)) : view.getBigUint64(REGS.rax, true), true);
-    mem.view.setBigUint64(SWITCH_TARGET, BigInt(rip), true);
-    mem.markDirty(SWITCH_FS_BASE, 32);
     if (fromRing0) {
       vcpu.setReg('rflags', RING0_RFLAGS);
       this.host.returnToUser(SWITCH_ENTRY, Number(view.getBigUint64(REGS.rsp, true)), Number(view.getBigUint64(REGS.rflags, true)));

@@ -42,7 +42,6 @@ export interface ThreadTableState {
   currentTid: number;
   nextTid: number;
   seq: number;
-  leaderStatus: number | undefined;
 }
 
 function mainThread(): Thread {
@@ -58,8 +57,6 @@ export class ThreadTable {
   current: Thread = mainThread();
   private nextTid = PID + 1;
   private seq = 0;
-  /** The exit status of the first thread, once it has exited while others run on. */
-  leaderStatus: number | undefined;
 
   constructor() {
     this.reset();
@@ -72,7 +69,6 @@ export class ThreadTable {
     this.threads.set(this.current.tid, this.current);
     this.nextTid = PID + 1;
     this.seq = 0;
-    this.leaderStatus = undefined;
   }
 
   get count(): number {
@@ -101,8 +97,7 @@ export class ThreadTable {
   }
 
   /** Removes the calling thread, which has exited. */
-  removeCurrent(status: number): void {
-    if (this.current.tid === PID) this.leaderStatus = status;
+  removeCurrent(): void {
     this.threads.delete(this.current.tid);
   }
 
@@ -213,7 +208,7 @@ export class ThreadTable {
    */
   save(now: number): ThreadTableState {
     const threads = [...this.threads.values()].map(({ wakeAt, ...t }) => ({ ...t, msLeft: wakeAt === Infinity ? Infinity : Math.max(0, wakeAt - now) }));
-    return { threads, currentTid: this.current.tid, nextTid: this.nextTid, seq: this.seq, leaderStatus: this.leaderStatus };
+    return { threads, currentTid: this.current.tid, nextTid: this.nextTid, seq: this.seq };
   }
 
   /** Back to `state`; waits that had time left get it again from `now`. */
@@ -223,6 +218,5 @@ export class ThreadTable {
     this.current = this.threads.get(state.currentTid)!;
     this.nextTid = state.nextTid;
     this.seq = state.seq;
-    this.leaderStatus = state.leaderStatus;
   }
 }

@@ -70,7 +70,7 @@ export interface Threads {
   find(tid: number): GuestThread | undefined;
   /** A new runnable thread, a copy of the caller returning 0 from its clone; undefined at the limit. */
   spawn(start: ThreadStart): GuestThread | undefined;
-  /** Ends the calling thread (exit); the last one to end ends the program with its first thread's status. */
+  /** Ends the calling thread (exit); the last one to end ends the program, with its own status. */
   exit(status: number): void;
   /**
    * Blocks the caller on futex `key` until a wake matching `bitset`, or until `wakeAt` (a

@@ -54,7 +54,8 @@ function startThread(ctx: SyscallContext, flags: number, stack: number, parentTi
   if (has(flags, CLONE_THREAD) && !has(flags, CLONE_SIGHAND)) return -EINVAL;
   if (has(flags, CLONE_SIGHAND) && !has(flags, CLONE_VM)) return -EINVAL;
   if (has(flags, CLONE_THREAD) && has(flags, CLONE_NEWUSER | CLONE_NEWPID)) return -EINVAL;
-  if (has(flags, CLONE_PIDFD) && has(flags, CLONE_DETACHED | CLONE_THREAD)) return -EINVAL;
+  // Linux 6.9 lets a thread have a pidfd (PIDFD_THREAD), earlier kernels refuse: neither is supported here.
+  if (has(flags, CLONE_PIDFD) && has(flags, CLONE_DETACHED)) return -EINVAL;
   if ((flags & THREAD_MUST_SHARE) !== THREAD_MUST_SHARE || has(flags, ~(THREAD_FLAGS | CSIGNAL))) return -ENOSYS;
   if (ctx.threads.count >= MAX_THREADS) return -EAGAIN;
   if (setTid) return -EPERM;
