@@ -138,6 +138,7 @@ export class Scheduler implements Threads {
 
   /** Before a system call's handler runs: where its thread is in ring 3, should it have to leave. */
   atSyscall(rip: number, rsp: number, rflags: number): void {
+    this.request = undefined;
     this.userRip = rip;
     this.userRsp = rsp;
     this.userRflags = rflags;
