@@ -48,7 +48,9 @@ describe('threads in request VMs', needsKvm(), () => {
 
     test(`${variant}: a thread sleeping in the snapshot runs on during a request`, compiler, () => {
       const inst = load('sdk_threads', variant).instance();
-      for (let i = 0; i < 2; i++) assert.equal(text(inst, '/ticks'), 'ticks at the start: 0, the ticker ran meanwhile: yes\n');
+      // On a loaded machine the ticker's sleep may end before the handler reads the count, so a
+      // request may start at 1; a counter the reset failed to restore would start at 2 or more.
+      for (let i = 0; i < 3; i++) assert.match(text(inst, '/ticks'), /^ticks at the start: [01], the ticker ran meanwhile: yes\n$/);
       inst.close();
     });
 
