@@ -210,6 +210,9 @@ static inline void te__reset_response(void) {
 /* Ends initialisation (the snapshot is taken here) and serves requests forever. */
 static void te_wait_for_requests(void) __attribute__((noreturn, unused));
 static void te_wait_for_requests(void) {
+    /* What the program printed goes to the host's log now: a buffer left in memory would be lost
+     * (snapshot) or dropped by the reset after the request. */
+    fflush(stdout);
     const te_request *req = (const te_request *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
     for (;;) {
         unsigned seed;
@@ -217,6 +220,7 @@ static void te_wait_for_requests(void) {
         memcpy(&seed, req->random, sizeof seed);
         srand(seed); /* never replay the snapshot's PRNG state */
         if (te__handler) te__handler(req);
+        fflush(stdout);
         req = (const te_request *)te__hypercall(TE_CALL_WAIT, (long)&te__response, 0);
     }
 }

@@ -1,9 +1,10 @@
 // `tinyedge bench`: calls a program's handler in-process n times and prints latency percentiles,
 // split into call and reset, beside the bare ring-3 exit round trip measured in the same run.
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { drainShellPool, Kvm, KvmError, measureExitFloor, Program, ProgramError, SandboxError, type SandboxRequest } from '../sandbox/index.ts';
-import type { ProgramCliOptions } from './options.ts';
+import { EXIT_USAGE, type ProgramCliOptions } from './options.ts';
 import { programOptions, readProgramFile } from './program-options.ts';
 
 export interface BenchOptions extends ProgramCliOptions {
@@ -11,6 +12,9 @@ export interface BenchOptions extends ProgramCliOptions {
   url: string;
   method: string;
   loads: number;
+  header: Array<[string, string]>;
+  /** A file whose bytes are the request body, or `@-` for stdin. */
+  body?: string;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -28,6 +32,10 @@ interface BenchReport {
   resetUs: number[];
   totalUs: number[];
   dirtyPages: number;
+  /** What the program answered the first request of the measured run, to check it was the right one. */
+  first: { status: number; body: Buffer };
+  /** How many measured requests got each status. */
+  statuses: Map<number, number>;
 }
 
 /** Runs the measurements; `n` handler calls after a warm-up of n/10. */
@@ -65,7 +73,9 @@ function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>
   const callUs: number[] = [];
   const resetUs: number[] = [];
   const totalUs: number[] = [];
+  const statuses = new Map<number, number>();
   let dirtyPages = 0;
+  let first: BenchReport['first'] | undefined;
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     const r = inst.handle(req);
@@ -73,10 +83,23 @@ function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>
     callUs.push(r.timing.callUs);
     resetUs.push(r.timing.resetUs);
     dirtyPages = r.timing.dirtyPages;
+    first ??= { status: r.status, body: r.body };
+    statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
   }
   inst.close();
   p.close();
-  return { floorUs, loadToFirstResponseMs: median(firsts), newInstanceMs: median(instances), coldInstanceMs, callUs, resetUs, totalUs, dirtyPages };
+  return { floorUs, loadToFirstResponseMs: median(firsts), newInstanceMs: median(instances), coldInstanceMs, callUs, resetUs, totalUs, dirtyPages, first: first!, statuses };
+}
+
+/** Body bytes shown, at most: enough to see which request the program answered. */
+const PREVIEW_BYTES = 400;
+
+/** The start of a body as one line of text, control characters and invalid UTF-8 escaped. */
+function preview(body: Buffer): string {
+  const text = body.subarray(0, PREVIEW_BYTES).toString('utf8').replace(/\uFFFD/g, '\\ufffd');
+  // eslint-disable-next-line no-control-regex -- control characters are what this pattern is about
+  const shown = text.replace(/[\0-\x1f\x7f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return body.length > PREVIEW_BYTES ? `${shown}…` : shown;
 }
 
 function printReport(path: string, r: BenchReport, n: number): void {
@@ -93,16 +116,37 @@ function printReport(path: string, r: BenchReport, n: number): void {
   console.log(row('reset', r.resetUs));
   console.log(row('call + reset (wall)', r.totalUs));
   console.log(`dirty pages per request: ${r.dirtyPages}`);
+  console.log(`statuses: ${[...r.statuses].map(([status, count]) => `${status} × ${count}`).join(', ')}`);
+  console.log(`first response: ${r.first.status}, ${r.first.body.length} bytes${r.first.body.length > 0 ? `: ${preview(r.first.body)}` : ''}`);
   console.log(`load → init → snapshot → first response: ${r.loadToFirstResponseMs.toFixed(2)} ms (median)`);
   console.log(`new instance from the snapshot: ${r.newInstanceMs.toFixed(2)} ms (median of 10, pooled VM), ${r.coldInstanceMs.toFixed(2)} ms cold (new VM)`);
 }
 
+/** The request body `--body` names: a file's bytes, or stdin's for `@-`; undefined (and said why) when unreadable. */
+function readBody(source: string | undefined): Uint8Array | undefined {
+  if (source === undefined) return new Uint8Array(0);
+  try {
+    return readFileSync(source === '@-' ? 0 : source);
+  } catch (err) {
+    process.stderr.write(`tinyedge: cannot read the request body from ${source === '@-' ? 'stdin' : source}: ${(err as Error).message}\n`);
+    return undefined;
+  }
+}
+
 /** Runs `tinyedge bench` and sets the exit status: 125 when the program cannot be loaded or run. */
 export function bench(path: string, opts: BenchOptions): void {
+  const body = readBody(opts.body);
+  if (body === undefined) {
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   try {
     const kvm = new Kvm();
     const elf = readProgramFile(path);
-    const req: SandboxRequest = { method: opts.method, url: opts.url, headers: [['Host', 'localhost'], ['User-Agent', 'tinyedge-bench']], body: new Uint8Array(0) };
+    const given = new Set(opts.header.map(([name]) => name.toLowerCase()));
+    const defaults: Array<[string, string]> = [['Host', 'localhost'], ['User-Agent', 'tinyedge-bench']];
+    const headers = [...defaults.filter(([name]) => !given.has(name.toLowerCase())), ...opts.header];
+    const req: SandboxRequest = { method: opts.method, url: opts.url, headers, body };
     printReport(path, runBench(kvm, elf, programOptions(path, opts), req, opts.n, opts.loads), opts.n);
     kvm.close();
   } catch (err) {

@@ -1,91 +1,99 @@
-// `tinyedge dev`: serves one tenant program over HTTP on 127.0.0.1, every request to its handler,
-// for developing a program locally. Requests run one at a time on one instance (a development
-// server: the multi-tenant server runs guests on worker threads with instance pools).
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Instance, Kvm, KvmError, type Program, ProgramError, SandboxError, type SandboxRequest } from '../sandbox/index.ts';
-import { readLimited } from '../http/body.ts';
-import { isFixedHopByHop, isFraming } from '../cache/hop-by-hop.ts';
-import { clientFailure } from '../http/failure.ts';
-import { startFront, stripHopByHop } from '../http/front.ts';
-import type { ProgramCliOptions } from './options.ts';
-import { loadProgram, programOptions } from './program-options.ts';
+// `tinyedge dev`: serves one tenant over HTTP on 127.0.0.1 for developing its programs locally —
+// one program (every request to its handler, its sub-requests to `--origin`), or a tenant of a
+// config file (`--config FILE --tenant NAME`: its programs, hooks, routes and origins), with an
+// in-memory key-value store either way. Requests run one at a time per program, on one instance
+// each, in this thread (the multi-tenant server runs guests on worker threads with instance pools).
+import { Kvm, KvmError, ProgramError, SandboxError } from '../sandbox/index.ts';
+import type { Origin } from '../cache/index.ts';
+import { ConfigError, loadConfig, type TenantConfig } from '../server/config.ts';
+import { DEFAULTS as CONFIG_DEFAULTS } from '../server/config/schema.ts';
+import { HTTP_METHODS } from '../server/config/values.ts';
+import { openOrigin } from '../server/host-calls.ts';
+import { KvStore } from '../server/kv.ts';
+import { sandboxOptions } from '../server/tenant.ts';
+import { startFront } from '../http/front.ts';
+import { DevSite, type DevSiteParts, loadDevProgram } from './dev-site.ts';
+import { EXIT_USAGE, type ProgramCliOptions } from './options.ts';
+import { programOptions } from './program-options.ts';
 
 export interface DevOptions extends ProgramCliOptions {
   port: number;
   host: string;
+  /** Where the program's sub-requests go (its `default` origin). */
+  origin?: string;
+  config?: string;
+  tenant?: string;
+  trace?: boolean;
 }
 
-function toSandboxRequest(req: IncomingMessage, body: Buffer): SandboxRequest {
-  const headers: Array<[string, string]> = [];
-  // The front leaves a chunked request's Transfer-Encoding (its framing); the program gets the whole body.
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (!isFixedHopByHop(req.rawHeaders[i]!)) headers.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
-  return { method: req.method ?? 'GET', url: req.url ?? '/', headers, body, remoteAddress: req.socket.remoteAddress, serverName: 'localhost', serverPort: req.socket.localPort };
+/** A command line that names no program, or too much. */
+class UsageError extends Error {}
+
+/** The tenant `opts` names in its config file (or the file's only tenant). */
+function pickTenant(opts: DevOptions): TenantConfig {
+  const config = loadConfig(opts.config!);
+  if (opts.tenant === undefined) {
+    if (config.tenants.length === 1) return config.tenants[0]!;
+    throw new UsageError(`${opts.config} has ${config.tenants.length} tenants: name one with --tenant (${config.tenants.map((t) => t.name).join(', ')})`);
+  }
+  const tenant = config.tenants.find((t) => t.name === opts.tenant);
+  if (!tenant) throw new UsageError(`${opts.config} has no tenant ${opts.tenant} (it has ${config.tenants.map((t) => t.name).join(', ')})`);
+  return tenant;
 }
 
-function sendText(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** The request handler of the dev server: one program, one instance, requests in turn. */
-function devHandler(program: Program, instance: Instance, log: (line: string) => void) {
-  /** The client gets the failure's class (failure.ts), as under `serve`; the details go to the terminal. */
-  const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
-    const f = clientFailure(err);
-    sendText(res, f.status, f.body);
-    log(`${req.method} ${req.url} ${f.status} ${f.class}: ${err instanceof Error ? err.message : String(err)}`);
-  };
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    let body: Buffer;
-    try {
-      body = await readLimited(req, program.limits.maxRequestBytes, (n) => new SandboxError('program', `request body larger than ${n} bytes`), { discardExcess: true });
-    } catch (err) {
-      fail(req, res, err);
-      return;
+/** Loads what the command line names; whatever was loaded is closed again when a later part fails. */
+function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (line: string) => void): { site: DevSite; description: string } {
+  const trace = opts.trace === true ? log : undefined;
+  const origins = new Map<string, Origin>();
+  const programs: Array<DevSiteParts['programs'][number]> = [];
+  try {
+    if (opts.config !== undefined) {
+      if (path !== undefined || opts.origin !== undefined) throw new UsageError('--config serves the tenant\'s own programs and origins: give no program and no --origin with it');
+      const tenant = pickTenant(opts);
+      for (const o of tenant.origins) origins.set(o.name, openOrigin(o));
+      // With several programs, each trace line says whose it is.
+      const traceOf = (name: string): ((line: string) => void) | undefined =>
+        trace && tenant.programs.length > 1 ? (line) => trace(`[${name}] ${line}`) : trace;
+      for (const p of tenant.programs) programs.push({ config: p, loaded: loadDevProgram(kvm, p.name, p.file, { ...sandboxOptions(p), trace: traceOf(p.name) }) });
+      const site = new DevSite({ programs, originRoutes: tenant.routes, origins, kv: new KvStore(tenant.kv.memoryBytes) }, log);
+      return { site, description: `tenant ${tenant.name} of ${opts.config} (${tenant.programs.map((p) => `${p.name}: ${p.roles.join('+')}`).join(', ') || 'no programs'})` };
     }
-    try {
-      const r = instance.handle(toSandboxRequest(req, body));
-      const headers: Record<string, string | string[]> = {};
-      for (const [name, value] of r.headers) {
-        if (isFraming(name)) continue;
-        const lower = name.toLowerCase();
-        const prev = headers[lower];
-        headers[lower] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
-      }
-      stripHopByHop(headers);
-      headers['content-length'] = String(r.body.length);
-      headers['server-timing'] = `call;dur=${r.timing.callUs / 1000}, reset;dur=${r.timing.resetUs / 1000}`;
-      res.writeHead(r.status, headers);
-      res.end(req.method === 'HEAD' ? undefined : r.body);
-      for (const line of r.logs) log(`  | ${line}`);
-      log(`${req.method} ${req.url} ${r.status} ${r.body.length}B call ${r.timing.callUs}µs reset ${r.timing.resetUs}µs (${r.timing.dirtyPages} pages)`);
-    } catch (err) {
-      fail(req, res, err);
-    }
-  };
+    if (path === undefined) throw new UsageError('name a program to serve, or a tenant with --config FILE --tenant NAME');
+    if (opts.origin !== undefined) origins.set('default', openOrigin({ url: opts.origin }));
+    const options = programOptions(path, opts);
+    const loaded = loadDevProgram(kvm, options.name!, path, { ...options, trace });
+    programs.push({ config: { name: options.name!, roles: ['generate'], routes: [{ prefix: '/', methods: [...HTTP_METHODS] }] }, loaded });
+    const site = new DevSite({ programs, originRoutes: [], origins, kv: new KvStore(CONFIG_DEFAULTS.kv.memoryBytes) }, log);
+    const t = loaded.program.timing;
+    return { site, description: `${path} (${loaded.program.limits.mode}) booted in ${t.bootUs}µs, initialised in ${t.initUs}µs, snapshot in ${t.snapshotUs}µs` };
+  } catch (err) {
+    for (const p of programs) p.loaded.close();
+    for (const o of origins.values()) void o.close();
+    throw err;
+  }
 }
 
 /** Runs `tinyedge dev` until SIGINT/SIGTERM; a failure to start sets the exit status. */
-export async function dev(path: string, opts: DevOptions): Promise<void> {
+export async function dev(path: string | undefined, opts: DevOptions): Promise<void> {
   try {
     const kvm = new Kvm();
-    const loaded = loadProgram(kvm, path, programOptions(path, opts));
-    const instance = loaded.instance();
     const log = (line: string): void => void process.stderr.write(`${line}\n`);
-    const front = await startFront(devHandler(loaded, instance, log), { host: opts.host, port: opts.port });
-    const t = loaded.timing;
-    log(`tinyedge dev: ${path} (${loaded.limits.mode}) booted in ${t.bootUs}µs, initialised in ${t.initUs}µs, snapshot in ${t.snapshotUs}µs`);
+    const { site, description } = loadSite(kvm, path, opts, log);
+    const front = await startFront(site.handle, { host: opts.host, port: opts.port });
+    log(`tinyedge dev: ${description}`);
+    if (opts.origin !== undefined) log(`sub-requests go to ${opts.origin}`);
     log(`listening on ${front.url}`);
     const stop = (): void => {
-      void front.close().then(() => {
-        instance.close();
-        loaded.close();
-        kvm.close();
-      });
+      void front.close().then(() => site.close()).then(() => kvm.close());
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      process.stderr.write(`tinyedge: ${err.message}\n`);
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
     if (err instanceof SandboxError || err instanceof ProgramError || err instanceof KvmError || err instanceof RangeError) {
       process.stderr.write(`tinyedge: ${err.message}\n`);
       process.exitCode = 125;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
-import { addProgramOptions, collect, EXIT_USAGE, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import { addProgramOptions, collect, EXIT_USAGE, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
@@ -29,6 +29,7 @@ function addRun(program: Command): void {
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
     .option('--executable-memory', 'let the program map executable memory beyond its own code (JITs)')
+    .option('--trace', 'print every system call and hypercall, decoded, and a backtrace on a fault, to stderr')
     // Everything after the program belongs to the program, as with env(1) or docker run.
     .passThroughOptions()
     .action(async (file: string, args: string[], opts: RunOptions) => {
@@ -40,11 +41,15 @@ function addRun(program: Command): void {
 function addDev(program: Command): void {
   const cmd = program
     .command('dev')
-    .description('serve one tenant program over HTTP on 127.0.0.1 (every request to its handler)')
-    .argument('<program>', 'static executable using the SDK (or any program with --cgi)')
+    .description('serve one tenant program (or a tenant of a config file) over HTTP on 127.0.0.1, every request to its program')
+    .argument('[program]', 'static executable using the SDK (or any program with --cgi)')
     .option('--port <port>', 'port to listen on', port, 8080)
-    .option('--host <addr>', 'address to listen on', '127.0.0.1');
-  addProgramOptions(cmd).action(async (path: string, opts: DevOptions) => {
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--origin <url>', "where the program's sub-requests (te_fetch) go, http://HOST:PORT", originUrl)
+    .option('--config <file>', "serve a tenant of this config file: its programs (with the file's limits), hooks, routes, origins and key-value store")
+    .option('--tenant <name>', 'the tenant of --config to serve (needed when it has several)')
+    .option('--trace', 'print every system call and hypercall, decoded, and a backtrace on a fault, to stderr');
+  addProgramOptions(cmd).action(async (path: string | undefined, opts: DevOptions) => {
     const { dev } = await import('./dev.ts');
     await dev(path, opts);
   });
@@ -58,6 +63,8 @@ function addBench(program: Command): void {
     .option('-n <count>', 'number of requests', positiveInt, 10000)
     .option('--url <url>', 'request URL', '/')
     .option('--method <method>', 'request method', 'GET')
+    .option('--header <name:value>', 'request header (repeatable)', header, [])
+    .option('--body <file>', 'request body: the bytes of a file, or of stdin with @-')
     .option('--loads <count>', 'program loads to time (load → first response)', positiveInt, 5);
   addProgramOptions(cmd).action(async (path: string, opts: BenchOptions) => {
     const { bench } = await import('./bench.ts');

@@ -31,6 +31,17 @@ export function keyValue(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** A repeatable request header, `Name: value` (`--header`); the name must be an HTTP token. */
+export function header(value: string, previous: Array<[string, string]>): Array<[string, string]> {
+  const colon = value.indexOf(':');
+  const name = colon < 0 ? '' : value.slice(0, colon).trim();
+  const fieldValue = value.slice(colon + 1).trim();
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new InvalidArgumentError('expected NAME:VALUE, e.g. "Accept: text/html".');
+  // eslint-disable-next-line no-control-regex -- control characters are what this pattern is about
+  if (/[\0-\x08\x0a-\x1f\x7f]/.test(fieldValue)) throw new InvalidArgumentError('a header value cannot hold control characters.');
+  return [...previous, [name, fieldValue]];
+}
+
 const UNITS: Record<string, number> = {
   '': 1, b: 1,
   kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,

@@ -12,6 +12,7 @@ export interface RunOptions {
   env: string[];
   allowRead: string[];
   executableMemory?: boolean;
+  trace?: boolean;
 }
 
 /** How long tinyedge's own last words may wait for a stderr that the program left full. */
@@ -29,7 +30,8 @@ function say(message: string): void {
 export function runProgram(program: string, args: string[], opts: RunOptions): number {
   try {
     const elf = readProgramFile(program);
-    const result = runProcess(elf, { memoryMiB: opts.memory, timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, executableMemory: opts.executableMemory ?? false });
+    const trace = opts.trace === true ? (line: string): void => say(`${line}\n`) : undefined;
+    const result = runProcess(elf, { memoryMiB: opts.memory, timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, trace, executableMemory: opts.executableMemory ?? false });
     if (result.signal) say(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {

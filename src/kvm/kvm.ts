@@ -2,7 +2,7 @@
 // the supported CPUID table, and VM creation.
 import { missingCapability } from './capabilities.ts';
 import * as K from './constants.ts';
-import { check, close, ioctlInt, ioctlPtr, open, O_CLOEXEC, O_RDWR, SysError } from './libc.ts';
+import { check, checkRetryingEintr, close, ioctlInt, ioctlPtr, open, O_CLOEXEC, O_RDWR, SysError } from './libc.ts';
 import { Vm } from './vm.ts';
 
 /** KVM cannot be used here: /dev/kvm is missing or not accessible, or lacks what tinyedge needs. */
@@ -81,7 +81,7 @@ export class Kvm {
   }
 
   createVm(): Vm {
-    return new Vm(this, check('KVM_CREATE_VM', ioctlInt(this.fd, K.KVM_CREATE_VM, 0)));
+    return new Vm(this, checkRetryingEintr('KVM_CREATE_VM', () => ioctlInt(this.fd, K.KVM_CREATE_VM, 0)));
   }
 
   close(): void {

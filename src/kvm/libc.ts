@@ -85,6 +85,22 @@ export function check(call: string, result: number): number {
   return result;
 }
 
+const EINTR = 4;
+
+/**
+ * `check` for a call a signal may interrupt before it did anything (KVM_CREATE_VM and
+ * KVM_CREATE_VCPU answer EINTR when one lands, e.g. the guest-deadline timer's SIGURG that stays
+ * armed between runs): tries again rather than failing the boot.
+ */
+export function checkRetryingEintr(call: string, attempt: () => number): number {
+  for (;;) {
+    const result = attempt();
+    if (result >= 0) return result;
+    const errno = koffi.errno();
+    if (errno !== EINTR) throw new SysError(call, errno);
+  }
+}
+
 export function mmap(length: number, prot: number, flags: number, fd = -1, offset = 0): Mapping {
   const pointer: unknown = mmapRaw(null, length, prot, flags, fd, offset);
   const address = koffi.address(pointer);

@@ -1,6 +1,6 @@
 // A KVM virtual machine: guest memory slots, the dirty log, capabilities, vCPU creation.
 import * as K from './constants.ts';
-import { check, close, ioctlInt, ioctlPtr } from './libc.ts';
+import { check, checkRetryingEintr, close, ioctlInt, ioctlPtr } from './libc.ts';
 import type { Kvm } from './kvm.ts';
 import { Vcpu } from './vcpu.ts';
 
@@ -57,7 +57,7 @@ export class Vm {
   }
 
   createVcpu(id = 0): Vcpu {
-    const fd = check('KVM_CREATE_VCPU', ioctlInt(this.fd, K.KVM_CREATE_VCPU, id));
+    const fd = checkRetryingEintr('KVM_CREATE_VCPU', () => ioctlInt(this.fd, K.KVM_CREATE_VCPU, id));
     return new Vcpu(this, fd);
   }
 

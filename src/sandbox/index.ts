@@ -6,7 +6,7 @@ export { Kvm, KvmError } from '../kvm/kvm.ts';
 export { SandboxError, type SandboxFailureKind } from '../vmm/errors.ts';
 export { ProgramError } from '../vmm/linux/elf.ts';
 export { drainShellPool } from '../vmm/memory/shell.ts';
-export { Program, Instance, type CallOptions, type CallResult, type ExportedProgram, type HostCalls, type LoadTiming } from './program.ts';
+export { Program, Instance, type CallOptions, type CallResult, type ExportedProgram, type HostCalls, type LoadTiming, type LocalProgramOptions } from './program.ts';
 export { VmWorkers, QueueFullError, type PoolProgramOptions, type Warmup } from './pool.ts';
 export { runProcess, processStdio, type ProcessExit, type ProcessOptions } from './process.ts';
 export { measureExitFloor } from './floor.ts';

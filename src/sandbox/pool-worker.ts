@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { Kvm } from '../kvm/kvm.ts';
 import { type HostCalls, type Instance, Program } from './program.ts';
 import { SandboxError } from '../vmm/errors.ts';
+import { ProgramError } from '../vmm/linux/elf.ts';
 import { drainShellPool } from '../vmm/memory/shell.ts';
 import type { FromWorker, HostOp, ToWorker } from './pool-protocol.ts';
 
@@ -32,6 +33,8 @@ const send = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postM
 
 function failure(id: number, err: unknown): void {
   if (err instanceof SandboxError) send({ type: 'failed', id, kind: err.kind, message: err.message });
+  // An unloadable program is the tenant's problem, not the host's: it must not read as internal.
+  else if (err instanceof ProgramError) send({ type: 'failed', id, kind: 'program', message: err.message });
   else send({ type: 'failed', id, kind: 'internal', message: err instanceof Error ? err.message : String(err) });
 }
 

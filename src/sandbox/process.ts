@@ -7,8 +7,10 @@ import { Kvm } from '../kvm/kvm.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { Machine } from '../vmm/machine.ts';
 import type { Stdio } from '../vmm/linux/syscalls/context.ts';
-import { EINTR, EPIPE } from '../vmm/linux/syscalls/errno.ts';
+import { EINTR, ENOSYS, EPIPE } from '../vmm/linux/syscalls/errno.ts';
 import { pollFds, waitReadable, waitWritable } from '../vmm/run/poll.ts';
+import { CALL_WAIT } from './abi.ts';
+import { sdkTracer } from './trace.ts';
 
 const wait = new Int32Array(new SharedArrayBuffer(4));
 
@@ -72,6 +74,8 @@ export interface ProcessOptions {
   stdio?: Stdio;
   /** Let the program map executable memory beyond its own code (JITs); see ProgramOptions. */
   executableMemory?: boolean;
+  /** Receives a line for every system call and hypercall the program makes, and for a fault. */
+  trace?: (line: string) => void;
 }
 
 /** How a process ended: its exit status, and the signal that killed it, if one did. */
@@ -90,9 +94,15 @@ export function runProcess(elf: Buffer, options: ProcessOptions): ProcessExit {
   try {
     const memoryMiB = options.memoryMiB + (options.memoryMiB % 2);
     machine = Machine.boot(kvm, elf, { memoryMiB, argv: options.argv, env: options.env ?? [], allowRead: options.allowRead ?? [], stdio: options.stdio ?? processStdio, executableMemory: options.executableMemory ?? false });
+    if (options.trace) machine.trace = sdkTracer(options.trace);
+    // There are no requests here: the SDK's wait stops the run (other hypercalls answer -ENOSYS).
+    machine.hypercall = (m, call) => {
+      if (call === CALL_WAIT) m.yield();
+      return -ENOSYS;
+    };
     const result = machine.run(options.timeoutMs);
     if (result.kind !== 'exit') {
-      throw new SandboxError('program', `program made tenant API call ${result.call} outside a request: SDK programs answer requests, so run them with \`tinyedge dev\``);
+      throw new SandboxError('program', 'program waits for requests (te_wait_for_requests): it is an SDK program, which answers HTTP requests; serve it with `tinyedge dev`');
     }
     return result.signal ? { status: result.status, signal: result.signal } : { status: result.status };
   } finally {

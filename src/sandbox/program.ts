@@ -13,6 +13,8 @@ import { EFAULT, EIO, ENOENT, ENOSPC, ENOSYS } from '../vmm/linux/syscalls/errno
 import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, checkAbiVersion, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import { CaptureStdio } from './stdio.ts';
+import { sdkTracer } from './trace.ts';
+import type { Tracer } from '../vmm/run/trace.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
 
 const us = (ms: number): number => Math.round(ms * 1000);
@@ -27,6 +29,12 @@ export interface LoadTiming {
 }
 
 type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
+
+/** A program loaded on this thread can also be traced (a function does not cross to the VM workers). */
+export interface LocalProgramOptions extends ProgramOptions {
+  /** Receives a line for every system call and hypercall of its instances, and for a fault (`--trace`). */
+  trace?: (line: string) => void;
+}
 
 /**
  * A loaded program as another thread of this process adopts it (`Program.export`,
@@ -53,6 +61,7 @@ export class Program {
   readonly requestRegion: number;
   private readonly name: string;
   private readonly env: readonly string[];
+  private readonly tracer?: Tracer;
   /** The machine that booted the program: it stands at the snapshot and becomes the first instance. */
   private template: Machine | undefined;
 
@@ -60,8 +69,8 @@ export class Program {
   constructor(kvm: Kvm, exported: ExportedProgram);
   /** Boots and initialises `elf`, then freezes it. Throws SandboxError when that fails. */
   // Last, so that ConstructorParameters<typeof Program> names this form.
-  constructor(kvm: Kvm, elf: Buffer, options: ProgramOptions);
-  constructor(private readonly kvm: Kvm, source: Buffer | ExportedProgram, bootOptions?: ProgramOptions) {
+  constructor(kvm: Kvm, elf: Buffer, options: LocalProgramOptions);
+  constructor(private readonly kvm: Kvm, source: Buffer | ExportedProgram, bootOptions?: LocalProgramOptions) {
     if (!Buffer.isBuffer(source)) {
       this.snapshot = new Snapshot(source.snapshot);
       this.limits = source.limits;
@@ -73,7 +82,7 @@ export class Program {
     }
     const elf = source;
     // The booting overload: an ELF always comes with its options.
-    const options = bootOptions as ProgramOptions;
+    const options = bootOptions as LocalProgramOptions;
     this.limits = {
       mode: options.mode,
       memoryMiB: options.memoryMiB ?? PROGRAM_DEFAULTS.memoryMiB,
@@ -86,8 +95,9 @@ export class Program {
     this.name = options.name ?? 'program';
     this.env = options.env ?? [];
     const t0 = performance.now();
-    const logs = new CaptureStdio(0);
+    const logs = new CaptureStdio(0, undefined, true);
     const machine = Machine.boot(kvm, elf, { memoryMiB: this.limits.memoryMiB, argv: [this.name], env: [...this.env], allowRead: options.allowRead, stdio: logs, resettable: true, executableMemory: this.limits.executableMemory });
+    if (options.trace) machine.trace = this.tracer = sdkTracer(options.trace);
     try {
       const t1 = performance.now();
       let region = 0;
@@ -133,6 +143,7 @@ export class Program {
     const template = this.template;
     this.template = undefined;
     const machine = template ?? Machine.fromSnapshot(this.kvm, this.snapshot, new CaptureStdio(0));
+    machine.trace = this.tracer;
     return new Instance(this, machine, this.name, this.env);
   }
 
@@ -298,7 +309,7 @@ export class Instance {
   private startSdk(req: SandboxRequest, logs: string[], options: CallOptions): CaptureStdio {
     const { limits, requestRegion } = this.program;
     const m = this.machine;
-    const stdio = new CaptureStdio(64 * 1024);
+    const stdio = new CaptureStdio(0, undefined, true);
     m.stdio = stdio;
     const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom(), options);
     const host = options.host;

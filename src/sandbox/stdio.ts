@@ -1,5 +1,6 @@
 // Standard streams of a request VM: stdin from a buffer (the CGI body), stdout captured up to a
-// limit (the CGI response), stderr captured as log lines.
+// limit (the CGI response) or, for an SDK program, whose response goes through the ABI, as log
+// lines like stderr.
 import type { Stdio, StdioFd } from '../vmm/linux/syscalls/context.ts';
 import { POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../vmm/linux/syscalls/poll.ts';
 
@@ -15,11 +16,12 @@ export class CaptureStdio implements Stdio {
   /** True when the program wrote more to stdout than the limit; the rest was refused. */
   overflowed = false;
 
-  constructor(private readonly stdoutLimit: number, private readonly stdin: Uint8Array = new Uint8Array(0)) {}
+  /** `stdoutIsLog`: stdout is logged with stderr, in the order written (and `stdoutLimit` unused). */
+  constructor(private readonly stdoutLimit: number, private readonly stdin: Uint8Array = new Uint8Array(0), private readonly stdoutIsLog = false) {}
 
   /** Never waits: memory always has room, up to the limits. */
   write(fd: 1 | 2, data: Uint8Array, _waitMs: number): number {
-    if (fd === 2) {
+    if (fd === 2 || this.stdoutIsLog) {
       const keep = Math.min(data.length, MAX_STDERR - this.errBytes);
       if (keep > 0) {
         this.err.push(Buffer.from(data.subarray(0, keep)));
@@ -58,12 +60,12 @@ export class CaptureStdio implements Stdio {
     return Buffer.concat(this.out, this.outBytes);
   }
 
-  /** All of stderr as text. */
+  /** All of stderr (and a logged stdout) as text. */
   text(): string {
     return Buffer.concat(this.err, this.errBytes).toString('utf8');
   }
 
-  /** stderr split into lines (the last one even without a newline). */
+  /** The log split into lines (the last one even without a newline). */
   lines(): string[] {
     const t = this.text();
     return t === '' ? [] : t.replace(/\n$/, '').split('\n');

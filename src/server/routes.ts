@@ -1,6 +1,6 @@
 // Which backend answers a request of a tenant: a program or a named origin, by path prefix (at a
 // segment boundary, longest first) and method. Pure functions over the tenant's config.
-import type { TenantConfig } from './config.ts';
+import type { ProgramConfig, TenantConfig } from './config.ts';
 
 export type RouteTarget = { kind: 'program'; name: string } | { kind: 'origin'; name: string };
 
@@ -11,7 +11,7 @@ export interface Route {
 }
 
 /** The tenant's routes, longest prefix first; programs before origins for equal prefixes. */
-export function buildRoutes(tenant: TenantConfig): Route[] {
+export function buildRoutes(tenant: Pick<TenantConfig, 'routes'> & { programs: ReadonlyArray<Pick<ProgramConfig, 'name' | 'roles' | 'routes'>> }): Route[] {
   const routes: Route[] = [];
   for (const p of tenant.programs) {
     if (!p.roles.includes('generate')) continue;

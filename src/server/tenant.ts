@@ -3,13 +3,14 @@
 // router: a miss goes to the route's program or origin.
 import { Readable } from 'node:stream';
 import type { Logger as PinoLogger } from 'pino';
-import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
+import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type HostCalls, MAX_FETCH_RESPONSE_BYTES, QueueFullError, SandboxError, type SandboxRequest, type VmWorkers, type Warmup } from '../sandbox/index.ts';
+import { type ProgramOptions, QueueFullError, SandboxError, type SandboxRequest, type VmWorkers, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
-import { KvStore } from './kv.ts';
+import { headerPairs, openOrigin, tenantHostCalls } from './host-calls.ts';
+import type { KvStore } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
@@ -30,6 +31,22 @@ function programKey(tenant: string, program: string): string {
   return `${tenant}/${program}@${++versionCounter}`;
 }
 
+/** How the sandbox runs a configured program: its mode, name, limits, environment and files. */
+export function sandboxOptions(program: ProgramConfig): ProgramOptions {
+  return {
+    mode: program.mode,
+    name: program.name,
+    memoryMiB: program.memoryBytes / MiB,
+    timeoutMs: program.timeoutMs,
+    initTimeoutMs: program.initTimeoutMs,
+    maxRequestBytes: program.maxRequestBytes,
+    maxResponseBytes: program.maxResponseBytes,
+    env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
+    allowRead: program.allowRead,
+    executableMemory: program.executableMemory,
+  };
+}
+
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
  * version before anyone depends on it. Both run on a loader thread, not on the VM workers that
@@ -44,30 +61,10 @@ export async function loadProgramVersion(pool: VmWorkers, tenant: string, progra
     phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
     response: { status: 200, headers: [] },
   };
-  await pool.load(key, elf, {
-    mode: program.mode,
-    name: program.name,
-    memoryMiB: program.memoryBytes / MiB,
-    timeoutMs: program.timeoutMs,
-    initTimeoutMs: program.initTimeoutMs,
-    maxRequestBytes: program.maxRequestBytes,
-    maxResponseBytes: program.maxResponseBytes,
-    env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
-    allowRead: program.allowRead,
-    executableMemory: program.executableMemory,
-    concurrency: program.concurrency,
-    queueTimeoutMs: program.queueTimeoutMs,
-  }, warmup);
+  await pool.load(key, elf, { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs }, warmup);
   return { config: program, key };
 }
 
-function headerPairs(list: HeaderList): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i < list.length; i += 2) out.push([list[i]!, list[i + 1]!]);
-  return out;
-}
-
-const tooLarge = (limit: number): Error => new OriginError(502, `body larger than ${limit} bytes`);
 /** The sandbox's own failure for a request over the program's limit, so it is answered the same way. */
 const requestTooLarge = (limit: number): Error => new SandboxError('program', `request body larger than ${limit} bytes`);
 
@@ -98,16 +95,7 @@ export class TenantRuntime implements Backend {
   private closed = false;
 
   constructor(readonly config: TenantConfig, private readonly pool: VmWorkers, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Logger) {
-    for (const o of config.origins) {
-      this.origins.set(o.name, new Origin({
-        url: o.url,
-        connections: o.connections,
-        connectTimeoutMs: o.connectTimeoutMs,
-        headersTimeoutMs: o.firstByteTimeoutMs,
-        bodyTimeoutMs: o.idleTimeoutMs,
-        healthCheck: o.healthCheck ?? undefined,
-      }));
-    }
+    for (const o of config.origins) this.origins.set(o.name, openOrigin(o));
     for (const p of programs) this.programs.set(p.config.name, p);
     this.routes = buildRoutes(config);
     const recv = config.programs.find((p) => p.roles.includes('recv'));
@@ -185,7 +173,7 @@ export class TenantRuntime implements Backend {
   private async call(program: LoadedProgram, req: SandboxRequest, options: Parameters<VmWorkers['call']>[2]): Promise<Awaited<ReturnType<VmWorkers['call']>>> {
     const started = performance.now();
     try {
-      const r = await this.pool.call(program.key, req, { ...options, host: this.hostCalls() });
+      const r = await this.pool.call(program.key, req, { ...options, host: tenantHostCalls(this.origins, this.kv) });
       this.stats.vmCall((performance.now() - started) * 1000);
       for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
       return r;
@@ -203,24 +191,6 @@ export class TenantRuntime implements Backend {
     const f = clientFailure(err);
     const detail = err instanceof Error ? err.message : String(err);
     this.log.warn({ tenant: this.name, program, method, url, status: f.status, failure: f.class }, `program ${program}: ${detail}`);
-  }
-
-  /** Sub-requests and the key-value store, as programs of this tenant see them. */
-  private hostCalls(): HostCalls {
-    return {
-      fetch: async (call) => {
-        const origin = this.origins.get(call.origin || 'default');
-        if (!origin) throw new Error(`no origin named ${call.origin || 'default'}`);
-        const headers: HeaderList = [];
-        for (const [n, v] of call.headers) headers.push(n.toLowerCase(), v);
-        if (!call.headers.some(([n]) => n.toLowerCase() === 'host')) headers.push('host', new URL(this.config.origins.find((o) => o.name === (call.origin || 'default'))!.url).host);
-        const resp = await origin.fetch({ method: call.method, path: call.url, headers, body: call.body.length > 0 ? Readable.from([call.body]) : null });
-        return { status: resp.status, headers: headerPairs(resp.headers), body: await readLimited(resp.body, MAX_FETCH_RESPONSE_BYTES, tooLarge) };
-      },
-      kvGet: (key) => this.kv.get(key),
-      kvSet: (key, value) => this.kv.set(key, value),
-      kvDelete: (key) => this.kv.delete(key),
-    };
   }
 
   private async recvHook(name: string, req: HookRequest): Promise<RecvDecision | undefined> {

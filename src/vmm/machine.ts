@@ -20,10 +20,11 @@ import type { DirtyLog } from './memory/dirty-log.ts';
 import type { Snapshot } from './memory/snapshot.ts';
 import { buildInitialStack } from './linux/stack.ts';
 import { stubCode } from './x86/stubs.ts';
-import type { Stdio, SyscallContext } from './linux/syscalls/context.ts';
+import type { Stdio, SyscallContext, Threads } from './linux/syscalls/context.ts';
 import { ENOSYS } from './linux/syscalls/errno.ts';
 import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
 import { RunLoop, type RunResult, type RunState } from './run/loop.ts';
+import type { Tracer } from './run/trace.ts';
 
 export type { RunResult } from './run/loop.ts';
 
@@ -41,12 +42,11 @@ export interface MachineOptions {
   executableMemory?: boolean;
 }
 
-/** The host-side state a snapshot records besides memory and vCPU registers. */
+/** The host-side state a snapshot records besides memory and vCPU registers (threads included). */
 export interface HostState extends RunState {
   arena: ArenaState;
   space: AddressSpaceState;
   files: FileTableState;
-  fsBase: bigint;
 }
 
 /** Answers hypercalls (`out` to PORT_HYPERCALL); returns the value for RAX, or calls `yield()`. */
@@ -64,10 +64,11 @@ export class Machine implements SyscallContext {
   readonly program: LoadedProgram;
   stdio: Stdio;
   hypercall: HypercallHandler = () => -ENOSYS;
+  /** Prints every call the program makes (`--trace`); undefined, the usual case, costs nothing. */
+  trace: Tracer | undefined;
   readonly dirtyLog: DirtyLog | undefined;
   private readonly shell: Shell;
   private readonly loop: RunLoop;
-  private fsBase = 0n;
 
   /** Boots `elf` in a new VM; the vCPU stands at the program's entry point. */
   static boot(kvm: Kvm, elf: Buffer, options: MachineOptions): Machine {
@@ -167,11 +168,15 @@ export class Machine implements SyscallContext {
 
   setFsBase(value: bigint): void {
     this.vcpu.setMsrs([{ index: MSR_FS_BASE, value }]);
-    this.fsBase = value;
+    this.loop.threads.current.fsBase = value;
   }
 
   getFsBase(): bigint {
-    return this.fsBase;
+    return this.loop.threads.current.fsBase;
+  }
+
+  get threads(): Threads {
+    return this.loop.threads;
   }
 
   sleep(ms: number): void {
@@ -214,12 +219,13 @@ export class Machine implements SyscallContext {
 
   /** The host-side state a snapshot records besides memory and vCPU registers. */
   hostState(): HostState {
-    return { arena: this.arena.save(), space: this.space.save(), files: this.files.save(), fsBase: this.fsBase, ...this.loop.save() };
+    return { arena: this.arena.save(), space: this.space.save(), files: this.files.save(), ...this.loop.save() };
   }
 
   /**
    * Puts the machine back to `snapshot`: every page dirtied since (by the guest or the host), the
-   * registers, FPU/AVX state, FS base, and the host-side state; returns the pages copied back.
+   * registers, FPU/AVX state, FS base, the threads, and the host-side state; returns the pages
+   * copied back.
    * `fresh` is for a new VM whose memory already is the snapshot.
    */
   restoreFrom(snapshot: Snapshot, fresh = false): number {
@@ -232,7 +238,6 @@ export class Machine implements SyscallContext {
     // the host seeing it (wrfsbase, wrgsbase, loading a selector), and after a failure the vCPU may
     // stand in ring 0. A new VM got them from KVM_SET_SREGS already.
     if (!fresh) this.vcpu.setSregsOnEntry(snapshot.sregs);
-    this.fsBase = snapshot.host.fsBase;
     this.arena.restore(snapshot.host.arena);
     this.space.restore(snapshot.host.space, fresh);
     this.files.restore(snapshot.host.files);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { keyValue, port, positiveInt } from '../../src/cli/options.ts';
+import { header, keyValue, port, positiveInt } from '../../src/cli/options.ts';
 import { ROOT } from '../helpers/guests.ts';
 
 const BIN = join(ROOT, 'bin/tinyedge.js');
@@ -22,6 +22,13 @@ test('positiveInt, port and keyValue accept what they promise and refuse the res
   assert.throws(() => keyValue('NOEQUALS', []), InvalidArgumentError);
 });
 
+test('header takes NAME:VALUE with a token name and a value without control characters', () => {
+  assert.deepEqual(header('Accept: text/html', [['A', '1']]), [['A', '1'], ['Accept', 'text/html']]);
+  assert.deepEqual(header('X-Empty:', []), [['X-Empty', '']]);
+  assert.deepEqual(header('X-Colons: a:b:c', []), [['X-Colons', 'a:b:c']]);
+  for (const bad of ['no colon', ': no name', 'Bad Name: x', 'X-Bad: a\rb', 'X-Bad: a\nInjected: yes']) assert.throws(() => header(bad, []), InvalidArgumentError, bad);
+});
+
 for (const [args, message] of [
   [['run', '--memory', '0', 'prog'], /^error: option '--memory <MiB>' argument '0' is invalid\. expected a positive integer\.$/],
   [['run', '--timeout', 'soon', 'prog'], /^error: option '--timeout <ms>' argument 'soon' is invalid\. expected a positive integer\.$/],
@@ -31,7 +38,9 @@ for (const [args, message] of [
   [['bench', '-n', 'many', 'prog'], /^error: option '-n <count>' argument 'many' is invalid\. expected a positive integer\.$/],
   [['bench', '--loads', '0', 'prog'], /^error: option '--loads <count>' argument '0' is invalid\. expected a positive integer\.$/],
   [['run', '--no-such-option', 'prog'], /^error: unknown option '--no-such-option'$/],
-  [['dev'], /^error: missing required argument 'program'$/],
+  [['dev', '--origin', 'ftp://example.test', 'prog'], /^error: option '--origin <url>' argument 'ftp:\/\/example.test' is invalid\. only http:\/\/ origins are supported\.$/],
+  [['bench', '--header', 'X-Test', 'prog'], /^error: option '--header <name:value>' argument 'X-Test' is invalid\. expected NAME:VALUE, e\.g\. "Accept: text\/html"\.$/],
+  [['dev'], /^tinyedge: name a program to serve, or a tenant with --config FILE --tenant NAME$/],
 ] as const) {
   test(`tinyedge ${args.join(' ')} is a usage error: one line, exit status 2`, () => {
     const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });

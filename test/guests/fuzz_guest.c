@@ -37,7 +37,7 @@ enum {
     NR_read = 0, NR_write = 1, NR_open = 2, NR_close = 3, NR_stat = 4, NR_fstat = 5, NR_lstat = 6,
     NR_poll = 7, NR_lseek = 8, NR_mmap = 9, NR_mprotect = 10, NR_munmap = 11, NR_brk = 12, NR_pread64 = 17,
     NR_readv = 19, NR_writev = 20, NR_access = 21, NR_nanosleep = 35, NR_exit = 60, NR_kill = 62,
-    NR_readlink = 89, NR_arch_prctl = 158, NR_tkill = 200, NR_futex = 202, NR_clock_gettime = 228,
+    NR_clone = 56, NR_readlink = 89, NR_arch_prctl = 158, NR_tkill = 200, NR_futex = 202, NR_clock_gettime = 228,
     NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231, NR_tgkill = 234,
     NR_openat = 257, NR_newfstatat = 262, NR_readlinkat = 267, NR_ppoll = 271,
 };
@@ -48,9 +48,9 @@ enum {
 /* The calls the host implements (src/vmm/linux/syscalls/index.ts SYSCALL_NUMBERS), exit and
  * exit_group left out: they would only end the run. */
 static const int implemented[] = {
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 62, 63, 72,
-    79, 89, 96, 97, 99, 102, 104, 105, 106, 107, 108, 110, 131, 158, 160, 186, 200, 201, 202, 204,
-    218, 228, 229, 230, 234, 257, 262, 267, 271, 273, 302, 318, 334,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 56, 62, 63,
+    72, 79, 89, 96, 97, 99, 102, 104, 105, 106, 107, 108, 110, 131, 158, 160, 186, 200, 201, 202, 204,
+    218, 228, 229, 230, 234, 257, 262, 267, 271, 273, 274, 302, 318, 334, 435,
 };
 #define IMPLEMENTED_COUNT (sizeof implemented / sizeof implemented[0])
 
@@ -446,7 +446,11 @@ static void shape_args(int nr, uint64_t a[6]) {
         a[0] = chance(80) ? 0x1001 + below(4) : gen_int(); a[1] = gen_any();
         break;
     case NR_futex:
-        a[0] = gen_ptr(); a[1] = chance(70) ? (uint64_t[]){ 0, 1, 9, 10, 128, 129, 137 }[below(7)] : gen_int(); a[2] = gen_int();
+        a[0] = gen_ptr(); a[1] = chance(70) ? (uint64_t[]){ 0, 1, 3, 4, 5, 9, 10, 128, 129, 137 }[below(10)] : gen_int(); a[2] = gen_int();
+        break;
+    /* Now and then a real thread: on this very stack (0) or a random one, so both threads fuzz on. */
+    case NR_clone:
+        if (chance(10)) { a[0] = 0x3d0f00; a[1] = chance(50) ? 0 : gen_ptr(); }
         break;
     /* Real signals would end the program, uninterestingly: ask only whether the target exists. */
     case NR_kill: a[0] = gen_int(); a[1] = 0; break;

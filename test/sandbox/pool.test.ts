@@ -102,6 +102,11 @@ describe('VM workers', needsKvm(), () => {
     assert.equal(pool.has('t/bad@1'), false);
   });
 
+  test('a file that is not a static executable is refused as the program\'s failure, not an internal one', async () => {
+    await assert.rejects(pool.load('t/text@1', Buffer.from('#!/bin/sh\necho hi\n'), { mode: 'sdk', name: 'text', concurrency: 1, queueTimeoutMs: 10 }),
+      (err: unknown) => err instanceof SandboxError && err.kind === 'program' && /ELF/i.test(err.message));
+  });
+
   test('a load that fails at init or at its warm-up changes nothing, and leaves no VM or snapshot behind', async () => {
     await pool.load('t/kept@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'kept', concurrency: 4, queueTimeoutMs: 1000 });
     const snapshots = await steady(() => openFds(SNAPSHOT_FD));

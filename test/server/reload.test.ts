@@ -22,7 +22,9 @@ tenants:
     hosts: [one.test]
     token: one-token-0123456789
     programs:
-      - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /kv }, { prefix: / }] }
+      # A long queue timeout: 200 requests at once must wait for an instance, not be refused as busy
+      # on a loaded machine; what the reload test counts is requests the reload drops.
+      - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /kv }, { prefix: / }], queueTimeout: 60s }
 ${extraTenant}`;
 }
 

@@ -12,7 +12,7 @@ import {
 const MiB = 1024 * 1024;
 
 /** Defaults of every optional key; docs/config.md lists the same values. */
-const DEFAULTS = {
+export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 8080 },
   admin: { host: '127.0.0.1', port: 8081 },
   workers: 2,

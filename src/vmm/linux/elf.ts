@@ -4,6 +4,7 @@
 import { type Layout, PAGE_SIZE, pageAlignDown, pageAlignUp, PROGRAM_BASE, SYSTEM_END } from '../x86/layout.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { mapPages, type PageFlags } from '../x86/paging.ts';
+import { readSymbols, type SymbolTable } from './symbols.ts';
 
 const ET_EXEC = 2, ET_DYN = 3;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
@@ -31,6 +32,8 @@ export interface LoadedProgram {
   pie: boolean;
   /** The loaded pages, in runs of one protection (PROT_* bits), for the address space's mappings. */
   segments: Array<{ start: number; end: number; prot: number }>;
+  /** Function symbols, at their loaded addresses (none for a stripped program). */
+  symbols?: SymbolTable;
 }
 
 interface Segment {
@@ -127,5 +130,6 @@ export function loadElf(file: Buffer, mem: GuestMemory, layout: Layout): LoadedP
     const seg = elf.loads.find((s) => s.offset <= elf.phoff && elf.phoff < s.offset + s.filesz);
     if (seg) phdr = seg.vaddr + bias + (elf.phoff - seg.offset);
   }
-  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie, segments };
+  const symbols = readSymbols(file, bias);
+  return { entry: elf.entry + bias, phdr, phnum: elf.phnum, start, end, pie, segments, ...(symbols ? { symbols } : {}) };
 }

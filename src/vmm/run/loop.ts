@@ -2,9 +2,10 @@
 // enter the guest, take each exit and answer it — a system call (linux/syscalls), a hypercall
 // (the handler the sandbox installs), a CPU exception (a fault report) — until the program exits,
 // yields at a hypercall, faults, or runs past its deadline. It holds what a run carries from exit
-// to exit and from run to run: the door call left pending, the deadline, the program's CPU time.
+// to exit and from run to run: the door call left pending, the deadline, the program's CPU time,
+// and the program's threads (scheduler.ts), switched at the calls that block and at the timer.
 import { performance } from 'node:perf_hooks';
-import { type RegName, SREGS } from '../../kvm/constants.ts';
+import { type RegName, REGS, SREGS } from '../../kvm/constants.ts';
 import type { Vcpu, VcpuExit } from '../../kvm/vcpu.ts';
 import { SandboxError } from '../errors.ts';
 import type { Machine } from '../machine.ts';
@@ -16,7 +17,10 @@ import { describeException, HAS_ERROR_CODE } from '../x86/faults.ts';
 import { USER_CS, USER_DS } from '../x86/gdt.ts';
 import { IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, SYSCALL_FRAME_ADDR } from '../x86/layout.ts';
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from '../x86/ports.ts';
-import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SYSCALL_ENTRY } from '../x86/stubs.ts';
+import { symbolize } from '../linux/symbols.ts';
+import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SWITCH_ENTRY, SWITCH_RAX, SYSCALL_ENTRY } from '../x86/stubs.ts';
+import { Scheduler } from './scheduler.ts';
+import type { ThreadTableState } from './threads.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
 
 /** How a run ended: the program exited (or killed itself), or it yielded at a hypercall. */
@@ -35,9 +39,12 @@ export interface PendingCall {
 export interface RunState {
   pending: PendingCall | undefined;
   cpuMs: number;
+  threads: ThreadTableState;
 }
 
 const OUT_INSN_SIZE = 2;
+/** The timer is never aimed closer than this: a check that is due now is one this soon. */
+const MIN_TIMER_MS = 0.5;
 const GP_VECTOR = 13;
 const PF_VECTOR = 14;
 /** Page-fault error code bits: the access was a write, came from ring 3, hit a reserved bit, was an instruction fetch. */
@@ -87,9 +94,19 @@ export class RunLoop {
   private outOfMemory = false;
   /** Wall time the vCPU spent running guest code (inside KVM_RUN): the program's CPU time. */
   private cpuMs = 0;
-  /** The next return to ring 3 is the first since a boot or reset: it nulls DS and ES on the way. */
+  /**
+   * The next return to ring 3 is the first since a boot or reset: it nulls DS and ES and sets FS
+   * and GS base on the way (the scrub and switch code on the stub page).
+   */
   private scrubSegments = true;
+  /** SWITCH_RAX must get the vCPU's RAX before the next entry (the scrub goes through the switch code). */
+  private raxToSwitchSlot = false;
   private deadline = Infinity;
+  private timer: ThreadTimer | undefined;
+  /** The timer is aimed before the deadline, for the threads: not worth keeping after the run. */
+  private timerForThreads = false;
+  /** The program's threads, and which of them is on the vCPU. */
+  readonly threads: Scheduler;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
   /** Set when KVM failed on this VM: its shell is destroyed, not reused. */
   broken = false;
@@ -99,6 +116,11 @@ export class RunLoop {
     this.vcpu = machine.vcpu;
     this.mem = machine.mem;
     this.layout = machine.layout;
+    this.threads = new Scheduler(this.vcpu, this.mem, {
+      returnToUser: (rip, rsp, rflags) => this.returnToUser(rip, rsp, rflags),
+      exitProgram: (status) => this.exit(status),
+      deadline: () => this.deadline,
+    });
   }
 
   /**
@@ -107,20 +129,35 @@ export class RunLoop {
    */
   run(timeoutMs: number): RunResult {
     const timer = threadTimerInstance();
+    this.timer = timer;
     this.deadline = performance.now() + timeoutMs;
     this.exitResult = undefined;
-    timer.ensure(this.deadline);
+    this.armTimer();
     try {
-      return this.loop(timeoutMs, timer);
+      return this.loop(timeoutMs);
     } finally {
+      // A slice's end left armed would interrupt whatever the host thread does next (an ioctl
+      // that fails with EINTR, such as KVM_CREATE_VM), long before the next run needs a timer.
+      if (this.timerForThreads) timer.disarm();
       timer.settle();
     }
   }
 
-  private loop(timeoutMs: number, timer: ThreadTimer): RunResult {
+  /** Aims the timer at the deadline, or sooner when the threads need a check (a slice's end, a wait's). */
+  private armTimer(): void {
+    const check = this.threads.nextCheck();
+    this.timerForThreads = check < this.deadline;
+    this.timer!.ensure(Math.min(this.deadline, Math.max(check, performance.now() + MIN_TIMER_MS)));
+  }
+
+  private loop(timeoutMs: number): RunResult {
     const vcpu = this.vcpu;
     for (;;) {
       this.mem.flush();
+      if (this.raxToSwitchSlot) {
+        this.raxToSwitchSlot = false;
+        this.mem.bytes.set(vcpu.regsBytes().subarray(REGS.rax, REGS.rax + 8), SWITCH_RAX);
+      }
       const entered = performance.now();
       const exit = vcpu.enter();
       this.cpuMs += performance.now() - entered;
@@ -138,8 +175,10 @@ export class RunLoop {
           return { kind: 'yield', call: vcpu.reg32('rax') };
         }
       } else if (exit === 'intr') {
-        // A timer armed for an earlier, shorter run fired: aim it at this run's deadline.
-        if (performance.now() < this.deadline) timer.ensure(this.deadline);
+        // The timer: a slice's end, a wait's end, or a timer armed for an earlier, shorter run.
+        const now = performance.now();
+        if (this.threads.count > 1) this.threads.preempt(now);
+        if (now < this.deadline) this.armTimer();
       } else {
         throw this.unexpectedExit(exit);
       }
@@ -189,13 +228,25 @@ export class RunLoop {
   private out(port: number, call: PendingCall): void {
     const v = this.vcpu;
     if (port === PORT_SYSCALL && fromStub(call.rip, SYSCALL_ENTRY)) {
-      const result = this.syscall();
-      if (this.exitResult) return;
       // `syscall` left the return address in RCX and the caller's RFLAGS in R11.
-      this.returnToUser(v.reg('rcx'), call.trap ? call.trap.rsp : v.reg('rsp'), v.reg('r11'));
+      const rsp = call.trap ? call.trap.rsp : v.reg('rsp');
+      this.threads.atSyscall(v.reg('rcx'), rsp, v.reg('r11'));
+      const trace = this.machine.trace;
+      trace?.enter(v);
+      const result = this.syscall();
+      trace?.syscall(this.mem, result, this.exitResult);
+      if (this.exitResult) return;
+      if (this.threads.request !== undefined) {
+        // The call blocked, yielded or ended its thread, or woke another: the scheduler goes on.
+        if (this.threads.afterSyscall(result)) this.armTimer();
+        return;
+      }
+      this.returnToUser(v.reg('rcx'), rsp, v.reg('r11'));
       v.setReg('rax', result);
     } else if (port === PORT_HYPERCALL) {
       this.pending = call;
+      const trace = this.machine.trace;
+      trace?.enter(v);
       let result: number;
       try {
         result = this.machine.hypercall(this.machine, v.reg32('rax'));
@@ -204,7 +255,8 @@ export class RunLoop {
         if (!(err instanceof GuestFault)) throw err;
         result = -EFAULT;
       }
-      if (!this.yielded && !this.exitResult) this.resume(result);
+      trace?.hypercall(this.mem, result, this.yielded);
+      if (!this.yielded && !this.exitResult) this.answer(result);
     } else {
       throw new SandboxError('fault', `program wrote to I/O port 0x${port.toString(16)} (rip 0x${call.rip.toString(16)})`);
     }
@@ -237,6 +289,12 @@ export class RunLoop {
 
   /** Answers the pending hypercall with `value`; the next `run()` continues after it. */
   resume(value: number): void {
+    // RAX still holds the number of the call the guest waits in (a snapshot keeps it too).
+    this.machine.trace?.resumed(this.vcpu.reg32('rax'), value);
+    this.answer(value);
+  }
+
+  private answer(value: number): void {
     const call = this.pending;
     if (!call) throw new Error('no hypercall is pending');
     this.pending = undefined;
@@ -254,6 +312,10 @@ export class RunLoop {
   }
 
   sleep(ms: number): void {
+    if (this.threads.count > 1) {
+      this.threads.sleep(ms);
+      return;
+    }
     const left = Math.min(ms, this.deadline - performance.now());
     if (left > 0) Atomics.wait(this.sleepCell, 0, 0, left);
   }
@@ -275,12 +337,13 @@ export class RunLoop {
   /** The first return to ring 3 since a boot: to `rip` with stack `rsp`, through the scrub code. */
   start(rip: number, rsp: number, rflags: number): void {
     this.scrubSegments = true;
+    this.threads.reset();
     this.returnToUser(rip, rsp, rflags);
   }
 
   /** What a snapshot records of the run. */
   save(): RunState {
-    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs };
+    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs, threads: this.threads.saveState() };
   }
 
   /** Back to `state`, as after a reset: the next return to ring 3 scrubs the segments again. */
@@ -288,6 +351,8 @@ export class RunLoop {
     this.scrubSegments = true;
     this.cpuMs = state.cpuMs;
     this.pending = state.pending && { ...state.pending };
+    this.raxToSwitchSlot = false;
+    this.threads.restoreState(state.threads);
     this.exitResult = undefined;
     this.yielded = false;
     this.outOfMemory = false;
@@ -297,8 +362,13 @@ export class RunLoop {
   private returnToUser(rip: number, rsp: number, rflags: number): void {
     const view = this.mem.view;
     if (this.scrubSegments) {
-      // Enter ring 3 at the scrub code, which goes on to `rip`.
-      view.setBigUint64(SCRUB_TARGET, BigInt(rip), true);
+      // Enter ring 3 at the scrub code, which goes on through the switch code (already aimed, for
+      // a thread switched in) to `rip`.
+      if (rip !== SWITCH_ENTRY) {
+        this.threads.setSwitchSlots(this.threads.current, rip);
+        this.raxToSwitchSlot = true;
+      }
+      view.setBigUint64(SCRUB_TARGET, BigInt(SWITCH_ENTRY), true);
       this.mem.markDirty(SCRUB_TARGET, 8);
       rip = SCRUB_ENTRY;
       this.scrubSegments = false;
@@ -320,13 +390,17 @@ export class RunLoop {
     const withCode = HAS_ERROR_CODE.has(vector);
     const read = (i: number): number => (frame + i * 8 + 8 <= IST_STACK_TOP ? this.mem.u64Raw(frame + i * 8) : 0);
     const sregs = this.vcpu.getSregs();
+    const rip = read(withCode ? 1 : 0);
+    const symbols = this.machine.program.symbols;
     const info = {
       vector,
       errorCode: withCode ? read(0) : 0,
-      rip: read(withCode ? 1 : 0),
+      rip,
       address: Number(sregs.readBigUInt64LE(SREGS.cr2)),
+      symbol: symbolize(symbols, rip),
     };
     const message = describeException(info, this.layout, this.machine.space.vmas.find(info.address)?.prot === 0);
+    this.machine.trace?.fault(this.mem, symbols, message, rip, this.vcpu.reg('rbp'));
     if (this.outOfMemory || this.machine.space.outOfMemory) return new SandboxError('out-of-memory', `out of guest memory (${this.layout.memorySize / MiB} MiB): ${message}`);
     return new SandboxError('fault', message);
   }

@@ -1,5 +1,5 @@
 // Turns a CPU exception reported by an IDT stub into a sentence a developer can act on:
-// "page fault at 0x0 (rip 0x401136): read of unmapped memory (NULL pointer dereference)".
+// "page fault at 0x0 (rip 0x401136 in main+0x16): read of unmapped memory (NULL pointer dereference)".
 import type { Layout } from './layout.ts';
 
 const NAMES: Record<number, string> = {
@@ -18,6 +18,8 @@ export interface ExceptionInfo {
   errorCode: number;
   /** CR2: the faulting address of a page fault. */
   address: number;
+  /** The function at RIP, e.g. `main+0x16`, when the program has symbols for it. */
+  symbol?: string;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -25,7 +27,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 /** `protNone`: the address lies in a mapping with no access (a guard page, a reservation). */
 export function describeException(e: ExceptionInfo, layout: Layout, protNone = false): string {
   const name = NAMES[e.vector] ?? `CPU exception ${e.vector}`;
-  if (e.vector !== 14) return `${name} (rip ${hex(e.rip)})`;
+  const rip = `rip ${hex(e.rip)}${e.symbol === undefined ? '' : ` in ${e.symbol}`}`;
+  if (e.vector !== 14) return `${name} (${rip})`;
   const present = (e.errorCode & 1) !== 0;
   const write = (e.errorCode & 2) !== 0;
   const fetch = (e.errorCode & 16) !== 0;
@@ -40,5 +43,5 @@ export function describeException(e: ExceptionInfo, layout: Layout, protNone = f
   else if (e.address < 4096) why = ' (NULL pointer dereference)';
   else if (e.address >= layout.arenaEnd && e.address < layout.stackBottom) why = ' (stack overflow)';
   else if (e.address < 0x10000) why = ' (hypervisor memory)';
-  return `${name} at ${hex(e.address)} (rip ${hex(e.rip)}): ${what}${why}`;
+  return `${name} at ${hex(e.address)} (${rip}): ${what}${why}`;
 }

@@ -1,5 +1,6 @@
 // What a system-call handler may use: guest memory, its address space and arena, open files, the
-// standard streams, and the few vCPU actions a call can need. Handlers return a result or -errno.
+// standard streams, the program's threads, and the few vCPU actions a call can need. Handlers
+// return a result or -errno.
 import type { AddressSpace } from '../../memory/address-space.ts';
 import type { Arena } from '../../memory/arena.ts';
 import type { Layout } from '../../x86/layout.ts';
@@ -46,6 +47,58 @@ export interface SyscallContext {
   noteOutOfMemory(): void;
   /** The program's own CPU time in nanoseconds: what its CPU clocks read. */
   cpuTimeNs(): number;
+  /** The program's threads, and the scheduling actions a call can take for the calling one. */
+  readonly threads: Threads;
+}
+
+/** A thread as the thread system calls see it. */
+export interface GuestThread {
+  readonly tid: number;
+  /** CLONE_CHILD_CLEARTID / set_tid_address: zeroed and woken when the thread exits (0: none). */
+  clearTid: number;
+  /** set_robust_list: the head of the thread's robust-futex list (0: none). */
+  robustList: number;
+}
+
+/** How clone and clone3 start a thread, past their checks. */
+export interface ThreadStart {
+  /** Its stack pointer; 0 starts it on the caller's. */
+  stack: number;
+  /** Its FS base (CLONE_SETTLS); undefined shares the caller's. */
+  tls: bigint | undefined;
+  clearTid: number;
+}
+
+/**
+ * The program's threads. A call that blocks the caller (`futexWait`, `yield`, `retryLater`,
+ * `exit`) only records it: the run loop switches threads once the handler has returned, and the
+ * caller's result is what the handler returned (or the wait's own result, for a futex wait).
+ */
+export interface Threads {
+  /** The calling thread. */
+  readonly current: GuestThread;
+  /** Threads alive, the caller included. */
+  readonly count: number;
+  find(tid: number): GuestThread | undefined;
+  /** A new runnable thread, a copy of the caller returning 0 from its clone; undefined at the limit. */
+  spawn(start: ThreadStart): GuestThread | undefined;
+  /** Ends the calling thread (exit); the last one to end ends the program, with its own status. */
+  exit(status: number): void;
+  /**
+   * Blocks the caller on futex `key` until a wake matching `bitset`, or until `wakeAt` (a
+   * performance.now() time; Infinity for none), when the call returns -ETIMEDOUT.
+   */
+  futexWait(key: number, bitset: number, wakeAt: number): number;
+  /** Wakes up to `count` waiters on `key` whose bitset shares a bit with `bitset`; returns how many. */
+  futexWake(key: number, count: number, bitset: number): number;
+  /** Wakes up to `wake` waiters on `from` and moves up to `requeue` more to `to`; returns both counts' sum. */
+  futexRequeue(from: number, to: number, wake: number, requeue: number): number;
+  /** Lets the other runnable threads run before the caller goes on (sched_yield). */
+  yield(): void;
+  /** Runs the call again once the other threads have had the CPU: for a call that would block on the host. */
+  retryLater(): number;
+  /** How long a call may block on the host before another thread needs the CPU (ms). */
+  blockingWaitMs(): number;
 }
 
 /**

@@ -4,7 +4,7 @@ import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readli
 import { posix } from 'node:path';
 import { GuestFault, TASK_SIZE_MAX } from '../../memory/guest-memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EACCES, EBADF, EFAULT, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { EACCES, EBADF, EFAULT, EINTR, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
@@ -280,7 +280,8 @@ const readable = (ctx: SyscallContext, fd: number): boolean => fd === 0 || ctx.f
 const writable = (fd: number): fd is 1 | 2 => fd === 1 || fd === 2;
 
 function readInto(ctx: SyscallContext, fd: number, into: Uint8Array, position?: number): number {
-  if (fd === 0) return ctx.stdio.read(into, ctx.remainingMs());
+  // Stdin waits on the host only while no other thread could use the CPU (see `stdinRead`).
+  if (fd === 0) return ctx.stdio.read(into, ctx.threads.blockingWaitMs());
   const f = ctx.files.get(fd);
   if (!f) return -EBADF;
   try {
@@ -329,6 +330,12 @@ function readBuffer(ctx: SyscallContext, fd: number, buf: number, len: number, p
     return n;
   }, fd === 0);
 }
+
+/**
+ * A read whose stdin wait ended with nothing read (-EINTR): the call runs again once the other
+ * threads have had the CPU, or ends with the run at its deadline.
+ */
+const stdinRead = (ctx: SyscallContext, n: number): number => (n === -EINTR ? ctx.threads.retryLater() : n);
 
 /**
  * pread64 with the kernel's checks in its order: a negative position, the fd, a pipe (stdio), the
@@ -396,9 +403,9 @@ function atPath(ctx: SyscallContext, dirfd: number, addr: number, then: (path: s
 
 export const fileSyscalls: Record<string, SyscallHandler> = {
   // The fd is checked before the buffer, as in the kernel: a bad fd is EBADF whatever the buffer.
-  read: (ctx, fd, buf, len) => (readable(ctx, fd) ? readBuffer(ctx, fd, buf, len) : -EBADF),
+  read: (ctx, fd, buf, len) => (readable(ctx, fd) ? stdinRead(ctx, readBuffer(ctx, fd, buf, len)) : -EBADF),
   pread64: pread,
-  readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? vectored(ctx, fd, iov, cnt, true) : -EBADF),
+  readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? stdinRead(ctx, vectored(ctx, fd, iov, cnt, true)) : -EBADF),
   write: (ctx, fd, buf, len) => (writable(fd) ? transfer(ctx, buf, len, false, (view) => writeFrom(ctx, fd, view)) : -EBADF),
   writev: (ctx, fd, iov, cnt) => (writable(fd) ? vectored(ctx, fd, iov, cnt, false) : -EBADF),
   open: (ctx, path, flags) => atPath(ctx, AT_FDCWD, path, (p) => ctx.files.openReadOnly(p, flags)),

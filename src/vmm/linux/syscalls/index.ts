@@ -6,19 +6,20 @@ import { fileSyscalls } from './files.ts';
 import { memorySyscalls } from './memory.ts';
 import { pollSyscalls } from './poll.ts';
 import { processSyscalls } from './process.ts';
+import { threadSyscalls } from './threads.ts';
 import { timeSyscalls } from './time.ts';
 
 /** Numbers from arch/x86/entry/syscalls/syscall_64.tbl, for the calls we answer. */
 export const SYSCALL_NUMBERS: Record<string, number> = {
   read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lstat: 6, poll: 7, lseek: 8, mmap: 9, mprotect: 10,
   munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, readv: 19, writev: 20,
-  access: 21, sched_yield: 24, mremap: 25, madvise: 28, nanosleep: 35, getpid: 39, exit: 60, kill: 62,
+  access: 21, sched_yield: 24, mremap: 25, madvise: 28, nanosleep: 35, getpid: 39, clone: 56, exit: 60, kill: 62,
   uname: 63, fcntl: 72, getcwd: 79, readlink: 89, gettimeofday: 96, getrlimit: 97, sysinfo: 99, getuid: 102,
   getgid: 104, setuid: 105, setgid: 106, geteuid: 107, getegid: 108, getppid: 110, sigaltstack: 131,
   arch_prctl: 158, setrlimit: 160, gettid: 186, tkill: 200, time: 201, futex: 202, sched_getaffinity: 204,
   set_tid_address: 218, clock_gettime: 228, clock_getres: 229, clock_nanosleep: 230, exit_group: 231,
-  tgkill: 234, openat: 257, newfstatat: 262, readlinkat: 267, set_robust_list: 273, prlimit64: 302,
-  getrandom: 318, rseq: 334, ppoll: 271,
+  tgkill: 234, openat: 257, newfstatat: 262, readlinkat: 267, ppoll: 271, set_robust_list: 273, get_robust_list: 274,
+  prlimit64: 302, getrandom: 318, rseq: 334, clone3: 435,
 };
 
 const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULONG: ArgKind = 'ulong';
@@ -27,7 +28,8 @@ const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULON
  * Each call's arguments as its SYSCALL_DEFINE in the kernel declares them (see ArgKind). Where the
  * kernel narrows a wider argument before using it, the narrow type is listed: readv/writev take
  * `unsigned long fd, vlen` but fdget() and import_iovec() take unsigned ints; mmap's `unsigned
- * long prot, flags, fd` are bit sets and an fd, whose upper halves carry nothing it uses.
+ * long prot, flags, fd` are bit sets and an fd, whose upper halves carry nothing it uses; clone
+ * keeps lower_32_bits() of its flags.
  * Arguments past the list reach the handler as 0.
  */
 const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
@@ -38,6 +40,7 @@ const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
   ioctl: [UINT, UINT, ULONG], pread64: [UINT, ULONG, ULONG, LONG], readv: [UINT, ULONG, UINT],
   writev: [UINT, ULONG, UINT], access: [ULONG, INT], sched_yield: [], mremap: [ULONG, ULONG, ULONG, ULONG, ULONG],
   madvise: [ULONG, ULONG, INT], nanosleep: [ULONG, ULONG], getpid: [], exit: [INT], kill: [INT, INT],
+  clone: [UINT, ULONG, ULONG, ULONG, ULONG], clone3: [ULONG, ULONG], get_robust_list: [INT, ULONG, ULONG],
   uname: [ULONG], fcntl: [UINT, UINT, ULONG], getcwd: [ULONG, ULONG], readlink: [ULONG, ULONG, INT],
   gettimeofday: [ULONG, ULONG], getrlimit: [UINT, ULONG], sysinfo: [ULONG], getuid: [], getgid: [],
   setuid: [UINT], setgid: [UINT], geteuid: [], getegid: [], getppid: [], sigaltstack: [ULONG, ULONG],
@@ -56,7 +59,7 @@ export interface SyscallEntry {
   readonly args: readonly ArgKind[];
 }
 
-const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...processSyscalls, ...timeSyscalls, ...pollSyscalls };
+const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...pollSyscalls, ...processSyscalls, ...threadSyscalls, ...timeSyscalls };
 
 /** Dense table indexed by system-call number; holes are calls we do not implement. */
 export const SYSCALL_TABLE: ReadonlyArray<SyscallEntry | undefined> = (() => {

@@ -1,12 +1,18 @@
-// Process, signal and identity system calls for a single-threaded program that is the only
-// process in its world: pid 1, an unprivileged uid, no signal delivery, futexes that never block.
+// Process, signal and identity system calls for a program that is the only process in its
+// world: pid 1, an unprivileged uid, no signal delivery. Its threads are in threads.ts.
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EAGAIN, EDEADLK, EINVAL, ENOSYS, EPERM, ESRCH } from './errno.ts';
+import { EINVAL, ENOSYS, EPERM, ESRCH } from './errno.ts';
 import { TASK_SIZE_MAX } from './memory.ts';
 import { GUEST_UID } from '../stack.ts';
 
-/** The program's process id, which is also its one thread's id. */
+/** The program's process id, which is also its first thread's id. */
 export const PID = 1;
+/**
+ * The most threads a program may have alive at once, its first included (its RLIMIT_NPROC):
+ * clone past it fails with EAGAIN. Each costs the host about 4.5 KiB while it is off the vCPU
+ * (its registers and XSAVE area), so this bounds what a thread bomb can make the host hold.
+ */
+export const MAX_THREADS = 64;
 /** Resource numbers run below RLIM_NLIMITS. */
 const RLIM_NLIMITS = 16;
 /** The kernel's sigset_t, the only size rt_sigaction and rt_sigprocmask accept. */
@@ -15,11 +21,11 @@ const SIGSET_SIZE = 8;
 const SIGACTION_SIZE = 32;
 /** struct rlimit64: two 64-bit limits. */
 const RLIMIT_SIZE = 16;
-/** sizeof(struct robust_list_head), the only length set_robust_list accepts. */
-const ROBUST_LIST_HEAD_SIZE = 24;
 /** The guest has one CPU: sched_getaffinity needs room for one bit and answers one word. */
 const NR_CPU_IDS = 1, CPUMASK_SIZE = 8;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+/** Signals whose default action is to be ignored (SIGCHLD, SIGCONT, SIGURG, SIGWINCH). */
+const IGNORED_BY_DEFAULT: ReadonlySet<number> = new Set([17, 18, 23, 28]);
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM' };
 
 function writeUtsname(ctx: SyscallContext, addr: number): number {
@@ -31,12 +37,13 @@ function writeUtsname(ctx: SyscallContext, addr: number): number {
 }
 
 function limit(ctx: SyscallContext, resource: number): [bigint, bigint] {
-  const RLIMIT_DATA = 2, RLIMIT_STACK = 3, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
+  const RLIMIT_DATA = 2, RLIMIT_STACK = 3, RLIMIT_NPROC = 6, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
   if (resource === RLIMIT_STACK) {
     const stack = BigInt(ctx.layout.stackTop - ctx.layout.stackBottom);
     return [stack, stack];
   }
   if (resource === RLIMIT_NOFILE) return [256n, 256n];
+  if (resource === RLIMIT_NPROC) return [BigInt(MAX_THREADS), BigInt(MAX_THREADS)];
   if (resource === RLIMIT_AS || resource === RLIMIT_DATA) return [BigInt(ctx.layout.memorySize), BigInt(ctx.layout.memorySize)];
   return [RLIM_INFINITY, RLIM_INFINITY];
 }
@@ -51,21 +58,20 @@ function writeLimit(ctx: SyscallContext, resource: number, addr: number): number
 
 /**
  * kill(pid, sig): the program is its own process group, and -1 ("every process but init and the
- * caller") reaches nobody, since it is pid 1. A signal ends it.
+ * caller") reaches nobody, since it is pid 1. No handler ever runs, so a signal does what its
+ * default action does: most end the program, a few are ignored.
  */
 function signal(ctx: SyscallContext, pid: number, sig: number): number {
   if (pid !== PID && pid !== 0) return -ESRCH;
   if (sig === 0) return 0;
   if (sig < 1 || sig > 64) return -EINVAL;
-  ctx.exit(128 + sig, SIGNALS[sig] ?? `signal ${sig}`);
+  if (!IGNORED_BY_DEFAULT.has(sig)) ctx.exit(128 + sig, SIGNALS[sig] ?? `signal ${sig}`);
   return 0;
 }
 
 export const processSyscalls: Record<string, SyscallHandler> = {
-  exit: (ctx, status) => (ctx.exit(status & 0xff), 0),
   exit_group: (ctx, status) => (ctx.exit(status & 0xff), 0),
   getpid: () => PID,
-  gettid: () => PID,
   getppid: () => 0,
   getuid: () => GUEST_UID,
   geteuid: () => GUEST_UID,
@@ -88,8 +94,6 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     }
     return -EINVAL;
   },
-  set_tid_address: () => PID,
-  set_robust_list: (_ctx, _head, len) => (len !== ROBUST_LIST_HEAD_SIZE ? -EINVAL : 0),
   // glibc registers rseq only when the kernel accepts it; refusing keeps it out of the way.
   rseq: () => -ENOSYS,
   // New limits are accepted and not enforced: the guest's own limits come from its configuration.
@@ -127,26 +131,15 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     return 0;
   },
   kill: (ctx, pid, sig) => signal(ctx, pid, sig),
-  tkill: (ctx, tid, sig) => (tid <= 0 ? -EINVAL : tid !== PID ? -ESRCH : signal(ctx, PID, sig)),
-  tgkill: (ctx, tgid, tid, sig) => (tgid <= 0 || tid <= 0 ? -EINVAL : tgid !== PID || tid !== PID ? -ESRCH : signal(ctx, PID, sig)),
-  sched_yield: () => 0,
+  // A signal to one of the program's threads is a signal to the program: no handler runs anyway.
+  tkill: (ctx, tid, sig) => (tid <= 0 ? -EINVAL : !ctx.threads.find(tid) ? -ESRCH : signal(ctx, PID, sig)),
+  tgkill: (ctx, tgid, tid, sig) => (tgid <= 0 || tid <= 0 ? -EINVAL : tgid !== PID || !ctx.threads.find(tid) ? -ESRCH : signal(ctx, PID, sig)),
   sched_getaffinity: (ctx, pid, len, mask) => {
     // The kernel's own test, in its unsigned int arithmetic: `len * 8 < nr_cpu_ids`.
     if (Math.imul(len, 8) >>> 0 < NR_CPU_IDS || len % 8 !== 0) return -EINVAL;
     if (pid !== 0 && pid !== PID) return -ESRCH;
     ctx.mem.writable(mask, CPUMASK_SIZE).set([1, 0, 0, 0, 0, 0, 0, 0]);
     return CPUMASK_SIZE;
-  },
-  futex: (ctx, uaddr, op, val) => {
-    const cmd = op & 0x7f;
-    const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
-    const wait = cmd === FUTEX_WAIT || cmd === FUTEX_WAIT_BITSET;
-    if (!wait && cmd !== FUTEX_WAKE && cmd !== FUTEX_WAKE_BITSET) return -ENOSYS;
-    if (uaddr % 4 !== 0) return -EINVAL;
-    if (!wait) return 0;
-    ctx.mem.check(uaddr, 4);
-    // One thread: a wait whose condition holds would never be woken.
-    return ctx.mem.u32(uaddr) !== val ? -EAGAIN : -EDEADLK;
   },
   sysinfo: (ctx, addr) => {
     const b = ctx.mem.writable(addr, 112);
@@ -155,7 +148,7 @@ export const processSyscalls: Record<string, SyscallHandler> = {
     v.setBigInt64(0, BigInt(Math.floor(process.uptime())), true);
     v.setBigUint64(32, BigInt(ctx.layout.memorySize), true);
     v.setBigUint64(40, BigInt(ctx.arena.freeBytes()), true);
-    v.setUint16(80, 1, true); // procs
+    v.setUint16(80, ctx.threads.count, true); // procs: the threads in the system
     v.setUint32(104, 1, true); // mem_unit
     return 0;
   },

@@ -59,6 +59,12 @@ function hostNow(id: number): void {
   if (hostClockGettime(id, scratch) !== 0) throw new Error(`the host's clock ${id} cannot be read`);
 }
 
+/** Host clock `id` (one the guest reads as its own) now, in nanoseconds. */
+export function clockNowNs(id: number): number {
+  hostNow(id);
+  return Number(scratchView.getBigInt64(0, true)) * NSEC_PER_SEC + Number(scratchView.getBigInt64(8, true));
+}
+
 function writeTimespec(ctx: SyscallContext, addr: number, ns: number): void {
   ctx.mem.check(addr, 16);
   ctx.mem.setU64(addr, Math.floor(ns / NSEC_PER_SEC));
@@ -66,7 +72,7 @@ function writeTimespec(ctx: SyscallContext, addr: number, ns: number): void {
 }
 
 /** A guest timespec in nanoseconds, or -EINVAL where the kernel's timespec64_valid() refuses it. */
-function readTimespec(ctx: SyscallContext, addr: number): number {
+export function readTimespec(ctx: SyscallContext, addr: number): number {
   ctx.mem.check(addr, 16);
   const sec = Number(ctx.mem.i64(addr));
   const nsec = Number(ctx.mem.i64(addr + 8));
@@ -112,9 +118,7 @@ function clockNanosleep(ctx: SyscallContext, id: number, flags: number, req: num
     ctx.sleep(ns / 1e6);
     return 0;
   }
-  hostNow(id);
-  const nowNs = Number(scratchView.getBigInt64(0, true)) * NSEC_PER_SEC + Number(scratchView.getBigInt64(8, true));
-  ctx.sleep(Math.max(0, (ns - nowNs) / 1e6));
+  ctx.sleep(Math.max(0, (ns - clockNowNs(id)) / 1e6));
   return 0;
 }
 
