@@ -22,6 +22,7 @@ import { buildInitialStack } from './linux/stack.ts';
 import { stubCode } from './x86/stubs.ts';
 import type { Stdio, SyscallContext, Threads } from './linux/syscalls/context.ts';
 import { ENOSYS } from './linux/syscalls/errno.ts';
+import { EventTable, type EventTableState } from './linux/syscalls/events.ts';
 import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
 import { RunLoop, type RunResult, type RunState } from './run/loop.ts';
 import type { Tracer } from './run/trace.ts';
@@ -47,6 +48,7 @@ export interface HostState extends RunState {
   arena: ArenaState;
   space: AddressSpaceState;
   files: FileTableState;
+  events: EventTableState;
 }
 
 /** Answers hypercalls (`out` to PORT_HYPERCALL); returns the value for RAX, or calls `yield()`. */
@@ -61,6 +63,7 @@ export class Machine implements SyscallContext {
   readonly space: AddressSpace;
   readonly executableMemory: boolean;
   readonly files: FileTable;
+  readonly events: EventTable;
   readonly program: LoadedProgram;
   stdio: Stdio;
   hypercall: HypercallHandler = () => -ENOSYS;
@@ -115,6 +118,7 @@ export class Machine implements SyscallContext {
     this.stdio = options.stdio;
     this.executableMemory = options.executableMemory ?? false;
     this.files = new FileTable(options.allowRead ?? []);
+    this.events = new EventTable(this.files);
     this.loop = new RunLoop(this);
     try {
       this.program = load(this);
@@ -219,7 +223,7 @@ export class Machine implements SyscallContext {
 
   /** The host-side state a snapshot records besides memory and vCPU registers. */
   hostState(): HostState {
-    return { arena: this.arena.save(), space: this.space.save(), files: this.files.save(), ...this.loop.save() };
+    return { arena: this.arena.save(), space: this.space.save(), files: this.files.save(), events: this.events.save(), ...this.loop.save() };
   }
 
   /**
@@ -241,6 +245,7 @@ export class Machine implements SyscallContext {
     this.arena.restore(snapshot.host.arena);
     this.space.restore(snapshot.host.space, fresh);
     this.files.restore(snapshot.host.files);
+    this.events.restore(snapshot.host.events);
     this.loop.restore(snapshot.host);
     return pages;
   }
@@ -248,6 +253,7 @@ export class Machine implements SyscallContext {
   /** Ends the machine; its shell goes back to the pool unless KVM itself failed on it. */
   close(): void {
     this.files.closeAll();
+    this.events.clear();
     if (this.loop.broken) destroyShell(this.shell);
     else releaseShell(this.shell);
   }

@@ -40,6 +40,8 @@ enum {
     NR_clone = 56, NR_readlink = 89, NR_arch_prctl = 158, NR_tkill = 200, NR_futex = 202, NR_clock_gettime = 228,
     NR_clock_getres = 229, NR_clock_nanosleep = 230, NR_exit_group = 231, NR_tgkill = 234,
     NR_openat = 257, NR_newfstatat = 262, NR_readlinkat = 267, NR_ppoll = 271,
+    NR_pipe = 22, NR_epoll_create = 213, NR_epoll_wait = 232, NR_epoll_ctl = 233, NR_epoll_pwait = 281,
+    NR_eventfd2 = 290, NR_epoll_create1 = 291, NR_pipe2 = 293, NR_epoll_pwait2 = 441,
 };
 #define ARCH_SET_FS 0x1002
 #define ARCH_GET_FS 0x1003
@@ -51,6 +53,7 @@ static const int implemented[] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 24, 25, 28, 35, 39, 56, 62, 63,
     72, 79, 89, 96, 97, 99, 102, 104, 105, 106, 107, 108, 110, 131, 158, 160, 186, 200, 201, 202, 204,
     218, 228, 229, 230, 234, 257, 262, 267, 271, 273, 274, 302, 318, 334, 435,
+    22, 213, 232, 233, 281, 284, 290, 291, 293, 441,
 };
 #define IMPLEMENTED_COUNT (sizeof implemented / sizeof implemented[0])
 
@@ -435,6 +438,29 @@ static void shape_args(int nr, uint64_t a[6]) {
         a[1] = chance(80) ? below(9) : gen_int();
         if (nr == NR_poll) a[2] = chance(90) ? below(3) : gen_int();
         else { a[2] = chance(20) ? 0 : gen_sleep_ptr(); a[3] = chance(50) ? 0 : gen_ptr(); a[4] = chance(80) ? 8 : gen_int(); }
+        break;
+    case NR_pipe: case NR_pipe2:
+        a[0] = chance(70) ? scratch_ptr() & ~3ull : gen_ptr(); a[1] = chance(70) ? (uint64_t[]){ 0, 0x800, 0x80000, 0x80800 }[below(4)] : gen_int();
+        break;
+    case NR_eventfd2:
+        a[0] = chance(70) ? below(10) : gen_int(); a[1] = chance(70) ? (uint64_t[]){ 0, 1, 0x800, 0x80801 }[below(4)] : gen_int();
+        break;
+    case NR_epoll_create: case NR_epoll_create1:
+        a[0] = chance(70) ? (nr == NR_epoll_create ? 1 + below(4) : 0) : gen_int();
+        break;
+    case NR_epoll_ctl:
+        /* An event struct of random bits in scratch, or a hostile pointer. */
+        a[0] = gen_fd(); a[1] = chance(80) ? 1 + below(3) : gen_int(); a[2] = gen_fd(); a[3] = chance(70) ? scratch_ptr() : gen_ptr();
+        if (a[3] >= (uint64_t)scratch && a[3] + 12 <= (uint64_t)scratch + SCRATCH_SIZE) {
+            uint32_t events = (uint32_t)next();
+            __builtin_memcpy((char *)a[3], &events, 4);
+        }
+        break;
+    case NR_epoll_wait: case NR_epoll_pwait: case NR_epoll_pwait2:
+        /* Short waits only: a wait with no end would last the run's whole time limit. */
+        a[0] = gen_fd(); a[1] = chance(70) ? scratch_ptr() : gen_ptr(); a[2] = chance(80) ? below(8) : gen_int();
+        a[3] = nr == NR_epoll_pwait2 ? (chance(80) ? gen_sleep_ptr() : gen_ptr()) : (chance(90) ? below(3) : gen_int());
+        a[4] = chance(50) ? 0 : gen_ptr(); a[5] = chance(80) ? 8 : gen_int();
         break;
     case NR_clock_nanosleep:
         a[2] = gen_sleep_ptr(); a[0] = gen_sleep_clock(a[2]); a[1] = chance(50) ? 0 : chance(50) ? 1 : gen_int(); a[3] = gen_ptr();

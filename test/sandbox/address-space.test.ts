@@ -1,8 +1,8 @@
-// The address space of request VMs across resets, in-process with real KVM: mappings, their
-// protections and the pages behind them go back to the snapshot after every request, including
-// what the CPU (or, on nested KVM, the shadow page tables) may still remember of a request's
-// mappings; and a response body that lies above guest RAM, in pages backed far apart, reaches
-// the host whole.
+// The address space and the kernel objects of request VMs across resets, in-process with real
+// KVM: mappings, their protections and the pages behind them go back to the snapshot after every
+// request, including what the CPU (or, on nested KVM, the shadow page tables) may still remember
+// of a request's mappings; a response body that lies above guest RAM, in pages backed far apart,
+// reaches the host whole; pipes, eventfds and epoll instances made at init are back as they were.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -72,5 +72,26 @@ describe('request VMs: the address space goes back to the snapshot', needsKvm(),
     assert.throws(() => inst.handle(get('/bad-body')), (err: unknown) => err instanceof SandboxError && err.kind === 'bad-response' && /points outside the program's memory \(0x220000000000\)/.test(err.message));
     assert.equal(text(inst, '/check'), 'first byte I, ro byte 0\n');
     inst.close();
+  });
+});
+
+describe('request VMs: pipes, eventfds and epoll go back to the snapshot', needsKvm(), () => {
+  test('each request finds the pipe, counter and epoll instance as init left them, and the same fds free', () => {
+    const kvm = new Kvm();
+    const program = new Program(kvm, readFileSync(buildGuest('sdk_events')), { mode: 'sdk', name: 'sdk_events' });
+    try {
+      const expected = 'ready=2 pipe=snapshot (8) counter=5 (8) next pipe fds=7,8\n';
+      const first = program.instance();
+      const second = program.instance();
+      for (let i = 0; i < 3; i++) {
+        assert.equal(text(first, '/'), expected, `request ${i}`);
+        assert.equal(text(second, '/'), expected, `request ${i} in a new VM`);
+      }
+      first.close();
+      second.close();
+    } finally {
+      program.close();
+      kvm.close();
+    }
   });
 });

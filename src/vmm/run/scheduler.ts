@@ -94,8 +94,8 @@ export class Scheduler implements Threads {
     this.request = 'exit';
   }
 
-  futexWait(key: number, bitset: number, wakeAt: number): number {
-    this.table.blockOnFutex(key, bitset, wakeAt, -ETIMEDOUT);
+  futexWait(key: number, bitset: number, wakeAt: number, timeoutResult = -ETIMEDOUT): number {
+    this.table.blockOnFutex(key, bitset, wakeAt, timeoutResult);
     this.request = 'block';
     return 0;
   }

@@ -5,6 +5,7 @@ import type { AddressSpace } from '../../memory/address-space.ts';
 import type { Arena } from '../../memory/arena.ts';
 import type { Layout } from '../../x86/layout.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { EventTable } from './events.ts';
 import type { FileTable } from './files.ts';
 
 export type StdioFd = 0 | 1 | 2;
@@ -34,6 +35,8 @@ export interface SyscallContext {
   /** The program may map executable memory beyond its own segments. */
   readonly executableMemory: boolean;
   readonly files: FileTable;
+  /** Pipes, eventfds and epoll instances, in the same fd numbers as `files`. */
+  readonly events: EventTable;
   readonly stdio: Stdio;
   /** Ends the program with `status` (exit_group) or by a signal (status 128 + signal). */
   exit(status: number, signal?: string): void;
@@ -86,9 +89,10 @@ export interface Threads {
   exit(status: number): void;
   /**
    * Blocks the caller on futex `key` until a wake matching `bitset`, or until `wakeAt` (a
-   * performance.now() time; Infinity for none), when the call returns -ETIMEDOUT.
+   * performance.now() time; Infinity for none), when the call returns `timeoutResult`
+   * (-ETIMEDOUT unless given). Negative keys are the host's own (epoll instances wait on them).
    */
-  futexWait(key: number, bitset: number, wakeAt: number): number;
+  futexWait(key: number, bitset: number, wakeAt: number, timeoutResult?: number): number;
   /** Wakes up to `count` waiters on `key` whose bitset shares a bit with `bitset`; returns how many. */
   futexWake(key: number, count: number, bitset: number): number;
   /** Wakes up to `wake` waiters on `from` and moves up to `requeue` more to `to`; returns both counts' sum. */

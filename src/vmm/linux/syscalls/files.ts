@@ -1,10 +1,11 @@
 // File system calls. The guest sees no file system except read-only access to files under the
 // directories the caller allows (by their host paths); fds 0–2 lead to the caller's Stdio.
-import { accessSync, closeSync, fstatSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
+import { accessSync, closeSync, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import { posix } from 'node:path';
-import { GuestFault, TASK_SIZE_MAX } from '../../memory/guest-memory.ts';
+import { GuestFault } from '../../memory/guest-memory.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
-import { EACCES, EBADF, EFAULT, EINTR, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { MAX_FILE_OFFSET, pread, readable, readBuffer, stdinRead, transfer, vectored, writable, writeFrom } from './io.ts';
+import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
@@ -19,9 +20,6 @@ const PATH_MAX = 4096;
 const MAXSYMLINKS = 40;
 /** The most fds a guest may have open (its RLIMIT_NOFILE). */
 export const MAX_FDS = 256;
-const MAX_IOV = 1024;
-/** The largest position a guest's file may seek to: the host reads positions as exact Numbers. */
-const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
 
 /** Where a walk ended: a real path under an allowed directory, or the error (`last`: at the final name). */
 type Walked = { real: string; dir: boolean } | { errno: number; last: boolean };
@@ -86,9 +84,8 @@ export class FileTable {
     if ('errno' in found) return -found.errno;
     if (found.dir) return (flags & O_DIRECTORY) !== 0 ? -EACCES : -EISDIR;
     if ((flags & O_DIRECTORY) !== 0) return -ENOTDIR;
-    let fd = 3;
-    while (this.open.has(fd)) fd++;
-    if (fd >= MAX_FDS) return -EMFILE;
+    const fd = this.lowestFreeFd();
+    if (fd < 0) return -EMFILE;
     const pinned = this.pin(found.real);
     if (pinned < 0) return pinned;
     try {
@@ -224,6 +221,16 @@ export class FileTable {
     return this.open.get(fd);
   }
 
+  /** The fds another table holds (pipes, eventfds, epoll instances: events.ts), which opens skip. */
+  otherFds: ReadonlyMap<number, unknown> = new Map();
+
+  /** The lowest fd above 2 that is free, as the kernel hands out; -1 past MAX_FDS. */
+  lowestFreeFd(): number {
+    let fd = 3;
+    while (this.open.has(fd) || this.otherFds.has(fd)) fd++;
+    return fd < MAX_FDS ? fd : -1;
+  }
+
   close(fd: number): number {
     const f = this.open.get(fd);
     if (!f) return fd >= 0 && fd <= 2 ? 0 : -EBADF;
@@ -249,7 +256,7 @@ export class FileTable {
   }
 }
 
-function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio'): number {
+export function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio'): number {
   const b = ctx.mem.writable(addr, 144);
   const v = new DataView(b.buffer, b.byteOffset, 144);
   b.fill(0);
@@ -272,109 +279,6 @@ function writeStat(ctx: SyscallContext, addr: number, st: BigIntStats | 'stdio')
     v.setBigInt64(80 + i * 16, ns % 1_000_000_000n, true);
   });
   return 0;
-}
-
-/** True when `fd` can be read: stdin, or a file the guest opened. */
-const readable = (ctx: SyscallContext, fd: number): boolean => fd === 0 || ctx.files.get(fd) !== undefined;
-/** True when `fd` can be written: stdout or stderr. */
-const writable = (fd: number): fd is 1 | 2 => fd === 1 || fd === 2;
-
-function readInto(ctx: SyscallContext, fd: number, into: Uint8Array, position?: number): number {
-  // Stdin waits on the host only while no other thread could use the CPU (see `stdinRead`).
-  if (fd === 0) return ctx.stdio.read(into, ctx.threads.blockingWaitMs());
-  const f = ctx.files.get(fd);
-  if (!f) return -EBADF;
-  try {
-    const n = readSync(f.hostFd, into, 0, into.length, position ?? f.position);
-    if (position === undefined) f.position += n;
-    return n;
-  } catch (err) {
-    return -errnoOf(err);
-  }
-}
-
-function writeFrom(ctx: SyscallContext, fd: 1 | 2, data: Uint8Array): number {
-  return ctx.stdio.write(fd, data, ctx.remainingMs());
-}
-
-/**
- * Runs `each` over the guest buffer [addr, addr+len) a piece at a time (GuestMemory.forEachPiece)
- * until it does less than a whole piece or fails, and returns the bytes done; an error (-errno, or
- * -EFAULT for a piece the program may not access) only when nothing was done, since a read or
- * write that faults part-way returns what it did, as the kernel's does. `once`: one piece only,
- * for a stream that would wait for more (stdin).
- */
-function transfer(ctx: SyscallContext, addr: number, len: number, write: boolean, each: (view: Uint8Array) => number, once = false): number {
-  let total = 0;
-  let error = 0;
-  try {
-    ctx.mem.forEachPiece(addr, len, write, (view) => {
-      const n = each(view);
-      if (n < 0) error = n;
-      else total += n;
-      return n === view.length && !once;
-    });
-  } catch (err) {
-    if (!(err instanceof GuestFault)) throw err;
-    error = -EFAULT;
-  }
-  return total > 0 || error === 0 ? total : error;
-}
-
-/** read(2) of `fd` into the guest buffer, at the file's position or at `position`. */
-function readBuffer(ctx: SyscallContext, fd: number, buf: number, len: number, position?: number): number {
-  let at = position;
-  return transfer(ctx, buf, len, true, (view) => {
-    const n = readInto(ctx, fd, view, at);
-    if (at !== undefined && n > 0) at += n;
-    return n;
-  }, fd === 0);
-}
-
-/**
- * A read whose stdin wait ended with nothing read (-EINTR): the call runs again once the other
- * threads have had the CPU, or ends with the run at its deadline.
- */
-const stdinRead = (ctx: SyscallContext, n: number): number => (n === -EINTR ? ctx.threads.retryLater() : n);
-
-/**
- * pread64 with the kernel's checks in its order: a negative position, the fd, a pipe (stdio), the
- * buffer's range, a position + count past 2^63. Positions past MAX_FILE_OFFSET lie past the end
- * of any file: nothing to read there.
- */
-function pread(ctx: SyscallContext, fd: number, buf: number, len: number, position: number): number {
-  if (position < 0) return -EINVAL;
-  if (!ctx.files.get(fd)) return fd <= 2 ? -ESPIPE : -EBADF;
-  if (buf + len > TASK_SIZE_MAX) return -EFAULT;
-  if (position + len >= 2 ** 63) return -EINVAL;
-  return position > MAX_FILE_OFFSET ? 0 : readBuffer(ctx, fd, buf, len, position);
-}
-
-/**
- * readv/writev: the iovec array is checked whole first, as the kernel's import_iovec() does (a
- * length with its top bit set is EINVAL, then a buffer beyond user addresses EFAULT); then the
- * buffers are read or written in order until one is done short or fails.
- */
-function vectored(ctx: SyscallContext, fd: number, iov: number, count: number, write: boolean): number {
-  if (count > MAX_IOV) return -EINVAL;
-  if (count === 0) return 0;
-  ctx.mem.check(iov, count * 16);
-  const bufs: Array<[number, number]> = [];
-  for (let i = 0; i < count; i++) {
-    const len = ctx.mem.i64(iov + i * 16 + 8);
-    if (len < 0n) return -EINVAL;
-    bufs.push([ctx.mem.u64(iov + i * 16), Number(len)]);
-  }
-  if (bufs.some(([base, len]) => base + len > TASK_SIZE_MAX)) return -EFAULT;
-  let total = 0;
-  for (const [base, len] of bufs) {
-    if (len === 0) continue;
-    const n = write ? readBuffer(ctx, fd, base, len) : transfer(ctx, base, len, false, (view) => writeFrom(ctx, fd as 1 | 2, view));
-    if (n < 0) return total > 0 ? total : n;
-    total += n;
-    if (n < len) break;
-  }
-  return total;
 }
 
 const statPath = (ctx: SyscallContext, path: string, addr: number): number => {

@@ -3,6 +3,7 @@
 // falling back or failing cleanly.
 import type { ArgKind, SyscallHandler } from './context.ts';
 import { fileSyscalls } from './files.ts';
+import { eventSyscalls } from './event-calls.ts';
 import { memorySyscalls } from './memory.ts';
 import { pollSyscalls } from './poll.ts';
 import { processSyscalls } from './process.ts';
@@ -20,6 +21,8 @@ export const SYSCALL_NUMBERS: Record<string, number> = {
   set_tid_address: 218, clock_gettime: 228, clock_getres: 229, clock_nanosleep: 230, exit_group: 231,
   tgkill: 234, openat: 257, newfstatat: 262, readlinkat: 267, ppoll: 271, set_robust_list: 273, get_robust_list: 274,
   prlimit64: 302, getrandom: 318, rseq: 334, clone3: 435,
+  pipe: 22, epoll_create: 213, epoll_wait: 232, epoll_ctl: 233, epoll_pwait: 281, eventfd: 284, eventfd2: 290,
+  epoll_create1: 291, pipe2: 293, epoll_pwait2: 441,
 };
 
 const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULONG: ArgKind = 'ulong';
@@ -51,6 +54,9 @@ const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
   readlinkat: [INT, ULONG, ULONG, INT], set_robust_list: [ULONG, ULONG], prlimit64: [INT, UINT, ULONG, ULONG],
   getrandom: [ULONG, ULONG, UINT], rseq: [ULONG, UINT, INT, UINT],
   poll: [ULONG, UINT, INT], ppoll: [ULONG, UINT, ULONG, ULONG, ULONG],
+  pipe: [ULONG], pipe2: [ULONG, INT], eventfd: [UINT], eventfd2: [UINT, INT], epoll_create: [INT], epoll_create1: [INT],
+  epoll_ctl: [INT, INT, INT, ULONG], epoll_wait: [INT, ULONG, INT, INT], epoll_pwait: [INT, ULONG, INT, INT, ULONG, ULONG],
+  epoll_pwait2: [INT, ULONG, INT, ULONG, ULONG, ULONG],
 };
 
 /** A call we answer: its handler and how to read its arguments. */
@@ -59,7 +65,11 @@ export interface SyscallEntry {
   readonly args: readonly ArgKind[];
 }
 
-const handlers: Record<string, SyscallHandler> = { ...fileSyscalls, ...memorySyscalls, ...pollSyscalls, ...processSyscalls, ...threadSyscalls, ...timeSyscalls };
+const handlers: Record<string, SyscallHandler> = {
+  ...fileSyscalls, ...memorySyscalls, ...pollSyscalls, ...processSyscalls, ...threadSyscalls, ...timeSyscalls,
+  // Last: the file calls again, answering for pipes, eventfds and epoll fds before the files'.
+  ...eventSyscalls(fileSyscalls),
+};
 
 /** Dense table indexed by system-call number; holes are calls we do not implement. */
 export const SYSCALL_TABLE: ReadonlyArray<SyscallEntry | undefined> = (() => {

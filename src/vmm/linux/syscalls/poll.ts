@@ -34,7 +34,10 @@ function doPoll(ctx: SyscallContext, fds: Int32Array, events: Uint16Array, reven
     if (fd < 0) continue;
     const filter = events[i]! | POLLERR | POLLHUP;
     if (fd <= 2) stdio.push({ index: i, fd: fd as StdioFd, events: filter });
-    else revents[i] = ctx.files.get(fd) ? DEFAULT_POLLMASK & filter : POLLNVAL;
+    else {
+      const event = ctx.events.get(fd);
+      revents[i] = event ? ctx.events.readiness(event) & filter : ctx.files.get(fd) ? DEFAULT_POLLMASK & filter : POLLNVAL;
+    }
     if (revents[i] !== 0) ready++;
   }
   const left = ready > 0 ? 0 : Math.max(0, until - performance.now());
