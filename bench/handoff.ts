@@ -1,5 +1,7 @@
-// The cost of handing a request from the HTTP thread to a VM worker thread and back, beside the
-// same request run in-process and a bare MessagePort echo, all in one run (medians, µs).
+// What a guest call costs through the program pool (on this thread, in slices, reset after the
+// answer) beside the same request on a bare instance, and what handing it to another thread and
+// back would add (a MessagePort echo, an Atomics round trip: the hop the pool no longer makes),
+// all in one run (µs).
 //   node --import tsx bench/handoff.ts [-n 3000]
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -8,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { Kvm } from '../src/kvm/kvm.ts';
 import { Program } from '../src/sandbox/program.ts';
 import type { SandboxRequest } from '../src/sandbox/types.ts';
-import { VmWorkers } from '../src/sandbox/pool.ts';
+import { ProgramPool } from '../src/sandbox/program-pool.ts';
 import { buildExample } from '../guest/build.ts';
 import { machineLine, percentile, printTable } from './lib.ts';
 
@@ -63,9 +65,10 @@ Atomics.store(cell, 0, 2);
 Atomics.notify(cell, 0);
 await atomicsWorker.terminate();
 
-const pool = await VmWorkers.start(1);
+const pool = await ProgramPool.start();
 await pool.load('bench/hello', elf, { mode: 'sdk', name: 'hello', concurrency: 1, queueTimeoutMs: 1000 });
-const viaWorker = await timeEach(() => pool.call('bench/hello', req));
+// Sequential calls on one instance: each waits for the previous one's reset, as a lone client would.
+const viaPool = await timeEach(() => pool.call('bench/hello', req));
 await pool.close();
 kvm.close();
 
@@ -75,5 +78,5 @@ printTable(['path', 'p50 µs', 'p90 µs', 'p99 µs'], [
   row('in-process instance.handle (no handoff)', inProcess),
   row('MessagePort echo to a worker (handoff alone)', echoRtt),
   row('Atomics.notify / waitAsync round trip (handoff alone)', atomicsRtt),
-  row('VM worker: post → run → reply', viaWorker),
+  row('program pool: call on this thread, reset after', viaPool),
 ]);

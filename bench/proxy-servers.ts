@@ -306,7 +306,6 @@ export async function startTinyedgeServe(children: Children, root: string, dir: 
     `server:
   listen: 127.0.0.1:${port}
   admin: 127.0.0.1:${adminPort}
-  workers: 1
 tenants:
   - name: bench
     hosts: [127.0.0.1]

@@ -187,7 +187,6 @@ export function tinyedgeLaunch(mode: TinyedgeMode, root: string, dir: string, pr
 server:
   listen: 127.0.0.1:${port}
   admin: 127.0.0.1:${adminPort}
-  workers: 1
 tenants:
   - name: bench
     hosts: [127.0.0.1, localhost]

@@ -81,8 +81,8 @@ function runBench(kvm: Kvm, elf: Buffer, opts: ReturnType<typeof programOptions>
     const r = inst.handle(req);
     totalUs.push((performance.now() - t) * 1000);
     callUs.push(r.timing.callUs);
-    resetUs.push(r.timing.resetUs);
-    dirtyPages = r.timing.dirtyPages;
+    resetUs.push(r.timing.resetUs ?? 0);
+    dirtyPages = r.timing.dirtyPages ?? 0;
     first ??= { status: r.status, body: r.body };
     statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
   }

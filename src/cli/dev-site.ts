@@ -166,9 +166,9 @@ export class DevSite {
     const t = r.timing;
     return {
       status: r.status,
-      headers: [...r.headers, ['server-timing', `call;dur=${t.callUs / 1000}, reset;dur=${t.resetUs / 1000}`]],
+      headers: [...r.headers, ['server-timing', `call;dur=${t.callUs / 1000}, reset;dur=${(t.resetUs ?? 0) / 1000}`]],
       body: r.body,
-      note: `${r.body.length}B call ${t.callUs}µs reset ${t.resetUs}µs (${t.dirtyPages} pages)`,
+      note: `${r.body.length}B call ${t.callUs}µs reset ${t.resetUs ?? 0}µs (${t.dirtyPages ?? 0} pages)`,
     };
   }
 

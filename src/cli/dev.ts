@@ -2,7 +2,7 @@
 // one program (every request to its handler, its sub-requests to `--origin`), or a tenant of a
 // config file (`--config FILE --tenant NAME`: its programs, hooks, routes and origins), with an
 // in-memory key-value store either way. Requests run one at a time per program, on one instance
-// each, in this thread (the multi-tenant server runs guests on worker threads with instance pools).
+// each, in this thread (as the multi-tenant server does, through its program pool).
 import { Kvm, KvmError, ProgramError, SandboxError } from '../sandbox/index.ts';
 import type { Origin } from '../cache/index.ts';
 import { ConfigError, loadConfig, type TenantConfig } from '../server/config.ts';

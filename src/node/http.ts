@@ -8,7 +8,7 @@ import { type Answer, type IncomingCall, MountedProgram, type MountOptions } fro
 export interface ProgramHandler {
   (req: IncomingMessage, res: ServerResponse): void;
   /**
-   * Lets requests under way finish, then unloads the program (and closes the VM worker pool the
+   * Lets requests under way finish, then unloads the program (and closes the program pool the
    * handler started). Requests that arrive later are answered as an internal failure.
    */
   close(): Promise<void>;

@@ -1,6 +1,6 @@
-// One tenant program mounted in someone else's Node web server: loaded on the VM worker pool the
-// way `serve` loads a program (a loader thread boots it and answers a warm-up request, then every
-// worker adopts its snapshot), called the way `serve` calls it (an instance slot per request, reset
+// One tenant program mounted in someone else's Node web server: loaded through a program pool the
+// way `serve` loads a program (a loader thread boots it and answers a warm-up request, then the
+// pool adopts its snapshot), called the way `serve` calls it (an instance per request, reset
 // after each, the program's time limit, a bounded wait for a free slot), and turned into an HTTP
 // answer. A failure reaches the client as its class only (src/http/failure.ts); the details go
 // to the embedder's logger. The node:http handler and the Fastify plugin are thin shells over this.
@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
-import { type CallResult, PROGRAM_DEFAULTS, type ProgramOptions, SandboxError, type SandboxRequest, VmWorkers, type Warmup } from '../sandbox/index.ts';
+import { type CallResult, PROGRAM_DEFAULTS, type ProgramOptions, SandboxError, type SandboxRequest, ProgramPool, type Warmup } from '../sandbox/index.ts';
 import { endToEndList } from '../cache/hop-by-hop.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
@@ -33,12 +33,13 @@ export interface MountOptions extends Omit<ProgramOptions, 'mode'> {
   /** How long a request waits for a free instance before a 503. Default 100 ms. */
   queueTimeoutMs?: number;
   /**
-   * The VM worker pool to run on, shared with other mounts and left open by `close()`. Without
-   * one, the mount starts its own pool of `threads` workers and closes it with itself.
+   * The program pool to run on, shared with other mounts and left open by `close()`. Without
+   * one, the mount starts its own and closes it with itself. Calls run on the thread that owns
+   * the pool, a slice at a time.
    */
-  pool?: VmWorkers;
-  /** Worker threads of the mount's own pool (ignored with `pool`). Default 1. */
-  threads?: number;
+  pool?: ProgramPool;
+  /** The slice of the mount's own pool, in ms (ignored with `pool`). Default DEFAULT_SLICE_MS (2). */
+  sliceMs?: number;
   /** Failures and program log lines; without one they are not reported. */
   logger?: AdapterLogger;
 }
@@ -94,7 +95,7 @@ export interface IncomingCall {
   serverPort?: number;
 }
 
-/** A program loaded on a VM worker pool for one mount, and the requests it is running. */
+/** A program loaded in a program pool for one mount, and the requests it is running. */
 export class MountedProgram {
   private closed = false;
   /** Calls from their arrival to their answer: `close()` waits for them. */
@@ -102,7 +103,7 @@ export class MountedProgram {
   private drained: (() => void) | undefined;
 
   private constructor(
-    private readonly pool: VmWorkers,
+    private readonly pool: ProgramPool,
     private readonly ownsPool: boolean,
     private readonly key: string,
     private readonly name: string,
@@ -119,7 +120,7 @@ export class MountedProgram {
   static async mount(options: MountOptions, warmupUrl: string): Promise<MountedProgram> {
     const elf = typeof options.program === 'string' ? await readFile(options.program) : Buffer.from(options.program.buffer, options.program.byteOffset, options.program.byteLength);
     const name = options.name ?? (typeof options.program === 'string' ? basename(options.program) : 'program');
-    const pool = options.pool ?? (await VmWorkers.start(options.threads ?? 1));
+    const pool = options.pool ?? (await ProgramPool.start({ sliceMs: options.sliceMs }));
     const key = `node/${name}@${++mounts}`;
     const warmup: Warmup = { req: { method: 'GET', url: warmupUrl, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) } };
     try {

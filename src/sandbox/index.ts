@@ -1,13 +1,16 @@
 // The sandbox: a tenant program seen from the host. Load a static x86-64 program into a tiny VM,
-// make instances of it, call them with requests (in this thread or through the VM worker pool),
+// make instances of it, call them with requests (one by one, or through a pool that loads on
+// loader threads and runs calls on this thread in slices),
 // reset them between calls, or run a program as a process. The one surface `server/`, `cli/` and
 // embedders use; nothing above this layer reaches into `vmm/` or `kvm/`.
 export { Kvm, KvmError } from '../kvm/kvm.ts';
 export { SandboxError, type SandboxFailureKind } from '../vmm/errors.ts';
 export { ProgramError } from '../vmm/linux/elf.ts';
 export { drainShellPool } from '../vmm/memory/shell.ts';
-export { Program, Instance, type CallOptions, type CallResult, type ExportedProgram, type HostCalls, type LoadTiming, type LocalProgramOptions } from './program.ts';
-export { VmWorkers, QueueFullError, type PoolProgramOptions, type Warmup } from './pool.ts';
+export { Program, type ExportedProgram, type LoadTiming, type LocalProgramOptions } from './program.ts';
+export { Instance, type CallOptions, type CallResult, type HostCalls } from './instance.ts';
+export { ProgramPool, QueueFullError, DEFAULT_SLICE_MS, type PoolProgramOptions, type ProgramPoolOptions } from './program-pool.ts';
+export type { Warmup } from './loaders.ts';
 export { runProcess, processStdio, type ProcessExit, type ProcessOptions } from './process.ts';
 export { measureExitFloor } from './floor.ts';
 export { MAX_FETCH_RESPONSE_BYTES, type Phase, type RecvDirective } from './abi.ts';

@@ -32,7 +32,8 @@ export interface SandboxResponse {
   cache: CachePolicy;
   /** Lines the program logged (te_log, or stderr) during the request. */
   logs: string[];
-  timing: { callUs: number; resetUs: number; dirtyPages: number };
+  /** The reset's cost is known only when the call reset the instance before returning. */
+  timing: { callUs: number; resetUs?: number; dirtyPages?: number };
 }
 
 /**

@@ -1,5 +1,5 @@
-// The multi-tenant edge server: the HTTP front routes by Host to a tenant's cache, VM worker
-// threads run tenant programs, and the config can be reloaded (SIGHUP or the admin API) without
+// The multi-tenant edge server: the HTTP front routes by Host to a tenant's cache, tenant programs
+// run on the same thread a slice at a time (their loads on loader threads), and the config can be reloaded (SIGHUP or the admin API) without
 // dropping requests: new tenant runtimes are built first, then swapped in, then the old ones close.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,7 +12,7 @@ import { type Front, startFront } from '../http/front.ts';
 import { KvStore } from './kv.ts';
 import { pino } from 'pino';
 import { type LoadedProgram, loadProgramVersion, type Logger, TenantRuntime } from './tenant.ts';
-import { VmWorkers } from '../sandbox/index.ts';
+import { ProgramPool } from '../sandbox/index.ts';
 
 export interface EdgeServerOptions {
   /** Operational log (JSON lines on stdout by default). */
@@ -37,7 +37,7 @@ function sendText(res: ServerResponse, status: number, text: string): void {
 
 export class EdgeServer {
   config: Config;
-  readonly pool: VmWorkers;
+  readonly pool: ProgramPool;
   readonly storage: Storage;
   readonly tenants = new Map<string, TenantRuntime>();
   private byHost = new Map<string, TenantRuntime>();
@@ -50,7 +50,7 @@ export class EdgeServer {
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: Config, pool: VmWorkers, log: Logger, source: (() => Config) | undefined) {
+  private constructor(config: Config, pool: ProgramPool, log: Logger, source: (() => Config) | undefined) {
     this.config = config;
     this.loadNextConfig = source ?? (() => loadConfig(this.config.file));
     this.pool = pool;
@@ -58,10 +58,10 @@ export class EdgeServer {
     this.storage = new Storage({ maxBytes: totalCacheBytes(config) });
   }
 
-  /** Starts workers, loads every tenant's programs, then opens the front and the admin API. */
+  /** Starts the program pool, loads every tenant's programs, then opens the front and the admin API. */
   static async start(config: Config, options: EdgeServerOptions = {}): Promise<EdgeServer> {
     const log = options.logger ?? pino({ name: 'tinyedge' });
-    const pool = await VmWorkers.start(config.server.workers);
+    const pool = await ProgramPool.start({ sliceMs: config.server.sliceMs });
     const server = new EdgeServer(config, pool, log, options.configSource);
     try {
       for (const t of config.tenants) server.install(await server.buildTenant(t, undefined));
@@ -173,8 +173,7 @@ export class EdgeServer {
 
   /**
    * Replaces a program with an uploaded executable: it boots, initialises and answers a warm-up
-   * request on a loader thread of its own, then every VM worker adopts its snapshot before it takes
-   * over; a failure changes nothing. Uploads and reloads are applied one at a time.
+   * request on a loader thread of its own, then the pool adopts its snapshot before it takes over; a failure changes nothing. Uploads and reloads are applied one at a time.
    */
   uploadProgram(tenantName: string, programName: string, elf: Buffer): Promise<LoadedProgram> {
     const run = this.changing.then(async () => {

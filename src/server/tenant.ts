@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type ProgramOptions, QueueFullError, SandboxError, type SandboxRequest, type VmWorkers, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -16,7 +16,7 @@ import { TenantStats } from './stats.ts';
 
 const MiB = 1024 * 1024;
 
-/** A program as loaded: `key` names its current version on the VM workers. */
+/** A program as loaded: `key` names its current version in the program pool. */
 export interface LoadedProgram {
   config: ProgramConfig;
   key: string;
@@ -49,10 +49,10 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
 
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
- * version before anyone depends on it. Both run on a loader thread, not on the VM workers that
- * serve requests (vm-pool.ts). Throws on any failure, changing nothing.
+ * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
+ * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
-export async function loadProgramVersion(pool: VmWorkers, tenant: string, program: ProgramConfig, elf: Buffer): Promise<LoadedProgram> {
+export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer): Promise<LoadedProgram> {
   const key = programKey(tenant, program.name);
   const generate = program.roles.includes('generate');
   const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
@@ -94,7 +94,7 @@ export class TenantRuntime implements Backend {
   private readonly routes: Route[];
   private closed = false;
 
-  constructor(readonly config: TenantConfig, private readonly pool: VmWorkers, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Logger) {
+  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Logger) {
     for (const o of config.origins) this.origins.set(o.name, openOrigin(o));
     for (const p of programs) this.programs.set(p.config.name, p);
     this.routes = buildRoutes(config);
@@ -149,7 +149,7 @@ export class TenantRuntime implements Backend {
     // Looked up after the await and used at once: a live upload may have swapped versions meanwhile.
     const program = this.programs.get(name)!;
     const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
-    let r: Awaited<ReturnType<VmWorkers['call']>>;
+    let r: CallResult;
     try {
       r = await this.call(program, sreq, {});
     } catch (err) {
@@ -169,8 +169,8 @@ export class TenantRuntime implements Backend {
     };
   }
 
-  /** Runs a program on the workers with this tenant's host services; a failure is counted, logged and rethrown. */
-  private async call(program: LoadedProgram, req: SandboxRequest, options: Parameters<VmWorkers['call']>[2]): Promise<Awaited<ReturnType<VmWorkers['call']>>> {
+  /** Runs a program with this tenant's host services; a failure is counted, logged and rethrown. */
+  private async call(program: LoadedProgram, req: SandboxRequest, options: CallOptions): Promise<CallResult> {
     const started = performance.now();
     try {
       const r = await this.pool.call(program.key, req, { ...options, host: tenantHostCalls(this.origins, this.kv) });

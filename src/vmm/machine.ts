@@ -202,11 +202,12 @@ export class Machine implements SyscallContext {
   // --- running --------------------------------------------------------------------------------
 
   /**
-   * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields.
-   * Throws a SandboxError for a fault, a timeout, or anything else that is not the program's doing.
+   * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields, or for
+   * one slice of `sliceMs` ('preempted': the next run continues). Throws a SandboxError for a
+   * fault, a timeout, or anything else that is not the program's doing.
    */
-  run(timeoutMs: number): RunResult {
-    return this.loop.run(timeoutMs);
+  run(timeoutMs: number, sliceMs?: number): RunResult {
+    return this.loop.run(timeoutMs, sliceMs);
   }
 
   /** Called by a hypercall handler: stop the run after this call, leaving it pending. */

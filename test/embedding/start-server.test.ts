@@ -16,7 +16,7 @@ const quiet = { logger: pino({ level: 'silent' }), listen: { host: '127.0.0.1', 
 
 function yaml(hosts: string): string {
   return `
-server: { workers: 1 }
+server: {}
 tenants:
   - name: site
     hosts: [${hosts}]
@@ -64,7 +64,7 @@ describe('startServer', needsKvm(), () => {
 
 test('a config file that does not validate is refused with a ConfigError naming file and line', async () => {
   const file = join(mkdtempSync(join(tmpdir(), 'tinyedge-lib-')), 'broken.yaml');
-  writeFileSync(file, 'server: { workers: 1 }\ntenants:\n  - name: site\n    hosts: [a.test]\n    token: site-token-0123456789\n    programs:\n      - { name: p, file: ./missing, routes: [{ prefix: / }] }\n');
+  writeFileSync(file, 'server: {}\ntenants:\n  - name: site\n    hosts: [a.test]\n    token: site-token-0123456789\n    programs:\n      - { name: p, file: ./missing, routes: [{ prefix: / }] }\n');
   await assert.rejects(startServer({ configFile: file }, quiet), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.match(err.message, new RegExp(`broken\\.yaml:7: tenants\\[0\\]\\.programs\\[0\\]\\.file: `));

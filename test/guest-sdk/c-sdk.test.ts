@@ -5,8 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '../../src/kvm/kvm.ts';
-import { type HostCalls, Program } from '../../src/sandbox/program.ts';
-import { VmWorkers } from '../../src/sandbox/pool.ts';
+import { Program } from '../../src/sandbox/program.ts';
+import { type HostCalls } from '../../src/sandbox/instance.ts';
+import { ProgramPool } from '../../src/sandbox/program-pool.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest, type GuestVariant, hasCompiler } from '../helpers/guests.ts';
@@ -127,10 +128,10 @@ describe('the C SDK', needsKvm(), () => {
   });
 });
 
-describe('the warm-up flag on a program loaded by the VM workers', needsKvm(), () => {
-  let pool: VmWorkers;
+describe('the warm-up flag on a program loaded through the program pool', needsKvm(), () => {
+  let pool: ProgramPool;
   before(async () => {
-    pool = await VmWorkers.start(1);
+    pool = await ProgramPool.start();
   });
   after(async () => {
     await pool.close();

@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '../../src/kvm/kvm.ts';
-import { type Instance, Program } from '../../src/sandbox/program.ts';
+import { Program } from '../../src/sandbox/program.ts';
+import { type Instance } from '../../src/sandbox/instance.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 

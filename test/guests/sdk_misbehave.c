@@ -1,8 +1,11 @@
 /* SDK program that misbehaves on demand, by path: /crash (NULL dereference), /loop (never ends),
  * /oom (exhausts memory, then writes through NULL), /big (a 4 MiB response), /exit (exit(3)),
- * /noresponse (returns without responding), /badheader, /clock (reports CLOCK_REALTIME in ms).
+ * /noresponse (returns without responding), /badheader, /clock (reports CLOCK_REALTIME in ms),
+ * /burn?ms=N (spins for N ms of wall-clock time, default 50, then answers "burnt"), /work?n=N (a
+ * fixed amount of computation: N × 100000 loop iterations, then answers "worked").
  * Anything else answers "ok" with a counter that must always read 0. */
 #include <tinyedge.h>
+#include <stdlib.h>
 #include <time.h>
 
 static int served;
@@ -29,6 +32,26 @@ static void on_request(const te_request *req) {
         clock_gettime(CLOCK_REALTIME, &ts);
         int n = snprintf(body, sizeof body, "%lld\n", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
         te_respond(200, "text/plain", body, (size_t)n);
+        return;
+    }
+    if (path_is(req, "/burn")) {
+        char arg[16];
+        long ms = te_query_param(req, "ms", arg, sizeof arg) > 0 ? atol(arg) : 50;
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            for (volatile int i = 0; i < 100000; i++) {}
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+        te_respond_str(200, "text/plain", "burnt\n");
+        return;
+    }
+    if (path_is(req, "/work")) {
+        char arg[16];
+        long rounds = te_query_param(req, "n", arg, sizeof arg) > 0 ? atol(arg) : 1;
+        for (long r = 0; r < rounds; r++)
+            for (volatile int i = 0; i < 100000; i++) {}
+        te_respond_str(200, "text/plain", "worked\n");
         return;
     }
     int n = snprintf(body, sizeof body, "ok served=%d\n", served++);

@@ -36,10 +36,10 @@ describe('the Fastify plugin', needsKvm(), () => {
     });
     app = Fastify({ logger: { level: 'warn', stream } });
     app.get('/', async () => ({ own: true }));
-    await app.register(tinyedgePlugin, { prefix: '/edge', program: buildExample('echo'), threads: 1 });
+    await app.register(tinyedgePlugin, { prefix: '/edge', program: buildExample('echo') });
     url = await app.listen({ port: 0, host: '127.0.0.1' });
     bad = Fastify({ logger: { level: 'warn', stream } });
-    await bad.register(tinyedgePlugin, { program: buildGuest('sdk_misbehave'), threads: 1, timeoutMs: 300, maxRequestBytes: 4096 });
+    await bad.register(tinyedgePlugin, { program: buildGuest('sdk_misbehave'), timeoutMs: 300, maxRequestBytes: 4096 });
     badUrl = await bad.listen({ port: 0, host: '127.0.0.1' });
   });
   after(async () => {
@@ -99,7 +99,7 @@ describe('the Fastify plugin', needsKvm(), () => {
     const other = Fastify();
     try {
       await assert.rejects(async () => {
-        await other.register(tinyedgePlugin, { prefix: '/x', program: Buffer.from('not a program'), threads: 1 });
+        await other.register(tinyedgePlugin, { prefix: '/x', program: Buffer.from('not a program') });
       }, /not an ELF executable/);
     } finally {
       await other.close();

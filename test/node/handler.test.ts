@@ -10,7 +10,7 @@ import { request } from 'undici';
 import { buildExample } from '../../guest/build.ts';
 import { createHandler, type AdapterLogger, type ProgramHandler } from '../../src/node/index.ts';
 import { clientFailure } from '../../src/http/failure.ts';
-import { SandboxError, VmWorkers } from '../../src/sandbox/index.ts';
+import { ProgramPool, SandboxError } from '../../src/sandbox/index.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 import { exchange } from '../helpers/raw-http.ts';
@@ -48,7 +48,7 @@ interface Echo {
 }
 
 describe('the node:http handler', needsKvm(), () => {
-  let pool: VmWorkers;
+  let pool: ProgramPool;
   let echo: ProgramHandler;
   let misbehave: ProgramHandler;
   const log = recorder();
@@ -56,7 +56,7 @@ describe('the node:http handler', needsKvm(), () => {
   let misbehaveAt: { server: Server; url: string; port: number };
 
   before(async () => {
-    pool = await VmWorkers.start(1);
+    pool = await ProgramPool.start();
     echo = await createHandler({ program: buildExample('echo'), pool });
     misbehave = await createHandler({ program: buildGuest('sdk_misbehave'), pool, timeoutMs: 300, concurrency: 1, queueTimeoutMs: 50, maxRequestBytes: 4096, logger: log });
     echoAt = await listen(echo);

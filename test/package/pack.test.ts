@@ -93,7 +93,7 @@ describe('the packed package, installed into an empty project', { timeout: BUDGE
     };
     const expect: Record<string, string[]> = {
       tinyedge: ['startServer', 'parseConfig', 'ConfigError'],
-      'tinyedge/sandbox': ['Kvm', 'Program', 'Instance', 'VmWorkers', 'runProcess', 'SandboxError', 'ProgramError', 'KvmError'],
+      'tinyedge/sandbox': ['Kvm', 'Program', 'Instance', 'ProgramPool', 'runProcess', 'SandboxError', 'ProgramError', 'KvmError'],
       'tinyedge/cache': ['Cache', 'Origin', 'Storage'],
       'tinyedge/node': ['createHandler', 'tinyedgePlugin'],
     };

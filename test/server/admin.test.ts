@@ -23,7 +23,7 @@ describe('admin API input', needsKvm(), () => {
 
   before(async () => {
     const config = parseConfig(`
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, workers: 1 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP} }
 tenants:
   - name: solo
     hosts: [solo.test]

@@ -31,7 +31,7 @@ describe('a tenant whose answers carry many unique tags', needsKvm(), () => {
 
   before(async () => {
     const config = parseConfig(`
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, workers: 1 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0 }
 tenants:
   - name: tagger
     hosts: [tagger.test]

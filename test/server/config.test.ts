@@ -65,7 +65,7 @@ describe('parsing', () => {
     const config = parse(minimal());
     assert.deepEqual(config, {
       file: FILE,
-      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, workers: 2 },
+      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, workers: undefined },
       tenants: [{
         name: 'demo',
         hosts: ['localhost'],
@@ -90,7 +90,7 @@ describe('parsing', () => {
   listen: 0.0.0.0:80
   admin: "[::1]:9000"
   operatorToken: \${OP}
-  workers: 8
+  slice: 5ms
 tenants:
   - name: shop-1
     hosts: [Shop.Example.com:8080, "[::1]", 10.0.0.1]
@@ -126,7 +126,7 @@ tenants:
         allowRead: [../data, /tmp]
         executableMemory: true
 `, { OP: 'operator-token-0123456789' });
-    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', workers: 8 });
+    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', sliceMs: 5, workers: undefined });
     const [t] = config.tenants;
     assert.ok(t);
     assert.deepEqual(t.hosts, ['shop.example.com', '[::1]', '10.0.0.1']);
@@ -181,7 +181,7 @@ describe('errors', () => {
   test('several problems are reported at once, in file order', () => {
     assert.deepEqual(refused(`server:
   listen: 127.0.0.1
-  workers: 0
+  slice: 0
 tenants:
   - name: Demo
     hosts: []
@@ -194,7 +194,7 @@ tenants:
   - 3
 `), [
       'F:2: server.listen: expected host:port (e.g. "127.0.0.1:8080"), got "127.0.0.1"',
-      'F:3: server.workers: expected an integer from 1 to 256, got 0',
+      'F:3: server.slice: expected a positive duration (e.g. "500ms", "10s", "2m", or milliseconds), got 0',
       'F:5: tenants[0].name: expected a name of 1 to 63 lowercase letters, digits and "-", got "Demo"',
       'F:6: tenants[0].hosts: expected a list of host names with at least one entry, got an empty list',
       'F:7: tenants[0].token: expected a non-empty token of visible ASCII characters, got a 0-character string (not shown)',
@@ -296,11 +296,11 @@ describe('values', () => {
     assert.deepEqual(refused(text('${T}')), ['F:4: tenants[0].token: expected environment variable T to be set, got nothing (write ${T:-default} to give a default)']);
     assert.deepEqual(refused(text('"${T"')), ['F:4: tenants[0].token: expected ${NAME} or ${NAME:-default} (NAME of letters, digits and "_"), got "${T"']);
     assert.deepEqual(refused(text('"${9x}"')), ['F:4: tenants[0].token: expected ${NAME} or ${NAME:-default} (NAME of letters, digits and "_"), got "${9x}"']);
-    // An interpolated number is a string, which integer keys accept.
-    assert.equal(parse(`server: { workers: "\${W}" }\n${text('token-a-0123456789')}`, { W: '6' }).server.workers, 6);
+    // An interpolated number is a string, which duration keys accept as milliseconds.
+    assert.equal(parse(`server: { slice: "\${W}" }\n${text('token-a-0123456789')}`, { W: '6' }).server.sliceMs, 6);
     // Interpolation errors are reported with the rest.
-    assert.deepEqual(refused(`server: { workers: "\${W}" }\n${text('${T}')}`), [
-      'F:1: server.workers: expected environment variable W to be set, got nothing (write ${W:-default} to give a default)',
+    assert.deepEqual(refused(`server: { slice: "\${W}" }\n${text('${T}')}`), [
+      'F:1: server.slice: expected environment variable W to be set, got nothing (write ${W:-default} to give a default)',
       'F:5: tenants[0].token: expected environment variable T to be set, got nothing (write ${T:-default} to give a default)',
     ]);
   });
@@ -341,6 +341,13 @@ ${tenant('a', '[b]', 'another-token-0123456789')}`), [
       `${FILE}:5: tenants[0].token: shorter than 16 characters (5): use a long random token outside of demos`,
     ]);
     assert.equal(config.tenants[0]?.token, 'short');
+  });
+
+  test('server.workers, from before programs ran on the serving thread, is accepted with a warning', () => {
+    const config = parse(`server: { workers: 4 }\ntenants:\n${tenant('a', '[a]')}`);
+    assert.deepEqual(config.warnings, [
+      `${FILE}:1: server.workers: no longer used: programs run on the thread that serves the connection, a slice at a time (server.slice); remove it`,
+    ]);
   });
 
   test('program paths resolve relative to the config file and must exist', () => {
@@ -406,7 +413,7 @@ describe('default config and reloads', () => {
     buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
-    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, workers: 2 });
+    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, workers: undefined });
     const [demo] = config.tenants;
     assert.equal(config.tenants.length, 1);
     assert.equal(demo?.name, 'demo');
@@ -442,8 +449,8 @@ describe('default config and reloads', () => {
 
   test('diffConfigs names added, removed and changed tenants, and changed server keys', () => {
     const base = `tenants:\n  - { name: a, hosts: [a], token: token-a-0123456789 }\n  - { name: b, hosts: [b], token: token-b-0123456789 }\n`;
-    const next = `server: { workers: 4 }\ntenants:\n  - { name: a, hosts: [a, a2], token: token-a-0123456789 }\n  - { name: c, hosts: [c], token: token-c-0123456789 }\n`;
-    assert.deepEqual(diffConfigs(parse(base), parse(next)), { tenantsAdded: ['c'], tenantsRemoved: ['b'], tenantsChanged: ['a'], serverChanged: ['workers'] });
+    const next = `server: { slice: 4ms }\ntenants:\n  - { name: a, hosts: [a, a2], token: token-a-0123456789 }\n  - { name: c, hosts: [c], token: token-c-0123456789 }\n`;
+    assert.deepEqual(diffConfigs(parse(base), parse(next)), { tenantsAdded: ['c'], tenantsRemoved: ['b'], tenantsChanged: ['a'], serverChanged: ['sliceMs'] });
     assert.deepEqual(diffConfigs(parse(base), parse(base)), { tenantsAdded: [], tenantsRemoved: [], tenantsChanged: [], serverChanged: [] });
   });
 });

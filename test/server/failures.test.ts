@@ -30,7 +30,6 @@ server:
   listen: 127.0.0.1:0
   admin: 127.0.0.1:0
   operatorToken: operator-token-0123456789
-  workers: 1
 tenants:
   - name: gen
     hosts: [gen.test]

@@ -40,7 +40,7 @@ describe('a hostile fetch program uploaded to a running server', needsKvm(), () 
     const originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
     // The warm-up request goes to the first route's prefix: the issue's repro.
     const yaml = `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, workers: 2 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP} }
 tenants:
   - name: good
     hosts: [good.test]

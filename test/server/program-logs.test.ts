@@ -16,7 +16,7 @@ describe('serve: program log lines', needsKvm(), () => {
 
   before(async () => {
     const yaml = `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, workers: 1 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0 }
 tenants:
   - name: talk
     hosts: [talk.test]

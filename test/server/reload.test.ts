@@ -16,7 +16,7 @@ const OP = 'operator-token-0123456789';
 
 function configText(extraTenant: string): string {
   return `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, workers: 1 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, slice: 2ms }
 tenants:
   - name: one
     hosts: [one.test]
@@ -69,11 +69,11 @@ describe('config reload', needsKvm(), () => {
   });
 
   test('a broken config is refused with its error path, and nothing changes', async () => {
-    writeFileSync(file, configText(TWO).replace('workers: 1', 'workers: lots'));
+    writeFileSync(file, configText(TWO).replace('slice: 2ms', 'slice: lots'));
     const r = await reload();
     assert.equal(r.status, 400);
     assert.equal(r.json.error, 'config refused; nothing changed');
-    assert.match(String((r.json.problems as string[])[0]), /tinyedge\.yaml:2: server\.workers: expected .*got "lots"/);
+    assert.match(String((r.json.problems as string[])[0]), /tinyedge\.yaml:2: server\.slice: expected .*got "lots"/);
     assert.equal((await get('two.test', '/x')).status, 201);
   });
 

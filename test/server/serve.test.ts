@@ -53,7 +53,6 @@ server:
   listen: 127.0.0.1:0
   admin: 127.0.0.1:0
   operatorToken: ${OPERATOR_TOKEN}
-  workers: 2
 tenants:
   - name: alpha
     hosts: [alpha.test]

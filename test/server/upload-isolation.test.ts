@@ -1,6 +1,6 @@
 // One tenant's upload must not stall the others: a program whose main() sleeps before
 // wait_for_requests() is loaded, initialised and warmed up on a loader thread of its own while
-// the VM workers keep serving every other tenant. (Before, every worker ran the init itself.)
+// the thread that serves keeps answering every other tenant. (Before, every serving thread ran the init itself.)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -34,7 +34,7 @@ describe('upload isolation', needsKvm(), () => {
 
   before(async () => {
     const yaml = `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, workers: 2 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP} }
 tenants:
   - name: slow
     hosts: [slow.test]

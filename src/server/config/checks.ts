@@ -24,7 +24,10 @@ export function checkConfig(config: Omit<Config, 'file' | 'warnings'>): { errors
   const error = (path: Segment[], message: string): void => void errors.push({ path, message });
   const warn = (path: Segment[], message: string): void => void warnings.push({ path, message });
 
-  const { listen, admin, operatorToken } = config.server;
+  const { listen, admin, operatorToken, workers } = config.server;
+  if (workers !== undefined) {
+    warn(['server', 'workers'], 'no longer used: programs run on the thread that serves the connection, a slice at a time (server.slice); remove it');
+  }
   // Port 0 lets the system pick, so two zeros never clash.
   if (listen.port !== 0 && listen.port === admin.port && listen.host === admin.host) {
     error(['server', 'admin'], `expected an address other than server.listen's, got the same (${admin.host}:${admin.port})`);

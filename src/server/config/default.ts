@@ -19,7 +19,7 @@ server:
   listen: 127.0.0.1:\${TINYEDGE_PORT:-8080}
   admin: 127.0.0.1:\${TINYEDGE_ADMIN_PORT:-8081}
   operatorToken: \${TINYEDGE_OPERATOR_TOKEN:-}   # no operator calls unless set
-  workers: 2
+  slice: 2ms        # longest a program call holds the serving thread at a time
 tenants:
   - name: demo
     hosts: [localhost, 127.0.0.1, demo.localhost]

@@ -3,6 +3,7 @@
 // `expected …, got …`; cross-field rules (uniqueness, references) live in checks.ts.
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
+import { DEFAULT_SLICE_MS } from '../../sandbox/index.ts';
 import type { CacheConfig, Config, HealthCheckConfig, KvConfig, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig } from './types.ts';
 import {
   HTTP_METHODS, no, ok, parseAddress, parseDuration, parseGuestMemory, parseHost, parseInteger, parseMethod, parseName,
@@ -15,7 +16,7 @@ const MiB = 1024 * 1024;
 export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 8080 },
   admin: { host: '127.0.0.1', port: 8081 },
-  workers: 2,
+  sliceMs: DEFAULT_SLICE_MS,
   origin: { name: 'default', connectTimeoutMs: 5000, firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000, connections: 128 },
   healthCheck: { intervalMs: 5000, timeoutMs: 2000, threshold: 2 },
   cache: { memoryBytes: 64 * MiB, defaultGraceMs: 10_000, defaultKeepMs: 60_000, maxObjectBytes: 8 * MiB },
@@ -187,9 +188,10 @@ const server = mapping({
   listen: leaf(parseAddress).default(() => ({ ...DEFAULTS.listen })),
   admin: leaf(parseAddress).default(() => ({ ...DEFAULTS.admin })),
   operatorToken: leaf(parseOptionalToken, showSecret).default(null),
-  workers: integer(1, 256).default(DEFAULTS.workers),
+  slice: duration(true).default(DEFAULTS.sliceMs),
+  workers: integer(1, 256).optional(),
 }, 'a server section such as { listen: "127.0.0.1:8080" }')
-  .transform((s): ServerConfig => s)
+  .transform(({ slice, workers, ...s }): ServerConfig => ({ ...s, sliceMs: slice, workers }))
   .prefault({});
 
 /** The whole file; paths in it resolve against `baseDir`, and files are checked as they parse. */

@@ -12,8 +12,13 @@ export interface ServerConfig {
   admin: Address;
   /** Token for operator-wide admin calls; null when none is configured (operator calls refused). */
   operatorToken: string | null;
-  /** VM worker threads. */
-  workers: number;
+  /**
+   * The longest a guest call holds the thread serving its connection before that thread serves
+   * others for a turn (the call then goes on).
+   */
+  sliceMs: number;
+  /** Obsolete (the VM worker threads are gone): accepted, with a warning, and not used. */
+  workers: number | undefined;
 }
 
 export interface HealthCheckConfig {

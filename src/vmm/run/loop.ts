@@ -23,10 +23,14 @@ import { Scheduler } from './scheduler.ts';
 import type { ThreadTableState } from './threads.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
 
-/** How a run ended: the program exited (or killed itself), or it yielded at a hypercall. */
+/**
+ * How a run ended: the program exited (or killed itself), yielded at a hypercall, or was still
+ * running at the end of its slice (the next run continues it).
+ */
 export type RunResult =
   | { kind: 'exit'; status: number; signal?: string }
-  | { kind: 'yield'; call: number };
+  | { kind: 'yield'; call: number }
+  | { kind: 'preempted' };
 
 /** A door call waiting for its answer: where the `out` was, and how to get back to ring 3. */
 export interface PendingCall {
@@ -102,9 +106,11 @@ export class RunLoop {
   /** SWITCH_RAX must get the vCPU's RAX before the next entry (the scrub goes through the switch code). */
   private raxToSwitchSlot = false;
   private deadline = Infinity;
+  /** When the current run gives the thread back, though the program is not done (`run`'s slice). */
+  private sliceEnd = Infinity;
   private timer: ThreadTimer | undefined;
-  /** The timer is aimed before the deadline, for the threads: not worth keeping after the run. */
-  private timerForThreads = false;
+  /** The timer is aimed before the deadline (the run's slice, the threads): not worth keeping after the run. */
+  private timerBeforeDeadline = false;
   /** The program's threads, and which of them is on the vCPU. */
   readonly threads: Scheduler;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -124,13 +130,17 @@ export class RunLoop {
   }
 
   /**
-   * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields.
-   * Throws a SandboxError for a fault, a timeout, or anything else that is not the program's doing.
+   * Runs the program for at most `timeoutMs` of wall-clock time, until it exits or yields, or
+   * until `sliceMs` have passed: then it returns 'preempted' and the next run continues the
+   * program where it stopped. Throws a SandboxError for a fault, a timeout, or anything else that
+   * is not the program's doing.
    */
-  run(timeoutMs: number): RunResult {
+  run(timeoutMs: number, sliceMs = Infinity): RunResult {
     const timer = threadTimerInstance();
     this.timer = timer;
-    this.deadline = performance.now() + timeoutMs;
+    const now = performance.now();
+    this.deadline = now + timeoutMs;
+    this.sliceEnd = now + sliceMs;
     this.exitResult = undefined;
     this.armTimer();
     try {
@@ -138,15 +148,15 @@ export class RunLoop {
     } finally {
       // A slice's end left armed would interrupt whatever the host thread does next (an ioctl
       // that fails with EINTR, such as KVM_CREATE_VM), long before the next run needs a timer.
-      if (this.timerForThreads) timer.disarm();
+      if (this.timerBeforeDeadline) timer.disarm();
       timer.settle();
     }
   }
 
-  /** Aims the timer at the deadline, or sooner when the threads need a check (a slice's end, a wait's). */
+  /** Aims the timer at the deadline, or sooner: the run's slice, or a check the threads need (their slice's end, a wait's). */
   private armTimer(): void {
-    const check = this.threads.nextCheck();
-    this.timerForThreads = check < this.deadline;
+    const check = Math.min(this.threads.nextCheck(), this.sliceEnd);
+    this.timerBeforeDeadline = check < this.deadline;
     this.timer!.ensure(Math.min(this.deadline, Math.max(check, performance.now() + MIN_TIMER_MS)));
   }
 
@@ -182,9 +192,9 @@ export class RunLoop {
       } else {
         throw this.unexpectedExit(exit);
       }
-      if (performance.now() >= this.deadline) {
-        throw new SandboxError('timeout', `program ran past its ${timeoutMs} ms time limit`);
-      }
+      const now = performance.now();
+      if (now >= this.deadline) throw new SandboxError('timeout', `program ran past its ${timeoutMs} ms time limit`);
+      if (now >= this.sliceEnd) return { kind: 'preempted' };
     }
   }
 

@@ -1,12 +1,12 @@
-// VM worker threads: programs load on a loader thread and are adopted by every worker, requests
-// run off the HTTP thread with host calls answered on it, a full queue is refused, an unloaded
+// The program pool: programs load on a loader thread and are adopted by this thread, requests run
+// on this thread a slice at a time with their host calls, a full queue is refused, an unloaded
 // program finishes what it started, and a slow or failing load holds nothing but its loader.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import type { HostCalls } from '../../src/sandbox/program.ts';
+import type { HostCalls } from '../../src/sandbox/instance.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
-import { QueueFullError, VmWorkers } from '../../src/sandbox/pool.ts';
+import { ProgramPool, QueueFullError } from '../../src/sandbox/program-pool.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
@@ -54,8 +54,8 @@ const SNAPSHOT_FD = /^\/memfd:tinyedge-snapshot/;
 const VM_FD = /^anon_inode:kvm-vm$/;
 const KVM_FD = /^\/dev\/kvm$/;
 
-describe('VM workers', needsKvm(), () => {
-  let pool: VmWorkers;
+describe('the program pool', needsKvm(), () => {
+  let pool: ProgramPool;
   const store = new Map<string, Uint8Array>();
   const host: HostCalls = {
     fetch: async () => ({ status: 200, headers: [['content-type', 'text/plain']], body: Buffer.from('from origin') }),
@@ -65,13 +65,13 @@ describe('VM workers', needsKvm(), () => {
   };
 
   before(async () => {
-    pool = await VmWorkers.start(2);
+    pool = await ProgramPool.start();
   });
   after(async () => {
     await pool.close();
   });
 
-  test('a program loads on every worker and answers requests with host calls served by this thread', async () => {
+  test('a program loads and answers requests on this thread, with host calls', async () => {
     const loaded = await pool.load('t/hostcalls@1', readFileSync(buildGuest('sdk_hostcalls')), { mode: 'sdk', name: 'hostcalls', concurrency: 4, queueTimeoutMs: 1000, timeoutMs: 1000 });
     assert.ok(loaded.timing.initUs > 0);
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => pool.call('t/hostcalls@1', get(i % 2 ? '/fetch' : '/kv/incr'), { host })));
@@ -97,7 +97,7 @@ describe('VM workers', needsKvm(), () => {
     await assert.rejects(pool.call('t/old@1', get('/')), /not loaded/);
   });
 
-  test('a program that fails to load on the workers is refused with its reason', async () => {
+  test('a program that fails to load is refused with its reason', async () => {
     await assert.rejects(pool.load('t/bad@1', readFileSync(buildGuest('hello')), { mode: 'sdk', name: 'bad', concurrency: 1, queueTimeoutMs: 10 }), /before calling wait_for_requests/);
     assert.equal(pool.has('t/bad@1'), false);
   });
@@ -118,15 +118,15 @@ describe('VM workers', needsKvm(), () => {
     assert.equal(pool.has('t/kept@3'), false);
     assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), snapshots), snapshots);
     assert.equal(await settlesAt(() => openFds(VM_FD), vms), vms);
-    // As many requests as slots, at once: every slot, so every worker, answers.
+    // As many requests as instances, at once: every instance answers.
     const results = await Promise.all(Array.from({ length: 4 }, (_, i) => pool.call('t/kept@1', get(`/${i}`))));
     assert.deepEqual(results.map((r) => r.body.toString()), Array(4).fill('ok served=0\n'));
   });
 
-  test('every worker holds its own descriptor of an adopted snapshot; the loader keeps none', async () => {
+  test('this thread holds its own descriptor of an adopted snapshot; the loader keeps none', async () => {
     const before = await steady(() => openFds(SNAPSHOT_FD));
     await pool.load('t/fds@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'fds', concurrency: 2, queueTimeoutMs: 1000 });
-    assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), before + pool.size), before + pool.size);
+    assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), before + 1), before + 1);
     await Promise.all([pool.call('t/fds@1', get('/a')), pool.call('t/fds@1', get('/b'))]);
     pool.unload('t/fds@1');
     assert.equal(await settlesAt(() => openFds(SNAPSHOT_FD), before), before);
@@ -163,5 +163,41 @@ describe('VM workers', needsKvm(), () => {
     assert.equal((await pool.call('t/slowinit@1', get('/'))).body.toString(), 'ready\n');
     // The second loader, started for the overlapping load, has ended and closed its /dev/kvm.
     assert.equal(await settlesAt(() => openFds(KVM_FD), kvmFds), kvmFds);
+  });
+
+  test('a long call gives the thread back between slices: another call starts and ends while it runs', async () => {
+    await pool.load('t/spin@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'spin', concurrency: 2, queueTimeoutMs: 1000, timeoutMs: 5000 });
+    const order: string[] = [];
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 1);
+    // Never ends: only its time limit stops it, and only if the thread keeps turning meanwhile
+    // can the other call run; held for the whole call, the other call would begin after it.
+    const looping = pool.call('t/spin@1', get('/loop')).then(() => order.push('loop answered'), (err: unknown) => order.push(err instanceof SandboxError ? `loop ${err.kind}` : 'loop failed'));
+    await pause(0);
+    const other = await pool.call('t/spin@1', get('/quick'));
+    order.push('other answered');
+    const ticksDuring = ticks;
+    await looping;
+    clearInterval(ticker);
+    assert.equal(other.body.toString(), 'ok served=0\n');
+    assert.deepEqual(order, ['other answered', 'loop timeout']);
+    assert.ok(ticksDuring > 0, 'timers ran while the loop was on the vCPU');
+  });
+
+  test('a call that burns CPU finishes across many slices with its answer intact', async () => {
+    const r = await pool.call('t/spin@1', get('/burn?ms=30'));
+    assert.equal(r.body.toString(), 'burnt\n');
+  });
+
+  test('the answer comes back before the reset; the next request still sees a fresh instance', async () => {
+    await pool.load('t/fresh@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'fresh', concurrency: 1, queueTimeoutMs: 1000 });
+    for (let i = 0; i < 3; i++) {
+      const r = await pool.call('t/fresh@1', get(`/n${i}`));
+      assert.equal(r.body.toString(), 'ok served=0\n');
+      assert.equal(r.timing.resetUs, undefined, 'reset after the answer was handed back');
+    }
+    // Back to back with one instance: the second waits for the first one's reset.
+    const both = await Promise.all([pool.call('t/fresh@1', get('/a')), pool.call('t/fresh@1', get('/b'))]);
+    assert.deepEqual(both.map((r) => r.body.toString()), ['ok served=0\n', 'ok served=0\n']);
   });
 });

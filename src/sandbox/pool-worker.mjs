@@ -1,8 +1,0 @@
-// Entry of a VM worker thread when tinyedge runs from its TypeScript sources (tests, dev scripts):
-// registers tsx's loader in this thread, then runs the TypeScript worker. (Loader flags in a
-// worker's execArgv do not reach its entry module on Node 20.) Compiled, pool.ts starts
-// dist/sandbox/pool-worker.js directly and this file is not used.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('./pool-worker.ts');
