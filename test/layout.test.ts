@@ -1,6 +1,7 @@
 // The layers of src/ import only the layers below them (kvm → vmm → sandbox → cache → http →
-// server → node → cli), and nothing above the sandbox reaches into vmm/ or kvm/: the sandbox's
-// index is the one surface for running programs.
+// server → node → cli), and nothing above the sandbox reaches into vmm/ or kvm/ (but for the
+// imports of libc's bindings listed in PAST_THE_SANDBOX): the sandbox's index is the one surface
+// for running programs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -10,6 +11,11 @@ const SRC = path.resolve(import.meta.dirname, '../src');
 const LAYERS = ['kvm', 'vmm', 'sandbox', 'cache', 'http', 'server', 'node', 'cli'];
 /** Layers that must use `sandbox/index.ts` rather than the sandbox's own modules or those below. */
 const ABOVE_SANDBOX = new Set(['cache', 'http', 'server', 'node', 'cli']);
+/**
+ * Imports past the sandbox that are not about running programs: libc's bindings live in kvm/ (the
+ * one module that loads libc), and the shards' listening sockets are made through them.
+ */
+const PAST_THE_SANDBOX = new Set([`${path.join('http', 'listen-socket.ts')} → ${path.join('kvm', 'libc.ts')}`]);
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
@@ -35,7 +41,7 @@ test('every module imports only from its own layer or the layers below it', () =
       const where = `${path.relative(SRC, file)} → ${path.relative(SRC, target)}`;
       if (to === undefined) wrong.push(`${where} (imports the package entry)`);
       else if (LAYERS.indexOf(to) > LAYERS.indexOf(from)) wrong.push(`${where} (imports a layer above)`);
-      else if (ABOVE_SANDBOX.has(from) && (to === 'kvm' || to === 'vmm')) wrong.push(`${where} (bypasses the sandbox)`);
+      else if (ABOVE_SANDBOX.has(from) && (to === 'kvm' || to === 'vmm') && !PAST_THE_SANDBOX.has(where)) wrong.push(`${where} (bypasses the sandbox)`);
       else if (ABOVE_SANDBOX.has(from) && to === 'sandbox' && path.relative(SRC, target) !== path.join('sandbox', 'index.ts')) {
         wrong.push(`${where} (the sandbox's surface is sandbox/index.ts)`);
       }

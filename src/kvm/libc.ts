@@ -61,6 +61,34 @@ export function fcntlInt(fd: number, cmd: number, arg: number): number {
   return fcntlRaw(fd, cmd, 'int', arg);
 }
 
+// Listening sockets for the HTTP shards (http/listen-socket.ts): Node 20's `listen` has no
+// SO_REUSEPORT, so the socket is made here and handed to `server.listen({ fd })`.
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_REUSEPORT = 15;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+export const socket = libc.func('int socket(int domain, int type, int protocol)') as
+  (domain: number, type: number, protocol: number) => number;
+/** setsockopt(2) with the option's value in a buffer (an `int` option: 4 bytes). */
+export const setsockopt = libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)') as
+  (fd: number, level: number, name: number, value: Uint8Array, length: number) => number;
+/** bind(2) to a `struct sockaddr_in` or `sockaddr_in6` built in a buffer. */
+export const bind = libc.func('int bind(int fd, const void *addr, uint32_t length)') as
+  (fd: number, addr: Uint8Array, length: number) => number;
+export const listen = libc.func('int listen(int fd, int backlog)') as (fd: number, backlog: number) => number;
+/** getsockname(2): fills `addr` and writes its length to the one `socklen_t` in `length`. */
+export const getsockname = libc.func('int getsockname(int fd, void *addr, void *length)') as
+  (fd: number, addr: Uint8Array, length: Uint32Array) => number;
+/** inet_pton(3): 1 when `text` is an address of family `af` (its bytes in `out`), 0 when not. */
+export const inetPton = libc.func('int inet_pton(int af, const char *text, void *out)') as
+  (af: number, text: string, out: Uint8Array) => number;
+
 /** A host memory mapping: its address (for the kernel) and an ArrayBuffer aliasing it (for us). */
 export interface Mapping {
   readonly address: bigint;
