@@ -18,6 +18,11 @@ export { stripHopByHop } from '../cache/hop-by-hop.ts';
 export interface FrontOptions {
   host?: string;
   port?: number;
+  /**
+   * A listening socket to accept on instead of `host`/`port` (a shard's own SO_REUSEPORT socket,
+   * listen-socket.ts); the front owns it from then on and closes it with itself.
+   */
+  fd?: number;
   maxHeaderBytes?: number;
   maxUrlBytes?: number;
   headersTimeoutMs?: number;
@@ -256,7 +261,7 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     listener.once('error', onError);
-    listener.listen({ host, port }, () => {
+    listener.listen(options.fd !== undefined ? { fd: options.fd } : { host, port }, () => {
       listener.off('error', onError);
       resolve();
     });

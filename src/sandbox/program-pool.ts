@@ -1,6 +1,7 @@
 // The programs a thread serves, run on that very thread: no message, no structured clone, no
 // wake-up of another thread for a request that a program answers. Programs are built on loader
-// threads (loaders.ts) and adopted here by key; each has `concurrency` instances (VMs), made on
+// threads (loaders.ts) and adopted here by key — and by the pools of other threads, which adopt
+// the same build; each has `concurrency` instances (VMs), made on
 // first use, and a request waits for a free one up to the program's queue timeout. A guest call
 // holds the thread at most a slice at a time, and the guests of all programs together at most
 // one slice per turn of the event loop (turns.ts): a call still running then lets the thread's
@@ -8,7 +9,7 @@
 // handed back, so the answer goes out first.
 import type { CallOptions, CallResult, Instance } from './instance.ts';
 import { Kvm } from '../kvm/kvm.ts';
-import { Program, type LoadTiming } from './program.ts';
+import { type ExportedProgram, Program, type LoadTiming } from './program.ts';
 import { type Build, Loaders, type Warmup } from './loaders.ts';
 import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
@@ -67,38 +68,60 @@ export class ProgramPool {
   /** Keys being loaded: taken, so that a second load of one key cannot unload the first. */
   private readonly loading = new Set<string>();
   private readonly turns: Turns;
+  /** Started by the first load: a pool that only adopts (a shard's) never starts a loader. */
+  private loaders: Promise<Loaders> | undefined;
   private closed = false;
 
-  private constructor(private readonly kvm: Kvm, private readonly loaders: Loaders, options: ProgramPoolOptions) {
+  private constructor(private readonly kvm: Kvm, options: ProgramPoolOptions) {
     this.turns = new Turns(options.sliceMs ?? DEFAULT_SLICE_MS);
   }
 
-  /** Opens KVM on this thread and starts a loader thread. */
-  static async start(options: ProgramPoolOptions = {}): Promise<ProgramPool> {
+  /** Opens KVM on this thread; a loader thread starts with the first load. */
+  static start(options: ProgramPoolOptions = {}): Promise<ProgramPool> {
     if (isMainThread) installTimeoutSignalHandler();
-    const loaders = await Loaders.start();
-    return new ProgramPool(new Kvm(), loaders, options);
+    return Promise.resolve(new ProgramPool(new Kvm(), options));
   }
 
   /**
    * Loads `elf` as program `key`: a loader thread boots, initialises and snapshots it and runs
-   * `warmup` on it; then this thread adopts the snapshot. Fails, changing nothing, if a step fails.
+   * `warmup` on it; then this thread adopts the snapshot, and so does `alsoAdopt` (other threads'
+   * pools) before the loader lets the build go. Fails, changing nothing here, if a step fails.
    */
-  async load(key: string, elf: Buffer, options: PoolProgramOptions, warmup?: Warmup): Promise<{ timing: LoadTiming; snapshotPages: number }> {
+  async load(key: string, elf: Buffer, options: PoolProgramOptions, warmup?: Warmup, alsoAdopt?: (program: ExportedProgram) => Promise<void>): Promise<{ timing: LoadTiming; snapshotPages: number }> {
     if (this.programs.has(key) || this.loading.has(key)) throw new Error(`program ${key} is already loaded`);
     this.loading.add(key);
     let build: Build | undefined;
     try {
-      build = await this.loaders.build(elf, limitsOf(options), warmup);
+      // A loader that failed to start is tried again by the next load.
+      this.loaders ??= Loaders.start().catch((err: unknown) => {
+        this.loaders = undefined;
+        throw err;
+      });
+      build = await (await this.loaders).build(elf, limitsOf(options), warmup);
       if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-      const program = new Program(this.kvm, build.program);
-      this.programs.set(key, { key, program, options, instances: [], free: [], waiting: [], inflight: 0, retired: false, closed: false });
+      this.adopt(key, build.program, options);
+      try {
+        await alsoAdopt?.(build.program);
+      } catch (err) {
+        this.unload(key);
+        throw err;
+      }
       return { timing: build.program.timing, snapshotPages: build.program.snapshot.pageCount };
     } finally {
       // Adopting duplicated the snapshot's descriptor: the loader's copy can go.
       build?.release();
       this.loading.delete(key);
     }
+  }
+
+  /**
+   * Takes `program`, built by another thread's pool and not yet released there, as `key`: maps
+   * its snapshot (its own descriptor of it); no guest code runs.
+   */
+  adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
+    if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
+    if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
+    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, retired: false, closed: false });
   }
 
   /**
@@ -149,7 +172,7 @@ export class ProgramPool {
   async close(): Promise<void> {
     this.closed = true;
     for (const key of [...this.programs.keys()]) this.unload(key);
-    await this.loaders.close();
+    if (this.loaders) await (await this.loaders).close();
     // VMs still in a call keep their own descriptors: closing /dev/kvm does not end them.
     this.kvm.close();
   }

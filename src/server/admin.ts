@@ -117,7 +117,7 @@ export function registerAdmin(server: EdgeServer) {
 
       if (parts[1] === 'metrics' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
-        const text = await metrics.metrics();
+        const text = await metrics.scrape();
         res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
         return;
@@ -135,24 +135,23 @@ export function registerAdmin(server: EdgeServer) {
       if (parts[1] === 'tenants' && parts[2] !== undefined) {
         const tenant = parts[2];
         allow(caller, tenant);
-        const t = server.tenants.get(tenant);
-        if (!t) throw new HttpError(404, `no tenant ${tenant}`);
+        if (!server.tenants.has(tenant)) throw new HttpError(404, `no tenant ${tenant}`);
         const action = parts.slice(3).join('/');
         if (action === '' && method === 'GET') return json(res, 200, tenantSummary(server, tenant));
         if (action === 'stats' && method === 'GET') {
-          return json(res, 200, { tenant, ...t.stats.snapshot(), cache: t.cache.stats(), kv: t.kv.stats() });
+          return json(res, 200, { tenant, ...(await server.tenantStats(tenant)) });
         }
         if (action === 'purge' && method === 'POST') {
           const body = await readJson(req);
-          return json(res, 200, { purged: t.cache.purge(purgeTarget(body)) });
+          return json(res, 200, { purged: await server.purge(tenant, purgeTarget(body)) });
         }
         if (action === 'purge-tag' && method === 'POST') {
           const body = await readJson(req);
-          return json(res, 200, { purged: t.cache.purgeTag(stringField(body, 'tag')) });
+          return json(res, 200, { purged: await server.purgeTag(tenant, stringField(body, 'tag')) });
         }
         if (action === 'ban' && method === 'POST') {
           const body = await readJson(req);
-          t.cache.ban(stringField(body, 'expression'));
+          await server.ban(tenant, stringField(body, 'expression'));
           return json(res, 200, { banned: true });
         }
         if (parts[3] === 'programs' && parts[4] !== undefined && parts.length === 5 && method === 'PUT') {

@@ -6,7 +6,7 @@ import { type HeaderList, Origin, OriginError } from '../cache/index.ts';
 import { type HostCalls, MAX_FETCH_RESPONSE_BYTES } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import type { OriginConfig } from './config.ts';
-import type { KvStore } from './kv.ts';
+import type { KvAccess } from './kv.ts';
 
 /** A flat header list as name/value pairs. */
 export function headerPairs(list: HeaderList): Array<[string, string]> {
@@ -34,7 +34,7 @@ const tooLarge = (limit: number): Error => new OriginError(502, `body larger tha
  * origin's Host unless it sets one) and the key-value store `kv`, as a tenant's programs see them.
  * A failure rejects: the program's call answers -EIO.
  */
-export function tenantHostCalls(origins: ReadonlyMap<string, Origin>, kv: KvStore): HostCalls {
+export function tenantHostCalls(origins: ReadonlyMap<string, Origin>, kv: KvAccess): HostCalls {
   return {
     fetch: async (call) => {
       const name = call.origin || 'default';

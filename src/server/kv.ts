@@ -1,6 +1,15 @@
 // Per-tenant key-value store for programs: in memory, survives instance resets, requests and
-// program upgrades, bounded by a byte quota (keys plus values). Lives on the HTTP thread, so all
-// workers see one store.
+// program upgrades, bounded by a byte quota (keys plus values). Lives on the main thread, so every
+// shard sees one store: the main thread's own calls use it directly, other shards' reach it by
+// message (KvAccess).
+
+/** A tenant's store as its programs' host calls reach it, directly or from another thread. */
+export interface KvAccess {
+  get(key: string): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  /** False when the quota would be exceeded. */
+  set(key: string, value: Uint8Array): boolean | Promise<boolean>;
+  delete(key: string): boolean | Promise<boolean>;
+}
 
 export interface KvStats {
   keys: number;
@@ -8,7 +17,7 @@ export interface KvStats {
   quotaBytes: number;
 }
 
-export class KvStore {
+export class KvStore implements KvAccess {
   private readonly map = new Map<string, Uint8Array>();
   private bytes = 0;
 

@@ -12,12 +12,12 @@ export interface Percentiles {
 }
 
 export class LatencyHistogram {
-  private readonly counts = new Uint32Array(MAX_BUCKET + 1);
+  private readonly buckets = new Uint32Array(MAX_BUCKET + 1);
   private total = 0;
 
   record(us: number): void {
     const bucket = us <= 1 ? 0 : Math.min(MAX_BUCKET, Math.floor(Math.log2(us) * BUCKETS_PER_DOUBLING));
-    this.counts[bucket]!++;
+    this.buckets[bucket]!++;
     this.total++;
   }
 
@@ -27,10 +27,23 @@ export class LatencyHistogram {
     const target = Math.ceil(q * this.total);
     let seen = 0;
     for (let b = 0; b <= MAX_BUCKET; b++) {
-      seen += this.counts[b]!;
+      seen += this.buckets[b]!;
       if (seen >= target) return Math.round(2 ** ((b + 1) / BUCKETS_PER_DOUBLING));
     }
     return Math.round(2 ** ((MAX_BUCKET + 1) / BUCKETS_PER_DOUBLING));
+  }
+
+  /** The bucket counts, to merge with other threads' histograms (`merge`). */
+  counts(): number[] {
+    return Array.from(this.buckets);
+  }
+
+  /** Adds another histogram's bucket counts (`counts()`) to this one. */
+  merge(counts: readonly number[]): void {
+    for (let b = 0; b <= MAX_BUCKET && b < counts.length; b++) {
+      this.buckets[b]! += counts[b]!;
+      this.total += counts[b]!;
+    }
   }
 
   percentiles(): Percentiles {

@@ -1,18 +1,28 @@
-// The multi-tenant edge server: the HTTP front routes by Host to a tenant's cache, tenant programs
-// run on the same thread a slice at a time (their loads on loader threads), and the config can be reloaded (SIGHUP or the admin API) without
-// dropping requests: new tenant runtimes are built first, then swapped in, then the old ones close.
+// The multi-tenant edge server: `server.shards` threads each accept their own connections (one
+// SO_REUSEPORT socket each) and serve them — the HTTP front, the cache, and tenant programs run on
+// the same thread a slice at a time (shard.ts). The main thread is shard 0 and also runs the admin
+// API, the loader threads that boot programs, and the tenants' key-value stores. The config can be
+// reloaded (SIGHUP or the admin API) without dropping requests: programs are loaded and adopted by
+// every shard first, then every shard swaps its tenant runtimes, then the old ones close.
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
-import { type FastResponse, Storage } from '../cache/index.ts';
-import type { FastRequest } from '../http/fast-path.ts';
+import { pino } from 'pino';
 import type { Config, ConfigDiff, ProgramConfig, TenantConfig } from './config.ts';
 import { diffConfigs, loadConfig } from './config.ts';
 import { type Front, startFront } from '../http/front.ts';
+import { openReusePortSocket } from '../http/listen-socket.ts';
 import { KvStore } from './kv.ts';
-import { pino } from 'pino';
-import { type LoadedProgram, loadProgramVersion, type Logger, TenantRuntime } from './tenant.ts';
+import { type AlsoAdopt, type LoadedProgram, loadProgramVersion, type Logger as TenantLogger } from './tenant.ts';
 import { ProgramPool } from '../sandbox/index.ts';
+import type { CacheStats } from '../cache/index.ts';
+import { Shard, type TenantUpdate } from './shard.ts';
+import { RemoteShards } from './shards.ts';
+import { mergeStats, type StatsSnapshot, sumFields } from './stats.ts';
+import type { TenantRuntime } from './tenant.ts';
+import type { KvStats } from './kv.ts';
+
+/** The server's structured logger (pino). */
+export type Logger = pino.Logger;
 
 export interface EdgeServerOptions {
   /** Operational log (JSON lines on stdout by default). */
@@ -24,110 +34,146 @@ export interface EdgeServerOptions {
   configSource?: () => Config;
 }
 
-const hostOf = (header: string | undefined): string => {
-  if (header === undefined) return '';
-  const h = header.startsWith('[') ? header.slice(0, header.indexOf(']') + 1) : header.split(':')[0]!;
-  return h.toLowerCase();
-};
-
-function sendText(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
+/** One tenant's figures over every shard. */
+export interface TenantStatsReport extends StatsSnapshot {
+  cache: CacheStats;
+  kv: KvStats;
+  /** Requests each shard answered, shard 0 first. */
+  shards: number[];
 }
 
 export class EdgeServer {
   config: Config;
-  readonly pool: ProgramPool;
-  readonly storage: Storage;
-  readonly tenants = new Map<string, TenantRuntime>();
-  private byHost = new Map<string, TenantRuntime>();
-  private readonly kv = new Map<string, KvStore>();
+  /** Shard 0: this thread's tenants, cache and program pool. */
+  readonly local: Shard;
   front!: Front;
   admin!: Front;
   readonly log: Logger;
   /** Reads the config a reload applies. */
   readonly loadNextConfig: () => Config;
+  private readonly kv = new Map<string, KvStore>();
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: Config, pool: ProgramPool, log: Logger, source: (() => Config) | undefined) {
+  private constructor(config: Config, pool: ProgramPool, private readonly remote: RemoteShards | undefined, log: Logger, source: (() => Config) | undefined) {
     this.config = config;
     this.loadNextConfig = source ?? (() => loadConfig(this.config.file));
-    this.pool = pool;
     this.log = log;
-    this.storage = new Storage({ maxBytes: totalCacheBytes(config) });
+    const shards = 1 + (remote?.count ?? 0);
+    const tenantLog: TenantLogger = shards > 1 ? log.child({ shard: 0 }) : log;
+    this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, totalCacheBytes(config));
   }
 
-  /** Starts the program pool, loads every tenant's programs, then opens the front and the admin API. */
+  /** This thread's tenant runtimes (shard 0's). */
+  get tenants(): ReadonlyMap<string, TenantRuntime> {
+    return this.local.tenants;
+  }
+
+  /** This thread's program pool (shard 0's). */
+  get pool(): ProgramPool {
+    return this.local.pool;
+  }
+
+  /** Threads serving connections, this one included. */
+  get shards(): number {
+    return 1 + (this.remote?.count ?? 0);
+  }
+
+  /** Starts the shards, loads every tenant's programs, then opens the fronts and the admin API. */
   static async start(config: Config, options: EdgeServerOptions = {}): Promise<EdgeServer> {
     const log = options.logger ?? pino({ name: 'tinyedge' });
-    const pool = await ProgramPool.start({ sliceMs: config.server.sliceMs });
-    const server = new EdgeServer(config, pool, log, options.configSource);
+    const { sliceMs, shards } = config.server;
+    const pool = await ProgramPool.start({ sliceMs });
+    let remote: RemoteShards | undefined;
+    let server: EdgeServer | undefined;
     try {
-      for (const t of config.tenants) server.install(await server.buildTenant(t, undefined));
-      server.indexHosts();
+      // The stores are the server's, made as it loads each tenant; no shard asks before then.
+      if (shards > 1) remote = await RemoteShards.start(shards - 1, { shards, sliceMs, cacheBytes: totalCacheBytes(config) }, (t) => server?.kv.get(t), log);
+      server = new EdgeServer(config, pool, remote, log, options.configSource);
+      const set: TenantUpdate['set'] = [];
+      for (const t of config.tenants) set.push({ config: t, programs: await server.loadPrograms(t, undefined) });
+      await server.updateShards({ set, remove: [], keep: set.flatMap((s) => s.programs.map((p) => p.key)), cacheBytes: totalCacheBytes(config) });
+      server.front = await server.listen(options.listen ?? config.server.listen);
       const { registerAdmin } = await import('./admin.ts');
-      server.front = await startFront((req, res) => server.handle(req, res), { ...(options.listen ?? config.server.listen), fastPath: (r) => server.fastHit(r) });
       server.admin = await startFront(registerAdmin(server), options.admin ?? config.server.admin);
     } catch (err) {
-      await server.close();
+      if (server) await server.close();
+      else {
+        await remote?.close();
+        await pool.close();
+      }
       throw err;
     }
     return server;
   }
 
-  /** The front's handler: the tenant named by Host, or 404. */
-  handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
-    const tenant = this.byHost.get(hostOf(req.headers.host));
-    if (tenant === undefined) {
-      sendText(res, 404, `unknown host ${JSON.stringify(hostOf(req.headers.host))}\n`);
-      return;
+  /**
+   * Opens the front of every shard: one listening socket each on the same address (SO_REUSEPORT,
+   * so the kernel spreads new connections over them), or a plain listen with a single shard.
+   */
+  private async listen(address: { host: string; port: number }): Promise<Front> {
+    const shard = this.local;
+    const fastPath = shard.fastHit.bind(shard);
+    const handler = shard.handle.bind(shard);
+    if (!this.remote) return startFront(handler, { ...address, fastPath });
+    const first = await openReusePortSocket(address);
+    const front = await startFront(handler, { fd: first.fd, fastPath });
+    for (let i = 1; i <= this.remote.count; i++) {
+      // The address the first socket got, so that a host name cannot resolve elsewhere for the others.
+      const { fd } = await openReusePortSocket({ host: first.address, port: first.port });
+      await this.remote.one(i, { type: 'listen', fd });
     }
-    const started = performance.now();
-    res.once('finish', () => tenant.stats.response(res.statusCode, (performance.now() - started) * 1000));
-    return tenant.cache.handle(req, res);
+    return front;
   }
 
-  /** The front's fast path: a fresh hit of the Host's tenant, straight to bytes (or null). */
-  private fastHit(r: FastRequest): FastResponse | null {
-    const tenant = this.byHost.get(hostOf(r.host));
-    if (tenant === undefined) return null;
-    const started = performance.now();
-    const answer = tenant.cache.fastHit(r.host, r.url, r.method === 'HEAD');
-    if (answer !== null) tenant.stats.response(answer.status, (performance.now() - started) * 1000);
-    return answer;
+  private kvStore(tenant: string): KvStore {
+    const store = this.kv.get(tenant);
+    if (!store) throw new Error(`no key-value store for tenant ${tenant}`);
+    return store;
   }
 
-  /** A tenant runtime for `cfg`, reusing the programs of `previous` whose config is unchanged. */
-  private async buildTenant(cfg: TenantConfig, previous: TenantRuntime | undefined): Promise<TenantRuntime> {
+  /** Every shard adopts a program version as this thread's pool loads it. */
+  private readonly alsoAdopt: AlsoAdopt = async (key, program, options) => {
+    if (!this.remote) return;
+    const adopted = await Promise.allSettled(Array.from({ length: this.remote.count }, (_, i) => this.remote!.one(i + 1, { type: 'adopt', key, program, options })));
+    const failed = adopted.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await this.remote.all({ type: 'unload', key });
+      throw failed.reason;
+    }
+  };
+
+  /** Loads `cfg`'s programs on every shard, reusing the versions of `previous` whose config is unchanged. */
+  private async loadPrograms(cfg: TenantConfig, previous: TenantRuntime | undefined): Promise<LoadedProgram[]> {
     const loaded: LoadedProgram[] = [];
     try {
       for (const p of cfg.programs) {
         const old = previous?.programs.get(p.name);
         if (old && isDeepStrictEqual(old.config, p)) loaded.push(old);
-        else loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file)));
+        else loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt));
       }
     } catch (err) {
-      for (const l of loaded) if (!previous || previous.programs.get(l.config.name) !== l) this.pool.unload(l.key);
+      for (const l of loaded) if (!previous || previous.programs.get(l.config.name) !== l) await this.unloadEverywhere(l.key);
       throw err;
     }
     let kv = this.kv.get(cfg.name);
     if (kv) kv.resize(cfg.kv.memoryBytes);
     else this.kv.set(cfg.name, (kv = new KvStore(cfg.kv.memoryBytes)));
-    return new TenantRuntime(cfg, this.pool, this.storage, kv, loaded, this.log);
+    return loaded;
   }
 
-  private install(t: TenantRuntime): void {
-    this.tenants.set(t.name, t);
+  private async unloadEverywhere(key: string): Promise<void> {
+    this.pool.unload(key);
+    await this.remote?.all({ type: 'unload', key });
   }
 
-  private indexHosts(): void {
-    const next = new Map<string, TenantRuntime>();
-    for (const t of this.tenants.values()) for (const h of t.config.hosts) next.set(h, t);
-    this.byHost = next;
+  /** Applies `update` on every shard; the admin call or reload answers once all have. */
+  private async updateShards(update: TenantUpdate): Promise<void> {
+    await this.remote?.all({ type: 'update', update });
+    await this.local.update(update);
   }
 
-  /** Applies a new config: builds changed tenants first; a failure changes nothing. */
+  /** Applies a new config: loads changed tenants' programs first; a failure changes nothing. */
   reload(next: Config): Promise<ConfigDiff> {
     const run = this.changing.then(() => this.applyConfig(next));
     this.changing = run.catch(() => undefined);
@@ -136,32 +182,23 @@ export class EdgeServer {
 
   private async applyConfig(next: Config): Promise<ConfigDiff> {
     const diff = diffConfigs(this.config, next);
-    const built = new Map<string, TenantRuntime>();
+    const set: TenantUpdate['set'] = [];
     try {
       for (const name of [...diff.tenantsAdded, ...diff.tenantsChanged]) {
-        built.set(name, await this.buildTenant(next.tenants.find((t) => t.name === name)!, this.tenants.get(name)));
+        const config = next.tenants.find((t) => t.name === name)!;
+        set.push({ config, programs: await this.loadPrograms(config, this.tenants.get(name)) });
       }
     } catch (err) {
-      for (const t of built.values()) await t.close(new Set(this.keptKeys()));
+      const kept = new Set(this.keptKeys());
+      for (const s of set) for (const p of s.programs) if (!kept.has(p.key)) await this.unloadEverywhere(p.key);
       throw err;
     }
-    this.storage.maxBytes = totalCacheBytes(next);
-    const retired: TenantRuntime[] = [];
-    for (const name of diff.tenantsRemoved) {
-      retired.push(this.tenants.get(name)!);
-      this.tenants.delete(name);
-      this.kv.delete(name);
-      this.storage.namespace(name).clear();
-    }
-    for (const [name, t] of built) {
-      const old = this.tenants.get(name);
-      if (old) retired.push(old);
-      this.tenants.set(name, t);
-    }
-    this.indexHosts();
+    const building = new Set(set.map((s) => s.config.name));
+    const unchanged = [...this.tenants.values()].filter((t) => !building.has(t.name) && !diff.tenantsRemoved.includes(t.name));
+    const keep = [...unchanged.flatMap((t) => [...t.programs.values()]), ...set.flatMap((s) => s.programs)].map((p) => p.key);
+    await this.updateShards({ set, remove: diff.tenantsRemoved, keep, cacheBytes: totalCacheBytes(next) });
+    for (const name of diff.tenantsRemoved) this.kv.delete(name);
     this.config = next;
-    const keep = new Set(this.keptKeys());
-    for (const t of retired) await t.close(keep);
     this.log.info({ added: diff.tenantsAdded, changed: diff.tenantsChanged, removed: diff.tenantsRemoved }, 'config reloaded');
     if (diff.serverChanged.length > 0) this.log.warn({ keys: diff.serverChanged }, 'server settings changed; restart to apply them');
     return diff;
@@ -173,27 +210,53 @@ export class EdgeServer {
 
   /**
    * Replaces a program with an uploaded executable: it boots, initialises and answers a warm-up
-   * request on a loader thread of its own, then the pool adopts its snapshot before it takes over; a failure changes nothing. Uploads and reloads are applied one at a time.
+   * request on a loader thread of its own, then every shard adopts its snapshot and switches to
+   * it; a failure changes nothing. Uploads and reloads are applied one at a time.
    */
   uploadProgram(tenantName: string, programName: string, elf: Buffer): Promise<LoadedProgram> {
     const run = this.changing.then(async () => {
       const tenant = this.tenants.get(tenantName);
       const cfg: ProgramConfig | undefined = tenant?.config.programs.find((p) => p.name === programName);
       if (!tenant || !cfg) throw new Error(`tenant ${tenantName} has no program ${programName}`);
-      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf);
-      const old = tenant.programs.get(programName);
-      tenant.programs.set(programName, loaded);
-      if (old) this.pool.unload(old.key);
+      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf, this.alsoAdopt);
+      await this.remote?.all({ type: 'swap', tenant: tenant.name, program: loaded });
+      this.local.swapProgram(tenant.name, loaded);
       return loaded;
     });
     this.changing = run.catch(() => undefined);
     return run;
   }
 
+  /** Purges a URL of `tenant` on every shard; how many objects went. */
+  async purge(tenant: string, url: string): Promise<number> {
+    const here = this.local.tenant(tenant).cache.purge(url);
+    const there = (await this.remote?.all({ type: 'purge', tenant, url })) ?? [];
+    return there.reduce((a, b) => a + b, here);
+  }
+
+  /** Purges a surrogate key of `tenant` on every shard; how many objects went. */
+  async purgeTag(tenant: string, tag: string): Promise<number> {
+    const here = this.local.tenant(tenant).cache.purgeTag(tag);
+    const there = (await this.remote?.all({ type: 'purgeTag', tenant, tag })) ?? [];
+    return there.reduce((a, b) => a + b, here);
+  }
+
+  /** Adds a ban on every shard; a bad expression is refused here before any shard has it. */
+  async ban(tenant: string, expression: string): Promise<void> {
+    this.local.tenant(tenant).cache.ban(expression);
+    await this.remote?.all({ type: 'ban', tenant, expression });
+  }
+
+  /** `tenant`'s counters, latencies and cache figures summed over every shard. */
+  async tenantStats(tenant: string): Promise<TenantStatsReport> {
+    const parts = [this.local.stats(tenant), ...((await this.remote?.all({ type: 'stats', tenant })) ?? [])];
+    return { ...mergeStats(parts), cache: sumFields(parts.map((p) => p.cache)), kv: this.kvStore(tenant).stats(), shards: parts.map((p) => p.counters.requests) };
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.front?.close(), this.admin?.close()]);
-    for (const t of this.tenants.values()) await t.close();
-    await this.pool.close();
+    await this.remote?.close();
+    await this.local.close();
   }
 }
 

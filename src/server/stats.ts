@@ -1,4 +1,5 @@
-// Per-tenant counters and latency percentiles the admin API reports.
+// Per-tenant counters and latency percentiles the admin API reports. Each shard keeps its own
+// (`export`); the main thread adds them up (`mergeStats`).
 import { LatencyHistogram, type Percentiles } from './latency.ts';
 
 export interface TenantCounters {
@@ -34,7 +35,43 @@ export class TenantStats {
     this.vmLatency.record(us);
   }
 
-  snapshot(): { counters: TenantCounters; latency: Percentiles; vmLatency: Percentiles } {
+  snapshot(): StatsSnapshot {
     return { counters: { ...this.counters }, latency: this.latency.percentiles(), vmLatency: this.vmLatency.percentiles() };
   }
+
+  /** Counters and raw histograms, structured-cloneable, for `mergeStats` on another thread. */
+  export(): ExportedStats {
+    return { counters: { ...this.counters }, latency: this.latency.counts(), vmLatency: this.vmLatency.counts() };
+  }
+}
+
+export interface StatsSnapshot {
+  counters: TenantCounters;
+  latency: Percentiles;
+  vmLatency: Percentiles;
+}
+
+export interface ExportedStats {
+  counters: TenantCounters;
+  latency: number[];
+  vmLatency: number[];
+}
+
+/** One tenant's figures over every shard: counters summed, percentiles of the merged histograms. */
+export function mergeStats(parts: readonly ExportedStats[]): StatsSnapshot {
+  const latency = new LatencyHistogram();
+  const vmLatency = new LatencyHistogram();
+  const counters = sumFields(parts.map((p) => p.counters));
+  for (const p of parts) {
+    latency.merge(p.latency);
+    vmLatency.merge(p.vmLatency);
+  }
+  return { counters, latency: latency.percentiles(), vmLatency: vmLatency.percentiles() };
+}
+
+/** Field-by-field sums of records of numbers (counters of one kind from every shard). */
+export function sumFields<T extends object>(parts: readonly T[]): T {
+  const out: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p)) out[k] = (out[k] ?? 0) + (v as number);
+  return out as T;
 }

@@ -2,15 +2,14 @@
 // programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
 // router: a miss goes to the route's program or origin.
 import { Readable } from 'node:stream';
-import type { Logger as PinoLogger } from 'pino';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { headerPairs, openOrigin, tenantHostCalls } from './host-calls.ts';
-import type { KvStore } from './kv.ts';
+import type { KvAccess } from './kv.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
@@ -22,8 +21,17 @@ export interface LoadedProgram {
   key: string;
 }
 
-/** The server's structured logger (pino). */
-export type Logger = PinoLogger;
+/**
+ * What a tenant runtime logs through: the server's pino logger, or on a shard's thread one that
+ * forwards records to it (pino's own methods take these arguments).
+ */
+export interface Logger {
+  info(details: Record<string, unknown>, message: string): void;
+  warn(details: Record<string, unknown>, message: string): void;
+}
+
+/** Other threads' pools that adopt a program version as this thread's pool loads it (shards). */
+export type AlsoAdopt = (key: string, program: ExportedProgram, options: PoolProgramOptions) => Promise<void>;
 
 let versionCounter = 0;
 /** Keys are unique forever, so an old and a new version can run side by side during a swap. */
@@ -52,7 +60,7 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
  * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
  * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
-export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer): Promise<LoadedProgram> {
+export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
   const key = programKey(tenant, program.name);
   const generate = program.roles.includes('generate');
   const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
@@ -61,7 +69,8 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
     response: { status: 200, headers: [] },
   };
-  await pool.load(key, elf, { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs }, warmup);
+  const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
+  await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
   return { config: program, key };
 }
 
@@ -94,8 +103,12 @@ export class TenantRuntime implements Backend {
   private readonly routes: Route[];
   private closed = false;
 
-  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: Storage, readonly kv: KvStore, programs: LoadedProgram[], private readonly log: Logger) {
-    for (const o of config.origins) this.origins.set(o.name, openOrigin(o));
+  /**
+   * `shards`: how many shards hold a runtime of this tenant; each gets that share of an origin's
+   * `connections`, so that the limit holds for the whole server.
+   */
+  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: Storage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
+    for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
     for (const p of programs) this.programs.set(p.config.name, p);
     this.routes = buildRoutes(config);
     const recv = config.programs.find((p) => p.roles.includes('recv'));

@@ -17,6 +17,7 @@ export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 8080 },
   admin: { host: '127.0.0.1', port: 8081 },
   sliceMs: DEFAULT_SLICE_MS,
+  shards: 1,
   origin: { name: 'default', connectTimeoutMs: 5000, firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000, connections: 128 },
   healthCheck: { intervalMs: 5000, timeoutMs: 2000, threshold: 2 },
   cache: { memoryBytes: 64 * MiB, defaultGraceMs: 10_000, defaultKeepMs: 60_000, maxObjectBytes: 8 * MiB },
@@ -189,6 +190,7 @@ const server = mapping({
   admin: leaf(parseAddress).default(() => ({ ...DEFAULTS.admin })),
   operatorToken: leaf(parseOptionalToken, showSecret).default(null),
   slice: duration(true).default(DEFAULTS.sliceMs),
+  shards: integer(1, 256).default(DEFAULTS.shards),
   workers: integer(1, 256).optional(),
 }, 'a server section such as { listen: "127.0.0.1:8080" }')
   .transform(({ slice, workers, ...s }): ServerConfig => ({ ...s, sliceMs: slice, workers }))

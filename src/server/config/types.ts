@@ -17,6 +17,8 @@ export interface ServerConfig {
    * others for a turn (the call then goes on).
    */
   sliceMs: number;
+  /** Threads that accept and serve connections (the main thread is one of them). */
+  shards: number;
   /** Obsolete (the VM worker threads are gone): accepted, with a warning, and not used. */
   workers: number | undefined;
 }

@@ -1,0 +1,55 @@
+// Messages between the main thread (shard 0, which coordinates) and the other shards' threads.
+// Tenant configs, loaded programs and exported program snapshots are plain data and are
+// structured-cloned; nothing here travels per request except key-value calls and log records.
+import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
+import type { ShardTenantStats, TenantUpdate } from './shard.ts';
+import type { LoadedProgram } from './tenant.ts';
+
+/** What a shard's thread starts with (its workerData). */
+export interface ShardInit {
+  index: number;
+  shards: number;
+  sliceMs: number;
+  cacheBytes: number;
+}
+
+/** Commands the main thread sends; each answers `done` (with a value) or `failed`, by id. */
+export type ShardCommand =
+  | { type: 'adopt'; key: string; program: ExportedProgram; options: PoolProgramOptions }
+  | { type: 'unload'; key: string }
+  | { type: 'update'; update: TenantUpdate }
+  | { type: 'swap'; tenant: string; program: LoadedProgram }
+  | { type: 'listen'; fd: number }
+  | { type: 'purge'; tenant: string; url: string }
+  | { type: 'purgeTag'; tenant: string; tag: string }
+  | { type: 'ban'; tenant: string; expression: string }
+  | { type: 'stats'; tenant: string }
+  | { type: 'close' };
+
+/** What each command answers with. */
+export interface ShardAnswers {
+  adopt: undefined;
+  unload: undefined;
+  update: undefined;
+  swap: undefined;
+  listen: undefined;
+  purge: number;
+  purgeTag: number;
+  ban: undefined;
+  stats: ShardTenantStats;
+  close: undefined;
+}
+
+export type KvOp = 'get' | 'set' | 'delete';
+
+export type ToShard =
+  | { type: 'command'; id: number; command: ShardCommand }
+  | { type: 'kvResult'; callId: number; ok: true; value: Uint8Array | boolean | undefined }
+  | { type: 'kvResult'; callId: number; ok: false; message: string };
+
+export type FromShard =
+  | { type: 'ready' }
+  | { type: 'done'; id: number; value: unknown }
+  | { type: 'failed'; id: number; message: string }
+  | { type: 'kv'; callId: number; tenant: string; op: KvOp; key: string; value?: Uint8Array }
+  | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string };

@@ -1,0 +1,84 @@
+// A shard's thread: accepts its own connections on its own listening socket and serves them —
+// cache hits, misses, and guest calls on this very thread (shard.ts) — as the main thread's shard
+// does. The main thread sends every change (programs to adopt, tenant updates, purges); key-value
+// calls go to the main thread, which owns the stores, and log records are forwarded to its logger.
+import { parentPort, workerData } from 'node:worker_threads';
+import { type Front, startFront } from '../http/front.ts';
+import { ProgramPool } from '../sandbox/index.ts';
+import type { KvAccess } from './kv.ts';
+import { Shard } from './shard.ts';
+import type { FromShard, KvOp, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
+import type { Logger } from './tenant.ts';
+
+const port = parentPort;
+if (!port) throw new Error('shard-worker.ts must run as a worker thread');
+const init = workerData as ShardInit;
+const send = (msg: FromShard): void => port.postMessage(msg);
+
+const log: Logger = {
+  info: (details, message) => send({ type: 'log', level: 'info', details: { ...details, shard: init.index }, message }),
+  warn: (details, message) => send({ type: 'log', level: 'warn', details: { ...details, shard: init.index }, message }),
+};
+
+const kvWaiters = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+let nextCallId = 1;
+function kvCall<T>(tenant: string, op: KvOp, key: string, value?: Uint8Array): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const callId = nextCallId++;
+    kvWaiters.set(callId, { resolve: resolve as (v: unknown) => void, reject });
+    send({ type: 'kv', callId, tenant, op, key, value });
+  });
+}
+const kv = (tenant: string): KvAccess => ({
+  get: (key) => kvCall<Uint8Array | undefined>(tenant, 'get', key),
+  set: (key, value) => kvCall<boolean>(tenant, 'set', key, value),
+  delete: (key) => kvCall<boolean>(tenant, 'delete', key),
+});
+
+const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, init.cacheBytes);
+let front: Front | undefined;
+
+async function run(command: ShardCommand): Promise<unknown> {
+  switch (command.type) {
+    case 'adopt':
+      return shard.pool.adopt(command.key, command.program, command.options);
+    case 'unload':
+      return shard.pool.unload(command.key);
+    case 'update':
+      return shard.update(command.update);
+    case 'swap':
+      return shard.swapProgram(command.tenant, command.program);
+    case 'listen':
+      front = await startFront((req, res) => shard.handle(req, res), { fd: command.fd, fastPath: (r) => shard.fastHit(r) });
+      return undefined;
+    case 'purge':
+      return shard.tenant(command.tenant).cache.purge(command.url);
+    case 'purgeTag':
+      return shard.tenant(command.tenant).cache.purgeTag(command.tag);
+    case 'ban':
+      return shard.tenant(command.tenant).cache.ban(command.expression);
+    case 'stats':
+      return shard.stats(command.tenant);
+    case 'close':
+      await front?.close();
+      await shard.close();
+      setImmediate(() => process.exit(0));
+      return undefined;
+  }
+}
+
+port.on('message', (msg: ToShard) => {
+  if (msg.type === 'kvResult') {
+    const waiter = kvWaiters.get(msg.callId);
+    kvWaiters.delete(msg.callId);
+    if (msg.ok) waiter?.resolve(msg.value);
+    else waiter?.reject(new Error(msg.message));
+    return;
+  }
+  run(msg.command).then(
+    (value) => send({ type: 'done', id: msg.id, value }),
+    (err: unknown) => send({ type: 'failed', id: msg.id, message: err instanceof Error ? err.message : String(err) }),
+  );
+});
+
+send({ type: 'ready' });

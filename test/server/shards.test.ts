@@ -1,0 +1,131 @@
+// Two shards: each accepts connections on its own socket of the one port and serves them (cache,
+// programs, host calls on its own thread); a purge, a ban and a live upload reach every shard
+// before the admin call answers; the key-value store is one for all shards; stats add up the
+// shards; a shard's program log lines name it.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { Agent, request } from 'undici';
+import { parseConfig } from '../../src/server/config.ts';
+import { EdgeServer } from '../../src/server/server.ts';
+import { buildGuest } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
+
+const OP = 'operator-token-0123456789';
+const TOKEN = 'site-token-0123456789';
+/** New connections per round: the kernel spreads them over the two sockets by a hash of their ports, so both shards get some (all on one: a chance of 2^-39). */
+const CONNECTIONS = 40;
+
+describe('serve with two shards', needsKvm(), () => {
+  let edge: EdgeServer;
+  let origin: Server;
+  let originHits = 0;
+  const records: Array<Record<string, unknown>> = [];
+  const agent = new Agent({ connections: 8 });
+
+  /** One request on a connection of its own. */
+  const fresh = async (path: string): Promise<{ status: number; body: string; xcache: string | undefined }> => {
+    const once = new Agent({ connections: 1, pipelining: 0 });
+    try {
+      const r = await request(`${edge.front.url}${path}`, { headers: { host: 'site.test' }, dispatcher: once });
+      return { status: r.statusCode, body: await r.body.text(), xcache: r.headers['x-cache'] as string | undefined };
+    } finally {
+      await once.close();
+    }
+  };
+  const freshRound = async (path: string): Promise<Array<Awaited<ReturnType<typeof fresh>>>> => Promise.all(Array.from({ length: CONNECTIONS }, () => fresh(path)));
+  const admin = async (method: 'GET' | 'POST' | 'PUT', path: string, body?: string | Buffer) => {
+    const r = await request(`${edge.admin.url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` }, body, dispatcher: agent });
+    return { status: r.statusCode, json: (await r.body.json()) as Record<string, unknown> };
+  };
+
+  before(async () => {
+    origin = createServer((req, res) => {
+      originHits++;
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600', 'surrogate-key': 'all' });
+      res.end(`origin ${req.url}\n`);
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const yaml = `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 2 }
+tenants:
+  - name: site
+    hosts: [site.test]
+    token: ${TOKEN}
+    origins: [{ name: default, url: http://127.0.0.1:${(origin.address() as AddressInfo).port} }]
+    programs:
+      - { name: app, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /kv }], concurrency: 2 }
+      - { name: logs, file: ${buildGuest('sdk_stdout')}, roles: [generate], routes: [{ prefix: /log }] }
+`;
+    const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-shards-test.yaml' }), { logger });
+  });
+
+  after(async () => {
+    await edge?.close();
+    await agent.close();
+    await new Promise<void>((r) => origin?.close(() => r()));
+  });
+
+  test('both shards accept connections, and stats add them up', async () => {
+    const before = (await admin('GET', '/v1/tenants/site/stats')).json;
+    const answers = await freshRound('/page');
+    assert.ok(answers.every((a) => a.status === 200 && a.body === 'origin /page\n'));
+    const after = (await admin('GET', '/v1/tenants/site/stats')).json;
+    const perShard = (after.shards as number[]).map((n, i) => n - (before.shards as number[])[i]!);
+    assert.equal(perShard.length, 2);
+    assert.ok(perShard.every((n) => n > 0), `requests per shard: ${perShard.join(', ')}`);
+    assert.equal((after.counters as { requests: number }).requests - (before.counters as { requests: number }).requests, CONNECTIONS);
+  });
+
+  test('a purge reaches every shard before the admin call answers', async () => {
+    await freshRound('/obj');
+    const cachedBy = originHits;
+    await freshRound('/obj');
+    assert.equal(originHits, cachedBy, 'every shard that fetched /obj serves it from its cache');
+    const purged = (await admin('POST', '/v1/tenants/site/purge', JSON.stringify({ url: '/obj' }))).json.purged as number;
+    assert.ok(purged >= 1);
+    const hitsBefore = originHits;
+    await freshRound('/obj');
+    assert.ok(originHits > hitsBefore, 'after the purge no shard answers from its cache');
+    const tagPurged = (await admin('POST', '/v1/tenants/site/purge-tag', JSON.stringify({ tag: 'all' }))).json.purged as number;
+    assert.ok(tagPurged >= 1);
+    const afterTag = originHits;
+    await freshRound('/obj');
+    assert.ok(originHits > afterTag, 'after the tag purge no shard answers from its cache');
+  });
+
+  test('a ban reaches every shard, and a bad one reaches none', async () => {
+    await freshRound('/banned/x');
+    const hits = originHits;
+    assert.equal((await admin('POST', '/v1/tenants/site/ban', JSON.stringify({ expression: 'req.url ~ ^/banned/' }))).status, 200);
+    await freshRound('/banned/x');
+    assert.ok(originHits > hits);
+    assert.equal((await admin('POST', '/v1/tenants/site/ban', JSON.stringify({ expression: 'req.url ~ (' }))).status, 400);
+  });
+
+  test('the key-value store is one for all shards', async () => {
+    const counts: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await fresh('/kv/incr');
+      counts.push(Number(/counter=(\d+)/.exec(r.body)?.[1]));
+    }
+    assert.deepEqual(counts, Array.from({ length: 20 }, (_, i) => counts[0]! + i), 'each increment saw the one before, whichever shard made it');
+  });
+
+  test('a live upload reaches every shard before the admin call answers', async () => {
+    const up = await admin('PUT', '/v1/tenants/site/programs/app', readFileSync(buildGuest('sdk_misbehave')));
+    assert.equal(up.status, 200, JSON.stringify(up.json));
+    const answers = await freshRound('/kv/whatever');
+    assert.deepEqual([...new Set(answers.map((a) => a.body))], ['ok served=0\n']);
+  });
+
+  test("a shard's program log lines name the shard", async () => {
+    await freshRound('/log');
+    const shards = new Set(records.filter((r) => r.program === 'logs').map((r) => r.shard));
+    assert.deepEqual([...shards].sort(), [0, 1]);
+  });
+});
