@@ -147,6 +147,26 @@ export async function startWorkerd(children: Children, workerd: Workerd, dir: st
   return { name: 'workerd', url, child };
 }
 
+/** A bare node:http server answering the hello: what Node's HTTP costs per request, for the ceiling. */
+const NODE_HELLO_JS = `const { createServer } = require('node:http');
+const body = Buffer.from(${JSON.stringify(HELLO_BODY)});
+createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.end(body);
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`;
+
+/** Starts the bare node:http hello pinned to `cpu`. */
+export async function startNodeHello(children: Children, dir: string, cpu?: string): Promise<Started> {
+  const script = join(dir, 'node-hello.cjs');
+  writeFileSync(script, NODE_HELLO_JS);
+  const port = await freePort();
+  const child = children.spawn(process.execPath, [script, String(port)], cpu, dir);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/`, child, 30_000);
+  return { name: 'node', url, child };
+}
+
 export type TinyedgeMode = 'dev' | 'serve';
 
 /** How to start tinyedge for the benchmark: the files to write, the command, and what to request. */

@@ -1,9 +1,11 @@
 // Edge compute on a hello-world: tinyedge running the SDK hello program in its tiny VM (every
-// request enters the VM, nothing is cached) against Cloudflare's workerd running a hello Worker,
-// each pinned to CPU 0 and loaded by wrk on CPU 1. Checks both answer exactly "hello, world\n" and
-// prints req/s, p50, p99 and tinyedge/workerd ratios against issue 6's targets. Usage:
+// request enters the VM, nothing is cached) against Cloudflare's workerd running a hello Worker
+// and a bare node:http hello, each pinned to CPU 0 and loaded by wrk on CPU 1. Checks each answers
+// exactly "hello, world\n" and prints req/s, p50, p99 and tinyedge/workerd ratios against issue
+// 6's targets, and tinyedge against its one-core ceiling (issue 12): 1 / (the hello's in-process
+// call + reset, measured on CPU 0 in this run + node:http's time per request). Usage:
 //   node --import tsx bench/workerd.ts [--duration 10] [--connections 50] [--warmup 2]
-//        [--only tinyedge,workerd] [--tinyedge-mode auto|dev|serve]
+//        [--only tinyedge,workerd,node] [--tinyedge-mode auto|dev|serve]
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,18 +15,22 @@ import { Children, freePort, startHarness, versionOf } from './proxy-servers.ts'
 import type { Started } from './proxy-servers.ts';
 import { contention, sampleCpu } from './workerd-cpu.ts';
 import type { Contention } from './workerd-cpu.ts';
-import { checkHello, detectTinyedgeMode, ensureWorkerd, REQUEST_HEADERS, startTinyedge, startWorkerd, tenantCounters, tinyedgeLaunch } from './workerd-servers.ts';
+import { checkHello, detectTinyedgeMode, ensureWorkerd, REQUEST_HEADERS, startNodeHello, startTinyedge, startWorkerd, tenantCounters, tinyedgeLaunch } from './workerd-servers.ts';
 import type { Checked, TenantCounters, TinyedgeLaunch, TinyedgeMode, Workerd } from './workerd-servers.ts';
 import { runWrkWithHeaders } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WORKERD_CACHE = join(ROOT, 'build/bench/workerd');
-const SERVERS = ['tinyedge', 'workerd'] as const;
+const SERVERS = ['tinyedge', 'workerd', 'node'] as const;
 type ServerName = (typeof SERVERS)[number];
 /** Issue 6: tinyedge should serve at least twice workerd's req/s with a tenth of its p99. */
 const TARGET_RPS_RATIO = 2;
 const TARGET_P99_RATIO = 0.1;
+/** Issue 12: serve reaches 0.9 × its one-core ceiling, with p99 ≤ 0.2 × workerd's and ≤ 3 × its own p50. */
+const TARGET_CEILING_RATIO = 0.9;
+const TARGET_P99_VS_WORKERD = 0.2;
+const TARGET_P99_VS_OWN_P50 = 3;
 /** Sequential requests checked after each load (and the sample for the VM timing). */
 const CHECKS_AFTER = 20;
 /** Above this share of the server's core taken by other processes, a row is flagged as noisy. */
@@ -39,7 +45,7 @@ interface Options {
 }
 
 const USAGE =
-  'usage: node --import tsx bench/workerd.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,workerd] [--tinyedge-mode auto|dev|serve]';
+  'usage: node --import tsx bench/workerd.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,workerd,node] [--tinyedge-mode auto|dev|serve]';
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { durationSec: 10, connections: 50, warmupSec: 2, only: [...SERVERS], tinyedgeMode: 'auto' };
@@ -213,6 +219,37 @@ function printTargets(rows: Row[]): void {
   console.log(`target p99 ≤ ${TARGET_P99_RATIO}× workerd (1/10): ${p99.toFixed(3)}× → ${verdict(p99 <= TARGET_P99_RATIO)}`);
 }
 
+/** The hello's in-process call + reset, p50 in µs, measured by bench/call-reset.ts pinned to `cpu`. */
+async function callResetUs(children: Children, cpu: string | undefined): Promise<number | undefined> {
+  const child = children.spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/call-reset.ts')], cpu, ROOT);
+  if ((await child.exited) !== 0) return undefined;
+  const line = child.output().trim().split('\n').pop() ?? '';
+  try {
+    return (JSON.parse(line) as { p50Us: number }).p50Us;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Issue 12's one-core targets for serve: its ceiling, and its tail against workerd's and its own p50. */
+function printCeiling(rows: Row[], callUs: number | undefined): void {
+  const te = rows.find((r) => r.server === 'tinyedge')?.result;
+  const node = rows.find((r) => r.server === 'node')?.result;
+  const wd = rows.find((r) => r.server === 'workerd')?.result;
+  if (te === undefined || node === undefined || callUs === undefined) {
+    console.log('one-core ceiling: not judged (needs the tinyedge and node rows and the in-process measurement)');
+    return;
+  }
+  const nodeUs = 1e6 / node.requestsPerSec;
+  const ceiling = 1e6 / (callUs + nodeUs);
+  const ratio = te.requestsPerSec / ceiling;
+  const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+  console.log(`one-core ceiling: 1 / (call + reset ${callUs.toFixed(0)} µs in-process on CPU 0 + node:http ${nodeUs.toFixed(0)} µs per request) = ${Math.round(ceiling).toLocaleString('en-US')} req/s`);
+  console.log(`target serve ≥ ${TARGET_CEILING_RATIO}× the ceiling: ${ratio.toFixed(2)}× → ${verdict(ratio >= TARGET_CEILING_RATIO)}`);
+  if (wd !== undefined) console.log(`target serve p99 ≤ ${TARGET_P99_VS_WORKERD}× workerd's: ${(te.p99Ms / wd.p99Ms).toFixed(2)}× → ${verdict(te.p99Ms / wd.p99Ms <= TARGET_P99_VS_WORKERD)}`);
+  console.log(`target serve p99 ≤ ${TARGET_P99_VS_OWN_P50}× its p50: ${(te.p99Ms / te.p50Ms).toFixed(2)}× → ${verdict(te.p99Ms / te.p50Ms <= TARGET_P99_VS_OWN_P50)}`);
+}
+
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   const { children, dir, wrkPath, twoCpus, serverCpu, wrkCpu } = startHarness('tinyedge-bench-workerd-');
@@ -259,7 +296,8 @@ async function main(): Promise<number> {
     let server: Started;
     try {
       if (launch !== undefined) server = await startTinyedge(children, launch, ROOT, dir, serverCpu);
-      else if (workerd !== undefined) server = await startWorkerd(children, workerd, dir, serverCpu);
+      else if (name === 'workerd' && workerd !== undefined) server = await startWorkerd(children, workerd, dir, serverCpu);
+      else if (name === 'node') server = await startNodeHello(children, dir, serverCpu);
       else throw new Error('nothing to start');
     } catch (err) {
       row.problems.push(`failed to start: ${err instanceof Error ? err.message : String(err)}`);
@@ -283,6 +321,7 @@ async function main(): Promise<number> {
     }
   }
   printTargets(rows);
+  if (mode?.mode === 'serve') printCeiling(rows, await callResetUs(children, serverCpu));
   const failed = rows.filter((r) => r.problems.length > 0);
   for (const row of failed) for (const p of row.problems) console.log(`  ! ${row.label}: ${p}`);
   if (failed.length > 0) console.log('FAILED: the rows marked ! are not valid measurements');

@@ -1,7 +1,8 @@
 // Shares one thread between the guest calls that run on it and everything else the thread does
 // (its connections, timers, host calls). A guest runs at most a slice at a time; the guest time
 // of one turn of the event loop is bounded by a budget of one slice, and a call that wants to run
-// past it waits for a later turn, in arrival order. So whatever the guests do, the thread's other
+// past it waits for a later turn, in arrival order; waiting calls run one after another while the
+// turn's budget lasts. So whatever the guests do, the thread's other
 // work waits at most about one slice per turn, and busy calls share the rest of the thread fairly.
 import { performance } from 'node:perf_hooks';
 
@@ -21,13 +22,17 @@ export class Turns {
     return new Promise((resolve) => this.queue.push(resolve));
   }
 
-  /** Runs `run` as one slice and counts its time against this turn's budget. */
+  /**
+   * Runs `run` as one slice and counts its time against this turn's budget. While budget is
+   * left, the next waiting call runs in this turn too (after this one's continuation).
+   */
   charge<T>(run: () => T): T {
     const t0 = performance.now();
     try {
       return run();
     } finally {
       this.usedMs += performance.now() - t0;
+      if (this.usedMs < this.sliceMs) this.queue.shift()?.();
       this.renewSoon();
     }
   }

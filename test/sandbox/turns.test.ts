@@ -1,5 +1,5 @@
 // The thread's guest budget: a slice of guest time per turn of the event loop, given to waiting
-// calls one per turn, in arrival order, and no wait at all while the turn has budget left.
+// calls in arrival order while it lasts, and no wait at all while the turn has budget left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +34,22 @@ test('past the budget, waiting calls run one per turn, first come first served',
   assert.deepEqual(order, ['a'], 'one waiting call per turn');
   await nextImmediate();
   assert.deepEqual(order, ['a', 'b']);
+});
+
+test('waiting calls run one after another in a turn while its budget lasts', async () => {
+  const turns = new Turns(50);
+  turns.charge(() => busy(60));
+  const order: string[] = [];
+  const a = turns.take();
+  const b = turns.take();
+  assert.ok(a && b, 'the budget is spent: both wait');
+  void a.then(() => {
+    order.push('a');
+    turns.charge(() => 0);
+  });
+  void b.then(() => order.push('b'));
+  await nextImmediate();
+  assert.deepEqual(order, ['a', 'b'], 'a short slice leaves budget for the next waiting call in the same turn');
 });
 
 test('with no slice (Infinity) nothing ever waits', () => {
