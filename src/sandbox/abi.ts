@@ -102,47 +102,65 @@ export interface RequestLayout {
 export function writeRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): number {
   const { phase = 'generate', response } = layout;
   const q = req.url.indexOf('?');
-  const strings: Array<[number, Uint8Array]> = [
-    [TE_REQUEST.method, enc.encode(req.method)],
-    [TE_REQUEST.url, enc.encode(req.url)],
-    [TE_REQUEST.path, enc.encode(q < 0 ? req.url : req.url.slice(0, q))],
-    [TE_REQUEST.query, enc.encode(q < 0 ? '' : req.url.slice(q + 1))],
-  ];
-  const headerBytes = req.headers.map(([n, v]) => [enc.encode(n), enc.encode(v)] as const);
-  const respHeaders = (response?.headers ?? []).map(([n, v]) => [enc.encode(n), enc.encode(v)] as const);
-  const allHeaders = [...headerBytes, ...respHeaders];
-  const total = TE_REQUEST.SIZE + allHeaders.length * TE_HEADER.SIZE + strings.reduce((n, [, s]) => n + s.length, 0) +
-    allHeaders.reduce((n, [a, b]) => n + a.length + b.length, 0) + req.body.length;
+  const path = q < 0 ? req.url : req.url.slice(0, q);
+  const query = q < 0 ? '' : req.url.slice(q + 1);
+  const respHeaders = response?.headers ?? [];
+  const headerCount = req.headers.length + respHeaders.length;
+  // Sizes first (no copies), then the bytes straight into guest memory: this runs per request.
+  let stringBytes = utf8Length(req.method) + utf8Length(req.url) + utf8Length(path) + utf8Length(query);
+  for (const [n, v] of req.headers) stringBytes += utf8Length(n) + utf8Length(v);
+  for (const [n, v] of respHeaders) stringBytes += utf8Length(n) + utf8Length(v);
+  const total = TE_REQUEST.SIZE + headerCount * TE_HEADER.SIZE + stringBytes + req.body.length;
   if (total > size) throw new SandboxError('program', `request of ${total} bytes exceeds the program's limit of ${size}`);
 
   // Offsets below are from `region`: the bytes may be a copy (GuestMemory.writable), not guest memory itself.
   const out = mem.writable(region, total);
+  const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const headersAt = TE_REQUEST.SIZE;
-  let cursor = headersAt + allHeaders.length * TE_HEADER.SIZE;
-  const put = (bytes: Uint8Array, at: number): void => {
-    out.set(bytes, cursor);
-    v.setBigUint64(at + TE_STR.ptr, BigInt(region + cursor), true);
-    v.setBigUint64(at + TE_STR.len, BigInt(bytes.length), true);
-    cursor += bytes.length;
+  const u64 = (at: number, value: number): void => {
+    v.setUint32(at, value >>> 0, true);
+    v.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
   };
+  const headersAt = TE_REQUEST.SIZE;
+  let cursor = headersAt + headerCount * TE_HEADER.SIZE;
+  const putString = (text: string, at: number): void => {
+    const n = text.length === 0 ? 0 : buf.write(text, cursor, 'utf8');
+    u64(at + TE_STR.ptr, region + cursor);
+    u64(at + TE_STR.len, n);
+    cursor += n;
+  };
+  buf.fill(0, 0, TE_REQUEST.SIZE);
   v.setUint32(TE_REQUEST.abi_version, ABI_VERSION, true);
   v.setUint32(TE_REQUEST.header_count, req.headers.length, true);
-  for (const [field, bytes] of strings) put(bytes, field);
-  put(req.body, TE_REQUEST.body);
-  v.setBigUint64(TE_REQUEST.headers, BigInt(region + headersAt), true);
+  putString(req.method, TE_REQUEST.method);
+  putString(req.url, TE_REQUEST.url);
+  putString(path, TE_REQUEST.path);
+  putString(query, TE_REQUEST.query);
+  out.set(req.body, cursor);
+  u64(TE_REQUEST.body + TE_STR.ptr, region + cursor);
+  u64(TE_REQUEST.body + TE_STR.len, req.body.length);
+  cursor += req.body.length;
+  u64(TE_REQUEST.headers, region + headersAt);
   out.set(random, TE_REQUEST.random);
-  allHeaders.forEach(([name, value], i) => {
-    const at = headersAt + i * TE_HEADER.SIZE;
-    put(name, at + TE_HEADER.name);
-    put(value, at + TE_HEADER.value);
-  });
+  let at = headersAt;
+  for (const list of [req.headers, respHeaders]) {
+    for (const [name, value] of list) {
+      putString(name, at + TE_HEADER.name);
+      putString(value, at + TE_HEADER.value);
+      at += TE_HEADER.SIZE;
+    }
+  }
   v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
   v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
   v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
   v.setUint32(TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
-  v.setBigUint64(TE_REQUEST.resp_headers, BigInt(region + headersAt + headerBytes.length * TE_HEADER.SIZE), true);
+  u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
   return region;
+}
+
+/** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as Buffer.write writes them). */
+function utf8Length(text: string): number {
+  return text.length === 0 ? 0 : Buffer.byteLength(text, 'utf8');
 }
 
 export interface DecodedResponse {
