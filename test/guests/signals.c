@@ -4,7 +4,8 @@
 // SA_NODEFER, SA_RESETHAND, the alternate stack (SS_AUTODISARM too), nested and queued signals,
 // the FPU state in the frame (a change there seen after the return) and vector registers kept
 // across a handler that clobbers them. `signals overflow` ends with a stack overflow caught on the
-// alternate stack; `signals abort` with abort() after its handler returned.
+// alternate stack; `signals abort` with abort() after its handler returned; `signals segv-loop`
+// never ends: its SIGSEGV handler returns to the faulting read, again and again.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <setjmp.h>
@@ -304,6 +305,10 @@ static void overflowed(int sig, siginfo_t *si, void *uc) {
   _exit(3);
 }
 
+static void returning(int sig) {
+  (void)sig;
+}
+
 static void aborting(int sig) {
   say("SIGABRT handler ran (sig %d); returning\n", sig);
 }
@@ -321,6 +326,11 @@ int main(int argc, char **argv) {
     on(SIGSEGV, overflowed, 0, NULL);
     say("recursing without an alternate stack\n");
     return (int)next(0);
+  }
+  if (strcmp(what, "segv-loop") == 0) {
+    signal(SIGSEGV, returning);
+    say("reading 0x10 under a handler that returns\n");
+    return *(volatile int *)0x10;
   }
   if (strcmp(what, "abort") == 0) {
     signal(SIGABRT, aborting);

@@ -266,8 +266,8 @@ export function initialXstate(g: XstateGeometry, current: Uint8Array): Uint8Arra
  * its legacy part, as FXRSTOR. The CPU's own checks are made here: alignment (64 bytes for XRSTOR,
  * 16 for FXRSTOR), a standard-form header (XCOMP_BV and its reserved bytes zero; the compacted form
  * is refused), no component outside XCR0, no reserved MXCSR bit. Components not restored go to
- * their initial state, and so does MXCSR when SSE or AVX is among them, as the kernel's second
- * XRSTOR (of its initial state) does.
+ * their initial state; MXCSR is loaded whenever SSE or AVX is restored (as XRSTOR loads it,
+ * whatever XSTATE_BV says), and otherwise kept.
  */
 function restoreXstate(mem: GuestMemory, g: XstateGeometry, buf: bigint, current: Uint8Array): Uint8Array | undefined {
   if (buf === 0n) return initialXstate(g, current);
@@ -296,8 +296,7 @@ function restoreXstate(mem: GuestMemory, g: XstateGeometry, buf: bigint, current
     if (area.subarray(XCOMP_BV, XCOMP_BV + 16).some((x) => x !== 0) || (present & ~g.features) !== 0n) return undefined;
     loaded &= present;
   }
-  const reinit = g.features & ~restore;
-  const mxcsr = (reinit & (XFEATURE_SSE | XFEATURE_YMM)) !== 0n ? MXCSR_INIT : mxcsrRead ? a.getUint32(MXCSR, true) : view(current).getUint32(MXCSR, true);
+  const mxcsr = mxcsrRead ? a.getUint32(MXCSR, true) : view(current).getUint32(MXCSR, true);
   return composeImage(g, current, area, loaded, mxcsr);
 }
 

@@ -62,12 +62,11 @@ export class Tracer {
     const nr = Number(this.reg('rax') & 0xffff_ffffn);
     const name = SYSCALL_NAMES.get(nr) ?? kernelSyscallName(nr);
     const implemented = SYSCALL_TABLE[nr] !== undefined;
-    if (nr === NR_RT_SIGRETURN && this.sigreturnMask !== undefined) {
-      this.options.write(`rt_sigreturn({mask=${formatSigset(this.sigreturnMask)}}) = ${result}`);
-      this.sigreturnMask = undefined;
-    } else {
-      this.options.write(formatSyscall(mem, nr, name, SYSCALL_ARGS.map((r) => this.reg(r)), result, implemented, exit !== undefined));
-    }
+    // rt_sigreturn's argument is the frame: strace shows the mask it puts back.
+    const mask = nr === NR_RT_SIGRETURN ? this.sigreturnMask : undefined;
+    this.sigreturnMask = undefined;
+    const args = mask !== undefined ? `{mask=${formatSigset(mask)}}` : SYSCALL_ARGS.map((r) => this.reg(r));
+    this.options.write(formatSyscall(mem, nr, name, args, result, implemented, exit !== undefined));
     if (exit?.kind === 'exit') this.options.write(exit.signal ? `+++ killed by ${exit.signal} +++` : `+++ exited with ${exit.status} +++`);
   }
 

@@ -216,16 +216,16 @@ function formatResult(name: string | undefined, result: number, implemented: boo
 
 /**
  * One system call as a trace line. `name` is the call's (undefined for a number x86-64 does not
- * use), `args` its six argument registers; `result` is what it returned, `implemented` whether
+ * use), `args` its six argument registers (or its arguments already decoded); `result` is what it returned, `implemented` whether
  * tinyedge answers it, `exited` whether it ended the program (no result).
  */
-export function formatSyscall(mem: GuestMemory, nr: number, name: string | undefined, args: readonly bigint[], result: number, implemented: boolean, exited: boolean): string {
+export function formatSyscall(mem: GuestMemory, nr: number, name: string | undefined, args: readonly bigint[] | string, result: number, implemented: boolean, exited: boolean): string {
   const formats = name === undefined ? undefined : FORMATS[name];
-  const shown = formats
-    ? formats.map((f, i) => formatArg(mem, f, args[i]!, args[i + 1] ?? 0n, result))
+  const shown = typeof args === 'string' ? [args]
+    : formats ? formats.map((f, i) => formatArg(mem, f, args[i]!, args[i + 1] ?? 0n, result))
     : args.map(hex);
   const flagsAt = name === undefined ? undefined : OPEN_FLAGS_AT[name];
-  if (flagsAt !== undefined && (Number(args[flagsAt]! & 0xffff_ffffn) & (O_CREAT | O_TMPFILE)) === 0) shown.pop();
+  if (typeof args !== 'string' && flagsAt !== undefined && (Number(args[flagsAt]! & 0xffff_ffffn) & (O_CREAT | O_TMPFILE)) === 0) shown.pop();
   const call = `${name ?? `syscall_${nr}`}(${shown.join(', ')})`;
   if (exited || (name !== undefined && NO_RETURN.has(name) && implemented)) return `${call} = ?`;
   return `${call} = ${formatResult(name, result, implemented)}`;
