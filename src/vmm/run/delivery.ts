@@ -11,17 +11,16 @@
 import { REGS } from '../../kvm/constants.ts';
 import type { Kvm } from '../../kvm/kvm.ts';
 import type { Vcpu } from '../../kvm/vcpu.ts';
-import { type PendingSignal, SA_NODEFER, SA_RESETHAND, SIG_DFL, SIG_IGN, SIGBUS, SIGFPE, SIGILL, SIGRTMIN, SIGSEGV,
-  SIGTRAP, type SigAction, type SigInfo, SignalTable, type ThreadSignals, BUS_ADRALN, dequeue, enqueue, FPE_FLTDIV,
-  FPE_FLTINV, FPE_FLTOVF, FPE_FLTRES, FPE_FLTUND, FPE_INTDIV, hasUnblocked, ILL_ILLOPN, MAX_QUEUED_RT, NSIG,
-  pendingSet, SEGV_ACCERR, SEGV_MAPERR, setAltStack, SI_KERNEL, sigbit, signalName, SS_AUTODISARM, SS_DISABLE } from '../linux/signals.ts';
+import { dequeue, enqueue, hasUnblocked, MAX_QUEUED_RT, NSIG, type PendingSignal, pendingSet, SA_NODEFER, SA_RESETHAND,
+  SEGV_MAPERR, setAltStack, SI_KERNEL, SIG_DFL, SIG_IGN, SIGBUS, SIGRTMIN, SIGSEGV, type SigAction, type SigInfo, sigbit,
+  SignalTable, signalName, SS_AUTODISARM, SS_DISABLE, type ThreadSignals } from '../linux/signals.ts';
 import { canonical, initialXstate, restoreFrame, setupFrame, type XstateGeometry, xstateGeometry } from '../linux/sigframe.ts';
 import type { Signals } from '../linux/syscalls/context.ts';
 import { EAGAIN, EINTR } from '../linux/syscalls/errno.ts';
 import type { AddressSpace } from '../memory/address-space.ts';
 import { type GuestMemory, TASK_SIZE_MAX } from '../memory/guest-memory.ts';
 import { cpuFeatures } from '../memory/shell.ts';
-import { HAS_ERROR_CODE } from '../x86/faults.ts';
+import { exceptionSignal, HAS_ERROR_CODE } from '../x86/faults.ts';
 import { IST_STACK_TOP } from '../x86/layout.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { Thread } from './threads.ts';
@@ -50,8 +49,6 @@ type Outcome = 'none' | 'delivered' | 'killed';
  * of the program's memory in one exit, with the time limit only checked after it.
  */
 const MAX_FRAMES_PER_RETURN = 2 * NSIG + MAX_QUEUED_RT;
-/** Page-fault error code: the page was present (a protection fault). */
-const PF_PROT = 1;
 const USER_HALF_END = 1n << 47n;
 /** A futex key no futex word has, per thread: rt_sigsuspend waits there until a signal interrupts it. */
 const SUSPEND_KEY = Number.MIN_SAFE_INTEGER;
@@ -220,7 +217,8 @@ export class SignalDelivery implements Signals {
     const read = (i: number): number => this.mem.u64Raw(frame + (i + withCode) * 8);
     const [rip, cs, rflags, rsp] = [read(0), read(1), read(2), read(3)];
     if ((cs & 3) !== 3) return undefined;
-    const fault = this.faultSignal(vector, withCode ? this.mem.u64Raw(frame) : 0, cr2, rip);
+    const mapped = cr2 < TASK_SIZE_MAX && this.space().vmas.find(cr2) !== undefined;
+    const fault = exceptionSignal(vector, withCode ? this.mem.u64Raw(frame) : 0, cr2, rip, mapped, () => this.vcpu.getXsave());
     const t = this.threads.current.signals;
     if (!fault) return undefined;
     const sig = fault.info.signo;
@@ -352,46 +350,6 @@ export class SignalDelivery implements Signals {
     this.vcpu.markRegsDirty();
     if (ctx.fpuChanged) this.vcpu.setXsave(Buffer.from(ctx.xsave.buffer, ctx.xsave.byteOffset, ctx.xsave.byteLength));
     return ctx.jump();
-  }
-
-  /** The signal and siginfo the kernel raises for a ring-3 exception (arch/x86/kernel/traps.c, fault.c); undefined for the others. */
-  private faultSignal(vector: number, err: number, cr2: number, rip: number): PendingSignal | undefined {
-    const raise = (info: SigInfo, trapErr = err, trapCr2 = 0): PendingSignal => ({ info, trap: { trapno: vector, err: trapErr, cr2: trapCr2 } });
-    switch (vector) {
-      case 0: return raise({ signo: SIGFPE, code: FPE_INTDIV, addr: BigInt(rip) });
-      case 3: return raise({ signo: SIGTRAP, code: SI_KERNEL });
-      case 6: return raise({ signo: SIGILL, code: ILL_ILLOPN, addr: BigInt(rip) });
-      case 11: case 12: return raise({ signo: SIGBUS, code: SI_KERNEL, addr: 0n });
-      case 13: return raise({ signo: SIGSEGV, code: SI_KERNEL, addr: 0n });
-      case 14: {
-        // No mapping is SEGV_MAPERR, reported not present (pages the host keeps are present to the
-        // CPU); a mapping that forbids the access is SEGV_ACCERR; a kernel address is a protection fault.
-        const mapped = cr2 < TASK_SIZE_MAX && this.space().vmas.find(cr2) !== undefined;
-        const code = mapped ? SEGV_ACCERR : SEGV_MAPERR;
-        const trapErr = cr2 >= TASK_SIZE_MAX ? err | PF_PROT : mapped ? err : err & ~PF_PROT;
-        return raise({ signo: SIGSEGV, code, addr: BigInt(cr2) }, trapErr, cr2);
-      }
-      case 16: case 19: {
-        const code = this.fpuErrorCode(vector);
-        return code === 0 ? undefined : raise({ signo: SIGFPE, code, addr: BigInt(rip) });
-      }
-      case 17: return raise({ signo: SIGBUS, code: BUS_ADRALN, addr: 0n });
-      default: return undefined;
-    }
-  }
-
-  /** fpu__exception_code: the first unmasked x87 (#MF) or SIMD (#XM) exception flagged; 0 for none. */
-  private fpuErrorCode(vector: number): number {
-    const v = view(this.vcpu.getXsave());
-    const FCW = 0, FSW = 2, MXCSR = 24;
-    const mxcsr = v.getUint32(MXCSR, true);
-    const e = vector === 16 ? v.getUint16(FSW, true) & ~v.getUint16(FCW, true) : ~(mxcsr >> 7) & mxcsr;
-    if (e & 0x001) return FPE_FLTINV;
-    if (e & 0x004) return FPE_FLTDIV;
-    if (e & 0x008) return FPE_FLTOVF;
-    if (e & 0x012) return FPE_FLTUND;
-    if (e & 0x020) return FPE_FLTRES;
-    return 0;
   }
 
   // --- snapshots --------------------------------------------------------------------------------
