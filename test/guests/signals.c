@@ -96,7 +96,32 @@ static void faults(void) {
   // A non-canonical address is a #GP: SIGSEGV from the kernel, no address.
   if (!sigsetjmp(env, 1)) (void)*(volatile int *)0x8000000000000000UL;
   say("non-canonical read: sig %d code %d addr %#lx\n", last_sig, last_code, (unsigned long)last_addr);
+  // SIMD and x87 exceptions, once unmasked: SIGFPE with the code of the exception (the handler
+  // starts with the initial FPU state, and siglongjmp leaves it so: nothing to unmask again).
+  on(SIGFPE, catcher, 0, NULL);
+  if (!sigsetjmp(env, 1)) {
+    unsigned mxcsr = 0x1f80 & ~0x200u;  // divide-by-zero unmasked
+    volatile double zero = 0.0;
+    __asm__ volatile("ldmxcsr %0" :: "m"(mxcsr));
+    volatile double r = 1.0 / zero;
+    (void)r;
+  }
+  say("SSE division by zero: sig %d code %d (FPE_FLTDIV %d)\n", last_sig, last_code, FPE_FLTDIV);
+  if (!sigsetjmp(env, 1)) {
+    unsigned short fcw = 0x37f & ~0x4;  // x87 divide-by-zero unmasked
+    __asm__ volatile("fldcw %0; fld1; fldz; fdivrp; fwait; fstp %%st(0)" :: "m"(fcw));
+  }
+  say("x87 division by zero: sig %d code %d\n", last_sig, last_code);
+  // Alignment checking (RFLAGS.AC): a misaligned read is SIGBUS, BUS_ADRALN.
+  on(SIGBUS, catcher, 0, NULL);
+  if (!sigsetjmp(env, 1)) {
+    static char buf[16] __attribute__((aligned(16)));
+    __asm__ volatile("pushfq; orq $0x40000, (%%rsp); popfq; movl 1(%0), %%eax; pushfq; andq $~0x40000, (%%rsp); popfq" :: "r"(buf) : "eax", "memory");
+  }
+  __asm__ volatile("pushfq; andq $~0x40000, (%%rsp); popfq" ::: "memory");
+  say("misaligned read with AC set: sig %d code %d\n", last_sig, last_code);
   // Blocked, a fault's signal still ends the program (tested by `overflow` with no alternate stack).
+  signal(SIGBUS, SIG_DFL);
   signal(SIGSEGV, SIG_DFL);
   signal(SIGILL, SIG_DFL);
   signal(SIGFPE, SIG_DFL);
