@@ -1,6 +1,7 @@
 // Signals delivered to the guest (docs/vmm.md, "Signals"): C programs compared with their native
 // runs — handlers for faults and for raised signals, masks, sigsuspend, alternate stacks, the FPU
-// state in the frame, a stack overflow caught on the alternate stack, abort() — and forged
+// state in the frame, a stack overflow caught on the alternate stack, abort(), the signal calls'
+// answers to hostile arguments — and forged
 // rt_sigreturn frames and handlers that cannot run, which must raise what Linux raises and never
 // reach the host. Then the trace's lines for deliveries, a handler that faults forever (bounded by
 // the time limit), and /proc/self/maps against the address space's own mappings.
@@ -32,6 +33,18 @@ for (const variant of ['glibc', 'pie', 'musl'] as GuestVariant[]) {
     });
   });
 }
+
+describe('signal system calls with hostile arguments', needsKvm(), () => {
+  for (const variant of ['glibc', 'pie'] as GuestVariant[]) {
+    test(`bad numbers, sizes, pointers, flags and targets answer as natively (${variant})`, async () => {
+      const { native, vm } = await nativeAndVm(buildGuest('hostile_signals', variant), [], 'ignore');
+      assert.equal(native.status, 0, native.stderr);
+      assert.deepEqual(vm, native);
+      assert.match(vm.stdout, /\nread back: flags 0xdc000807 mask 0xfffffffffffbfeff\n/);
+      assert.match(vm.stdout, /\npending: 0x200\nstill running\n$/);
+    });
+  }
+});
 
 describe('signals: endings', needsKvm(), () => {
   test('abort() after its SIGABRT handler returned ends the program with SIGABRT (134)', async () => {
