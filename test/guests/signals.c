@@ -2,12 +2,15 @@
 // the same natively and under tinyedge: faults caught with siglongjmp (si_code, si_addr), raise()
 // with SA_SIGINFO, SIG_IGN, blocking and unblocking, sigpending, sigsuspend, handler masks,
 // SA_NODEFER, SA_RESETHAND, the alternate stack (SS_AUTODISARM too), nested and queued signals,
-// the FPU state in the frame (a change there seen after the return) and vector registers kept
-// across a handler that clobbers them. `signals overflow` ends with a stack overflow caught on the
+// the FPU state in the frame (a change there seen after the return), vector registers kept
+// across a handler that clobbers them, and signals to other threads (one waiting on a condition
+// variable, one spinning, one taking a signal to the process that the main thread blocks). `signals overflow` ends with a stack overflow caught on the
 // alternate stack; `signals abort` with abort() after its handler returned; `signals segv-loop`
 // never ends: its SIGSEGV handler returns to the faulting read, again and again.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -253,6 +256,95 @@ static void alternate(void) {
   say("nested: inner ran %d\n", nested_inner);
 }
 
+// --- threads ------------------------------------------------------------------------------------
+
+static volatile pid_t handler_tid, started_tid;
+static volatile int thread_hits, phase;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+
+static void where(int sig) {
+  (void)sig;
+  handler_tid = gettid();
+  thread_hits++;
+}
+
+/** Waits on a condition variable (a futex wait) until `phase` reaches `until`. */
+static void *waiter(void *arg) {
+  int until = (int)(intptr_t)arg;
+  // A new thread starts with its creator's mask: the main thread may block SIGUSR1.
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGUSR1);
+  pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+  pthread_mutex_lock(&lock);
+  started_tid = gettid();
+  pthread_cond_broadcast(&changed);
+  while (phase < until) pthread_cond_wait(&changed, &lock);
+  pthread_mutex_unlock(&lock);
+  return NULL;
+}
+
+static void *spinner(void *arg) {
+  (void)arg;
+  started_tid = gettid();
+  while (phase < 2) {}
+  return NULL;
+}
+
+static pthread_t start(void *(*fn)(void *), int until) {
+  pthread_t t;
+  started_tid = 0;
+  pthread_create(&t, NULL, fn, (void *)(intptr_t)until);
+  while (started_tid == 0) sched_yield();
+  // The waiter holds the lock until its wait begins: taking it here means it waits now.
+  pthread_mutex_lock(&lock);
+  pthread_mutex_unlock(&lock);
+  return t;
+}
+
+static void set_phase(int p) {
+  pthread_mutex_lock(&lock);
+  phase = p;
+  pthread_cond_broadcast(&changed);
+  pthread_mutex_unlock(&lock);
+}
+
+static void threads(void) {
+  signal(SIGUSR1, where);
+  thread_hits = 0;
+  phase = 0;
+  pthread_t t = start(waiter, 1);
+  pid_t tid = started_tid;
+  pthread_kill(t, SIGUSR1);
+  while (thread_hits < 1) sched_yield();
+  say("pthread_kill to a thread in pthread_cond_wait: its handler ran in it %d\n", handler_tid == tid);
+  set_phase(1);
+  pthread_join(t, NULL);
+
+  t = start(spinner, 0);
+  tid = started_tid;
+  pthread_kill(t, SIGUSR1);
+  while (thread_hits < 2) sched_yield();
+  say("pthread_kill to a thread spinning without calls: its handler ran in it %d\n", handler_tid == tid);
+  set_phase(2);
+  pthread_join(t, NULL);
+
+  // A signal to the process that the main thread blocks goes to a thread that does not.
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &s, NULL);
+  t = start(waiter, 3);
+  tid = started_tid;
+  kill(getpid(), SIGUSR1);
+  while (thread_hits < 3) sched_yield();
+  say("kill() while the main thread blocks it: the handler ran in the other thread %d\n", handler_tid == tid);
+  set_phase(3);
+  pthread_join(t, NULL);
+  pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+}
+
 // --- the FPU state ------------------------------------------------------------------------------
 
 static void change_xmm0(int sig, siginfo_t *si, void *ucv) {
@@ -366,6 +458,7 @@ int main(int argc, char **argv) {
   masking();
   alternate();
   fpu();
+  threads();
   say("done\n");
   return 0;
 }
