@@ -18,12 +18,13 @@ import { nativeAndVm, runInVm } from '../helpers/native.ts';
 
 for (const variant of ['glibc', 'pie', 'musl'] as GuestVariant[]) {
   describe(`signals (${variant})`, { ...needsKvm(), skip: needsKvm().skip || (!hasCompiler(variant) && `no compiler for ${variant}`) }, () => {
-    test('faults, raised signals, masks, alternate stacks and the FPU state in the frame: the same lines as natively', async () => {
+    test('faults, raised signals, masks, alternate stacks, the FPU state in the frame and signals to threads: the same lines as natively', async () => {
       const { native, vm } = await nativeAndVm(buildGuest('signals', variant), [], 'ignore');
       assert.equal(native.status, 0, native.stderr);
       assert.deepEqual(vm, native);
       assert.match(vm.stdout, /^read of 0x10: sig 11 code 1 addr 0x10\n/);
-      assert.match(vm.stdout, /\nxmm0 changed in the frame: 0x600df00d; xmm1 kept 1; MXCSR rounding 0x6000\ndone\n$/);
+      assert.match(vm.stdout, /\nxmm0 changed in the frame: 0x600df00d; xmm1 kept 1; MXCSR rounding 0x6000\n/);
+      assert.match(vm.stdout, /\nkill\(\) while the main thread blocks it: the handler ran in the other thread 1\ndone\n$/);
     });
 
     test('a stack overflow is caught by a SIGSEGV handler on the alternate stack, as natively', async () => {
