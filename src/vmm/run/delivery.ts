@@ -28,7 +28,7 @@ import type { Tracer } from './trace.ts';
 
 /** What delivery needs of the run loop. */
 export interface DeliveryHost {
-  /** Ends the program as signal `sig` does. */
+  /** Ends the program with `status`, killed by the signal named `signal`. */
   exit(status: number, signal: string): void;
   trace(): Tracer | undefined;
 }
@@ -68,7 +68,8 @@ const regOf = (regs: Uint8Array, at: number): bigint => view(regs).getBigUint64(
 /** A thread's registers and XSAVE image while frames are built on them; the image is fetched only if a frame needs it. */
 class Context {
   private image: Uint8Array | undefined;
-  fpuChanged = false;
+  /** The image was replaced (a frame reset the FPU, or rt_sigreturn restored one): it must go to KVM. */
+  fpuChanged: boolean;
 
   constructor(public regs: Uint8Array, private readonly load: () => Uint8Array, image?: Uint8Array) {
     this.image = image;
