@@ -20,7 +20,7 @@ import type { DirtyLog } from './memory/dirty-log.ts';
 import type { Snapshot } from './memory/snapshot.ts';
 import { buildInitialStack } from './linux/stack.ts';
 import { stubCode } from './x86/stubs.ts';
-import type { Stdio, SyscallContext, Threads } from './linux/syscalls/context.ts';
+import type { Signals, Stdio, SyscallContext, Threads } from './linux/syscalls/context.ts';
 import { ENOSYS } from './linux/syscalls/errno.ts';
 import { EventTable, type EventTableState } from './linux/syscalls/events.ts';
 import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
@@ -181,6 +181,10 @@ export class Machine implements SyscallContext {
 
   get threads(): Threads {
     return this.loop.threads;
+  }
+
+  get signals(): Signals {
+    return this.loop.signals;
   }
 
   sleep(ms: number): void {

@@ -1,7 +1,8 @@
 // Programs whose output under `tinyedge run` must be what they print natively: a Rust std
-// program (whose start-up polls fds 0–2 before main), a Go program (whose runtime reserves large
-// PROT_NONE ranges, starts threads and waits in epoll), hostile pipe, eventfd and epoll calls,
-// and hostile poll/ppoll calls. Each runs
+// program (whose start-up polls fds 0–2 before main) and one that overflows its main stack (std's
+// SIGSEGV handler reports it), Go programs (whose runtime reserves large PROT_NONE ranges, starts
+// threads, waits in epoll, preempts goroutines with SIGURG and turns faults into panics), hostile
+// pipe, eventfd and epoll calls, and hostile poll/ppoll calls. Each runs
 // natively and in the VM with the same arguments, the same stdin and the same (empty, or
 // GODEBUG only) environment, and the two runs' stdout, stderr and exit status are compared. The
 // Go program also answers as a CGI program in a request VM as it answers natively.
@@ -14,13 +15,13 @@ import { Kvm } from '../../src/kvm/kvm.ts';
 import { Program } from '../../src/sandbox/program.ts';
 import { buildGuest, buildOtherGuest, hasCompiler, hasToolchain, type GuestVariant } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
-import { nativeAndVm, runCommand, type Run } from '../helpers/native.ts';
+import { nativeAndVm, runCommand, runInVm, type Run } from '../helpers/native.ts';
 
-/**
- * The setting docs/vmm.md recommends for Go: Go preempts goroutines with SIGURG, which tinyedge
- * ignores; with it, Go does not send them. The tests run with and without it.
- */
+/** Go without asynchronous preemption (no SIGURG to its threads): programs must run either way. */
 const GO_ENV = { GODEBUG: 'asyncpreemptoff=1' };
+
+/** Panic and overflow messages name the thread's id: the host's natively, 1 in the VM. */
+const tidless = (r: Run): Run => ({ ...r, stderr: r.stderr.replace(/thread 'main' \(\d+\)/, "thread 'main' (TID)") });
 
 /** Skips where a toolchain is missing on a developer machine; under CI (which installs Go) that is a failure. */
 function needsToolchain(language: 'rust' | 'go', what: string): string | false {
@@ -33,12 +34,19 @@ describe('Rust std programs run as they do natively', { ...needsKvm(), skip: nee
   test('rust_std prints, reads stdin, catches a panic and exits 3, as natively', async () => {
     const program = buildOtherGuest('rust_std', 'rust');
     const { native, vm } = await nativeAndVm(program, ['one', 'two words'], 'a\nb\nc\n');
-    // The panic message names the thread's id: the host's natively, 1 in the VM.
-    const tidless = (r: Run): Run => ({ ...r, stderr: r.stderr.replace(/thread 'main' \(\d+\)/, "thread 'main' (TID)") });
     assert.deepEqual(tidless(vm), tidless(native));
     assert.equal(vm.status, 3);
     assert.match(vm.stdout, /^args: \["one", "two words"\]\n/);
     assert.match(vm.stdout, /stdin: 6 bytes, 3 lines\npanic caught: true\n$/);
+  });
+
+  test('rust_overflow: std reports the main thread\'s stack overflow from its SIGSEGV handler and aborts (134), as natively', async () => {
+    const { native, vm } = await nativeAndVm(buildOtherGuest('rust_overflow', 'rust'), [], 'ignore');
+    assert.equal(native.signal, 'SIGABRT');
+    assert.equal(vm.status, 134);
+    assert.equal(vm.stdout, native.stdout);
+    assert.equal(tidless(vm).stderr, `${tidless(native).stderr}tinyedge: program killed by SIGABRT\n`);
+    assert.match(vm.stderr, /^\nthread 'main' \(1\) has overflowed its stack\nfatal runtime error: stack overflow/);
   });
 });
 
@@ -52,13 +60,24 @@ describe('Go programs run as they do natively', { ...needsKvm(), skip: needsKvm(
     });
   }
 
+  test('go_signals: a goroutine spinning without calls is preempted (SIGURG), a nil dereference and a division by zero are recovered panics, as natively', async () => {
+    const { native, vm } = await nativeAndVm(buildOtherGuest('go_signals', 'go'), [], 'ignore');
+    assert.equal(native.status, 3, native.stderr);
+    assert.deepEqual(vm, native);
+  });
+
+  test('go_signals without asynchronous preemption never gets past its sleep: the time limit ends it', async () => {
+    const run = await runInVm(buildOtherGuest('go_signals', 'go'), [], 'ignore', ['--timeout', '2000'], GO_ENV);
+    assert.deepEqual(run, { status: 124, signal: null, stdout: '', stderr: 'tinyedge: program ran past its 2000 ms time limit\n' });
+  });
+
   test('a Go CGI program answers in a request VM as it answers natively, request after request', async () => {
     const program = buildOtherGuest('go_cgi', 'go');
-    const native = await runCommand(program, [], 'hello', { ...GO_ENV, REQUEST_METHOD: 'PUT', QUERY_STRING: 'a=1' });
+    const native = await runCommand(program, [], 'hello', { REQUEST_METHOD: 'PUT', QUERY_STRING: 'a=1' });
     const [head, body] = native.stdout.split('\r\n\r\n');
     assert.equal(head, 'Status: 201 Created\r\nContent-Type: text/plain\r\nX-Go: yes');
     const kvm = new Kvm();
-    const p = new Program(kvm, readFileSync(program), { mode: 'cgi', name: 'go_cgi', env: Object.entries(GO_ENV).map(([k, v]) => `${k}=${v}`) });
+    const p = new Program(kvm, readFileSync(program), { mode: 'cgi', name: 'go_cgi' });
     try {
       const inst = p.instance();
       for (let i = 0; i < 3; i++) {

@@ -3,7 +3,8 @@
 // (the handler the sandbox installs), a CPU exception (a fault report) — until the program exits,
 // yields at a hypercall, faults, or runs past its deadline. It holds what a run carries from exit
 // to exit and from run to run: the door call left pending, the deadline, the program's CPU time,
-// and the program's threads (scheduler.ts), switched at the calls that block and at the timer.
+// and the program's threads (scheduler.ts), switched at the calls that block and at the timer,
+// and its signals (delivery.ts), delivered on each return to ring 3.
 import { performance } from 'node:perf_hooks';
 import { type RegName, REGS, SREGS } from '../../kvm/constants.ts';
 import type { Vcpu, VcpuExit } from '../../kvm/vcpu.ts';
@@ -12,6 +13,7 @@ import type { Machine } from '../machine.ts';
 import type { ArgKind } from '../linux/syscalls/context.ts';
 import { EFAULT, ENOSYS, hostFsErrno } from '../linux/syscalls/errno.ts';
 import { SYSCALL_TABLE } from '../linux/syscalls/index.ts';
+import type { SignalTableState } from '../linux/signals.ts';
 import { GuestFault, type GuestMemory } from '../memory/guest-memory.ts';
 import { describeException, HAS_ERROR_CODE } from '../x86/faults.ts';
 import { USER_CS, USER_DS } from '../x86/gdt.ts';
@@ -19,6 +21,7 @@ import { IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, SYSCALL_FRAME_ADDR } from '
 import { EXCEPTION_VECTORS, PORT_EXCEPTION_BASE, PORT_HYPERCALL, PORT_SYSCALL } from '../x86/ports.ts';
 import { symbolize } from '../linux/symbols.ts';
 import { exceptionStub, IRETQ_RIP, OUT_IMM8_OPCODE, SCRUB_ENTRY, SCRUB_TARGET, SWITCH_ENTRY, SWITCH_RAX, SYSCALL_ENTRY } from '../x86/stubs.ts';
+import { SignalDelivery } from './delivery.ts';
 import { Scheduler } from './scheduler.ts';
 import type { ThreadTableState } from './threads.ts';
 import { type ThreadTimer, threadTimerInstance } from './timer.ts';
@@ -44,6 +47,7 @@ export interface RunState {
   pending: PendingCall | undefined;
   cpuMs: number;
   threads: ThreadTableState;
+  signals: SignalTableState;
 }
 
 const OUT_INSN_SIZE = 2;
@@ -113,6 +117,8 @@ export class RunLoop {
   private timerBeforeDeadline = false;
   /** The program's threads, and which of them is on the vCPU. */
   readonly threads: Scheduler;
+  /** The program's signal actions and their delivery. */
+  readonly signals: SignalDelivery;
   private readonly sleepCell = new Int32Array(new SharedArrayBuffer(4));
   /** Set when KVM failed on this VM: its shell is destroyed, not reused. */
   broken = false;
@@ -126,6 +132,11 @@ export class RunLoop {
       returnToUser: (rip, rsp, rflags) => this.returnToUser(rip, rsp, rflags),
       exitProgram: (status) => this.exit(status),
       deadline: () => this.deadline,
+      switchIn: (thread) => this.signals.switchIn(thread),
+    });
+    this.signals = new SignalDelivery(machine.vm.kvm, this.vcpu, this.mem, () => machine.space, this.threads, {
+      exit: (status, signal) => this.exit(status, signal),
+      trace: () => machine.trace,
     });
   }
 
@@ -175,7 +186,7 @@ export class RunLoop {
         const port = vcpu.ioPort();
         const vector = port - PORT_EXCEPTION_BASE;
         if (vector >= 0 && vector < EXCEPTION_VECTORS && fromStub(vcpu.reg('rip'), exceptionStub(vector))) {
-          if (vector === PF_VECTOR ? !this.pageFault() : vector !== GP_VECTOR || !this.trappedOut()) throw this.exception(vector);
+          if (vector === PF_VECTOR ? !this.pageFault() : vector !== GP_VECTOR || !this.trappedOut()) this.fault(vector);
         } else {
           this.out(port, { rip: vcpu.reg('rip') });
         }
@@ -188,6 +199,8 @@ export class RunLoop {
         // The timer: a slice's end, a wait's end, or a timer armed for an earlier, shorter run.
         const now = performance.now();
         if (this.threads.count > 1) this.threads.preempt(now);
+        // A thread switched in may have had a signal pending whose default action ends the program.
+        if (this.exitResult) return this.exitResult;
         if (now < this.deadline) this.armTimer();
       } else {
         throw this.unexpectedExit(exit);
@@ -212,6 +225,19 @@ export class RunLoop {
     if (!this.machine.space.faultIn(Math.floor(address / PAGE_SIZE) * PAGE_SIZE, access)) return false;
     this.returnToUser(this.mem.u64Raw(frame + 8), this.mem.u64Raw(frame + 32), this.mem.u64Raw(frame + 24));
     return true;
+  }
+
+  /**
+   * A fault that is not the host's to resolve: the program's handler for its signal runs, or the
+   * program ends (by the fault, or by a signal pending with it).
+   */
+  private fault(vector: number): void {
+    const cr2 = vector === PF_VECTOR ? Number(this.vcpu.getSregs().readBigUInt64LE(SREGS.cr2)) : 0;
+    // Out of memory is no signal: the program ends as out of memory, as the kernel's OOM kill ends it.
+    const jump = this.outOfMemory || this.machine.space.outOfMemory ? undefined : this.signals.onFault(vector, cr2);
+    if (this.exitResult) return;
+    if (!jump) throw this.exception(vector);
+    this.returnToUser(jump.rip, jump.rsp, jump.rflags);
   }
 
   /**
@@ -249,6 +275,13 @@ export class RunLoop {
       if (this.threads.request !== undefined) {
         // The call blocked, yielded or ended its thread, or woke another: the scheduler goes on.
         if (this.threads.afterSyscall(result)) this.armTimer();
+        return;
+      }
+      // A signal to deliver, or a frame rt_sigreturn restored, changes where ring 3 goes on.
+      const jump = this.signals.onReturn(v.reg('rcx'), rsp, v.reg('r11'), result);
+      if (this.exitResult) return;
+      if (jump) {
+        this.returnToUser(jump.rip, jump.rsp, jump.rflags);
         return;
       }
       this.returnToUser(v.reg('rcx'), rsp, v.reg('r11'));
@@ -348,12 +381,13 @@ export class RunLoop {
   start(rip: number, rsp: number, rflags: number): void {
     this.scrubSegments = true;
     this.threads.reset();
+    this.signals.reset();
     this.returnToUser(rip, rsp, rflags);
   }
 
   /** What a snapshot records of the run. */
   save(): RunState {
-    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs, threads: this.threads.saveState() };
+    return { pending: this.pending && { ...this.pending }, cpuMs: this.cpuMs, threads: this.threads.saveState(), signals: this.signals.save() };
   }
 
   /** Back to `state`, as after a reset: the next return to ring 3 scrubs the segments again. */
@@ -363,6 +397,7 @@ export class RunLoop {
     this.pending = state.pending && { ...state.pending };
     this.raxToSwitchSlot = false;
     this.threads.restoreState(state.threads);
+    this.signals.restore(state.signals);
     this.exitResult = undefined;
     this.yielded = false;
     this.outOfMemory = false;

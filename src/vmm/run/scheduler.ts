@@ -13,7 +13,7 @@ import { KVM_SREGS_SIZE, KVM_XSAVE_SIZE, REGS, SREGS } from '../../kvm/constants
 import type { Vcpu } from '../../kvm/vcpu.ts';
 import { SandboxError } from '../errors.ts';
 import type { GuestThread, ThreadStart, Threads } from '../linux/syscalls/context.ts';
-import { ETIMEDOUT } from '../linux/syscalls/errno.ts';
+import { EINTR, ETIMEDOUT } from '../linux/syscalls/errno.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { PAGE_SIZE, STUBS_ADDR } from '../x86/layout.ts';
 import { SWITCH_ENTRY, SWITCH_FS_BASE, SWITCH_GS_BASE, SWITCH_RAX, SWITCH_TARGET } from '../x86/stubs.ts';
@@ -36,6 +36,8 @@ export interface SchedulerHost {
   exitProgram(status: number): void;
   /** The run's deadline, a performance.now() time. */
   deadline(): number;
+  /** `thread` is about to go on the vCPU, with its saved state: the signals it has pending are delivered into it. */
+  switchIn(thread: Thread): void;
 }
 
 /** What a handler asked for its thread: switch to another, or only re-aim the timer. */
@@ -80,7 +82,7 @@ export class Scheduler implements Threads {
     view.setBigUint64(REGS.rflags, BigInt(this.userRflags), true);
     this.vcpu.getSregs(this.sregs);
     const fsBase = start.tls ?? this.sregs.readBigUInt64LE(SREGS.fs);
-    const thread = this.table.add(regs, this.vcpu.getXsave(Buffer.allocUnsafe(KVM_XSAVE_SIZE)), fsBase, this.sregs.readBigUInt64LE(SREGS.gs), start.clearTid);
+    const thread = this.table.add(regs, this.vcpu.getXsave(Buffer.allocUnsafe(KVM_XSAVE_SIZE)), fsBase, this.sregs.readBigUInt64LE(SREGS.gs), start.clearTid, this.table.current.signals.blocked);
     if (thread) this.request ??= 'rearm';
     return thread;
   }
@@ -126,6 +128,27 @@ export class Scheduler implements Threads {
     if (this.table.count === 1) return left;
     if (this.table.othersRunnable()) return 0;
     return Math.max(0, Math.min(left, this.table.earliestWake() - performance.now()));
+  }
+
+  /** The alive threads. */
+  all(): IterableIterator<Thread> {
+    return this.table.all();
+  }
+
+  /**
+   * A signal came for `thread`, which it does not block: a futex wait (an epoll wait, a
+   * sigsuspend) ends with EINTR, as a wait a signal interrupts does. Sleeps run to their end.
+   */
+  interrupt(thread: Thread): void {
+    if (thread.state !== 'futex') return;
+    thread.result = -EINTR;
+    this.table.makeRunnable(thread);
+    this.request ??= 'rearm';
+  }
+
+  /** The ring-3 RIP, RSP and RFLAGS of the system call being answered. */
+  userState(): { rip: number; rsp: number; rflags: number } {
+    return { rip: this.userRip, rsp: this.userRsp, rflags: this.userRflags };
   }
 
   /** The calling thread sleeps for `ms`; the call's result is what its handler returns. */
@@ -301,6 +324,7 @@ export class Scheduler implements Threads {
    * through the iretq frame; from ring 3 (a preemption) its RSP and RFLAGS are loaded as they are.
    */
   private load(next: Thread, fromRing0: boolean): void {
+    this.host.switchIn(next);
     const { vcpu, mem } = this;
     const regs = next.regs!;
     const view = new DataView(regs.buffer, regs.byteOffset, regs.byteLength);

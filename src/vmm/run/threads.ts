@@ -3,6 +3,7 @@
 // scheduler (scheduler.ts) moves threads on and off the one vCPU. Order is first-come: runnable
 // threads run in the order they became runnable, and a futex's waiters are woken in the order
 // they began to wait, as Linux does for threads of equal priority.
+import { copyThreadSignals, threadSignals } from '../linux/signals.ts';
 import type { GuestThread } from '../linux/syscalls/context.ts';
 import { MAX_THREADS, PID } from '../linux/syscalls/process.ts';
 /** Thread ids run up to PID_MAX_LIMIT, then start again at 2, skipping those in use. */
@@ -46,7 +47,7 @@ export interface ThreadTableState {
 
 function mainThread(): Thread {
   return {
-    tid: PID, clearTid: 0, robustList: 0, state: 'running', regs: undefined, xsave: undefined, fsBase: 0n, gsBase: 0n,
+    tid: PID, clearTid: 0, robustList: 0, signals: threadSignals(), state: 'running', regs: undefined, xsave: undefined, fsBase: 0n, gsBase: 0n,
     result: undefined, timeoutResult: undefined, futexKey: 0, bitset: 0, wakeAt: Infinity, seq: 0,
   };
 }
@@ -79,12 +80,17 @@ export class ThreadTable {
     return this.threads.get(tid);
   }
 
-  /** A new runnable thread with the given saved state; undefined at MAX_THREADS. */
-  add(regs: Uint8Array, xsave: Uint8Array, fsBase: bigint, gsBase: bigint, clearTid: number): Thread | undefined {
+  /** The alive threads, in no particular order. */
+  all(): IterableIterator<Thread> {
+    return this.threads.values();
+  }
+
+  /** A new runnable thread with the given saved state and blocked mask; undefined at MAX_THREADS. */
+  add(regs: Uint8Array, xsave: Uint8Array, fsBase: bigint, gsBase: bigint, clearTid: number, blocked: bigint): Thread | undefined {
     if (this.threads.size >= MAX_THREADS) return undefined;
     while (this.threads.has(this.nextTid)) this.advanceTid();
     const thread: Thread = {
-      tid: this.nextTid, clearTid, robustList: 0, state: 'runnable', regs, xsave, fsBase, gsBase,
+      tid: this.nextTid, clearTid, robustList: 0, signals: threadSignals(blocked), state: 'runnable', regs, xsave, fsBase, gsBase,
       result: 0, timeoutResult: undefined, futexKey: 0, bitset: 0, wakeAt: Infinity, seq: ++this.seq,
     };
     this.advanceTid();
@@ -204,17 +210,18 @@ export class ThreadTable {
 
   /**
    * The table as plain data. Saved registers and XSAVE areas are shared, not copied: the
-   * scheduler never writes one in place (a thread leaving the vCPU gets new ones).
+   * scheduler never writes one in place (a thread leaving the vCPU gets new ones). Signal state
+   * changes in place, so it is copied.
    */
   save(now: number): ThreadTableState {
-    const threads = [...this.threads.values()].map(({ wakeAt, ...t }) => ({ ...t, msLeft: wakeAt === Infinity ? Infinity : Math.max(0, wakeAt - now) }));
+    const threads = [...this.threads.values()].map(({ wakeAt, ...t }) => ({ ...t, signals: copyThreadSignals(t.signals), msLeft: wakeAt === Infinity ? Infinity : Math.max(0, wakeAt - now) }));
     return { threads, currentTid: this.current.tid, nextTid: this.nextTid, seq: this.seq };
   }
 
   /** Back to `state`; waits that had time left get it again from `now`. */
   restore(state: ThreadTableState, now: number): void {
     this.threads.clear();
-    for (const { msLeft, ...t } of state.threads) this.threads.set(t.tid, { ...t, wakeAt: msLeft === Infinity ? Infinity : now + msLeft });
+    for (const { msLeft, ...t } of state.threads) this.threads.set(t.tid, { ...t, signals: copyThreadSignals(t.signals), wakeAt: msLeft === Infinity ? Infinity : now + msLeft });
     this.current = this.threads.get(state.currentTid)!;
     this.nextTid = state.nextTid;
     this.seq = state.seq;

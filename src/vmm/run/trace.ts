@@ -5,7 +5,8 @@
 import { KVM_REGS_SIZE, type RegName, REGS } from '../../kvm/constants.ts';
 import type { Vcpu } from '../../kvm/vcpu.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
-import { formatSyscall, guestBytes } from '../linux/syscalls/decode.ts';
+import { type SigInfo, signalName } from '../linux/signals.ts';
+import { formatSiginfo, formatSigset, formatSyscall, guestBytes } from '../linux/syscalls/decode.ts';
 import { kernelSyscallName } from '../linux/syscalls/names.ts';
 import { SYSCALL_NAMES, SYSCALL_TABLE } from '../linux/syscalls/index.ts';
 import { type SymbolTable, symbolize } from '../linux/symbols.ts';
@@ -33,6 +34,7 @@ const MAX_FRAMES = 32;
 /** Instruction bytes shown at a faulting RIP: the longest x86 instruction is 15. */
 const CODE_BYTES = 16;
 const SYSCALL_ARGS: readonly RegName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
+const NR_RT_SIGRETURN = 15;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -40,6 +42,8 @@ export class Tracer {
   /** The registers of the call being answered, as they were when it was made. */
   private readonly regs = new Uint8Array(KVM_REGS_SIZE);
   private readonly view = new DataView(this.regs.buffer);
+  /** The mask the rt_sigreturn being answered put back, shown as its argument. */
+  private sigreturnMask: bigint | undefined;
 
   constructor(private readonly options: TraceOptions) {}
 
@@ -58,8 +62,27 @@ export class Tracer {
     const nr = Number(this.reg('rax') & 0xffff_ffffn);
     const name = SYSCALL_NAMES.get(nr) ?? kernelSyscallName(nr);
     const implemented = SYSCALL_TABLE[nr] !== undefined;
-    this.options.write(formatSyscall(mem, nr, name, SYSCALL_ARGS.map((r) => this.reg(r)), result, implemented, exit !== undefined));
+    // rt_sigreturn's argument is the frame: strace shows the mask it puts back.
+    const mask = nr === NR_RT_SIGRETURN ? this.sigreturnMask : undefined;
+    this.sigreturnMask = undefined;
+    const args = mask !== undefined ? `{mask=${formatSigset(mask)}}` : SYSCALL_ARGS.map((r) => this.reg(r));
+    this.options.write(formatSyscall(mem, nr, name, args, result, implemented, exit !== undefined));
     if (exit?.kind === 'exit') this.options.write(exit.signal ? `+++ killed by ${exit.signal} +++` : `+++ exited with ${exit.status} +++`);
+  }
+
+  /** Notes the mask the rt_sigreturn being answered restored. */
+  sigreturn(mask: bigint): void {
+    this.sigreturnMask = mask;
+  }
+
+  /** Prints a signal as it is delivered to a handler: `--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x10} ---`. */
+  signal(info: SigInfo): void {
+    this.options.write(`--- ${signalName(info.signo)} {${formatSiginfo(info)}} ---`);
+  }
+
+  /** Prints the end of a program by a pending signal's default action. */
+  killed(signal: string): void {
+    this.options.write(`+++ killed by ${signal} +++`);
   }
 
   /** Prints the hypercall `enter` saw: with its result, or unfinished when the guest waits for it. */

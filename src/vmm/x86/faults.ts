@@ -1,5 +1,9 @@
 // Turns a CPU exception reported by an IDT stub into a sentence a developer can act on:
-// "page fault at 0x0 (rip 0x401136 in main+0x16): read of unmapped memory (NULL pointer dereference)".
+// "page fault at 0x0 (rip 0x401136 in main+0x16): read of unmapped memory (NULL pointer dereference)",
+// and into the signal Linux raises for it in ring 3 (arch/x86/kernel/traps.c, arch/x86/mm/fault.c).
+import { BUS_ADRALN, FPE_FLTDIV, FPE_FLTINV, FPE_FLTOVF, FPE_FLTRES, FPE_FLTUND, FPE_INTDIV, ILL_ILLOPN, type PendingSignal,
+  SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL, SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP, type SigInfo } from '../linux/signals.ts';
+import { TASK_SIZE_MAX } from '../memory/guest-memory.ts';
 import type { Layout } from './layout.ts';
 
 const NAMES: Record<number, string> = {
@@ -44,4 +48,50 @@ export function describeException(e: ExceptionInfo, layout: Layout, protNone = f
   else if (e.address >= layout.arenaEnd && e.address < layout.stackBottom) why = ' (stack overflow)';
   else if (e.address < 0x10000) why = ' (hypervisor memory)';
   return `${name} at ${hex(e.address)} (${rip}): ${what}${why}`;
+}
+
+/** Page-fault error code: the page was present (a protection fault). */
+const PF_PROT = 1;
+
+/**
+ * The signal and siginfo Linux raises for exception `vector` in ring 3, with the error code `err`,
+ * CR2 `cr2` and RIP `rip`; undefined for the exceptions that raise none here (they end the run).
+ * `mapped`: a mapping holds CR2 (SEGV_ACCERR, else SEGV_MAPERR). `xsave` gives the FPU state, whose
+ * status words say which x87 (#MF) or SIMD (#XM) exception it was. The trap info is what the
+ * sigcontext shows: a page fault where nothing is mapped reads not present (pages the host keeps
+ * are present to the CPU), one at a kernel address a protection fault, as the kernel reports them.
+ */
+export function exceptionSignal(vector: number, err: number, cr2: number, rip: number, mapped: boolean, xsave: () => Uint8Array): PendingSignal | undefined {
+  const raise = (info: SigInfo, trapErr = err, trapCr2 = 0): PendingSignal => ({ info, trap: { trapno: vector, err: trapErr, cr2: trapCr2 } });
+  switch (vector) {
+    case 0: return raise({ signo: SIGFPE, code: FPE_INTDIV, addr: BigInt(rip) });
+    case 3: return raise({ signo: SIGTRAP, code: SI_KERNEL });
+    case 6: return raise({ signo: SIGILL, code: ILL_ILLOPN, addr: BigInt(rip) });
+    case 11: case 12: return raise({ signo: SIGBUS, code: SI_KERNEL, addr: 0n });
+    case 13: return raise({ signo: SIGSEGV, code: SI_KERNEL, addr: 0n });
+    case 14: {
+      const trapErr = cr2 >= TASK_SIZE_MAX ? err | PF_PROT : mapped ? err : err & ~PF_PROT;
+      return raise({ signo: SIGSEGV, code: mapped ? SEGV_ACCERR : SEGV_MAPERR, addr: BigInt(cr2) }, trapErr, cr2);
+    }
+    case 16: case 19: {
+      const code = fpuErrorCode(vector, xsave());
+      return code === 0 ? undefined : raise({ signo: SIGFPE, code, addr: BigInt(rip) });
+    }
+    case 17: return raise({ signo: SIGBUS, code: BUS_ADRALN, addr: 0n });
+    default: return undefined;
+  }
+}
+
+/** fpu__exception_code: the first unmasked x87 (#MF) or SIMD (#XM) exception flagged in the XSAVE image; 0 for none. */
+function fpuErrorCode(vector: number, xsave: Uint8Array): number {
+  const v = new DataView(xsave.buffer, xsave.byteOffset, xsave.byteLength);
+  const FCW = 0, FSW = 2, MXCSR = 24;
+  const mxcsr = v.getUint32(MXCSR, true);
+  const e = vector === 16 ? v.getUint16(FSW, true) & ~v.getUint16(FCW, true) : ~(mxcsr >> 7) & mxcsr;
+  if (e & 0x001) return FPE_FLTINV;
+  if (e & 0x004) return FPE_FLTDIV;
+  if (e & 0x008) return FPE_FLTOVF;
+  if (e & 0x012) return FPE_FLTUND;
+  if (e & 0x020) return FPE_FLTRES;
+  return 0;
 }

@@ -5,6 +5,7 @@ import type { AddressSpace } from '../../memory/address-space.ts';
 import type { Arena } from '../../memory/arena.ts';
 import type { Layout } from '../../x86/layout.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { SigAction, SigInfo, ThreadSignals } from '../signals.ts';
 import type { EventTable } from './events.ts';
 import type { FileTable } from './files.ts';
 
@@ -52,6 +53,8 @@ export interface SyscallContext {
   cpuTimeNs(): number;
   /** The program's threads, and the scheduling actions a call can take for the calling one. */
   readonly threads: Threads;
+  /** The program's signal actions, and sending and returning from signals. */
+  readonly signals: Signals;
 }
 
 /** A thread as the thread system calls see it. */
@@ -61,6 +64,8 @@ export interface GuestThread {
   clearTid: number;
   /** set_robust_list: the head of the thread's robust-futex list (0: none). */
   robustList: number;
+  /** Its blocked mask, alternate stack and pending signals. */
+  signals: ThreadSignals;
 }
 
 /** How clone and clone3 start a thread, past their checks. */
@@ -103,6 +108,30 @@ export interface Threads {
   retryLater(): number;
   /** How long a call may block on the host before another thread needs the CPU (ms). */
   blockingWaitMs(): number;
+}
+
+/**
+ * Signals (run/delivery.ts): the actions all threads share, sending (delivery happens when the
+ * receiving thread next returns to ring 3), and the calls that need the caller's ring-3 state.
+ */
+export interface Signals {
+  action(sig: number): SigAction;
+  /** rt_sigaction's change: one that ignores the signal drops it wherever it is pending. */
+  setAction(sig: number, act: SigAction): void;
+  /**
+   * Sends a signal to thread `tid` (tkill, tgkill) or to the program (kill, `tid` undefined): it
+   * is dropped, ends the program, or waits for its handler, interrupting a futex wait of the
+   * thread that will take it. Returns 0 or -errno (EAGAIN past the real-time queue's limit).
+   */
+  send(tid: number | undefined, info: SigInfo): number;
+  /** The signals pending for the caller, its own and the program's (rt_sigpending). */
+  pending(): bigint;
+  /** The caller's ring-3 stack pointer (sigaltstack refuses changes while it is on the alternate stack). */
+  stackPointer(): bigint;
+  /** rt_sigsuspend: `mask` until a signal comes; returns what the call returns. */
+  suspend(mask: bigint): number;
+  /** rt_sigreturn: back to the frame at the caller's stack; returns the restored RAX (the call's result). */
+  sigreturn(): number;
 }
 
 /**

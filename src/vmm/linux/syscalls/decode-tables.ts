@@ -63,7 +63,7 @@ export const CONSTANT_NAMES: Record<ConstantKind, ReadonlyMap<number, string>> =
     [4, 'CLOCK_MONOTONIC_RAW'], [5, 'CLOCK_REALTIME_COARSE'], [6, 'CLOCK_MONOTONIC_COARSE'], [7, 'CLOCK_BOOTTIME'],
     [8, 'CLOCK_REALTIME_ALARM'], [9, 'CLOCK_BOOTTIME_ALARM'], [11, 'CLOCK_TAI'],
   ]),
-  signal: new Map(SIGNALS.split(' ').map((name, i) => [i + 1, name])),
+  signal: new Map([...SIGNALS.split(' ').map((name, i): [number, string] => [i + 1, name]), ...Array.from({ length: 33 }, (_, i): [number, string] => [32 + i, i === 0 ? 'SIGRTMIN' : `SIGRT_${i}`])]),
   sighow: sequence('SIG_BLOCK SIG_UNBLOCK SIG_SETMASK'),
   arch_prctl: names([
     [0x1001, 'ARCH_SET_GS'], [0x1002, 'ARCH_SET_FS'], [0x1003, 'ARCH_GET_FS'], [0x1004, 'ARCH_GET_GS'],

@@ -5,6 +5,7 @@
 // check out prints as its address), flags by their kernel names, results with errno names. Only
 // the trace uses this module: nothing here runs unless a trace is on.
 import type { GuestMemory } from '../../memory/guest-memory.ts';
+import { type SigInfo, signalName } from '../signals.ts';
 import { errnoName } from './errno-names.ts';
 import { CONSTANT_NAMES, type ConstantKind, FLAG_NAMES, type FlagKind } from './decode-tables.ts';
 
@@ -27,6 +28,7 @@ const FORMATS: Record<string, readonly ArgFormat[]> = {
   stat: [S, P], fstat: [FD, P], lstat: [S, P], poll: [P, U, I], lseek: [FD, L, 'whence'],
   mmap: [P, UL, 'prot', 'map', FD, UL], mprotect: [P, UL, 'prot'], munmap: [P, UL], brk: [P],
   rt_sigaction: ['signal', P, P, UL], rt_sigprocmask: ['sighow', P, P, UL], rt_sigreturn: [],
+  rt_sigpending: [P, UL], rt_sigsuspend: [P, UL],
   ioctl: [FD, 'ioctl', H], pread64: [FD, 'outbuf', UL, L], pwrite64: [FD, 'inbuf', UL, L],
   readv: [FD, P, I], writev: [FD, P, I], access: [S, 'access'], pipe: [P], select: [I, P, P, P, P],
   sched_yield: [], mremap: [P, UL, UL, 'mremap', P], msync: [P, UL, I], mincore: [P, UL, P],
@@ -58,7 +60,7 @@ const O_TMPFILE = 0o20000000;
 /** Calls whose result is an address. */
 const HEX_RESULT = new Set(['mmap', 'mremap', 'brk']);
 /** Calls that do not return. */
-const NO_RETURN = new Set(['exit', 'exit_group', 'rt_sigreturn']);
+const NO_RETURN = new Set(['exit', 'exit_group']);
 
 /** Strings and buffers print at most this many bytes, then `...`. */
 const MAX_SHOWN = 64;
@@ -214,17 +216,46 @@ function formatResult(name: string | undefined, result: number, implemented: boo
 
 /**
  * One system call as a trace line. `name` is the call's (undefined for a number x86-64 does not
- * use), `args` its six argument registers; `result` is what it returned, `implemented` whether
+ * use), `args` its six argument registers (or its arguments already decoded); `result` is what it returned, `implemented` whether
  * tinyedge answers it, `exited` whether it ended the program (no result).
  */
-export function formatSyscall(mem: GuestMemory, nr: number, name: string | undefined, args: readonly bigint[], result: number, implemented: boolean, exited: boolean): string {
+export function formatSyscall(mem: GuestMemory, nr: number, name: string | undefined, args: readonly bigint[] | string, result: number, implemented: boolean, exited: boolean): string {
   const formats = name === undefined ? undefined : FORMATS[name];
-  const shown = formats
-    ? formats.map((f, i) => formatArg(mem, f, args[i]!, args[i + 1] ?? 0n, result))
+  const shown = typeof args === 'string' ? [args]
+    : formats ? formats.map((f, i) => formatArg(mem, f, args[i]!, args[i + 1] ?? 0n, result))
     : args.map(hex);
   const flagsAt = name === undefined ? undefined : OPEN_FLAGS_AT[name];
-  if (flagsAt !== undefined && (Number(args[flagsAt]! & 0xffff_ffffn) & (O_CREAT | O_TMPFILE)) === 0) shown.pop();
+  if (typeof args !== 'string' && flagsAt !== undefined && (Number(args[flagsAt]! & 0xffff_ffffn) & (O_CREAT | O_TMPFILE)) === 0) shown.pop();
   const call = `${name ?? `syscall_${nr}`}(${shown.join(', ')})`;
   if (exited || (name !== undefined && NO_RETURN.has(name) && implemented)) return `${call} = ?`;
   return `${call} = ${formatResult(name, result, implemented)}`;
+}
+
+/** si_code names by signal (include/uapi/asm-generic/siginfo.h), for the codes the kernel raises here. */
+const FAULT_CODES: Record<number, readonly string[]> = {
+  4: ['', 'ILL_ILLOPC', 'ILL_ILLOPN'], 5: ['', 'TRAP_BRKPT', 'TRAP_TRACE'], 7: ['', 'BUS_ADRALN', 'BUS_ADRERR'],
+  8: ['', 'FPE_INTDIV', 'FPE_INTOVF', 'FPE_FLTDIV', 'FPE_FLTOVF', 'FPE_FLTUND', 'FPE_FLTRES', 'FPE_FLTINV'],
+  11: ['', 'SEGV_MAPERR', 'SEGV_ACCERR'],
+};
+const GENERIC_CODES: ReadonlyMap<number, string> = new Map([[0, 'SI_USER'], [0x80, 'SI_KERNEL'], [-6, 'SI_TKILL']]);
+
+/** A delivered signal's siginfo as strace prints it: `si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x10`. */
+export function formatSiginfo(info: SigInfo): string {
+  const code = GENERIC_CODES.get(info.code) ?? (FAULT_CODES[info.signo]?.[info.code] || String(info.code));
+  const fields = [`si_signo=${signalName(info.signo)}`, `si_code=${code}`];
+  if (info.pid !== undefined) fields.push(`si_pid=${info.pid}`, `si_uid=${info.uid ?? 0}`);
+  if (info.addr !== undefined) fields.push(`si_addr=${info.addr === 0n ? 'NULL' : `0x${info.addr.toString(16)}`}`);
+  return fields.join(', ');
+}
+
+/** A signal mask as strace prints it: `[USR1 TERM]`, or `~[...]` for the complement when most are set. */
+export function formatSigset(mask: bigint): string {
+  const names = (m: bigint): string[] => {
+    const out: string[] = [];
+    for (let sig = 1; sig <= 64; sig++) if ((m & (1n << BigInt(sig - 1))) !== 0n) out.push(signalName(sig).replace(/^SIG/, ''));
+    return out;
+  };
+  const set = names(mask);
+  if (set.length <= 32) return `[${set.join(' ')}]`;
+  return `~[${names(~mask & ((1n << 64n) - 1n)).join(' ')}]`;
 }

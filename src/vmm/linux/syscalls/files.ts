@@ -3,6 +3,7 @@
 import { accessSync, closeSync, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, constants as fsc, type BigIntStats, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { GuestFault } from '../../memory/guest-memory.ts';
+import { procFile, textFd } from '../procfs.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { MAX_FILE_OFFSET, pread, readable, readBuffer, stdinRead, transfer, vectored, writable, writeFrom } from './io.ts';
 import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
@@ -28,10 +29,12 @@ interface OpenFile {
   hostFd: number;
   path: string;
   position: number;
+  /** A file tinyedge made (/proc/self/maps): its text, held in a memfd. */
+  text?: string;
 }
 
-/** Open files as a snapshot records them: reopened by path, at their position. */
-export type FileTableState = ReadonlyArray<{ fd: number; path: string; position: number }>;
+/** Open files as a snapshot records them: reopened by path (or made again from their text), at their position. */
+export type FileTableState = ReadonlyArray<{ fd: number; path: string; position: number; text?: string }>;
 
 /** The guest's open files beyond 0–2, and the directories it may read. */
 export class FileTable {
@@ -62,14 +65,17 @@ export class FileTable {
 
   save(): FileTableState {
     this.changed = false;
-    return [...this.open].map(([fd, f]) => ({ fd, path: f.path, position: f.position }));
+    return [...this.open].map(([fd, f]) => (f.text === undefined ? { fd, path: f.path, position: f.position } : { fd, path: f.path, position: f.position, text: f.text }));
   }
 
   /** Puts the table back as `state` recorded it, reopening files; cheap when nothing changed. */
   restore(state: FileTableState): void {
     if (!this.changed && state.length === this.open.size && state.every((s) => this.open.get(s.fd)?.position === s.position)) return;
     this.closeAll();
-    for (const s of state) this.open.set(s.fd, { hostFd: openSync(s.path, fsc.O_RDONLY), path: s.path, position: s.position });
+    for (const s of state) {
+      const hostFd = s.text === undefined ? openSync(s.path, fsc.O_RDONLY) : textFd(s.text);
+      this.open.set(s.fd, s.text === undefined ? { hostFd, path: s.path, position: s.position } : { hostFd, path: s.path, position: s.position, text: s.text });
+    }
     this.changed = false;
   }
 
@@ -98,6 +104,20 @@ export class FileTable {
     } finally {
       closeSync(pinned);
     }
+    return fd;
+  }
+
+  /**
+   * Opens a file tinyedge made, holding `text`, read-only as /proc files are (a write access is
+   * EACCES, O_DIRECTORY ENOTDIR).
+   */
+  openText(path: string, text: string, flags: number): number {
+    if ((flags & O_ACCMODE) !== 0) return -EACCES;
+    if ((flags & O_DIRECTORY) !== 0) return -ENOTDIR;
+    const fd = this.lowestFreeFd();
+    if (fd < 0) return -EMFILE;
+    this.open.set(fd, { hostFd: textFd(text), path, position: 0, text });
+    this.changed = true;
     return fd;
   }
 
@@ -297,6 +317,12 @@ function guestPath(ctx: SyscallContext, addr: number): string | number {
   }
 }
 
+/** open and openat of `path` (absolute): a /proc file tinyedge makes, or a file under an allowed directory. */
+function openPath(ctx: SyscallContext, path: string, flags: number): number {
+  const text = procFile(path, () => ctx.space.vmas.all());
+  return text === undefined ? ctx.files.openReadOnly(path, flags) : ctx.files.openText(path, text, flags);
+}
+
 /** Reads the path at `addr`, makes it absolute against `dirfd` and hands it to `then`. */
 function atPath(ctx: SyscallContext, dirfd: number, addr: number, then: (path: string) => number): number {
   const name = guestPath(ctx, addr);
@@ -312,8 +338,8 @@ export const fileSyscalls: Record<string, SyscallHandler> = {
   readv: (ctx, fd, iov, cnt) => (readable(ctx, fd) ? stdinRead(ctx, vectored(ctx, fd, iov, cnt, true)) : -EBADF),
   write: (ctx, fd, buf, len) => (writable(fd) ? transfer(ctx, buf, len, false, (view) => writeFrom(ctx, fd, view)) : -EBADF),
   writev: (ctx, fd, iov, cnt) => (writable(fd) ? vectored(ctx, fd, iov, cnt, false) : -EBADF),
-  open: (ctx, path, flags) => atPath(ctx, AT_FDCWD, path, (p) => ctx.files.openReadOnly(p, flags)),
-  openat: (ctx, dirfd, path, flags) => atPath(ctx, dirfd, path, (p) => ctx.files.openReadOnly(p, flags)),
+  open: (ctx, path, flags) => atPath(ctx, AT_FDCWD, path, (p) => openPath(ctx, p, flags)),
+  openat: (ctx, dirfd, path, flags) => atPath(ctx, dirfd, path, (p) => openPath(ctx, p, flags)),
   close: (ctx, fd) => ctx.files.close(fd),
   lseek: (ctx, fd, offset, whence) => {
     const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;

@@ -7,6 +7,7 @@ import { eventSyscalls } from './event-calls.ts';
 import { memorySyscalls } from './memory.ts';
 import { pollSyscalls } from './poll.ts';
 import { processSyscalls } from './process.ts';
+import { signalSyscalls } from './signal-calls.ts';
 import { threadSyscalls } from './threads.ts';
 import { timeSyscalls } from './time.ts';
 
@@ -23,6 +24,7 @@ export const SYSCALL_NUMBERS: Record<string, number> = {
   prlimit64: 302, getrandom: 318, rseq: 334, clone3: 435,
   pipe: 22, epoll_create: 213, epoll_wait: 232, epoll_ctl: 233, epoll_pwait: 281, eventfd: 284, eventfd2: 290,
   epoll_create1: 291, pipe2: 293, epoll_pwait2: 441,
+  rt_sigreturn: 15, rt_sigpending: 127, rt_sigsuspend: 130,
 };
 
 const INT: ArgKind = 'int', UINT: ArgKind = 'uint', LONG: ArgKind = 'long', ULONG: ArgKind = 'ulong';
@@ -57,6 +59,7 @@ const SYSCALL_ARGS: Record<string, readonly ArgKind[]> = {
   pipe: [ULONG], pipe2: [ULONG, INT], eventfd: [UINT], eventfd2: [UINT, INT], epoll_create: [INT], epoll_create1: [INT],
   epoll_ctl: [INT, INT, INT, ULONG], epoll_wait: [INT, ULONG, INT, INT], epoll_pwait: [INT, ULONG, INT, INT, ULONG, ULONG],
   epoll_pwait2: [INT, ULONG, INT, ULONG, ULONG, ULONG],
+  rt_sigreturn: [], rt_sigpending: [ULONG, ULONG], rt_sigsuspend: [ULONG, ULONG],
 };
 
 /** A call we answer: its handler and how to read its arguments. */
@@ -66,7 +69,7 @@ export interface SyscallEntry {
 }
 
 const handlers: Record<string, SyscallHandler> = {
-  ...fileSyscalls, ...memorySyscalls, ...pollSyscalls, ...processSyscalls, ...threadSyscalls, ...timeSyscalls,
+  ...fileSyscalls, ...memorySyscalls, ...pollSyscalls, ...processSyscalls, ...signalSyscalls, ...threadSyscalls, ...timeSyscalls,
   // Last: the file calls again, answering for pipes, eventfds and epoll fds before the files'.
   ...eventSyscalls(fileSyscalls),
 };

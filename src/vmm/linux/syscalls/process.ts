@@ -1,5 +1,5 @@
-// Process, signal and identity system calls for a program that is the only process in its
-// world: pid 1, an unprivileged uid, no signal delivery. Its threads are in threads.ts.
+// Process and identity system calls for a program that is the only process in its world: pid 1,
+// an unprivileged uid. Its threads are in threads.ts, its signals in signal-calls.ts.
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { EINVAL, ENOSYS, EPERM, ESRCH } from './errno.ts';
 import { TASK_SIZE_MAX } from './memory.ts';
@@ -15,18 +15,11 @@ export const PID = 1;
 export const MAX_THREADS = 64;
 /** Resource numbers run below RLIM_NLIMITS. */
 const RLIM_NLIMITS = 16;
-/** The kernel's sigset_t, the only size rt_sigaction and rt_sigprocmask accept. */
-const SIGSET_SIZE = 8;
-/** The kernel's struct sigaction on x86-64: handler, flags, restorer, mask. */
-const SIGACTION_SIZE = 32;
 /** struct rlimit64: two 64-bit limits. */
 const RLIMIT_SIZE = 16;
 /** The guest has one CPU: sched_getaffinity needs room for one bit and answers one word. */
 const NR_CPU_IDS = 1, CPUMASK_SIZE = 8;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
-/** Signals whose default action is to be ignored (SIGCHLD, SIGCONT, SIGURG, SIGWINCH). */
-const IGNORED_BY_DEFAULT: ReadonlySet<number> = new Set([17, 18, 23, 28]);
-const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM' };
 
 function writeUtsname(ctx: SyscallContext, addr: number): number {
   const fields = ['Linux', 'tinyedge', '6.1.0-tinyedge', '#1 SMP tinyedge', 'x86_64', '(none)'];
@@ -53,19 +46,6 @@ function writeLimit(ctx: SyscallContext, resource: number, addr: number): number
   const [cur, max] = limit(ctx, resource);
   ctx.mem.setU64(addr, cur);
   ctx.mem.setU64(addr + 8, max);
-  return 0;
-}
-
-/**
- * kill(pid, sig): the program is its own process group, and -1 ("every process but init and the
- * caller") reaches nobody, since it is pid 1. No handler ever runs, so a signal does what its
- * default action does: most end the program, a few are ignored.
- */
-function signal(ctx: SyscallContext, pid: number, sig: number): number {
-  if (pid !== PID && pid !== 0) return -ESRCH;
-  if (sig === 0) return 0;
-  if (sig < 1 || sig > 64) return -EINVAL;
-  if (!IGNORED_BY_DEFAULT.has(sig)) ctx.exit(128 + sig, SIGNALS[sig] ?? `signal ${sig}`);
   return 0;
 }
 
@@ -105,35 +85,6 @@ export const processSyscalls: Record<string, SyscallHandler> = {
   },
   getrlimit: (ctx, resource, addr) => writeLimit(ctx, resource, addr),
   setrlimit: (ctx, resource, addr) => (ctx.mem.check(addr, RLIMIT_SIZE), resource >= RLIM_NLIMITS ? -EINVAL : 0),
-  rt_sigaction: (ctx, sig, act, old, sigsetsize) => {
-    const SIGKILL = 9, SIGSTOP = 19;
-    if (sigsetsize !== SIGSET_SIZE) return -EINVAL;
-    if (act !== 0) ctx.mem.check(act, SIGACTION_SIZE);
-    if (sig < 1 || sig > 64 || (act !== 0 && (sig === SIGKILL || sig === SIGSTOP))) return -EINVAL;
-    if (old !== 0) ctx.mem.writable(old, SIGACTION_SIZE).fill(0);
-    return 0;
-  },
-  rt_sigprocmask: (ctx, how, set, old, sigsetsize) => {
-    const SIG_BLOCK = 0, SIG_SETMASK = 2;
-    if (sigsetsize !== SIGSET_SIZE) return -EINVAL;
-    if (set !== 0) {
-      ctx.mem.check(set, SIGSET_SIZE);
-      if (how < SIG_BLOCK || how > SIG_SETMASK) return -EINVAL;
-    }
-    if (old !== 0) ctx.mem.writable(old, SIGSET_SIZE).fill(0);
-    return 0;
-  },
-  sigaltstack: (ctx, _ss, old) => {
-    if (old !== 0) {
-      ctx.mem.writable(old, 24).fill(0);
-      ctx.mem.setU32(old + 8, 2); // SS_DISABLE
-    }
-    return 0;
-  },
-  kill: (ctx, pid, sig) => signal(ctx, pid, sig),
-  // A signal to one of the program's threads is a signal to the program: no handler runs anyway.
-  tkill: (ctx, tid, sig) => (tid <= 0 ? -EINVAL : !ctx.threads.find(tid) ? -ESRCH : signal(ctx, PID, sig)),
-  tgkill: (ctx, tgid, tid, sig) => (tgid <= 0 || tid <= 0 ? -EINVAL : tgid !== PID || !ctx.threads.find(tid) ? -ESRCH : signal(ctx, PID, sig)),
   sched_getaffinity: (ctx, pid, len, mask) => {
     // The kernel's own test, in its unsigned int arithmetic: `len * 8 < nr_cpu_ids`.
     if (Math.imul(len, 8) >>> 0 < NR_CPU_IDS || len % 8 !== 0) return -EINVAL;
