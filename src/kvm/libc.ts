@@ -1,7 +1,8 @@
 // Every libc function tinyedge calls, bound through koffi: the one place that loads libc (the
 // lowest layer, so the VMM's timer, poll, snapshot and clock code import from here). Calls are
-// synchronous on purpose: vCPU ioctls must come from the thread that created the vCPU, and the
-// timer must be created on the thread it signals.
+// synchronous on purpose: a vCPU's ioctls come from the thread that owns its VM (the KVM API
+// advises the thread that created it; docs/server.md measures what a change of thread costs), and
+// the timer must be created on the thread it signals.
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');

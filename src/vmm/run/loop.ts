@@ -113,8 +113,8 @@ export class RunLoop {
   /** When the current run gives the thread back, though the program is not done (`run`'s slice). */
   private sliceEnd = Infinity;
   private timer: ThreadTimer | undefined;
-  /** The timer is aimed before the deadline (the run's slice, the threads): not worth keeping after the run. */
-  private timerBeforeDeadline = false;
+  /** The timer is aimed at a check the threads need, before the deadline: not worth keeping after the run. */
+  private timerForThreads = false;
   /** The program's threads, and which of them is on the vCPU. */
   readonly threads: Scheduler;
   /** The program's signal actions and their delivery. */
@@ -157,17 +157,20 @@ export class RunLoop {
     try {
       return this.loop(timeoutMs);
     } finally {
-      // A slice's end left armed would interrupt whatever the host thread does next (an ioctl
+      // A threads' check left armed would interrupt whatever the host thread does next (an ioctl
       // that fails with EINTR, such as KVM_CREATE_VM), long before the next run needs a timer.
-      if (this.timerBeforeDeadline) timer.disarm();
+      // The run's slice end is kept, like the deadline: the thread's next run, often within the
+      // slice, reuses it without a system call (`ensure`), and `settle` stops it when idle.
+      if (this.timerForThreads) timer.disarm();
       timer.settle();
     }
   }
 
   /** Aims the timer at the deadline, or sooner: the run's slice, or a check the threads need (their slice's end, a wait's). */
   private armTimer(): void {
-    const check = Math.min(this.threads.nextCheck(), this.sliceEnd);
-    this.timerBeforeDeadline = check < this.deadline;
+    const threadsCheck = this.threads.nextCheck();
+    const check = Math.min(threadsCheck, this.sliceEnd);
+    this.timerForThreads = threadsCheck <= this.sliceEnd && threadsCheck < this.deadline;
     this.timer!.ensure(Math.min(this.deadline, Math.max(check, performance.now() + MIN_TIMER_MS)));
   }
 
