@@ -2,7 +2,7 @@
 // sandbox's ProgramOptions, and the program itself from its file.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { type Kvm, Program, ProgramError, type ProgramOptions } from '../sandbox/index.ts';
+import { ProgramError, type ProgramOptions } from '../sandbox/index.ts';
 import type { ProgramCliOptions } from './options.ts';
 
 export function programOptions(path: string, opts: ProgramCliOptions): ProgramOptions {
@@ -24,8 +24,4 @@ export function readProgramFile(path: string): Buffer {
   } catch (err) {
     throw new ProgramError(`cannot read ${path}: ${(err as Error).message}`);
   }
-}
-
-export function loadProgram(kvm: Kvm, path: string, options: ProgramOptions): Program {
-  return new Program(kvm, readProgramFile(path), options);
 }

@@ -9,7 +9,7 @@ import type { SandboxFailureKind } from '../vmm/errors.ts';
 export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete';
 
 /** The warm-up request a loader runs on a new program: the phase, and for `deliver` the response. */
-export interface WarmupMessage {
+interface WarmupMessage {
   req: SandboxRequest;
   phase?: Phase;
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };

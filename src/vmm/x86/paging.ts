@@ -32,8 +32,6 @@ export interface PageFlags {
 }
 
 export const USER_RW: PageFlags = { write: true, exec: false, user: true };
-export const USER_RO: PageFlags = { write: false, exec: false, user: true };
-export const USER_RX: PageFlags = { write: false, exec: true, user: true };
 export const KERNEL_RW: PageFlags = { write: true, exec: false, user: false };
 /** The stub page: ring 3 must be able to run the syscall entry on KVMs where `syscall` stays in ring 3. */
 export const STUB_RX: PageFlags = { write: false, exec: true, user: true };

@@ -6,7 +6,7 @@ import { GuestFault } from '../../memory/guest-memory.ts';
 import { procFile, textFd } from '../procfs.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
 import { MAX_FILE_OFFSET, pread, readable, readBuffer, stdinRead, transfer, vectored, writable, writeFrom } from './io.ts';
-import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, EROFS, ESPIPE, errnoOf } from './errno.ts';
+import { EACCES, EBADF, EINVAL, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, ENOTTY, ENXIO, ERANGE, EROFS, ESPIPE, errnoOf } from './errno.ts';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_NO_AUTOMOUNT = 0x800, AT_EMPTY_PATH = 0x1000, AT_STATX_SYNC_TYPE = 0x6000;
@@ -379,7 +379,7 @@ export const fileSyscalls: Record<string, SyscallHandler> = {
   readlink: (ctx, path, _buf, size) => (size <= 0 ? -EINVAL : atPath(ctx, AT_FDCWD, path, (p) => ctx.files.readlink(p))),
   readlinkat: (ctx, dirfd, path, _buf, size) => (size <= 0 ? -EINVAL : atPath(ctx, dirfd, path, (p) => ctx.files.readlink(p))),
   getcwd: (ctx, buf, size) => {
-    if (size < 2) return -34; // ERANGE
+    if (size < 2) return -ERANGE;
     ctx.mem.writable(buf, 2).set([0x2f, 0]);
     return 2;
   },
