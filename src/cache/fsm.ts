@@ -13,7 +13,7 @@ import { endToEndRequestHeaders, getHeader } from './headers.ts';
 import { equalsLower, isFixedHopByHop, isFraming } from './hop-by-hop.ts';
 import { isUnsafeMethod, unsafeInvalidationTargets } from './invalidation.ts';
 import { forwardHead, type CacheObject } from './object.ts';
-import { toOriginError } from './origin.ts';
+import { type BackendRequest, toOriginError } from './origin.ts';
 import { classify, expired, usableOnError } from './policy.ts';
 import { varyMatches } from './vary.ts';
 
@@ -190,10 +190,16 @@ function pass(ctx: RequestContext): Promise<void> {
   e.counters.passes++;
   const headers = addForwarding(e, endToEndRequestHeaders(req.headers, DROP_ON_PASS), req.headers, req.socket.remoteAddress, null);
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  const abort = new AbortController();
-  const onClose = (): void => { if (!res.writableFinished) abort.abort(); };
+  // The abort signal is made only if the backend asks for it (an origin does; a program does not):
+  // an AbortController per request costs more than the rest of a small pass's bookkeeping.
+  let abort: AbortController | undefined;
+  const onClose = (): void => { if (!res.writableFinished) (abort ??= new AbortController()).abort(); };
   res.once('close', onClose);
-  return e.backend.fetch({ method: ctx.method, path: ctx.url, headers, body: hasBody ? req : null, signal: abort.signal }).then(
+  const request: BackendRequest = {
+    method: ctx.method, path: ctx.url, headers, body: hasBody ? req : null,
+    get signal() { return (abort ??= new AbortController()).signal; },
+  };
+  return e.backend.fetch(request).then(
     (resp) => {
       if (isUnsafeMethod(ctx.method) && resp.status >= 200 && resp.status < 400) {
         // RFC 9111 §4.4: a successful unsafe request makes stored copies of its targets stale.
@@ -222,7 +228,7 @@ function pass(ctx: RequestContext): Promise<void> {
       });
     },
     (err: unknown) => {
-      if (abort.signal.aborted) return DONE;
+      if (abort?.signal.aborted === true) return DONE;
       e.counters.fetchErrors++;
       const oe = toOriginError(err);
       return synth(ctx, oe.status, oe.message, 'PASS');
