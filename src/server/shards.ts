@@ -21,6 +21,8 @@ interface Pending {
 
 export class RemoteShards {
   private readonly pending = new Map<number, Pending>();
+  /** Shards whose thread ended: their connections and cache went with them; commands skip them. */
+  private readonly gone = new Set<Worker>();
   private nextId = 1;
   private closed = false;
 
@@ -43,9 +45,9 @@ export class RemoteShards {
     return this.workers.length;
   }
 
-  /** Runs `command` on every shard; resolves with their answers once all have applied it. */
+  /** Runs `command` on every live shard; resolves with their answers once all have applied it. */
   all<C extends ShardCommand>(command: C): Promise<Array<ShardAnswers[C['type']]>> {
-    return Promise.all(this.workers.map((w) => this.ask<C>(w, command)));
+    return Promise.all(this.workers.filter((w) => !this.gone.has(w)).map((w) => this.ask<C>(w, command)));
   }
 
   /** Runs `command` on shard `index` (1-based, as shards are numbered). */
@@ -58,13 +60,14 @@ export class RemoteShards {
   /** Closes every shard's front, runtimes and VMs, then their threads end. */
   async close(): Promise<void> {
     if (this.closed) return;
-    await Promise.allSettled(this.workers.map((w) => this.ask(w, { type: 'close' })));
+    await Promise.allSettled(this.workers.filter((w) => !this.gone.has(w)).map((w) => this.ask(w, { type: 'close' })));
     this.closed = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
   private ask<C extends ShardCommand>(worker: Worker, command: C): Promise<ShardAnswers[C['type']]> {
     if (this.closed) return Promise.reject(new Error('the shards are closed'));
+    if (this.gone.has(worker)) return Promise.reject(new Error(`shard ${this.workers.indexOf(worker) + 1} is gone`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { worker, resolve: resolve as (v: unknown) => void, reject });
@@ -93,7 +96,8 @@ export class RemoteShards {
 
   /** A shard that died fails what was asked of it; its connections are gone with it. */
   private died(worker: Worker, index: number, err: Error): void {
-    this.log.warn({ shard: index }, `shard ${index} failed: ${err.message}`);
+    this.gone.add(worker);
+    this.log.warn({ shard: index }, `shard ${index} failed: ${err.message}; the other shards go on serving`);
     for (const [id, p] of this.pending) {
       if (p.worker !== worker) continue;
       this.pending.delete(id);
