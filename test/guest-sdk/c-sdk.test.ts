@@ -4,7 +4,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Kvm } from '../../src/kvm/kvm.ts';
 import { Program } from '../../src/sandbox/program.ts';
 import { type HostCalls } from '../../src/sandbox/instance.ts';
 import { ProgramPool } from '../../src/sandbox/program-pool.ts';
@@ -12,25 +11,13 @@ import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest, type GuestVariant, hasCompiler } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
+import { guestPrograms } from '../helpers/programs.ts';
 
 const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
 
 describe('the C SDK', needsKvm(), () => {
-  let kvm: Kvm;
-  const programs: Program[] = [];
-  const load = (name: string, variant: GuestVariant = 'glibc'): Program => {
-    const p = new Program(kvm, readFileSync(buildGuest(name, variant)), { mode: 'sdk', name });
-    programs.push(p);
-    return p;
-  };
-
-  before(() => {
-    kvm = new Kvm();
-  });
-  after(() => {
-    for (const p of programs) p.close();
-    kvm.close();
-  });
+  const programs = guestPrograms();
+  const load = (name: string, variant: GuestVariant = 'glibc'): Program => programs.load(buildGuest(name, variant), { mode: 'sdk', name });
 
   for (const variant of ['glibc', 'pie', 'musl'] as const) {
     test(`a program whose handler is registered in one file and whose loop runs in another answers with that handler (${variant})`, { skip: hasCompiler(variant) ? false : `no compiler for ${variant}` }, () => {

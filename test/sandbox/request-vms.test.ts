@@ -1,35 +1,21 @@
 // Request VMs in-process: isolation between requests, fresh entropy, recovery after failures,
 // and the limits on responses. Real KVM, real guest programs built with gcc -static.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { Kvm } from '../../src/kvm/kvm.ts';
-import { Program } from '../../src/sandbox/program.ts';
+import { type LocalProgramOptions, type Program } from '../../src/sandbox/program.ts';
 import { type Instance } from '../../src/sandbox/instance.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
+import { guestPrograms } from '../helpers/programs.ts';
 
 const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
 const text = (inst: Instance, url: string): string => inst.handle(get(url)).body.toString();
 
 describe('request VMs', needsKvm(), () => {
-  let kvm: Kvm;
-  const programs: Program[] = [];
-  const load = (name: string, options: Partial<ConstructorParameters<typeof Program>[2]> = {}): Program => {
-    const p = new Program(kvm, readFileSync(buildGuest(name)), { mode: 'sdk', name, ...options });
-    programs.push(p);
-    return p;
-  };
-
-  before(() => {
-    kvm = new Kvm();
-  });
-  after(() => {
-    for (const p of programs) p.close();
-    kvm.close();
-  });
+  const programs = guestPrograms();
+  const load = (name: string, options: Partial<LocalProgramOptions> = {}): Program => programs.load(buildGuest(name), { mode: 'sdk', name, ...options });
 
   test('a request never sees globals, heap, stack, thread-locals or vector registers written by an earlier one', () => {
     const inst = load('sdk_isolation').instance();
@@ -129,8 +115,7 @@ describe('request VMs', needsKvm(), () => {
   });
 
   test('CGI mode runs any static program per request with the body on stdin', () => {
-    const p = new Program(kvm, readFileSync(buildGuest('cgi_env')), { mode: 'cgi', name: 'cgi_env' });
-    programs.push(p);
+    const p = programs.load(buildGuest('cgi_env'), { mode: 'cgi', name: 'cgi_env' });
     const inst = p.instance();
     for (let i = 0; i < 2; i++) {
       const r = inst.handle({ method: 'PUT', url: '/a/b?x=1&y=2', headers: [['X-Test', 'v'], ['Content-Type', 'text/plain'], ['User-Agent', 'ua']], body: Buffer.from('the body') });

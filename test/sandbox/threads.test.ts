@@ -2,38 +2,26 @@
 // and work in every request; threads started during a request are gone after the reset; a VM made
 // from the snapshot (on a new or a reused shell) is the same as the one reset; a deadlocked
 // request ends and the next one is served. Real KVM, glibc and musl builds of sdk_threads.c.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { SREGS } from '../../src/kvm/constants.ts';
-import { Kvm } from '../../src/kvm/kvm.ts';
-import { Program } from '../../src/sandbox/program.ts';
+import { type LocalProgramOptions, type Program } from '../../src/sandbox/program.ts';
 import { type Instance } from '../../src/sandbox/instance.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
 import { buildGuest, hasCompiler, type GuestVariant } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
+import { guestPrograms } from '../helpers/programs.ts';
 
 const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
 const text = (inst: Instance, url: string): string => inst.handle(get(url)).body.toString();
 
 describe('threads in request VMs', needsKvm(), () => {
-  let kvm: Kvm;
-  const programs: Program[] = [];
-  const load = (name: string, variant: GuestVariant, options: Partial<ConstructorParameters<typeof Program>[2]> = {}): Program => {
+  const programs = guestPrograms();
+  const load = (name: string, variant: GuestVariant, options: Partial<LocalProgramOptions> = {}): Program => {
     const flags = name === 'sdk_threads' ? ['-pthread'] : [];
-    const p = new Program(kvm, readFileSync(buildGuest(name, variant, flags)), { mode: 'sdk', name, ...options });
-    programs.push(p);
-    return p;
+    return programs.load(buildGuest(name, variant, flags), { mode: 'sdk', name, ...options });
   };
-
-  before(() => {
-    kvm = new Kvm();
-  });
-  after(() => {
-    for (const p of programs) p.close();
-    kvm.close();
-  });
 
   for (const variant of ['glibc', 'musl'] as const) {
     const compiler = hasCompiler(variant) ? {} : { skip: `no compiler for ${variant} guests` };
