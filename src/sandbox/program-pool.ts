@@ -161,8 +161,15 @@ export class ProgramPool {
       // After the caller has the answer (its continuation runs before this turn's immediates):
       // reset, then the instance serves the next request.
       setImmediate(() => {
-        instance.reset();
         entry.inflight--;
+        try {
+          instance.reset();
+        } catch (err) {
+          // KVM failed on this VM: it is dropped, and the next request gets a new one.
+          process.stderr.write(`tinyedge: dropping an instance of ${entry.key} whose reset failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          this.drop(entry, instance);
+          return;
+        }
         this.release(entry, instance);
       });
     }
@@ -207,6 +214,24 @@ export class ProgramPool {
       return;
     }
     entry.free.push(instance);
+    this.closeIfIdle(entry);
+  }
+
+  /** Closes a broken instance; a request waiting for one gets a new instance in its place. */
+  private drop(entry: Entry, instance: Instance): void {
+    entry.instances.splice(entry.instances.indexOf(instance), 1);
+    instance.close();
+    if (entry.waiting.length > 0) {
+      try {
+        const made = entry.program.instance();
+        entry.instances.push(made);
+        const next = entry.waiting.shift()!;
+        clearTimeout(next.timer);
+        next.resolve(made);
+      } catch {
+        // No new VM either: the waiting requests get a 503 at their queue timeout.
+      }
+    }
     this.closeIfIdle(entry);
   }
 
