@@ -1,0 +1,554 @@
+// One cache store in shared memory for every shard thread (issue 12): records (one per stored
+// variant of an object) in namespaces (one per tenant) under one global byte budget and a quota per
+// namespace, LRU eviction, removal by key or tag, and claims that coalesce fetches across threads.
+// Any thread that attaches the store's handle reads and writes it directly; docs/cache.md "Shared
+// store" describes the layout, the concurrency rules and how long a record's views stay valid.
+import { Arena, CELL } from './arena.ts';
+import { Claims, type ClaimOptions } from './claims.ts';
+import * as L from './layout.ts';
+import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
+import { recordViewFactory, type RecordViewFactory } from './record.ts';
+
+export type { ClaimOptions } from './claims.ts';
+import type { SharedRecord } from './record.ts';
+export type { SharedRecord } from './record.ts';
+
+/**
+ * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 80-byte slot
+ * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
+ * to 15 bytes of alignment.
+ */
+export const RECORD_OVERHEAD = 128;
+/** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
+const ARENA_SLACK = 0.25;
+/** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
+const ARENA_EXTRA = 16 * 2 ** 20;
+/** Seqlock read attempts before a reader takes the writers' lock instead. */
+const READ_RETRIES = 64;
+
+/** A new store's sizes. */
+export interface SharedStoreOptions {
+  /** Budget for the charged bytes of all namespaces together. */
+  maxBytes: number;
+  /** Record slots; default one per KiB of budget, at least 1024. */
+  maxRecords?: number;
+  /** Default 1024. */
+  maxNamespaces?: number;
+  /** Claims that may be held at once (rounded up to a power of two); default 1024. */
+  claimSlots?: number;
+  /** Touches of one record closer together than this do not move it in the LRU; default 1000. */
+  touchIntervalMs?: number;
+}
+
+/** What another thread needs to attach the store: structured-cloneable (workerData, postMessage). */
+export interface SharedStoreHandle {
+  readonly control: SharedArrayBuffer;
+  readonly index: SharedArrayBuffer;
+  readonly arena: SharedArrayBuffer;
+}
+
+/** A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot). */
+export interface RecordInit {
+  meta: Uint8Array;
+  body: Uint8Array;
+  tags: readonly string[];
+  /** Secondary key (Vary values): a record with the same namespace, key and secondary replaces. */
+  secondary: string;
+}
+
+/** Names a record: its slot and the generation of the slot when the record was stored in it. */
+export interface RecordRef {
+  readonly id: number;
+  readonly gen: number;
+}
+
+export interface NamespaceStats {
+  objects: number;
+  bytes: number;
+  quotaBytes: number;
+  evictions: number;
+}
+
+export interface StoreStats {
+  objects: number;
+  bytes: number;
+  maxBytes: number;
+  evictions: number;
+  namespaces: number;
+  /** Bytes the arena has grown to, and the most it may grow to. */
+  arenaBytes: number;
+  arenaMaxBytes: number;
+  /** Bytes of arena blocks in use (live records and dead ones still pinned by a reader). */
+  arenaUsedBytes: number;
+}
+
+const encoder = new TextEncoder();
+
+function pow2(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(2, n)));
+}
+
+/** The shared store as one thread sees it. */
+export class SharedStore {
+  private readonly ctl: Int32Array;
+  private readonly f64: Float64Array;
+  private readonly idx: Int32Array;
+  private readonly arena: Arena;
+  private readonly claims: Claims;
+  private readonly records: number;
+  private readonly bucketBase: number;
+  private readonly bucketMask: number;
+  private readonly nsMax: number;
+  private readonly view: RecordViewFactory;
+
+  private constructor(handle: SharedStoreHandle) {
+    this.ctl = new Int32Array(handle.control);
+    this.f64 = new Float64Array(handle.control);
+    this.idx = new Int32Array(handle.index);
+    this.arena = new Arena(handle.arena);
+    this.claims = new Claims(this.ctl, this.f64);
+    this.records = this.ctl[L.G_RECORDS]!;
+    this.bucketBase = this.records * L.REC_WORDS;
+    this.bucketMask = this.ctl[L.G_BUCKETS]! - 1;
+    this.nsMax = this.ctl[L.G_NS_MAX]!;
+    this.view = recordViewFactory(this.idx, this.arena);
+  }
+
+  /** A new, empty store. */
+  static create(options: SharedStoreOptions): SharedStore {
+    if (!(options.maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
+    const records = options.maxRecords ?? Math.max(1024, Math.ceil(options.maxBytes / 1024));
+    const buckets = pow2(records);
+    const namespaces = options.maxNamespaces ?? 1024;
+    const claims = pow2(options.claimSlots ?? 1024);
+    const control = new SharedArrayBuffer(L.controlBytes(namespaces, claims));
+    const index = new SharedArrayBuffer((records * L.REC_WORDS + buckets) * 4);
+    const arena = Arena.create(Math.ceil(options.maxBytes * (1 + ARENA_SLACK)) + ARENA_EXTRA);
+    const ctl = new Int32Array(control);
+    const f64 = new Float64Array(control);
+    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = L.NIL;
+    ctl[L.G_FREE] = 0;
+    ctl[L.G_NS_MAX] = namespaces;
+    ctl[L.G_RECORDS] = records;
+    ctl[L.G_BUCKETS] = buckets;
+    ctl[L.G_CLAIMS] = claims;
+    ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
+    f64[L.F_MAX_BYTES] = options.maxBytes;
+    f64[L.F_EPOCH] = Date.now();
+    const idx = new Int32Array(index);
+    for (let id = 0; id < records; id++) idx[id * L.REC_WORDS + L.R_NEXT] = id + 1 < records ? id + 1 : L.NIL;
+    idx.fill(L.NIL, records * L.REC_WORDS);
+    return new SharedStore({ control, index, arena: arena.sab });
+  }
+
+  /** The store seen from another thread, through the handle `handle()` gave. */
+  static attach(handle: SharedStoreHandle): SharedStore {
+    return new SharedStore(handle);
+  }
+
+  handle(): SharedStoreHandle {
+    return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.sab };
+  }
+
+  /**
+   * The id of the namespace called `name` (the same in every thread), created on first use; every
+   * call sets its quota (capped at the budget), evicting down to it.
+   */
+  namespace(name: string, quotaBytes: number): number {
+    const bytes = encoder.encode(name);
+    if (bytes.length > L.NS_NAME_BYTES) throw new RangeError(`namespace name longer than ${L.NS_NAME_BYTES} bytes`);
+    const u8 = new Uint8Array(this.ctl.buffer);
+    lock(this.ctl, L.G_LOCK);
+    try {
+      const count = this.ctl[L.G_NS_COUNT]!;
+      for (let id = 0; id < count; id++) {
+        const off = L.nsOffset(id);
+        if (this.ctl[off / 4 + L.N_NAME_LEN] === bytes.length && L.bytesEqual(u8, off + 48, bytes)) {
+          this.setQuota(id, quotaBytes);
+          return id;
+        }
+      }
+      if (count === this.nsMax) throw new RangeError(`more than ${this.nsMax} namespaces`);
+      const off = L.nsOffset(count);
+      this.ctl[off / 4 + L.N_NAME_LEN] = bytes.length;
+      this.ctl[off / 4 + L.N_LRU_HEAD] = this.ctl[off / 4 + L.N_LRU_TAIL] = L.NIL;
+      u8.set(bytes, off + 48);
+      this.setQuota(count, quotaBytes);
+      Atomics.store(this.ctl, L.G_NS_COUNT, count + 1);
+      return count;
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Sets the quota of namespace `ns`, evicting its least recently used records down to it. */
+  resize(ns: number, quotaBytes: number): void {
+    this.write(ns, () => this.setQuota(ns, quotaBytes));
+  }
+
+  /** Removes every record of namespace `ns`; answers how many. */
+  clear(ns: number): number {
+    return this.write(ns, () => {
+      let n = 0;
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!, n++) this.kill(id, false);
+      return n;
+    });
+  }
+
+  /**
+   * Stores a record under (`ns`, `key`), replacing the one with the same secondary key, then
+   * evicts least recently used records until the namespace's quota and the budget hold. `null`
+   * when the record can never fit: its charged size exceeds the quota or the budget.
+   */
+  insert(ns: number, key: string, init: RecordInit): RecordRef | null {
+    for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
+    const keyBytes = encoder.encode(key);
+    const secBytes = encoder.encode(init.secondary);
+    const tagBytes = encoder.encode(init.tags.join('\n'));
+    const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + init.body.length;
+    const charged = dataBytes + RECORD_OVERHEAD;
+    const hash = L.hashKey(ns, keyBytes);
+    return this.write(ns, () => {
+      const nsF = L.nsOffset(ns) / 8;
+      if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
+      for (const id of this.chain(ns, hash, keyBytes)) {
+        const w = id * L.REC_WORDS;
+        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.u8, this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.kill(id, false);
+      }
+      this.evictNamespace(ns, charged);
+      while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
+      while (this.ctl[L.G_FREE] === L.NIL) if (!this.evictOldest()) return null;
+      let offset = this.arena.alloc(dataBytes);
+      while (offset < 0) {
+        if (!this.evictOldest()) return null;
+        offset = this.arena.alloc(dataBytes);
+      }
+      const id = this.ctl[L.G_FREE]!;
+      const w = id * L.REC_WORDS;
+      this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
+      const u8 = this.arena.u8;
+      let at = offset;
+      for (const part of [keyBytes, secBytes, tagBytes, init.meta, init.body]) {
+        u8.set(part, at);
+        at += part.length;
+      }
+      const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
+        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
+        [L.R_BODY_LEN, init.body.length], [L.R_TOUCHED, this.now()]];
+      for (const [field, value] of fields) this.idx[w + field] = value;
+      // Published last: a reader that finds the slot LIVE sees every field and byte above.
+      Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
+      this.linkLru(id);
+      const bucket = this.bucketBase + (hash & this.bucketMask);
+      seqBegin(this.ctl, L.G_SEQ);
+      this.idx[w + L.R_NEXT] = this.idx[bucket]!;
+      Atomics.store(this.idx, bucket, id);
+      seqEnd(this.ctl, L.G_SEQ);
+      this.account(ns, charged, 1);
+      return { id, gen: this.idx[w + L.R_GEN]! };
+    });
+  }
+
+  /**
+   * The live records of (`ns`, `key`), most recently inserted first, each pinned: its `meta` and
+   * `body` are views into shared memory that stay valid (same bytes, not reused) until the caller
+   * calls its `unpin()`, which it must do exactly once, also when the record has been removed.
+   */
+  lookup(ns: number, key: string): SharedRecord[] {
+    const keyBytes = encoder.encode(key);
+    const hash = L.hashKey(ns, keyBytes);
+    for (let attempt = 0; attempt < READ_RETRIES; attempt++) {
+      const seq = Atomics.load(this.ctl, L.G_SEQ);
+      if ((seq & 1) !== 0) continue;
+      const found = this.pinChain(ns, hash, keyBytes);
+      if (Atomics.load(this.ctl, L.G_SEQ) === seq) return this.views(found);
+      // A writer relinked a chain meanwhile: the walk may have missed records or strayed.
+      for (let i = 0; i < found.length; i += 2) Atomics.sub(this.idx, found[i]! * L.REC_WORDS + L.R_PINS, 1);
+    }
+    lock(this.ctl, L.G_LOCK);
+    try {
+      return this.views(this.pinChain(ns, hash, keyBytes));
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Whether the record is still stored (not removed, evicted or replaced). */
+  isLive(id: number, gen: number): boolean {
+    if (!(id >= 0 && id < this.records)) return false;
+    const w = id * L.REC_WORDS;
+    return Atomics.load(this.idx, w + L.R_GEN) === gen && Atomics.load(this.idx, w + L.R_STATE) === L.LIVE;
+  }
+
+  /** Removes the record if it is still the one named; answers whether it was. */
+  remove(id: number, gen: number): boolean {
+    if (!(id >= 0 && id < this.records)) return false;
+    return this.write(Atomics.load(this.idx, id * L.REC_WORDS + L.R_NS), () => {
+      if (!this.isLive(id, gen)) return false;
+      this.kill(id, false);
+      return true;
+    });
+  }
+
+  /** Removes every record of (`ns`, `key`); answers how many. */
+  removeKey(ns: number, key: string): number {
+    const keyBytes = encoder.encode(key);
+    const hash = L.hashKey(ns, keyBytes);
+    return this.write(ns, () => {
+      const ids = this.chain(ns, hash, keyBytes);
+      for (const id of ids) this.kill(id, false);
+      return ids.length;
+    });
+  }
+
+  /**
+   * Removes every record of namespace `ns` carrying `tag`; answers how many. It reads the tags of
+   * every record of the namespace, with the lock held.
+   */
+  removeTag(ns: number, tag: string): number {
+    const tagBytes = encoder.encode(tag);
+    return this.write(ns, () => {
+      const ids: number[] = [];
+      const u8 = this.arena.u8;
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
+        const w = id * L.REC_WORDS;
+        if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
+        let at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
+        const end = at + this.idx[w + L.R_TAGS_LEN]!;
+        while (at <= end) {
+          let stop = u8.indexOf(10, at);
+          if (stop < 0 || stop > end) stop = end;
+          if (stop - at === tagBytes.length && L.bytesEqual(u8, at, tagBytes)) {
+            ids.push(id);
+            break;
+          }
+          at = stop + 1;
+        }
+      }
+      for (const id of ids) this.kill(id, false);
+      return ids.length;
+    });
+  }
+
+  /**
+   * Marks the record used now: it moves to the head of the LRU lists, unless it moved there less
+   * than the touch interval ago (a hit then costs two atomic loads). Answers whether it is live.
+   */
+  touch(id: number, gen: number): boolean {
+    if (!this.isLive(id, gen)) return false;
+    const w = id * L.REC_WORDS;
+    const now = this.now();
+    if (((now - this.idx[w + L.R_TOUCHED]!) | 0) < this.ctl[L.G_TOUCH_MS]!) return true;
+    return this.write(this.idx[w + L.R_NS]!, () => {
+      if (!this.isLive(id, gen)) return false;
+      this.unlinkLru(id);
+      this.linkLru(id);
+      this.idx[w + L.R_TOUCHED] = now;
+      return true;
+    });
+  }
+
+  /** Claims (`ns`, `key`) for fetching; see Claims.claim. */
+  claim(ns: number, key: string, options?: ClaimOptions): true | Promise<void> {
+    const keyBytes = encoder.encode(key);
+    return this.claims.claim(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes), options);
+  }
+
+  /** Ends a claim (after inserting the record, or giving up) and wakes its waiters. */
+  release(ns: number, key: string): void {
+    const keyBytes = encoder.encode(key);
+    this.claims.release(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes));
+  }
+
+  stats(ns: number): NamespaceStats {
+    return this.write(ns, () => {
+      const f = L.nsOffset(ns) / 8;
+      return { objects: this.f64[f + L.N_OBJECTS]!, bytes: this.f64[f + L.N_BYTES]!, quotaBytes: this.f64[f + L.N_QUOTA]!, evictions: this.f64[f + L.N_EVICTIONS]! };
+    });
+  }
+
+  globalStats(): StoreStats {
+    lock(this.ctl, L.G_LOCK);
+    try {
+      return {
+        objects: this.f64[L.F_OBJECTS]!, bytes: this.f64[L.F_BYTES]!, maxBytes: this.f64[L.F_MAX_BYTES]!, evictions: this.f64[L.F_EVICTIONS]!,
+        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.sab.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
+      };
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` must exist. */
+  private write<T>(ns: number, f: () => T): T {
+    lock(this.ctl, L.G_LOCK);
+    try {
+      if (!(ns >= 0 && ns < this.ctl[L.G_NS_COUNT]!)) throw new RangeError(`no namespace ${ns}`);
+      this.sweep();
+      return f();
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  private setQuota(ns: number, quotaBytes: number): void {
+    if (!(quotaBytes > 0)) throw new RangeError('namespace quota must be positive');
+    this.f64[L.nsOffset(ns) / 8 + L.N_QUOTA] = Math.min(quotaBytes, this.f64[L.F_MAX_BYTES]!);
+    this.evictNamespace(ns, 0);
+  }
+
+  /** Evicts the namespace's least recently used records until `extra` more bytes fit its quota. */
+  private evictNamespace(ns: number, extra: number): void {
+    const f = L.nsOffset(ns) / 8;
+    const tail = L.nsOffset(ns) / 4 + L.N_LRU_TAIL;
+    while (this.f64[f + L.N_BYTES]! + extra > this.f64[f + L.N_QUOTA]! && this.ctl[tail] !== L.NIL) this.kill(this.ctl[tail]!, true);
+  }
+
+  /** Evicts the least recently used record of all; false when there is none. */
+  private evictOldest(): boolean {
+    const id = this.ctl[L.G_LRU_TAIL]!;
+    if (id === L.NIL) return false;
+    this.kill(id, true);
+    return true;
+  }
+
+  /** The live records of (`ns`, `key`) in chain order; with the lock held. */
+  private chain(ns: number, hash: number, key: Uint8Array): number[] {
+    const ids: number[] = [];
+    for (let id = this.idx[this.bucketBase + (hash & this.bucketMask)]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NEXT]!) {
+      if (this.matches(id, ns, hash, key)) ids.push(id);
+    }
+    return ids;
+  }
+
+  private views(pairs: number[]): SharedRecord[] {
+    const out: SharedRecord[] = [];
+    for (let i = 0; i < pairs.length; i += 2) out.push(this.view(pairs[i]!, pairs[i + 1]!));
+    return out;
+  }
+
+  /**
+   * Walks the chain without the lock, pinning each record of (`ns`, `key`). A pin counts only if
+   * the slot still holds the same live record after it was taken (the writer that kills a record
+   * bumps its generation before it reads the pin count, so one of the two always sees the other).
+   * Answers (id, gen) pairs, flat.
+   */
+  private pinChain(ns: number, hash: number, key: Uint8Array): number[] {
+    const ids: number[] = [];
+    let id = Atomics.load(this.idx, this.bucketBase + (hash & this.bucketMask));
+    for (let steps = 0; id !== L.NIL && steps < this.records; steps++) {
+      const w = id * L.REC_WORDS;
+      if (this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns) {
+        const gen = Atomics.load(this.idx, w + L.R_GEN);
+        Atomics.add(this.idx, w + L.R_PINS, 1);
+        if (Atomics.load(this.idx, w + L.R_GEN) === gen && this.matches(id, ns, hash, key)) ids.push(id, gen);
+        else Atomics.sub(this.idx, w + L.R_PINS, 1);
+      }
+      id = Atomics.load(this.idx, w + L.R_NEXT);
+    }
+    return ids;
+  }
+
+  private matches(id: number, ns: number, hash: number, key: Uint8Array): boolean {
+    const w = id * L.REC_WORDS;
+    return Atomics.load(this.idx, w + L.R_STATE) === L.LIVE && this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns
+      && this.idx[w + L.R_KEY_LEN] === key.length && L.bytesEqual(this.arena.u8, this.idx[w + L.R_DATA]! * CELL, key);
+  }
+
+  /** Unlinks a live record and uncharges it; its block is freed now, or once no reader pins it. */
+  private kill(id: number, evicted: boolean): void {
+    const w = id * L.REC_WORDS;
+    const ns = this.idx[w + L.R_NS]!;
+    const bucket = this.bucketBase + (this.idx[w + L.R_HASH]! & this.bucketMask);
+    seqBegin(this.ctl, L.G_SEQ);
+    if (this.idx[bucket] === id) Atomics.store(this.idx, bucket, this.idx[w + L.R_NEXT]!);
+    else {
+      let prev = this.idx[bucket]!;
+      while (this.idx[prev * L.REC_WORDS + L.R_NEXT] !== id) prev = this.idx[prev * L.REC_WORDS + L.R_NEXT]!;
+      Atomics.store(this.idx, prev * L.REC_WORDS + L.R_NEXT, this.idx[w + L.R_NEXT]!);
+    }
+    seqEnd(this.ctl, L.G_SEQ);
+    this.unlinkLru(id);
+    this.account(ns, -this.idx[w + L.R_CHARGED]!, -1);
+    if (evicted) {
+      this.f64[L.F_EVICTIONS]!++;
+      this.f64[L.nsOffset(ns) / 8 + L.N_EVICTIONS]!++;
+    }
+    Atomics.store(this.idx, w + L.R_STATE, L.DEAD);
+    Atomics.add(this.idx, w + L.R_GEN, 1);
+    if (Atomics.load(this.idx, w + L.R_PINS) === 0) this.reclaim(id);
+    else {
+      this.idx[w + L.R_NEXT] = this.ctl[L.G_ZOMBIES]!;
+      this.ctl[L.G_ZOMBIES] = id;
+    }
+  }
+
+  /** Frees the block and the slot of a dead record no reader pins. */
+  private reclaim(id: number): void {
+    const w = id * L.REC_WORDS;
+    this.arena.free(this.idx[w + L.R_DATA]! * CELL);
+    Atomics.store(this.idx, w + L.R_STATE, L.FREE);
+    this.idx[w + L.R_NEXT] = this.ctl[L.G_FREE]!;
+    this.ctl[L.G_FREE] = id;
+  }
+
+  /** Reclaims the dead records whose readers have all unpinned them. */
+  private sweep(): void {
+    let id = this.ctl[L.G_ZOMBIES]!;
+    this.ctl[L.G_ZOMBIES] = L.NIL;
+    while (id !== L.NIL) {
+      const next = this.idx[id * L.REC_WORDS + L.R_NEXT]!;
+      if (Atomics.load(this.idx, id * L.REC_WORDS + L.R_PINS) === 0) this.reclaim(id);
+      else {
+        this.idx[id * L.REC_WORDS + L.R_NEXT] = this.ctl[L.G_ZOMBIES]!;
+        this.ctl[L.G_ZOMBIES] = id;
+      }
+      id = next;
+    }
+  }
+
+  private account(ns: number, bytes: number, objects: number): void {
+    const f = L.nsOffset(ns) / 8;
+    this.f64[L.F_BYTES] = this.f64[L.F_BYTES]! + bytes;
+    this.f64[L.F_OBJECTS] = this.f64[L.F_OBJECTS]! + objects;
+    this.f64[f + L.N_BYTES] = this.f64[f + L.N_BYTES]! + bytes;
+    this.f64[f + L.N_OBJECTS] = this.f64[f + L.N_OBJECTS]! + objects;
+  }
+
+  /** Puts a record at the head of the global and its namespace's LRU lists. */
+  private linkLru(id: number): void {
+    const nsWord = L.nsOffset(this.idx[id * L.REC_WORDS + L.R_NS]!) / 4;
+    this.link(id, L.R_LRU_PREV, L.R_LRU_NEXT, L.G_LRU_HEAD, L.G_LRU_TAIL);
+    this.link(id, L.R_NS_PREV, L.R_NS_NEXT, nsWord + L.N_LRU_HEAD, nsWord + L.N_LRU_TAIL);
+  }
+
+  private unlinkLru(id: number): void {
+    const nsWord = L.nsOffset(this.idx[id * L.REC_WORDS + L.R_NS]!) / 4;
+    this.unlink(id, L.R_LRU_PREV, L.R_LRU_NEXT, L.G_LRU_HEAD, L.G_LRU_TAIL);
+    this.unlink(id, L.R_NS_PREV, L.R_NS_NEXT, nsWord + L.N_LRU_HEAD, nsWord + L.N_LRU_TAIL);
+  }
+
+  /** Links at the head of a doubly linked list: fields `prev`/`next` of records, ends in ctl. */
+  private link(id: number, prev: number, next: number, head: number, tail: number): void {
+    const first = this.ctl[head]!;
+    this.idx[id * L.REC_WORDS + prev] = L.NIL;
+    this.idx[id * L.REC_WORDS + next] = first;
+    if (first === L.NIL) this.ctl[tail] = id;
+    else this.idx[first * L.REC_WORDS + prev] = id;
+    this.ctl[head] = id;
+  }
+
+  private unlink(id: number, prev: number, next: number, head: number, tail: number): void {
+    const p = this.idx[id * L.REC_WORDS + prev]!;
+    const n = this.idx[id * L.REC_WORDS + next]!;
+    if (p === L.NIL) this.ctl[head] = n;
+    else this.idx[p * L.REC_WORDS + next] = n;
+    if (n === L.NIL) this.ctl[tail] = p;
+    else this.idx[n * L.REC_WORDS + prev] = p;
+  }
+
+  /** Ms since the store was created, as an int32 (wraps after 24 days; touch compares modulo). */
+  private now(): number {
+    return (Date.now() - this.f64[L.F_EPOCH]!) | 0;
+  }
+}
