@@ -83,7 +83,10 @@ export class Claims {
       unlock(this.ctl, G_LOCK);
     }
     const result = Atomics.waitAsync(this.ctl, index, wake, waitMs);
-    return result.async ? result.value.then(() => undefined) : Promise.resolve();
+    if (!result.async) return Promise.resolve();
+    // A pending waitAsync does not keep Node's event loop alive; this timer does, for as long.
+    const keepAlive = setTimeout(() => undefined, waitMs + 1);
+    return result.value.then(() => clearTimeout(keepAlive));
   }
 
   /** Ends the claim on the key (if any) and wakes every thread waiting for it. */
