@@ -115,22 +115,43 @@ export function claimOffset(namespaces: number, i: number): number {
   return HEADER_BYTES + namespaces * NS_BYTES + i * CLAIM_BYTES;
 }
 
+/** A key's UTF-8 bytes (the first `length` of `bytes`), and `words` viewing the same memory. */
+export interface Key {
+  bytes: Uint8Array;
+  words: Int32Array;
+  length: number;
+}
+
 /** FNV-1a of the namespace id and the key's bytes: picks the hash chain. */
-export function hashKey(ns: number, key: Uint8Array): number {
+export function hashKey(ns: number, key: Key): number {
+  const bytes = key.bytes;
   let h = (0x811c9dc5 ^ ns) >>> 0;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   return h | 0;
 }
 
 /** A second, independent hash (djb2-xor): claims keep no key bytes, so they compare two hashes. */
-export function hashKey2(ns: number, key: Uint8Array): number {
+export function hashKey2(ns: number, key: Key): number {
+  const bytes = key.bytes;
   let h = 5381 + ns;
-  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 33) ^ key[i]!) | 0;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 33) ^ bytes[i]!) | 0;
   return h;
 }
 
 /** True when `a` holds the same bytes as `b` from `offset`. */
 export function bytesEqual(a: Uint8Array, offset: number, b: Uint8Array): boolean {
   for (let i = 0; i < b.length; i++) if (a[offset + i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * True when the arena holds `key` at the 4-byte aligned `offset` (`words` and `bytes` view the
+ * arena): a word at a time, then the tail bytes.
+ */
+export function keyEqual(words: Int32Array, bytes: Uint8Array, offset: number, key: Key): boolean {
+  const whole = key.length >>> 2;
+  const base = offset >>> 2;
+  for (let i = 0; i < whole; i++) if (words[base + i] !== key.words[i]) return false;
+  for (let i = whole << 2; i < key.length; i++) if (bytes[offset + i] !== key.bytes[i]) return false;
   return true;
 }

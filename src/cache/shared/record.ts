@@ -33,7 +33,9 @@ class RecordView implements SharedRecord {
   readonly body: Uint8Array;
   readonly secondary: string;
   private readonly idx: Int32Array;
-  private readonly tagBytes: Uint8Array;
+  private readonly arena: Arena;
+  private readonly tagsAt: number;
+  private readonly tagsLen: number;
   private readonly tagCount: number;
   private decodedTags: readonly string[] | null = null;
   private pinned = true;
@@ -41,23 +43,26 @@ class RecordView implements SharedRecord {
   constructor(idx: Int32Array, arena: Arena, id: number, gen: number) {
     const w = id * REC_WORDS;
     this.idx = idx;
+    this.arena = arena;
     this.id = id;
     this.gen = gen;
     let at = idx[w + R_DATA]! * CELL + idx[w + R_KEY_LEN]!;
     const secLen = idx[w + R_SEC_LEN]!;
-    this.secondary = secLen === 0 ? '' : decoder.decode(arena.u8.subarray(at, at + secLen));
+    this.secondary = secLen === 0 ? '' : decoder.decode(arena.bytes().subarray(at, at + secLen));
     at += secLen;
-    this.tagBytes = new Uint8Array(arena.sab, at, idx[w + R_TAGS_LEN]!);
+    this.tagsAt = at;
+    this.tagsLen = idx[w + R_TAGS_LEN]!;
     this.tagCount = idx[w + R_TAG_COUNT]!;
-    at += this.tagBytes.length;
+    at += this.tagsLen;
     this.meta = new Uint8Array(arena.sab, at, idx[w + R_META_LEN]!);
     at += this.meta.length;
     this.body = new Uint8Array(arena.sab, at, idx[w + R_BODY_LEN]!);
   }
 
-  /** Decoded on first use: the hit path rarely needs them. */
+  /** Decoded on first use (the hit path rarely needs them), while the record is still pinned. */
   get tags(): readonly string[] {
-    if (this.decodedTags === null) this.decodedTags = this.tagCount === 0 ? [] : decoder.decode(this.tagBytes).split('\n');
+    if (this.decodedTags === null && !this.pinned) throw new Error('a record\'s tags are read before unpin()');
+    if (this.decodedTags === null) this.decodedTags = this.tagCount === 0 ? [] : decoder.decode(this.arena.bytes().subarray(this.tagsAt, this.tagsAt + this.tagsLen)).split('\n');
     return this.decodedTags;
   }
 

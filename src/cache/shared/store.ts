@@ -7,11 +7,13 @@ import { Arena, CELL } from './arena.ts';
 import { Claims, type ClaimOptions } from './claims.ts';
 import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
+import { RecordTable, type SharedStoreHandle } from './table.ts';
 import { recordViewFactory, type RecordViewFactory } from './record.ts';
 
 export type { ClaimOptions } from './claims.ts';
 import type { SharedRecord } from './record.ts';
 export type { SharedRecord } from './record.ts';
+export type { SharedStoreHandle } from './table.ts';
 
 /**
  * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 80-byte slot
@@ -38,13 +40,6 @@ export interface SharedStoreOptions {
   claimSlots?: number;
   /** Touches of one record closer together than this do not move it in the LRU; default 1000. */
   touchIntervalMs?: number;
-}
-
-/** What another thread needs to attach the store: structured-cloneable (workerData, postMessage). */
-export interface SharedStoreHandle {
-  readonly control: SharedArrayBuffer;
-  readonly index: SharedArrayBuffer;
-  readonly arena: SharedArrayBuffer;
 }
 
 /** A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot). */
@@ -83,36 +78,37 @@ export interface StoreStats {
 }
 
 const encoder = new TextEncoder();
+/**
+ * Where keys are encoded: TextEncoder.encode allocates and costs ~1 µs, encodeInto ~0.1. Its
+ * `words` view the same bytes so that keys compare a word at a time (L.keyEqual).
+ */
+const scratchBuffer = new ArrayBuffer(1024);
+const scratch: L.Key = { bytes: new Uint8Array(scratchBuffer), words: new Int32Array(scratchBuffer), length: 0 };
+
+/** The UTF-8 bytes of `s` in the scratch key, which the next call reuses. */
+function scratchKey(s: string): L.Key {
+  if (s.length * 3 > scratch.bytes.length) {
+    const buffer = new ArrayBuffer(Math.ceil(s.length * 3 / 4) * 4);
+    scratch.bytes = new Uint8Array(buffer);
+    scratch.words = new Int32Array(buffer);
+  }
+  scratch.length = encoder.encodeInto(s, scratch.bytes).written;
+  return scratch;
+}
+
+/** The UTF-8 bytes of `s`, in a buffer of their own. */
+function ownBytes(s: string): Uint8Array {
+  return Buffer.from(s, 'utf8');
+}
 
 function pow2(n: number): number {
   return 2 ** Math.ceil(Math.log2(Math.max(2, n)));
 }
 
 /** The shared store as one thread sees it. */
-export class SharedStore {
-  private readonly ctl: Int32Array;
-  private readonly f64: Float64Array;
-  private readonly idx: Int32Array;
-  private readonly arena: Arena;
+export class SharedStore extends RecordTable {
   private readonly claims: Claims;
-  private readonly records: number;
-  private readonly bucketBase: number;
-  private readonly bucketMask: number;
-  private readonly nsMax: number;
   private readonly view: RecordViewFactory;
-
-  private constructor(handle: SharedStoreHandle) {
-    this.ctl = new Int32Array(handle.control);
-    this.f64 = new Float64Array(handle.control);
-    this.idx = new Int32Array(handle.index);
-    this.arena = new Arena(handle.arena);
-    this.claims = new Claims(this.ctl, this.f64);
-    this.records = this.ctl[L.G_RECORDS]!;
-    this.bucketBase = this.records * L.REC_WORDS;
-    this.bucketMask = this.ctl[L.G_BUCKETS]! - 1;
-    this.nsMax = this.ctl[L.G_NS_MAX]!;
-    this.view = recordViewFactory(this.idx, this.arena);
-  }
 
   /** A new, empty store. */
   static create(options: SharedStoreOptions): SharedStore {
@@ -141,6 +137,12 @@ export class SharedStore {
     return new SharedStore({ control, index, arena: arena.sab });
   }
 
+  private constructor(handle: SharedStoreHandle) {
+    super(handle);
+    this.claims = new Claims(this.ctl, this.f64);
+    this.view = recordViewFactory(this.idx, this.arena);
+  }
+
   /** The store seen from another thread, through the handle `handle()` gave. */
   static attach(handle: SharedStoreHandle): SharedStore {
     return new SharedStore(handle);
@@ -155,7 +157,7 @@ export class SharedStore {
    * call sets its quota (capped at the budget), evicting down to it.
    */
   namespace(name: string, quotaBytes: number): number {
-    const bytes = encoder.encode(name);
+    const bytes = ownBytes(name);
     if (bytes.length > L.NS_NAME_BYTES) throw new RangeError(`namespace name longer than ${L.NS_NAME_BYTES} bytes`);
     const u8 = new Uint8Array(this.ctl.buffer);
     lock(this.ctl, L.G_LOCK);
@@ -202,9 +204,9 @@ export class SharedStore {
    */
   insert(ns: number, key: string, init: RecordInit): RecordRef | null {
     for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
-    const keyBytes = encoder.encode(key);
-    const secBytes = encoder.encode(init.secondary);
-    const tagBytes = encoder.encode(init.tags.join('\n'));
+    const keyBytes = scratchKey(key);
+    const secBytes = ownBytes(init.secondary);
+    const tagBytes = ownBytes(init.tags.join('\n'));
     const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + init.body.length;
     const charged = dataBytes + RECORD_OVERHEAD;
     const hash = L.hashKey(ns, keyBytes);
@@ -213,7 +215,7 @@ export class SharedStore {
       if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
       for (const id of this.chain(ns, hash, keyBytes)) {
         const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.u8, this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.kill(id, false);
+        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.kill(id, false);
       }
       this.evictNamespace(ns, charged);
       while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
@@ -226,9 +228,9 @@ export class SharedStore {
       const id = this.ctl[L.G_FREE]!;
       const w = id * L.REC_WORDS;
       this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
-      const u8 = this.arena.u8;
+      const u8 = this.arena.bytes();
       let at = offset;
-      for (const part of [keyBytes, secBytes, tagBytes, init.meta, init.body]) {
+      for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta, init.body]) {
         u8.set(part, at);
         at += part.length;
       }
@@ -255,7 +257,7 @@ export class SharedStore {
    * calls its `unpin()`, which it must do exactly once, also when the record has been removed.
    */
   lookup(ns: number, key: string): SharedRecord[] {
-    const keyBytes = encoder.encode(key);
+    const keyBytes = scratchKey(key);
     const hash = L.hashKey(ns, keyBytes);
     for (let attempt = 0; attempt < READ_RETRIES; attempt++) {
       const seq = Atomics.load(this.ctl, L.G_SEQ);
@@ -292,7 +294,7 @@ export class SharedStore {
 
   /** Removes every record of (`ns`, `key`); answers how many. */
   removeKey(ns: number, key: string): number {
-    const keyBytes = encoder.encode(key);
+    const keyBytes = scratchKey(key);
     const hash = L.hashKey(ns, keyBytes);
     return this.write(ns, () => {
       const ids = this.chain(ns, hash, keyBytes);
@@ -306,10 +308,11 @@ export class SharedStore {
    * every record of the namespace, with the lock held.
    */
   removeTag(ns: number, tag: string): number {
-    const tagBytes = encoder.encode(tag);
+    const tag8 = scratchKey(tag);
+    const tagBytes = tag8.bytes.subarray(0, tag8.length);
     return this.write(ns, () => {
       const ids: number[] = [];
-      const u8 = this.arena.u8;
+      const u8 = this.arena.bytes();
       for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
         const w = id * L.REC_WORDS;
         if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
@@ -350,13 +353,13 @@ export class SharedStore {
 
   /** Claims (`ns`, `key`) for fetching; see Claims.claim. */
   claim(ns: number, key: string, options?: ClaimOptions): true | Promise<void> {
-    const keyBytes = encoder.encode(key);
+    const keyBytes = scratchKey(key);
     return this.claims.claim(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes), options);
   }
 
   /** Ends a claim (after inserting the record, or giving up) and wakes its waiters. */
   release(ns: number, key: string): void {
-    const keyBytes = encoder.encode(key);
+    const keyBytes = scratchKey(key);
     this.claims.release(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes));
   }
 
@@ -397,158 +400,9 @@ export class SharedStore {
     this.evictNamespace(ns, 0);
   }
 
-  /** Evicts the namespace's least recently used records until `extra` more bytes fit its quota. */
-  private evictNamespace(ns: number, extra: number): void {
-    const f = L.nsOffset(ns) / 8;
-    const tail = L.nsOffset(ns) / 4 + L.N_LRU_TAIL;
-    while (this.f64[f + L.N_BYTES]! + extra > this.f64[f + L.N_QUOTA]! && this.ctl[tail] !== L.NIL) this.kill(this.ctl[tail]!, true);
-  }
-
-  /** Evicts the least recently used record of all; false when there is none. */
-  private evictOldest(): boolean {
-    const id = this.ctl[L.G_LRU_TAIL]!;
-    if (id === L.NIL) return false;
-    this.kill(id, true);
-    return true;
-  }
-
-  /** The live records of (`ns`, `key`) in chain order; with the lock held. */
-  private chain(ns: number, hash: number, key: Uint8Array): number[] {
-    const ids: number[] = [];
-    for (let id = this.idx[this.bucketBase + (hash & this.bucketMask)]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NEXT]!) {
-      if (this.matches(id, ns, hash, key)) ids.push(id);
-    }
-    return ids;
-  }
-
   private views(pairs: number[]): SharedRecord[] {
     const out: SharedRecord[] = [];
     for (let i = 0; i < pairs.length; i += 2) out.push(this.view(pairs[i]!, pairs[i + 1]!));
     return out;
-  }
-
-  /**
-   * Walks the chain without the lock, pinning each record of (`ns`, `key`). A pin counts only if
-   * the slot still holds the same live record after it was taken (the writer that kills a record
-   * bumps its generation before it reads the pin count, so one of the two always sees the other).
-   * Answers (id, gen) pairs, flat.
-   */
-  private pinChain(ns: number, hash: number, key: Uint8Array): number[] {
-    const ids: number[] = [];
-    let id = Atomics.load(this.idx, this.bucketBase + (hash & this.bucketMask));
-    for (let steps = 0; id !== L.NIL && steps < this.records; steps++) {
-      const w = id * L.REC_WORDS;
-      if (this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns) {
-        const gen = Atomics.load(this.idx, w + L.R_GEN);
-        Atomics.add(this.idx, w + L.R_PINS, 1);
-        if (Atomics.load(this.idx, w + L.R_GEN) === gen && this.matches(id, ns, hash, key)) ids.push(id, gen);
-        else Atomics.sub(this.idx, w + L.R_PINS, 1);
-      }
-      id = Atomics.load(this.idx, w + L.R_NEXT);
-    }
-    return ids;
-  }
-
-  private matches(id: number, ns: number, hash: number, key: Uint8Array): boolean {
-    const w = id * L.REC_WORDS;
-    return Atomics.load(this.idx, w + L.R_STATE) === L.LIVE && this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns
-      && this.idx[w + L.R_KEY_LEN] === key.length && L.bytesEqual(this.arena.u8, this.idx[w + L.R_DATA]! * CELL, key);
-  }
-
-  /** Unlinks a live record and uncharges it; its block is freed now, or once no reader pins it. */
-  private kill(id: number, evicted: boolean): void {
-    const w = id * L.REC_WORDS;
-    const ns = this.idx[w + L.R_NS]!;
-    const bucket = this.bucketBase + (this.idx[w + L.R_HASH]! & this.bucketMask);
-    seqBegin(this.ctl, L.G_SEQ);
-    if (this.idx[bucket] === id) Atomics.store(this.idx, bucket, this.idx[w + L.R_NEXT]!);
-    else {
-      let prev = this.idx[bucket]!;
-      while (this.idx[prev * L.REC_WORDS + L.R_NEXT] !== id) prev = this.idx[prev * L.REC_WORDS + L.R_NEXT]!;
-      Atomics.store(this.idx, prev * L.REC_WORDS + L.R_NEXT, this.idx[w + L.R_NEXT]!);
-    }
-    seqEnd(this.ctl, L.G_SEQ);
-    this.unlinkLru(id);
-    this.account(ns, -this.idx[w + L.R_CHARGED]!, -1);
-    if (evicted) {
-      this.f64[L.F_EVICTIONS]!++;
-      this.f64[L.nsOffset(ns) / 8 + L.N_EVICTIONS]!++;
-    }
-    Atomics.store(this.idx, w + L.R_STATE, L.DEAD);
-    Atomics.add(this.idx, w + L.R_GEN, 1);
-    if (Atomics.load(this.idx, w + L.R_PINS) === 0) this.reclaim(id);
-    else {
-      this.idx[w + L.R_NEXT] = this.ctl[L.G_ZOMBIES]!;
-      this.ctl[L.G_ZOMBIES] = id;
-    }
-  }
-
-  /** Frees the block and the slot of a dead record no reader pins. */
-  private reclaim(id: number): void {
-    const w = id * L.REC_WORDS;
-    this.arena.free(this.idx[w + L.R_DATA]! * CELL);
-    Atomics.store(this.idx, w + L.R_STATE, L.FREE);
-    this.idx[w + L.R_NEXT] = this.ctl[L.G_FREE]!;
-    this.ctl[L.G_FREE] = id;
-  }
-
-  /** Reclaims the dead records whose readers have all unpinned them. */
-  private sweep(): void {
-    let id = this.ctl[L.G_ZOMBIES]!;
-    this.ctl[L.G_ZOMBIES] = L.NIL;
-    while (id !== L.NIL) {
-      const next = this.idx[id * L.REC_WORDS + L.R_NEXT]!;
-      if (Atomics.load(this.idx, id * L.REC_WORDS + L.R_PINS) === 0) this.reclaim(id);
-      else {
-        this.idx[id * L.REC_WORDS + L.R_NEXT] = this.ctl[L.G_ZOMBIES]!;
-        this.ctl[L.G_ZOMBIES] = id;
-      }
-      id = next;
-    }
-  }
-
-  private account(ns: number, bytes: number, objects: number): void {
-    const f = L.nsOffset(ns) / 8;
-    this.f64[L.F_BYTES] = this.f64[L.F_BYTES]! + bytes;
-    this.f64[L.F_OBJECTS] = this.f64[L.F_OBJECTS]! + objects;
-    this.f64[f + L.N_BYTES] = this.f64[f + L.N_BYTES]! + bytes;
-    this.f64[f + L.N_OBJECTS] = this.f64[f + L.N_OBJECTS]! + objects;
-  }
-
-  /** Puts a record at the head of the global and its namespace's LRU lists. */
-  private linkLru(id: number): void {
-    const nsWord = L.nsOffset(this.idx[id * L.REC_WORDS + L.R_NS]!) / 4;
-    this.link(id, L.R_LRU_PREV, L.R_LRU_NEXT, L.G_LRU_HEAD, L.G_LRU_TAIL);
-    this.link(id, L.R_NS_PREV, L.R_NS_NEXT, nsWord + L.N_LRU_HEAD, nsWord + L.N_LRU_TAIL);
-  }
-
-  private unlinkLru(id: number): void {
-    const nsWord = L.nsOffset(this.idx[id * L.REC_WORDS + L.R_NS]!) / 4;
-    this.unlink(id, L.R_LRU_PREV, L.R_LRU_NEXT, L.G_LRU_HEAD, L.G_LRU_TAIL);
-    this.unlink(id, L.R_NS_PREV, L.R_NS_NEXT, nsWord + L.N_LRU_HEAD, nsWord + L.N_LRU_TAIL);
-  }
-
-  /** Links at the head of a doubly linked list: fields `prev`/`next` of records, ends in ctl. */
-  private link(id: number, prev: number, next: number, head: number, tail: number): void {
-    const first = this.ctl[head]!;
-    this.idx[id * L.REC_WORDS + prev] = L.NIL;
-    this.idx[id * L.REC_WORDS + next] = first;
-    if (first === L.NIL) this.ctl[tail] = id;
-    else this.idx[first * L.REC_WORDS + prev] = id;
-    this.ctl[head] = id;
-  }
-
-  private unlink(id: number, prev: number, next: number, head: number, tail: number): void {
-    const p = this.idx[id * L.REC_WORDS + prev]!;
-    const n = this.idx[id * L.REC_WORDS + next]!;
-    if (p === L.NIL) this.ctl[head] = n;
-    else this.idx[p * L.REC_WORDS + next] = n;
-    if (n === L.NIL) this.ctl[tail] = p;
-    else this.idx[n * L.REC_WORDS + prev] = p;
-  }
-
-  /** Ms since the store was created, as an int32 (wraps after 24 days; touch compares modulo). */
-  private now(): number {
-    return (Date.now() - this.f64[L.F_EPOCH]!) | 0;
   }
 }
