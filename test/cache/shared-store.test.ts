@@ -62,6 +62,9 @@ test('insert, lookup, replace by secondary key, remove, removeKey and removeTag'
   assert.deepEqual(bodies(store, ns, 'http://h/x'), ['three', 'two']);
   assert.equal(store.remove(replaced.id, replaced.gen), true);
   assert.equal(store.remove(replaced.id, replaced.gen), false, 'a record is removed once');
+  assert.equal(store.remove(1 << 30, 0), false);
+  assert.equal(store.isLive(-1, 0), false);
+  assert.equal(store.touch(replaced.id, replaced.gen), false);
   assert.deepEqual(bodies(store, ns, 'http://h/x'), ['two']);
   store.insert(ns, 'http://h/y', simple('y', ['blue', 'green']));
   store.insert(ns, 'http://h/z', simple('z', ['bluegreen']));

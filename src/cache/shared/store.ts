@@ -285,7 +285,7 @@ export class SharedStore extends RecordTable {
   /** Removes the record if it is still the one named; answers whether it was. */
   remove(id: number, gen: number): boolean {
     if (!(id >= 0 && id < this.records)) return false;
-    return this.write(Atomics.load(this.idx, id * L.REC_WORDS + L.R_NS), () => {
+    return this.write(null, () => {
       if (!this.isLive(id, gen)) return false;
       this.kill(id, false);
       return true;
@@ -319,8 +319,8 @@ export class SharedStore extends RecordTable {
         let at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
         const end = at + this.idx[w + L.R_TAGS_LEN]!;
         while (at <= end) {
-          let stop = u8.indexOf(10, at);
-          if (stop < 0 || stop > end) stop = end;
+          let stop = at;
+          while (stop < end && u8[stop] !== 10) stop++;
           if (stop - at === tagBytes.length && L.bytesEqual(u8, at, tagBytes)) {
             ids.push(id);
             break;
@@ -342,7 +342,7 @@ export class SharedStore extends RecordTable {
     const w = id * L.REC_WORDS;
     const now = this.now();
     if (((now - this.idx[w + L.R_TOUCHED]!) | 0) < this.ctl[L.G_TOUCH_MS]!) return true;
-    return this.write(this.idx[w + L.R_NS]!, () => {
+    return this.write(null, () => {
       if (!this.isLive(id, gen)) return false;
       this.unlinkLru(id);
       this.linkLru(id);
@@ -382,11 +382,11 @@ export class SharedStore extends RecordTable {
     }
   }
 
-  /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` must exist. */
-  private write<T>(ns: number, f: () => T): T {
+  /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` (if any) must exist. */
+  private write<T>(ns: number | null, f: () => T): T {
     lock(this.ctl, L.G_LOCK);
     try {
-      if (!(ns >= 0 && ns < this.ctl[L.G_NS_COUNT]!)) throw new RangeError(`no namespace ${ns}`);
+      if (ns !== null && !(ns >= 0 && ns < this.ctl[L.G_NS_COUNT]!)) throw new RangeError(`no namespace ${ns}`);
       this.sweep();
       return f();
     } finally {
