@@ -80,8 +80,9 @@ switch (job.task) {
       port.postMessage({ role: 'waiter' });
       await claimed;
       const found = store.lookup(job.ns, job.key);
-      port.postMessage({ done: true, found: found.length, ok: found.every((rec) => checkRecord(job.key, rec)) });
+      const ok = found.every((rec) => checkRecord(job.key, rec));
       for (const rec of found) rec.unpin();
+      port.postMessage({ done: true, found: found.length, ok });
     }
     break;
   }
