@@ -7,13 +7,10 @@ import { Arena, CELL } from './arena.ts';
 import { Claims, type ClaimOptions } from './claims.ts';
 import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
+import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import { RecordTable, type SharedStoreHandle } from './table.ts';
-import { recordViewFactory, type RecordViewFactory } from './record.ts';
 
-export type { ClaimOptions } from './claims.ts';
-import type { SharedRecord } from './record.ts';
-export type { SharedRecord } from './record.ts';
-export type { SharedStoreHandle } from './table.ts';
+export type { ClaimOptions, SharedRecord, SharedStoreHandle };
 
 /**
  * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 80-byte slot
