@@ -6,11 +6,18 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { RECORD_OVERHEAD, SharedStore, type RecordInit } from '../../src/cache/shared/store.ts';
-import { checkRecord } from '../helpers/shared-store-records.ts';
+import { hashKey, type Key } from '../../src/cache/shared/layout.ts';
+import { checkRecord, makeRecord } from '../helpers/shared-store-records.ts';
 import type { WorkerTask } from '../helpers/shared-store-worker.ts';
 
 const WORKER = new URL('../helpers/shared-store-worker.mjs', import.meta.url);
 const enc = new TextEncoder();
+
+/** A key as the store's hash reads it. */
+function keyOf(s: string): Key {
+  const bytes = enc.encode(s);
+  return { bytes, words: new Int32Array(0), length: bytes.length };
+}
 
 function startWorker(store: SharedStore, job: WorkerTask): Worker {
   return new Worker(WORKER, { workerData: { handle: store.handle(), job } });
@@ -189,43 +196,55 @@ test('a namespace quota is global: two workers filling it together never exceed 
   assert.equal(store.namespace('shared', quota), ns, 'the same id from every thread');
 });
 
-test('stress: writers in three workers, readers here, every record read back whole', async () => {
-  const store = SharedStore.create({ maxBytes: 256 * 1024, touchIntervalMs: 0 });
-  const ns = store.namespace('stress', 256 * 1024);
-  const keys = 40;
+test('stress: writers in three workers, readers here, every record read back whole, none missed', async () => {
+  // 256 buckets, and every churned key in the chain of one steady record: each relink by a writer
+  // happens in the chain the readers here walk, and the steady record must be found every time.
+  const store = SharedStore.create({ maxBytes: 256 * 1024, maxRecords: 256, touchIntervalMs: 0 });
+  const ns = store.namespace('stress', 200 * 1024);
+  const quiet = store.namespace('quiet', 1024);
+  const steadyChain = hashKey(quiet, keyOf('steady')) & 255;
+  const keys: string[] = [];
+  for (let i = 0; keys.length < 40; i++) if ((hashKey(ns, keyOf(`k${i}`)) & 255) === steadyChain) keys.push(`k${i}`);
+  assert.ok(store.insert(quiet, 'steady', makeRecord('steady', 0, 100)));
   const workers = [1, 2, 3].map((seed) => startWorker(store, { task: 'churn', ns, seed, keys, iterations: 20_000 }));
   const results = Promise.all(workers.map((w) => message<{ bad: number; reads: number }>(w)));
   let done = false;
   void results.then(() => { done = true; });
   let reads = 0;
   let bad = 0;
+  let missed = 0;
   while (!done) {
     for (let i = 0; i < 200; i++) {
-      const key = `k${i % keys}`;
+      const key = keys[i % keys.length]!;
       for (const rec of store.lookup(ns, key)) {
         reads++;
         if (!checkRecord(key, rec)) bad++;
         if (i % 2 === 0) store.touch(rec.id, rec.gen);
         rec.unpin();
       }
+      const steady = store.lookup(quiet, 'steady');
+      if (steady.length !== 1 || !checkRecord('steady', steady[0]!)) missed++;
+      for (const rec of steady) rec.unpin();
     }
     await new Promise((resolve) => setImmediate(resolve));
   }
   const worker = await results;
   await Promise.all(workers.map((w) => w.terminate()));
   assert.equal(bad, 0);
+  assert.equal(missed, 0);
   assert.deepEqual(worker.map((r) => r.bad), [0, 0, 0]);
   assert.ok(reads > 0 && worker.every((r) => r.reads > 0), `reads here ${reads}, in workers ${worker.map((r) => r.reads).join(' ')}`);
   // Stats add up: namespace and global agree with what a lookup of every key finds.
   let found = 0;
-  for (let k = 0; k < keys; k++) found += bodies(store, ns, `k${k}`).length;
+  for (const key of keys) found += bodies(store, ns, key).length;
   const s = store.stats(ns);
   const g = store.globalStats();
   assert.equal(s.objects, found);
-  assert.equal(g.objects, found);
-  assert.equal(g.bytes, s.bytes);
-  assert.ok(s.bytes <= 256 * 1024);
+  assert.equal(g.objects, found + 1);
+  assert.equal(g.bytes, s.bytes + store.stats(quiet).bytes);
+  assert.ok(s.bytes <= 200 * 1024);
   store.clear(ns);
+  store.clear(quiet);
   assert.equal(store.globalStats().arenaUsedBytes, 0, 'no pin was leaked');
 });
 

@@ -7,7 +7,7 @@ import { checkRecord, makeRecord } from './shared-store-records.ts';
 /** What the test starts a worker with. */
 export type WorkerTask =
   | { task: 'fill'; ns: number; prefix: string; count: number; bodyBytes: number }
-  | { task: 'churn'; ns: number; seed: number; keys: number; iterations: number }
+  | { task: 'churn'; ns: number; seed: number; keys: readonly string[]; iterations: number }
   | { task: 'claim'; ns: number; key: string }
   | { task: 'hold'; ns: number; key: string; ttlMs: number };
 
@@ -50,7 +50,7 @@ switch (job.task) {
     let bad = 0;
     let reads = 0;
     for (let i = 0; i < job.iterations; i++) {
-      const key = `k${Math.floor(rnd() * job.keys)}`;
+      const key = job.keys[Math.floor(rnd() * job.keys.length)]!;
       const r = rnd();
       if (r < 0.5) store.insert(job.ns, key, makeRecord(key, i, 1 + Math.floor(rnd() * 4000), `v${Math.floor(rnd() * 3)}`));
       else if (r < 0.6) store.removeKey(job.ns, key);
