@@ -1,0 +1,157 @@
+// Where everything lives in the shared store's two fixed buffers, and the hashes that place keys.
+// Every thread attached to a store computes the same offsets from the sizes kept in the header, so
+// a handle is just the buffers.
+//
+// control buffer (Int32Array and Float64Array over one SharedArrayBuffer):
+//   header      | words G_*, then float64 F_* (counters written only under the lock)
+//   namespaces  | NS_BYTES each: words (name length, LRU head, LRU tail), float64 (quota, bytes,
+//               | objects, evictions), then the name's UTF-8 bytes
+//   claims      | CLAIM_BYTES each: words (state, namespace, hash, second hash, wake counter),
+//               | float64 deadline (ms since the epoch)
+// index buffer (Int32Array):
+//   records     | REC_WORDS words per record slot (the R_* fields)
+//   buckets     | the first record slot of each hash chain, NIL when empty
+
+/** "No record": the end of a chain or list. */
+export const NIL = -1;
+
+// Header words.
+export const G_LOCK = 0;
+/** The readers' sequence counter: odd while a writer relinks a hash chain. */
+export const G_SEQ = 1;
+/** Global LRU list, most recently used at the head. */
+export const G_LRU_HEAD = 2;
+export const G_LRU_TAIL = 3;
+/** Free record slots, linked through R_NEXT. */
+export const G_FREE = 4;
+/** Dead records a reader still pins, linked through R_NEXT; freed once unpinned. */
+export const G_ZOMBIES = 5;
+export const G_NS_COUNT = 6;
+export const G_NS_MAX = 7;
+export const G_RECORDS = 8;
+export const G_BUCKETS = 9;
+export const G_CLAIMS = 10;
+/** Touches of one record closer together than this (ms) do not move it in the LRU lists. */
+export const G_TOUCH_MS = 11;
+// Header float64 slots (index into the Float64Array).
+export const F_MAX_BYTES = 8;
+export const F_BYTES = 9;
+export const F_OBJECTS = 10;
+export const F_EVICTIONS = 11;
+/** Creation time of the store: record touch times are kept as ms since then, in an int32. */
+export const F_EPOCH = 12;
+export const HEADER_BYTES = 128;
+
+/** Longest namespace name, in UTF-8 bytes. */
+export const NS_NAME_BYTES = 256;
+export const NS_BYTES = 48 + NS_NAME_BYTES;
+// Namespace words and float64 slots, relative to the namespace's first word / float64.
+export const N_NAME_LEN = 0;
+export const N_LRU_HEAD = 1;
+export const N_LRU_TAIL = 2;
+export const N_QUOTA = 2;
+export const N_BYTES = 3;
+export const N_OBJECTS = 4;
+export const N_EVICTIONS = 5;
+
+export const CLAIM_BYTES = 32;
+// Claim words, relative to the claim's first word; its deadline is the float64 at byte 24.
+export const C_STATE = 0;
+export const C_NS = 1;
+export const C_HASH = 2;
+export const C_HASH2 = 3;
+export const C_WAKE = 4;
+export const C_DEADLINE = 3;
+
+// Record slot fields (words from the slot's first word).
+/** Bumped when the record dies: a reader holding (id, gen) can tell its record was replaced. */
+export const R_GEN = 0;
+export const R_STATE = 1;
+/** Readers holding views into the record's block; the block is not freed while non-zero. */
+export const R_PINS = 2;
+export const R_NS = 3;
+export const R_HASH = 4;
+/** Next record in the hash chain (live), in the zombie list (dead, pinned) or the free list. */
+export const R_NEXT = 5;
+export const R_LRU_PREV = 6;
+export const R_LRU_NEXT = 7;
+export const R_NS_PREV = 8;
+export const R_NS_NEXT = 9;
+/** Offset of the record's payload in the arena, in cells (so arenas up to 32 GiB fit an int32). */
+export const R_DATA = 10;
+export const R_CHARGED = 11;
+export const R_KEY_LEN = 12;
+export const R_SEC_LEN = 13;
+export const R_TAGS_LEN = 14;
+export const R_TAG_COUNT = 15;
+export const R_META_LEN = 16;
+export const R_BODY_LEN = 17;
+/** Last LRU move, ms since F_EPOCH. */
+export const R_TOUCHED = 18;
+export const REC_WORDS = 20;
+
+// Record states.
+export const FREE = 0;
+export const LIVE = 1;
+export const DEAD = 2;
+
+// Claim states. A TOMB slot was released but keeps later slots of its probe sequence reachable.
+export const EMPTY = 0;
+export const HELD = 1;
+export const TOMB = 2;
+
+/** The control buffer's size for these counts. */
+export function controlBytes(namespaces: number, claims: number): number {
+  return HEADER_BYTES + namespaces * NS_BYTES + claims * CLAIM_BYTES;
+}
+
+/** First byte of namespace `id` in the control buffer. */
+export function nsOffset(id: number): number {
+  return HEADER_BYTES + id * NS_BYTES;
+}
+
+/** First byte of claim slot `i` in the control buffer. */
+export function claimOffset(namespaces: number, i: number): number {
+  return HEADER_BYTES + namespaces * NS_BYTES + i * CLAIM_BYTES;
+}
+
+/** A key's UTF-8 bytes (the first `length` of `bytes`), and `words` viewing the same memory. */
+export interface Key {
+  bytes: Uint8Array;
+  words: Int32Array;
+  length: number;
+}
+
+/** FNV-1a of the namespace id and the key's bytes: picks the hash chain. */
+export function hashKey(ns: number, key: Key): number {
+  const bytes = key.bytes;
+  let h = (0x811c9dc5 ^ ns) >>> 0;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return h | 0;
+}
+
+/** A second, independent hash (djb2-xor): claims keep no key bytes, so they compare two hashes. */
+export function hashKey2(ns: number, key: Key): number {
+  const bytes = key.bytes;
+  let h = 5381 + ns;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 33) ^ bytes[i]!) | 0;
+  return h;
+}
+
+/** True when `a` holds the same bytes as `b` from `offset`. */
+export function bytesEqual(a: Uint8Array, offset: number, b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (a[offset + i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * True when the arena holds `key` at the 4-byte aligned `offset` (`words` and `bytes` view the
+ * arena): a word at a time, then the tail bytes.
+ */
+export function keyEqual(words: Int32Array, bytes: Uint8Array, offset: number, key: Key): boolean {
+  const whole = key.length >>> 2;
+  const base = offset >>> 2;
+  for (let i = 0; i < whole; i++) if (words[base + i] !== key.words[i]) return false;
+  for (let i = whole << 2; i < key.length; i++) if (bytes[offset + i] !== key.bytes[i]) return false;
+  return true;
+}

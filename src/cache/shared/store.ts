@@ -1,0 +1,405 @@
+// One cache store in shared memory for every shard thread (issue 12): records (one per stored
+// variant of an object) in namespaces (one per tenant) under one global byte budget and a quota per
+// namespace, LRU eviction, removal by key or tag, and claims that coalesce fetches across threads.
+// Any thread that attaches the store's handle reads and writes it directly; docs/cache.md "Shared
+// store" describes the layout, the concurrency rules and how long a record's views stay valid.
+import { Arena, CELL } from './arena.ts';
+import { Claims, type ClaimOptions } from './claims.ts';
+import * as L from './layout.ts';
+import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
+import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
+import { RecordTable, type SharedStoreHandle } from './table.ts';
+
+export type { ClaimOptions, SharedRecord, SharedStoreHandle };
+
+/**
+ * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 80-byte slot
+ * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
+ * to 15 bytes of alignment.
+ */
+export const RECORD_OVERHEAD = 128;
+/** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
+const ARENA_SLACK = 0.25;
+/** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
+const ARENA_EXTRA = 16 * 2 ** 20;
+/** Seqlock read attempts before a reader takes the writers' lock instead. */
+const READ_RETRIES = 64;
+
+/** A new store's sizes. */
+export interface SharedStoreOptions {
+  /** Budget for the charged bytes of all namespaces together. */
+  maxBytes: number;
+  /** Record slots; default one per KiB of budget, at least 1024. */
+  maxRecords?: number;
+  /** Default 1024. */
+  maxNamespaces?: number;
+  /** Claims that may be held at once (rounded up to a power of two); default 1024. */
+  claimSlots?: number;
+  /** Touches of one record closer together than this do not move it in the LRU; default 1000. */
+  touchIntervalMs?: number;
+}
+
+/** A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot). */
+export interface RecordInit {
+  meta: Uint8Array;
+  body: Uint8Array;
+  tags: readonly string[];
+  /** Secondary key (Vary values): a record with the same namespace, key and secondary replaces. */
+  secondary: string;
+}
+
+/** Names a record: its slot and the generation of the slot when the record was stored in it. */
+export interface RecordRef {
+  readonly id: number;
+  readonly gen: number;
+}
+
+export interface NamespaceStats {
+  objects: number;
+  bytes: number;
+  quotaBytes: number;
+  evictions: number;
+}
+
+export interface StoreStats {
+  objects: number;
+  bytes: number;
+  maxBytes: number;
+  evictions: number;
+  namespaces: number;
+  /** Bytes the arena has grown to, and the most it may grow to. */
+  arenaBytes: number;
+  arenaMaxBytes: number;
+  /** Bytes of arena blocks in use (live records and dead ones still pinned by a reader). */
+  arenaUsedBytes: number;
+}
+
+const encoder = new TextEncoder();
+/**
+ * Where keys are encoded: TextEncoder.encode allocates and costs ~1 µs, encodeInto ~0.1. Its
+ * `words` view the same bytes so that keys compare a word at a time (L.keyEqual).
+ */
+const scratchBuffer = new ArrayBuffer(1024);
+const scratch: L.Key = { bytes: new Uint8Array(scratchBuffer), words: new Int32Array(scratchBuffer), length: 0 };
+
+/** The UTF-8 bytes of `s` in the scratch key, which the next call reuses. */
+function scratchKey(s: string): L.Key {
+  if (s.length * 3 > scratch.bytes.length) {
+    const buffer = new ArrayBuffer(Math.ceil(s.length * 3 / 4) * 4);
+    scratch.bytes = new Uint8Array(buffer);
+    scratch.words = new Int32Array(buffer);
+  }
+  scratch.length = encoder.encodeInto(s, scratch.bytes).written;
+  return scratch;
+}
+
+/** The UTF-8 bytes of `s`, in a buffer of their own. */
+function ownBytes(s: string): Uint8Array {
+  return Buffer.from(s, 'utf8');
+}
+
+function pow2(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(2, n)));
+}
+
+/** The shared store as one thread sees it. */
+export class SharedStore extends RecordTable {
+  private readonly claims: Claims;
+  private readonly view: RecordViewFactory;
+
+  /** A new, empty store. */
+  static create(options: SharedStoreOptions): SharedStore {
+    if (!(options.maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
+    const records = options.maxRecords ?? Math.max(1024, Math.ceil(options.maxBytes / 1024));
+    const buckets = pow2(records);
+    const namespaces = options.maxNamespaces ?? 1024;
+    const claims = pow2(options.claimSlots ?? 1024);
+    const control = new SharedArrayBuffer(L.controlBytes(namespaces, claims));
+    const index = new SharedArrayBuffer((records * L.REC_WORDS + buckets) * 4);
+    const arena = Arena.create(Math.ceil(options.maxBytes * (1 + ARENA_SLACK)) + ARENA_EXTRA);
+    const ctl = new Int32Array(control);
+    const f64 = new Float64Array(control);
+    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = L.NIL;
+    ctl[L.G_FREE] = 0;
+    ctl[L.G_NS_MAX] = namespaces;
+    ctl[L.G_RECORDS] = records;
+    ctl[L.G_BUCKETS] = buckets;
+    ctl[L.G_CLAIMS] = claims;
+    ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
+    f64[L.F_MAX_BYTES] = options.maxBytes;
+    f64[L.F_EPOCH] = Date.now();
+    const idx = new Int32Array(index);
+    for (let id = 0; id < records; id++) idx[id * L.REC_WORDS + L.R_NEXT] = id + 1 < records ? id + 1 : L.NIL;
+    idx.fill(L.NIL, records * L.REC_WORDS);
+    return new SharedStore({ control, index, arena: arena.sab });
+  }
+
+  private constructor(handle: SharedStoreHandle) {
+    super(handle);
+    this.claims = new Claims(this.ctl, this.f64);
+    this.view = recordViewFactory(this.idx, this.arena);
+  }
+
+  /** The store seen from another thread, through the handle `handle()` gave. */
+  static attach(handle: SharedStoreHandle): SharedStore {
+    return new SharedStore(handle);
+  }
+
+  handle(): SharedStoreHandle {
+    return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.sab };
+  }
+
+  /**
+   * The id of the namespace called `name` (the same in every thread), created on first use; every
+   * call sets its quota (capped at the budget), evicting down to it.
+   */
+  namespace(name: string, quotaBytes: number): number {
+    const bytes = ownBytes(name);
+    if (bytes.length > L.NS_NAME_BYTES) throw new RangeError(`namespace name longer than ${L.NS_NAME_BYTES} bytes`);
+    const u8 = new Uint8Array(this.ctl.buffer);
+    lock(this.ctl, L.G_LOCK);
+    try {
+      const count = this.ctl[L.G_NS_COUNT]!;
+      for (let id = 0; id < count; id++) {
+        const off = L.nsOffset(id);
+        if (this.ctl[off / 4 + L.N_NAME_LEN] === bytes.length && L.bytesEqual(u8, off + 48, bytes)) {
+          this.setQuota(id, quotaBytes);
+          return id;
+        }
+      }
+      if (count === this.nsMax) throw new RangeError(`more than ${this.nsMax} namespaces`);
+      const off = L.nsOffset(count);
+      this.ctl[off / 4 + L.N_NAME_LEN] = bytes.length;
+      this.ctl[off / 4 + L.N_LRU_HEAD] = this.ctl[off / 4 + L.N_LRU_TAIL] = L.NIL;
+      u8.set(bytes, off + 48);
+      this.setQuota(count, quotaBytes);
+      Atomics.store(this.ctl, L.G_NS_COUNT, count + 1);
+      return count;
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Sets the quota of namespace `ns`, evicting its least recently used records down to it. */
+  resize(ns: number, quotaBytes: number): void {
+    this.write(ns, () => this.setQuota(ns, quotaBytes));
+  }
+
+  /** Removes every record of namespace `ns`; answers how many. */
+  clear(ns: number): number {
+    return this.write(ns, () => {
+      let n = 0;
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!, n++) this.kill(id, false);
+      return n;
+    });
+  }
+
+  /**
+   * Stores a record under (`ns`, `key`), replacing the one with the same secondary key, then
+   * evicts least recently used records until the namespace's quota and the budget hold. `null`
+   * when the record can never fit: its charged size exceeds the quota or the budget.
+   */
+  insert(ns: number, key: string, init: RecordInit): RecordRef | null {
+    for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
+    const keyBytes = scratchKey(key);
+    const secBytes = ownBytes(init.secondary);
+    const tagBytes = ownBytes(init.tags.join('\n'));
+    const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + init.body.length;
+    const charged = dataBytes + RECORD_OVERHEAD;
+    const hash = L.hashKey(ns, keyBytes);
+    return this.write(ns, () => {
+      const nsF = L.nsOffset(ns) / 8;
+      if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
+      for (const id of this.chain(ns, hash, keyBytes)) {
+        const w = id * L.REC_WORDS;
+        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.kill(id, false);
+      }
+      this.evictNamespace(ns, charged);
+      while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
+      while (this.ctl[L.G_FREE] === L.NIL) if (!this.evictOldest()) return null;
+      let offset = this.arena.alloc(dataBytes);
+      while (offset < 0) {
+        if (!this.evictOldest()) return null;
+        offset = this.arena.alloc(dataBytes);
+      }
+      const id = this.ctl[L.G_FREE]!;
+      const w = id * L.REC_WORDS;
+      this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
+      const u8 = this.arena.bytes();
+      let at = offset;
+      for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta, init.body]) {
+        u8.set(part, at);
+        at += part.length;
+      }
+      const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
+        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
+        [L.R_BODY_LEN, init.body.length], [L.R_TOUCHED, this.now()]];
+      for (const [field, value] of fields) this.idx[w + field] = value;
+      // Published last: a reader that finds the slot LIVE sees every field and byte above.
+      Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
+      this.linkLru(id);
+      const bucket = this.bucketBase + (hash & this.bucketMask);
+      seqBegin(this.ctl, L.G_SEQ);
+      this.idx[w + L.R_NEXT] = this.idx[bucket]!;
+      Atomics.store(this.idx, bucket, id);
+      seqEnd(this.ctl, L.G_SEQ);
+      this.account(ns, charged, 1);
+      return { id, gen: this.idx[w + L.R_GEN]! };
+    });
+  }
+
+  /**
+   * The live records of (`ns`, `key`), most recently inserted first, each pinned: its `meta` and
+   * `body` are views into shared memory that stay valid (same bytes, not reused) until the caller
+   * calls its `unpin()`, which it must do exactly once, also when the record has been removed.
+   */
+  lookup(ns: number, key: string): SharedRecord[] {
+    const keyBytes = scratchKey(key);
+    const hash = L.hashKey(ns, keyBytes);
+    for (let attempt = 0; attempt < READ_RETRIES; attempt++) {
+      const seq = Atomics.load(this.ctl, L.G_SEQ);
+      if ((seq & 1) !== 0) continue;
+      const found = this.pinChain(ns, hash, keyBytes);
+      if (Atomics.load(this.ctl, L.G_SEQ) === seq) return this.views(found);
+      // A writer relinked a chain meanwhile: the walk may have missed records or strayed.
+      for (let i = 0; i < found.length; i += 2) Atomics.sub(this.idx, found[i]! * L.REC_WORDS + L.R_PINS, 1);
+    }
+    lock(this.ctl, L.G_LOCK);
+    try {
+      return this.views(this.pinChain(ns, hash, keyBytes));
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Whether the record is still stored (not removed, evicted or replaced). */
+  isLive(id: number, gen: number): boolean {
+    if (!(id >= 0 && id < this.records)) return false;
+    const w = id * L.REC_WORDS;
+    return Atomics.load(this.idx, w + L.R_GEN) === gen && Atomics.load(this.idx, w + L.R_STATE) === L.LIVE;
+  }
+
+  /** Removes the record if it is still the one named; answers whether it was. */
+  remove(id: number, gen: number): boolean {
+    if (!(id >= 0 && id < this.records)) return false;
+    return this.write(null, () => {
+      if (!this.isLive(id, gen)) return false;
+      this.kill(id, false);
+      return true;
+    });
+  }
+
+  /** Removes every record of (`ns`, `key`); answers how many. */
+  removeKey(ns: number, key: string): number {
+    const keyBytes = scratchKey(key);
+    const hash = L.hashKey(ns, keyBytes);
+    return this.write(ns, () => {
+      const ids = this.chain(ns, hash, keyBytes);
+      for (const id of ids) this.kill(id, false);
+      return ids.length;
+    });
+  }
+
+  /**
+   * Removes every record of namespace `ns` carrying `tag`; answers how many. It reads the tags of
+   * every record of the namespace, with the lock held.
+   */
+  removeTag(ns: number, tag: string): number {
+    const tag8 = scratchKey(tag);
+    const tagBytes = tag8.bytes.subarray(0, tag8.length);
+    return this.write(ns, () => {
+      const ids: number[] = [];
+      const u8 = this.arena.bytes();
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
+        const w = id * L.REC_WORDS;
+        if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
+        let at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
+        const end = at + this.idx[w + L.R_TAGS_LEN]!;
+        while (at <= end) {
+          let stop = at;
+          while (stop < end && u8[stop] !== 10) stop++;
+          if (stop - at === tagBytes.length && L.bytesEqual(u8, at, tagBytes)) {
+            ids.push(id);
+            break;
+          }
+          at = stop + 1;
+        }
+      }
+      for (const id of ids) this.kill(id, false);
+      return ids.length;
+    });
+  }
+
+  /**
+   * Marks the record used now: it moves to the head of the LRU lists, unless it moved there less
+   * than the touch interval ago (a hit then costs two atomic loads). Answers whether it is live.
+   */
+  touch(id: number, gen: number): boolean {
+    if (!this.isLive(id, gen)) return false;
+    const w = id * L.REC_WORDS;
+    const now = this.now();
+    if (((now - this.idx[w + L.R_TOUCHED]!) | 0) < this.ctl[L.G_TOUCH_MS]!) return true;
+    return this.write(null, () => {
+      if (!this.isLive(id, gen)) return false;
+      this.unlinkLru(id);
+      this.linkLru(id);
+      this.idx[w + L.R_TOUCHED] = now;
+      return true;
+    });
+  }
+
+  /** Claims (`ns`, `key`) for fetching; see Claims.claim. */
+  claim(ns: number, key: string, options?: ClaimOptions): true | Promise<void> {
+    const keyBytes = scratchKey(key);
+    return this.claims.claim(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes), options);
+  }
+
+  /** Ends a claim (after inserting the record, or giving up) and wakes its waiters. */
+  release(ns: number, key: string): void {
+    const keyBytes = scratchKey(key);
+    this.claims.release(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes));
+  }
+
+  stats(ns: number): NamespaceStats {
+    return this.write(ns, () => {
+      const f = L.nsOffset(ns) / 8;
+      return { objects: this.f64[f + L.N_OBJECTS]!, bytes: this.f64[f + L.N_BYTES]!, quotaBytes: this.f64[f + L.N_QUOTA]!, evictions: this.f64[f + L.N_EVICTIONS]! };
+    });
+  }
+
+  globalStats(): StoreStats {
+    lock(this.ctl, L.G_LOCK);
+    try {
+      return {
+        objects: this.f64[L.F_OBJECTS]!, bytes: this.f64[L.F_BYTES]!, maxBytes: this.f64[L.F_MAX_BYTES]!, evictions: this.f64[L.F_EVICTIONS]!,
+        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.sab.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
+      };
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` (if any) must exist. */
+  private write<T>(ns: number | null, f: () => T): T {
+    lock(this.ctl, L.G_LOCK);
+    try {
+      if (ns !== null && !(ns >= 0 && ns < this.ctl[L.G_NS_COUNT]!)) throw new RangeError(`no namespace ${ns}`);
+      this.sweep();
+      return f();
+    } finally {
+      unlock(this.ctl, L.G_LOCK);
+    }
+  }
+
+  private setQuota(ns: number, quotaBytes: number): void {
+    if (!(quotaBytes > 0)) throw new RangeError('namespace quota must be positive');
+    this.f64[L.nsOffset(ns) / 8 + L.N_QUOTA] = Math.min(quotaBytes, this.f64[L.F_MAX_BYTES]!);
+    this.evictNamespace(ns, 0);
+  }
+
+  private views(pairs: number[]): SharedRecord[] {
+    const out: SharedRecord[] = [];
+    for (let i = 0; i < pairs.length; i += 2) out.push(this.view(pairs[i]!, pairs[i + 1]!));
+    return out;
+  }
+}
