@@ -50,6 +50,8 @@ export class BusyFetch {
   invalidated = false;
   /** True while the body is being kept to become an object (the fetch then outlives its clients). */
   storing = false;
+  /** Holds the key's claim in shared storage: released when the fetch is over (`runFetch`). */
+  claimed = false;
   /** Surrogate keys of the response, once its head is known. */
   tags: readonly string[] | null = null;
   /** Set by the fetch once a body streams: abort it, pause it, resume it. */

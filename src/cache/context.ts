@@ -7,7 +7,7 @@ import type { HeaderList } from './headers.ts';
 import type { BanList } from './invalidation.ts';
 import type { Backend } from './origin.ts';
 import type { PolicyConfig } from './policy.ts';
-import type { Namespace } from './storage.ts';
+import type { ObjectStore } from './object-store.ts';
 
 /** The request as a hook sees it (read-only view; headers are Node's parsed headers). */
 export interface HookRequest {
@@ -78,7 +78,7 @@ export type Counters = Omit<CacheStats, 'objects' | 'bytes' | 'evictions' | 'ban
 
 /** What the request states need from the engine. */
 export interface EngineParts {
-  readonly ns: Namespace;
+  readonly ns: ObjectStore;
   readonly coalescer: Coalescer;
   readonly bans: BanList;
   readonly backend: Backend;
@@ -115,4 +115,6 @@ export interface RequestContext {
   cc: CacheControl | null;
   /** The request carries Authorization (RFC 9111 §3.5). */
   auth: boolean;
+  /** It waited once for another thread's fetch of its key (shared storage). */
+  waited: boolean;
 }

@@ -1,6 +1,7 @@
 // The deliver side of a request: writing a stored object (with Age, X-Cache, client conditionals
 // and byte ranges), following a streaming fetch as one of its listeners, and synthetic answers.
 // Every write goes through `writeHead`, which runs the tenant's deliver hook when there is one.
+import type { ServerResponse } from 'node:http';
 import type { BusyFetch, FetchHead, FetchListener } from './coalesce.ts';
 import { evaluatePreconditions, evaluateRange, hasPreconditions } from './conditional.ts';
 import type { HookRequest, HookResponse, RequestContext } from './context.ts';
@@ -38,6 +39,14 @@ export function writeHead(ctx: RequestContext, status: number, headers: HeaderLi
   return DONE;
 }
 
+/** Keeps a body in shared storage from being reused until the response is over ('close' follows the last write). */
+function holdBody(obj: CacheObject, res: ServerResponse): void {
+  const lease = obj.lease;
+  if (lease === null) return;
+  lease.hold();
+  res.once('close', () => lease.release());
+}
+
 /** Answers from a stored object. `validated`: the object was just confirmed by the origin. */
 export function deliverObject(ctx: RequestContext, obj: CacheObject, label: string, validated = false): Promise<void> {
   const { e, req, res } = ctx;
@@ -62,6 +71,7 @@ export function deliverObject(ctx: RequestContext, obj: CacheObject, label: stri
       const out: HeaderList = [];
       for (let i = 0; i < head.length; i += 2) if (head[i] !== 'content-length') out.push(head[i] as string, head[i + 1] as string);
       out.push('content-range', `bytes ${r.start}-${r.end}/${len}`, 'content-length', String(r.end - r.start + 1), 'age', age, 'x-cache', label);
+      holdBody(obj, res);
       return writeHead(ctx, 206, out, label, () => res.end(obj.body.subarray(r.start, r.end + 1)));
     }
     if (r.kind === 'unsatisfiable') {
@@ -70,6 +80,7 @@ export function deliverObject(ctx: RequestContext, obj: CacheObject, label: stri
   }
   const out = head.slice();
   out.push('age', age, 'x-cache', label);
+  if (!ctx.isHead) holdBody(obj, res);
   return writeHead(ctx, obj.status, out, label, ctx.isHead ? () => res.end() : () => res.end(obj.body));
 }
 

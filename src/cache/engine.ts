@@ -7,16 +7,20 @@ import { fastHit, type FastResponse } from './fast.ts';
 import { handleRequest } from './fsm.ts';
 import { BanList, MAX_BANS } from './invalidation.ts';
 import { Origin, type Backend, type OriginOptions } from './origin.ts';
-import { expired, type PolicyConfig } from './policy.ts';
-import { Storage, type Namespace } from './storage.ts';
+import type { ObjectStorage, ObjectStore } from './object-store.ts';
+import type { PolicyConfig } from './policy.ts';
+import { Storage } from './storage.ts';
 
 /** What a Cache fetches from, where it stores, its policy defaults; a backend or origin is required. */
 export interface CacheOptions {
   /** Where misses go: a ready Backend, or options for an HTTP origin (then owned and closed by the cache). */
   backend?: Backend;
   origin?: string | OriginOptions;
-  /** Shared storage (multi-tenant); by default the cache makes its own of `memoryBytes`. */
-  storage?: Storage;
+  /**
+   * Storage shared with other caches (multi-tenant; Storage on this thread's heap, SharedStorage
+   * across threads); by default the cache makes its own of `memoryBytes`.
+   */
+  storage?: ObjectStorage;
   /** Byte budget of the cache's own storage (default 256 MiB). */
   memoryBytes?: number;
   /** Namespace in the storage (one per tenant) and its quota. */
@@ -60,8 +64,8 @@ const WARN_INTERVAL_MS = 10_000;
 export class Cache {
   /** The request handler for `http.createServer` or the front: `(req, res) => Promise<void>`. */
   readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-  readonly storage: Storage;
-  readonly namespace: Namespace;
+  readonly storage: ObjectStorage;
+  readonly namespace: ObjectStore;
   readonly backend: Backend;
   private readonly parts: EngineParts;
   private readonly counters: Counters = {
@@ -193,19 +197,10 @@ export class Cache {
 
   /** One lurker pass: drops expired objects and objects banned by lurkable bans, prunes old bans. */
   lurk(): void {
-    const now = this.parts.now();
-    let oldest = this.bans.seq;
-    for (const obj of this.namespace.all()) {
-      if (expired(obj.life, now) || (obj.banSeq < this.bans.seq && this.bans.bannedByLurker(obj))) {
-        this.namespace.remove(obj);
-        continue;
-      }
-      if (obj.banSeq < oldest) oldest = obj.banSeq;
-    }
+    const oldest = this.namespace.sweep(this.parts.now(), this.bans.seq, (obj) => this.bans.bannedByLurker(obj));
     const bytes = this.bans.bytes;
     this.bans.prune(oldest);
     this.namespace.account(this.bans.bytes - bytes);
-    this.namespace.sweepHitForMiss(now);
   }
 
   async close(): Promise<void> {

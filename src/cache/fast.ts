@@ -5,7 +5,7 @@
 // same one deliverObject would write.
 import { STATUS_CODES } from 'node:http';
 import type { EngineParts } from './context.ts';
-import type { CacheObject } from './object.ts';
+import type { BodyLease, CacheObject } from './object.ts';
 import { classify } from './policy.ts';
 
 /** A fresh hit as bytes ready to write (`Cache.fastHit`), for a front that answers from raw sockets. */
@@ -15,6 +15,8 @@ export interface FastResponse {
   head: Buffer;
   /** The body, or null for HEAD. */
   body: Buffer | null;
+  /** For a body in shared storage: hold it while the socket writes it (object.ts BodyLease). */
+  lease?: BodyLease | null;
 }
 
 /**
@@ -72,5 +74,5 @@ export function fastHit(e: EngineParts, host: string, url: string, isHead: boole
   const prefix = prefixOf(obj);
   const date = prefix.hasDate ? '' : `date: ${httpDate(Date.now())}\r\n`;
   const tail = Buffer.from(`age: ${age}\r\nx-cache: HIT\r\n${date}\r\n`, 'latin1');
-  return { status: obj.status, head: Buffer.concat([prefix.bytes, tail]), body: isHead ? null : obj.body };
+  return { status: obj.status, head: Buffer.concat([prefix.bytes, tail]), body: isHead ? null : obj.body, lease: isHead ? null : obj.lease };
 }

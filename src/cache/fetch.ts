@@ -57,7 +57,14 @@ export function addForwarding(e: EngineParts, out: HeaderList, headers: Incoming
  * (unregistered fetches serve hit-for-miss and Authorization requests alone).
  */
 export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch, stale: CacheObject | null, registered: boolean): Promise<void> {
-  const finish = (): void => { if (registered) e.coalescer.finish(busy); };
+  const finish = (): void => {
+    if (registered) e.coalescer.finish(busy);
+    if (busy.claimed) {
+      // Other threads waiting on the key look it up again now: stored, or theirs to fetch.
+      busy.claimed = false;
+      e.ns.release?.(spec.key);
+    }
+  };
   const requestTime = e.now();
   const banSeq = e.bans.seq;
   let resp: BackendResponse;

@@ -52,7 +52,7 @@ function recv(e: EngineParts, req: IncomingMessage, res: ServerResponse): Reques
   }
   const ccHeader = h['cache-control'];
   const cc = ccHeader !== undefined ? parseCacheControl(ccHeader) : h.pragma !== undefined && /no-cache/i.test(h.pragma) ? PRAGMA_NO_CACHE : null;
-  return { e, req, res, method, isHead: method === 'HEAD', host: host.toLowerCase(), url, key: '', cc, auth: h.authorization !== undefined };
+  return { e, req, res, method, isHead: method === 'HEAD', host: host.toLowerCase(), url, key: '', cc, auth: h.authorization !== undefined, waited: false };
 }
 
 /** Dispatches recv's decision. Only GET and HEAD can be looked up, whatever a hook says. */
@@ -109,7 +109,15 @@ function lookup(ctx: RequestContext): Promise<void> {
     e.counters.hitForMiss++;
     return miss(ctx, stale, false);
   }
-  return miss(ctx, stale, true);
+  // Shared storage: one fetch per key across threads. Another thread fetching it: wait for it
+  // once, then look up again (a hit, usually).
+  const claim = e.ns.claim?.(ctx.key);
+  if (claim instanceof Promise && !ctx.waited) {
+    ctx.waited = true;
+    e.counters.coalesced++;
+    return claim.then(() => lookup(ctx));
+  }
+  return miss(ctx, stale, true, claim === true);
 }
 
 /** The first stored variant matching the request, after dropping expired or banned ones. */
@@ -117,12 +125,11 @@ function findVariant(ctx: RequestContext, now: number): CacheObject | null {
   const { e } = ctx;
   const variants = e.ns.variants(ctx.key);
   if (variants === undefined) return null;
-  for (let i = 0; i < variants.length; i++) {
-    const obj = variants[i] as CacheObject;
+  // A copy: removing a variant may change the storage's list.
+  for (const obj of variants.length === 1 ? variants : variants.slice()) {
     if (!varyMatches(obj.varyNames, obj.varyValues, ctx.req.headers)) continue;
     if (expired(obj.life, now) || (obj.banSeq < e.bans.seq && e.bans.bannedAtLookup(obj, ctx.req.headers))) {
       e.ns.remove(obj);
-      i--;
       continue;
     }
     return obj;
@@ -138,10 +145,11 @@ function hit(ctx: RequestContext, obj: CacheObject, label: 'HIT' | 'STALE'): Pro
 }
 
 /** miss: start the fetch for this key (coalesced unless `shared` is false) and follow it. */
-function miss(ctx: RequestContext, stale: CacheObject | null, shared: boolean): Promise<void> {
+function miss(ctx: RequestContext, stale: CacheObject | null, shared: boolean, claimed = false): Promise<void> {
   const { e } = ctx;
   e.counters.misses++;
   const busy = shared ? e.coalescer.start(ctx.key, ctx.req.headers) : new BusyFetch(ctx.key, ctx.req.headers);
+  busy.claimed = claimed;
   const done = follow(ctx, busy, true);
   void fetch(ctx, busy, stale, shared);
   return done;
@@ -156,8 +164,12 @@ function join(ctx: RequestContext, busy: BusyFetch): Promise<void> {
 
 /** Refreshes an object in grace while clients keep getting the stale copy. */
 function backgroundFetch(ctx: RequestContext, stale: CacheObject): void {
+  // Another thread refreshing it already (shared storage) is as good.
+  const claim = ctx.e.ns.claim?.(ctx.key);
+  if (claim instanceof Promise) return;
   ctx.e.counters.backgroundFetches++;
   const busy = ctx.e.coalescer.start(ctx.key, ctx.req.headers);
+  busy.claimed = claim === true;
   // Nobody waits on it: keep the stale copy if it fails, and the key from being joined meanwhile.
   busy.joinable = false;
   void fetch(ctx, busy, stale, true);
@@ -181,7 +193,11 @@ function fetch(ctx: RequestContext, busy: BusyFetch, stale: CacheObject | null, 
     key: ctx.key, host: ctx.host, url: ctx.url, headers: ctx.req.headers, auth: ctx.auth,
     noStore: ctx.cc?.noStore === true, clientIp: ctx.req.socket.remoteAddress,
   };
-  return runFetch(ctx.e, spec, busy, stale, registered);
+  // A stale object in shared storage is held while the fetch may still deliver or refresh it.
+  const lease = stale?.lease ?? null;
+  if (lease === null) return runFetch(ctx.e, spec, busy, stale, registered);
+  lease.hold();
+  return runFetch(ctx.e, spec, busy, stale, registered).finally(() => lease.release());
 }
 
 /** pass: forward the request as is and stream the answer back; nothing is stored. */

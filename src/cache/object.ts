@@ -21,6 +21,21 @@ export interface ObjectInit {
   /** Ban list position when the fetch began: bans added later apply to this object. */
   banSeq: number;
   via: string | null;
+  /**
+   * The body is a view of memory the object's storage manages (shared storage): kept as it is,
+   * where a body of the heap is copied into memory of its own.
+   */
+  bodyIsView?: boolean;
+}
+
+/**
+ * Keeps the memory under a stored body from being reused while a response writes it: a body in
+ * shared storage may be freed once its record is gone, but not under a socket still sending it.
+ * `hold()` before handing the body to a socket, `release()` once the write is over or abandoned.
+ */
+export interface BodyLease {
+  hold(): void;
+  release(): void;
 }
 
 /** Fields a 304 carries (RFC 9110 §15.4.5). */
@@ -159,6 +174,8 @@ export class CacheObject {
   /** Last LRU bump (ms); bumps are throttled so a hot object does not reshuffle the list per hit. */
   lastUse = 0;
   removed = false;
+  /** Set by shared storage on the objects it materialises; null for objects on the heap. */
+  lease: BodyLease | null = null;
 
   constructor(init: ObjectInit) {
     this.key = init.key;
@@ -166,7 +183,7 @@ export class CacheObject {
     this.url = init.url;
     this.status = init.status;
     this.headers = init.headers;
-    this.body = ownBuffer(init.body);
+    this.body = init.bodyIsView === true ? init.body : ownBuffer(init.body);
     this.life = init.life;
     this.noCacheFields = init.noCacheFields;
     this.varyNames = init.varyNames;

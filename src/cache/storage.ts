@@ -4,6 +4,8 @@
 // namespace holds is charged to its quota: objects (object.ts says what their size counts), the
 // index entries for them and for each of their tags, hit-for-miss markers, and bans (engine.ts).
 import type { CacheObject } from './object.ts';
+import type { NamespaceOptions, ObjectStorage, ObjectStore } from './object-store.ts';
+import { expired } from './policy.ts';
 
 // Heap cost of the index structures, measured on Node 20 (x64) as heapUsed growth after gc per
 // entry, with maps and sets at their usual fill (bench/cache-memory.ts compares the sum with the
@@ -43,12 +45,6 @@ export interface StorageOptions {
   maxBytes: number;
 }
 
-/** A Namespace's quota. */
-export interface NamespaceOptions {
-  /** Quota of this namespace; defaults to the whole budget. */
-  maxBytes?: number;
-}
-
 /** LRU bumps closer together than this are skipped: ordering stays useful, hits stay cheap. */
 const LRU_BUMP_MS = 1000;
 
@@ -56,7 +52,7 @@ const LRU_BUMP_MS = 1000;
  * The memory cached objects live in, shared by caches (one Namespace each) under one byte budget:
  * past it, the least recently used object of any namespace goes first.
  */
-export class Storage {
+export class Storage implements ObjectStorage {
   maxBytes: number;
   bytes = 0;
   objects = 0;
@@ -80,8 +76,10 @@ export class Storage {
     return ns;
   }
 
-  namespaces(): IterableIterator<Namespace> {
-    return this.spaces.values();
+  setBudget(maxBytes: number): void {
+    if (!(maxBytes > 0)) throw new RangeError('storage maxBytes must be positive');
+    this.maxBytes = maxBytes;
+    this.reclaim();
   }
 
   /** Evicts the least recently used object across namespaces until the global budget holds. */
@@ -101,7 +99,7 @@ export class Storage {
 }
 
 /** One cache's objects inside a Storage, with a quota of its own. */
-export class Namespace {
+export class Namespace implements ObjectStore {
   readonly name: string;
   maxBytes: number;
   bytes = 0;
@@ -241,6 +239,19 @@ export class Namespace {
   /** All objects, for the ban lurker and expiry sweeps (a snapshot: removal while iterating is safe). */
   all(): CacheObject[] {
     return [...this.lru];
+  }
+
+  sweep(now: number, banSeq: number, banned: (obj: CacheObject) => boolean): number {
+    let oldest = banSeq;
+    for (const obj of this.all()) {
+      if (expired(obj.life, now) || (obj.banSeq < banSeq && banned(obj))) {
+        this.remove(obj);
+        continue;
+      }
+      if (obj.banSeq < oldest) oldest = obj.banSeq;
+    }
+    this.sweepHitForMiss(now);
+    return oldest;
   }
 
   /** Remembers for `untilMs` that `key` gave an uncacheable answer (Varnish hit-for-miss). */

@@ -168,7 +168,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
         socket.write(answer.head.subarray(0, answer.head.length - 2));
         socket.write(CONNECTION_CLOSE);
       } else socket.write(answer.head);
-      const flowing = answer.body === null ? true : socket.write(answer.body);
+      const flowing = answer.body === null ? true : writeBody(socket, answer.body, answer.lease);
       socket.uncork();
       if (req.close) {
         handedOff = true;
@@ -208,4 +208,11 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
     clearTimeout(timer);
     track.delete(socket);
   });
+}
+
+/** Writes a fast answer's body; a body in shared storage is held until the socket is done with it. */
+function writeBody(socket: Socket, body: Buffer, lease: FastResponse['lease']): boolean {
+  if (lease === undefined || lease === null) return socket.write(body);
+  lease.hold();
+  return socket.write(body, () => lease.release());
 }

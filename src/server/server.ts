@@ -14,7 +14,7 @@ import { openReusePortSocket } from '../http/listen-socket.ts';
 import { KvStore } from './kv.ts';
 import { type AlsoAdopt, type LoadedProgram, loadProgramVersion, type Logger as TenantLogger } from './tenant.ts';
 import { ProgramPool } from '../sandbox/index.ts';
-import type { CacheStats } from '../cache/index.ts';
+import { type CacheStats, SharedStorage } from '../cache/index.ts';
 import { Shard, type TenantUpdate } from './shard.ts';
 import { RemoteShards } from './shards.ts';
 import { mergeStats, type StatsSnapshot, sumFields } from './stats.ts';
@@ -55,13 +55,13 @@ export class EdgeServer {
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: Config, pool: ProgramPool, private readonly remote: RemoteShards | undefined, log: Logger, source: (() => Config) | undefined) {
+  private constructor(config: Config, pool: ProgramPool, storage: SharedStorage, private readonly remote: RemoteShards | undefined, log: Logger, source: (() => Config) | undefined) {
     this.config = config;
     this.loadNextConfig = source ?? (() => loadConfig(this.config.file));
     this.log = log;
     const shards = 1 + (remote?.count ?? 0);
     const tenantLog: TenantLogger = shards > 1 ? log.child({ shard: 0 }) : log;
-    this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, totalCacheBytes(config));
+    this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, storage);
   }
 
   /** This thread's tenant runtimes (shard 0's). */
@@ -84,12 +84,14 @@ export class EdgeServer {
     const log = options.logger ?? pino({ name: 'tinyedge' });
     const { sliceMs, shards } = config.server;
     const pool = await ProgramPool.start({ sliceMs });
+    // One cache for every shard, in shared memory; its budget can shrink at a reload, not grow.
+    const storage = SharedStorage.create(totalCacheBytes(config));
     let remote: RemoteShards | undefined;
     let server: EdgeServer | undefined;
     try {
       // The stores are the server's, made as it loads each tenant; no shard asks before then.
-      if (shards > 1) remote = await RemoteShards.start(shards - 1, { shards, sliceMs, cacheBytes: totalCacheBytes(config) }, (t) => server?.kv.get(t), log);
-      server = new EdgeServer(config, pool, remote, log, options.configSource);
+      if (shards > 1) remote = await RemoteShards.start(shards - 1, { shards, sliceMs, cache: storage.handle() }, (t) => server?.kv.get(t), log);
+      server = new EdgeServer(config, pool, storage, remote, log, options.configSource);
       const set: TenantUpdate['set'] = [];
       for (const t of config.tenants) set.push({ config: t, programs: await server.loadPrograms(t, undefined) });
       await server.updateShards({ set, remove: [], keep: set.flatMap((s) => s.programs.map((p) => p.key)), cacheBytes: totalCacheBytes(config) });
@@ -250,7 +252,11 @@ export class EdgeServer {
   /** `tenant`'s counters, latencies and cache figures summed over every shard. */
   async tenantStats(tenant: string): Promise<TenantStatsReport> {
     const parts = [this.local.stats(tenant), ...((await this.remote?.all({ type: 'stats', tenant })) ?? [])];
-    return { ...mergeStats(parts), cache: sumFields(parts.map((p) => p.cache)), kv: this.kvStore(tenant).stats(), shards: parts.map((p) => p.counters.requests) };
+    const cache = sumFields(parts.map((p) => p.cache));
+    // What the storage holds is one store every shard sees alike, and the bans are the same
+    // everywhere: those are not summed.
+    const { objects, bytes, evictions, bans, tags } = parts[0]!.cache;
+    return { ...mergeStats(parts), cache: { ...cache, objects, bytes, evictions, bans, tags }, kv: this.kvStore(tenant).stats(), shards: parts.map((p) => p.counters.requests) };
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // Messages between the main thread (shard 0, which coordinates) and the other shards' threads.
 // Tenant configs, loaded programs and exported program snapshots are plain data and are
 // structured-cloned; nothing here travels per request except key-value calls and log records.
+import type { SharedStoreHandle } from '../cache/index.ts';
 import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
 import type { ShardTenantStats, TenantUpdate } from './shard.ts';
 import type { LoadedProgram } from './tenant.ts';
@@ -10,7 +11,8 @@ export interface ShardInit {
   index: number;
   shards: number;
   sliceMs: number;
-  cacheBytes: number;
+  /** The cache every shard shares (made by the main thread). */
+  cache: SharedStoreHandle;
 }
 
 /** Commands the main thread sends; each answers `done` (with a value) or `failed`, by id. */

@@ -4,6 +4,7 @@
 // calls go to the main thread, which owns the stores, and log records are forwarded to its logger.
 import { parentPort, workerData } from 'node:worker_threads';
 import { type Front, startFront } from '../http/front.ts';
+import { SharedStorage } from '../cache/index.ts';
 import { ProgramPool } from '../sandbox/index.ts';
 import type { KvAccess } from './kv.ts';
 import { Shard } from './shard.ts';
@@ -35,7 +36,7 @@ const kv = (tenant: string): KvAccess => ({
   delete: (key) => kvCall<boolean>(tenant, 'delete', key),
 });
 
-const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, init.cacheBytes);
+const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, SharedStorage.attach(init.cache));
 let front: Front | undefined;
 
 async function run(command: ShardCommand): Promise<unknown> {

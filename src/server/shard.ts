@@ -1,10 +1,10 @@
 // What one serving thread (a shard) holds: for the connections it accepted, every tenant's runtime
-// — its cache (a namespace of this shard's storage), origins, routes and hooks — and the program
-// pool its guest calls run in. The main thread is shard 0 and coordinates the others (shards.ts),
+// — its cache (a namespace of the storage every shard shares), origins, routes and hooks — and
+// the program pool its guest calls run in. The main thread is shard 0 and coordinates the others (shards.ts),
 // which run this same class in worker threads (shard-worker.ts): every change reaches each shard
 // as the same `TenantUpdate`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type CacheStats, type FastResponse, Storage } from '../cache/index.ts';
+import type { CacheStats, FastResponse, ObjectStorage } from '../cache/index.ts';
 import type { FastRequest } from '../http/fast-path.ts';
 import type { ProgramPool } from '../sandbox/index.ts';
 import type { TenantConfig } from './config.ts';
@@ -20,7 +20,7 @@ export interface TenantUpdate {
   remove: string[];
   /** Program keys in use after the update; a retired runtime unloads its others. */
   keep: string[];
-  /** The byte budget of this shard's storage. */
+  /** The byte budget of the cache storage. */
   cacheBytes: number;
 }
 
@@ -43,15 +43,13 @@ function sendText(res: ServerResponse, status: number, text: string): void {
 export class Shard {
   readonly tenants = new Map<string, TenantRuntime>();
   private byHost = new Map<string, TenantRuntime>();
-  readonly storage: Storage;
 
   /**
    * `shards`: how many shards serve (origin connection limits are shared out); `kv` reaches a
-   * tenant's key-value store, which lives on the main thread.
+   * tenant's key-value store, which lives on the main thread; `storage` is the cache storage all
+   * shards share.
    */
-  constructor(readonly index: number, private readonly shards: number, readonly pool: ProgramPool, private readonly kv: (tenant: string) => KvAccess, private readonly log: Logger, cacheBytes: number) {
-    this.storage = new Storage({ maxBytes: cacheBytes });
-  }
+  constructor(readonly index: number, private readonly shards: number, readonly pool: ProgramPool, private readonly kv: (tenant: string) => KvAccess, private readonly log: Logger, readonly storage: ObjectStorage) {}
 
   /** The front's handler: the tenant named by Host, or 404. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
@@ -78,7 +76,10 @@ export class Shard {
   /** Builds the update's runtimes, swaps them in with one Host map, then closes the ones they replace. */
   async update(u: TenantUpdate): Promise<void> {
     const built = u.set.map(({ config, programs }) => new TenantRuntime(config, this.pool, this.storage, this.kv(config.name), programs, this.log, this.shards));
-    this.storage.maxBytes = u.cacheBytes;
+    this.storage.setBudget(u.cacheBytes);
+    if (this.index === 0 && this.storage.maxBytes < u.cacheBytes) {
+      this.log.warn({ cacheBytes: u.cacheBytes, budget: this.storage.maxBytes }, `the tenants' cache memory now adds up to ${u.cacheBytes} bytes, above the ${this.storage.maxBytes} reserved at start: the budget stays ${this.storage.maxBytes} until a restart`);
+    }
     const retired: TenantRuntime[] = [];
     for (const name of u.remove) {
       const t = this.tenants.get(name);

@@ -2,7 +2,7 @@
 // programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
 // router: a miss goes to the route's program or origin.
 import { Readable } from 'node:stream';
-import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
+import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
 import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
@@ -107,7 +107,7 @@ export class TenantRuntime implements Backend {
    * `shards`: how many shards hold a runtime of this tenant; each gets that share of an origin's
    * `connections`, so that the limit holds for the whole server.
    */
-  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: Storage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
+  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: ObjectStorage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
     for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
     for (const p of programs) this.programs.set(p.config.name, p);
     this.routes = buildRoutes(config);

@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_YAML, defaultConfig, diffConfigs, loadConfig, parseConfig } from '../../src/server/config.ts';
@@ -65,7 +66,7 @@ describe('parsing', () => {
     const config = parse(minimal());
     assert.deepEqual(config, {
       file: FILE,
-      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, shards: 1, workers: undefined },
+      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined },
       tenants: [{
         name: 'demo',
         hosts: ['localhost'],
@@ -414,7 +415,7 @@ describe('default config and reloads', () => {
     buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
-    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, shards: 1, workers: undefined });
+    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined });
     const [demo] = config.tenants;
     assert.equal(config.tenants.length, 1);
     assert.equal(demo?.name, 'demo');

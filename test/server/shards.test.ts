@@ -1,7 +1,8 @@
 // Two shards: each accepts connections on its own socket of the one port and serves them (cache,
-// programs, host calls on its own thread); a purge, a ban and a live upload reach every shard
-// before the admin call answers; the key-value store is one for all shards; stats add up the
-// shards; a shard's program log lines name it.
+// programs, host calls on its own thread); the cache is one for both (an object is fetched once,
+// whichever shard asks, and a tenant's quota holds for both together); a purge, a ban and a live
+// upload reach every shard before the admin call answers; the key-value store is one for all
+// shards; stats add up the shards; a shard's program log lines name it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -16,6 +17,10 @@ import { needsKvm } from '../helpers/kvm.ts';
 
 const OP = 'operator-token-0123456789';
 const TOKEN = 'site-token-0123456789';
+const SMALL_TOKEN = 'small-token-0123456789';
+/** The small tenant's quota, and the size of the bodies it caches. */
+const SMALL_QUOTA = 64 * 1024;
+const BIG_BODY = 10 * 1024;
 /** New connections per round: the kernel spreads them over the two sockets by a hash of their ports, so both shards get some (all on one: a chance of 2^-39). */
 const CONNECTIONS = 40;
 
@@ -45,8 +50,16 @@ describe('serve with two shards', needsKvm(), () => {
   before(async () => {
     origin = createServer((req, res) => {
       originHits++;
-      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600', 'surrogate-key': 'all' });
-      res.end(`origin ${req.url}\n`);
+      if (req.url!.startsWith('/big/')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=600' });
+        res.end(Buffer.alloc(BIG_BODY, req.url!.length));
+        return;
+      }
+      // Slow enough that requests on both shards arrive while the first fetch is still out.
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600', 'surrogate-key': 'all' });
+        res.end(`origin ${req.url}\n`);
+      }, 50);
     });
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     const yaml = `
@@ -57,8 +70,13 @@ tenants:
     token: ${TOKEN}
     origins: [{ name: default, url: http://127.0.0.1:${(origin.address() as AddressInfo).port} }]
     programs:
-      - { name: app, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /kv }], concurrency: 2 }
+      - { name: app, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /kv }], concurrency: 2, queueTimeout: 60s }
       - { name: logs, file: ${buildGuest('sdk_stdout')}, roles: [generate], routes: [{ prefix: /log }] }
+  - name: small
+    hosts: [small.test]
+    token: ${SMALL_TOKEN}
+    cache: { memory: ${SMALL_QUOTA} }
+    origins: [{ name: default, url: http://127.0.0.1:${(origin.address() as AddressInfo).port} }]
 `;
     const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
     edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-shards-test.yaml' }), { logger });
@@ -81,11 +99,46 @@ tenants:
     assert.equal((after.counters as { requests: number }).requests - (before.counters as { requests: number }).requests, CONNECTIONS);
   });
 
+  test('one cache for both shards: an object is fetched once, whichever shard asks', async () => {
+    const before = (await admin('GET', '/v1/tenants/site/stats')).json;
+    const hits = originHits;
+    const first = await freshRound('/once');
+    assert.ok(first.every((a) => a.status === 200 && a.body === 'origin /once\n'));
+    assert.equal(originHits, hits + 1, 'one origin fetch for 40 concurrent requests spread over both shards');
+    const second = await freshRound('/once');
+    assert.deepEqual([...new Set(second.map((a) => a.xcache))], ['HIT']);
+    assert.equal(originHits, hits + 1);
+    const after = (await admin('GET', '/v1/tenants/site/stats')).json;
+    const perShard = (after.shards as number[]).map((n, i) => n - (before.shards as number[])[i]!);
+    assert.ok(perShard.every((n) => n > 0), `requests per shard: ${perShard.join(', ')}`);
+  });
+
+  test("a tenant's quota holds for both shards together", async () => {
+    const stats = async () => {
+      const r = await request(`${edge.admin.url}/v1/tenants/small/stats`, { headers: { authorization: `Bearer ${SMALL_TOKEN}` }, dispatcher: agent });
+      return ((await r.body.json()) as { cache: { objects: number; bytes: number; evictions: number } }).cache;
+    };
+    for (let i = 0; i < 4; i++) {
+      await Promise.all(Array.from({ length: 10 }, async (_, j) => {
+        const once = new Agent({ connections: 1, pipelining: 0 });
+        const r = await request(`${edge.front.url}/big/${i * 10 + j}`, { headers: { host: 'small.test' }, dispatcher: once });
+        const body = Buffer.from(await r.body.arrayBuffer());
+        await once.close();
+        assert.equal(body.length, BIG_BODY);
+        assert.ok(body.every((b) => b === `/big/${i * 10 + j}`.length), 'each body intact');
+      }));
+    }
+    const cache = await stats();
+    assert.ok(cache.bytes <= SMALL_QUOTA, `${cache.bytes} bytes held in a quota of ${SMALL_QUOTA}`);
+    assert.ok(cache.objects >= 3 && cache.objects <= Math.floor(SMALL_QUOTA / BIG_BODY), `${cache.objects} objects`);
+    assert.ok(cache.evictions > 0);
+  });
+
   test('a purge reaches every shard before the admin call answers', async () => {
     await freshRound('/obj');
     const cachedBy = originHits;
     await freshRound('/obj');
-    assert.equal(originHits, cachedBy, 'every shard that fetched /obj serves it from its cache');
+    assert.equal(originHits, cachedBy, 'every shard serves /obj from the cache');
     const purged = (await admin('POST', '/v1/tenants/site/purge', JSON.stringify({ url: '/obj' }))).json.purged as number;
     assert.ok(purged >= 1);
     const hitsBefore = originHits;

@@ -40,6 +40,8 @@ export const F_OBJECTS = 10;
 export const F_EVICTIONS = 11;
 /** Creation time of the store: record touch times are kept as ms since then, in an int32. */
 export const F_EPOCH = 12;
+/** The budget the store was created with: the arena is sized for it, so no later budget exceeds it. */
+export const F_CREATED_MAX_BYTES = 13;
 export const HEADER_BYTES = 128;
 
 /** Longest namespace name, in UTF-8 bytes. */
@@ -88,7 +90,18 @@ export const R_META_LEN = 16;
 export const R_BODY_LEN = 17;
 /** Last LRU move, ms since F_EPOCH. */
 export const R_TOUCHED = 18;
-export const REC_WORDS = 20;
+/** When the record may go (seconds since F_EPOCH, rounded up; EXPIRES_NEVER for never). */
+export const R_EXPIRES = 19;
+/** The writer's ban position: the record's owner has tested it against the bans up to this one. */
+export const R_BAN_SEQ = 20;
+/** F_* flags of the record. */
+export const R_FLAGS = 21;
+export const REC_WORDS = 22;
+
+/** A record with no expiry. */
+export const EXPIRES_NEVER = 0x7fffffff;
+/** Record flag: a marker (a fact about its key, such as hit-for-miss), not a stored response. */
+export const FLAG_MARKER = 1;
 
 // Record states.
 export const FREE = 0;

@@ -2,7 +2,7 @@
 // the arena (no copy). The pin keeps the record's block from being freed and reused, so the bytes
 // under the views stay as they were written until `unpin()`.
 import { type Arena, CELL } from './arena.ts';
-import { R_BODY_LEN, R_DATA, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
+import { EXPIRES_NEVER, FLAG_MARKER, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
 
 /** A stored record as a lookup returns it. */
 export interface SharedRecord {
@@ -13,6 +13,12 @@ export interface SharedRecord {
   readonly body: Uint8Array;
   readonly secondary: string;
   readonly tags: readonly string[];
+  /** When the record may go (ms since the epoch, rounded up to a second; Infinity for never). */
+  readonly expiresAt: number;
+  /** The ban position it was stored or last confirmed with (`SharedStore.setBanSeq`). */
+  readonly banSeq: number;
+  /** Inserted as a marker (`RecordInit.marker`). */
+  readonly marker: boolean;
   /** Drops this lookup's pin; call it exactly once, when done with the views (later calls do nothing). */
   unpin(): void;
 }
@@ -22,8 +28,9 @@ const decoder = new TextDecoder();
 /** Makes a pinned record's view from its slot; the caller has pinned it and checked it is live. */
 export type RecordViewFactory = (id: number, gen: number) => SharedRecord;
 
-export function recordViewFactory(idx: Int32Array, arena: Arena): RecordViewFactory {
-  return (id: number, gen: number): SharedRecord => new RecordView(idx, arena, id, gen);
+/** `epochMs`: the store's F_EPOCH, which R_EXPIRES counts from. */
+export function recordViewFactory(idx: Int32Array, arena: Arena, epochMs: number): RecordViewFactory {
+  return (id: number, gen: number): SharedRecord => new RecordView(idx, arena, id, gen, epochMs);
 }
 
 class RecordView implements SharedRecord {
@@ -32,6 +39,9 @@ class RecordView implements SharedRecord {
   readonly meta: Uint8Array;
   readonly body: Uint8Array;
   readonly secondary: string;
+  readonly expiresAt: number;
+  readonly banSeq: number;
+  readonly marker: boolean;
   private readonly idx: Int32Array;
   private readonly arena: Arena;
   private readonly tagsAt: number;
@@ -40,8 +50,12 @@ class RecordView implements SharedRecord {
   private decodedTags: readonly string[] | null = null;
   private pinned = true;
 
-  constructor(idx: Int32Array, arena: Arena, id: number, gen: number) {
+  constructor(idx: Int32Array, arena: Arena, id: number, gen: number, epochMs: number) {
     const w = id * REC_WORDS;
+    const expires = idx[w + R_EXPIRES]!;
+    this.expiresAt = expires === EXPIRES_NEVER ? Infinity : epochMs + expires * 1000;
+    this.banSeq = idx[w + R_BAN_SEQ]!;
+    this.marker = (idx[w + R_FLAGS]! & FLAG_MARKER) !== 0;
     this.idx = idx;
     this.arena = arena;
     this.id = id;

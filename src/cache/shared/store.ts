@@ -8,12 +8,13 @@ import { Claims, type ClaimOptions } from './claims.ts';
 import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
-import { RecordTable, type SharedStoreHandle } from './table.ts';
+import type { SharedStoreHandle } from './table.ts';
+import { NamespaceWalks, scratchKey, type RecordSummary } from './walks.ts';
 
-export type { ClaimOptions, SharedRecord, SharedStoreHandle };
+export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
 
 /**
- * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 80-byte slot
+ * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 88-byte slot
  * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
  * to 15 bytes of alignment.
  */
@@ -46,7 +47,14 @@ export interface RecordInit {
   tags: readonly string[];
   /** Secondary key (Vary values): a record with the same namespace, key and secondary replaces. */
   secondary: string;
+  /** When it may go (ms since the epoch): `removeExpired` drops it from then on. Default never. */
+  expiresAt?: number;
+  /** The writer's ban position (see `setBanSeq`); default 0. */
+  banSeq?: number;
+  /** A marker: a fact about its key kept under the quota, not a response. */
+  marker?: boolean;
 }
+
 
 /** Names a record: its slot and the generation of the slot when the record was stored in it. */
 export interface RecordRef {
@@ -74,25 +82,6 @@ export interface StoreStats {
   arenaUsedBytes: number;
 }
 
-const encoder = new TextEncoder();
-/**
- * Where keys are encoded: TextEncoder.encode allocates and costs ~1 µs, encodeInto ~0.1. Its
- * `words` view the same bytes so that keys compare a word at a time (L.keyEqual).
- */
-const scratchBuffer = new ArrayBuffer(1024);
-const scratch: L.Key = { bytes: new Uint8Array(scratchBuffer), words: new Int32Array(scratchBuffer), length: 0 };
-
-/** The UTF-8 bytes of `s` in the scratch key, which the next call reuses. */
-function scratchKey(s: string): L.Key {
-  if (s.length * 3 > scratch.bytes.length) {
-    const buffer = new ArrayBuffer(Math.ceil(s.length * 3 / 4) * 4);
-    scratch.bytes = new Uint8Array(buffer);
-    scratch.words = new Int32Array(buffer);
-  }
-  scratch.length = encoder.encodeInto(s, scratch.bytes).written;
-  return scratch;
-}
-
 /** The UTF-8 bytes of `s`, in a buffer of their own. */
 function ownBytes(s: string): Uint8Array {
   return Buffer.from(s, 'utf8');
@@ -103,7 +92,7 @@ function pow2(n: number): number {
 }
 
 /** The shared store as one thread sees it. */
-export class SharedStore extends RecordTable {
+export class SharedStore extends NamespaceWalks {
   private readonly claims: Claims;
   private readonly view: RecordViewFactory;
 
@@ -126,7 +115,7 @@ export class SharedStore extends RecordTable {
     ctl[L.G_BUCKETS] = buckets;
     ctl[L.G_CLAIMS] = claims;
     ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
-    f64[L.F_MAX_BYTES] = options.maxBytes;
+    f64[L.F_MAX_BYTES] = f64[L.F_CREATED_MAX_BYTES] = options.maxBytes;
     f64[L.F_EPOCH] = Date.now();
     const idx = new Int32Array(index);
     for (let id = 0; id < records; id++) idx[id * L.REC_WORDS + L.R_NEXT] = id + 1 < records ? id + 1 : L.NIL;
@@ -137,7 +126,7 @@ export class SharedStore extends RecordTable {
   private constructor(handle: SharedStoreHandle) {
     super(handle);
     this.claims = new Claims(this.ctl, this.f64);
-    this.view = recordViewFactory(this.idx, this.arena);
+    this.view = recordViewFactory(this.idx, this.arena, this.f64[L.F_EPOCH]!);
   }
 
   /** The store seen from another thread, through the handle `handle()` gave. */
@@ -233,7 +222,8 @@ export class SharedStore extends RecordTable {
       }
       const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
         [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
-        [L.R_BODY_LEN, init.body.length], [L.R_TOUCHED, this.now()]];
+        [L.R_BODY_LEN, init.body.length], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
+        [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, init.marker === true ? L.FLAG_MARKER : 0]];
       for (const [field, value] of fields) this.idx[w + field] = value;
       // Published last: a reader that finds the slot LIVE sees every field and byte above.
       Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
@@ -300,35 +290,6 @@ export class SharedStore extends RecordTable {
     });
   }
 
-  /**
-   * Removes every record of namespace `ns` carrying `tag`; answers how many. It reads the tags of
-   * every record of the namespace, with the lock held.
-   */
-  removeTag(ns: number, tag: string): number {
-    const tag8 = scratchKey(tag);
-    const tagBytes = tag8.bytes.subarray(0, tag8.length);
-    return this.write(ns, () => {
-      const ids: number[] = [];
-      const u8 = this.arena.bytes();
-      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
-        const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
-        let at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
-        const end = at + this.idx[w + L.R_TAGS_LEN]!;
-        while (at <= end) {
-          let stop = at;
-          while (stop < end && u8[stop] !== 10) stop++;
-          if (stop - at === tagBytes.length && L.bytesEqual(u8, at, tagBytes)) {
-            ids.push(id);
-            break;
-          }
-          at = stop + 1;
-        }
-      }
-      for (const id of ids) this.kill(id, false);
-      return ids.length;
-    });
-  }
 
   /**
    * Marks the record used now: it moves to the head of the LRU lists, unless it moved there less
@@ -360,6 +321,50 @@ export class SharedStore extends RecordTable {
     this.claims.release(ns, L.hashKey(ns, keyBytes), L.hashKey2(ns, keyBytes));
   }
 
+
+  /** The record named, pinned as `lookup` pins, or null when it is no longer stored. */
+  pin(id: number, gen: number): SharedRecord | null {
+    if (!(id >= 0 && id < this.records)) return null;
+    const w = id * L.REC_WORDS;
+    Atomics.add(this.idx, w + L.R_PINS, 1);
+    if (this.isLive(id, gen)) return this.view(id, gen);
+    Atomics.sub(this.idx, w + L.R_PINS, 1);
+    return null;
+  }
+
+  /** Records that the record named has been tested against the bans up to `seq`. */
+  setBanSeq(id: number, gen: number, seq: number): void {
+    if (!(id >= 0 && id < this.records)) return;
+    this.write(null, () => {
+      if (this.isLive(id, gen)) this.idx[id * L.REC_WORDS + L.R_BAN_SEQ] = seq;
+    });
+  }
+
+
+  /**
+   * Charges (or, negative, refunds) bytes namespace `ns` holds outside its records (its threads'
+   * ban lists), then evicts its least recently used records until its quota and the budget hold.
+   */
+  charge(ns: number, delta: number): void {
+    this.write(ns, () => {
+      this.account(ns, delta, 0);
+      if (delta > 0) {
+        this.evictNamespace(ns, 0);
+        while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
+      }
+    });
+  }
+
+  /** A new budget, at most what the arena was sized for at creation; evicts down to it. */
+  setBudget(maxBytes: number): void {
+    if (!(maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
+    this.write(null, () => {
+      this.f64[L.F_MAX_BYTES] = Math.min(maxBytes, this.f64[L.F_CREATED_MAX_BYTES]!);
+      while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
+    });
+  }
+
+
   stats(ns: number): NamespaceStats {
     return this.write(ns, () => {
       const f = L.nsOffset(ns) / 8;
@@ -379,22 +384,16 @@ export class SharedStore extends RecordTable {
     }
   }
 
-  /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` (if any) must exist. */
-  private write<T>(ns: number | null, f: () => T): T {
-    lock(this.ctl, L.G_LOCK);
-    try {
-      if (ns !== null && !(ns >= 0 && ns < this.ctl[L.G_NS_COUNT]!)) throw new RangeError(`no namespace ${ns}`);
-      this.sweep();
-      return f();
-    } finally {
-      unlock(this.ctl, L.G_LOCK);
-    }
-  }
-
   private setQuota(ns: number, quotaBytes: number): void {
     if (!(quotaBytes > 0)) throw new RangeError('namespace quota must be positive');
     this.f64[L.nsOffset(ns) / 8 + L.N_QUOTA] = Math.min(quotaBytes, this.f64[L.F_MAX_BYTES]!);
     this.evictNamespace(ns, 0);
+  }
+
+  /** R_EXPIRES for an expiry in ms since the epoch: seconds since F_EPOCH, rounded up, clamped. */
+  private expiresField(expiresAt: number): number {
+    if (!(expiresAt < Infinity)) return L.EXPIRES_NEVER;
+    return Math.max(0, Math.min(L.EXPIRES_NEVER - 1, Math.ceil((expiresAt - this.f64[L.F_EPOCH]!) / 1000)));
   }
 
   private views(pairs: number[]): SharedRecord[] {

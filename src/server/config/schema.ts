@@ -1,6 +1,7 @@
 // The config file's shape as a zod schema: keys, types, defaults, and the mapping from file names
 // (`timeout: 1s`) to the typed Config (`timeoutMs: 1000`). Every issue it raises already reads
 // `expected …, got …`; cross-field rules (uniqueness, references) live in checks.ts.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
 import { DEFAULT_SLICE_MS } from '../../sandbox/index.ts';
@@ -17,7 +18,8 @@ export const DEFAULTS = {
   listen: { host: '127.0.0.1', port: 8080 },
   admin: { host: '127.0.0.1', port: 8081 },
   sliceMs: DEFAULT_SLICE_MS,
-  shards: 1,
+  /** One serving thread per CPU this process may use. */
+  shards: Math.min(256, availableParallelism()),
   origin: { name: 'default', connectTimeoutMs: 5000, firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000, connections: 128 },
   healthCheck: { intervalMs: 5000, timeoutMs: 2000, threshold: 2 },
   cache: { memoryBytes: 64 * MiB, defaultGraceMs: 10_000, defaultKeepMs: 60_000, maxObjectBytes: 8 * MiB },

@@ -1,0 +1,71 @@
+// What the cache engine needs of the memory its objects live in: a namespace (one tenant's objects,
+// under its quota) of a storage (one byte budget). Two implementations: storage.ts keeps objects
+// on this thread's heap; shared-storage.ts keeps them in shared memory that every shard thread
+// reads and writes, so that all shards serve one cache.
+import type { CacheObject } from './object.ts';
+
+/** One cache's objects, variants, surrogate-key index and hit-for-miss markers, under a quota. */
+export interface ObjectStore {
+  readonly name: string;
+  /** The quota. */
+  readonly maxBytes: number;
+  readonly objects: number;
+  /** Bytes charged to the quota: objects, their index entries, hit-for-miss markers, bans. */
+  readonly bytes: number;
+  /** Distinct surrogate keys. */
+  readonly tags: number;
+  readonly hitForMissMarkers: number;
+  /** Charges (or refunds) bytes held outside objects (bans), evicting if the quota is exceeded. */
+  account(delta: number): void;
+  /** Every stored variant of a primary key (most recent first; a snapshot), or undefined. */
+  variants(key: string): readonly CacheObject[] | undefined;
+  /** Marks a use for LRU purposes. */
+  touch(obj: CacheObject, now: number): void;
+  /** Stores a complete object, replacing the variant it supersedes; false when it can never fit. */
+  insert(obj: CacheObject, now: number): boolean;
+  /** Removes one object (no-op if already gone). */
+  remove(obj: CacheObject): void;
+  /** Removes every variant of a primary key; answers how many objects went. */
+  removeKey(key: string): number;
+  /** Removes every object tagged `tag`; answers how many went. */
+  removeTag(tag: string): number;
+  /** Every primary key that has at least one stored variant. */
+  keys(): string[];
+  /**
+   * The lurker's pass: drops expired objects and hit-for-miss markers, and objects `banned` (called
+   * for objects older than ban position `banSeq`) says go. Answers the oldest ban position left.
+   */
+  sweep(now: number, banSeq: number, banned: (obj: CacheObject) => boolean): number;
+  /** Remembers until `untilMs` that `key` gave an uncacheable answer (Varnish hit-for-miss). */
+  markHitForMiss(key: string, untilMs: number): void;
+  isHitForMiss(key: string, now: number): boolean;
+  clearHitForMiss(key: string): void;
+  /** A new quota; evicts the oldest objects if it shrank. */
+  resize(maxBytes: number): void;
+  /** Drops everything. */
+  clear(): void;
+  /**
+   * Coalescing across threads (shared storage only): `true` when the caller now fetches `key`,
+   * else a promise that settles when the thread fetching it is done (then look up again).
+   */
+  claim?(key: string): true | Promise<void>;
+  /** Ends a claim `claim` granted. */
+  release?(key: string): void;
+}
+
+/** The size of a namespace. */
+export interface NamespaceOptions {
+  /** Quota of this namespace; defaults to the whole budget. */
+  maxBytes?: number;
+}
+
+/** A byte budget shared by namespaces; past it, the least recently used object of any goes. */
+export interface ObjectStorage {
+  readonly maxBytes: number;
+  /** Objects evicted for room, all namespaces together. */
+  readonly evictions: number;
+  /** The namespace called `name`, created on first use; a later call with a quota updates it. */
+  namespace(name: string, options?: NamespaceOptions): ObjectStore;
+  /** A new budget (a config reload). */
+  setBudget(maxBytes: number): void;
+}
