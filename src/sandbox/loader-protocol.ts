@@ -6,7 +6,7 @@ import type { Phase } from './abi.ts';
 import type { ProgramOptions, SandboxRequest } from './types.ts';
 import type { SandboxFailureKind } from '../vmm/errors.ts';
 
-export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete';
+export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete' | 'kvIncrement' | 'kvCompareAndSet';
 
 /** The warm-up request a loader runs on a new program: the phase, and for `deliver` the response. */
 interface WarmupMessage {

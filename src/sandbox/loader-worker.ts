@@ -11,6 +11,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { ProgramError } from '../vmm/linux/elf.ts';
 import { drainShellPool } from '../vmm/memory/shell.ts';
 import type { FromLoader, HostOp, ToLoader } from './loader-protocol.ts';
+import type { KvIncrementResult, KvSwapResult } from './types.ts';
 
 const port = parentPort;
 if (!port) throw new Error('loader-worker.ts must run as a worker thread');
@@ -42,6 +43,8 @@ function hostCalls(id: number): HostCalls {
     kvGet: async (key) => (await ask('kvGet', [key])) as Uint8Array | undefined,
     kvSet: async (key, value) => (await ask('kvSet', [key, value])) as boolean,
     kvDelete: async (key) => (await ask('kvDelete', [key])) as boolean,
+    kvIncrement: async (key, delta) => (await ask('kvIncrement', [key, delta])) as KvIncrementResult,
+    kvCompareAndSet: async (key, expected, value) => (await ask('kvCompareAndSet', [key, expected, value])) as KvSwapResult,
   };
 }
 

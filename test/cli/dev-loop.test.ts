@@ -209,6 +209,19 @@ tenants:
     assert.match(err, /^te_kv_get\(\{key="k"\}\) = -1 EFAULT \(Bad address\)$/m);
   });
 
+  test('--trace decodes increments and compare-and-sets, hostile ones too', async () => {
+    const d = await dev(['--trace', buildGuest('hostile_kv_atomics')]);
+    for (const path of ['/incr-ok', '/cas-absent-junk', '/incr-struct-bad', '/cas-expected-huge', '/cas-flags-2']) assert.equal((await get(`${d.url}${path}`)).status, 200, path);
+    const err = await logged(d, /^GET \/cas-flags-2 200 /m);
+    assert.match(err, /^te_kv_increment\(\{key="n", delta=1\}\) <unfinished \.\.\.>$/m);
+    assert.match(err, /^<\.\.\. te_kv_increment resumed> = 0$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", expected=absent, value="v"\}\) <unfinished \.\.\.>$/m);
+    assert.match(err, /^<\.\.\. te_kv_compare_and_set resumed> = 1$/m);
+    assert.match(err, /^te_kv_increment\(0xdead0000\) = -1 EFAULT \(Bad address\)$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", expected="a{64}"\.\.\., value="v"\}\) = -1 E2BIG \(Argument list too long\)$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", flags=0x2, value="v"\}\) = -1 EINVAL \(Invalid argument\)$/m);
+  });
+
   test("an SDK program's stdout is logged with its stderr", async () => {
     const d = await dev([buildGuest('sdk_stdout')]);
     assert.equal((await get(`${d.url}/hello`)).body, 'logged\n');
