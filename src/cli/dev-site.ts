@@ -151,7 +151,7 @@ export class DevSite {
     const target = matchRoute(this.routes, this.parts.origins.has('default'), method, url);
     if (target === undefined) {
       req.resume();
-      throw new OriginError(502, `no route for ${method} ${url.split('?')[0]}`);
+      return { status: 404, headers: [['content-type', 'text/plain; charset=utf-8']], body: Buffer.from(`no route for ${method} ${url.split('?')[0]}\n`), note: 'no route' };
     }
     if (target.kind === 'origin') {
       const headers: string[] = [];

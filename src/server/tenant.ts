@@ -95,6 +95,21 @@ function failureAnswer(err: unknown): BackendResponse {
   };
 }
 
+/**
+ * The answer to a request no route matches in a tenant without a `default` origin: a 404 naming
+ * the method and path, never stored (a reload may add the route).
+ */
+function noRoute(method: string, url: string): BackendResponse {
+  const body = Buffer.from(`no route for ${method} ${url.split('?')[0]}\n`);
+  return {
+    status: 404,
+    headers: ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(body.length)],
+    body: Readable.from([body]),
+    buffered: body,
+    policy: { uncacheable: true },
+  };
+}
+
 export class TenantRuntime implements Backend {
   readonly cache: Cache;
   readonly stats = new TenantStats();
@@ -145,7 +160,7 @@ export class TenantRuntime implements Backend {
     const target = matchRoute(this.routes, this.origins.has('default'), req.method, req.path);
     if (target === undefined) {
       req.body?.resume();
-      throw new OriginError(502, `tenant ${this.name} has no route for ${req.method} ${req.path.split('?')[0]}`);
+      return noRoute(req.method, req.path);
     }
     if (target.kind === 'origin') return this.origins.get(target.name)!.fetch(req);
     return this.runProgram(target.name, req);

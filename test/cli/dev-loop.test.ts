@@ -156,6 +156,20 @@ tenants:
     assert.match(err, /^\[hooks\] te_wait\(0x[0-9a-f]+\) <unfinished \.\.\.>$/m);
   });
 
+  test('--config: in a tenant without a default origin, a request no route matches answers 404', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tinyedge-dev-'));
+    const config = join(dir, 'lone.yaml');
+    writeFileSync(config, `
+tenants:
+  - { name: lone, hosts: [lone.test], token: lone-token-0123456789, programs: [{ name: p, file: ${buildGuest('sdk_headers')}, routes: [{ prefix: /only }] }] }
+`);
+    const d = await dev(['--config', config]);
+    assert.equal((await get(`${d.url}/only/x`)).status, 201);
+    const missed = await get(`${d.url}/elsewhere?q=1`);
+    assert.equal(missed.status, 404);
+    assert.equal(missed.body, 'no route for GET /elsewhere\n');
+  });
+
   test('--config: a tenant must be named when there are several; a missing one is refused', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tinyedge-dev-'));
     const config = join(dir, 'two.yaml');

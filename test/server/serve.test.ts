@@ -80,6 +80,11 @@ tenants:
         routes: [{ prefix: /busy }]
         concurrency: 8
         queueTimeout: 5s
+  - name: gamma
+    hosts: [gamma.test]
+    token: gamma-token-0123456789
+    programs:
+      - { name: only, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /only }] }
 `;
     edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { logger: pino({ level: 'silent' }) });
   });
@@ -97,6 +102,17 @@ tenants:
     const unknown = await get('nobody.test', '/');
     assert.equal(unknown.status, 404);
     assert.match(unknown.body, /unknown host "nobody.test"/);
+  });
+
+  test('in a tenant without a default origin, a request no route matches answers 404, never stored', async () => {
+    assert.equal((await get('gamma.test', '/only/x')).status, 201);
+    for (let i = 0; i < 2; i++) {
+      const missed = await get('gamma.test', '/elsewhere?q=1');
+      assert.equal(missed.status, 404);
+      assert.equal(missed.body, 'no route for GET /elsewhere\n');
+      assert.equal(missed.headers['cache-control'], 'no-store');
+      assert.equal(missed.headers['x-cache'], 'MISS');
+    }
   });
 
   test('a program-generated response is cached: the second request does not enter the VM', async () => {
@@ -183,7 +199,7 @@ tenants:
     assert.equal((await admin('GET', '/v1/tenants', ALPHA_TOKEN)).status, 403);
     assert.equal((await admin('GET', '/v1/tenants/alpha/stats', 'wrong-token-0123456789')).status, 401);
     const all = await admin('GET', '/v1/tenants', OPERATOR_TOKEN);
-    assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta']);
+    assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta', 'gamma']);
   });
 
   test('the operator scrapes Prometheus metrics per tenant; a tenant token cannot', async () => {
