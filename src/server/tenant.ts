@@ -33,10 +33,36 @@ export interface Logger {
 /** Other threads' pools that adopt a program version as this thread's pool loads it (shards). */
 export type AlsoAdopt = (key: string, program: ExportedProgram, options: PoolProgramOptions) => Promise<void>;
 
-let versionCounter = 0;
-/** Keys are unique forever, so an old and a new version can run side by side during a swap. */
-function programKey(tenant: string, program: string): string {
-  return `${tenant}/${program}@${++versionCounter}`;
+/** A program's version numbers in one pool: the last one loaded, and those being loaded now. */
+interface Versions {
+  last: number;
+  loading: Set<number>;
+}
+const versionsByPool = new WeakMap<ProgramPool, Map<string, Versions>>();
+
+/**
+ * The next version of `tenant`/`program` in `pool` (`tenant/program@N`), reserved until the load
+ * ends: keys never repeat while one is loaded, so an old and a new version run side by side during
+ * a swap. A load that fails gives its number back (the next upload gets it), so the numbers an
+ * operator sees count the versions that were actually loaded.
+ */
+function reserveVersion(pool: ProgramPool, tenant: string, program: string): { key: string; loaded(): void; failed(): void } {
+  let byName = versionsByPool.get(pool);
+  if (!byName) versionsByPool.set(pool, (byName = new Map()));
+  const name = `${tenant}/${program}`;
+  let v = byName.get(name);
+  if (!v) byName.set(name, (v = { last: 0, loading: new Set() }));
+  const versions = v;
+  const n = Math.max(versions.last, ...versions.loading) + 1;
+  versions.loading.add(n);
+  return {
+    key: `${name}@${n}`,
+    loaded: () => {
+      versions.loading.delete(n);
+      versions.last = Math.max(versions.last, n);
+    },
+    failed: () => void versions.loading.delete(n),
+  };
 }
 
 /** How the sandbox runs a configured program: its mode, name, limits, environment and files. */
@@ -61,7 +87,8 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
  * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
 export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
-  const key = programKey(tenant, program.name);
+  const version = reserveVersion(pool, tenant, program.name);
+  const key = version.key;
   const generate = program.roles.includes('generate');
   const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
   const warmup: Warmup = {
@@ -70,7 +97,13 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
-  await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+  try {
+    await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+  } catch (err) {
+    version.failed();
+    throw err;
+  }
+  version.loaded();
   return { config: program, key };
 }
 

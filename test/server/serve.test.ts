@@ -185,11 +185,24 @@ tenants:
     assert.deepEqual(failed, []);
   });
 
-  test('a broken upload changes nothing and says why', async () => {
-    const r = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, Buffer.from('not a program'));
-    assert.equal(r.status, 422);
-    assert.match(String(r.json.error), /program refused; nothing changed: not an ELF executable/);
-    assert.equal((await get('beta.test', '/busy/after')).body, 'ok served=0\n');
+  test('a broken upload changes nothing, says why, and uses up no version number', async () => {
+    const version = async (): Promise<string> => ((await admin('GET', '/v1/tenants/beta', BETA_TOKEN)).json.programs as Array<{ name: string; version: string }>).find((p) => p.name === 'busy')!.version;
+    const before = await version();
+    for (const [elf, why] of [
+      [Buffer.from('not a program'), /not an ELF executable/],
+      [readFileSync(buildGuest('hello', 'dynamic')), /dynamically linked/],
+      [readFileSync(buildGuest('hello')), /exited|wait/i],
+    ] as const) {
+      const r = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, elf);
+      assert.equal(r.status, 422);
+      assert.match(String(r.json.error), /^program refused; nothing changed: /);
+      assert.match(String(r.json.error), why);
+      assert.equal((await get('beta.test', '/busy/after')).body, 'ok served=0\n');
+    }
+    assert.equal(await version(), before);
+    const good = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, readFileSync(buildGuest('sdk_misbehave')));
+    assert.equal(good.status, 200, JSON.stringify(good.json));
+    assert.equal(good.json.version, before.replace(/@(\d+)$/, (_, n: string) => `@${Number(n) + 1}`), 'the next version after the last one loaded');
   });
 
   test("tenant A's token is refused on tenant B's admin routes; the operator sees all tenants", async () => {
