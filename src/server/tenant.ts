@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type RecvDecision, type Storage } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -81,6 +81,29 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
   };
 }
 
+/** The URL of a program's warm-up request: its first route for a generating program, else `/`. */
+export function warmupUrl(program: ProgramConfig): string {
+  return program.roles.includes('generate') ? (program.routes[0]?.prefix ?? '/') : '/';
+}
+
+/**
+ * A program of the config that failed to load, said for the operator: the tenant, the program,
+ * its file and the step (load, init, warm-up), then why. Still a SandboxError of the same kind.
+ */
+export function programLoadFailure(tenant: string, program: ProgramConfig, err: unknown): unknown {
+  // Reading the file is part of loading; any other error that is not the sandbox's is the host's own.
+  const unreadable = (err as NodeJS.ErrnoException).code !== undefined;
+  if (!(err instanceof SandboxError) && !unreadable) return err;
+  const stage = err instanceof ProgramLoadError ? err.stage : unreadable ? 'load' : undefined;
+  const step = stage === 'load' ? 'at load (reading and booting the executable)'
+    : stage === 'init' ? 'at init (its main() before it waits for requests)'
+    : stage === 'warm-up' ? `at warm-up (its answer to GET ${warmupUrl(program)})`
+    : 'while loading';
+  const message = `tenant ${tenant}, program ${program.name} (file ${program.file}) failed ${step}: ${(err as Error).message}`;
+  const kind = err instanceof SandboxError ? err.kind : 'program';
+  return stage === undefined ? new SandboxError(kind, message) : new ProgramLoadError(kind, message, stage);
+}
+
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
  * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
@@ -89,11 +112,9 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
 export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
   const version = reserveVersion(pool, tenant, program.name);
   const key = version.key;
-  const generate = program.roles.includes('generate');
-  const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
   const warmup: Warmup = {
-    req: { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
-    phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
+    req: { method: 'GET', url: warmupUrl(program), headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
+    phase: program.roles.includes('generate') ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
