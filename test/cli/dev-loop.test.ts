@@ -148,6 +148,7 @@ tenants:
     const blocked = await get(`${d.url}/blocked`);
     assert.equal(blocked.status, 403);
     assert.equal(blocked.body, 'blocked by recv\n');
+    assert.equal(blocked.headers['x-delivered'], undefined, 'the deliver hook skips recv\'s own answer, as under serve');
     // 4 KiB into a 64 KiB store: the tenant's quota holds (16 values would not fit).
     assert.equal((await get(`${d.url}/kv/big`)).body, 'stored=0\n');
     // With two programs, each trace line names its program.

@@ -57,10 +57,12 @@ tenants:
   - name: alpha
     hosts: [alpha.test]
     token: ${ALPHA_TOKEN}
-    origins: [{ name: default, url: "${alphaOrigin.url}" }]
+    origins: [{ name: default, url: "${alphaOrigin.url}" }, { name: dead, url: "http://127.0.0.1:1" }]
+    routes: [{ prefix: /dead, origin: dead }]
     programs:
       - { name: gen, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /gen }] }
       - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /fetch }, { prefix: /kv }] }
+      - { name: crashy, file: ${buildGuest('sdk_misbehave')}, roles: [generate], routes: [{ prefix: /m }, { prefix: /crash }], maxRequestSize: 1KiB }
       - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
   - name: beta
     hosts: [beta.test]
@@ -85,6 +87,7 @@ tenants:
     token: gamma-token-0123456789
     programs:
       - { name: only, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /only }] }
+      - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
 `;
     edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { logger: pino({ level: 'silent' }) });
   });
@@ -112,6 +115,7 @@ tenants:
       assert.equal(missed.body, 'no route for GET /elsewhere\n');
       assert.equal(missed.headers['cache-control'], 'no-store');
       assert.equal(missed.headers['x-cache'], 'MISS');
+      assert.equal(missed.headers['x-delivered'], 'status-404', 'the deliver hook sees it');
     }
   });
 
@@ -141,6 +145,28 @@ tenants:
   test('a deliver hook adds a header to every response, hit or miss', async () => {
     assert.equal((await get('alpha.test', '/page')).headers['x-delivered'], 'status-200');
     assert.equal((await get('alpha.test', '/gen/other')).headers['x-delivered'], 'status-201');
+  });
+
+  test('the deliver hook runs on what origins and programs answer, and skips the answers the cache makes itself (docs/server.md)', async () => {
+    // Runs on: a program's failure answered as a response (413), an origin's or program's answer.
+    const big = await request(`${edge.front.url}/m/post`, { method: 'POST', headers: { host: 'alpha.test' }, body: Buffer.alloc(2048, 'x'), dispatcher: agent });
+    assert.equal(big.statusCode, 413);
+    assert.equal(big.headers['x-delivered'], 'status-413');
+    await big.body.text();
+    assert.equal((await get('alpha.test', '/m/fine')).headers['x-delivered'], 'status-200');
+    await get('alpha.test', '/page'); // stored, for the precondition below
+    // Skips: recv's own answer, a failed precondition, only-if-cached without an object, an
+    // origin that fails, a program that fails (502/503/504 are the cache's answers for them).
+    const skipped = [
+      await get('alpha.test', '/blocked'),
+      await get('alpha.test', '/page', { headers: { 'if-match': '"nothing-matches"' } }),
+      await get('alpha.test', '/never-fetched', { headers: { 'cache-control': 'only-if-cached' } }),
+      await get('alpha.test', '/dead/x'),
+      await get('alpha.test', '/crash'),
+    ];
+    assert.deepEqual(skipped.map((r) => r.status), [403, 412, 504, 502, 502]);
+    assert.deepEqual(skipped.map((r) => r.headers['x-delivered']), [undefined, undefined, undefined, undefined, undefined]);
+    assert.deepEqual(skipped.map((r) => r.headers['x-cache']), ['SYNTH', 'HIT', 'MISS', 'MISS', 'MISS']);
   });
 
   test("a program calls its tenant's origin and the tenant's key-value store", async () => {
