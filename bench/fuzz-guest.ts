@@ -8,7 +8,7 @@
 // --verbose prints each finding in full as it comes; --echo-log prints every call the guest logs
 // as it makes it (for replaying one seed: it shows the call even when the host process dies).
 // A run-mode seed also replays through the CLI, its log on stderr:
-//   tinyedge run --memory 64 --allow-read DIR --env FUZZ_DIR=DIR build/guests/glibc/fuzz_guest run SEED 150
+//   tinyedge run --memory 64MiB --allow-read DIR --env FUZZ_DIR=DIR build/guests/glibc/fuzz_guest run SEED 150
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -45,6 +45,8 @@ extern "C" {
 #define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -errno */
 #define TE_CALL_KV_SET    5  /* rdi = te_kv -> 0, or -errno (-ENOSPC over the tenant's quota) */
 #define TE_CALL_KV_DELETE 6  /* rdi = te_kv -> 0, or -errno (-ENOENT when absent) */
+#define TE_CALL_KV_INCR   7  /* rdi = te_kv, value -> int64_t delta in, new value out -> 0, or -errno */
+#define TE_CALL_KV_CAS    8  /* rdi = te_kv_cas -> 1 stored, 0 not (another value), or -errno */
 
 /* Why the program is called (te_request.phase). */
 #define TE_PHASE_GENERATE 0  /* produce the response (the backend of a route) */
@@ -119,6 +121,17 @@ typedef struct {
     uint64_t value_cap; /* get: buffer size; set: value length */
 } te_kv;
 
+/* A key-value compare-and-set (TE_CALL_KV_CAS): `value` is stored only if the key holds exactly
+ * `expected`, or with TE_KV_CAS_ABSENT only if the key is absent (`expected` is then not read). */
+typedef struct {
+    te_str key;
+    te_str expected;
+    te_str value;
+    uint64_t flags;     /* TE_KV_CAS_*; other bits: -EINVAL */
+} te_kv_cas;
+
+#define TE_KV_CAS_ABSENT 1u
+
 /* Every offset the host reads or writes, asserted here and named alike in the host
  * (src/sandbox/abi-layout.ts): a layout the host does not share fails to compile. */
 #ifdef __cplusplus
@@ -178,6 +191,11 @@ TE__FIELD(te_kv, key, 0);
 TE__FIELD(te_kv, value, 16);
 TE__FIELD(te_kv, value_cap, 24);
 TE__SIZE(te_kv, 32);
+TE__FIELD(te_kv_cas, key, 0);
+TE__FIELD(te_kv_cas, expected, 16);
+TE__FIELD(te_kv_cas, value, 32);
+TE__FIELD(te_kv_cas, flags, 48);
+TE__SIZE(te_kv_cas, 56);
 
 typedef void (*te_handler)(const te_request *req);
 
@@ -433,6 +451,29 @@ static inline int te_kv_set(const char *key, const void *value, size_t len) {
 static inline int te_kv_delete(const char *key) {
     te_kv kv = { { key, strlen(key) }, NULL, 0 };
     return (int)te__hypercall(TE_CALL_KV_DELETE, (long)&kv, 0);
+}
+
+/* Adds `delta` to the counter under `key` in one step of the store, which no other request (on
+ * any shard) can interleave with: the value is a signed 64-bit integer stored as decimal text (an
+ * absent key counts as 0; te_kv_get reads it as text). Returns 0 and the new value in *value (may
+ * be NULL), -EINVAL when the stored value is not such an integer, -ERANGE when the sum would
+ * overflow (nothing changes), -ENOSPC over the tenant's quota, or another -errno. */
+static inline int te_kv_increment(const char *key, int64_t delta, int64_t *value) {
+    int64_t v = delta;
+    te_kv kv = { { key, strlen(key) }, (char *)&v, sizeof v };
+    int r = (int)te__hypercall(TE_CALL_KV_INCR, (long)&kv, 0);
+    if (r == 0 && value) *value = v;
+    return r;
+}
+
+/* Stores `len` bytes under `key` only if it holds exactly the `expected_len` bytes at `expected`
+ * (`expected` NULL: only if `key` is absent), in one step of the store. Returns 1 when stored, 0
+ * when the key held something else (or was present, or absent), -ENOSPC over the quota, -E2BIG
+ * for a value over 1 MiB, or another -errno. */
+static inline int te_kv_compare_and_set(const char *key, const void *expected, size_t expected_len, const void *value, size_t len) {
+    te_kv_cas c = { { key, strlen(key) }, { (const char *)expected, expected ? expected_len : 0 }, { (const char *)value, len },
+                    expected ? 0 : TE_KV_CAS_ABSENT };
+    return (int)te__hypercall(TE_CALL_KV_CAS, (long)&c, 0);
 }
 
 /* --- logging ---------------------------------------------------------------------------------- */

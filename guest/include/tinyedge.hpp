@@ -17,7 +17,8 @@
  * serve() ends initialisation (the snapshot is taken there) and calls the handler for each
  * request. The handler's Response lives until the host has read it. An exception that leaves the
  * handler answers 500 (uncacheable) and logs its message. Host calls (fetch, kv_*) throw
- * HostError with the host's errno; kv_get and kv_delete answer "absent" without throwing.
+ * HostError with the host's errno; kv_get and kv_delete answer "absent" without throwing, and
+ * kv_compare_and_set "another value" (false).
  */
 #ifndef TINYEDGE_HPP
 #define TINYEDGE_HPP
@@ -302,6 +303,29 @@ inline bool kv_delete(std::string_view key) {
     if (r == -ENOENT) return false;
     if (r < 0) throw HostError("kv_delete", r);
     return true;
+}
+
+/**
+ * Adds `delta` to the counter under `key` (a signed 64-bit integer stored as decimal text; absent
+ * counts as 0) in one step of the store, and returns the new value; throws HostError (EINVAL when
+ * the value is not such an integer, ERANGE on overflow, ENOSPC over the quota).
+ */
+inline std::int64_t kv_increment(std::string_view key, std::int64_t delta = 1) {
+    std::int64_t value = delta;
+    long r = kv_call(TE_CALL_KV_INCR, key, reinterpret_cast<char *>(&value), sizeof value);
+    if (r < 0) throw HostError("kv_increment", r);
+    return value;
+}
+
+/**
+ * Stores `value` under `key` only if it holds exactly `expected` (nullopt: only if it is absent),
+ * in one step of the store; false when it held something else. Throws HostError otherwise.
+ */
+inline bool kv_compare_and_set(std::string_view key, std::optional<std::string_view> expected, std::string_view value) {
+    te_kv_cas c = {str(key), expected ? str(*expected) : te_str{"", 0}, str(value), expected ? 0u : TE_KV_CAS_ABSENT};
+    long r = te__hypercall(TE_CALL_KV_CAS, reinterpret_cast<long>(&c), 0);
+    if (r < 0) throw HostError("kv_compare_and_set", r);
+    return r == 1;
 }
 
 /**

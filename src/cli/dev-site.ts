@@ -127,8 +127,10 @@ export class DevSite {
         url = r.recv?.url ?? url;
         extra = r.recv?.setHeaders ?? [];
       }
+      // As under serve, the deliver hook sees what a program or origin answers, not recv's own answer.
+      const synthesized = answer !== undefined;
       answer ??= await this.generate(req, url, extra);
-      if (this.deliver) {
+      if (this.deliver && !synthesized) {
         const r = await this.call(this.deliver, toSandboxRequest(req, url, new Uint8Array(0)), { phase: 'deliver', response: { status: answer.status, headers: answer.headers } });
         answer.headers = applyHeaders(answer.headers, r.headers.filter(([n]) => !isFraming(n) && !isFixedHopByHop(n)));
       }
@@ -151,7 +153,7 @@ export class DevSite {
     const target = matchRoute(this.routes, this.parts.origins.has('default'), method, url);
     if (target === undefined) {
       req.resume();
-      throw new OriginError(502, `no route for ${method} ${url.split('?')[0]}`);
+      return { status: 404, headers: [['content-type', 'text/plain; charset=utf-8']], body: Buffer.from(`no route for ${method} ${url.split('?')[0]}\n`), note: 'no route' };
     }
     if (target.kind === 'origin') {
       const headers: string[] = [];

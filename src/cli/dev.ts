@@ -73,7 +73,26 @@ function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (li
   }
 }
 
-/** Runs `tinyedge dev` until SIGINT/SIGTERM; a failure to start sets the exit status. */
+/** How often dev looks whether the process that started it is still there. */
+const PARENT_CHECK_MS = 250;
+
+/**
+ * Calls `stop` once the process that started this one has ended. `npx tinyedge dev` runs this
+ * process under `sh -c`: a SIGTERM to npx's PID ends npx and the shell, not this process, which
+ * would go on serving with a new parent (init, or a subreaper). Polled: Node has no event for it.
+ */
+function endWithParent(stop: () => void, log: (line: string) => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    log(`tinyedge dev: the process that started it (pid ${parent}) has ended; stopping`);
+    stop();
+  }, PARENT_CHECK_MS);
+  timer.unref();
+}
+
+/** Runs `tinyedge dev` until SIGINT/SIGTERM or its parent ends; a failure to start sets the exit status. */
 export async function dev(path: string | undefined, opts: DevOptions): Promise<void> {
   try {
     const kvm = new Kvm();
@@ -83,11 +102,13 @@ export async function dev(path: string | undefined, opts: DevOptions): Promise<v
     log(`tinyedge dev: ${description}`);
     if (opts.origin !== undefined) log(`sub-requests go to ${opts.origin}`);
     log(`listening on ${front.url}`);
+    let stopping: Promise<void> | undefined;
     const stop = (): void => {
-      void front.close().then(() => site.close()).then(() => kvm.close());
+      stopping ??= front.close().then(() => site.close()).then(() => kvm.close());
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    endWithParent(stop, log);
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       process.stderr.write(`tinyedge: ${err.message}\n`);

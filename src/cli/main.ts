@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
-import { addProgramOptions, collect, EXIT_USAGE, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import { addProgramOptions, collect, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
@@ -24,7 +24,7 @@ function addRun(program: Command): void {
     .description('run a static x86-64 Linux program in a tiny KVM virtual machine')
     .argument('<program>', 'static executable (gcc -static, musl, Rust, Zig, …)')
     .argument('[args...]', 'arguments passed to the program')
-    .option('--memory <MiB>', 'guest memory in MiB', positiveInt, 64)
+    .option('--memory <size>', 'guest memory, e.g. 64MiB (a bare number is bytes)', guestMemory, guestMemory('64MiB'))
     .option('--timeout <ms>', 'wall-clock time limit in milliseconds', positiveInt, 10000)
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
@@ -78,7 +78,7 @@ function addProxy(program: Command): void {
     .description('caching reverse proxy for one HTTP origin (RFC 9111 shared cache)')
     .requiredOption('--origin <url>', 'origin server, http://HOST:PORT', originUrl)
     .option('--listen <addr>', 'address to listen on, HOST:PORT', listenAddress, listenAddress('127.0.0.1:8080'))
-    .option('--memory <size>', 'cache size, e.g. 512MiB or 1GiB', size, size('256MiB'))
+    .option('--memory <size>', 'cache size, e.g. 512MiB or 1GiB (a bare number is bytes)', size, size('256MiB'))
     .option('--host-header <name>', "Host header sent to the origin instead of the client's", hostHeader)
     .action(async (opts: ProxyOptions) => {
       const { proxy } = await import('./proxy.ts');

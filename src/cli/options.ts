@@ -3,6 +3,7 @@
 // argument): one line, `error: option '--x <v>' argument 'y' is invalid. <why>`, exit status 2,
 // reported before the subcommand's module is even loaded. This module must stay cheap to import.
 import { type Command, InvalidArgumentError } from 'commander';
+import { parseGuestMemory, parseSize } from '../server/config/values.ts';
 
 /** Exit status of a command line that is wrong (`tinyedge run` keeps 124/125 for its program). */
 export const EXIT_USAGE = 2;
@@ -42,23 +43,24 @@ export function header(value: string, previous: Array<[string, string]>): Array<
   return [...previous, [name, fieldValue]];
 }
 
-const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
-  kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, tb: 1000 ** 4,
-  k: 1024, m: 1024 ** 2, g: 1024 ** 3,
-};
-
-/** A byte size: `512KiB`, `256MiB`, `1GiB`, `1.5GiB`, `10MB`, or a plain byte count. */
+/** A byte size, as the config file takes it (one parser): `512KiB`, `256MiB`, `1GiB`, or bytes. */
 export function size(value: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(value);
-  const unit = m === null ? undefined : UNITS[(m[2] as string).toLowerCase()];
-  if (m === null || unit === undefined) {
-    throw new InvalidArgumentError('expected a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB), e.g. 256MiB.');
-  }
-  const bytes = Math.floor(Number(m[1]) * unit);
-  if (bytes <= 0) throw new InvalidArgumentError('expected more than 0 bytes.');
-  return bytes;
+  const r = parseSize(value, true);
+  if (!r.ok) throw new InvalidArgumentError(`expected ${r.expected}${r.detail ? `; ${r.detail}` : ''}.`);
+  return r.value;
+}
+
+/**
+ * Guest memory (`--memory`), as the config's `memory`: a size, an even number of MiB from 8 MiB.
+ * A bare number is bytes; `--memory 64` meant MiB before, so a number too small to be guest
+ * memory says what it means now.
+ */
+export function guestMemory(value: string): number {
+  const r = parseGuestMemory(value);
+  if (r.ok) return r.value;
+  const n = /^\s*(\d+)\s*$/.exec(value)?.[1];
+  const bare = n !== undefined && parseGuestMemory(`${n}MiB`).ok ? ` A number without a unit is bytes: for ${n} MiB write ${n}MiB.` : '';
+  throw new InvalidArgumentError(`expected ${r.expected}${r.detail ? `; ${r.detail}` : ''}.${bare}`);
 }
 
 export interface ListenAddress {
@@ -98,6 +100,7 @@ export function hostHeader(value: string): string {
 /** The options of a subcommand that loads one tenant program (`dev`, `bench`), parsed. */
 export interface ProgramCliOptions {
   cgi?: boolean;
+  /** Guest memory in bytes. */
   memory: number;
   timeout: number;
   env: string[];
@@ -108,7 +111,7 @@ export interface ProgramCliOptions {
 export function addProgramOptions(cmd: Command): Command {
   return cmd
     .option('--cgi', 'CGI mode: the program knows nothing of the SDK (RFC 3875)')
-    .option('--memory <MiB>', 'guest memory in MiB', positiveInt, 64)
+    .option('--memory <size>', 'guest memory, e.g. 64MiB (a bare number is bytes)', guestMemory, guestMemory('64MiB'))
     .option('--timeout <ms>', 'time limit per request in milliseconds', positiveInt, 1000)
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])

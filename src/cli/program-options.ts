@@ -5,10 +5,12 @@ import { basename } from 'node:path';
 import { ProgramError, type ProgramOptions } from '../sandbox/index.ts';
 import type { ProgramCliOptions } from './options.ts';
 
+const MiB = 1024 * 1024;
+
 export function programOptions(path: string, opts: ProgramCliOptions): ProgramOptions {
   return {
     mode: opts.cgi ? 'cgi' : 'sdk',
-    memoryMiB: opts.memory + (opts.memory % 2),
+    memoryMiB: opts.memory / MiB,
     timeoutMs: opts.timeout,
     env: opts.env,
     allowRead: opts.allowRead,

@@ -7,6 +7,7 @@ const EXIT_TIMEOUT = 124;
 const EXIT_SANDBOX = 125;
 
 export interface RunOptions {
+  /** Guest memory in bytes (a whole number of MiB: options.ts guestMemory). */
   memory: number;
   timeout: number;
   env: string[];
@@ -31,7 +32,7 @@ export function runProgram(program: string, args: string[], opts: RunOptions): n
   try {
     const elf = readProgramFile(program);
     const trace = opts.trace === true ? (line: string): void => say(`${line}\n`) : undefined;
-    const result = runProcess(elf, { memoryMiB: opts.memory, timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, trace, executableMemory: opts.executableMemory ?? false });
+    const result = runProcess(elf, { memoryMiB: opts.memory / (1024 * 1024), timeoutMs: opts.timeout, argv: [program, ...args], env: opts.env, allowRead: opts.allowRead, trace, executableMemory: opts.executableMemory ?? false });
     if (result.signal) say(`tinyedge: program killed by ${result.signal}\n`);
     return result.status;
   } catch (err) {

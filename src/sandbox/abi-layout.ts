@@ -27,6 +27,10 @@ export const TE_FETCH = {
 } as const;
 /** te_kv: a key-value call. */
 export const TE_KV = { key: 0, value: 16, value_cap: 24, SIZE: 32 } as const;
+/** te_kv_cas: a key-value compare-and-set. */
+export const TE_KV_CAS = { key: 0, expected: 16, value: 32, flags: 48, SIZE: 56 } as const;
+/** te_kv_cas.flags: store only when the key is absent; `expected` is not read (`TE_KV_CAS_ABSENT`). */
+export const TE_KV_CAS_ABSENT = 1;
 
 /** te_request.flags: the host's warm-up request after a load, not a client's (`TE_REQUEST_WARMUP`). */
 export const TE_REQUEST_WARMUP = 1;

@@ -2,17 +2,15 @@
 // out in guest memory and reading a response back, every guest pointer checked and every length bounded.
 import { GuestFault, type GuestMemory } from '../vmm/memory/guest-memory.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
+import { EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
-import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from './abi-layout.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
 export const CALL_FETCH = 3;
-export const CALL_KV_GET = 4;
-export const CALL_KV_SET = 5;
-export const CALL_KV_DELETE = 6;
+// 4 to 8 are the key-value calls (abi-kv.ts).
 
 /** Why the program is called: te_request.phase. */
 export type Phase = 'generate' | 'recv' | 'deliver';
@@ -40,9 +38,6 @@ const MAX_ORIGIN_NAME_BYTES = 63;
 const MAX_FETCH_BODY_BYTES = 8 * MiB;
 /** An origin's answer to a sub-request, as the host reads it into memory (more: -EIO). */
 export const MAX_FETCH_RESPONSE_BYTES = 8 * MiB;
-const MAX_KV_KEY_BYTES = 1024;
-/** One value KV_SET copies out of the guest (the tenant's quota bounds them all). */
-export const MAX_KV_VALUE_BYTES = 1 * MiB;
 /** What the host keeps of one LOG line; the rest of the line is not read. */
 export const MAX_LOG_LINE_BYTES = 4 * KiB;
 /** Log lines kept per request, LOG calls and stderr lines together; later ones are dropped. */
@@ -192,7 +187,7 @@ const EMPTY = new Uint8Array(0);
  * The te_str at `at` as a view of guest memory (no copy), its length bounded by `max` before the
  * pointer is looked at: past it, `tooLong(length)` is thrown.
  */
-function strView(mem: GuestMemory, at: number, max: number, tooLong: (length: number) => Error): Uint8Array {
+export function strView(mem: GuestMemory, at: number, max: number, tooLong: (length: number) => Error): Uint8Array {
   const len = mem.u64(at + TE_STR.len);
   if (len > max) throw tooLong(len);
   return bytesAt(mem, mem.u64(at + TE_STR.ptr), len);
@@ -340,26 +335,6 @@ export function writeFetchResult(mem: GuestMemory, r: FetchResultBuffers, body: 
   };
   put(r.bodyAt, r.bodyCap, r.at + TE_FETCH.resp_body_len, body);
   put(r.headersAt, r.headersCap, r.at + TE_FETCH.resp_headers_len, enc.encode(headers.map(([n, v]) => `${n}: ${v}\n`).join('')));
-}
-
-/** What a key-value call uses of its te_kv: the key only, a buffer to fill, or a value to copy. */
-export type KvUse = 'key' | 'get' | 'set';
-
-/**
- * A te_kv (32 bytes): the key, and for `get` the value buffer (checked), for `set` the value
- * (bounded, then checked). Throws GuestFault for a bad pointer, HostCallError for a bad size.
- */
-export function readKv(mem: GuestMemory, at: number, use: KvUse): { key: string; valueAt: number; valueLen: number } {
-  mem.check(at, TE_KV.SIZE);
-  const keyLen = mem.u64(at + TE_KV.key + TE_STR.len);
-  if (keyLen === 0) throw new HostCallError(EINVAL, 'empty key-value key');
-  const key = dec.decode(strView(mem, at + TE_KV.key, MAX_KV_KEY_BYTES, (n) => new HostCallError(E2BIG, `key-value key of ${n} bytes (at most ${MAX_KV_KEY_BYTES})`)));
-  if (use === 'key') return { key, valueAt: 0, valueLen: 0 };
-  const valueAt = mem.u64(at + TE_KV.value);
-  const valueLen = mem.u64(at + TE_KV.value_cap);
-  if (use === 'set' && valueLen > MAX_KV_VALUE_BYTES) throw new HostCallError(E2BIG, `key-value value of ${valueLen} bytes (at most ${MAX_KV_VALUE_BYTES})`);
-  if (valueLen > 0) mem.check(valueAt, valueLen);
-  return { key, valueAt, valueLen };
 }
 
 /** Reads a te_log line: at most MAX_LOG_LINE_BYTES of it (which are checked), the rest unread. */

@@ -8,13 +8,14 @@ import { SandboxError } from '../vmm/errors.ts';
 import { pageAlignUp } from '../vmm/x86/layout.ts';
 import type { Machine, RunResult } from '../vmm/machine.ts';
 import { GuestFault } from '../vmm/memory/guest-memory.ts';
-import { EFAULT, EIO, ENOENT, ENOSPC, ENOSYS } from '../vmm/linux/syscalls/errno.ts';
-import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readKv, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
+import { EFAULT, EIO, ENOSYS } from '../vmm/linux/syscalls/errno.ts';
+import { CALL_FETCH, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
+import { startKvCall } from './abi-kv.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import type { Program } from './program.ts';
 import type { Turns } from './turns.ts';
 import { CaptureStdio } from './stdio.ts';
-import type { SandboxRequest, SandboxResponse } from './types.ts';
+import type { KvIncrementResult, KvSwapResult, SandboxRequest, SandboxResponse } from './types.ts';
 
 const us = (ms: number): number => Math.round(ms * 1000);
 
@@ -72,6 +73,13 @@ export interface HostCalls {
   /** Returns false when the tenant's quota would be exceeded. */
   kvSet?(key: string, value: Uint8Array): Promise<boolean> | boolean;
   kvDelete?(key: string): Promise<boolean> | boolean;
+  /**
+   * Adds `delta` to the signed 64-bit integer stored under `key` as decimal text (an absent key
+   * counts as 0), in one step of the store.
+   */
+  kvIncrement?(key: string, delta: bigint): Promise<KvIncrementResult> | KvIncrementResult;
+  /** Stores `value` only if `key` holds `expected` (null: only if `key` is absent), in one step of the store. */
+  kvCompareAndSet?(key: string, expected: Uint8Array | null, value: Uint8Array): Promise<KvSwapResult> | KvSwapResult;
 }
 
 /** How `Instance.call` (and `ProgramPool.call`) runs a request: its phase, and the host services. */
@@ -251,26 +259,8 @@ export class Instance {
             return res.status;
           },
         };
-      } else if (call === CALL_KV_GET && host?.kvGet) {
-        const kv = readKv(m.mem, arg, 'get');
-        pending = {
-          promise: Promise.resolve(host.kvGet(kv.key)),
-          complete: (v) => {
-            if (v instanceof Error) return -EIO;
-            if (v === undefined) return -ENOENT;
-            const value = v as Uint8Array;
-            const n = Math.min(value.length, kv.valueLen);
-            if (n > 0) m.mem.writable(kv.valueAt, n).set(value.subarray(0, n));
-            return value.length;
-          },
-        };
-      } else if (call === CALL_KV_SET && host?.kvSet) {
-        const kv = readKv(m.mem, arg, 'set');
-        const value = kv.valueLen === 0 ? new Uint8Array(0) : Uint8Array.from(m.mem.user(kv.valueAt, kv.valueLen));
-        pending = { promise: Promise.resolve(host.kvSet(kv.key, value)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOSPC) };
-      } else if (call === CALL_KV_DELETE && host?.kvDelete) {
-        const kv = readKv(m.mem, arg, 'key');
-        pending = { promise: Promise.resolve(host.kvDelete(kv.key)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOENT) };
+      } else {
+        pending = startKvCall(m.mem, call, arg, host);
       }
       if (!pending) return -ENOSYS;
       // A rejected host call reaches the guest as -EIO, never as a host exception.

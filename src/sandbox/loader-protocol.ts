@@ -6,7 +6,14 @@ import type { Phase } from './abi.ts';
 import type { ProgramOptions, SandboxRequest } from './types.ts';
 import type { SandboxFailureKind } from '../vmm/errors.ts';
 
-export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete';
+/**
+ * Where a build failed: `load` reading the executable and booting it, `init` running its main()
+ * up to the first WAIT (or the whole of it, for a CGI program's entry snapshot), `warm-up` the
+ * warm-up request.
+ */
+export type LoadStage = 'load' | 'init' | 'warm-up';
+
+export type HostOp = 'fetch' | 'kvGet' | 'kvSet' | 'kvDelete' | 'kvIncrement' | 'kvCompareAndSet';
 
 /** The warm-up request a loader runs on a new program: the phase, and for `deliver` the response. */
 interface WarmupMessage {
@@ -28,5 +35,5 @@ export type ToLoader =
 export type FromLoader =
   | { type: 'ready' }
   | { type: 'built'; id: number; program: ExportedProgram }
-  | { type: 'failed'; id: number; kind: SandboxFailureKind; message: string }
+  | { type: 'failed'; id: number; kind: SandboxFailureKind; message: string; stage: LoadStage }
   | { type: 'host'; id: number; callId: number; op: HostOp; args: unknown[] };

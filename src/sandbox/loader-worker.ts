@@ -10,7 +10,8 @@ import { Program } from './program.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { ProgramError } from '../vmm/linux/elf.ts';
 import { drainShellPool } from '../vmm/memory/shell.ts';
-import type { FromLoader, HostOp, ToLoader } from './loader-protocol.ts';
+import type { FromLoader, HostOp, LoadStage, ToLoader } from './loader-protocol.ts';
+import type { KvIncrementResult, KvSwapResult } from './types.ts';
 
 const port = parentPort;
 if (!port) throw new Error('loader-worker.ts must run as a worker thread');
@@ -23,11 +24,11 @@ let nextCallId = 1;
 
 const send = (msg: FromLoader): void => port.postMessage(msg);
 
-function failure(id: number, err: unknown): void {
-  if (err instanceof SandboxError) send({ type: 'failed', id, kind: err.kind, message: err.message });
+function failure(id: number, err: unknown, stage: LoadStage): void {
+  if (err instanceof SandboxError) send({ type: 'failed', id, kind: err.kind, message: err.message, stage });
   // An unloadable program is the tenant's problem, not the host's: it must not read as internal.
-  else if (err instanceof ProgramError) send({ type: 'failed', id, kind: 'program', message: err.message });
-  else send({ type: 'failed', id, kind: 'internal', message: err instanceof Error ? err.message : String(err) });
+  else if (err instanceof ProgramError) send({ type: 'failed', id, kind: 'program', message: err.message, stage });
+  else send({ type: 'failed', id, kind: 'internal', message: err instanceof Error ? err.message : String(err), stage });
 }
 
 /** Host calls for one warm-up: each becomes a message to the asking thread and back. */
@@ -42,6 +43,8 @@ function hostCalls(id: number): HostCalls {
     kvGet: async (key) => (await ask('kvGet', [key])) as Uint8Array | undefined,
     kvSet: async (key, value) => (await ask('kvSet', [key, value])) as boolean,
     kvDelete: async (key) => (await ask('kvDelete', [key])) as boolean,
+    kvIncrement: async (key, delta) => (await ask('kvIncrement', [key, delta])) as KvIncrementResult,
+    kvCompareAndSet: async (key, expected, value) => (await ask('kvCompareAndSet', [key, expected, value])) as KvSwapResult,
   };
 }
 
@@ -52,8 +55,10 @@ function hostCalls(id: number): HostCalls {
  */
 async function build(msg: Extract<ToLoader, { type: 'build' }>): Promise<void> {
   let program: Program | undefined;
+  let stage: LoadStage = 'init';
   try {
     program = new Program(kvm, Buffer.from(msg.elf), msg.options);
+    stage = 'warm-up';
     if (msg.warmup) {
       const instance = program.instance();
       try {
@@ -67,7 +72,8 @@ async function build(msg: Extract<ToLoader, { type: 'build' }>): Promise<void> {
   } catch (err) {
     program?.close();
     drainShellPool();
-    failure(msg.id, err);
+    // The constructor reads the executable (a ProgramError when it cannot be loaded), then runs it.
+    failure(msg.id, err, stage === 'init' && err instanceof ProgramError ? 'load' : stage);
   }
 }
 

@@ -7,11 +7,19 @@ import type { CallOptions, HostCalls } from './instance.ts';
 import type { ExportedProgram } from './program.ts';
 import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import type { FromLoader, ToLoader } from './loader-protocol.ts';
+import type { FromLoader, LoadStage, ToLoader } from './loader-protocol.ts';
 
 /** The request a new program version answers on its loader before anyone adopts it. */
 export interface Warmup extends CallOptions {
   req: SandboxRequest;
+}
+
+/** A build that failed in the program (not in the host): `stage` says at which step. */
+export class ProgramLoadError extends SandboxError {
+  constructor(kind: SandboxError['kind'], message: string, readonly stage: LoadStage) {
+    super(kind, message);
+    this.name = 'ProgramLoadError';
+  }
 }
 
 /** A finished build: the program to adopt, and `release()` once every adopter has it. */
@@ -166,7 +174,7 @@ export class Loaders {
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
-    if (msg.type === 'failed') p.reject(new SandboxError(msg.kind, msg.message));
+    if (msg.type === 'failed') p.reject(new ProgramLoadError(msg.kind, msg.message, msg.stage));
     else p.resolve(msg.program);
   }
 

@@ -7,12 +7,14 @@ import type { GuestMemory } from '../vmm/memory/guest-memory.ts';
 import { guestBytes, quote } from '../vmm/linux/syscalls/decode.ts';
 import { errnoName } from '../vmm/linux/syscalls/errno-names.ts';
 import { type HypercallDecoder, Tracer } from '../vmm/run/trace.ts';
-import { CALL_FETCH, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_SET, CALL_LOG, CALL_WAIT } from './abi.ts';
-import { TE_FETCH, TE_KV, TE_STR } from './abi-layout.ts';
+import { CALL_FETCH, CALL_LOG, CALL_WAIT } from './abi.ts';
+import { CALL_KV_CAS, CALL_KV_DELETE, CALL_KV_GET, CALL_KV_INCR, CALL_KV_SET } from './abi-kv.ts';
+import { TE_FETCH, TE_KV, TE_KV_CAS, TE_KV_CAS_ABSENT, TE_STR } from './abi-layout.ts';
 
 const NAMES: Record<number, string> = {
   [CALL_WAIT]: 'te_wait', [CALL_LOG]: 'te_log', [CALL_FETCH]: 'te_fetch',
   [CALL_KV_GET]: 'te_kv_get', [CALL_KV_SET]: 'te_kv_set', [CALL_KV_DELETE]: 'te_kv_delete',
+  [CALL_KV_INCR]: 'te_kv_increment', [CALL_KV_CAS]: 'te_kv_compare_and_set',
 };
 
 /** Strings print at most this many bytes, then `...`. */
@@ -52,6 +54,15 @@ function fetchArgs(mem: GuestMemory, at: bigint): string {
 function kvArgs(mem: GuestMemory, call: number, at: bigint): string {
   if (u64(mem, at) === undefined) return hex(at);
   const key = `key=${teStr(mem, at + BigInt(TE_KV.key))}`;
+  if (call === CALL_KV_INCR) {
+    const delta = guestBytes(mem, u64(mem, at + BigInt(TE_KV.value)) ?? 0n, 8, false);
+    return `{${key}, delta=${delta && delta.length === 8 ? Buffer.from(delta).readBigInt64LE(0) : '?'}}`;
+  }
+  if (call === CALL_KV_CAS) {
+    const flags = u64(mem, at + BigInt(TE_KV_CAS.flags)) ?? 0n;
+    const expected = flags === 0n ? `expected=${teStr(mem, at + BigInt(TE_KV_CAS.expected))}` : flags === BigInt(TE_KV_CAS_ABSENT) ? 'expected=absent' : `flags=${hex(flags)}`;
+    return `{${key}, ${expected}, value=${teStr(mem, at + BigInt(TE_KV_CAS.value))}}`;
+  }
   if (call !== CALL_KV_SET) return `{${key}}`;
   const value = u64(mem, at + BigInt(TE_KV.value)) ?? 0n;
   const length = u64(mem, at + BigInt(TE_KV.value_cap)) ?? 0n;
@@ -65,7 +76,7 @@ const decoder: HypercallDecoder = {
       case CALL_WAIT: return rdi === 0n ? `NULL, abi_version=${rsi}` : hex(rdi);
       case CALL_LOG: return `${bytes(mem, rdi, rsi)}, ${rsi}`;
       case CALL_FETCH: return fetchArgs(mem, rdi);
-      case CALL_KV_GET: case CALL_KV_SET: case CALL_KV_DELETE: return kvArgs(mem, call, rdi);
+      case CALL_KV_GET: case CALL_KV_SET: case CALL_KV_DELETE: case CALL_KV_INCR: case CALL_KV_CAS: return kvArgs(mem, call, rdi);
       default: return `${hex(rdi)}, ${hex(rsi)}`;
     }
   },

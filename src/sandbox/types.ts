@@ -77,3 +77,9 @@ export const PROGRAM_DEFAULTS = {
   maxRequestBytes: 1024 * 1024,
   executableMemory: false,
 } as const;
+
+/** What a key-value increment did: the key's new value, or why the store left it as it was. */
+export type KvIncrementResult = { value: bigint } | { refused: 'not-integer' | 'overflow' | 'quota' };
+
+/** What a key-value compare-and-set did: stored, found another value (or presence), or over the quota. */
+export type KvSwapResult = 'swapped' | 'differs' | 'quota';

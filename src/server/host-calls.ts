@@ -49,5 +49,7 @@ export function tenantHostCalls(origins: ReadonlyMap<string, Origin>, kv: KvAcce
     kvGet: (key) => kv.get(key),
     kvSet: (key, value) => kv.set(key, value),
     kvDelete: (key) => kv.delete(key),
+    kvIncrement: (key, delta) => kv.increment(key, delta),
+    kvCompareAndSet: (key, expected, value) => kv.compareAndSet(key, expected, value),
   };
 }

@@ -12,7 +12,7 @@ import { diffConfigs, loadConfig } from './config.ts';
 import { type Front, startFront } from '../http/front.ts';
 import { openReusePortSocket } from '../http/listen-socket.ts';
 import { KvStore } from './kv.ts';
-import { type AlsoAdopt, type LoadedProgram, loadProgramVersion, type Logger as TenantLogger } from './tenant.ts';
+import { type AlsoAdopt, type LoadedProgram, loadProgramVersion, type Logger as TenantLogger, programLoadFailure } from './tenant.ts';
 import { ProgramPool } from '../sandbox/index.ts';
 import { type CacheStats, SharedStorage } from '../cache/index.ts';
 import { Shard, type TenantUpdate } from './shard.ts';
@@ -152,7 +152,13 @@ export class EdgeServer {
       for (const p of cfg.programs) {
         const old = previous?.programs.get(p.name);
         if (old && isDeepStrictEqual(old.config, p)) loaded.push(old);
-        else loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt));
+        else {
+          try {
+            loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt));
+          } catch (err) {
+            throw programLoadFailure(cfg.name, p, err);
+          }
+        }
       }
     } catch (err) {
       for (const l of loaded) if (!previous || previous.programs.get(l.config.name) !== l) await this.unloadEverywhere(l.key);

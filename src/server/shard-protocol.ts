@@ -4,6 +4,7 @@
 import type { SharedStoreHandle } from '../cache/index.ts';
 import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
 import type { ShardTenantStats, TenantUpdate } from './shard.ts';
+import type { KvRequest } from './kv.ts';
 import type { LoadedProgram } from './tenant.ts';
 
 /** What a shard's thread starts with (its workerData). */
@@ -42,16 +43,14 @@ export interface ShardAnswers {
   close: undefined;
 }
 
-export type KvOp = 'get' | 'set' | 'delete';
-
 export type ToShard =
   | { type: 'command'; id: number; command: ShardCommand }
-  | { type: 'kvResult'; callId: number; ok: true; value: Uint8Array | boolean | undefined }
+  | { type: 'kvResult'; callId: number; ok: true; value: unknown }
   | { type: 'kvResult'; callId: number; ok: false; message: string };
 
 export type FromShard =
   | { type: 'ready' }
   | { type: 'done'; id: number; value: unknown }
   | { type: 'failed'; id: number; message: string }
-  | { type: 'kv'; callId: number; tenant: string; op: KvOp; key: string; value?: Uint8Array }
+  | { type: 'kv'; callId: number; tenant: string; request: KvRequest }
   | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string };

@@ -6,9 +6,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type Front, startFront } from '../http/front.ts';
 import { SharedStorage } from '../cache/index.ts';
 import { ProgramPool } from '../sandbox/index.ts';
-import type { KvAccess } from './kv.ts';
+import { type KvAccess, remoteKv } from './kv.ts';
 import { Shard } from './shard.ts';
-import type { FromShard, KvOp, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
+import type { FromShard, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
 import type { Logger } from './tenant.ts';
 
 const port = parentPort;
@@ -23,18 +23,11 @@ const log: Logger = {
 
 const kvWaiters = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 let nextCallId = 1;
-function kvCall<T>(tenant: string, op: KvOp, key: string, value?: Uint8Array): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const callId = nextCallId++;
-    kvWaiters.set(callId, { resolve: resolve as (v: unknown) => void, reject });
-    send({ type: 'kv', callId, tenant, op, key, value });
-  });
-}
-const kv = (tenant: string): KvAccess => ({
-  get: (key) => kvCall<Uint8Array | undefined>(tenant, 'get', key),
-  set: (key, value) => kvCall<boolean>(tenant, 'set', key, value),
-  delete: (key) => kvCall<boolean>(tenant, 'delete', key),
-});
+const kv = (tenant: string): KvAccess => remoteKv((request) => new Promise((resolve, reject) => {
+  const callId = nextCallId++;
+  kvWaiters.set(callId, { resolve, reject });
+  send({ type: 'kv', callId, tenant, request });
+}));
 
 const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, SharedStorage.attach(init.cache));
 let front: Front | undefined;

@@ -131,7 +131,8 @@ export class RemoteShards {
       post({ type: 'kvResult', callId: msg.callId, ok: false, message: `no key-value store for tenant ${msg.tenant}` });
       return;
     }
-    const value = msg.op === 'get' ? store.get(msg.key) : msg.op === 'set' ? store.set(msg.key, msg.value ?? new Uint8Array(0)) : store.delete(msg.key);
-    post({ type: 'kvResult', callId: msg.callId, ok: true, value });
+    // One synchronous step on this thread: an increment or compare-and-set from one shard cannot
+    // interleave with another shard's.
+    post({ type: 'kvResult', callId: msg.callId, ok: true, value: store.apply(msg.request) });
   }
 }

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -33,10 +33,36 @@ export interface Logger {
 /** Other threads' pools that adopt a program version as this thread's pool loads it (shards). */
 export type AlsoAdopt = (key: string, program: ExportedProgram, options: PoolProgramOptions) => Promise<void>;
 
-let versionCounter = 0;
-/** Keys are unique forever, so an old and a new version can run side by side during a swap. */
-function programKey(tenant: string, program: string): string {
-  return `${tenant}/${program}@${++versionCounter}`;
+/** A program's version numbers in one pool: the last one loaded, and those being loaded now. */
+interface Versions {
+  last: number;
+  loading: Set<number>;
+}
+const versionsByPool = new WeakMap<ProgramPool, Map<string, Versions>>();
+
+/**
+ * The next version of `tenant`/`program` in `pool` (`tenant/program@N`), reserved until the load
+ * ends: keys never repeat while one is loaded, so an old and a new version run side by side during
+ * a swap. A load that fails gives its number back (the next upload gets it), so the numbers an
+ * operator sees count the versions that were actually loaded.
+ */
+function reserveVersion(pool: ProgramPool, tenant: string, program: string): { key: string; loaded(): void; failed(): void } {
+  let byName = versionsByPool.get(pool);
+  if (!byName) versionsByPool.set(pool, (byName = new Map()));
+  const name = `${tenant}/${program}`;
+  let v = byName.get(name);
+  if (!v) byName.set(name, (v = { last: 0, loading: new Set() }));
+  const versions = v;
+  const n = Math.max(versions.last, ...versions.loading) + 1;
+  versions.loading.add(n);
+  return {
+    key: `${name}@${n}`,
+    loaded: () => {
+      versions.loading.delete(n);
+      versions.last = Math.max(versions.last, n);
+    },
+    failed: () => void versions.loading.delete(n),
+  };
 }
 
 /** How the sandbox runs a configured program: its mode, name, limits, environment and files. */
@@ -55,22 +81,50 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
   };
 }
 
+/** The URL of a program's warm-up request: its first route for a generating program, else `/`. */
+export function warmupUrl(program: ProgramConfig): string {
+  return program.roles.includes('generate') ? (program.routes[0]?.prefix ?? '/') : '/';
+}
+
+/**
+ * A program of the config that failed to load, said for the operator: the tenant, the program,
+ * its file and the step (load, init, warm-up), then why. Still a SandboxError of the same kind.
+ */
+export function programLoadFailure(tenant: string, program: ProgramConfig, err: unknown): unknown {
+  // Reading the file is part of loading; any other error that is not the sandbox's is the host's own.
+  const unreadable = (err as NodeJS.ErrnoException).code !== undefined;
+  if (!(err instanceof SandboxError) && !unreadable) return err;
+  const stage = err instanceof ProgramLoadError ? err.stage : unreadable ? 'load' : undefined;
+  const step = stage === 'load' ? 'at load (reading and booting the executable)'
+    : stage === 'init' ? 'at init (its main() before it waits for requests)'
+    : stage === 'warm-up' ? `at warm-up (its answer to GET ${warmupUrl(program)})`
+    : 'while loading';
+  const message = `tenant ${tenant}, program ${program.name} (file ${program.file}) failed ${step}: ${(err as Error).message}`;
+  const kind = err instanceof SandboxError ? err.kind : 'program';
+  return stage === undefined ? new SandboxError(kind, message) : new ProgramLoadError(kind, message, stage);
+}
+
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
  * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
  * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
 export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
-  const key = programKey(tenant, program.name);
-  const generate = program.roles.includes('generate');
-  const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
+  const version = reserveVersion(pool, tenant, program.name);
+  const key = version.key;
   const warmup: Warmup = {
-    req: { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
-    phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
+    req: { method: 'GET', url: warmupUrl(program), headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
+    phase: program.roles.includes('generate') ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
-  await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+  try {
+    await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+  } catch (err) {
+    version.failed();
+    throw err;
+  }
+  version.loaded();
   return { config: program, key };
 }
 
@@ -88,6 +142,21 @@ function failureAnswer(err: unknown): BackendResponse {
   const body = Buffer.from(f.body);
   return {
     status: f.status,
+    headers: ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(body.length)],
+    body: Readable.from([body]),
+    buffered: body,
+    policy: { uncacheable: true },
+  };
+}
+
+/**
+ * The answer to a request no route matches in a tenant without a `default` origin: a 404 naming
+ * the method and path, never stored (a reload may add the route).
+ */
+function noRoute(method: string, url: string): BackendResponse {
+  const body = Buffer.from(`no route for ${method} ${url.split('?')[0]}\n`);
+  return {
+    status: 404,
     headers: ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'content-length', String(body.length)],
     body: Readable.from([body]),
     buffered: body,
@@ -145,7 +214,7 @@ export class TenantRuntime implements Backend {
     const target = matchRoute(this.routes, this.origins.has('default'), req.method, req.path);
     if (target === undefined) {
       req.body?.resume();
-      throw new OriginError(502, `tenant ${this.name} has no route for ${req.method} ${req.path.split('?')[0]}`);
+      return noRoute(req.method, req.path);
     }
     if (target.kind === 'origin') return this.origins.get(target.name)!.fetch(req);
     return this.runProgram(target.name, req);

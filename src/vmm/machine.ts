@@ -13,7 +13,7 @@ import { acquireShell, cpuFeatures, destroyShell, releaseShell, type Shell } fro
 import { loadElf, type LoadedProgram } from './linux/elf.ts';
 import { SandboxError } from './errors.ts';
 import { writeDescriptorTables } from './x86/gdt.ts';
-import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MiB, PAGE_SIZE, STUBS_ADDR } from './x86/layout.ts';
+import { computeLayout, GDT_ADDR, IST_STACK_TOP, type Layout, MAX_MEMORY_GIB, MiB, MIN_MEMORY_MIB, PAGE_SIZE, STUBS_ADDR } from './x86/layout.ts';
 import { GuestMemory } from './memory/guest-memory.ts';
 import { buildPageTables, KERNEL_RW, mapPages, STUB_RX, USER_RW } from './x86/paging.ts';
 import type { DirtyLog } from './memory/dirty-log.ts';
@@ -76,8 +76,8 @@ export class Machine implements SyscallContext {
   /** Boots `elf` in a new VM; the vCPU stands at the program's entry point. */
   static boot(kvm: Kvm, elf: Buffer, options: MachineOptions): Machine {
     const memoryMiB = options.memoryMiB;
-    if (!Number.isInteger(memoryMiB) || memoryMiB < 4 || memoryMiB % 2 !== 0) {
-      throw new SandboxError('program', `guest memory must be an even number of MiB, at least 4 (got ${memoryMiB})`);
+    if (!Number.isInteger(memoryMiB) || memoryMiB < MIN_MEMORY_MIB || memoryMiB > MAX_MEMORY_GIB * 1024 || memoryMiB % 2 !== 0) {
+      throw new SandboxError('program', `guest memory must be an even number of MiB from ${MIN_MEMORY_MIB} MiB to ${MAX_MEMORY_GIB} GiB (got ${memoryMiB} MiB)`);
     }
     const layout = computeLayout(memoryMiB * MiB);
     const shell = acquireShell(kvm, layout.memorySize, options.resettable ?? false);

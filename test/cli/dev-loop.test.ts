@@ -148,12 +148,27 @@ tenants:
     const blocked = await get(`${d.url}/blocked`);
     assert.equal(blocked.status, 403);
     assert.equal(blocked.body, 'blocked by recv\n');
+    assert.equal(blocked.headers['x-delivered'], undefined, 'the deliver hook skips recv\'s own answer, as under serve');
     // 4 KiB into a 64 KiB store: the tenant's quota holds (16 values would not fit).
     assert.equal((await get(`${d.url}/kv/big`)).body, 'stored=0\n');
     // With two programs, each trace line names its program.
     const err = await logged(d, /^GET \/kv\/big 200 /m);
     assert.match(err, /^\[calls\] te_kv_set\(\{key="big", value="b{64}"\.\.\.\}\) <unfinished \.\.\.>$/m);
     assert.match(err, /^\[hooks\] te_wait\(0x[0-9a-f]+\) <unfinished \.\.\.>$/m);
+  });
+
+  test('--config: in a tenant without a default origin, a request no route matches answers 404', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tinyedge-dev-'));
+    const config = join(dir, 'lone.yaml');
+    writeFileSync(config, `
+tenants:
+  - { name: lone, hosts: [lone.test], token: lone-token-0123456789, programs: [{ name: p, file: ${buildGuest('sdk_headers')}, routes: [{ prefix: /only }] }] }
+`);
+    const d = await dev(['--config', config]);
+    assert.equal((await get(`${d.url}/only/x`)).status, 201);
+    const missed = await get(`${d.url}/elsewhere?q=1`);
+    assert.equal(missed.status, 404);
+    assert.equal(missed.body, 'no route for GET /elsewhere\n');
   });
 
   test('--config: a tenant must be named when there are several; a missing one is refused', async () => {
@@ -207,6 +222,19 @@ tenants:
     assert.match(err, /^te_log\("a{64}"\.\.\., 9223372036854775808\) = 0$/m);
     assert.match(err, /^te_kv_get\(\{key="a{64}"\.\.\.\}\) = -1 E2BIG \(Argument list too long\)$/m);
     assert.match(err, /^te_kv_get\(\{key="k"\}\) = -1 EFAULT \(Bad address\)$/m);
+  });
+
+  test('--trace decodes increments and compare-and-sets, hostile ones too', async () => {
+    const d = await dev(['--trace', buildGuest('hostile_kv_atomics')]);
+    for (const path of ['/incr-ok', '/cas-absent-junk', '/incr-struct-bad', '/cas-expected-huge', '/cas-flags-2']) assert.equal((await get(`${d.url}${path}`)).status, 200, path);
+    const err = await logged(d, /^GET \/cas-flags-2 200 /m);
+    assert.match(err, /^te_kv_increment\(\{key="n", delta=1\}\) <unfinished \.\.\.>$/m);
+    assert.match(err, /^<\.\.\. te_kv_increment resumed> = 0$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", expected=absent, value="v"\}\) <unfinished \.\.\.>$/m);
+    assert.match(err, /^<\.\.\. te_kv_compare_and_set resumed> = 1$/m);
+    assert.match(err, /^te_kv_increment\(0xdead0000\) = -1 EFAULT \(Bad address\)$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", expected="a{64}"\.\.\., value="v"\}\) = -1 E2BIG \(Argument list too long\)$/m);
+    assert.match(err, /^te_kv_compare_and_set\(\{key="k", flags=0x2, value="v"\}\) = -1 EINVAL \(Invalid argument\)$/m);
   });
 
   test("an SDK program's stdout is logged with its stderr", async () => {

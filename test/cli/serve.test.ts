@@ -1,13 +1,14 @@
-// `tinyedge serve` as a command: the embedded demo config (what `npm start` runs), and a broken
-// config file refused at start with its error path.
+// `tinyedge serve` as a command: the embedded demo config (what `npm start` runs), a broken
+// config file refused at start with its error path, and a program that fails at start named with
+// its tenant, file and the step that failed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { ROOT } from '../helpers/guests.ts';
+import { buildGuest, ROOT } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 
 const BIN = join(ROOT, 'bin/tinyedge.js');
@@ -28,6 +29,32 @@ test('a broken config is refused at start with its error path and exit status 2'
     });
   });
 });
+
+for (const [stage, file, route, step] of [
+  ['load', () => buildGuest('hello', 'dynamic'), '/app', 'at load \\(reading and booting the executable\\): program is dynamically linked'],
+  ['init', () => buildGuest('hello'), '/app', 'at init \\(its main\\(\\) before it waits for requests\\): program exited with status 0 before'],
+  ['warm-up', () => buildGuest('sdk_misbehave'), '/crash', 'at warm-up \\(its answer to GET /crash\\): '],
+] as const) {
+  test(`a program that fails at ${stage} stops serve with the tenant, program, file and step named, exit status 125`, needsKvm(), () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tinyedge-start-'));
+    const config = join(dir, 'tinyedge.yaml');
+    const program = file();
+    writeFileSync(config, `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0 }
+tenants:
+  - { name: fine, hosts: [fine.test], token: fine-token-0123456789, programs: [{ name: ok, file: ${buildGuest('sdk_headers')}, routes: [{ prefix: /ok }] }] }
+  - name: shop
+    hosts: [shop.test]
+    token: shop-token-0123456789
+    programs: [{ name: app, file: ${program}, routes: [{ prefix: ${route} }] }]
+`);
+    const r = spawnSync(process.execPath, [BIN, 'serve', '--config', config], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 125, r.stderr);
+    const escaped = program.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    assert.match(r.stderr, new RegExp(`^tinyedge: tenant shop, program app \\(file ${escaped}\\) failed ${step}`, 'm'));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+}
 
 test('tinyedge serve without a config serves the demo tenant: its origin cached, its program, its admin API', needsKvm(), async () => {
   const child = spawn(process.execPath, [BIN, 'serve'], { stdio: ['ignore', 'ignore', 'pipe'] });

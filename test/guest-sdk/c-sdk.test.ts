@@ -9,10 +9,13 @@ import { type HostCalls } from '../../src/sandbox/instance.ts';
 import { ProgramPool } from '../../src/sandbox/program-pool.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
+import { tenantHostCalls } from '../../src/server/host-calls.ts';
+import { KvStore } from '../../src/server/kv.ts';
 import { buildGuest, type GuestVariant, hasCompiler } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 import { guestPrograms } from '../helpers/programs.ts';
 
+const EINVAL = 22, ENOSPC = 28, ERANGE = 34;
 const get = (url: string): SandboxRequest => ({ method: 'GET', url, headers: [['Host', 'test']], body: new Uint8Array(0) });
 
 describe('the C SDK', needsKvm(), () => {
@@ -112,6 +115,70 @@ describe('the C SDK', needsKvm(), () => {
       assert.equal(await call('/delete?key=k', failing), 'r=-5\n');
       assert.equal(await call('/get?key=k', null), 'r=-38 value=\n');
     });
+  });
+});
+
+describe('the C SDK\'s atomic key-value functions, on the server\'s store', needsKvm(), () => {
+  const programs = guestPrograms();
+  const store = new KvStore(1000);
+  const host = tenantHostCalls(new Map(), store);
+  let program: Program;
+  before(() => {
+    program = programs.load(buildGuest('sdk_kv_errors'), { mode: 'sdk', name: 'sdk_kv_errors' });
+  });
+  const call = async (url: string): Promise<string> => {
+    const inst = program.instance();
+    try {
+      return (await inst.call(get(url), { host })).body.toString();
+    } finally {
+      inst.close();
+    }
+  };
+
+  test('an increment starts an absent key at 0, adds any signed delta and stores decimal text that get reads', async () => {
+    assert.equal(await call('/incr?key=c'), 'r=0 value=1\n');
+    assert.equal(await call('/incr?key=c&delta=41'), 'r=0 value=42\n');
+    assert.equal(await call('/incr?key=c&delta=-50'), 'r=0 value=-8\n');
+    assert.equal(await call('/get?key=c'), 'r=2 value=-8\n');
+    assert.equal(await call('/set?key=c&len=0'), 'r=0\n');
+    assert.equal(await call('/incr?key=c'), `r=${-EINVAL} value=0\n`, 'an empty value is not an integer');
+  });
+
+  test('an increment past the signed 64-bit range is -ERANGE and changes nothing; a value that is not an integer is -EINVAL', async () => {
+    assert.equal(await call('/incr?key=big&delta=9223372036854775807'), 'r=0 value=9223372036854775807\n');
+    assert.equal(await call('/incr?key=big'), `r=${-ERANGE} value=0\n`);
+    assert.equal(await call('/get?key=big'), 'r=19 value=9223372036854775807\n');
+    assert.equal(await call('/incr?key=small&delta=-9223372036854775808'), 'r=0 value=-9223372036854775808\n');
+    assert.equal(await call('/incr?key=small&delta=-1'), `r=${-ERANGE} value=0\n`);
+    assert.equal(await call('/set?key=text&len=3'), 'r=0\n');
+    assert.equal(await call('/incr?key=text'), `r=${-EINVAL} value=0\n`);
+    assert.equal(await call('/get?key=text'), 'r=3 value=vvv\n');
+  });
+
+  test('an increment whose longer text, or a compare-and-set whose value, would exceed the quota is -ENOSPC', async () => {
+    const tight = new KvStore(Buffer.byteLength('q') + 1);
+    const inst = program.instance();
+    try {
+      const r = async (url: string): Promise<string> => (await inst.call(get(url), { host: tenantHostCalls(new Map(), tight) })).body.toString();
+      assert.equal(await r('/incr?key=q&delta=9'), 'r=0 value=9\n');
+      assert.equal(await r('/incr?key=q'), `r=${-ENOSPC} value=0\n`);
+      assert.equal(await r('/cas?key=q&expect=9&value=10'), `r=${-ENOSPC}\n`);
+      assert.equal(Buffer.from(tight.get('q')!).toString(), '9');
+    } finally {
+      inst.close();
+    }
+  });
+
+  test('compare-and-set stores only over the expected value (or an absent key) and says whether it did', async () => {
+    assert.equal(await call('/cas?key=s&value=one'), 'r=1\n', 'absent, as expected');
+    assert.equal(await call('/cas?key=s&value=two'), 'r=0\n', 'present now');
+    assert.equal(await call('/cas?key=s&expect=two&value=three'), 'r=0\n');
+    assert.equal(await call('/get?key=s'), 'r=3 value=one\n');
+    assert.equal(await call('/cas?key=s&expect=one&value=two'), 'r=1\n');
+    assert.equal(await call('/get?key=s'), 'r=3 value=two\n');
+    assert.equal(await call('/cas?key=nope&expect=&value=x'), 'r=0\n', 'an empty expected value is not absence');
+    assert.equal(await call('/cas?key=s&expect=two&value=' + 'x'.repeat(255)), 'r=1\n');
+    assert.equal(await call('/get?key=s&cap=300'), `r=255 value=${'x'.repeat(255)}\n`);
   });
 });
 

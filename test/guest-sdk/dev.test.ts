@@ -1,6 +1,6 @@
 // SDK programs under `tinyedge dev`, over real HTTP: the C++ (tinyedge.hpp) and Rust (guest/rust)
-// examples built as `npm run build:guests` builds them, and a program built for another ABI
-// version, which dev refuses to start.
+// examples built as `npm run build:guests` builds them, the key-value store's atomic operations,
+// and a program built for another ABI version, which dev refuses to start.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -50,6 +50,17 @@ describe('SDK programs under tinyedge dev', needsKvm(), () => {
       assert.equal(await plain.body.text(), 'hello, world\n');
     });
   }
+
+  test("dev's in-memory store takes concurrent increments and compare-and-sets as serve's does", async () => {
+    const dev = await startDev(buildGuest('sdk_kv_errors'));
+    children.push(dev.child);
+    const text = async (path: string): Promise<string> => (await request(`${dev.url}${path}`)).body.text();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => text('/incr?key=n')));
+    assert.deepEqual(answers.map((a) => Number(/^r=0 value=(\d+)\n$/.exec(a)?.[1])).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.equal(await text('/cas?key=n&expect=10&value=x'), 'r=1\n');
+    assert.equal(await text('/cas?key=n&expect=10&value=y'), 'r=0\n');
+    assert.equal(await text('/incr?key=n'), 'r=-22 value=0\n');
+  });
 
   test('a program built for another ABI version does not start, and the error names both versions', () => {
     const r = spawnSync(process.execPath, [BIN, 'dev', '--port', '0', buildGuest('sdk_abi_future')], { encoding: 'utf8', timeout: 30_000 });

@@ -10,6 +10,8 @@ import { Program } from '../../src/sandbox/program.ts';
 import { type HostCalls, type Instance } from '../../src/sandbox/instance.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { buildCrate, toolchainPresent } from '../../guest/build.ts';
+import { tenantHostCalls } from '../../src/server/host-calls.ts';
+import { KvStore } from '../../src/server/kv.ts';
 import { buildGuest, ROOT } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 
@@ -26,20 +28,15 @@ for (const lang of LANGUAGES) {
     let kvm: Kvm;
     let program: Program;
     let inst: Instance;
-    const store = new Map<string, Uint8Array>();
+    /** The server's own store (src/server/kv.ts), as `serve` and `dev` offer it. */
+    const store = new KvStore(16 * 1024);
     const fetches: string[] = [];
     const host: HostCalls = {
+      ...tenantHostCalls(new Map(), store),
       fetch(call) {
         fetches.push(`${call.method} ${call.origin || 'default'} ${call.url} ${JSON.stringify(call.headers)}`);
         return Promise.resolve({ status: 203, headers: [['content-type', 'text/x-origin'], ['x-other', 'y']], body: Buffer.from('origin data') });
       },
-      kvGet: (key) => store.get(key),
-      kvSet: (key, value) => {
-        if (value.length > 1024 * 8) return false;
-        store.set(key, value);
-        return true;
-      },
-      kvDelete: (key) => store.delete(key),
     };
 
     before(() => {
@@ -70,9 +67,15 @@ for (const lang of LANGUAGES) {
     });
 
     test('the key-value store takes a value larger than the first read buffer, and deletes report what was there', async () => {
-      store.clear();
+      store.delete('big');
       const r = await inst.call(get('/kv'), { host });
       assert.equal(r.body.toString(), 'len=5000 same=yes deleted=yes,no after=absent\n');
+    });
+
+    test('increments and compare-and-sets return what the store did, and an increment of a word fails with EINVAL', async () => {
+      const r = await inst.call(get('/kv-atomic'), { host });
+      assert.equal(r.body.toString(), 'incr=5,3 cas=yes,no absent=yes,no n=30 notnum=22\n');
+      assert.equal(Buffer.from(store.get('word')!).toString(), 'v');
     });
 
     test("a host call's refusal reaches the program as its errno", async () => {

@@ -1,5 +1,5 @@
 // A 96 MiB zero-initialised array (.bss), every page touched: does not fit in the default 64 MiB
-// of guest memory, fits with --memory 160.
+// of guest memory, fits with --memory 160MiB.
 #include <stdio.h>
 
 #define SIZE (96u << 20)

@@ -12,7 +12,7 @@
  *   hostile_mmap readonly   writes a page made read-only
  *   hostile_mmap edge       touches the page past a MAP_FIXED read-write part of a reservation
  *   hostile_mmap exec       asks for executable anonymous memory (tinyedge only: EACCES by default)
- *   hostile_mmap big        reserves 16 GiB and touches pages far apart, then fills 40 MiB (tinyedge --memory 64)
+ *   hostile_mmap big        reserves 16 GiB and touches pages far apart, then fills 40 MiB (tinyedge --memory 64MiB)
  * Each touching mode prints what it is about to do, then faults. */
 #include <errno.h>
 #include <signal.h>

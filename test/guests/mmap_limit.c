@@ -1,5 +1,5 @@
 // Asking for more memory than the sandbox has fails cleanly inside the guest. Run it with a
-// memory limit well under 1 GiB (tinyedge --memory 64; natively: prlimit --as=134217728):
+// memory limit well under 1 GiB (tinyedge --memory 64MiB; natively: prlimit --as=134217728):
 // mmap of 1 GiB returns MAP_FAILED with ENOMEM, malloc of 1 GiB returns NULL, allocating and
 // touching 1 MiB blocks eventually returns NULL (after at least 8 of them), and once they are
 // freed a 1 MiB block can be allocated again.

@@ -3,6 +3,8 @@
 //   /fetch     a sub-request to the default origin: status, a header, body, truncation (502 errno=N when refused)
 //   /kv        kv_set, kv_get (a value over the first buffer), kv_delete twice, kv_get absent
 //   /kv-full   kv_set over the quota: the HostError's errno
+//   /kv-atomic kv_increment twice, kv_compare_and_set over a value and over absence, and the
+//              HostError of an increment of a value that is not an integer
 //   /fail      a handler that throws: 500 and a log line
 //   /cache     cache policy and tags
 //   recv: /pass -> pass, /old/x -> rewrite to /new/x with a header; deliver: a header with the status
@@ -45,6 +47,24 @@ static Response generate(const Request &req) {
         bool first = tinyedge::kv_delete("big");
         bool second = tinyedge::kv_delete("big");
         return Response::text(200, "len=" + std::to_string(got.size()) + " same=" + (got == big ? "yes" : "no") + " deleted=" + (first ? "yes" : "no") + "," + (second ? "yes" : "no") + " after=" + (tinyedge::kv_get("big") ? "present" : "absent") + "\n");
+    }
+    if (req.path() == "/kv-atomic") {
+        std::int64_t a = tinyedge::kv_increment("n", 5);
+        std::int64_t b = tinyedge::kv_increment("n", -2);
+        bool over = tinyedge::kv_compare_and_set("n", std::string_view("3"), "30");
+        bool stale = tinyedge::kv_compare_and_set("n", std::string_view("3"), "x");
+        bool fresh = tinyedge::kv_compare_and_set("word", std::nullopt, "v");
+        bool again = tinyedge::kv_compare_and_set("word", std::nullopt, "w");
+        int notnum = 0;
+        try {
+            tinyedge::kv_increment("word");
+        } catch (const tinyedge::HostError &e) {
+            notnum = e.error();
+        }
+        auto yes = [](bool b) { return std::string(b ? "yes" : "no"); };
+        return Response::text(200, "incr=" + std::to_string(a) + "," + std::to_string(b) + " cas=" + yes(over) + "," + yes(stale) +
+                                       " absent=" + yes(fresh) + "," + yes(again) + " n=" + tinyedge::kv_get("n").value_or("") +
+                                       " notnum=" + std::to_string(notnum) + "\n");
     }
     if (req.path() == "/kv-full") {
         try {

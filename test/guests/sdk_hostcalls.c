@@ -1,6 +1,6 @@
 /* SDK program that uses every host call and both hook phases:
- *   generate: /fetch (sub-request to the default origin), /kv/incr (counter in the KV store),
- *             /kv/get, /kv/del
+ *   generate: /fetch (sub-request to the default origin), /kv/incr (counter in the KV store,
+ *             read and written back), /kv/atomic (counter "hits", te_kv_increment), /kv/get, /kv/del
  *   recv:     /pass -> pass, /old/... -> rewritten to /new/..., /blocked -> synthetic 403,
  *             anything else -> lookup with X-Recv: seen
  *   deliver:  adds X-Delivered with the status it saw */
@@ -27,6 +27,10 @@ static void generate(const te_request *req) {
         int vn = snprintf(value, sizeof value, "%ld", counter);
         int ok = te_kv_set("counter", value, (size_t)vn);
         n = snprintf(body, sizeof body, "counter=%ld stored=%d\n", counter, ok);
+    } else if (starts_with(req->path, "/kv/atomic")) {
+        int64_t hits = 0;
+        int r = te_kv_increment("hits", 1, &hits);
+        n = snprintf(body, sizeof body, "hits=%lld r=%d\n", (long long)hits, r);
     } else if (starts_with(req->path, "/kv/big")) {
         static char big[4096];
         memset(big, 'b', sizeof big);

@@ -5,11 +5,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Kvm } from '../../src/kvm/kvm.ts';
-import { MAX_HEADERS_BYTES, MAX_KV_VALUE_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_URL_BYTES } from '../../src/sandbox/abi.ts';
+import { MAX_HEADERS_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_URL_BYTES } from '../../src/sandbox/abi.ts';
+import { MAX_KV_VALUE_BYTES } from '../../src/sandbox/abi-kv.ts';
 import { Program } from '../../src/sandbox/program.ts';
 import { type HostCalls, type Instance } from '../../src/sandbox/instance.ts';
 import type { SandboxRequest } from '../../src/sandbox/types.ts';
 import { SandboxError } from '../../src/vmm/errors.ts';
+import { KvStore } from '../../src/server/kv.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 
@@ -137,6 +139,61 @@ describe('hostile key-value and log calls', needsKvm(), () => {
       assert.equal(r.logs.length, MAX_LOG_LINES, path);
     }
     assert.equal(await call('/'), 'fine\n');
+  });
+});
+
+describe('hostile key-value increments and compare-and-sets', needsKvm(), () => {
+  const vm = loaded('hostile_kv_atomics');
+  const store = new KvStore(64 * MiB);
+  const reached: string[] = [];
+  const host: HostCalls = {
+    kvIncrement: (key, delta) => {
+      reached.push(`incr ${key}`);
+      return store.increment(key, delta);
+    },
+    kvCompareAndSet: (key, expected, value) => {
+      reached.push(`cas ${key} ${value.length}`);
+      return store.compareAndSet(key, expected, value);
+    },
+  };
+  const call = async (path: string): Promise<string> => (await vm.inst().call(get(path), { host })).body.toString();
+
+  test('bad pointers are EFAULT, a value_cap other than 8 EINVAL, a huge key E2BIG, and none reaches the store', async () => {
+    for (const [path, errno] of [
+      ['/incr-struct-bad', EFAULT], ['/incr-value-bad', EFAULT], ['/incr-readonly', EFAULT],
+      ['/incr-cap-0', EINVAL], ['/incr-cap-4', EINVAL], ['/incr-cap-16', EINVAL], ['/incr-cap-huge', EINVAL], ['/incr-key-huge', E2BIG],
+    ] as const) {
+      assert.equal(await call(path), `r=${-errno}\n`, path);
+      assert.equal(await call('/'), 'fine\n');
+    }
+    assert.deepEqual(reached, []);
+    assert.equal(store.get('n'), undefined, 'an increment whose result has nowhere to go changes nothing');
+    assert.equal(await call('/incr-ok'), 'r=0 value=1\n');
+    assert.equal(await call('/incr-ok'), 'r=0 value=2\n');
+  });
+
+  test('compare-and-set: bad pointers are EFAULT, sizes over the bound E2BIG, unknown flags EINVAL, and none reaches the store', async () => {
+    reached.length = 0;
+    for (const [path, errno] of [
+      ['/cas-struct-bad', EFAULT], ['/cas-expected-bad', EFAULT], ['/cas-value-bad', EFAULT],
+      ['/cas-expected-huge', E2BIG], ['/cas-value-huge', E2BIG], ['/cas-value-long', E2BIG], ['/cas-value-40m', E2BIG],
+      ['/cas-flags-2', EINVAL], ['/cas-flags-high', EINVAL],
+    ] as const) {
+      const before = hostBytes();
+      assert.equal(await call(path), `r=${-errno}\n`, path);
+      assert.ok(hostBytes() - before < 8 * MiB, path);
+      assert.equal(await call('/'), 'fine\n');
+    }
+    assert.deepEqual(reached, []);
+  });
+
+  test('compare-and-set: "absent" does not read the expected value, and a value of exactly the bound goes through', async () => {
+    store.delete('k');
+    assert.equal(await call('/cas-absent-junk'), 'r=1\n');
+    assert.equal(await call('/cas-absent-junk'), 'r=0\n', 'the key is present now');
+    store.delete('k');
+    assert.equal(await call('/cas-value-max'), 'r=1\n');
+    assert.equal(store.get('k')?.length, MAX_KV_VALUE_BYTES);
   });
 });
 

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_YAML, defaultConfig, diffConfigs, loadConfig, parseConfig } from '../../src/server/config.ts';
 import type { Config } from '../../src/server/config.ts';
+import { MIN_GUEST_BYTES, parseSize } from '../../src/server/config/values.ts';
+import { MIN_MEMORY_MIB } from '../../src/vmm/x86/layout.ts';
 import { buildExample } from '../../guest/build.ts';
 import { ROOT } from '../helpers/guests.ts';
 
@@ -175,8 +177,8 @@ describe('errors', () => {
     } catch (err) {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.file, FILE);
-      assert.deepEqual(err.problems, [{ path: 'tenants[0].programs[1].memory', message: 'expected an even number of MiB ≥ 4, got "abc"', line: 12 }]);
-      assert.equal(err.message, `${FILE}:12: tenants[0].programs[1].memory: expected an even number of MiB ≥ 4, got "abc"`);
+      assert.deepEqual(err.problems, [{ path: 'tenants[0].programs[1].memory', message: 'expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "abc"', line: 12 }]);
+      assert.equal(err.message, `${FILE}:12: tenants[0].programs[1].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "abc"`);
     }
   });
 
@@ -200,10 +202,10 @@ tenants:
       'F:5: tenants[0].name: expected a name of 1 to 63 lowercase letters, digits and "-", got "Demo"',
       'F:6: tenants[0].hosts: expected a list of host names with at least one entry, got an empty list',
       'F:7: tenants[0].token: expected a non-empty token of visible ASCII characters, got a 0-character string (not shown)',
-      'F:8: tenants[0].cache.memory: expected a size in binary units (KiB, MiB, GiB), got "64MB"',
+      'F:8: tenants[0].cache.memory: expected a size in binary units (KiB, MiB, GiB, TiB), got "64MB" (MB could mean powers of 1000 or of 1024)',
       'F:8: tenants[0].cache.defaultGrace: expected a duration (e.g. "500ms", "10s", "2m", or milliseconds), got "soon"',
       'F:10: tenants[0].programs[0].file: expected a readable static x86-64 executable, got nothing',
-      'F:11: tenants[0].programs[0].memory: expected an even number of MiB ≥ 4, got 64 (bytes)',
+      'F:11: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got 64 (bytes)',
       'F:12: tenants[0].programs[0].roles[0]: expected one of generate, recv, deliver, got "gen"',
       'F:13: tenants[1]: expected a tenant such as { name: demo, hosts: [localhost], token: … }, got 3',
     ]);
@@ -253,7 +255,7 @@ describe('values', () => {
     assert.deepEqual(cacheWith('memory', '10PiB'), [`${SIZE} "10PiB"`]);
     assert.deepEqual(cacheWith('memory', '1.1B'), [`${SIZE} "1.1B"`]);
     assert.deepEqual(cacheWith('memory', '[1]'), [`${SIZE} a list`]);
-    assert.deepEqual(cacheWith('memory', '64mb'), ['expected a size in binary units (KiB, MiB, GiB), got "64mb"']);
+    assert.deepEqual(cacheWith('memory', '64mb'), ['expected a size in binary units (KiB, MiB, GiB, TiB), got "64mb" (mb could mean powers of 1000 or of 1024)']);
     const DURATION = 'expected a duration (e.g. "500ms", "10s", "2m", or milliseconds), got';
     assert.deepEqual(cacheWith('defaultGrace', '10 sec'), [`${DURATION} "10 sec"`]);
     assert.deepEqual(cacheWith('defaultGrace', '-1s'), [`${DURATION} "-1s"`]);
@@ -267,13 +269,26 @@ describe('values', () => {
     assert.equal((cacheWith('memory', '1MiB') as { maxObjectBytes: number }).maxObjectBytes, MiB);
   });
 
-  test('timeouts must be positive and guest memory a multiple of 2 MiB from 4 MiB to 4 GiB', () => {
-    assert.deepEqual(refused(minimal('        timeout: 0s\n        memory: 3MiB\n      - { name: b, file: ../bin/hello, routes: [{ prefix: /b }], memory: 8GiB }\n')), [
+  test('timeouts must be positive and guest memory a multiple of 2 MiB from 8 MiB (the smallest the VMM boots) to 4 GiB', () => {
+    assert.deepEqual(refused(minimal('        timeout: 0s\n        memory: 6MiB\n      - { name: b, file: ../bin/hello, routes: [{ prefix: /b }], memory: 8GiB }\n')), [
       'F:9: tenants[0].programs[0].timeout: expected a positive duration (e.g. "500ms", "10s", "2m", or milliseconds), got "0s"',
-      'F:10: tenants[0].programs[0].memory: expected an even number of MiB ≥ 4, got "3MiB"',
+      'F:10: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "6MiB"',
       'F:11: tenants[0].programs[1].memory: expected at most 4GiB, got "8GiB"',
     ]);
-    assert.equal(parse(minimal('        memory: 4MiB\n')).tenants[0]?.programs[0]?.memoryBytes, 4 * MiB);
+    assert.deepEqual(refused(minimal('        memory: 4MiB\n')), ['F:9: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "4MiB"']);
+    assert.equal(parse(minimal('        memory: 8MiB\n')).tenants[0]?.programs[0]?.memoryBytes, 8 * MiB);
+    assert.equal(MIN_GUEST_BYTES, MIN_MEMORY_MIB * MiB, "the config's minimum is the VMM's");
+  });
+
+  test('sizes: binary units in any case, a bare number is bytes, units that could mean 1000 or 1024 are refused', () => {
+    for (const [written, bytes] of [['512KiB', 512 * 1024], ['64mib', 64 * MiB], ['1GIB', 1024 * MiB], ['1TiB', 1024 * 1024 * MiB], ['1.5MiB', 1.5 * MiB], ['100B', 100], ['100', 100], [100, 100]] as const) {
+      assert.deepEqual(parseSize(written, true), { ok: true, value: bytes }, String(written));
+    }
+    for (const written of ['64MB', '64mb', '1GB', '64k', '64M', '2G', '1TB', '1kB']) {
+      const r = parseSize(written, true);
+      assert.ok(!r.ok && r.expected === 'a size in binary units (KiB, MiB, GiB, TiB)' && /could mean powers of 1000 or of 1024/.test(r.detail ?? ''), written);
+    }
+    for (const written of ['lots', '-1', '0.5B', '0', '64 MiB and more']) assert.equal(parseSize(written, true).ok, false, written);
   });
 
   test('origin URLs must be http(s) with a host and no path', () => {

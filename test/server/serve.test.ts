@@ -57,10 +57,12 @@ tenants:
   - name: alpha
     hosts: [alpha.test]
     token: ${ALPHA_TOKEN}
-    origins: [{ name: default, url: "${alphaOrigin.url}" }]
+    origins: [{ name: default, url: "${alphaOrigin.url}" }, { name: dead, url: "http://127.0.0.1:1" }]
+    routes: [{ prefix: /dead, origin: dead }]
     programs:
       - { name: gen, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /gen }] }
       - { name: calls, file: ${buildGuest('sdk_hostcalls')}, roles: [generate], routes: [{ prefix: /fetch }, { prefix: /kv }] }
+      - { name: crashy, file: ${buildGuest('sdk_misbehave')}, roles: [generate], routes: [{ prefix: /m }, { prefix: /crash }], maxRequestSize: 1KiB }
       - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
   - name: beta
     hosts: [beta.test]
@@ -80,6 +82,12 @@ tenants:
         routes: [{ prefix: /busy }]
         concurrency: 8
         queueTimeout: 5s
+  - name: gamma
+    hosts: [gamma.test]
+    token: gamma-token-0123456789
+    programs:
+      - { name: only, file: ${buildGuest('sdk_headers')}, roles: [generate], routes: [{ prefix: /only }] }
+      - { name: hooks, file: ${buildGuest('sdk_hostcalls')}, roles: [recv, deliver] }
 `;
     edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-test.yaml' }), { logger: pino({ level: 'silent' }) });
   });
@@ -97,6 +105,18 @@ tenants:
     const unknown = await get('nobody.test', '/');
     assert.equal(unknown.status, 404);
     assert.match(unknown.body, /unknown host "nobody.test"/);
+  });
+
+  test('in a tenant without a default origin, a request no route matches answers 404, never stored', async () => {
+    assert.equal((await get('gamma.test', '/only/x')).status, 201);
+    for (let i = 0; i < 2; i++) {
+      const missed = await get('gamma.test', '/elsewhere?q=1');
+      assert.equal(missed.status, 404);
+      assert.equal(missed.body, 'no route for GET /elsewhere\n');
+      assert.equal(missed.headers['cache-control'], 'no-store');
+      assert.equal(missed.headers['x-cache'], 'MISS');
+      assert.equal(missed.headers['x-delivered'], 'status-404', 'the deliver hook sees it');
+    }
   });
 
   test('a program-generated response is cached: the second request does not enter the VM', async () => {
@@ -125,6 +145,28 @@ tenants:
   test('a deliver hook adds a header to every response, hit or miss', async () => {
     assert.equal((await get('alpha.test', '/page')).headers['x-delivered'], 'status-200');
     assert.equal((await get('alpha.test', '/gen/other')).headers['x-delivered'], 'status-201');
+  });
+
+  test('the deliver hook runs on what origins and programs answer, and skips the answers the cache makes itself (docs/server.md)', async () => {
+    // Runs on: a program's failure answered as a response (413), an origin's or program's answer.
+    const big = await request(`${edge.front.url}/m/post`, { method: 'POST', headers: { host: 'alpha.test' }, body: Buffer.alloc(2048, 'x'), dispatcher: agent });
+    assert.equal(big.statusCode, 413);
+    assert.equal(big.headers['x-delivered'], 'status-413');
+    await big.body.text();
+    assert.equal((await get('alpha.test', '/m/fine')).headers['x-delivered'], 'status-200');
+    await get('alpha.test', '/page'); // stored, for the precondition below
+    // Skips: recv's own answer, a failed precondition, only-if-cached without an object, an
+    // origin that fails, a program that fails (502/503/504 are the cache's answers for them).
+    const skipped = [
+      await get('alpha.test', '/blocked'),
+      await get('alpha.test', '/page', { headers: { 'if-match': '"nothing-matches"' } }),
+      await get('alpha.test', '/never-fetched', { headers: { 'cache-control': 'only-if-cached' } }),
+      await get('alpha.test', '/dead/x'),
+      await get('alpha.test', '/crash'),
+    ];
+    assert.deepEqual(skipped.map((r) => r.status), [403, 412, 504, 502, 502]);
+    assert.deepEqual(skipped.map((r) => r.headers['x-delivered']), [undefined, undefined, undefined, undefined, undefined]);
+    assert.deepEqual(skipped.map((r) => r.headers['x-cache']), ['SYNTH', 'HIT', 'MISS', 'MISS', 'MISS']);
   });
 
   test("a program calls its tenant's origin and the tenant's key-value store", async () => {
@@ -169,11 +211,24 @@ tenants:
     assert.deepEqual(failed, []);
   });
 
-  test('a broken upload changes nothing and says why', async () => {
-    const r = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, Buffer.from('not a program'));
-    assert.equal(r.status, 422);
-    assert.match(String(r.json.error), /program refused; nothing changed: not an ELF executable/);
-    assert.equal((await get('beta.test', '/busy/after')).body, 'ok served=0\n');
+  test('a broken upload changes nothing, says why, and uses up no version number', async () => {
+    const version = async (): Promise<string> => ((await admin('GET', '/v1/tenants/beta', BETA_TOKEN)).json.programs as Array<{ name: string; version: string }>).find((p) => p.name === 'busy')!.version;
+    const before = await version();
+    for (const [elf, why] of [
+      [Buffer.from('not a program'), /not an ELF executable/],
+      [readFileSync(buildGuest('hello', 'dynamic')), /dynamically linked/],
+      [readFileSync(buildGuest('hello')), /exited|wait/i],
+    ] as const) {
+      const r = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, elf);
+      assert.equal(r.status, 422);
+      assert.match(String(r.json.error), /^program refused; nothing changed: /);
+      assert.match(String(r.json.error), why);
+      assert.equal((await get('beta.test', '/busy/after')).body, 'ok served=0\n');
+    }
+    assert.equal(await version(), before);
+    const good = await admin('PUT', '/v1/tenants/beta/programs/busy', BETA_TOKEN, readFileSync(buildGuest('sdk_misbehave')));
+    assert.equal(good.status, 200, JSON.stringify(good.json));
+    assert.equal(good.json.version, before.replace(/@(\d+)$/, (_, n: string) => `@${Number(n) + 1}`), 'the next version after the last one loaded');
   });
 
   test("tenant A's token is refused on tenant B's admin routes; the operator sees all tenants", async () => {
@@ -183,7 +238,7 @@ tenants:
     assert.equal((await admin('GET', '/v1/tenants', ALPHA_TOKEN)).status, 403);
     assert.equal((await admin('GET', '/v1/tenants/alpha/stats', 'wrong-token-0123456789')).status, 401);
     const all = await admin('GET', '/v1/tenants', OPERATOR_TOKEN);
-    assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta']);
+    assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta', 'gamma']);
   });
 
   test('the operator scrapes Prometheus metrics per tenant; a tenant token cannot', async () => {

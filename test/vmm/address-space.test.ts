@@ -44,7 +44,7 @@ for (const variant of ['glibc', 'pie', 'musl'] as GuestVariant[]) {
 
 describe('address space: memory and executable pages', needsKvm(), () => {
   test('a 16 GiB reservation in a 64 MiB guest, touched in 8 pages 2 GiB apart, costs under 1 MiB, and 40 MiB can still be filled', async () => {
-    const run = await runInVm(buildGuest('hostile_mmap'), ['big'], 'ignore', ['--memory', '64']);
+    const run = await runInVm(buildGuest('hostile_mmap'), ['big'], 'ignore', ['--memory', '64MiB']);
     assert.deepEqual(run, {
       status: 0,
       signal: null,

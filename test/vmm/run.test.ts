@@ -281,7 +281,7 @@ for (const variant of STATIC_VARIANTS) {
 
     test('mmap beyond --memory fails with ENOMEM in the guest and malloc returns NULL', async () => {
       assertExit(
-        await tinyedge(guest('mmap_limit'), [], { flags: ['--memory', '64'] }),
+        await tinyedge(guest('mmap_limit'), [], { flags: ['--memory', '64MiB'] }),
         0,
         'mmap 1 GiB: MAP_FAILED with ENOMEM\nmalloc 1 GiB: NULL\n' +
           'malloc 1 MiB blocks until NULL: stopped cleanly after at least 8\nafter freeing them, malloc 1 MiB: ok\n',
@@ -292,8 +292,8 @@ for (const variant of STATIC_VARIANTS) {
       assertSandboxFailure(await tinyedge(guest('big_bss')), 125, '', /out of (guest )?memory|memory (is )?exhausted/i);
     });
 
-    test('--memory 160 gives room for the same 96 MiB .bss', async () => {
-      assertExit(await tinyedge(guest('big_bss'), [], { flags: ['--memory', '160'] }), 0, 'touched all 24576 pages of a 96 MiB .bss\n');
+    test('--memory 160MiB gives room for the same 96 MiB .bss', async () => {
+      assertExit(await tinyedge(guest('big_bss'), [], { flags: ['--memory', '160MiB'] }), 0, 'touched all 24576 pages of a 96 MiB .bss\n');
     });
 
     test('a file under --allow-read can be read, and files outside it cannot be opened', async () => {

@@ -175,7 +175,10 @@ fn kv_call(call: u32, key: &str, value: *mut u8, len: usize) -> i64 {
 /// The tenant's key-value store: it survives requests, resets and program upgrades.
 pub mod kv {
     use super::{kv_call, Error, ENOENT};
-    use crate::sys::{TE_CALL_KV_DELETE, TE_CALL_KV_GET, TE_CALL_KV_SET};
+    use crate::sys::{
+        hypercall, te_kv_cas, te_str, TE_CALL_KV_CAS, TE_CALL_KV_DELETE, TE_CALL_KV_GET,
+        TE_CALL_KV_INCR, TE_CALL_KV_SET, TE_KV_CAS_ABSENT,
+    };
 
     /// The value under `key`, or `None` when absent.
     ///
@@ -222,5 +225,48 @@ pub mod kv {
             return Ok(false);
         }
         Error::check(r).map(|_| true)
+    }
+
+    /// Adds `delta` to the counter under `key` in one step of the store (no other request, on any
+    /// shard, interleaves with it) and returns the new value. The counter is a signed 64-bit
+    /// integer stored as decimal text; an absent key counts as 0.
+    ///
+    /// # Errors
+    /// The host's errno: 22 EINVAL when the value is not such an integer, 34 ERANGE when the sum
+    /// would overflow (nothing changes), 28 ENOSPC over the tenant's quota, ...
+    pub fn increment(key: &str, delta: i64) -> Result<i64, Error> {
+        let mut value = delta;
+        Error::check(kv_call(
+            TE_CALL_KV_INCR,
+            key,
+            (&mut value as *mut i64).cast::<u8>(),
+            core::mem::size_of::<i64>(),
+        ))?;
+        Ok(value)
+    }
+
+    /// Stores `value` under `key` only if it holds exactly `expected` (`None`: only if it is
+    /// absent), in one step of the store; `Ok(false)` when it held something else.
+    ///
+    /// # Errors
+    /// The host's errno: 28 ENOSPC over the tenant's quota, 7 E2BIG over 1 MiB, ...
+    pub fn compare_and_set(
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, Error> {
+        let mut cas = te_kv_cas {
+            key: te_str::of(key.as_bytes()),
+            expected: te_str::of(expected.unwrap_or(&[])),
+            value: te_str::of(value),
+            flags: if expected.is_some() {
+                0
+            } else {
+                TE_KV_CAS_ABSENT
+            },
+        };
+        // SAFETY: every pointer in `cas` is to memory that lives until the call returns.
+        let r = unsafe { hypercall(TE_CALL_KV_CAS, &mut cas as *mut te_kv_cas as u64, 0) };
+        Error::check(r).map(|n| n == 1)
     }
 }

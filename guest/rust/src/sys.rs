@@ -14,6 +14,11 @@ pub const TE_CALL_FETCH: u32 = 3;
 pub const TE_CALL_KV_GET: u32 = 4;
 pub const TE_CALL_KV_SET: u32 = 5;
 pub const TE_CALL_KV_DELETE: u32 = 6;
+pub const TE_CALL_KV_INCR: u32 = 7;
+pub const TE_CALL_KV_CAS: u32 = 8;
+
+/// `te_kv_cas.flags`: store only when the key is absent (`expected` is not read).
+pub const TE_KV_CAS_ABSENT: u64 = 1;
 
 pub const TE_PHASE_GENERATE: u32 = 0;
 pub const TE_PHASE_RECV: u32 = 1;
@@ -100,6 +105,14 @@ pub struct te_kv {
     pub value_cap: u64,
 }
 
+#[repr(C)]
+pub struct te_kv_cas {
+    pub key: te_str,
+    pub expected: te_str,
+    pub value: te_str,
+    pub flags: u64,
+}
+
 macro_rules! field {
     ($t:ident, $f:ident, $n:expr) => {
         const _: () = assert!(
@@ -179,6 +192,11 @@ field!(te_kv, key, 0);
 field!(te_kv, value, 16);
 field!(te_kv, value_cap, 24);
 size!(te_kv, 32);
+field!(te_kv_cas, key, 0);
+field!(te_kv_cas, expected, 16);
+field!(te_kv_cas, value, 32);
+field!(te_kv_cas, flags, 48);
+size!(te_kv_cas, 56);
 
 impl te_str {
     pub fn of(bytes: &[u8]) -> te_str {

@@ -26,13 +26,17 @@ const GiB = 1024 * MiB;
 const MAX_DURATION_MS = 2 ** 31 - 1;
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const SIZE_UNITS: Record<string, number> = { B: 1, KiB, MiB, GiB };
+/** Size units, matched without regard to case: binary ones only (`64MB` could mean 10^6 or 2^20). */
+const SIZE_UNITS: Record<string, number> = { b: 1, kib: KiB, mib: MiB, gib: GiB, tib: 1024 * GiB };
+/** Units people write that mean 1000^n to some and 1024^n to others: refused, with a hint. */
+const AMBIGUOUS_SIZE_UNIT = /^(?:[kmgt]|[kmgt]b)$/i;
 
 /** `<number><unit>` with an optional fraction; the result must be a whole number of base units. */
-function scaled(text: string, units: Record<string, number>, bareUnit: number): number | undefined {
+function scaled(text: string, units: Record<string, number>, bareUnit: number, caseless = false): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text.trim());
   if (!m) return undefined;
-  const factor = m[2] === '' ? bareUnit : units[m[2] ?? ''];
+  const unit = caseless ? (m[2] ?? '').toLowerCase() : m[2] ?? '';
+  const factor = unit === '' ? bareUnit : units[unit];
   if (factor === undefined) return undefined;
   const exact = Number(m[1]) * factor;
   const whole = Math.round(exact);
@@ -53,24 +57,34 @@ export function parseDuration(v: unknown, positive: boolean): Parsed<number> {
 
 const SIZE_FORM = '(e.g. "512KiB", "64MiB", "1GiB", or bytes)';
 
-/** A size in bytes: "512KiB", "64MiB", "1GiB", "100B", or a number of bytes. */
+/**
+ * A size in bytes: "512KiB", "64MiB", "1GiB", "1TiB", "100B" (units in any case), or a number of
+ * bytes. The one size parser of the config file and the command line.
+ */
 export function parseSize(v: unknown, positive: boolean): Parsed<number> {
-  if (typeof v === 'string' && /^\s*\d+(?:\.\d+)?\s*[kmgt]b\s*$/i.test(v)) {
-    // "64MB" could mean 10^6 or 2^20: refuse rather than guess.
-    return no('a size in binary units (KiB, MiB, GiB)');
+  if (typeof v === 'string') {
+    const unit = /^\s*\d+(?:\.\d+)?\s*([A-Za-z]+)\s*$/.exec(v)?.[1];
+    // "64MB" could mean 10^6 or 2^20 bytes: refuse rather than guess.
+    if (unit !== undefined && AMBIGUOUS_SIZE_UNIT.test(unit)) return no('a size in binary units (KiB, MiB, GiB, TiB)', `${unit} could mean powers of 1000 or of 1024`);
   }
-  const bytes = typeof v === 'number' ? (Number.isSafeInteger(v) ? v : undefined) : typeof v === 'string' ? scaled(v, SIZE_UNITS, 1) : undefined;
+  const bytes = typeof v === 'number' ? (Number.isSafeInteger(v) ? v : undefined) : typeof v === 'string' ? scaled(v, SIZE_UNITS, 1, true) : undefined;
   if (bytes === undefined || bytes < 0 || (positive && bytes === 0)) return no(`${positive ? 'a positive size' : 'a size'} ${SIZE_FORM}`);
   return ok(bytes);
 }
 
-/** The VMM's guest-memory limit (src/vmm/layout.ts MAX_MEMORY_GIB): the page tables cover 4 GiB. */
+/** The VMM's guest-memory limit (src/vmm/x86/layout.ts MAX_MEMORY_GIB): the page tables cover 4 GiB. */
 const MAX_GUEST_BYTES = 4 * GiB;
+/**
+ * The smallest guest the VMM boots (src/vmm/x86/layout.ts MIN_MEMORY_MIB): programs load at
+ * 4 MiB, and a quarter of memory goes to the stack.
+ */
+export const MIN_GUEST_BYTES = 8 * MiB;
 
-/** Guest memory: the VMM maps it in 2 MiB pages, and needs 4 MiB for its own tables and a program. */
+/** Guest memory: the VMM maps it in 2 MiB pages, from 8 MiB (its tables, a program, a stack) to 4 GiB. */
 export function parseGuestMemory(v: unknown): Parsed<number> {
   const size = parseSize(v, true);
-  if (!size.ok || size.value < 4 * MiB || size.value % (2 * MiB) !== 0) return no('an even number of MiB ≥ 4');
+  if (!size.ok && size.detail !== undefined) return size;
+  if (!size.ok || size.value < MIN_GUEST_BYTES || size.value % (2 * MiB) !== 0) return no('an even number of MiB ≥ 8 (e.g. "64MiB")');
   if (size.value > MAX_GUEST_BYTES) return no('at most 4GiB');
   return ok(size.value);
 }

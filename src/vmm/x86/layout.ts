@@ -25,7 +25,12 @@ export const PML4_ADDR = 0x8000;
 export const PDPT_ADDR = 0x9000;
 /** One page directory per GiB of guest memory, from here. */
 export const PD_ADDR = 0xa000;
-const MAX_MEMORY_GIB = 4;
+export const MAX_MEMORY_GIB = 4;
+/**
+ * The smallest guest computeLayout accepts: the program starts at 4 MiB and needs room above it
+ * below a stack of a quarter of memory (6 MiB leaves none).
+ */
+export const MIN_MEMORY_MIB = 8;
 export const SYSTEM_END = PD_ADDR + MAX_MEMORY_GIB * PAGE_SIZE;
 
 /** Lowest address a program may occupy; static-PIE programs are loaded here. */

@@ -3,6 +3,8 @@
 //!   /fetch     a sub-request to the default origin: status, a header, body, truncation (502 errno=N when refused)
 //!   /kv        kv::set, kv::get (a value over the first buffer), kv::delete twice, kv::get absent
 //!   /kv-full   kv::set over the quota: the Error's errno
+//!   /kv-atomic kv::increment twice, kv::compare_and_set over a value and over absence, and the
+//!              Error of an increment of a value that is not an integer
 //!   /fail      a handler that panics: 500
 //!   /cache     cache policy and tags
 //!   recv: /pass -> pass, /old/x -> rewrite to /new/x with a header; deliver: a header with the status
@@ -71,6 +73,28 @@ fn generate(req: &Request, init: &str) -> Response {
                     yes(first),
                     yes(second),
                     if after.is_some() { "present" } else { "absent" }
+                ),
+            )
+        }
+        "/kv-atomic" => {
+            let a = kv::increment("n", 5).unwrap();
+            let b = kv::increment("n", -2).unwrap();
+            let over = kv::compare_and_set("n", Some(b"3"), b"30").unwrap();
+            let stale = kv::compare_and_set("n", Some(b"3"), b"x").unwrap();
+            let fresh = kv::compare_and_set("word", None, b"v").unwrap();
+            let again = kv::compare_and_set("word", None, b"w").unwrap();
+            let notnum = kv::increment("word", 1).map_or_else(|e| e.errno, |_| 0);
+            let n = kv::get("n").unwrap().unwrap_or_default();
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            Response::text(
+                200,
+                format!(
+                    "incr={a},{b} cas={},{} absent={},{} n={} notnum={notnum}\n",
+                    yes(over),
+                    yes(stale),
+                    yes(fresh),
+                    yes(again),
+                    String::from_utf8_lossy(&n)
                 ),
             )
         }
