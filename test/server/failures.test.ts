@@ -27,6 +27,8 @@ describe('serve: program failures as clients see them', needsKvm(), () => {
     const misbehave = buildGuest('sdk_misbehave');
     const yaml = `
 server:
+  # One shard: tests here watch that shard's program pool fill up.
+  shards: 1
   listen: 127.0.0.1:0
   admin: 127.0.0.1:0
   operatorToken: operator-token-0123456789

@@ -50,6 +50,8 @@ describe('tinyedge serve', needsKvm(), () => {
     betaOrigin = await startOrigin('beta-origin');
     const yaml = `
 server:
+  # One shard: tests here watch that shard's program pool fill up.
+  shards: 1
   listen: 127.0.0.1:0
   admin: 127.0.0.1:0
   operatorToken: ${OPERATOR_TOKEN}
