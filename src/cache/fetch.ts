@@ -8,6 +8,7 @@ import type { BusyFetch } from './coalesce.ts';
 import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
 import { buildHead, CacheObject, forwardHead, surrogateKeys } from './object.ts';
+import type { FillWriter } from './object-store.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
 import { storeVerdict, usableOnError, withBackendPolicy, type Lifetime } from './policy.ts';
 import { varyNames, varyValues } from './vary.ts';
@@ -27,6 +28,7 @@ export interface FetchSpec {
 const DROP_ON_FILL = new Set(['host', 'range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'expect', 'content-length', 'x-forwarded-for']);
 /** Statuses for which stale-if-error applies (RFC 5861 §4). */
 const ERROR_STATUS = new Set([500, 502, 503, 504]);
+const NO_BODY = Buffer.alloc(0);
 /** Lifetime of an object built only to deliver a revalidated answer that may not be stored. */
 const NOW_ONLY = (t: number): Lifetime => ({ t0: t, ttl: 0, grace: 0, keep: 0, errorWindow: 0, noStale: true, alwaysValidate: true });
 
@@ -57,13 +59,15 @@ export function addForwarding(e: EngineParts, out: HeaderList, headers: Incoming
  * (unregistered fetches serve hit-for-miss and Authorization requests alone).
  */
 export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch, stale: CacheObject | null, registered: boolean): Promise<void> {
+  const releaseClaim = (): void => {
+    if (!busy.claimed) return;
+    // Other threads waiting on the key look it up again now: stored or being written, or theirs to fetch.
+    busy.claimed = false;
+    e.ns.release?.(spec.key);
+  };
   const finish = (): void => {
     if (registered) e.coalescer.finish(busy);
-    if (busy.claimed) {
-      // Other threads waiting on the key look it up again now: stored, or theirs to fetch.
-      busy.claimed = false;
-      e.ns.release?.(spec.key);
-    }
+    releaseClaim();
   };
   const requestTime = e.now();
   const banSeq = e.bans.seq;
@@ -135,6 +139,20 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     if (verdict.store) e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
   }
   const life = verdict.store ? verdict.life : null;
+  const init = life === null ? null : {
+    key: spec.key, host: spec.host, url: spec.url, status: resp.status, headers: stored, life,
+    noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : null,
+    varyNames: names, varyValues: names === null ? [] : varyValues(names, spec.headers),
+    authOk: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate, banSeq, via: e.via,
+  };
+  // Shared storage: the object is stored now, its body written as it arrives, so that other
+  // shards stream it too instead of waiting for the whole of it (a grace refresh, which nobody
+  // follows, and a body of unknown length are stored whole at the end).
+  let writer: FillWriter | null = null;
+  if (busy.storing && busy.joinable && init !== null && contentLength !== null && e.ns.reserve !== undefined) {
+    writer = e.ns.reserve(new CacheObject({ ...init, body: NO_BODY }), contentLength);
+    if (writer !== null) releaseClaim();
+  }
   busy.emitHead({
     status: resp.status,
     head: buildHead(stored, resp.status, contentLength, e.via),
@@ -153,6 +171,11 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   if (busy.listenerCount === 0 && !busy.storing) busy.cancel();
   let settled = false;
   body.on('data', (chunk: Buffer) => {
+    if (writer !== null && !writer.write(chunk)) {
+      // Gone (purged, evicted) or longer than announced: stored whole at the end, if at all.
+      writer.abort();
+      writer = null;
+    }
     if (busy.storing && busy.bytes + chunk.length > e.maxObjectBytes) {
       // Too large after all (no or wrong Content-Length): stop keeping it, keep streaming it.
       busy.storing = false;
@@ -164,16 +187,11 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   });
   body.once('end', () => {
     settled = true;
-    if (busy.storing && !busy.invalidated && life !== null && busy.chunks !== null) {
-      const obj = new CacheObject({
-        key: spec.key, host: spec.host, url: spec.url, status: resp.status, headers: stored,
-        body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes),
-        life, noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : null,
-        varyNames: names, varyValues: names === null ? [] : varyValues(names, spec.headers),
-        authOk: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate, banSeq, via: e.via,
-      });
+    if (busy.storing && !busy.invalidated && init !== null && busy.chunks !== null && !(writer?.complete() ?? false)) {
+      const obj = new CacheObject({ ...init, body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes) });
       e.ns.insert(obj, e.now());
     }
+    writer?.abort();
     busy.storing = false;
     finish();
     busy.emitEnd();
@@ -183,6 +201,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     settled = true;
     // A broken body never becomes an object; clients already streaming see a truncated response.
     busy.storing = false;
+    writer?.abort();
     if (!cancelled) e.counters.fetchErrors++;
     finish();
     busy.emitError(toOriginError(err));

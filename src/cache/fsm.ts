@@ -9,10 +9,12 @@ import { BusyFetch } from './coalesce.ts';
 import type { EngineParts, RecvDecision, RequestContext } from './context.ts';
 import { deliverObject, DONE, followFetch, synth, synthFromHook, writeHead } from './deliver.ts';
 import { addForwarding, runFetch, type FetchSpec } from './fetch.ts';
+import { pumpFill } from './fill.ts';
 import { endToEndRequestHeaders, getHeader } from './headers.ts';
 import { equalsLower, isFixedHopByHop, isFraming } from './hop-by-hop.ts';
 import { isUnsafeMethod, unsafeInvalidationTargets } from './invalidation.ts';
 import { forwardHead, type CacheObject } from './object.ts';
+import type { RemoteFill } from './object-store.ts';
 import { type BackendRequest, toOriginError } from './origin.ts';
 import { classify, expired, usableOnError } from './policy.ts';
 import { varyMatches } from './vary.ts';
@@ -109,8 +111,14 @@ function lookup(ctx: RequestContext): Promise<void> {
     e.counters.hitForMiss++;
     return miss(ctx, stale, false);
   }
-  // Shared storage: one fetch per key across threads. Another thread fetching it: wait for it
-  // once, then look up again (a hit, usually).
+  // Shared storage: one fetch per key across threads. Another thread writing the object into
+  // it now: follow that. Another thread fetching it, its answer not known yet: wait for it once,
+  // then look up again (a hit, or the object being written, usually).
+  const fill = e.ns.filling?.(ctx.key) ?? null;
+  if (fill !== null) {
+    if (varyMatches(fill.obj.varyNames, fill.obj.varyValues, ctx.req.headers)) return followFill(ctx, fill);
+    fill.close();
+  }
   const claim = e.ns.claim?.(ctx.key);
   if (claim instanceof Promise && !ctx.waited) {
     ctx.waited = true;
@@ -152,6 +160,16 @@ function miss(ctx: RequestContext, stale: CacheObject | null, shared: boolean, c
   busy.claimed = claimed;
   const done = follow(ctx, busy, true);
   void fetch(ctx, busy, stale, shared);
+  return done;
+}
+
+/** A request follows the object another thread is writing into shared storage; this thread's next ones join it. */
+function followFill(ctx: RequestContext, fill: RemoteFill): Promise<void> {
+  ctx.e.counters.misses++;
+  ctx.e.counters.coalesced++;
+  const busy = ctx.e.coalescer.start(ctx.key, ctx.req.headers);
+  const done = follow(ctx, busy, true);
+  pumpFill(ctx.e, busy, fill);
   return done;
 }
 

@@ -51,6 +51,44 @@ export interface ObjectStore {
   claim?(key: string): true | Promise<void>;
   /** Ends a claim `claim` granted. */
   release?(key: string): void;
+  /**
+   * Shared storage only: stores `obj`'s head now, with room for a body of `bodyLength` bytes that
+   * other threads can follow while the writer fills it in. Null when it can never fit.
+   */
+  reserve?(obj: CacheObject, bodyLength: number): FillWriter | null;
+  /** Shared storage only: the object of `key` another thread is still filling, to follow. */
+  filling?(key: string): RemoteFill | null;
+}
+
+/** The writer's side of a reserved object (`ObjectStore.reserve`). */
+export interface FillWriter {
+  /** Appends body bytes; false once the record is gone (purged, evicted) or the body would overflow. */
+  write(chunk: Uint8Array): boolean;
+  /** The body is whole: the object is stored as any other. False if it is gone or incomplete. */
+  complete(): boolean;
+  /** Gives up: the record goes, and its followers see it fail. */
+  abort(): void;
+}
+
+/** Where a followed fill stands: the bytes after `from` written so far (a copy), and its state. */
+export interface FillProgress {
+  state: 'gone' | 'filling' | 'whole';
+  chunk: Buffer | null;
+  /** What `RemoteFill.wait` waits to change. */
+  seq: number;
+}
+
+/** An object another thread is filling (`ObjectStore.filling`), followed as its body arrives. */
+export interface RemoteFill {
+  /** Its head and fields; its body is not to be read here (use `read`). */
+  readonly obj: CacheObject;
+  /** The body's whole length. */
+  readonly length: number;
+  read(from: number): FillProgress;
+  /** Resolves when the fill moves past `seq`, or after `timeoutMs`. */
+  wait(seq: number, timeoutMs: number): Promise<void>;
+  /** Done following (exactly once). */
+  close(): void;
 }
 
 /** The size of a namespace. */

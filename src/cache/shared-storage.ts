@@ -5,7 +5,7 @@
 // every lookup asks the store, so a record another thread removed is never served.
 import type { BodyLease } from './object.ts';
 import { CacheObject } from './object.ts';
-import type { NamespaceOptions, ObjectStorage, ObjectStore } from './object-store.ts';
+import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import type { HeaderList } from './headers.ts';
 import { MAX_VARIANTS } from './storage.ts';
@@ -202,7 +202,8 @@ export class SharedNamespace implements ObjectStore {
     this.calls++;
     let out: CacheObject[] | undefined;
     for (const r of records) {
-      if (r.marker) { r.unpin(); continue; }
+      // Markers are no objects; a body still being written is followed (`filling`), not served whole.
+      if (r.marker || r.filling) { r.unpin(); continue; }
       (out ??= []).push(this.materialise(r, key));
     }
     return out;
@@ -217,22 +218,87 @@ export class SharedNamespace implements ObjectStore {
   insert(obj: CacheObject): boolean {
     if (obj.tagError !== null) return false;
     const secondary = secondaryOf(obj);
-    if (secondary === '') {
-      // An object that does not vary answers every request of its key: it replaces them all.
-      this.store.removeKey(this.id, obj.key);
-    } else {
-      const old = this.store.lookup(this.id, obj.key);
-      let variants = 0;
-      for (const r of old) {
-        if (r.marker || r.secondary === '') this.store.remove(r.id, r.gen);
-        else if (r.secondary !== secondary && ++variants >= MAX_VARIANTS) this.store.remove(r.id, r.gen);
-        r.unpin();
-      }
-    }
+    this.makeRoomFor(obj.key, secondary);
     const ref = this.store.insert(this.id, obj.key, {
       meta: encodeMeta(obj), body: obj.body, tags: obj.tags, secondary, expiresAt: expiryOf(obj.life), banSeq: obj.banSeq,
     });
     return ref !== null;
+  }
+
+  reserve(obj: CacheObject, bodyLength: number): FillWriter | null {
+    if (obj.tagError !== null) return null;
+    const secondary = secondaryOf(obj);
+    this.makeRoomFor(obj.key, secondary);
+    const r = this.store.reserve(this.id, obj.key, {
+      meta: encodeMeta(obj), body: EMPTY, tags: obj.tags, secondary, expiresAt: expiryOf(obj.life), banSeq: obj.banSeq,
+    }, bodyLength);
+    if (r === null) return null;
+    const { id, gen } = r.ref;
+    // The writer pins the record while it writes: a purge meanwhile must not let its block be reused under it.
+    const pin = this.store.pin(id, gen);
+    if (pin === null) return null;
+    let at = 0;
+    let open = true;
+    const end = (): void => {
+      if (open) { open = false; pin.unpin(); }
+    };
+    return {
+      write: (chunk) => {
+        if (!open || at + chunk.length > bodyLength) return false;
+        r.body.set(chunk, at);
+        at += chunk.length;
+        return this.store.fill(id, gen, at);
+      },
+      complete: () => {
+        const done = open && at === bodyLength && this.store.complete(id, gen);
+        end();
+        return done;
+      },
+      abort: () => {
+        if (open) this.store.remove(id, gen);
+        end();
+      },
+    };
+  }
+
+  filling(key: string): RemoteFill | null {
+    let found: SharedRecord | null = null;
+    for (const r of this.store.lookup(this.id, key)) {
+      if (found === null && r.filling && !r.marker) found = r;
+      else r.unpin();
+    }
+    if (found === null) return null;
+    const record = found;
+    const store = this.store;
+    return {
+      obj: decode(record, key),
+      length: record.body.length,
+      read(from: number) {
+        const p = store.progress(record.id, record.gen);
+        const to = p.state === 'whole' ? record.body.length : p.filled;
+        return { state: p.state, seq: p.seq, chunk: p.state !== 'gone' && to > from ? Buffer.from(record.body.subarray(from, to)) : null };
+      },
+      wait: (seq, timeoutMs) => store.waitProgress(record.id, seq, timeoutMs),
+      close: () => record.unpin(),
+    };
+  }
+
+  /**
+   * Before storing a variant of `key` under `secondary`: an object that does not vary answers
+   * every request of its key, so it replaces them all; one that varies replaces the one that does
+   * not and the hit-for-miss marker, and the oldest variant past MAX_VARIANTS.
+   */
+  private makeRoomFor(key: string, secondary: string): void {
+    if (secondary === '') {
+      this.store.removeKey(this.id, key);
+      return;
+    }
+    let variants = 0;
+    for (const r of this.store.lookup(this.id, key)) {
+      if (r.marker || r.secondary === '') this.store.remove(r.id, r.gen);
+      else if (r.secondary !== secondary && ++variants >= MAX_VARIANTS) this.store.remove(r.id, r.gen);
+      r.unpin();
+    }
   }
 
   remove(obj: CacheObject): void {

@@ -3,10 +3,11 @@
 // runs real shard threads) see one set of objects — an object either fetched is a hit on the
 // other, and purges, tag purges, bans and hit-for-miss markers made through one hold for both. A
 // body being written to a slow client stays intact while its record is purged and its memory
-// is wanted for new objects.
+// is wanted for new objects. A body one cache is still fetching streams to the other's clients
+// as it arrives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { SharedStorage } from '../../src/cache/index.ts';
 import { get as getAny, startOrigin, startProxy, type Reply, type TestProxy } from './helpers.ts';
 
@@ -126,5 +127,76 @@ test('the quota holds for both caches together', async () => {
   assert.equal(b.cache.stats().objects, 4);
   assert.equal((await get(a.url, '/o/9')).headers['x-cache'], 'HIT');
   assert.equal((await get(b.url, '/o/0')).headers['x-cache'], 'MISS');
+  await Promise.all([a.close(), b.close(), origin.close()]);
+});
+
+/** The head and the chunks of a response as they arrive, and how it ended. */
+function stream(url: string): { head: Promise<IncomingMessage>; chunks: Buffer[]; first: Promise<Buffer>; end: Promise<'end' | 'error'> } {
+  const chunks: Buffer[] = [];
+  let firstChunk!: (b: Buffer) => void;
+  const first = new Promise<Buffer>((r) => { firstChunk = r; });
+  let ended!: (how: 'end' | 'error') => void;
+  const end = new Promise<'end' | 'error'>((r) => { ended = r; });
+  const head = new Promise<IncomingMessage>((resolve, reject) => {
+    const req = httpRequest(url, { agent: false, headers: { host: 'site.test' } }, (res) => {
+      resolve(res);
+      res.on('data', (c: Buffer) => { if (chunks.push(c) === 1) firstChunk(c); });
+      res.on('end', () => ended('end'));
+      res.on('error', () => ended('error'));
+      res.on('aborted', () => ended('error'));
+    });
+    req.on('error', (err) => { reject(err); ended('error'); });
+    req.end();
+  });
+  return { head, chunks, first, end };
+}
+
+test('a body one cache is still fetching streams to the other as it arrives, from one origin fetch', async () => {
+  let finish!: () => void;
+  const gate = new Promise<void>((r) => { finish = r; });
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000' });
+    res.write(Buffer.alloc(100_000, 1));
+    void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
+  });
+  const [a, b] = await twoShards(origin);
+  const first = stream(`${a.url}/slow`);
+  await first.first;
+  const second = stream(`${b.url}/slow`);
+  // B has the head and the first half while the origin still holds the second back.
+  assert.equal((await second.head).headers['content-length'], '200000');
+  assert.equal((await second.first)[0], 1);
+  assert.equal(b.cache.stats().coalesced, 1);
+  finish();
+  assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
+  for (const r of [first, second]) {
+    const body = Buffer.concat(r.chunks);
+    assert.equal(body.length, 200_000);
+    assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
+  }
+  assert.equal(origin.requests.length, 1);
+  assert.equal((await get(b.url, '/slow')).headers['x-cache'], 'HIT');
+  await Promise.all([a.close(), b.close(), origin.close()]);
+});
+
+test('when the fetch being followed breaks, the follower sees its body break too, and the next request fetches again', async () => {
+  let breakIt!: () => void;
+  const gate = new Promise<void>((r) => { breakIt = r; });
+  const origin = await startOrigin((req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000' });
+    res.write(Buffer.alloc(100_000, 1));
+    if (origin.requests.length === 1) void gate.then(() => req.socket.destroy());
+    else res.end(Buffer.alloc(100_000, 1));
+  });
+  const [a, b] = await twoShards(origin);
+  const first = stream(`${a.url}/breaks`);
+  await first.first;
+  const second = stream(`${b.url}/breaks`);
+  await second.first;
+  breakIt();
+  assert.deepEqual(await Promise.all([first.end, second.end]), ['error', 'error']);
+  const again = await get(b.url, '/breaks');
+  assert.equal(again.raw.length, 200_000);
+  assert.equal(origin.requests.length, 2);
   await Promise.all([a.close(), b.close(), origin.close()]);
 });

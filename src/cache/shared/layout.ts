@@ -94,14 +94,20 @@ export const R_TOUCHED = 18;
 export const R_EXPIRES = 19;
 /** The writer's ban position: the record's owner has tested it against the bans up to this one. */
 export const R_BAN_SEQ = 20;
-/** F_* flags of the record. */
+/** FLAG_* flags of the record. */
 export const R_FLAGS = 21;
-export const REC_WORDS = 22;
+/** Body bytes written so far, while FLAG_FILLING. */
+export const R_FILLED = 22;
+/** Bumped (and waiters woken) at every step of a filling record and when any record dies. */
+export const R_FILL_SEQ = 23;
+export const REC_WORDS = 24;
 
 /** A record with no expiry. */
 export const EXPIRES_NEVER = 0x7fffffff;
 /** Record flag: a marker (a fact about its key, such as hit-for-miss), not a stored response. */
 export const FLAG_MARKER = 1;
+/** Record flag: its body is still being written (`reserve`); cleared by `complete`. */
+export const FLAG_FILLING = 2;
 
 // Record states.
 export const FREE = 0;

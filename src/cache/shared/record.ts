@@ -2,7 +2,7 @@
 // the arena (no copy). The pin keeps the record's block from being freed and reused, so the bytes
 // under the views stay as they were written until `unpin()`.
 import { type Arena, CELL } from './arena.ts';
-import { EXPIRES_NEVER, FLAG_MARKER, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
+import { EXPIRES_NEVER, FLAG_FILLING, FLAG_MARKER, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
 
 /** A stored record as a lookup returns it. */
 export interface SharedRecord {
@@ -19,6 +19,8 @@ export interface SharedRecord {
   readonly banSeq: number;
   /** Inserted as a marker (`RecordInit.marker`). */
   readonly marker: boolean;
+  /** Its body was still being written when it was looked up (`SharedStore.reserve`). */
+  readonly filling: boolean;
   /** Drops this lookup's pin; call it exactly once, when done with the views (later calls do nothing). */
   unpin(): void;
 }
@@ -42,6 +44,7 @@ class RecordView implements SharedRecord {
   readonly expiresAt: number;
   readonly banSeq: number;
   readonly marker: boolean;
+  readonly filling: boolean;
   private readonly idx: Int32Array;
   private readonly arena: Arena;
   private readonly tagsAt: number;
@@ -55,7 +58,9 @@ class RecordView implements SharedRecord {
     const expires = idx[w + R_EXPIRES]!;
     this.expiresAt = expires === EXPIRES_NEVER ? Infinity : epochMs + expires * 1000;
     this.banSeq = idx[w + R_BAN_SEQ]!;
-    this.marker = (idx[w + R_FLAGS]! & FLAG_MARKER) !== 0;
+    const flags = Atomics.load(idx, w + R_FLAGS);
+    this.marker = (flags & FLAG_MARKER) !== 0;
+    this.filling = (flags & FLAG_FILLING) !== 0;
     this.idx = idx;
     this.arena = arena;
     this.id = id;

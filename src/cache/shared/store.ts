@@ -14,11 +14,11 @@ import { NamespaceWalks, scratchKey, type RecordSummary } from './walks.ts';
 export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
 
 /**
- * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 88-byte slot
+ * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 96-byte slot
  * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
  * to 15 bytes of alignment.
  */
-export const RECORD_OVERHEAD = 128;
+export const RECORD_OVERHEAD = 152;
 /** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
 const ARENA_SLACK = 0.25;
 /** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
@@ -189,11 +189,67 @@ export class SharedStore extends NamespaceWalks {
    * when the record can never fit: its charged size exceeds the quota or the budget.
    */
   insert(ns: number, key: string, init: RecordInit): RecordRef | null {
+    const placed = this.place(ns, key, init, null);
+    return placed === null ? null : { id: placed.id, gen: placed.gen };
+  }
+
+  /**
+   * Inserts a record as `insert` does, but with room for a body of `bodyLength` bytes that the
+   * caller writes afterwards through `body` (`init.body` is ignored), publishing its progress with
+   * `fill` and ending with `complete`; until then the record is `filling` and readers can follow
+   * it (`progress`, `waitProgress`). `null` when it can never fit.
+   */
+  reserve(ns: number, key: string, init: RecordInit, bodyLength: number): { ref: RecordRef; body: Uint8Array } | null {
+    const placed = this.place(ns, key, init, bodyLength);
+    return placed === null ? null : { ref: { id: placed.id, gen: placed.gen }, body: new Uint8Array(this.arena.sab, placed.bodyAt, bodyLength) };
+  }
+
+  /** A filling record has `bytes` of its body written; wakes its readers. */
+  fill(id: number, gen: number, bytes: number): boolean {
+    if (!this.isLive(id, gen)) return false;
+    const w = id * L.REC_WORDS;
+    Atomics.store(this.idx, w + L.R_FILLED, bytes);
+    Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
+    Atomics.notify(this.idx, w + L.R_FILL_SEQ);
+    return true;
+  }
+
+  /** The body of a filling record is whole: it becomes an ordinary record; wakes its readers. */
+  complete(id: number, gen: number): boolean {
+    if (!this.isLive(id, gen)) return false;
+    const w = id * L.REC_WORDS;
+    Atomics.store(this.idx, w + L.R_FILLED, this.idx[w + L.R_BODY_LEN]!);
+    Atomics.and(this.idx, w + L.R_FLAGS, ~L.FLAG_FILLING);
+    Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
+    Atomics.notify(this.idx, w + L.R_FILL_SEQ);
+    return true;
+  }
+
+  /**
+   * Where a record a reader follows stands: gone (removed, evicted, or its writer gave up), still
+   * filling with `filled` bytes written, or whole. `seq` is what `waitProgress` waits to change.
+   */
+  progress(id: number, gen: number): { state: 'gone' | 'filling' | 'whole'; filled: number; seq: number } {
+    const w = id * L.REC_WORDS;
+    const seq = Atomics.load(this.idx, w + L.R_FILL_SEQ);
+    if (!this.isLive(id, gen)) return { state: 'gone', filled: 0, seq };
+    const filling = (Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_FILLING) !== 0;
+    return { state: filling ? 'filling' : 'whole', filled: Atomics.load(this.idx, w + L.R_FILLED), seq };
+  }
+
+  /** Resolves when the record's progress moves past `seq` (or after `timeoutMs`), without blocking. */
+  waitProgress(id: number, seq: number, timeoutMs: number): Promise<void> {
+    const r = Atomics.waitAsync(this.idx, id * L.REC_WORDS + L.R_FILL_SEQ, seq, timeoutMs);
+    return r.async ? r.value.then(() => undefined) : Promise.resolve();
+  }
+
+  private place(ns: number, key: string, init: RecordInit, reserveBody: number | null): (RecordRef & { bodyAt: number }) | null {
     for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
     const keyBytes = scratchKey(key);
     const secBytes = ownBytes(init.secondary);
     const tagBytes = ownBytes(init.tags.join('\n'));
-    const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + init.body.length;
+    const bodyLength = reserveBody ?? init.body.length;
+    const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + bodyLength;
     const charged = dataBytes + RECORD_OVERHEAD;
     const hash = L.hashKey(ns, keyBytes);
     return this.write(ns, () => {
@@ -216,14 +272,17 @@ export class SharedStore extends NamespaceWalks {
       this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
       const u8 = this.arena.bytes();
       let at = offset;
-      for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta, init.body]) {
+      for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta]) {
         u8.set(part, at);
         at += part.length;
       }
+      const bodyAt = at;
+      if (reserveBody === null) u8.set(init.body, at);
       const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
         [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
-        [L.R_BODY_LEN, init.body.length], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
-        [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, init.marker === true ? L.FLAG_MARKER : 0]];
+        [L.R_BODY_LEN, bodyLength], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
+        [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, (init.marker === true ? L.FLAG_MARKER : 0) | (reserveBody === null ? 0 : L.FLAG_FILLING)],
+        [L.R_FILLED, 0]];
       for (const [field, value] of fields) this.idx[w + field] = value;
       // Published last: a reader that finds the slot LIVE sees every field and byte above.
       Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
@@ -234,7 +293,7 @@ export class SharedStore extends NamespaceWalks {
       Atomics.store(this.idx, bucket, id);
       seqEnd(this.ctl, L.G_SEQ);
       this.account(ns, charged, 1);
-      return { id, gen: this.idx[w + L.R_GEN]! };
+      return { id, gen: this.idx[w + L.R_GEN]!, bodyAt };
     });
   }
 

@@ -109,6 +109,9 @@ export class RecordTable {
     }
     Atomics.store(this.idx, w + L.R_STATE, L.DEAD);
     Atomics.add(this.idx, w + L.R_GEN, 1);
+    // Readers following a filling record wake to find it gone.
+    Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
+    Atomics.notify(this.idx, w + L.R_FILL_SEQ);
     if (Atomics.load(this.idx, w + L.R_PINS) === 0) this.reclaim(id);
     else {
       this.idx[w + L.R_NEXT] = this.ctl[L.G_ZOMBIES]!;
