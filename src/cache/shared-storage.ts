@@ -3,11 +3,10 @@
 // purge by any shard is seen by all. Each thread turns the records it serves into CacheObjects
 // once (their bodies stay views of shared memory: no copy) and keeps them while the record lives;
 // every lookup asks the store, so a record another thread removed is never served.
-import type { BodyLease } from './object.ts';
+import type { BodyLease, ObjectInit } from './object.ts';
 import { CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
-import type { HeaderList } from './headers.ts';
 import { MAX_VARIANTS } from './storage.ts';
 import { SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
 
@@ -17,18 +16,7 @@ export type { SharedStoreHandle };
 const CLAIM_WAIT_MS = 10_000;
 
 /** What a record's meta holds: the object's fields but its key, body and ban position. */
-interface ObjectMeta {
-  host: string;
-  url: string;
-  status: number;
-  headers: HeaderList;
-  life: Lifetime;
-  noCacheFields: readonly string[] | null;
-  varyNames: readonly string[] | null;
-  varyValues: readonly (string | null)[];
-  authOk: boolean;
-  via: string | null;
-}
+type ObjectMeta = Omit<ObjectInit, 'key' | 'body' | 'banSeq' | 'bodyIsView'>;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
