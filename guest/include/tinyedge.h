@@ -5,7 +5,8 @@
  *
  * A program registers a handler, initialises whatever it likes in main(), then calls
  * te_wait_for_requests(). The host freezes the program there (the snapshot) and runs every request
- * in an instance that is reset to that snapshot afterwards: nothing a request writes survives it.
+ * in an instance that is reset to that snapshot afterwards: nothing a request writes survives it
+ * (unless the program's lifecycle is persistent: then its state carries over, see te_reset_after()).
  *
  *     #include <tinyedge.h>
  *     static void hello(const te_request *req) {
@@ -80,6 +81,7 @@ typedef struct {
 #define TE_UNCACHEABLE 2u
 #define TE_PASS        4u  /* recv: send to the backend, bypassing the cache */
 #define TE_REWRITE_URL 8u  /* recv: look up / fetch te_response.url instead */
+#define TE_RESET_AFTER 16u /* persistent programs: reset the instance to its snapshot after this response */
 
 /* Filled by the program (through the functions below) and read by the host after the handler. */
 typedef struct {
@@ -373,6 +375,12 @@ static inline void te_cache(double ttl, double grace, double keep) {
 static inline void te_cache_tags(const char *tags) { te__response.tags.ptr = tags; te__response.tags.len = strlen(tags); }
 
 static inline void te_uncacheable(void) { te__response.flags |= TE_UNCACHEABLE; }
+
+/* A program whose lifecycle is persistent keeps its memory from one request to the next (in one
+ * instance). This asks the host to reset the instance to its snapshot once the current response
+ * is delivered: the next request starts afresh. Ephemeral programs are reset after every request
+ * anyway. Call it from the handler (it is a flag of this response). */
+static inline void te_reset_after(void) { te__response.flags |= TE_RESET_AFTER; }
 
 /* --- hooks (recv / deliver phases) ------------------------------------------------------------ */
 

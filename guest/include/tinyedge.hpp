@@ -172,6 +172,9 @@ public:
     Response &&tag(std::string t) && { return std::move(tag(std::move(t))); }
     Response &uncacheable() & { flags_ |= TE_UNCACHEABLE; return *this; }
     Response &&uncacheable() && { return std::move(uncacheable()); }
+    /** Persistent programs: reset the instance to its snapshot after this response (te_reset_after()). */
+    Response &reset_after() & { flags_ |= TE_RESET_AFTER; return *this; }
+    Response &&reset_after() && { return std::move(reset_after()); }
     /** recv: bypass the cache. */
     Response &pass() & { flags_ |= TE_PASS; return *this; }
     Response &&pass() && { return std::move(pass()); }

@@ -14,6 +14,9 @@ export function programOptions(path: string, opts: ProgramCliOptions): ProgramOp
     allowRead: opts.allowRead,
     executableMemory: opts.executableMemory ?? false,
     name: basename(path),
+    lifecycle: opts.lifecycle,
+    resetAfterRequests: opts.resetAfterRequests,
+    resetAboveDirtyBytes: opts.resetAboveDirty,
   };
 }
 

@@ -5,7 +5,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
-import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from './abi-layout.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
@@ -170,6 +170,8 @@ export interface DecodedResponse {
   cache: CachePolicy;
   /** recv: what the program decided. */
   recv?: RecvDirective;
+  /** The program asked for a reset after this response (te_reset_after()). */
+  resetAfter: boolean;
 }
 
 /** A recv hook's answer: continue (maybe rewritten), pass, or answer with the response itself. */
@@ -269,7 +271,7 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
     const x = mem.i64(at);
     return x < 0n ? undefined : Number(x) / 1000;
   };
-  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };
+  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 }, resetAfter: (flags & TE_RESET_AFTER) !== 0 };
   if (phase === 'recv') {
     const url = rewritten === undefined ? undefined : dec.decode(rewritten);
     if (url !== undefined && !/^\/[^\s]*$/.test(url)) throw badResponse(`invalid rewritten URL ${JSON.stringify(url.slice(0, 100))}`);

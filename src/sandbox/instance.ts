@@ -1,11 +1,12 @@
 // One VM of a loaded program (program.ts), answering one request at a time: the request is
 // written into guest memory, the guest runs until it answers (awaiting the host calls it makes),
-// and the VM goes back to the program's snapshot. A call can run in slices, giving the thread back
+// and the VM goes back to the program's snapshot — after every request for an ephemeral program;
+// for a persistent one only after a failure, at its reset bounds, or when the program asks. A call can run in slices, giving the thread back
 // between them, so a long guest call never holds the thread that owns it for more than a slice.
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { SandboxError } from '../vmm/errors.ts';
-import { pageAlignUp } from '../vmm/x86/layout.ts';
+import { PAGE_SIZE, pageAlignUp } from '../vmm/x86/layout.ts';
 import type { Machine, RunResult } from '../vmm/machine.ts';
 import { GuestFault } from '../vmm/memory/guest-memory.ts';
 import { EFAULT, EIO, ENOENT, ENOSPC, ENOSYS } from '../vmm/linux/syscalls/errno.ts';
@@ -103,13 +104,15 @@ interface PendingHostCall {
   complete(value: unknown): number;
 }
 
-/** One VM of a program, answering one request at a time and reset to the snapshot after each. */
+/** One VM of a program, answering one request at a time and reset to the snapshot as its lifecycle says. */
 export class Instance {
   private pending: PendingHostCall | undefined;
   /** Where the program's te_response is (RDI of its last WAIT). */
   private responseAt = 0;
-  /** Answered a request and not reset since (a call with `reset: 'later'`). */
+  /** A reset is due: answered a request and not reset since (a call with `reset: 'later'`). */
   private dirty = false;
+  /** Requests answered since the last reset (a persistent instance counts them toward its bound). */
+  private served = 0;
 
   constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {}
 
@@ -185,14 +188,35 @@ export class Instance {
     return this.dirty ? this.resetNow() : 0;
   }
 
-  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(result: T, logs: string[], t0: number, reset: 'now' | 'later'): T & Pick<SandboxResponse, 'logs' | 'timing'> {
+  /** VM exits of this instance since it was made. */
+  get exits(): number {
+    return this.machine.exits;
+  }
+
+  /**
+   * After an answer: the instance is reset (now, or `later` by `reset()`) when its lifecycle says
+   * so — always for an ephemeral program; for a persistent one only at a bound it reached or when
+   * the program asked (`resetAfter`, te_reset_after()). A failure resets at once, elsewhere.
+   */
+  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(answer: T & { resetAfter?: boolean }, logs: string[], t0: number, reset: 'now' | 'later'): T & Pick<SandboxResponse, 'logs' | 'timing'> {
+    const { resetAfter = false, ...result } = answer;
     const t1 = performance.now();
+    this.served++;
+    const callUs = us(t1 - t0);
+    if (!this.resetDue(resetAfter)) return { ...(result as T), logs, timing: { callUs } };
     if (reset === 'later') {
       this.dirty = true;
-      return { ...result, logs, timing: { callUs: us(t1 - t0) } };
+      return { ...(result as T), logs, timing: { callUs } };
     }
     const dirtyPages = this.resetNow();
-    return { ...result, logs, timing: { callUs: us(t1 - t0), resetUs: us(performance.now() - t1), dirtyPages } };
+    return { ...(result as T), logs, timing: { callUs, resetUs: us(performance.now() - t1), dirtyPages } };
+  }
+
+  /** Whether the lifecycle calls for a reset now that a request has been answered. */
+  private resetDue(asked: boolean): boolean {
+    const { lifecycle, resetAfterRequests, resetAboveDirtyBytes } = this.program.limits;
+    if (lifecycle === 'ephemeral' || asked || this.served >= resetAfterRequests) return true;
+    return resetAboveDirtyBytes !== Infinity && this.machine.dirtyPages() * PAGE_SIZE > resetAboveDirtyBytes;
   }
 
   /** Runs the guest until `deadline` or for one slice; a timeout names the program's limit, not what was left of it. */
@@ -317,6 +341,7 @@ export class Instance {
   /** Back to the snapshot: memory, registers and segments, wherever a failure left the vCPU. */
   private resetNow(): number {
     this.dirty = false;
+    this.served = 0;
     return this.machine.restoreFrom(this.program.snapshot);
   }
 

@@ -28,6 +28,15 @@ export interface LoadTiming {
 
 type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
 
+/** A lifecycle the program cannot have, or a reset bound that is no bound, is refused before it boots. */
+function checkLifecycle(limits: Limits): void {
+  if (limits.lifecycle !== 'ephemeral' && limits.lifecycle !== 'persistent') throw new SandboxError('program', `unknown lifecycle ${String(limits.lifecycle)}: expected ephemeral or persistent`);
+  if (limits.lifecycle === 'persistent' && limits.mode !== 'sdk') throw new SandboxError('program', 'a persistent lifecycle needs an SDK program: a CGI program starts afresh for every request');
+  const { resetAfterRequests: n, resetAboveDirtyBytes: bytes } = limits;
+  if (n !== Infinity && (!Number.isSafeInteger(n) || n < 1)) throw new SandboxError('program', `resetAfterRequests must be a positive integer, got ${n}`);
+  if (bytes !== Infinity && (!Number.isFinite(bytes) || bytes <= 0)) throw new SandboxError('program', `resetAboveDirtyBytes must be a positive size, got ${bytes}`);
+}
+
 /** A program loaded on this thread can also be traced (a function does not cross to the VM workers). */
 export interface LocalProgramOptions extends ProgramOptions {
   /** Receives a line for every system call and hypercall of its instances, and for a fault (`--trace`). */
@@ -89,7 +98,11 @@ export class Program {
       maxResponseBytes: options.maxResponseBytes ?? PROGRAM_DEFAULTS.maxResponseBytes,
       maxRequestBytes: options.maxRequestBytes ?? PROGRAM_DEFAULTS.maxRequestBytes,
       executableMemory: options.executableMemory ?? PROGRAM_DEFAULTS.executableMemory,
+      lifecycle: options.lifecycle ?? PROGRAM_DEFAULTS.lifecycle,
+      resetAfterRequests: options.resetAfterRequests ?? PROGRAM_DEFAULTS.resetAfterRequests,
+      resetAboveDirtyBytes: options.resetAboveDirtyBytes ?? PROGRAM_DEFAULTS.resetAboveDirtyBytes,
     };
+    checkLifecycle(this.limits);
     this.name = options.name ?? 'program';
     this.env = options.env ?? [];
     const t0 = performance.now();

@@ -42,6 +42,16 @@ export interface SandboxResponse {
  */
 export type ProgramMode = 'sdk' | 'cgi';
 
+/**
+ * `ephemeral`: an instance goes back to the program's snapshot after every request (nothing a
+ * request does reaches the next). `persistent`: an instance keeps its memory and state from one
+ * request of this program to the next, and is reset only after a fault or a timeout, after
+ * `resetAfterRequests` requests, above `resetAboveDirtyBytes` of dirtied memory, or when the
+ * program asks (te_reset_after()). SDK programs only.
+ */
+export type Lifecycle = 'ephemeral' | 'persistent';
+
+
 /** How to load a program, and the limits each of its requests runs under. */
 export interface ProgramOptions {
   mode: ProgramMode;
@@ -66,6 +76,12 @@ export interface ProgramOptions {
    * mmap or mprotect asking for PROT_EXEC on anything but the program's own segments is EACCES.
    */
   executableMemory?: boolean;
+  /** Reset after every request (default) or keep state between requests (SDK only). */
+  lifecycle?: Lifecycle;
+  /** persistent: reset after this many requests since the last reset. Default: no bound. */
+  resetAfterRequests?: number;
+  /** persistent: reset once the memory dirtied since the last reset exceeds this. Default: no bound. */
+  resetAboveDirtyBytes?: number;
 }
 
 /** The limits a program gets for the ProgramOptions left out. */
@@ -76,4 +92,7 @@ export const PROGRAM_DEFAULTS = {
   maxResponseBytes: 8 * 1024 * 1024,
   maxRequestBytes: 1024 * 1024,
   executableMemory: false,
+  lifecycle: 'ephemeral',
+  resetAfterRequests: Infinity,
+  resetAboveDirtyBytes: Infinity,
 } as const;

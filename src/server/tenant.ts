@@ -52,6 +52,9 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
     env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
     allowRead: program.allowRead,
     executableMemory: program.executableMemory,
+    lifecycle: program.lifecycle,
+    resetAfterRequests: program.resetAfterRequests ?? undefined,
+    resetAboveDirtyBytes: program.resetAboveDirtyBytes ?? undefined,
   };
 }
 

@@ -71,6 +71,14 @@ describe('tinyedge dev', needsKvm(), () => {
     assert.match(dev.stderr(), /^GET \/loop 504 timeout: .*200 ms time limit/m);
   });
 
+  test('--lifecycle persistent keeps the program\'s state between requests, up to --reset-after-requests', async () => {
+    const dev = await startDev(['--lifecycle', 'persistent', '--reset-after-requests', '3', buildGuest('sdk_persistent')]);
+    children.push(dev.child);
+    const counts: string[] = [];
+    for (let i = 0; i < 5; i++) counts.push(/count=(\d+)/.exec(await (await request(`${dev.url}/`)).body.text())?.[1] ?? '?');
+    assert.deepEqual(counts, ['1', '2', '3', '1', '2']);
+  });
+
   test("a program's connection fields and framing stop at dev; a request body over the limit answers 413", async () => {
     const dev = await startDev([buildGuest('sdk_hop_by_hop')]);
     children.push(dev.child);

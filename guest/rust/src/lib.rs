@@ -15,7 +15,8 @@
 //! ```
 //!
 //! `serve` ends initialisation: the host takes the program's snapshot there, and every request
-//! runs in an instance reset to it afterwards, so nothing a request changes survives it. Run the
+//! runs in an instance reset to it afterwards, so nothing a request changes survives it (unless
+//! the program's lifecycle is persistent; see [`Response::reset_after`]). Run the
 //! program with `tinyedge dev`, or as a program of `tinyedge serve`.
 
 mod decode;

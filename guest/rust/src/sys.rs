@@ -26,6 +26,8 @@ pub const TE_RESPONDED: u32 = 1;
 pub const TE_UNCACHEABLE: u32 = 2;
 pub const TE_PASS: u32 = 4;
 pub const TE_REWRITE_URL: u32 = 8;
+/// Persistent programs: reset the instance to its snapshot after this response.
+pub const TE_RESET_AFTER: u32 = 16;
 
 /// Response headers the host accepts (docs/guest-abi.md, "Limits").
 pub const TE_MAX_RESPONSE_HEADERS: usize = 256;

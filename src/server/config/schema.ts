@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
 import { DEFAULT_SLICE_MS } from '../../sandbox/index.ts';
-import type { CacheConfig, Config, HealthCheckConfig, KvConfig, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig } from './types.ts';
+import type { CacheConfig, Config, HealthCheckConfig, KvConfig, Lifecycle, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig } from './types.ts';
 import {
   HTTP_METHODS, no, ok, parseAddress, parseDuration, parseGuestMemory, parseHost, parseInteger, parseMethod, parseName,
   parseOriginUrl, parsePathPrefix, parseSize, show, type Parsed,
@@ -24,7 +24,7 @@ export const DEFAULTS = {
   kv: { memoryBytes: 1 * MiB },
   program: {
     mode: 'sdk', roles: ['generate'], memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4,
-    queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB,
+    queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, lifecycle: 'ephemeral',
   },
 } as const;
 
@@ -138,6 +138,7 @@ const kv = mapping({ memory: size(false).default(DEFAULTS.kv.memoryBytes) }, 'a 
   .prefault({});
 
 const ROLES: readonly ProgramRole[] = ['generate', 'recv', 'deliver'];
+const LIFECYCLES: readonly Lifecycle[] = ['ephemeral', 'persistent'];
 
 function program(baseDir: string) {
   const P = DEFAULTS.program;
@@ -162,12 +163,16 @@ function program(baseDir: string) {
     }).default(() => ({})),
     allowRead: list(leaf(readableDirectory(baseDir)), 'a list of directories').default(() => []),
     executableMemory: leaf(parseBoolean).default(false),
+    lifecycle: leaf(oneOf(LIFECYCLES)).default(P.lifecycle),
+    resetAfterRequests: integer(1, 1_000_000_000).optional(),
+    resetAboveDirty: size(true).optional(),
   }, 'a program such as { name: hello, file: build/examples/hello, routes: [{ prefix: /hello }] }')
     .transform((p): ProgramConfig => ({
       name: p.name, file: p.file, mode: p.mode, roles: p.roles, routes: p.routes, memoryBytes: p.memory,
       timeoutMs: p.timeout, initTimeoutMs: p.initTimeout, concurrency: p.concurrency, queueTimeoutMs: p.queueTimeout,
       maxRequestBytes: p.maxRequestSize, maxResponseBytes: p.maxResponseSize, env: p.env, allowRead: p.allowRead,
-      executableMemory: p.executableMemory,
+      executableMemory: p.executableMemory, lifecycle: p.lifecycle, resetAfterRequests: p.resetAfterRequests ?? null,
+      resetAboveDirtyBytes: p.resetAboveDirty ?? null,
     }));
 }
 
