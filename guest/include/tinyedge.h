@@ -76,6 +76,10 @@ typedef struct {
 /* te_request.flags. A synthetic request the host makes to check a program it has just loaded
  * (before `serve` routes anything to a new version): not a client's; answer it as any other. */
 #define TE_REQUEST_WARMUP 1u
+/* With TE_REQUEST_WARMUP: one of the warm-up requests (config `warmup`) the host sends after main()
+ * reaches te_wait_for_requests() and before it takes the snapshot, so what they leave in memory is
+ * in every instance. Host calls answer -ENOSYS then, as during main(). */
+#define TE_REQUEST_PRESNAPSHOT 2u
 
 #define TE_RESPONDED   1u  /* a response (generate), or a synthetic answer (recv) */
 #define TE_UNCACHEABLE 2u
@@ -252,8 +256,11 @@ static inline const char *te_request_header(const te_request *req, const char *n
     return NULL;
 }
 
-/* True for the host's warm-up request (TE_REQUEST_WARMUP), false for a client's. */
+/* True for the host's warm-up requests (TE_REQUEST_WARMUP), false for a client's. */
 static inline int te_is_warmup(const te_request *req) { return (req->flags & TE_REQUEST_WARMUP) != 0; }
+
+/* True for a warm-up request before the snapshot (TE_REQUEST_PRESNAPSHOT). */
+static inline int te_is_presnapshot(const te_request *req) { return (req->flags & TE_REQUEST_PRESNAPSHOT) != 0; }
 
 /* How te_percent_decode() reads its input. */
 #define TE_DECODE_PLUS      1u  /* '+' is a space (form encoding: query strings) */

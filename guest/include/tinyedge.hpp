@@ -84,6 +84,8 @@ public:
     Phase phase() const { return static_cast<Phase>(raw_.phase); }
     /** The host's warm-up request after a load, not a client's. */
     bool warmup() const { return te_is_warmup(&raw_); }
+    /** A warm-up request before the snapshot (config `warmup`): what it leaves is in every instance. */
+    bool presnapshot() const { return te_is_presnapshot(&raw_); }
     /** 32 bytes of fresh entropy for this request. */
     std::string_view random() const { return std::string_view(reinterpret_cast<const char *>(raw_.random), sizeof raw_.random); }
 

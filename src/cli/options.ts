@@ -95,6 +95,12 @@ export function hostHeader(value: string): string {
   return value;
 }
 
+/** A request's path and query (`--warmup-path`). */
+export function requestPath(value: string): string {
+  if (!/^\/[^\s#]*$/.test(value)) throw new InvalidArgumentError('expected a path starting with /, e.g. /hello?x=1.');
+  return value;
+}
+
 /** A program lifecycle (`--lifecycle`): `ephemeral` or `persistent`. */
 export function lifecycle(value: string): 'ephemeral' | 'persistent' {
   if (value !== 'ephemeral' && value !== 'persistent') throw new InvalidArgumentError('expected ephemeral or persistent.');
@@ -107,6 +113,8 @@ export interface ProgramCliOptions {
   lifecycle?: 'ephemeral' | 'persistent';
   resetAfterRequests?: number;
   resetAboveDirty?: number;
+  warmup?: number;
+  warmupPath?: string;
   memory: number;
   timeout: number;
   env: string[];
@@ -125,9 +133,12 @@ export function addProgramOptions(cmd: Command): Command {
     .option('--lifecycle <kind>', 'ephemeral (reset after every request) or persistent (state kept between requests)', lifecycle)
     .option('--reset-after-requests <n>', 'persistent: reset after this many requests', positiveInt)
     .option('--reset-above-dirty <size>', 'persistent: reset once this much memory was dirtied since the last reset', size)
+    .option('--warmup <requests>', 'synthetic requests the program answers before its snapshot is taken', positiveInt)
+    .option('--warmup-path <path>', 'path (and query) of the warm-up requests', requestPath, '/')
     .hook('preAction', (command) => {
       // The reset bounds mean something only for a persistent program.
       const opts = command.opts<ProgramCliOptions>();
+      if (command.getOptionValueSource('warmupPath') === 'cli' && opts.warmup === undefined) command.error('error: --warmup-path needs --warmup N', { exitCode: EXIT_USAGE });
       for (const [flag, set] of [['--reset-after-requests', opts.resetAfterRequests], ['--reset-above-dirty', opts.resetAboveDirty]] as const) {
         if (set !== undefined && opts.lifecycle !== 'persistent') command.error(`error: ${flag} needs --lifecycle persistent (an ephemeral program is reset after every request)`, { exitCode: EXIT_USAGE });
       }

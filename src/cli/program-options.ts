@@ -17,6 +17,7 @@ export function programOptions(path: string, opts: ProgramCliOptions): ProgramOp
     lifecycle: opts.lifecycle,
     resetAfterRequests: opts.resetAfterRequests,
     resetAboveDirtyBytes: opts.resetAboveDirty,
+    warmup: opts.warmup === undefined ? undefined : { requests: opts.warmup, path: opts.warmupPath },
   };
 }
 

@@ -30,6 +30,8 @@ export const TE_KV = { key: 0, value: 16, value_cap: 24, SIZE: 32 } as const;
 
 /** te_request.flags: the host's warm-up request after a load, not a client's (`TE_REQUEST_WARMUP`). */
 export const TE_REQUEST_WARMUP = 1;
+/** te_request.flags: a warm-up request before the snapshot (config `warmup`), with TE_REQUEST_WARMUP (`TE_REQUEST_PRESNAPSHOT`). */
+export const TE_REQUEST_PRESNAPSHOT = 2;
 
 /** te_response.flags: te_reset_after(), a persistent instance goes back to its snapshot after this response (`TE_RESET_AFTER`). */
 export const TE_RESET_AFTER = 16;

@@ -5,7 +5,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
-import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
@@ -93,6 +93,8 @@ export interface RequestLayout {
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
   /** The host's warm-up request after a load (TE_REQUEST_WARMUP), not a client's. */
   warmup?: boolean;
+  /** A warm-up request before the snapshot (TE_REQUEST_PRESNAPSHOT, with TE_REQUEST_WARMUP). */
+  presnapshot?: boolean;
 }
 
 /**
@@ -153,7 +155,8 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
   v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
   v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
   v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
-  v.setUint32(TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
+  const flags = layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0;
+  v.setUint32(TE_REQUEST.flags, flags, true);
   u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
   return region;
 }

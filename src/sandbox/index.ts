@@ -14,5 +14,5 @@ export type { Warmup } from './loaders.ts';
 export { runProcess, processStdio, type ProcessExit, type ProcessOptions } from './process.ts';
 export { measureExitFloor } from './floor.ts';
 export { MAX_FETCH_RESPONSE_BYTES, type Phase, type RecvDirective } from './abi.ts';
-export { PROGRAM_DEFAULTS, type CachePolicy, type Lifecycle, type ProgramMode, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
+export { MAX_WARMUP_REQUESTS, PROGRAM_DEFAULTS, type WarmupOptions, type CachePolicy, type Lifecycle, type ProgramMode, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
 export type { Stdio } from '../vmm/linux/syscalls/context.ts';

@@ -12,6 +12,7 @@ import { CALL_LOG, CALL_WAIT, checkAbiVersion } from './abi.ts';
 import { Instance } from './instance.ts';
 import { CaptureStdio } from './stdio.ts';
 import { sdkTracer } from './trace.ts';
+import { checkWarmup, warmUp } from './warmup.ts';
 import type { Tracer } from '../vmm/run/trace.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions } from './types.ts';
 
@@ -21,12 +22,12 @@ const us = (ms: number): number => Math.round(ms * 1000);
 export interface LoadTiming {
   /** VM creation, page tables, ELF, stack. */
   bootUs: number;
-  /** main() up to wait_for_requests() (SDK); 0 for CGI. */
+  /** main() up to wait_for_requests(), and the warm-up requests before the snapshot (SDK); 0 for CGI. */
   initUs: number;
   snapshotUs: number;
 }
 
-type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
+type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name' | 'warmup'>>;
 
 /** A lifecycle the program cannot have, or a reset bound that is no bound, is refused before it boots. */
 function checkLifecycle(limits: Limits): void {
@@ -103,6 +104,8 @@ export class Program {
       resetAboveDirtyBytes: options.resetAboveDirtyBytes ?? PROGRAM_DEFAULTS.resetAboveDirtyBytes,
     };
     checkLifecycle(this.limits);
+    checkWarmup(options.warmup);
+    if (options.warmup && this.limits.mode !== 'sdk') throw new SandboxError('program', 'a warm-up before the snapshot needs an SDK program: a CGI program starts afresh for every request');
     this.name = options.name ?? 'program';
     this.env = options.env ?? [];
     const t0 = performance.now();
@@ -129,6 +132,10 @@ export class Program {
         checkAbiVersion(abiVersion);
         region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
+        if (options.warmup) {
+          const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
+          warmUp({ machine, region, regionSize: pageAlignUp(maxRequestBytes), timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs }, options.warmup);
+        }
       }
       const t2 = performance.now();
       this.snapshot = new Snapshot(machine);

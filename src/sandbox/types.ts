@@ -51,6 +51,23 @@ export type ProgramMode = 'sdk' | 'cgi';
  */
 export type Lifecycle = 'ephemeral' | 'persistent';
 
+/** Most warm-up requests a program may ask for before its snapshot. */
+export const MAX_WARMUP_REQUESTS = 10_000;
+
+/**
+ * Synthetic requests an SDK program answers after its main() reaches the wait and before its
+ * snapshot is taken, so what they warm (caches, tables, a JIT) is in every instance. They carry
+ * TE_REQUEST_WARMUP and TE_REQUEST_PRESNAPSHOT; host calls answer -ENOSYS, as during main().
+ */
+export interface WarmupOptions {
+  /** How many, 1 to MAX_WARMUP_REQUESTS. */
+  requests: number;
+  /** Path and query of each GET; default `/`. */
+  path?: string;
+  /** The phase they are made in (a hook program's); default generate. */
+  phase?: 'generate' | 'recv' | 'deliver';
+}
+
 
 /** How to load a program, and the limits each of its requests runs under. */
 export interface ProgramOptions {
@@ -82,6 +99,8 @@ export interface ProgramOptions {
   resetAfterRequests?: number;
   /** persistent: reset once the memory dirtied since the last reset exceeds this. Default: no bound. */
   resetAboveDirtyBytes?: number;
+  /** Requests answered before the snapshot (SDK only, both lifecycles). Default: none. */
+  warmup?: WarmupOptions;
 }
 
 /** The limits a program gets for the ProgramOptions left out. */

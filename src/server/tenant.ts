@@ -39,7 +39,17 @@ function programKey(tenant: string, program: string): string {
   return `${tenant}/${program}@${++versionCounter}`;
 }
 
-/** How the sandbox runs a configured program: its mode, name, limits, environment and files. */
+/** The phase a program's synthetic requests are made in: its first role's. */
+function warmupPhase(program: ProgramConfig): 'generate' | 'recv' | 'deliver' {
+  return program.roles.includes('generate') ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver';
+}
+
+/** The path a program's synthetic requests ask for: its first route's prefix (`/` for a hook). */
+function warmupUrl(program: ProgramConfig): string {
+  return program.roles.includes('generate') ? (program.routes[0]?.prefix ?? '/') : '/';
+}
+
+/** How the sandbox runs a configured program: its mode, name, limits, environment, files and warm-up. */
 export function sandboxOptions(program: ProgramConfig): ProgramOptions {
   return {
     mode: program.mode,
@@ -55,6 +65,7 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
     lifecycle: program.lifecycle,
     resetAfterRequests: program.resetAfterRequests ?? undefined,
     resetAboveDirtyBytes: program.resetAboveDirtyBytes ?? undefined,
+    warmup: program.warmup ? { requests: program.warmup.requests, path: program.warmup.path ?? warmupUrl(program), phase: warmupPhase(program) } : undefined,
   };
 }
 
@@ -65,11 +76,9 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
  */
 export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
   const key = programKey(tenant, program.name);
-  const generate = program.roles.includes('generate');
-  const url = generate ? (program.routes[0]?.prefix ?? '/') : '/';
   const warmup: Warmup = {
-    req: { method: 'GET', url, headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
-    phase: generate ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
+    req: { method: 'GET', url: warmupUrl(program), headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
+    phase: warmupPhase(program),
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };

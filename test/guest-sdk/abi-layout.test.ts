@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ABI_VERSION, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
+import { ABI_VERSION, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
 import { hasCompiler, ROOT } from '../helpers/guests.ts';
 
 type Layout = Record<string, Record<string, number>>;
@@ -59,6 +59,8 @@ describe('the ABI layout', () => {
     assert.equal(Number(/^pub const TE_ABI_VERSION: u64 = (\d+);$/m.exec(rust)?.[1]), ABI_VERSION);
     assert.equal(Number(/^#define TE_REQUEST_WARMUP (\d+)u$/m.exec(header)?.[1]), TE_REQUEST_WARMUP);
     assert.equal(Number(/^pub const TE_REQUEST_WARMUP: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_WARMUP);
+    assert.equal(Number(/^#define TE_REQUEST_PRESNAPSHOT (\d+)u$/m.exec(header)?.[1]), TE_REQUEST_PRESNAPSHOT);
+    assert.equal(Number(/^pub const TE_REQUEST_PRESNAPSHOT: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_PRESNAPSHOT);
     assert.equal(Number(/^#define TE_RESET_AFTER (\d+)u/m.exec(header)?.[1]), TE_RESET_AFTER);
     assert.equal(Number(/^pub const TE_RESET_AFTER: u32 = (\d+);$/m.exec(rust)?.[1]), TE_RESET_AFTER);
   });

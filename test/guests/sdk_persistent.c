@@ -1,5 +1,6 @@
 /* SDK program with state to keep: every request counts itself into `count` (a global) and answers
- * "count=N warm=W flags=F" (W: the flagged warm-up requests it has counted, F: the request's flags).
+ * "count=N warm=W flags=F kv=K" (W: the warm-up requests flagged TE_REQUEST_PRESNAPSHOT it has counted,
+ * F: the request's flags).
  * In a persistent instance the count grows from request to request until a reset; in an
  * ephemeral one it always reads 1 (plus what the snapshot holds). By path:
  *   /fault       NULL dereference          /spin    never ends
@@ -7,12 +8,15 @@
  *   /reset-bad   asks for a reset, then returns without responding (a bad response)
  *   /all-flags   sets every flag bit of its response, TE_RESET_AFTER among them
  *   /grow?kb=N   writes N KiB of memory it has not written before (dirty pages)
- *   /sleep?ms=N  spins N ms of wall-clock time, then answers like any request */
+ *   /sleep?ms=N  spins N ms of wall-clock time, then answers like any request
+ *   /warm-fail   answers 500 (a warm-up to this path fails the load)
+ * A warm-up request before the snapshot also keeps what te_kv_get answered it (kv=, -ENOSYS). */
 #include <tinyedge.h>
 #include <time.h>
 
 static long count;
 static long warm;
+static long warm_kv;
 static char body[128];
 static char grown[8 << 20];
 static size_t grown_at;
@@ -28,6 +32,11 @@ static long param(const te_request *req, const char *name, long fallback) {
 
 static void on_request(const te_request *req) {
     count++;
+    if (te_is_presnapshot(req)) {
+        warm++;
+        warm_kv = te_kv_get("k", body, sizeof body);
+    }
+    if (path_is(req, "/warm-fail")) { te_respond_str(500, "text/plain", "no\n"); return; }
     if (path_is(req, "/fault")) { volatile int *p = 0; *p = 1; }
     if (path_is(req, "/spin")) { for (;;) __asm__ volatile(""); }
     if (path_is(req, "/reset-bad")) { te_reset_after(); return; }
@@ -44,7 +53,7 @@ static void on_request(const te_request *req) {
         do clock_gettime(CLOCK_MONOTONIC, &t);
         while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
     }
-    int n = snprintf(body, sizeof body, "count=%ld warm=%ld flags=%u\n", count, warm, req->flags);
+    int n = snprintf(body, sizeof body, "count=%ld warm=%ld flags=%u kv=%ld\n", count, warm, req->flags, warm_kv);
     te_respond(200, "text/plain", body, (size_t)n);
     if (path_is(req, "/reset")) te_reset_after();
     if (path_is(req, "/all-flags")) te__response.flags = 0xffffffffu;

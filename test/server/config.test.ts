@@ -79,7 +79,7 @@ describe('parsing', () => {
           routes: [{ prefix: '/hello', methods: ALL_METHODS }],
           memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4, queueTimeoutMs: 100,
           maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, env: {}, allowRead: [], executableMemory: false,
-          lifecycle: 'ephemeral', resetAfterRequests: null, resetAboveDirtyBytes: null,
+          lifecycle: 'ephemeral', resetAfterRequests: null, resetAboveDirtyBytes: null, warmup: null,
         }],
       }],
       warnings: [],
@@ -130,6 +130,7 @@ tenants:
         lifecycle: persistent
         resetAfterRequests: 1000
         resetAboveDirty: 16MiB
+        warmup: { requests: 20, path: "/hello?warm=1" }
 `, { OP: 'operator-token-0123456789' });
     assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', sliceMs: 5, shards: 4, workers: undefined });
     const [t] = config.tenants;
@@ -148,7 +149,7 @@ tenants:
       routes: [{ prefix: '/hello', methods: ['GET', 'HEAD'] }], memoryBytes: 128 * MiB, timeoutMs: 250, initTimeoutMs: 30_000,
       concurrency: 16, queueTimeoutMs: 0, maxRequestBytes: 64 * 1024, maxResponseBytes: 1.5 * MiB,
       env: { KEY: 'value', PORT: '80', DEBUG: 'true' }, allowRead: [join(dir, 'data'), '/tmp'], executableMemory: true,
-      lifecycle: 'persistent', resetAfterRequests: 1000, resetAboveDirtyBytes: 16 * MiB,
+      lifecycle: 'persistent', resetAfterRequests: 1000, resetAboveDirtyBytes: 16 * MiB, warmup: { requests: 20, path: '/hello?warm=1' },
     });
     assert.deepEqual(config.warnings, []);
   });
@@ -215,8 +216,8 @@ tenants:
 
   test('unknown keys are refused one by one, naming the keys allowed there', () => {
     assert.deepEqual(refused(minimal('        timout: 1s\n        concurrency: 2\n        envs: {}\n')), [
-      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, got "timout"',
-      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, got "envs"',
+      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, got "timout"',
+      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, got "envs"',
     ]);
   });
 
@@ -409,6 +410,25 @@ ${tenant('a', '[a]')}    programs:
       'F:7: tenants[0].programs[1].resetAfterRequests: expected resetAfterRequests only with lifecycle: persistent (an ephemeral program is reset after every request), got ephemeral',
       'F:7: tenants[0].programs[1].resetAboveDirty: expected resetAboveDirty only with lifecycle: persistent (an ephemeral program is reset after every request), got ephemeral',
     ]);
+  });
+
+  test('program warm-ups: a count from 1 to 10000 and a path, for SDK programs', () => {
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p1, file: ../bin/hello, routes: [{ prefix: /1 }], warmup: { requests: 0 } }
+      - { name: p2, file: ../bin/hello, routes: [{ prefix: /2 }], warmup: { requests: 3, path: nope } }
+      - { name: p3, file: ../bin/hello, routes: [{ prefix: /3 }], warmup: { requests: 3, paths: /x } }
+      - { name: p4, file: ../bin/hello, routes: [{ prefix: /4 }], warmup: 5 }
+`), [
+      'F:6: tenants[0].programs[0].warmup.requests: expected an integer from 1 to 10000, got 0',
+      'F:7: tenants[0].programs[1].warmup.path: expected a path starting with "/" (a query may follow), got "nope"',
+      'F:8: tenants[0].programs[2].warmup.paths: expected one of the keys requests, path, got "paths"',
+      'F:9: tenants[0].programs[3].warmup: expected a warm-up such as { requests: 10, path: /hello }, got 5',
+    ]);
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p1, file: ../bin/hello, routes: [{ prefix: /1 }], mode: cgi, warmup: { requests: 2 } }
+`), ['F:6: tenants[0].programs[0].warmup: expected no warmup for a cgi program (it has no snapshot to warm), got one']);
   });
 
   test('routes must name existing origins and never claim a prefix and method twice', () => {

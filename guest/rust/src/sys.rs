@@ -21,6 +21,8 @@ pub const TE_PHASE_DELIVER: u32 = 2;
 
 /// `te_request.flags`: the host's warm-up request after a load.
 pub const TE_REQUEST_WARMUP: u32 = 1;
+/// `te_request.flags`: a warm-up request before the snapshot (with `TE_REQUEST_WARMUP`).
+pub const TE_REQUEST_PRESNAPSHOT: u32 = 2;
 
 pub const TE_RESPONDED: u32 = 1;
 pub const TE_UNCACHEABLE: u32 = 2;

@@ -104,6 +104,14 @@ export interface ProgramConfig {
   resetAfterRequests: number | null;
   /** persistent: reset once this much memory was dirtied since the last reset (null: no bound). */
   resetAboveDirtyBytes: number | null;
+  /** Synthetic requests answered before the snapshot (null: none). */
+  warmup: WarmupConfig | null;
+}
+
+export interface WarmupConfig {
+  requests: number;
+  /** Path and query of each GET; null: the first route's prefix (`/` for a hook). */
+  path: string | null;
 }
 
 export interface TenantConfig {
