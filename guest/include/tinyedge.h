@@ -37,10 +37,10 @@ extern "C" {
 
 /* The binary interface this header speaks, passed to the host by the first WAIT. It changes only
  * when a change would make a built program wrong (docs/guest-abi.md, "Versions"). */
-#define TE_ABI_VERSION 1
+#define TE_ABI_VERSION 2
 
 /* Hypercall numbers. */
-#define TE_CALL_WAIT      1  /* rdi = response (or 0 the first time; then rsi = TE_ABI_VERSION) -> rax = next request */
+#define TE_CALL_WAIT      1  /* rdi = the te_batch answered (or 0 the first time; then rsi = TE_ABI_VERSION) -> rax = next te_batch */
 #define TE_CALL_LOG       2  /* rdi = text, rsi = length -> 0 */
 #define TE_CALL_FETCH     3  /* rdi = te_fetch -> HTTP status, or -errno */
 #define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -errno */
@@ -101,6 +101,17 @@ typedef struct {
     te_str tags;       /* space-separated cache tags */
     te_str url;        /* recv: the new URL with TE_REWRITE_URL */
 } te_response;
+
+/* What WAIT returns (ABI version 2): `count` requests to answer one after another, each into its
+ * own response slot, with one WAIT for them all. The SDK's loop does this; a program need not. */
+typedef struct {
+    uint32_t count;               /* written by the host: requests in this batch (at least 1) */
+    uint32_t current;             /* written by the SDK: the request whose handler runs now */
+    uint32_t answered;            /* written by the SDK before its WAIT: slots 0..answered-1 hold answers */
+    uint32_t reserved;
+    const te_request *const *requests;  /* the host's: `count` requests */
+    te_response *responses;             /* the host's: `count` zeroed response slots */
+} te_batch;
 
 /* A sub-request to one of the tenant's origins (te_fetch_origin). */
 typedef struct {
@@ -167,6 +178,13 @@ TE__FIELD(te_response, keep_ms, 56);
 TE__FIELD(te_response, tags, 64);
 TE__FIELD(te_response, url, 80);
 TE__SIZE(te_response, 96);
+TE__FIELD(te_batch, count, 0);
+TE__FIELD(te_batch, current, 4);
+TE__FIELD(te_batch, answered, 8);
+TE__FIELD(te_batch, reserved, 12);
+TE__FIELD(te_batch, requests, 16);
+TE__FIELD(te_batch, responses, 24);
+TE__SIZE(te_batch, 32);
 TE__FIELD(te_fetch, origin, 0);
 TE__FIELD(te_fetch, method, 16);
 TE__FIELD(te_fetch, url, 32);
@@ -197,6 +215,12 @@ __attribute__((weak)) te_handler te__handler;
 __attribute__((weak)) te_response te__response;
 __attribute__((weak)) te_header te__headers[TE_MAX_RESPONSE_HEADERS];
 
+/* Where the loop keeps a batch's answers while the next handlers run (their buffers may be
+ * reused): a response that no longer fits ends the batch there, and the host sends the rest again
+ * in the next one. Untouched pages cost nothing. */
+#define TE_BATCH_ARENA_BYTES (256 * 1024)
+__attribute__((weak)) char te__arena[TE_BATCH_ARENA_BYTES];
+
 static inline long te__hypercall(long call, long a, long b) {
     long ret;
     __asm__ volatile("outb %%al, $0x80" : "=a"(ret) : "a"(call), "D"(a), "S"(b) : "memory");
@@ -213,21 +237,68 @@ static inline void te__reset_response(void) {
     te__response.ttl_ms = te__response.grace_ms = te__response.keep_ms = -1;
 }
 
-/* Ends initialisation (the snapshot is taken here) and serves requests forever. */
+static inline const char *te__stash(char **at, te_str s) {
+    if (s.len == 0) return s.ptr;
+    memcpy(*at, s.ptr, (size_t)s.len);
+    *at += s.len;
+    return *at - s.len;
+}
+
+/* Copies what response `r` points to into the arena, after the `*used` bytes already there, and
+ * points `r` at the copies; 0 (nothing changed) when it does not fit. */
+static inline int te__keep(te_response *r, size_t *used) {
+    size_t start = (*used + 7) & ~(size_t)7, n = r->header_count;
+    if (n > TE_MAX_RESPONSE_HEADERS || start > sizeof te__arena) return 0;
+    size_t room = sizeof te__arena - start, need = n * sizeof(te_header);
+    te_str strs[3] = { r->body, r->tags, r->url };
+    for (int i = 0; i < 3; i++) { if (strs[i].len > room) return 0; need += (size_t)strs[i].len; }
+    for (size_t i = 0; i < n; i++) {
+        if (r->headers[i].name.len > room || r->headers[i].value.len > room) return 0;
+        need += (size_t)(r->headers[i].name.len + r->headers[i].value.len);
+    }
+    if (need > room) return 0;
+    te_header *h = (te_header *)(te__arena + start);
+    char *at = (char *)(h + n);
+    for (size_t i = 0; i < n; i++) {
+        h[i].name.ptr = te__stash(&at, r->headers[i].name); h[i].name.len = r->headers[i].name.len;
+        h[i].value.ptr = te__stash(&at, r->headers[i].value); h[i].value.len = r->headers[i].value.len;
+    }
+    r->headers = h;
+    r->body.ptr = te__stash(&at, r->body);
+    r->tags.ptr = te__stash(&at, r->tags);
+    r->url.ptr = te__stash(&at, r->url);
+    *used = (size_t)(at - te__arena);
+    return 1;
+}
+
+/* Ends initialisation (the snapshot is taken here) and serves requests forever: each WAIT hands
+ * over a batch, whose requests the handler answers one after another, each response in its slot;
+ * one WAIT returns them all. The batch ends early after a response that asks for a reset, or one
+ * whose bytes no longer fit the arena: the host sends the requests not answered again. */
 static void te_wait_for_requests(void) __attribute__((noreturn, unused));
 static void te_wait_for_requests(void) {
     /* What the program printed goes to the host's log now: a buffer left in memory would be lost
      * (snapshot) or dropped by the reset after the request. */
     fflush(stdout);
-    const te_request *req = (const te_request *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
+    te_batch *b = (te_batch *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
     for (;;) {
-        unsigned seed;
-        te__reset_response();
-        memcpy(&seed, req->random, sizeof seed);
-        srand(seed); /* never replay the snapshot's PRNG state */
-        if (te__handler) te__handler(req);
-        fflush(stdout);
-        req = (const te_request *)te__hypercall(TE_CALL_WAIT, (long)&te__response, 0);
+        uint32_t i = 0, n = b->count;
+        size_t used = 0;
+        for (;;) {
+            const te_request *req = b->requests[i];
+            unsigned seed;
+            *(volatile uint32_t *)&b->current = i; /* the host times each handler from here */
+            te__reset_response();
+            memcpy(&seed, req->random, sizeof seed);
+            srand(seed); /* never replay the snapshot's PRNG state */
+            if (te__handler) te__handler(req);
+            fflush(stdout);
+            te_response *slot = &b->responses[i++];
+            *slot = te__response;
+            if (i >= n || (slot->flags & TE_RESET_AFTER) || !te__keep(slot, &used)) break;
+        }
+        b->answered = i;
+        b = (te_batch *)te__hypercall(TE_CALL_WAIT, (long)b, 0);
     }
 }
 

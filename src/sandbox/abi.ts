@@ -66,11 +66,11 @@ const TE_REWRITE_URL = 8;
 
 /**
  * The ABI version a program declared with its first WAIT (RSI; 0 from programs built before it
- * did, which speak version 1), refused unless this host speaks it.
+ * did, which speak version 1), refused unless this host speaks it; returns the version.
  */
-export function checkAbiVersion(declared: number): void {
+export function checkAbiVersion(declared: number): number {
   const version = declared === 0 ? 1 : declared;
-  if (ACCEPTED_ABI_VERSIONS.includes(version)) return;
+  if (ACCEPTED_ABI_VERSIONS.includes(version)) return version;
   const accepted = `${ACCEPTED_ABI_VERSIONS.length === 1 ? 'version' : 'versions'} ${ACCEPTED_ABI_VERSIONS.join(', ')}`;
   throw new SandboxError('program', `program was built for SDK ABI version ${version}, but this host accepts ${accepted}: rebuild it with this tinyedge's SDK`);
 }
@@ -95,6 +95,8 @@ export interface RequestLayout {
   warmup?: boolean;
   /** A warm-up request before the snapshot (TE_REQUEST_PRESNAPSHOT, with TE_REQUEST_WARMUP). */
   presnapshot?: boolean;
+  /** The version the program declared, written into te_request.abi_version; default ABI_VERSION. */
+  abiVersion?: number;
 }
 
 /**
@@ -102,6 +104,11 @@ export interface RequestLayout {
  * array and strings; returns the te_request address. Throws when it does not fit.
  */
 export function writeRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): number {
+  return layRequest(mem, region, size, req, random, layout).at;
+}
+
+/** writeRequest, also saying how many bytes of the region the request took. */
+export function layRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): { at: number; bytes: number } {
   const { phase = 'generate', response } = layout;
   const q = req.url.indexOf('?');
   const path = q < 0 ? req.url : req.url.slice(0, q);
@@ -132,7 +139,7 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
     cursor += n;
   };
   buf.fill(0, 0, TE_REQUEST.SIZE);
-  v.setUint32(TE_REQUEST.abi_version, ABI_VERSION, true);
+  v.setUint32(TE_REQUEST.abi_version, layout.abiVersion ?? ABI_VERSION, true);
   v.setUint32(TE_REQUEST.header_count, req.headers.length, true);
   putString(req.method, TE_REQUEST.method);
   putString(req.url, TE_REQUEST.url);
@@ -158,7 +165,7 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
   const flags = layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0;
   v.setUint32(TE_REQUEST.flags, flags, true);
   u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
-  return region;
+  return { at: region, bytes: total };
 }
 
 /** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as Buffer.write writes them). */

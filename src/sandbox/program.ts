@@ -53,6 +53,7 @@ export interface ExportedProgram {
   readonly limits: Limits;
   readonly timing: LoadTiming;
   readonly requestRegion: number;
+  readonly abiVersion: number;
   readonly name: string;
   readonly env: readonly string[];
 }
@@ -67,6 +68,8 @@ export class Program {
   readonly timing: LoadTiming;
   /** Guest address of the region requests are written to (SDK mode). */
   readonly requestRegion: number;
+  /** The SDK ABI version the program declared at its first WAIT (1 for CGI: none). */
+  readonly abiVersion: number;
   private readonly name: string;
   private readonly env: readonly string[];
   private readonly tracer?: Tracer;
@@ -84,6 +87,7 @@ export class Program {
       this.limits = source.limits;
       this.timing = source.timing;
       this.requestRegion = source.requestRegion;
+      this.abiVersion = source.abiVersion;
       this.name = source.name;
       this.env = source.env;
       return;
@@ -115,6 +119,7 @@ export class Program {
     try {
       const t1 = performance.now();
       let region = 0;
+      let version = 1;
       if (this.limits.mode === 'sdk') {
         let abiVersion = 0;
         machine.hypercall = (m, call) => {
@@ -129,17 +134,18 @@ export class Program {
           const said = logs.text().trim().split('\n').slice(-3).join(' | ');
           throw new SandboxError('program', `program exited with status ${result.status} before calling wait_for_requests()${said ? `: ${said}` : ''}`);
         }
-        checkAbiVersion(abiVersion);
+        version = checkAbiVersion(abiVersion);
         region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
         if (options.warmup) {
           const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
-          warmUp({ machine, region, regionSize: pageAlignUp(maxRequestBytes), timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs }, options.warmup);
+          warmUp({ machine, region, regionSize: pageAlignUp(maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs }, options.warmup);
         }
       }
       const t2 = performance.now();
       this.snapshot = new Snapshot(machine);
       this.requestRegion = region;
+      this.abiVersion = version;
       this.timing = { bootUs: us(t1 - t0), initUs: us(t2 - t1), snapshotUs: us(performance.now() - t2) };
       this.template = machine;
     } catch (err) {
@@ -153,7 +159,7 @@ export class Program {
    * one open until every adopter has its own (adopting duplicates it).
    */
   export(): ExportedProgram {
-    return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, name: this.name, env: this.env };
+    return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, abiVersion: this.abiVersion, name: this.name, env: this.env };
   }
 
   /** A new instance: the machine that booted the program for the first call, then fresh VMs. */

@@ -9,7 +9,8 @@ import { performance } from 'node:perf_hooks';
 import { SandboxError } from '../vmm/errors.ts';
 import type { Machine } from '../vmm/machine.ts';
 import { ENOSYS } from '../vmm/linux/syscalls/errno.ts';
-import { CALL_LOG, CALL_WAIT, readResponse, writeRequest } from './abi.ts';
+import { CALL_LOG, CALL_WAIT, readResponse } from './abi.ts';
+import { oneResponseAt, writeOne } from './batch-abi.ts';
 import type { CaptureStdio } from './stdio.ts';
 import { MAX_WARMUP_REQUESTS, type WarmupOptions } from './types.ts';
 
@@ -19,6 +20,8 @@ export interface WarmupTarget {
   /** The request region and its size. */
   region: number;
   regionSize: number;
+  /** The version the program declared: how its requests are laid out. */
+  abiVersion: number;
   timeoutMs: number;
   maxResponseBytes: number;
   /** performance.now() by which main() and the warm-up must be done (the init time limit). */
@@ -59,12 +62,13 @@ export function warmUp(target: WarmupTarget, warmup: WarmupOptions): void {
     const left = target.deadline - performance.now();
     if (left <= 0) throw new SandboxError('timeout', `warm-up request ${i + 1} of ${warmup.requests} not reached within the init time limit`);
     randomFillSync(random);
-    m.resume(writeRequest(m.mem, target.region, target.regionSize, req, random, { phase, response: { status: 200, headers: [] }, presnapshot: true }));
+    const written = writeOne(m.mem, target.region, target.regionSize, { req, random, layout: { phase, response: { status: 200, headers: [] }, presnapshot: true, abiVersion: target.abiVersion } }, target.abiVersion);
+    m.resume(written.at);
     try {
       const result = m.run(Math.min(target.timeoutMs, left));
       if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status}`);
       if (result.kind !== 'yield') throw new SandboxError('internal', `warm-up run ended with ${result.kind}`);
-      const answer = readResponse(m.mem, responseAt, target.maxResponseBytes, phase);
+      const answer = readResponse(m.mem, oneResponseAt(m.mem, written, responseAt), target.maxResponseBytes, phase);
       if (phase === 'generate' && answer.status >= 500) throw new SandboxError('program', `answered ${answer.status}`);
     } catch (err) {
       if (!(err instanceof SandboxError)) throw err;

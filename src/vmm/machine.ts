@@ -260,6 +260,11 @@ export class Machine implements SyscallContext {
     return this.loop.exits;
   }
 
+  /** Of `exits`, the timer's interrupts. */
+  get timerExits(): number {
+    return this.loop.timerExits;
+  }
+
   /** Pages dirtied since the last restore (a resettable machine's; 0 for another), restoring nothing. */
   dirtyPages(): number {
     this.mem.flush();

@@ -7,12 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ABI_VERSION, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
+import { ABI_VERSION, TE_BATCH, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
 import { hasCompiler, ROOT } from '../helpers/guests.ts';
 
 type Layout = Record<string, Record<string, number>>;
 
-const HOST: Layout = { te_str: TE_STR, te_header: TE_HEADER, te_request: TE_REQUEST, te_response: TE_RESPONSE, te_fetch: TE_FETCH, te_kv: TE_KV };
+const HOST: Layout = { te_str: TE_STR, te_header: TE_HEADER, te_request: TE_REQUEST, te_response: TE_RESPONSE, te_batch: TE_BATCH, te_fetch: TE_FETCH, te_kv: TE_KV };
 
 /** The `field(type, name, offset)` and `size(type, bytes)` assertions of an SDK source, as a Layout. */
 function asserted(source: string, field: string, size: string): Layout {

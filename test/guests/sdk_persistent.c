@@ -10,6 +10,8 @@
  *   /grow?kb=N   writes N KiB of memory it has not written before (dirty pages)
  *   /sleep?ms=N  spins N ms of wall-clock time, then answers like any request
  *   /warm-fail   answers 500 (a warm-up to this path fails the load)
+ *   /kv          answers "kv=V count=N": V, the value of key "k" in the store (a host call)
+ *   /log         logs "log N" (te_log) and writes "err N" to stderr before answering
  * A warm-up request before the snapshot also keeps what te_kv_get answered it (kv=, -ENOSYS). */
 #include <tinyedge.h>
 #include <time.h>
@@ -36,6 +38,14 @@ static void on_request(const te_request *req) {
         warm++;
         warm_kv = te_kv_get("k", body, sizeof body);
     }
+    if (path_is(req, "/kv")) {
+        char v[64];
+        long n = te_kv_get("k", v, sizeof v - 1);
+        int m = snprintf(body, sizeof body, "kv=%.*s count=%ld\n", (int)(n < 0 ? 0 : n < 63 ? n : 63), v, count);
+        te_respond(200, "text/plain", body, (size_t)m);
+        return;
+    }
+    if (path_is(req, "/log")) { te_logf("log %ld", count); fprintf(stderr, "err %ld\n", count); }
     if (path_is(req, "/warm-fail")) { te_respond_str(500, "text/plain", "no\n"); return; }
     if (path_is(req, "/fault")) { volatile int *p = 0; *p = 1; }
     if (path_is(req, "/spin")) { for (;;) __asm__ volatile(""); }

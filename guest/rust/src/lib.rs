@@ -33,26 +33,44 @@ pub use request::{Phase, Request};
 pub use response::Response;
 
 use response::Published;
-use sys::{hypercall, te_request, te_response, TE_ABI_VERSION, TE_CALL_WAIT};
+use sys::{hypercall, te_batch, TE_ABI_VERSION, TE_CALL_WAIT, TE_RESET_AFTER};
 
-fn wait(response: Option<&te_response>, version: u64) -> &'static te_request {
-    let at = response.map_or(0, |r| r as *const te_response as u64);
-    // The host answers with the next request's address, in memory it wrote for it.
-    unsafe { &*(hypercall(TE_CALL_WAIT, at, version) as *const te_request) }
+/// Hands the answered batch back (none the first time) and gets the next, in memory the host wrote.
+fn wait(batch: *mut te_batch, version: u64) -> *mut te_batch {
+    unsafe { hypercall(TE_CALL_WAIT, batch as u64, version) as *mut te_batch }
 }
 
-/// Ends initialisation (the snapshot is taken here) and answers every request with `handler`.
-/// A handler that panics answers 500 (uncacheable); the panic message goes to the log.
+/// Ends initialisation (the snapshot is taken here) and answers every request with `handler`:
+/// each WAIT hands over a batch, answered one request after another, each response in its own
+/// slot, with one WAIT for them all. A handler that panics answers 500 (uncacheable); the panic
+/// message goes to the log.
 pub fn serve<F>(mut handler: F) -> !
 where
     F: FnMut(&Request<'_>) -> Response,
 {
-    let mut raw = wait(None, TE_ABI_VERSION);
+    let mut batch = wait(core::ptr::null_mut(), TE_ABI_VERSION);
+    // The responses of a batch live here until its WAIT: their bytes are what the slots point to.
+    let mut kept: Vec<Published> = Vec::new();
     loop {
-        let request = unsafe { Request::from_raw(raw) };
-        let response = catch_unwind(AssertUnwindSafe(|| handler(&request)))
-            .unwrap_or_else(|_| Response::text(500, "internal error\n").uncacheable());
-        let published = Published::new(response);
-        raw = wait(Some(published.raw()), 0);
+        let b = unsafe { &mut *batch };
+        let mut answered = 0;
+        while answered < b.count {
+            unsafe { core::ptr::write_volatile(&mut b.current, answered) };
+            let raw = unsafe { &**b.requests.add(answered as usize) };
+            let request = unsafe { Request::from_raw(raw) };
+            let response = catch_unwind(AssertUnwindSafe(|| handler(&request)))
+                .unwrap_or_else(|_| Response::text(500, "internal error\n").uncacheable());
+            let published = Published::new(response);
+            unsafe { b.responses.add(answered as usize).write(published.raw_copy()) };
+            answered += 1;
+            let reset = published.raw().flags & TE_RESET_AFTER != 0;
+            kept.push(published);
+            if reset {
+                break;
+            }
+        }
+        b.answered = answered;
+        batch = wait(batch, 0);
+        kept.clear();
     }
 }

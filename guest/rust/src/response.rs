@@ -155,4 +155,9 @@ impl Published {
     pub(crate) fn raw(&self) -> &te_response {
         &self.raw
     }
+
+    /// The te_response for a slot: its pointers stay valid while this lives.
+    pub(crate) fn raw_copy(&self) -> te_response {
+        te_response { ..self.raw }
+    }
 }
