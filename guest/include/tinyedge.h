@@ -80,6 +80,12 @@ typedef struct {
  * reaches te_wait_for_requests() and before it takes the snapshot, so what they leave in memory is
  * in every instance. Host calls answer -ENOSYS then, as during main(). */
 #define TE_REQUEST_PRESNAPSHOT 2u
+/* Live update (ABI version 2, persistent programs; the SDK's loop answers these itself, the
+ * handler never sees them): the host asks for the state to hand this program's next version
+ * (te_on_live_update), or hands this version the state its previous one gave (te_on_live_restore,
+ * before the snapshot: every instance starts with it). */
+#define TE_REQUEST_LIVE_UPDATE 4u
+#define TE_REQUEST_LIVE_RESTORE 8u
 
 #define TE_RESPONDED   1u  /* a response (generate), or a synthetic answer (recv) */
 #define TE_UNCACHEABLE 2u
@@ -204,6 +210,11 @@ TE__FIELD(te_kv, value_cap, 24);
 TE__SIZE(te_kv, 32);
 
 typedef void (*te_handler)(const te_request *req);
+/* Live update: returns the state to hand the next version (its bytes in *data, valid until the
+ * next request), or 0 for none. */
+typedef size_t (*te_live_update_fn)(const void **data);
+/* Live update: takes the state the previous version handed over. */
+typedef void (*te_live_restore_fn)(const void *data, size_t len);
 
 /* Response headers a handler may add: the host's bound (docs/guest-abi.md, "Limits"). */
 #define TE_MAX_RESPONSE_HEADERS 256
@@ -214,6 +225,8 @@ typedef void (*te_handler)(const te_request *req);
 __attribute__((weak)) te_handler te__handler;
 __attribute__((weak)) te_response te__response;
 __attribute__((weak)) te_header te__headers[TE_MAX_RESPONSE_HEADERS];
+__attribute__((weak)) te_live_update_fn te__live_update;
+__attribute__((weak)) te_live_restore_fn te__live_restore;
 
 /* Where the loop keeps a batch's answers while the next handlers run (their buffers may be
  * reused): a response that no longer fits ends the batch there, and the host sends the rest again
@@ -230,6 +243,13 @@ static inline long te__hypercall(long call, long a, long b) {
 /* --- initialisation --------------------------------------------------------------------------- */
 
 static inline void te_on_request(te_handler handler) { te__handler = handler; }
+
+/* A persistent program's state across a live upload, as TinyKVM's live update: when a new version
+ * of the program replaces this one, the host calls `fn` in one instance of this version and hands
+ * the bytes it returns to the new version's te_on_live_restore callback, before the new version's
+ * snapshot (so every one of its instances starts with them). Register both in main(). */
+static inline void te_on_live_update(te_live_update_fn fn) { te__live_update = fn; }
+static inline void te_on_live_restore(te_live_restore_fn fn) { te__live_restore = fn; }
 
 static inline void te__reset_response(void) {
     memset(&te__response, 0, sizeof te__response);
@@ -271,6 +291,20 @@ static inline int te__keep(te_response *r, size_t *used) {
     return 1;
 }
 
+/* Answers the host's live-update requests: the state to hand over (200, or 204 for none), or the
+ * state handed over, given to the restore callback (204). */
+static inline void te__live(const te_request *req) {
+    te__response.status = 204;
+    te__response.flags |= TE_RESPONDED;
+    if ((req->flags & TE_REQUEST_LIVE_UPDATE) && te__live_update) {
+        const void *data = NULL;
+        size_t n = te__live_update(&data);
+        if (data && n > 0) { te__response.status = 200; te__response.body.ptr = (const char *)data; te__response.body.len = n; }
+    } else if ((req->flags & TE_REQUEST_LIVE_RESTORE) && te__live_restore) {
+        te__live_restore(req->body.ptr, (size_t)req->body.len);
+    }
+}
+
 /* Ends initialisation (the snapshot is taken here) and serves requests forever: each WAIT hands
  * over a batch, whose requests the handler answers one after another, each response in its slot;
  * one WAIT returns them all. The batch ends early after a response that asks for a reset, or one
@@ -291,7 +325,8 @@ static void te_wait_for_requests(void) {
             te__reset_response();
             memcpy(&seed, req->random, sizeof seed);
             srand(seed); /* never replay the snapshot's PRNG state */
-            if (te__handler) te__handler(req);
+            if (req->flags & (TE_REQUEST_LIVE_UPDATE | TE_REQUEST_LIVE_RESTORE)) te__live(req);
+            else if (te__handler) te__handler(req);
             fflush(stdout);
             te_response *slot = &b->responses[i++];
             *slot = te__response;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -307,6 +308,29 @@ inline bool kv_delete(std::string_view key) {
     if (r == -ENOENT) return false;
     if (r < 0) throw HostError("kv_delete", r);
     return true;
+}
+
+/**
+ * A persistent program's state across a live upload (te_on_live_update): when a new version
+ * replaces this one, `save` runs in one instance of this version and the bytes it returns ("" for
+ * none) go to the new version's on_live_restore callback before its snapshot. Register in main().
+ */
+inline void on_live_update(std::function<std::string()> save) {
+    static std::function<std::string()> stored;
+    static std::string kept;
+    stored = std::move(save);
+    te_on_live_update([](const void **data) -> std::size_t {
+        kept = stored();
+        *data = kept.data();
+        return kept.size();
+    });
+}
+
+/** Takes the state the previous version handed over (te_on_live_restore), before the snapshot. */
+inline void on_live_restore(std::function<void(std::string_view)> restore) {
+    static std::function<void(std::string_view)> stored;
+    stored = std::move(restore);
+    te_on_live_restore([](const void *data, std::size_t len) { stored(std::string_view(static_cast<const char *>(data), len)); });
 }
 
 /**

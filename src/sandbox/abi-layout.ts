@@ -40,6 +40,10 @@ export const TE_KV = { key: 0, value: 16, value_cap: 24, SIZE: 32 } as const;
 export const TE_REQUEST_WARMUP = 1;
 /** te_request.flags: a warm-up request before the snapshot (config `warmup`), with TE_REQUEST_WARMUP (`TE_REQUEST_PRESNAPSHOT`). */
 export const TE_REQUEST_PRESNAPSHOT = 2;
+/** te_request.flags (version 2): answer with the state to hand the next version, te_on_live_update (`TE_REQUEST_LIVE_UPDATE`). */
+export const TE_REQUEST_LIVE_UPDATE = 4;
+/** te_request.flags (version 2): the body is the previous version's state, for te_on_live_restore (`TE_REQUEST_LIVE_RESTORE`). */
+export const TE_REQUEST_LIVE_RESTORE = 8;
 
 /** te_response.flags: te_reset_after(), a persistent instance goes back to its snapshot after this response (`TE_RESET_AFTER`). */
 export const TE_RESET_AFTER = 16;

@@ -5,7 +5,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { E2BIG, EINVAL, EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
-import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_LIVE_RESTORE, TE_REQUEST_LIVE_UPDATE, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
@@ -97,6 +97,10 @@ export interface RequestLayout {
   presnapshot?: boolean;
   /** The version the program declared, written into te_request.abi_version; default ABI_VERSION. */
   abiVersion?: number;
+  /** The host asks for the program's state for its next version (TE_REQUEST_LIVE_UPDATE). */
+  liveUpdate?: boolean;
+  /** The body is the previous version's state (TE_REQUEST_LIVE_RESTORE). */
+  liveRestore?: boolean;
 }
 
 /**
@@ -162,7 +166,8 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
   v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
   v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
-  const flags = layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0;
+  const flags = (layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0)
+    | (layout.liveUpdate === true ? TE_REQUEST_LIVE_UPDATE : 0) | (layout.liveRestore === true ? TE_REQUEST_LIVE_RESTORE : 0);
   v.setUint32(TE_REQUEST.flags, flags, true);
   u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
   return { at: region, bytes: total };

@@ -37,6 +37,8 @@ export interface CallOptions {
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
   /** The host's warm-up request after a load: the program sees TE_REQUEST_WARMUP. */
   warmup?: boolean;
+  /** The host asks for the state to hand the next version (TE_REQUEST_LIVE_UPDATE; ProgramPool.liveUpdateState). */
+  liveUpdate?: boolean;
   host?: HostCalls;
   /**
    * Shares the thread with its other work: the guest runs a slice at a time, within the turn's

@@ -123,7 +123,9 @@ export class ProgramPool {
       });
       build = await (await this.loaders).build(elf, limitsOf(options), warmup);
       if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-      this.adopt(key, build.program, options);
+      // The previous version's state went into the build: the pool need not keep it.
+      const { liveRestore: _state, ...kept } = options;
+      this.adopt(key, build.program, kept);
       try {
         await alsoAdopt?.(build.program);
       } catch (err) {
@@ -198,6 +200,18 @@ export class ProgramPool {
       this.enqueue(entry, { req, options, resolve, reject, timer: undefined, queuedAt: Date.now() }, false);
       this.dispatch(entry);
     });
+  }
+
+  /**
+   * The state a persistent program of ABI version 2 hands its next version (te_on_live_update),
+   * asked of one of `key`'s instances as a request of its own; undefined when the program is not
+   * one or keeps no state (it answers 204). Throws as a call does when the program fails.
+   */
+  async liveUpdateState(key: string): Promise<Uint8Array | undefined> {
+    const entry = this.programs.get(key);
+    if (!entry || !batchable(entry)) return undefined;
+    const r = await this.call(key, { method: 'GET', url: '/', headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) }, { liveUpdate: true });
+    return r.status === 200 ? new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.byteLength) : undefined;
   }
 
   /** Ends the loaders and closes every VM not in a call; those in a call close when it ends. */

@@ -12,7 +12,7 @@ import { CALL_LOG, CALL_WAIT, checkAbiVersion } from './abi.ts';
 import { Instance } from './instance.ts';
 import { CaptureStdio } from './stdio.ts';
 import { sdkTracer } from './trace.ts';
-import { checkWarmup, warmUp } from './warmup.ts';
+import { checkWarmup, liveRestore, warmUp } from './warmup.ts';
 import type { Tracer } from '../vmm/run/trace.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions } from './types.ts';
 
@@ -27,7 +27,7 @@ export interface LoadTiming {
   snapshotUs: number;
 }
 
-type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name' | 'warmup'>>;
+type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name' | 'warmup' | 'liveRestore'>>;
 
 /** A lifecycle the program cannot have, or a reset bound that is no bound, is refused before it boots. */
 function checkLifecycle(limits: Limits): void {
@@ -137,10 +137,11 @@ export class Program {
         version = checkAbiVersion(abiVersion);
         region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
-        if (options.warmup) {
-          const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
-          warmUp({ machine, region, regionSize: pageAlignUp(maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs }, options.warmup);
-        }
+        const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
+        const target = { machine, region, regionSize: pageAlignUp(maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs };
+        // The previous version's state first, so that the warm-up warms what instances will hold.
+        if (options.liveRestore && this.limits.lifecycle === 'persistent') liveRestore(target, options.liveRestore);
+        if (options.warmup) warmUp(target, options.warmup);
       }
       const t2 = performance.now();
       this.snapshot = new Snapshot(machine);

@@ -101,6 +101,11 @@ export interface ProgramOptions {
   resetAboveDirtyBytes?: number;
   /** Requests answered before the snapshot (SDK only, both lifecycles). Default: none. */
   warmup?: WarmupOptions;
+  /**
+   * persistent, ABI version 2: the state the previous version of this program gave up
+   * (te_on_live_update), handed to this one before its snapshot (te_on_live_restore).
+   */
+  liveRestore?: Uint8Array;
 }
 
 /** The limits a program gets for the ProgramOptions left out. */

@@ -150,7 +150,7 @@ export class EdgeServer {
       for (const p of cfg.programs) {
         const old = previous?.programs.get(p.name);
         if (old && isDeepStrictEqual(old.config, p)) loaded.push(old);
-        else loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt));
+        else loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt, old));
       }
     } catch (err) {
       for (const l of loaded) if (!previous || previous.programs.get(l.config.name) !== l) await this.unloadEverywhere(l.key);
@@ -218,7 +218,7 @@ export class EdgeServer {
       const tenant = this.tenants.get(tenantName);
       const cfg: ProgramConfig | undefined = tenant?.config.programs.find((p) => p.name === programName);
       if (!tenant || !cfg) throw new Error(`tenant ${tenantName} has no program ${programName}`);
-      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf, this.alsoAdopt);
+      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf, this.alsoAdopt, tenant.programs.get(programName));
       await this.remote?.all({ type: 'swap', tenant: tenant.name, program: loaded });
       this.local.swapProgram(tenant.name, loaded);
       return loaded;

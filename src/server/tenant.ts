@@ -71,10 +71,11 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
 
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
- * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
+ * version before anyone depends on it. Taking over from `previous` (a persistent program's
+ * running version), it gets the state that version hands over (te_on_live_update) first. Both run on a loader thread, not on the thread that serves
  * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
-export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
+export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt, previous?: LoadedProgram): Promise<LoadedProgram> {
   const key = programKey(tenant, program.name);
   const warmup: Warmup = {
     req: { method: 'GET', url: warmupUrl(program), headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
@@ -82,7 +83,9 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
-  await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+  // A persistent program taking over from a persistent version hands its state over (a live update).
+  const state = previous && program.lifecycle === 'persistent' && previous.config.lifecycle === 'persistent' ? await pool.liveUpdateState(previous.key) : undefined;
+  await pool.load(key, elf, { ...options, liveRestore: state }, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
   return { config: program, key };
 }
 

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ABI_VERSION, TE_BATCH, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
+import { ABI_VERSION, TE_BATCH, TE_FETCH, TE_HEADER, TE_KV, TE_REQUEST, TE_REQUEST_LIVE_RESTORE, TE_REQUEST_LIVE_UPDATE, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
 import { hasCompiler, ROOT } from '../helpers/guests.ts';
 
 type Layout = Record<string, Record<string, number>>;
@@ -61,6 +61,10 @@ describe('the ABI layout', () => {
     assert.equal(Number(/^pub const TE_REQUEST_WARMUP: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_WARMUP);
     assert.equal(Number(/^#define TE_REQUEST_PRESNAPSHOT (\d+)u$/m.exec(header)?.[1]), TE_REQUEST_PRESNAPSHOT);
     assert.equal(Number(/^pub const TE_REQUEST_PRESNAPSHOT: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_PRESNAPSHOT);
+    for (const [name, value] of [['TE_REQUEST_LIVE_UPDATE', TE_REQUEST_LIVE_UPDATE], ['TE_REQUEST_LIVE_RESTORE', TE_REQUEST_LIVE_RESTORE]] as const) {
+      assert.equal(Number(new RegExp(`^#define ${name} (\\d+)u$`, 'm').exec(header)?.[1]), value, name);
+      assert.equal(Number(new RegExp(`^pub const ${name}: u32 = (\\d+);$`, 'm').exec(rust)?.[1]), value, name);
+    }
     assert.equal(Number(/^#define TE_RESET_AFTER (\d+)u/m.exec(header)?.[1]), TE_RESET_AFTER);
     assert.equal(Number(/^pub const TE_RESET_AFTER: u32 = (\d+);$/m.exec(rust)?.[1]), TE_RESET_AFTER);
   });

@@ -12,6 +12,7 @@
  *   /warm-fail   answers 500 (a warm-up to this path fails the load)
  *   /kv          answers "kv=V count=N": V, the value of key "k" in the store (a host call)
  *   /log         logs "log N" (te_log) and writes "err N" to stderr before answering
+ * On a live update it hands its count to the next version (te_on_live_update / te_on_live_restore).
  * A warm-up request before the snapshot also keeps what te_kv_get answered it (kv=, -ENOSYS). */
 #include <tinyedge.h>
 #include <time.h>
@@ -69,7 +70,24 @@ static void on_request(const te_request *req) {
     if (path_is(req, "/all-flags")) te__response.flags = 0xffffffffu;
 }
 
+/* Live update: the count goes to the next version, which goes on from it. */
+static char state[32];
+static size_t save(const void **data) {
+    int n = snprintf(state, sizeof state, "%ld", count);
+    *data = state;
+    return (size_t)n;
+}
+static void restore(const void *data, size_t len) {
+    char text[32];
+    if (len >= sizeof text) return;
+    memcpy(text, data, len);
+    text[len] = '\0';
+    count = atol(text);
+}
+
 int main(void) {
     te_on_request(on_request);
+    te_on_live_update(save);
+    te_on_live_restore(restore);
     te_wait_for_requests();
 }

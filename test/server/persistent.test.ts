@@ -1,8 +1,9 @@
 // A persistent program with a warm-up, configured and served end to end: the config's lifecycle,
 // reset bound and warm-up reach the program pool, and requests through the front see the state
-// the previous ones left.
+// the previous ones left, and across a live upload.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -45,5 +46,16 @@ tenants:
     }
     // The upload check ran on its own instance, thrown away: the first client request is the third request of the snapshot.
     assert.deepEqual(seen, ['count=3 warm=2', 'count=4 warm=2', 'count=5 warm=2', 'count=6 warm=2', 'count=3 warm=2', 'count=4 warm=2']);
+  });
+
+  test('state survives a live upload: the new version goes on from the count the old one handed over', async () => {
+    const count = async (i: string): Promise<number> => {
+      const r = await request(`${edge.front.url}/u?i=${i}`, { headers: { host: 'keep.test' } });
+      return Number(/count=(\d+)/.exec(await r.body.text())?.[1]);
+    };
+    const before = await count('before');
+    await edge.uploadProgram('keep', 'counter', readFileSync(buildGuest('sdk_persistent')));
+    // The new version restored the old count before its snapshot, then answered its 2 warm-up requests.
+    assert.equal(await count('after'), before + 3);
   });
 });

@@ -33,7 +33,48 @@ pub use request::{Phase, Request};
 pub use response::Response;
 
 use response::Published;
-use sys::{hypercall, te_batch, TE_ABI_VERSION, TE_CALL_WAIT, TE_RESET_AFTER};
+use std::cell::RefCell;
+use sys::{
+    hypercall, te_batch, TE_ABI_VERSION, TE_CALL_WAIT, TE_REQUEST_LIVE_RESTORE, TE_REQUEST_LIVE_UPDATE,
+    TE_RESET_AFTER,
+};
+
+type SaveFn = Box<dyn FnMut() -> Vec<u8>>;
+type RestoreFn = Box<dyn FnMut(&[u8])>;
+
+thread_local! {
+    static LIVE_UPDATE: RefCell<Option<SaveFn>> = RefCell::new(None);
+    static LIVE_RESTORE: RefCell<Option<RestoreFn>> = RefCell::new(None);
+}
+
+/// A persistent program's state across a live upload: when a new version replaces this one,
+/// `save` runs in one instance of this version, and the bytes it returns (empty: none) go to the
+/// new version's [`on_live_restore`] callback before its snapshot. Register before [`serve`].
+pub fn on_live_update(save: impl FnMut() -> Vec<u8> + 'static) {
+    LIVE_UPDATE.with(|f| *f.borrow_mut() = Some(Box::new(save)));
+}
+
+/// Takes the state the previous version handed over, before this version's snapshot.
+pub fn on_live_restore(restore: impl FnMut(&[u8]) + 'static) {
+    LIVE_RESTORE.with(|f| *f.borrow_mut() = Some(Box::new(restore)));
+}
+
+/// The SDK's answer to the host's live-update requests (the handler never sees them).
+fn live(request: &Request<'_>) -> Response {
+    if request.flags() & TE_REQUEST_LIVE_UPDATE != 0 {
+        let state = LIVE_UPDATE.with(|f| f.borrow_mut().as_mut().map(|save| save()));
+        return match state {
+            Some(bytes) if !bytes.is_empty() => Response::new(200).body(bytes),
+            _ => Response::new(204),
+        };
+    }
+    LIVE_RESTORE.with(|f| {
+        if let Some(restore) = f.borrow_mut().as_mut() {
+            restore(request.body());
+        }
+    });
+    Response::new(204)
+}
 
 /// Hands the answered batch back (none the first time) and gets the next, in memory the host wrote.
 fn wait(batch: *mut te_batch, version: u64) -> *mut te_batch {
@@ -58,8 +99,15 @@ where
             unsafe { core::ptr::write_volatile(&mut b.current, answered) };
             let raw = unsafe { &**b.requests.add(answered as usize) };
             let request = unsafe { Request::from_raw(raw) };
-            let response = catch_unwind(AssertUnwindSafe(|| handler(&request)))
-                .unwrap_or_else(|_| Response::text(500, "internal error\n").uncacheable());
+            let live_call = request.flags() & (TE_REQUEST_LIVE_UPDATE | TE_REQUEST_LIVE_RESTORE) != 0;
+            let response = catch_unwind(AssertUnwindSafe(|| {
+                if live_call {
+                    live(&request)
+                } else {
+                    handler(&request)
+                }
+            }))
+            .unwrap_or_else(|_| Response::text(500, "internal error\n").uncacheable());
             let published = Published::new(response);
             unsafe { b.responses.add(answered as usize).write(published.raw_copy()) };
             answered += 1;

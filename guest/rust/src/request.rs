@@ -67,6 +67,11 @@ impl<'a> Request<'a> {
         self.raw.flags & TE_REQUEST_WARMUP != 0
     }
 
+    /// `te_request.flags` as the host wrote them.
+    pub fn flags(&self) -> u32 {
+        self.raw.flags
+    }
+
     /// True for a warm-up request before the snapshot (config `warmup`): what it leaves in memory
     /// is in every instance.
     pub fn is_presnapshot(&self) -> bool {

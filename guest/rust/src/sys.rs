@@ -23,6 +23,10 @@ pub const TE_PHASE_DELIVER: u32 = 2;
 pub const TE_REQUEST_WARMUP: u32 = 1;
 /// `te_request.flags`: a warm-up request before the snapshot (with `TE_REQUEST_WARMUP`).
 pub const TE_REQUEST_PRESNAPSHOT: u32 = 2;
+/// `te_request.flags`: answer with the state to hand the next version (`on_live_update`).
+pub const TE_REQUEST_LIVE_UPDATE: u32 = 4;
+/// `te_request.flags`: the body is the previous version's state (`on_live_restore`).
+pub const TE_REQUEST_LIVE_RESTORE: u32 = 8;
 
 pub const TE_RESPONDED: u32 = 1;
 pub const TE_UNCACHEABLE: u32 = 2;
