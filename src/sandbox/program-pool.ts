@@ -35,6 +35,8 @@ export interface PoolProgramOptions extends ProgramOptions {
   concurrency: number;
   /** How long a request may wait for a free instance before QueueFullError (503). */
   queueTimeoutMs: number;
+  /** Most requests in one batch (persistent programs of ABI version 2), 1 to MAX_BATCH; default MAX_BATCH. 1: no batches. */
+  maxBatch?: number;
 }
 
 export interface ProgramPoolOptions {
@@ -76,7 +78,7 @@ interface Entry {
   inflight: number;
   /**
    * Most requests the next batch may take (persistent programs of ABI version 2): doubled after a
-   * batch that ran within one slice, halved after one that did not, within 1 to MAX_BATCH.
+   * batch that ran within one slice, halved after one that did not, within 1 and the program's maxBatch.
    */
   batchLimit: number;
   /** Batches of more than one request run so far. */
@@ -147,7 +149,7 @@ export class ProgramPool {
   adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
     if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, batchLimit: MAX_BATCH, batches: 0, retired: false, closed: false });
+    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
   }
 
   /**
@@ -275,7 +277,7 @@ export class ProgramPool {
       entry.batches++;
       // Adapt to how long batches take: one that ran past a slice was too long for this thread.
       const within = performance.now() - t0 <= this.turns.sliceMs;
-      entry.batchLimit = Math.max(1, Math.min(MAX_BATCH, within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
+      entry.batchLimit = Math.max(1, Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
     }
     const back: Waiter[] = [];
     outcomes.forEach((o, i) => {
@@ -317,6 +319,12 @@ export class ProgramPool {
   }
 }
 
+/** The bound a program's batches start from and never pass. */
+function maxBatchOf(options: PoolProgramOptions): number {
+  const n = options.maxBatch ?? MAX_BATCH;
+  return Number.isSafeInteger(n) ? Math.max(1, Math.min(MAX_BATCH, n)) : MAX_BATCH;
+}
+
 /** A persistent program of ABI version 2 answers several requests per entry; any other, one. */
 function batchable(entry: Entry): boolean {
   const { limits, abiVersion } = entry.program;
@@ -325,6 +333,6 @@ function batchable(entry: Entry): boolean {
 
 /** What a loader needs of the options (the pool's own fields stay here). */
 function limitsOf(options: PoolProgramOptions): ProgramOptions {
-  const { concurrency: _c, queueTimeoutMs: _q, ...rest } = options;
+  const { concurrency: _c, queueTimeoutMs: _q, maxBatch: _b, ...rest } = options;
   return rest;
 }

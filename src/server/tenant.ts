@@ -82,7 +82,7 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     phase: warmupPhase(program),
     response: { status: 200, headers: [] },
   };
-  const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
+  const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs, maxBatch: program.maxBatch };
   // A persistent program taking over from a persistent version hands its state over (a live update).
   const state = previous && program.lifecycle === 'persistent' && previous.config.lifecycle === 'persistent' ? await pool.liveUpdateState(previous.key) : undefined;
   await pool.load(key, elf, { ...options, liveRestore: state }, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
@@ -112,7 +112,7 @@ function failureAnswer(err: unknown): BackendResponse {
 
 export class TenantRuntime implements Backend {
   readonly cache: Cache;
-  readonly stats = new TenantStats();
+  readonly stats: TenantStats;
   readonly origins = new Map<string, Origin>();
   readonly programs = new Map<string, LoadedProgram>();
   private readonly routes: Route[];
@@ -125,6 +125,16 @@ export class TenantRuntime implements Backend {
   constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: Storage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
     for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
     for (const p of programs) this.programs.set(p.config.name, p);
+    this.stats = new TenantStats(() => {
+      const sum = { exits: 0, timerExits: 0, batches: 0 };
+      for (const p of this.programs.values()) {
+        const c = pool.counters(p.key);
+        sum.exits += c.exits;
+        sum.timerExits += c.timerExits;
+        sum.batches += c.batches;
+      }
+      return sum;
+    });
     this.routes = buildRoutes(config);
     const recv = config.programs.find((p) => p.roles.includes('recv'));
     const deliver = config.programs.find((p) => p.roles.includes('deliver'));

@@ -165,6 +165,16 @@ describe('batches in the program pool', needsKvm(), () => {
     assert.deepEqual(settled.filter((s) => s.status === 'fulfilled').map((s) => countOf(s.value)), [2, 3, 4, 1, 2, 3]);
   });
 
+  test('maxBatch 1: a persistent program\'s waiting requests each get their own entry, state kept', async () => {
+    await pool.load('t/b@4', elf, { ...options, maxBatch: 1 });
+    const before = pool.counters('t/b@4');
+    const results = await Promise.all(Array.from({ length: 6 }, () => pool.call('t/b@4', get('/'))));
+    const after = pool.counters('t/b@4');
+    assert.deepEqual(results.map(countOf), [1, 2, 3, 4, 5, 6]);
+    assert.equal(after.batches, 0);
+    assert.equal((after.exits - after.timerExits) - (before.exits - before.timerExits), 6);
+  });
+
   test('an ephemeral program\'s waiting requests each get their own entry, and a reset between', async () => {
     await pool.load('t/b@3', elf, { ...options, lifecycle: 'ephemeral' });
     const results = await Promise.all(Array.from({ length: 5 }, () => pool.call('t/b@3', get('/'))));

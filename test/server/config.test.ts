@@ -79,7 +79,7 @@ describe('parsing', () => {
           routes: [{ prefix: '/hello', methods: ALL_METHODS }],
           memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4, queueTimeoutMs: 100,
           maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, env: {}, allowRead: [], executableMemory: false,
-          lifecycle: 'ephemeral', resetAfterRequests: null, resetAboveDirtyBytes: null, warmup: null,
+          lifecycle: 'ephemeral', resetAfterRequests: null, resetAboveDirtyBytes: null, warmup: null, maxBatch: 64,
         }],
       }],
       warnings: [],
@@ -131,6 +131,7 @@ tenants:
         resetAfterRequests: 1000
         resetAboveDirty: 16MiB
         warmup: { requests: 20, path: "/hello?warm=1" }
+        maxBatch: 8
 `, { OP: 'operator-token-0123456789' });
     assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', sliceMs: 5, shards: 4, workers: undefined });
     const [t] = config.tenants;
@@ -149,7 +150,7 @@ tenants:
       routes: [{ prefix: '/hello', methods: ['GET', 'HEAD'] }], memoryBytes: 128 * MiB, timeoutMs: 250, initTimeoutMs: 30_000,
       concurrency: 16, queueTimeoutMs: 0, maxRequestBytes: 64 * 1024, maxResponseBytes: 1.5 * MiB,
       env: { KEY: 'value', PORT: '80', DEBUG: 'true' }, allowRead: [join(dir, 'data'), '/tmp'], executableMemory: true,
-      lifecycle: 'persistent', resetAfterRequests: 1000, resetAboveDirtyBytes: 16 * MiB, warmup: { requests: 20, path: '/hello?warm=1' },
+      lifecycle: 'persistent', resetAfterRequests: 1000, resetAboveDirtyBytes: 16 * MiB, warmup: { requests: 20, path: '/hello?warm=1' }, maxBatch: 8,
     });
     assert.deepEqual(config.warnings, []);
   });
@@ -216,8 +217,8 @@ tenants:
 
   test('unknown keys are refused one by one, naming the keys allowed there', () => {
     assert.deepEqual(refused(minimal('        timout: 1s\n        concurrency: 2\n        envs: {}\n')), [
-      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, got "timout"',
-      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, got "envs"',
+      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, maxBatch, got "timout"',
+      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, maxBatch, got "envs"',
     ]);
   });
 

@@ -3,7 +3,7 @@
 // `expected …, got …`; cross-field rules (uniqueness, references) live in checks.ts.
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
-import { DEFAULT_SLICE_MS, MAX_WARMUP_REQUESTS } from '../../sandbox/index.ts';
+import { DEFAULT_SLICE_MS, MAX_BATCH, MAX_WARMUP_REQUESTS } from '../../sandbox/index.ts';
 import type { CacheConfig, Config, HealthCheckConfig, KvConfig, Lifecycle, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig, WarmupConfig } from './types.ts';
 import {
   HTTP_METHODS, no, ok, parseAddress, parseDuration, parseGuestMemory, parseHost, parseInteger, parseMethod, parseName,
@@ -178,13 +178,14 @@ function program(baseDir: string) {
     resetAfterRequests: integer(1, 1_000_000_000).optional(),
     resetAboveDirty: size(true).optional(),
     warmup: warmup.optional(),
+    maxBatch: integer(1, MAX_BATCH).default(MAX_BATCH),
   }, 'a program such as { name: hello, file: build/examples/hello, routes: [{ prefix: /hello }] }')
     .transform((p): ProgramConfig => ({
       name: p.name, file: p.file, mode: p.mode, roles: p.roles, routes: p.routes, memoryBytes: p.memory,
       timeoutMs: p.timeout, initTimeoutMs: p.initTimeout, concurrency: p.concurrency, queueTimeoutMs: p.queueTimeout,
       maxRequestBytes: p.maxRequestSize, maxResponseBytes: p.maxResponseSize, env: p.env, allowRead: p.allowRead,
       executableMemory: p.executableMemory, lifecycle: p.lifecycle, resetAfterRequests: p.resetAfterRequests ?? null,
-      resetAboveDirtyBytes: p.resetAboveDirty ?? null, warmup: p.warmup ?? null,
+      resetAboveDirtyBytes: p.resetAboveDirty ?? null, warmup: p.warmup ?? null, maxBatch: p.maxBatch,
     }));
 }
 

@@ -106,6 +106,8 @@ export interface ProgramConfig {
   resetAboveDirtyBytes: number | null;
   /** Synthetic requests answered before the snapshot (null: none). */
   warmup: WarmupConfig | null;
+  /** Most requests a persistent program answers per VM entry (1: no batches). */
+  maxBatch: number;
 }
 
 export interface WarmupConfig {
