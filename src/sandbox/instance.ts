@@ -79,6 +79,8 @@ export class Instance {
   private dirty = false;
   /** Requests answered since the last reset (a persistent instance counts them toward its bound). */
   private served = 0;
+  /** Set by the pool when a call failed in the host, not in the program: the VM is dropped. */
+  broken = false;
 
   constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {}
 

@@ -8,7 +8,7 @@
 // other work through and goes on in a later turn. The instance is reset after its answer has been
 // handed back, so the answer goes out first. Requests of a persistent program that wait together
 // for an instance go to it together, as one batch answered with one VM exit (Instance.callBatch).
-import type { CallOptions, CallResult, Instance } from './instance.ts';
+import type { BatchOutcome, CallOptions, CallResult, Instance } from './instance.ts';
 import { Kvm } from '../kvm/kvm.ts';
 import { type ExportedProgram, Program, type LoadTiming } from './program.ts';
 import { type Build, Loaders, type Warmup } from './loaders.ts';
@@ -272,7 +272,15 @@ export class ProgramPool {
   private async run(entry: Entry, instance: Instance, batch: Waiter[]): Promise<void> {
     entry.inflight += batch.length;
     const t0 = performance.now();
-    const outcomes = await instance.callBatch(batch.map((w) => ({ req: w.req, options: w.options })), this.turns, 'later');
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await instance.callBatch(batch.map((w) => ({ req: w.req, options: w.options })), this.turns, 'later');
+    } catch (err) {
+      // Not the program's doing (callBatch answers for those): KVM failed on this VM. Its calls
+      // hear why, and it is dropped like a VM whose reset failed.
+      outcomes = batch.map(() => ({ kind: 'failed', error: err }));
+      instance.broken = true;
+    }
     if (batch.length > 1) {
       entry.batches++;
       // Adapt to how long batches take: one that ran past a slice was too long for this thread.
@@ -293,6 +301,7 @@ export class ProgramPool {
     setImmediate(() => {
       entry.inflight -= batch.length;
       try {
+        if (instance.broken) throw new Error('its last call failed in the host');
         instance.reset();
       } catch (err) {
         // KVM failed on this VM: it is dropped, and the next request gets a new one.
