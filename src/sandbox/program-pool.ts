@@ -294,7 +294,9 @@ export class ProgramPool {
       else if (o.kind === 'failed') w.reject(o.error);
       else back.push(w);
     });
-    // Not answered in this batch: they go first in the queue, in their order.
+    // Not answered in this batch: they go first in the queue, in their order. A program that
+    // answers only part of its batches (large answers, or a program that will not) gets smaller ones.
+    if (back.length > 0) entry.batchLimit = Math.max(1, Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
     for (const w of back.reverse()) this.enqueue(entry, w, true);
     // After the callers have their answers (their continuations run before this turn's
     // immediates): reset, then the instance serves the next requests.
