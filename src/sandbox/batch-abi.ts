@@ -4,6 +4,7 @@
 // how many it answered. The host reads only its own addresses (never the pointers in the
 // te_batch, which the program can overwrite) and bounds every index the program hands it.
 import type { GuestMemory } from '../vmm/memory/guest-memory.ts';
+import { pageAlignUp } from '../vmm/x86/layout.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { layRequest, type RequestLayout } from './abi.ts';
 import { BATCH_ABI_VERSION, TE_BATCH, TE_RESPONSE } from './abi-layout.ts';
@@ -28,24 +29,46 @@ export interface WrittenBatch {
 
 const align8 = (n: number): number => Math.ceil(n / 8) * 8;
 
+/** Where a program's requests go: its request region, and the most one request may take of it. */
+export interface RequestRoom {
+  region: number;
+  /** Bytes of the region. */
+  size: number;
+  /** Bytes one request may take (its te_request, headers, strings and body): maxRequestBytes, in whole pages. */
+  perRequest: number;
+}
+
+/**
+ * The request region of a program whose requests may be `maxRequestBytes`: room for one of that
+ * size behind the te_batch of one (its pointer and response slot), in whole pages.
+ */
+export function requestRegionBytes(maxRequestBytes: number): number {
+  return pageAlignUp(pageAlignUp(maxRequestBytes) + TE_BATCH.SIZE + 8 + TE_RESPONSE.SIZE);
+}
+
+/** The room of a program with this region and maxRequestBytes. */
+export function requestRoom(region: number, maxRequestBytes: number): RequestRoom {
+  return { region, size: requestRegionBytes(maxRequestBytes), perRequest: pageAlignUp(maxRequestBytes) };
+}
+
 /**
  * Writes as many of `requests` (at most MAX_BATCH) as fit into [region, region+size), in order:
  * the te_batch, its array of request pointers, the zeroed response slots, then the requests.
  * The first must fit (else the SandboxError of a request too large is thrown); the batch ends
  * before the first later one that does not.
  */
-export function writeBatch(mem: GuestMemory, region: number, size: number, requests: readonly BatchRequest[]): WrittenBatch {
+export function writeBatch(mem: GuestMemory, room: RequestRoom, requests: readonly BatchRequest[]): WrittenBatch {
   const cap = Math.min(requests.length, MAX_BATCH);
   try {
-    return layBatch(mem, region, size, requests, cap);
+    return layBatch(mem, room, requests, cap);
   } catch (err) {
     // Room for many slots may be what the first request lacks: alone, it gets the most room there is.
-    if (cap > 1 && err instanceof SandboxError && err.kind === 'program') return layBatch(mem, region, size, requests, 1);
+    if (cap > 1 && err instanceof SandboxError && err.kind === 'program') return layBatch(mem, room, requests, 1);
     throw err;
   }
 }
 
-function layBatch(mem: GuestMemory, region: number, size: number, requests: readonly BatchRequest[], cap: number): WrittenBatch {
+function layBatch(mem: GuestMemory, { region, size, perRequest }: RequestRoom, requests: readonly BatchRequest[], cap: number): WrittenBatch {
   const pointersAt = region + TE_BATCH.SIZE;
   const slotsAt = pointersAt + cap * 8;
   const headerBytes = TE_BATCH.SIZE + cap * 8 + cap * TE_RESPONSE.SIZE;
@@ -53,9 +76,9 @@ function layBatch(mem: GuestMemory, region: number, size: number, requests: read
   const addresses: number[] = [];
   for (let i = 0; i < cap; i++) {
     const { req, random, layout } = requests[i]!;
-    const room = region + size - cursor;
+    const room = Math.min(region + size - cursor, perRequest);
     try {
-      if (room <= 0) throw new SandboxError('program', `request exceeds the program's limit of ${size} bytes`);
+      if (room <= 0) throw new SandboxError('program', `request exceeds the room left in the program's request region`);
       const { at, bytes } = layRequest(mem, cursor, room, req, random, layout);
       addresses.push(at);
       cursor = align8(at + bytes);
@@ -101,9 +124,9 @@ export interface WrittenOne {
 }
 
 /** Writes one request: a te_request for a version-1 program, a batch of one for a later one. */
-export function writeOne(mem: GuestMemory, region: number, size: number, request: BatchRequest, abiVersion: number): WrittenOne {
-  if (abiVersion < BATCH_ABI_VERSION) return { at: layRequest(mem, region, size, request.req, request.random, request.layout).at };
-  const batch = writeBatch(mem, region, size, [request]);
+export function writeOne(mem: GuestMemory, room: RequestRoom, request: BatchRequest, abiVersion: number): WrittenOne {
+  if (abiVersion < BATCH_ABI_VERSION) return { at: layRequest(mem, room.region, room.perRequest, request.req, request.random, request.layout).at };
+  const batch = writeBatch(mem, room, [request]);
   return { at: batch.at, batch };
 }
 

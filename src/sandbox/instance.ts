@@ -6,11 +6,11 @@
 // thread that owns it for more than a slice.
 import { performance } from 'node:perf_hooks';
 import { SandboxError } from '../vmm/errors.ts';
-import { PAGE_SIZE, pageAlignUp } from '../vmm/x86/layout.ts';
+import { PAGE_SIZE } from '../vmm/x86/layout.ts';
 import type { Machine, RunResult } from '../vmm/machine.ts';
 import { CALL_LOG, CALL_WAIT, type DecodedResponse, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readLogLine, readResponse, type RecvDirective } from './abi.ts';
 import { completeHostCall, freshRandom, type HostCalls, type PendingHostCall, startHostCall, withDeadline } from './host-call.ts';
-import { batchAnswered, batchCurrent, oneResponseAt, writeBatch, writeOne, type WrittenBatch, type WrittenOne } from './batch-abi.ts';
+import { batchAnswered, batchCurrent, oneResponseAt, requestRoom, writeBatch, writeOne, type WrittenBatch, type WrittenOne } from './batch-abi.ts';
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import type { Program } from './program.ts';
@@ -175,7 +175,7 @@ export class Instance {
     const m = this.machine;
     let batch: WrittenBatch;
     try {
-      batch = writeBatch(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), items.slice(0, room).map((i) => ({ req: i.req, random: freshRandom(), layout: { ...i.options, abiVersion } })));
+      batch = writeBatch(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), items.slice(0, room).map((i) => ({ req: i.req, random: freshRandom(), layout: { ...i.options, abiVersion } })));
     } catch (error) {
       return [{ kind: 'failed', error }, ...again(1)];
     }
@@ -327,7 +327,7 @@ export class Instance {
     const stdio = new CaptureStdio(0, undefined, true);
     m.stdio = stdio;
     const { abiVersion } = this.program;
-    this.written = writeOne(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), { req, random: freshRandom(), layout: { ...options, abiVersion } }, abiVersion);
+    this.written = writeOne(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), { req, random: freshRandom(), layout: { ...options, abiVersion } }, abiVersion);
     this.armHypercalls(() => logs, () => options.host);
     m.resume(this.written.at);
     return stdio;

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Kvm } from '../kvm/kvm.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { pageAlignUp } from '../vmm/x86/layout.ts';
+import { requestRegionBytes, requestRoom } from './batch-abi.ts';
 import { Machine } from '../vmm/machine.ts';
 import { type ExportedSnapshot, Snapshot } from '../vmm/memory/snapshot.ts';
 import { ENOSYS } from '../vmm/linux/syscalls/errno.ts';
@@ -135,10 +135,10 @@ export class Program {
           throw new SandboxError('program', `program exited with status ${result.status} before calling wait_for_requests()${said ? `: ${said}` : ''}`);
         }
         version = checkAbiVersion(abiVersion);
-        region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
+        region = machine.arena.allocate(requestRegionBytes(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
         const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
-        const target = { machine, region, regionSize: pageAlignUp(maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs };
+        const target = { machine, room: requestRoom(region, maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs };
         // The previous version's state first, so that the warm-up warms what instances will hold.
         if (options.liveRestore && this.limits.lifecycle === 'persistent') liveRestore(target, options.liveRestore);
         if (options.warmup) warmUp(target, options.warmup);

@@ -12,16 +12,15 @@ import type { Machine } from '../vmm/machine.ts';
 import { ENOSYS } from '../vmm/linux/syscalls/errno.ts';
 import { CALL_LOG, CALL_WAIT, type DecodedResponse, readResponse, type RequestLayout } from './abi.ts';
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
-import { oneResponseAt, writeOne } from './batch-abi.ts';
+import { oneResponseAt, type RequestRoom, writeOne } from './batch-abi.ts';
 import type { CaptureStdio } from './stdio.ts';
 import { MAX_WARMUP_REQUESTS, type SandboxRequest, type WarmupOptions } from './types.ts';
 
 /** What a warm-up needs of the program being loaded. */
 export interface WarmupTarget {
   machine: Machine;
-  /** The request region and its size. */
-  region: number;
-  regionSize: number;
+  /** Where requests go. */
+  room: RequestRoom;
   /** The version the program declared: how its requests are laid out. */
   abiVersion: number;
   timeoutMs: number;
@@ -68,7 +67,7 @@ function runBeforeSnapshot(target: WarmupTarget, request: Synthetic): DecodedRes
   try {
     const left = target.deadline - performance.now();
     if (left <= 0) throw new SandboxError('timeout', 'not reached within the init time limit');
-    const written = writeOne(m.mem, target.region, target.regionSize, { req: request.req, random: randomBytes(32), layout: { ...request.layout, abiVersion: target.abiVersion } }, target.abiVersion);
+    const written = writeOne(m.mem, target.room, { req: request.req, random: randomBytes(32), layout: { ...request.layout, abiVersion: target.abiVersion } }, target.abiVersion);
     m.resume(written.at);
     const result = m.run(Math.min(target.timeoutMs, left));
     if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status}`);
@@ -102,7 +101,7 @@ export function warmUp(target: WarmupTarget, warmup: WarmupOptions): void {
  */
 export function liveRestore(target: WarmupTarget, blob: Uint8Array): void {
   if (target.abiVersion < BATCH_ABI_VERSION) return;
-  if (blob.length > target.regionSize - 4096) throw new SandboxError('program', `the previous version's live-update state of ${blob.length} bytes exceeds this version's maxRequestSize`);
+  if (blob.length > target.room.perRequest - 4096) throw new SandboxError('program', `the previous version's live-update state of ${blob.length} bytes exceeds this version's maxRequestSize`);
   const req = { method: 'POST', url: '/', headers: SYNTHETIC_HEADERS, body: blob };
   runBeforeSnapshot(target, { req, layout: { liveRestore: true, presnapshot: true }, what: `live restore of ${blob.length} bytes` });
 }
