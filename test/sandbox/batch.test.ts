@@ -68,10 +68,10 @@ describe('batched entries', needsKvm(), () => {
   });
 
   test('each request has the time limit from when its handler starts, not from the batch\'s start', async () => {
-    const inst = instance(persistent, { timeoutMs: 250 });
-    // Three handlers of 120 ms: 360 ms for the batch, each well inside 250 ms.
-    const outcomes = await inst.callBatch(items(['/sleep?ms=120', '/sleep?ms=120', '/sleep?ms=120']));
-    assert.deepEqual(outcomes.map(summary), ['1', '2', '3']);
+    const inst = instance(persistent, { timeoutMs: 400 });
+    // Four handlers of 150 ms: 600 ms for the batch, each well inside 400 ms.
+    const outcomes = await inst.callBatch(items(['/sleep?ms=150', '/sleep?ms=150', '/sleep?ms=150', '/sleep?ms=150']));
+    assert.deepEqual(outcomes.map(summary), ['1', '2', '3', '4']);
   });
 
   test('te_reset_after() ends the batch after its response: the rest run again, on the reset instance', async () => {
