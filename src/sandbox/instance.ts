@@ -232,7 +232,7 @@ export class Instance {
     const answered = this.responseAt === batch.at ? batchAnswered(m.mem, batch) : undefined;
     if (answered === undefined) {
       const failed = index();
-      const error = new SandboxError('bad-response', 'program ended a batch without saying which requests it answered');
+      const error = new SandboxError('bad-response', this.responseAt === batch.at ? 'program ended a batch without saying which requests it answered' : `program answered a batch it was not given (WAIT with 0x${this.responseAt.toString(16)})`);
       const outcomes = [...this.batchAnswers(batch, items, logs, stdios, failed, t0).outcomes, { kind: 'failed', error } as const, ...again(failed + 1)];
       this.resetNow();
       return outcomes;
