@@ -288,6 +288,10 @@ export interface TenantCounters {
   readonly hits: number;
   readonly passes: number;
   readonly status5xx: number;
+  /** VM exits (of them the timer's) and batches of the serving program versions; absent from servers before issue 13. */
+  readonly vmExits?: number;
+  readonly vmTimerExits?: number;
+  readonly vmBatches?: number;
 }
 
 function counter(section: unknown, key: string): number {
@@ -301,8 +305,15 @@ export async function tenantCounters(stats: { readonly url: string; readonly tok
   const res = await fetch(stats.url, { headers: { authorization: `Bearer ${stats.token}` }, signal: AbortSignal.timeout(5_000) });
   if (res.status !== 200) throw new Error(`GET ${stats.url} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
   const body = (await res.json()) as { counters?: unknown; cache?: unknown };
+  const optional = (key: string): number | undefined => {
+    const c = body.counters as Record<string, unknown> | undefined;
+    return typeof c?.[key] === 'number' ? c[key] : undefined;
+  };
   return {
     vmCalls: counter(body.counters, 'vmCalls'),
+    vmExits: optional('vmExits'),
+    vmTimerExits: optional('vmTimerExits'),
+    vmBatches: optional('vmBatches'),
     status5xx: counter(body.counters, 'status5xx'),
     hits: counter(body.cache, 'hits'),
     passes: counter(body.cache, 'passes'),

@@ -3,9 +3,12 @@
 // and a bare node:http hello, each pinned to CPU 0 and loaded by wrk on CPU 1. Checks each answers
 // exactly "hello, world\n" and prints req/s, p50, p99 and tinyedge/workerd ratios against issue
 // 6's targets, and tinyedge against its one-core ceiling (issue 12): 1 / (the hello's in-process
-// call + reset, measured on CPU 0 in this run + node:http's time per request). Usage:
+// call + reset, measured on CPU 0 in this run + node:http's time per request). With `serve`, also
+// the hello as a persistent program, one request per VM entry and in batches (issue 13), each
+// request proven to reach the program by the count it keeps, and VM exits per request for every
+// tinyedge row. Usage:
 //   node --import tsx bench/workerd.ts [--duration 10] [--connections 50] [--warmup 2]
-//        [--only tinyedge,workerd,node] [--tinyedge-mode auto|dev|serve]
+//        [--only tinyedge,persistent,batched,workerd,node] [--tinyedge-mode auto|dev|serve]
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -17,12 +20,13 @@ import { contention, sampleCpu } from './workerd-cpu.ts';
 import type { Contention } from './workerd-cpu.ts';
 import { checkHello, detectTinyedgeMode, ensureWorkerd, REQUEST_HEADERS, startNodeHello, startTinyedge, startWorkerd, tenantCounters, tinyedgeLaunch } from './workerd-servers.ts';
 import type { Checked, TenantCounters, TinyedgeLaunch, TinyedgeMode, Workerd } from './workerd-servers.ts';
+import { exitsPerRequest, judgeCount, PERSISTENT_VARIANTS, persistentLaunch, programCount, TARGET_PERSISTENT_P99_VS_P50, TARGET_PERSISTENT_P99_VS_WORKERD, TARGET_PERSISTENT_RPS } from './workerd-persistent.ts';
 import { runWrkWithHeaders } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WORKERD_CACHE = join(ROOT, 'build/bench/workerd');
-const SERVERS = ['tinyedge', 'workerd', 'node'] as const;
+const SERVERS = ['tinyedge', 'persistent', 'batched', 'workerd', 'node'] as const;
 type ServerName = (typeof SERVERS)[number];
 /** Issue 6: tinyedge should serve at least twice workerd's req/s with a tenth of its p99. */
 const TARGET_RPS_RATIO = 2;
@@ -45,7 +49,7 @@ interface Options {
 }
 
 const USAGE =
-  'usage: node --import tsx bench/workerd.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,workerd,node] [--tinyedge-mode auto|dev|serve]';
+  'usage: node --import tsx bench/workerd.ts [--duration SEC] [--connections N] [--warmup SEC] [--only tinyedge,persistent,batched,workerd,node] [--tinyedge-mode auto|dev|serve]';
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { durationSec: 10, connections: 50, warmupSec: 2, only: [...SERVERS], tinyedgeMode: 'auto' };
@@ -91,6 +95,8 @@ interface Row {
   cpu?: Contention;
   /** `serve` only: what the tenant's counters say about the measured run. */
   proof?: string;
+  /** `serve` only: VM exits per request over the measured run (the timer's among them), and batches. */
+  exits?: { all: number; timer: number; batches: number };
 }
 
 function machine(): string {
@@ -140,6 +146,7 @@ function wrkRequests(raw: string): number {
  * from a VM call, none from the cache.
  */
 function judgeCounters(before: TenantCounters, after: TenantCounters, responses: number, row: Row): void {
+  row.exits = exitsPerRequest(before, after);
   const calls = after.vmCalls - before.vmCalls;
   const hits = after.hits - before.hits;
   row.proof = `${calls} VM calls and ${hits} cache hits for ${responses} responses (${after.passes - before.passes} passes)`;
@@ -161,10 +168,20 @@ async function benchServer(server: Started, launch: TinyedgeLaunch | undefined, 
   }
   if (opts.warmupSec > 0) await runWrkWithHeaders({ url, connections: opts.connections, durationSec: opts.warmupSec, cpu: wrkCpu }, WRK_HEADERS, children);
   const counters = launch?.stats === undefined ? undefined : await tenantCounters(launch.stats);
+  const counted = row.server === 'persistent' || row.server === 'batched' ? await programCount(server.url) : undefined;
   const before = sampleCpu(cpus.server, server.child.process.pid);
   row.result = await runWrkWithHeaders({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, WRK_HEADERS, children);
   row.cpu = contention(before, sampleCpu(cpus.server, server.child.process.pid));
-  if (launch?.stats !== undefined && counters !== undefined) judgeCounters(counters, await tenantCounters(launch.stats), wrkRequests(row.result.raw), row);
+  if (counted !== undefined) {
+    const judged = judgeCount(counted, await programCount(server.url), wrkRequests(row.result.raw), opts.connections);
+    row.proof = judged.proof;
+    if (judged.problem !== undefined) row.problems.push(judged.problem);
+  }
+  if (launch?.stats !== undefined && counters !== undefined) {
+    const countProof = row.proof;
+    judgeCounters(counters, await tenantCounters(launch.stats), wrkRequests(row.result.raw), row);
+    if (countProof !== undefined) row.proof = `${countProof}; ${row.proof ?? ''}`;
+  }
   row.problems.push(...wrkFailures(row.result.raw));
   if (row.result.errors > 0 && row.problems.length === 0) row.problems.push(`${row.result.errors} errors in wrk's report`);
   // After the load: still right (a server that broke under load would otherwise look fast).
@@ -179,10 +196,10 @@ async function benchServer(server: Started, launch: TinyedgeLaunch | undefined, 
 
 function printTable(rows: Row[]): void {
   const base = rows.find((r) => r.server === 'workerd')?.result;
-  const head = ['server', 'req/s', 'p50', 'p99', 'req/s vs workerd', 'p99 vs workerd', 'CPU 0 taken by others'];
+  const head = ['server', 'req/s', 'p50', 'p99', 'req/s vs workerd', 'p99 vs workerd', 'exits/req', 'CPU 0 taken by others'];
   const lines = rows.map((row) => {
     const r = row.result;
-    if (r === undefined) return [row.label, '-', '-', '-', '-', '-', '-'];
+    if (r === undefined) return [row.label, '-', '-', '-', '-', '-', '-', '-'];
     const vsBase = row.server !== 'workerd' && base !== undefined;
     return [
       row.label,
@@ -191,6 +208,7 @@ function printTable(rows: Row[]): void {
       fmtMs(r.p99Ms),
       vsBase ? `${(r.requestsPerSec / base.requestsPerSec).toFixed(2)}×` : '-',
       vsBase ? `${(r.p99Ms / base.p99Ms).toFixed(3)}×` : '-',
+      row.exits === undefined ? '-' : `${row.exits.all.toFixed(2)} (${row.exits.timer.toFixed(2)} timer)`,
       row.cpu === undefined ? '?' : `${row.cpu.othersPct.toFixed(1)} %${row.cpu.stealPct >= 0.5 ? ` (+${row.cpu.stealPct.toFixed(1)} % steal)` : ''}`,
     ];
   });
@@ -217,6 +235,23 @@ function printTargets(rows: Row[]): void {
   const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
   console.log(`target req/s ≥ ${TARGET_RPS_RATIO}× workerd: ${rps.toFixed(2)}× → ${verdict(rps >= TARGET_RPS_RATIO)}`);
   console.log(`target p99 ≤ ${TARGET_P99_RATIO}× workerd (1/10): ${p99.toFixed(3)}× → ${verdict(p99 <= TARGET_P99_RATIO)}`);
+}
+
+/** Issue 13's targets for each clean persistent row against a clean workerd row of this run. */
+function printPersistentTargets(rows: Row[]): void {
+  const wd = rows.find((r) => r.server === 'workerd');
+  for (const row of rows.filter((r) => r.server === 'persistent' || r.server === 'batched')) {
+    const te = row.result;
+    if (te === undefined || wd?.result === undefined || row.problems.length > 0 || wd.problems.length > 0) {
+      console.log(`${row.label}: targets not judged (needs a clean row and a clean workerd row)`);
+      continue;
+    }
+    const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+    const rps = te.requestsPerSec / wd.result.requestsPerSec;
+    const p99 = te.p99Ms / wd.result.p99Ms;
+    const own = te.p99Ms / te.p50Ms;
+    console.log(`${row.label}: req/s ≥ ${TARGET_PERSISTENT_RPS}× workerd: ${rps.toFixed(2)}× → ${verdict(rps >= TARGET_PERSISTENT_RPS)}; p99 ≤ ${TARGET_PERSISTENT_P99_VS_WORKERD}× workerd's: ${p99.toFixed(2)}× → ${verdict(p99 <= TARGET_PERSISTENT_P99_VS_WORKERD)}; p99 ≤ ${TARGET_PERSISTENT_P99_VS_P50}× its p50: ${own.toFixed(2)}× → ${verdict(own <= TARGET_PERSISTENT_P99_VS_P50)}`);
+  }
 }
 
 /** The hello's in-process call + reset, p50 in µs, measured by bench/call-reset.ts pinned to `cpu`. */
@@ -262,8 +297,11 @@ async function main(): Promise<number> {
   }
   let mode: { mode: TinyedgeMode; why: string } | undefined;
   let program = '';
-  if (opts.only.includes('tinyedge')) {
+  let persistentProgram = '';
+  const persistentRows = opts.only.some((n) => n === 'persistent' || n === 'batched');
+  if (opts.only.includes('tinyedge') || persistentRows) {
     program = buildExample('hello');
+    if (persistentRows) persistentProgram = buildExample('hello_persistent');
     mode = opts.tinyedgeMode === 'auto' ? detectTinyedgeMode(ROOT) : { mode: opts.tinyedgeMode, why: `--tinyedge-mode ${opts.tinyedgeMode}` };
   }
   versions.push(versionOf(wrkPath, '-v').replace(/ \[.*$/, ''));
@@ -284,15 +322,20 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
   for (const name of opts.only) {
     let launch: TinyedgeLaunch | undefined;
-    if (name === 'tinyedge' && mode !== undefined) {
+    const variant = PERSISTENT_VARIANTS.find((v) => v.name === name);
+    if ((name === 'tinyedge' || variant !== undefined) && mode !== undefined) {
       const port = await freePort();
       let adminPort = await freePort();
       // Both probes close their socket at once, so the system may hand out the same port twice.
       while (adminPort === port) adminPort = await freePort();
-      launch = tinyedgeLaunch(mode.mode, ROOT, dir, program, port, adminPort);
+      launch = variant === undefined ? tinyedgeLaunch(mode.mode, ROOT, dir, program, port, adminPort) : persistentLaunch(variant, ROOT, dir, persistentProgram, port, adminPort);
     }
-    const row: Row = { server: name, label: launch?.label ?? name, problems: [] };
+    const row: Row = { server: name, label: launch?.label ?? variant?.label ?? name, problems: [] };
     rows.push(row);
+    if (variant !== undefined && mode?.mode !== 'serve') {
+      row.problems.push('needs `tinyedge serve` (a persistent program is configured in its config file)');
+      continue;
+    }
     let server: Started;
     try {
       if (launch !== undefined) server = await startTinyedge(children, launch, ROOT, dir, serverCpu);
@@ -321,6 +364,7 @@ async function main(): Promise<number> {
     }
   }
   printTargets(rows);
+  printPersistentTargets(rows);
   if (mode?.mode === 'serve') printCeiling(rows, await callResetUs(children, serverCpu));
   const failed = rows.filter((r) => r.problems.length > 0);
   for (const row of failed) for (const p of row.problems) console.log(`  ! ${row.label}: ${p}`);

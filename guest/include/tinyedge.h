@@ -5,7 +5,8 @@
  *
  * A program registers a handler, initialises whatever it likes in main(), then calls
  * te_wait_for_requests(). The host freezes the program there (the snapshot) and runs every request
- * in an instance that is reset to that snapshot afterwards: nothing a request writes survives it.
+ * in an instance that is reset to that snapshot afterwards: nothing a request writes survives it
+ * (unless the program's lifecycle is persistent: then its state carries over, see te_reset_after()).
  *
  *     #include <tinyedge.h>
  *     static void hello(const te_request *req) {
@@ -36,10 +37,10 @@ extern "C" {
 
 /* The binary interface this header speaks, passed to the host by the first WAIT. It changes only
  * when a change would make a built program wrong (docs/guest-abi.md, "Versions"). */
-#define TE_ABI_VERSION 1
+#define TE_ABI_VERSION 2
 
 /* Hypercall numbers. */
-#define TE_CALL_WAIT      1  /* rdi = response (or 0 the first time; then rsi = TE_ABI_VERSION) -> rax = next request */
+#define TE_CALL_WAIT      1  /* rdi = the te_batch answered (or 0 the first time; then rsi = TE_ABI_VERSION) -> rax = next te_batch */
 #define TE_CALL_LOG       2  /* rdi = text, rsi = length -> 0 */
 #define TE_CALL_FETCH     3  /* rdi = te_fetch -> HTTP status, or -errno */
 #define TE_CALL_KV_GET    4  /* rdi = te_kv -> value length (may exceed the buffer), or -errno */
@@ -77,11 +78,22 @@ typedef struct {
 /* te_request.flags. A synthetic request the host makes to check a program it has just loaded
  * (before `serve` routes anything to a new version): not a client's; answer it as any other. */
 #define TE_REQUEST_WARMUP 1u
+/* With TE_REQUEST_WARMUP: one of the warm-up requests (config `warmup`) the host sends after main()
+ * reaches te_wait_for_requests() and before it takes the snapshot, so what they leave in memory is
+ * in every instance. Host calls answer -ENOSYS then, as during main(). */
+#define TE_REQUEST_PRESNAPSHOT 2u
+/* Live update (ABI version 2, persistent programs; the SDK's loop answers these itself, the
+ * handler never sees them): the host asks for the state to hand this program's next version
+ * (te_on_live_update), or hands this version the state its previous one gave (te_on_live_restore,
+ * before the snapshot: every instance starts with it). */
+#define TE_REQUEST_LIVE_UPDATE 4u
+#define TE_REQUEST_LIVE_RESTORE 8u
 
 #define TE_RESPONDED   1u  /* a response (generate), or a synthetic answer (recv) */
 #define TE_UNCACHEABLE 2u
 #define TE_PASS        4u  /* recv: send to the backend, bypassing the cache */
 #define TE_REWRITE_URL 8u  /* recv: look up / fetch te_response.url instead */
+#define TE_RESET_AFTER 16u /* persistent programs: reset the instance to its snapshot after this response */
 
 /* Filled by the program (through the functions below) and read by the host after the handler. */
 typedef struct {
@@ -97,6 +109,17 @@ typedef struct {
     te_str tags;       /* space-separated cache tags */
     te_str url;        /* recv: the new URL with TE_REWRITE_URL */
 } te_response;
+
+/* What WAIT returns (ABI version 2): `count` requests to answer one after another, each into its
+ * own response slot, with one WAIT for them all. The SDK's loop does this; a program need not. */
+typedef struct {
+    uint32_t count;               /* written by the host: requests in this batch (at least 1) */
+    uint32_t current;             /* written by the SDK: the request whose handler runs now */
+    uint32_t answered;            /* written by the SDK before its WAIT: slots 0..answered-1 hold answers */
+    uint32_t reserved;
+    const te_request *const *requests;  /* the host's: `count` requests */
+    te_response *responses;             /* the host's: `count` zeroed response slots */
+} te_batch;
 
 /* A sub-request to one of the tenant's origins (te_fetch_origin). */
 typedef struct {
@@ -174,6 +197,13 @@ TE__FIELD(te_response, keep_ms, 56);
 TE__FIELD(te_response, tags, 64);
 TE__FIELD(te_response, url, 80);
 TE__SIZE(te_response, 96);
+TE__FIELD(te_batch, count, 0);
+TE__FIELD(te_batch, current, 4);
+TE__FIELD(te_batch, answered, 8);
+TE__FIELD(te_batch, reserved, 12);
+TE__FIELD(te_batch, requests, 16);
+TE__FIELD(te_batch, responses, 24);
+TE__SIZE(te_batch, 32);
 TE__FIELD(te_fetch, origin, 0);
 TE__FIELD(te_fetch, method, 16);
 TE__FIELD(te_fetch, url, 32);
@@ -198,6 +228,11 @@ TE__FIELD(te_kv_cas, flags, 48);
 TE__SIZE(te_kv_cas, 56);
 
 typedef void (*te_handler)(const te_request *req);
+/* Live update: returns the state to hand the next version (its bytes in *data, valid until the
+ * next request), or 0 for none. */
+typedef size_t (*te_live_update_fn)(const void **data);
+/* Live update: takes the state the previous version handed over. */
+typedef void (*te_live_restore_fn)(const void *data, size_t len);
 
 /* Response headers a handler may add: the host's bound (docs/guest-abi.md, "Limits"). */
 #define TE_MAX_RESPONSE_HEADERS 256
@@ -208,6 +243,14 @@ typedef void (*te_handler)(const te_request *req);
 __attribute__((weak)) te_handler te__handler;
 __attribute__((weak)) te_response te__response;
 __attribute__((weak)) te_header te__headers[TE_MAX_RESPONSE_HEADERS];
+__attribute__((weak)) te_live_update_fn te__live_update;
+__attribute__((weak)) te_live_restore_fn te__live_restore;
+
+/* Where the loop keeps a batch's answers while the next handlers run (their buffers may be
+ * reused): a response that no longer fits ends the batch there, and the host sends the rest again
+ * in the next one. Untouched pages cost nothing. */
+#define TE_BATCH_ARENA_BYTES (256 * 1024)
+__attribute__((weak)) char te__arena[TE_BATCH_ARENA_BYTES];
 
 static inline long te__hypercall(long call, long a, long b) {
     long ret;
@@ -219,27 +262,96 @@ static inline long te__hypercall(long call, long a, long b) {
 
 static inline void te_on_request(te_handler handler) { te__handler = handler; }
 
+/* A persistent program's state across a live upload, as TinyKVM's live update: when a new version
+ * of the program replaces this one, the host calls `fn` in one instance of this version and hands
+ * the bytes it returns to the new version's te_on_live_restore callback, before the new version's
+ * snapshot (so every one of its instances starts with them). Register both in main(). */
+static inline void te_on_live_update(te_live_update_fn fn) { te__live_update = fn; }
+static inline void te_on_live_restore(te_live_restore_fn fn) { te__live_restore = fn; }
+
 static inline void te__reset_response(void) {
     memset(&te__response, 0, sizeof te__response);
     te__response.headers = te__headers;
     te__response.ttl_ms = te__response.grace_ms = te__response.keep_ms = -1;
 }
 
-/* Ends initialisation (the snapshot is taken here) and serves requests forever. */
+static inline const char *te__stash(char **at, te_str s) {
+    if (s.len == 0) return s.ptr;
+    memcpy(*at, s.ptr, (size_t)s.len);
+    *at += s.len;
+    return *at - s.len;
+}
+
+/* Copies what response `r` points to into the arena, after the `*used` bytes already there, and
+ * points `r` at the copies; 0 (nothing changed) when it does not fit. */
+static inline int te__keep(te_response *r, size_t *used) {
+    size_t start = (*used + 7) & ~(size_t)7, n = r->header_count;
+    if (n > TE_MAX_RESPONSE_HEADERS || start > sizeof te__arena) return 0;
+    size_t room = sizeof te__arena - start, need = n * sizeof(te_header);
+    te_str strs[3] = { r->body, r->tags, r->url };
+    for (int i = 0; i < 3; i++) { if (strs[i].len > room) return 0; need += (size_t)strs[i].len; }
+    for (size_t i = 0; i < n; i++) {
+        if (r->headers[i].name.len > room || r->headers[i].value.len > room) return 0;
+        need += (size_t)(r->headers[i].name.len + r->headers[i].value.len);
+    }
+    if (need > room) return 0;
+    te_header *h = (te_header *)(te__arena + start);
+    char *at = (char *)(h + n);
+    for (size_t i = 0; i < n; i++) {
+        h[i].name.ptr = te__stash(&at, r->headers[i].name); h[i].name.len = r->headers[i].name.len;
+        h[i].value.ptr = te__stash(&at, r->headers[i].value); h[i].value.len = r->headers[i].value.len;
+    }
+    r->headers = h;
+    r->body.ptr = te__stash(&at, r->body);
+    r->tags.ptr = te__stash(&at, r->tags);
+    r->url.ptr = te__stash(&at, r->url);
+    *used = (size_t)(at - te__arena);
+    return 1;
+}
+
+/* Answers the host's live-update requests: the state to hand over (200, or 204 for none), or the
+ * state handed over, given to the restore callback (204). */
+static inline void te__live(const te_request *req) {
+    te__response.status = 204;
+    te__response.flags |= TE_RESPONDED;
+    if ((req->flags & TE_REQUEST_LIVE_UPDATE) && te__live_update) {
+        const void *data = NULL;
+        size_t n = te__live_update(&data);
+        if (data && n > 0) { te__response.status = 200; te__response.body.ptr = (const char *)data; te__response.body.len = n; }
+    } else if ((req->flags & TE_REQUEST_LIVE_RESTORE) && te__live_restore) {
+        te__live_restore(req->body.ptr, (size_t)req->body.len);
+    }
+}
+
+/* Ends initialisation (the snapshot is taken here) and serves requests forever: each WAIT hands
+ * over a batch, whose requests the handler answers one after another, each response in its slot;
+ * one WAIT returns them all. The batch ends early after a response that asks for a reset, or one
+ * whose bytes no longer fit the arena: the host sends the requests not answered again. */
 static void te_wait_for_requests(void) __attribute__((noreturn, unused));
 static void te_wait_for_requests(void) {
     /* What the program printed goes to the host's log now: a buffer left in memory would be lost
      * (snapshot) or dropped by the reset after the request. */
     fflush(stdout);
-    const te_request *req = (const te_request *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
+    te_batch *b = (te_batch *)te__hypercall(TE_CALL_WAIT, 0, TE_ABI_VERSION);
     for (;;) {
-        unsigned seed;
-        te__reset_response();
-        memcpy(&seed, req->random, sizeof seed);
-        srand(seed); /* never replay the snapshot's PRNG state */
-        if (te__handler) te__handler(req);
-        fflush(stdout);
-        req = (const te_request *)te__hypercall(TE_CALL_WAIT, (long)&te__response, 0);
+        uint32_t i = 0, n = b->count;
+        size_t used = 0;
+        for (;;) {
+            const te_request *req = b->requests[i];
+            unsigned seed;
+            *(volatile uint32_t *)&b->current = i; /* the host times each handler from here */
+            te__reset_response();
+            memcpy(&seed, req->random, sizeof seed);
+            srand(seed); /* never replay the snapshot's PRNG state */
+            if (req->flags & (TE_REQUEST_LIVE_UPDATE | TE_REQUEST_LIVE_RESTORE)) te__live(req);
+            else if (te__handler) te__handler(req);
+            fflush(stdout);
+            te_response *slot = &b->responses[i++];
+            *slot = te__response;
+            if (i >= n || (slot->flags & TE_RESET_AFTER) || !te__keep(slot, &used)) break;
+        }
+        b->answered = i;
+        b = (te_batch *)te__hypercall(TE_CALL_WAIT, (long)b, 0);
     }
 }
 
@@ -268,8 +380,11 @@ static inline const char *te_request_header(const te_request *req, const char *n
     return NULL;
 }
 
-/* True for the host's warm-up request (TE_REQUEST_WARMUP), false for a client's. */
+/* True for the host's warm-up requests (TE_REQUEST_WARMUP), false for a client's. */
 static inline int te_is_warmup(const te_request *req) { return (req->flags & TE_REQUEST_WARMUP) != 0; }
+
+/* True for a warm-up request before the snapshot (TE_REQUEST_PRESNAPSHOT). */
+static inline int te_is_presnapshot(const te_request *req) { return (req->flags & TE_REQUEST_PRESNAPSHOT) != 0; }
 
 /* How te_percent_decode() reads its input. */
 #define TE_DECODE_PLUS      1u  /* '+' is a space (form encoding: query strings) */
@@ -391,6 +506,12 @@ static inline void te_cache(double ttl, double grace, double keep) {
 static inline void te_cache_tags(const char *tags) { te__response.tags.ptr = tags; te__response.tags.len = strlen(tags); }
 
 static inline void te_uncacheable(void) { te__response.flags |= TE_UNCACHEABLE; }
+
+/* A program whose lifecycle is persistent keeps its memory from one request to the next (in one
+ * instance). This asks the host to reset the instance to its snapshot once the current response
+ * is delivered: the next request starts afresh. Ephemeral programs are reset after every request
+ * anyway. Call it from the handler (it is a flag of this response). */
+static inline void te_reset_after(void) { te__response.flags |= TE_RESET_AFTER; }
 
 /* --- hooks (recv / deliver phases) ------------------------------------------------------------ */
 

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -85,6 +86,8 @@ public:
     Phase phase() const { return static_cast<Phase>(raw_.phase); }
     /** The host's warm-up request after a load, not a client's. */
     bool warmup() const { return te_is_warmup(&raw_); }
+    /** A warm-up request before the snapshot (config `warmup`): what it leaves is in every instance. */
+    bool presnapshot() const { return te_is_presnapshot(&raw_); }
     /** 32 bytes of fresh entropy for this request. */
     std::string_view random() const { return std::string_view(reinterpret_cast<const char *>(raw_.random), sizeof raw_.random); }
 
@@ -173,6 +176,9 @@ public:
     Response &&tag(std::string t) && { return std::move(tag(std::move(t))); }
     Response &uncacheable() & { flags_ |= TE_UNCACHEABLE; return *this; }
     Response &&uncacheable() && { return std::move(uncacheable()); }
+    /** Persistent programs: reset the instance to its snapshot after this response (te_reset_after()). */
+    Response &reset_after() & { flags_ |= TE_RESET_AFTER; return *this; }
+    Response &&reset_after() && { return std::move(reset_after()); }
     /** recv: bypass the cache. */
     Response &pass() & { flags_ |= TE_PASS; return *this; }
     Response &&pass() && { return std::move(pass()); }
@@ -326,6 +332,29 @@ inline bool kv_compare_and_set(std::string_view key, std::optional<std::string_v
     long r = te__hypercall(TE_CALL_KV_CAS, reinterpret_cast<long>(&c), 0);
     if (r < 0) throw HostError("kv_compare_and_set", r);
     return r == 1;
+}
+
+/**
+ * A persistent program's state across a live upload (te_on_live_update): when a new version
+ * replaces this one, `save` runs in one instance of this version and the bytes it returns ("" for
+ * none) go to the new version's on_live_restore callback before its snapshot. Register in main().
+ */
+inline void on_live_update(std::function<std::string()> save) {
+    static std::function<std::string()> stored;
+    static std::string kept;
+    stored = std::move(save);
+    te_on_live_update([](const void **data) -> std::size_t {
+        kept = stored();
+        *data = kept.data();
+        return kept.size();
+    });
+}
+
+/** Takes the state the previous version handed over (te_on_live_restore), before the snapshot. */
+inline void on_live_restore(std::function<void(std::string_view)> restore) {
+    static std::function<void(std::string_view)> stored;
+    stored = std::move(restore);
+    te_on_live_restore([](const void *data, std::size_t len) { stored(std::string_view(static_cast<const char *>(data), len)); });
 }
 
 /**

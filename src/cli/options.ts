@@ -97,9 +97,26 @@ export function hostHeader(value: string): string {
   return value;
 }
 
+/** A request's path and query (`--warmup-path`). */
+export function requestPath(value: string): string {
+  if (!/^\/[^\s#]*$/.test(value)) throw new InvalidArgumentError('expected a path starting with /, e.g. /hello?x=1.');
+  return value;
+}
+
+/** A program lifecycle (`--lifecycle`): `ephemeral` or `persistent`. */
+export function lifecycle(value: string): 'ephemeral' | 'persistent' {
+  if (value !== 'ephemeral' && value !== 'persistent') throw new InvalidArgumentError('expected ephemeral or persistent.');
+  return value;
+}
+
 /** The options of a subcommand that loads one tenant program (`dev`, `bench`), parsed. */
 export interface ProgramCliOptions {
   cgi?: boolean;
+  lifecycle?: 'ephemeral' | 'persistent';
+  resetAfterRequests?: number;
+  resetAboveDirty?: number;
+  warmup?: number;
+  warmupPath?: string;
   /** Guest memory in bytes. */
   memory: number;
   timeout: number;
@@ -115,5 +132,18 @@ export function addProgramOptions(cmd: Command): Command {
     .option('--timeout <ms>', 'time limit per request in milliseconds', positiveInt, 1000)
     .option('--env <KEY=VALUE>', 'environment variable for the program (repeatable)', keyValue, [])
     .option('--allow-read <dir>', 'directory whose files the program may read (repeatable)', collect, [])
-    .option('--executable-memory', 'let the program map executable memory beyond its own code (JITs)');
+    .option('--executable-memory', 'let the program map executable memory beyond its own code (JITs)')
+    .option('--lifecycle <kind>', 'ephemeral (reset after every request) or persistent (state kept between requests)', lifecycle)
+    .option('--reset-after-requests <n>', 'persistent: reset after this many requests', positiveInt)
+    .option('--reset-above-dirty <size>', 'persistent: reset once this much memory was dirtied since the last reset', size)
+    .option('--warmup <requests>', 'synthetic requests the program answers before its snapshot is taken', positiveInt)
+    .option('--warmup-path <path>', 'path (and query) of the warm-up requests', requestPath, '/')
+    .hook('preAction', (command) => {
+      // The reset bounds mean something only for a persistent program.
+      const opts = command.opts<ProgramCliOptions>();
+      if (command.getOptionValueSource('warmupPath') === 'cli' && opts.warmup === undefined) command.error('error: --warmup-path needs --warmup N', { exitCode: EXIT_USAGE });
+      for (const [flag, set] of [['--reset-after-requests', opts.resetAfterRequests], ['--reset-above-dirty', opts.resetAboveDirty]] as const) {
+        if (set !== undefined && opts.lifecycle !== 'persistent') command.error(`error: ${flag} needs --lifecycle persistent (an ephemeral program is reset after every request)`, { exitCode: EXIT_USAGE });
+      }
+    });
 }

@@ -16,6 +16,10 @@ export function programOptions(path: string, opts: ProgramCliOptions): ProgramOp
     allowRead: opts.allowRead,
     executableMemory: opts.executableMemory ?? false,
     name: basename(path),
+    lifecycle: opts.lifecycle,
+    resetAfterRequests: opts.resetAfterRequests,
+    resetAboveDirtyBytes: opts.resetAboveDirty,
+    warmup: opts.warmup === undefined ? undefined : { requests: opts.warmup, path: opts.warmupPath },
   };
 }
 

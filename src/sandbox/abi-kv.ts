@@ -6,7 +6,7 @@ import type { GuestMemory } from '../vmm/memory/guest-memory.ts';
 import { E2BIG, EINVAL, EIO, ENOENT, ENOSPC, ERANGE } from '../vmm/linux/syscalls/errno.ts';
 import { HostCallError, strView } from './abi.ts';
 import { TE_KV, TE_KV_CAS, TE_KV_CAS_ABSENT, TE_STR } from './abi-layout.ts';
-import type { HostCalls } from './instance.ts';
+import type { HostCalls } from './host-call.ts';
 import type { KvIncrementResult, KvSwapResult } from './types.ts';
 
 export const CALL_KV_GET = 4;

@@ -2,10 +2,12 @@
 // the host reads or writes, under the names of guest/include/tinyedge.h, which asserts the same
 // numbers at compile time (a test compares the two), and the ABI versions this host speaks.
 
-/** The ABI version the host writes into every te_request (`TE_ABI_VERSION`). */
-export const ABI_VERSION = 1;
-/** Versions of programs the host loads (docs/guest-abi.md, "Versions"). */
-export const ACCEPTED_ABI_VERSIONS: readonly number[] = [1];
+/** The newest ABI version the host speaks (`TE_ABI_VERSION`): 2, the batched WAIT. */
+export const ABI_VERSION = 2;
+/** Versions of programs the host loads (docs/guest-abi.md, "Versions"); each gets its own in te_request.abi_version. */
+export const ACCEPTED_ABI_VERSIONS: readonly number[] = [1, 2];
+/** The first version whose WAIT hands the program a te_batch rather than one te_request. */
+export const BATCH_ABI_VERSION = 2;
 
 /** te_str: a pointer and a length, not NUL-terminated. */
 export const TE_STR = { ptr: 0, len: 8, SIZE: 16 } as const;
@@ -25,6 +27,12 @@ export const TE_FETCH = {
   origin: 0, method: 16, url: 32, headers: 48, header_count: 56, body: 64,
   resp_body: 80, resp_body_cap: 88, resp_body_len: 96, resp_headers: 104, resp_headers_cap: 112, resp_headers_len: 120, SIZE: 128,
 } as const;
+/**
+ * te_batch (version 2): what WAIT returns, several requests for the program to answer one after
+ * another. The host writes count, requests and responses (its slots, zeroed); the SDK writes
+ * `current` before each handler and `answered` before the WAIT that ends the batch.
+ */
+export const TE_BATCH = { count: 0, current: 4, answered: 8, reserved: 12, requests: 16, responses: 24, SIZE: 32 } as const;
 /** te_kv: a key-value call. */
 export const TE_KV = { key: 0, value: 16, value_cap: 24, SIZE: 32 } as const;
 /** te_kv_cas: a key-value compare-and-set. */
@@ -34,3 +42,12 @@ export const TE_KV_CAS_ABSENT = 1;
 
 /** te_request.flags: the host's warm-up request after a load, not a client's (`TE_REQUEST_WARMUP`). */
 export const TE_REQUEST_WARMUP = 1;
+/** te_request.flags: a warm-up request before the snapshot (config `warmup`), with TE_REQUEST_WARMUP (`TE_REQUEST_PRESNAPSHOT`). */
+export const TE_REQUEST_PRESNAPSHOT = 2;
+/** te_request.flags (version 2): answer with the state to hand the next version, te_on_live_update (`TE_REQUEST_LIVE_UPDATE`). */
+export const TE_REQUEST_LIVE_UPDATE = 4;
+/** te_request.flags (version 2): the body is the previous version's state, for te_on_live_restore (`TE_REQUEST_LIVE_RESTORE`). */
+export const TE_REQUEST_LIVE_RESTORE = 8;
+
+/** te_response.flags: te_reset_after(), a persistent instance goes back to its snapshot after this response (`TE_RESET_AFTER`). */
+export const TE_RESET_AFTER = 16;

@@ -5,7 +5,7 @@ import { SandboxError } from '../vmm/errors.ts';
 import { EMSGSIZE, ENAMETOOLONG } from '../vmm/linux/syscalls/errno.ts';
 import type { CachePolicy } from './types.ts';
 import type { SandboxRequest } from './types.ts';
-import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from './abi-layout.ts';
+import { ABI_VERSION, ACCEPTED_ABI_VERSIONS, TE_FETCH, TE_HEADER, TE_REQUEST, TE_REQUEST_LIVE_RESTORE, TE_REQUEST_LIVE_UPDATE, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from './abi-layout.ts';
 
 export const CALL_WAIT = 1;
 export const CALL_LOG = 2;
@@ -61,11 +61,11 @@ const TE_REWRITE_URL = 8;
 
 /**
  * The ABI version a program declared with its first WAIT (RSI; 0 from programs built before it
- * did, which speak version 1), refused unless this host speaks it.
+ * did, which speak version 1), refused unless this host speaks it; returns the version.
  */
-export function checkAbiVersion(declared: number): void {
+export function checkAbiVersion(declared: number): number {
   const version = declared === 0 ? 1 : declared;
-  if (ACCEPTED_ABI_VERSIONS.includes(version)) return;
+  if (ACCEPTED_ABI_VERSIONS.includes(version)) return version;
   const accepted = `${ACCEPTED_ABI_VERSIONS.length === 1 ? 'version' : 'versions'} ${ACCEPTED_ABI_VERSIONS.join(', ')}`;
   throw new SandboxError('program', `program was built for SDK ABI version ${version}, but this host accepts ${accepted}: rebuild it with this tinyedge's SDK`);
 }
@@ -88,6 +88,14 @@ export interface RequestLayout {
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
   /** The host's warm-up request after a load (TE_REQUEST_WARMUP), not a client's. */
   warmup?: boolean;
+  /** A warm-up request before the snapshot (TE_REQUEST_PRESNAPSHOT, with TE_REQUEST_WARMUP). */
+  presnapshot?: boolean;
+  /** The version the program declared, written into te_request.abi_version; default ABI_VERSION. */
+  abiVersion?: number;
+  /** The host asks for the program's state for its next version (TE_REQUEST_LIVE_UPDATE). */
+  liveUpdate?: boolean;
+  /** The body is the previous version's state (TE_REQUEST_LIVE_RESTORE). */
+  liveRestore?: boolean;
 }
 
 /**
@@ -95,6 +103,11 @@ export interface RequestLayout {
  * array and strings; returns the te_request address. Throws when it does not fit.
  */
 export function writeRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): number {
+  return layRequest(mem, region, size, req, random, layout).at;
+}
+
+/** writeRequest, also saying how many bytes of the region the request took. */
+export function layRequest(mem: GuestMemory, region: number, size: number, req: SandboxRequest, random: Uint8Array, layout: RequestLayout = {}): { at: number; bytes: number } {
   const { phase = 'generate', response } = layout;
   const q = req.url.indexOf('?');
   const path = q < 0 ? req.url : req.url.slice(0, q);
@@ -125,7 +138,7 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
     cursor += n;
   };
   buf.fill(0, 0, TE_REQUEST.SIZE);
-  v.setUint32(TE_REQUEST.abi_version, ABI_VERSION, true);
+  v.setUint32(TE_REQUEST.abi_version, layout.abiVersion ?? ABI_VERSION, true);
   v.setUint32(TE_REQUEST.header_count, req.headers.length, true);
   putString(req.method, TE_REQUEST.method);
   putString(req.url, TE_REQUEST.url);
@@ -148,9 +161,11 @@ export function writeRequest(mem: GuestMemory, region: number, size: number, req
   v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
   v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
   v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
-  v.setUint32(TE_REQUEST.flags, layout.warmup === true ? TE_REQUEST_WARMUP : 0, true);
+  const flags = (layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0)
+    | (layout.liveUpdate === true ? TE_REQUEST_LIVE_UPDATE : 0) | (layout.liveRestore === true ? TE_REQUEST_LIVE_RESTORE : 0);
+  v.setUint32(TE_REQUEST.flags, flags, true);
   u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
-  return region;
+  return { at: region, bytes: total };
 }
 
 /** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as Buffer.write writes them). */
@@ -165,6 +180,8 @@ export interface DecodedResponse {
   cache: CachePolicy;
   /** recv: what the program decided. */
   recv?: RecvDirective;
+  /** The program asked for a reset after this response (te_reset_after()). */
+  resetAfter: boolean;
 }
 
 /** A recv hook's answer: continue (maybe rewritten), pass, or answer with the response itself. */
@@ -264,7 +281,7 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
     const x = mem.i64(at);
     return x < 0n ? undefined : Number(x) / 1000;
   };
-  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 } };
+  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 }, resetAfter: (flags & TE_RESET_AFTER) !== 0 };
   if (phase === 'recv') {
     const url = rewritten === undefined ? undefined : dec.decode(rewritten);
     if (url !== undefined && !/^\/[^\s]*$/.test(url)) throw badResponse(`invalid rewritten URL ${JSON.stringify(url.slice(0, 100))}`);

@@ -1,37 +1,24 @@
 // One VM of a loaded program (program.ts), answering one request at a time: the request is
 // written into guest memory, the guest runs until it answers (awaiting the host calls it makes),
-// and the VM goes back to the program's snapshot. A call can run in slices, giving the thread back
-// between them, so a long guest call never holds the thread that owns it for more than a slice.
-import { randomFillSync } from 'node:crypto';
+// and the VM goes back to the program's snapshot — after every request for an ephemeral program;
+// for a persistent one only after a failure, at its reset bounds, or when the program asks. A call
+// can run in slices, giving the thread back between them, so a long guest call never holds the
+// thread that owns it for more than a slice.
 import { performance } from 'node:perf_hooks';
 import { SandboxError } from '../vmm/errors.ts';
-import { pageAlignUp } from '../vmm/x86/layout.ts';
+import { PAGE_SIZE } from '../vmm/x86/layout.ts';
 import type { Machine, RunResult } from '../vmm/machine.ts';
-import { GuestFault } from '../vmm/memory/guest-memory.ts';
-import { EFAULT, EIO, ENOSYS } from '../vmm/linux/syscalls/errno.ts';
-import { CALL_FETCH, CALL_LOG, CALL_WAIT, type DecodedResponse, type FetchCall, HostCallError, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readFetch, readLogLine, readResponse, type RecvDirective, writeFetchResult, writeRequest } from './abi.ts';
-import { startKvCall } from './abi-kv.ts';
+import { CALL_LOG, CALL_WAIT, type DecodedResponse, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, type Phase, readLogLine, readResponse, type RecvDirective } from './abi.ts';
+import { completeHostCall, freshRandom, type HostCalls, type PendingHostCall, startHostCall, withDeadline } from './host-call.ts';
+import { batchAnswered, batchCurrent, oneResponseAt, requestRoom, writeBatch, writeOne, type WrittenBatch, type WrittenOne } from './batch-abi.ts';
+import { BATCH_ABI_VERSION } from './abi-layout.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import type { Program } from './program.ts';
 import type { Turns } from './turns.ts';
-import { CaptureStdio } from './stdio.ts';
-import type { KvIncrementResult, KvSwapResult, SandboxRequest, SandboxResponse } from './types.ts';
+import { CaptureStdio, RoutedStdio } from './stdio.ts';
+import type { SandboxRequest, SandboxResponse } from './types.ts';
 
 const us = (ms: number): number => Math.round(ms * 1000);
-
-/**
- * The guest's RAX for a finished host call. Its result buffers were checked when the call was made
- * and the guest cannot run while it waits; should writing the result fault all the same, that is
- * the guest's -EFAULT too, never a host exception.
- */
-function completeHostCall(pending: PendingHostCall, value: unknown): number {
-  try {
-    return pending.complete(value);
-  } catch (err) {
-    if (err instanceof GuestFault) return -EFAULT;
-    throw err;
-  }
-}
 
 /** Adds a request's stderr lines to its log, up to MAX_LOG_LINES lines in all. */
 function keepLogLines(logs: string[], lines: readonly string[]): void {
@@ -41,46 +28,7 @@ function keepLogLines(logs: string[], lines: readonly string[]): void {
   }
 }
 
-/** Per-request entropy comes from a pool refilled 4 KiB at a time: one CSPRNG call per 128 requests. */
-const entropy = { pool: new Uint8Array(4096), used: 4096 };
-/** Awaits `promise`, or fails with a timeout at `deadline` (a performance.now() time). */
-async function withDeadline<T>(promise: Promise<T>, deadline: number, limitMs: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SandboxError('timeout', `program ran past its ${limitMs} ms time limit (waiting on a host call)`)), Math.max(0, deadline - performance.now()));
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function freshRandom(): Uint8Array {
-  if (entropy.used + 32 > entropy.pool.length) {
-    randomFillSync(entropy.pool);
-    entropy.used = 0;
-  }
-  const out = entropy.pool.subarray(entropy.used, entropy.used + 32);
-  entropy.used += 32;
-  return out;
-}
-
-/** Host services a program may call during a request (SDK hypercalls); all optional. */
-export interface HostCalls {
-  fetch?(call: Omit<FetchCall, 'result'>): Promise<{ status: number; headers: Array<[string, string]>; body: Uint8Array }>;
-  kvGet?(key: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
-  /** Returns false when the tenant's quota would be exceeded. */
-  kvSet?(key: string, value: Uint8Array): Promise<boolean> | boolean;
-  kvDelete?(key: string): Promise<boolean> | boolean;
-  /**
-   * Adds `delta` to the signed 64-bit integer stored under `key` as decimal text (an absent key
-   * counts as 0), in one step of the store.
-   */
-  kvIncrement?(key: string, delta: bigint): Promise<KvIncrementResult> | KvIncrementResult;
-  /** Stores `value` only if `key` holds `expected` (null: only if `key` is absent), in one step of the store. */
-  kvCompareAndSet?(key: string, expected: Uint8Array | null, value: Uint8Array): Promise<KvSwapResult> | KvSwapResult;
-}
+export type { HostCalls } from './host-call.ts';
 
 /** How `Instance.call` (and `ProgramPool.call`) runs a request: its phase, and the host services. */
 export interface CallOptions {
@@ -89,6 +37,8 @@ export interface CallOptions {
   response?: { status: number; headers: ReadonlyArray<readonly [string, string]> };
   /** The host's warm-up request after a load: the program sees TE_REQUEST_WARMUP. */
   warmup?: boolean;
+  /** The host asks for the state to hand the next version (TE_REQUEST_LIVE_UPDATE; ProgramPool.liveUpdateState). */
+  liveUpdate?: boolean;
   host?: HostCalls;
   /**
    * Shares the thread with its other work: the guest runs a slice at a time, within the turn's
@@ -105,19 +55,32 @@ export interface CallOptions {
 /** A program's answer; for the `recv` phase, also what it decided about the request. */
 export type CallResult = SandboxResponse & { recv?: RecvDirective };
 
-/** A host call the guest is waiting on: the promise, and how to turn its outcome into RAX. */
-interface PendingHostCall {
-  promise: Promise<unknown>;
-  complete(value: unknown): number;
+/** One request of a batch (`Instance.callBatch`): the request and how it is called. */
+export interface BatchItem {
+  req: SandboxRequest;
+  options: CallOptions;
 }
 
-/** One VM of a program, answering one request at a time and reset to the snapshot after each. */
+/**
+ * What became of one request of a batch: answered, failed (alone: a fault, a timeout, a bad
+ * response), or `again` — not answered in this batch (after another's failure, a reset the
+ * program asked for, or no room), to be run on another call.
+ */
+export type BatchOutcome = { kind: 'answered'; result: CallResult } | { kind: 'failed'; error: unknown } | { kind: 'again' };
+
+/** One VM of a program, answering one request at a time and reset to the snapshot as its lifecycle says. */
 export class Instance {
   private pending: PendingHostCall | undefined;
-  /** Where the program's te_response is (RDI of its last WAIT). */
+  /** RDI of the program's last WAIT: its te_response (version 1) or the batch it answered. */
   private responseAt = 0;
-  /** Answered a request and not reset since (a call with `reset: 'later'`). */
+  /** The lone request the program is answering, as laid out for its version. */
+  private written: WrittenOne = { at: 0 };
+  /** A reset is due: answered a request and not reset since (a call with `reset: 'later'`). */
   private dirty = false;
+  /** Requests answered since the last reset (a persistent instance counts them toward its bound). */
+  private served = 0;
+  /** Set by the pool when a call failed in the host, not in the program: the VM is dropped. */
+  broken = false;
 
   constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {}
 
@@ -186,6 +149,122 @@ export class Instance {
   }
 
   /**
+   * Runs `items` in one entry into the guest (ABI version 2's batched WAIT): the program answers
+   * them one after another, each in its own response slot, and comes back once. Each request has
+   * the program's time limit from when its handler starts (`te_batch.current`); host calls work
+   * as in `call`. A request that faults or times out fails alone: the ones answered before it
+   * stand, the instance is reset, and those after it come back `again`. Only a persistent program
+   * of ABI version 2 takes batches (an ephemeral one is reset between any two requests, which
+   * takes an exit); any other, or a lone item, runs the first item through `call` (the rest:
+   * `again`). A batch never takes more requests than `resetAfterRequests` leaves.
+   */
+  async callBatch(items: readonly BatchItem[], turns?: Turns, reset: 'now' | 'later' = 'now'): Promise<BatchOutcome[]> {
+    const again = (from: number): BatchOutcome[] => items.slice(from).map((): BatchOutcome => ({ kind: 'again' }));
+    const { limits, requestRegion, abiVersion } = this.program;
+    this.reset();
+    const room = limits.resetAfterRequests - this.served;
+    if (items.length === 1 || room <= 1 || abiVersion < BATCH_ABI_VERSION || limits.lifecycle !== 'persistent') {
+      const { req, options } = items[0]!;
+      try {
+        return [{ kind: 'answered', result: await this.call(req, { ...options, turns, reset }) }, ...again(1)];
+      } catch (error) {
+        return [{ kind: 'failed', error }, ...again(1)];
+      }
+    }
+    const t0 = performance.now();
+    const m = this.machine;
+    let batch: WrittenBatch;
+    try {
+      batch = writeBatch(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), items.slice(0, room).map((i) => ({ req: i.req, random: freshRandom(), layout: { ...i.options, abiVersion } })));
+    } catch (error) {
+      return [{ kind: 'failed', error }, ...again(1)];
+    }
+    const logs: string[][] = items.slice(0, batch.count).map(() => []);
+    const stdios = logs.map(() => new CaptureStdio(0, undefined, true));
+    let current = 0;
+    const index = (): number => (current = batchCurrent(m.mem, batch, current));
+    m.stdio = new RoutedStdio(stdios, index);
+    this.armHypercalls(() => logs[index()]!, () => items[index()]!.options.host);
+    m.resume(batch.at);
+    // The running request's limit starts when the host first sees its handler has begun: at the
+    // latest a check after it did (a slice, or a tenth of the limit without slices). However the
+    // program moves `current`, the batch ends by `cap`.
+    const checkMs = Math.min(turns?.sliceMs ?? Infinity, Math.max(1, limits.timeoutMs / 10));
+    let timed = 0;
+    let deadline = t0 + limits.timeoutMs;
+    const cap = t0 + (batch.count + 1) * (limits.timeoutMs + checkMs);
+    const moved = (): void => {
+      if (index() === timed) return;
+      timed = current;
+      deadline = performance.now() + limits.timeoutMs;
+    };
+    try {
+      for (;;) {
+        moved();
+        const left = deadline - performance.now();
+        if (left <= 0) throw new SandboxError('timeout', `program ran past its ${limits.timeoutMs} ms time limit`);
+        let result: RunResult;
+        if (turns) {
+          const wait = turns.take();
+          if (wait) await wait;
+          result = turns.charge(() => this.runUntil(cap, Math.min(checkMs, deadline - performance.now())));
+        } else {
+          result = this.runUntil(cap, Math.min(checkMs, left));
+        }
+        if (result.kind === 'preempted') continue;
+        const pending = this.pending;
+        if (result.kind === 'yield' && pending) {
+          this.pending = undefined;
+          moved();
+          m.resume(completeHostCall(pending, await withDeadline(pending.promise, deadline, limits.timeoutMs)));
+          continue;
+        }
+        if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status} during a request`);
+        break;
+      }
+    } catch (error) {
+      this.pending = undefined;
+      const failed = index();
+      const outcomes = [...this.batchAnswers(batch, items, logs, stdios, failed, t0).outcomes, { kind: 'failed', error } as const, ...again(failed + 1)];
+      this.resetNow();
+      return outcomes;
+    }
+    const answered = this.responseAt === batch.at ? batchAnswered(m.mem, batch) : undefined;
+    if (answered === undefined) {
+      const failed = index();
+      const error = new SandboxError('bad-response', this.responseAt === batch.at ? 'program ended a batch without saying which requests it answered' : `program answered a batch it was not given (WAIT with 0x${this.responseAt.toString(16)})`);
+      const outcomes = [...this.batchAnswers(batch, items, logs, stdios, failed, t0).outcomes, { kind: 'failed', error } as const, ...again(failed + 1)];
+      this.resetNow();
+      return outcomes;
+    }
+    const { outcomes, resetAfter, bad } = this.batchAnswers(batch, items, logs, stdios, answered, t0);
+    // A bad response resets as any failure does; otherwise the lifecycle decides, as after one request.
+    if (bad) this.resetNow();
+    else this.settle(answered, resetAfter, reset);
+    return [...outcomes, ...again(answered)];
+  }
+
+  /** The answers in the first `count` slots of `batch`, each decoded alone: one that is bad fails alone. */
+  private batchAnswers(batch: WrittenBatch, items: readonly BatchItem[], logs: string[][], stdios: CaptureStdio[], count: number, t0: number): { outcomes: BatchOutcome[]; resetAfter: boolean; bad: boolean } {
+    const callUs = us(performance.now() - t0);
+    const outcomes: BatchOutcome[] = [];
+    let resetAfter = false;
+    let bad = false;
+    for (let i = 0; i < count; i++) {
+      keepLogLines(logs[i]!, stdios[i]!.lines());
+      try {
+        const { resetAfter: asked, ...answer } = readResponse(this.machine.mem, batch.slots[i]!, this.program.limits.maxResponseBytes, items[i]!.options.phase ?? 'generate');
+        resetAfter ||= asked;
+        outcomes.push({ kind: 'answered', result: { ...answer, logs: logs[i]!, timing: { callUs } } });
+      } catch (error) {
+        bad = true;
+        outcomes.push({ kind: 'failed', error });
+      }
+    }
+    return { outcomes, resetAfter, bad };
+  }
+
+  /**
    * Back to the snapshot if the last call left the instance as it answered (`reset: 'later'`);
    * the pages it had dirtied (0 when there was nothing to do).
    */
@@ -193,14 +272,39 @@ export class Instance {
     return this.dirty ? this.resetNow() : 0;
   }
 
-  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(result: T, logs: string[], t0: number, reset: 'now' | 'later'): T & Pick<SandboxResponse, 'logs' | 'timing'> {
+  /** VM exits of this instance since it was made, and of them the timer's interrupts. */
+  get exits(): { all: number; timer: number } {
+    return { all: this.machine.exits, timer: this.machine.timerExits };
+  }
+
+  /**
+   * After an answer: the instance is reset (now, or `later` by `reset()`) when its lifecycle says
+   * so — always for an ephemeral program; for a persistent one only at a bound it reached or when
+   * the program asked (`resetAfter`, te_reset_after()). A failure resets at once, elsewhere.
+   */
+  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(answer: T & { resetAfter?: boolean }, logs: string[], t0: number, reset: 'now' | 'later'): T & Pick<SandboxResponse, 'logs' | 'timing'> {
+    const { resetAfter = false, ...result } = answer;
     const t1 = performance.now();
-    if (reset === 'later') {
-      this.dirty = true;
-      return { ...result, logs, timing: { callUs: us(t1 - t0) } };
-    }
-    const dirtyPages = this.resetNow();
-    return { ...result, logs, timing: { callUs: us(t1 - t0), resetUs: us(performance.now() - t1), dirtyPages } };
+    const callUs = us(t1 - t0);
+    const dirtyPages = this.settle(1, resetAfter, reset);
+    if (dirtyPages === undefined) return { ...(result as T), logs, timing: { callUs } };
+    return { ...(result as T), logs, timing: { callUs, resetUs: us(performance.now() - t1), dirtyPages } };
+  }
+
+  /** Counts `answers` toward the lifecycle's bound and resets if it is due: the pages restored when that was now. */
+  private settle(answers: number, asked: boolean, reset: 'now' | 'later'): number | undefined {
+    this.served += answers;
+    if (!this.resetDue(asked)) return undefined;
+    if (reset === 'now') return this.resetNow();
+    this.dirty = true;
+    return undefined;
+  }
+
+  /** Whether the lifecycle calls for a reset now that a request has been answered. */
+  private resetDue(asked: boolean): boolean {
+    const { lifecycle, resetAfterRequests, resetAboveDirtyBytes } = this.program.limits;
+    if (lifecycle === 'ephemeral' || asked || this.served >= resetAfterRequests) return true;
+    return resetAboveDirtyBytes !== Infinity && this.machine.dirtyPages() * PAGE_SIZE > resetAboveDirtyBytes;
   }
 
   /** Runs the guest until `deadline` or for one slice; a timeout names the program's limit, not what was left of it. */
@@ -222,63 +326,46 @@ export class Instance {
     const m = this.machine;
     const stdio = new CaptureStdio(0, undefined, true);
     m.stdio = stdio;
-    const addr = writeRequest(m.mem, requestRegion, pageAlignUp(limits.maxRequestBytes), req, freshRandom(), options);
-    const host = options.host;
-    m.hypercall = (mm, call) => {
+    const { abiVersion } = this.program;
+    this.written = writeOne(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), { req, random: freshRandom(), layout: { ...options, abiVersion } }, abiVersion);
+    this.armHypercalls(() => logs, () => options.host);
+    m.resume(this.written.at);
+    return stdio;
+  }
+
+  /** Answers the program's hypercalls: LOG into `logs()`, host calls through `host()` (the running request's). */
+  private armHypercalls(logs: () => string[], host: () => HostCalls | undefined): void {
+    this.machine.hypercall = (mm, call) => {
       const arg = mm.vcpu.reg('rdi');
       switch (call) {
         case CALL_WAIT:
           this.responseAt = arg;
           mm.yield();
           return 0;
-        case CALL_LOG:
+        case CALL_LOG: {
           // A dropped line's pointer is still checked: the result must not depend on how many came before.
-          if (logs.length < MAX_LOG_LINES) logs.push(readLogLine(mm.mem, arg, mm.vcpu.reg('rsi')));
+          const lines = logs();
+          if (lines.length < MAX_LOG_LINES) lines.push(readLogLine(mm.mem, arg, mm.vcpu.reg('rsi')));
           else mm.mem.check(arg, Math.min(mm.vcpu.reg('rsi'), MAX_LOG_LINE_BYTES));
           return 0;
+        }
         default:
-          return this.hostCall(mm, call, arg, host);
+          return this.startHostCall(mm, call, arg, host());
       }
     };
-    m.resume(addr);
-    return stdio;
   }
 
-  /** Starts a host call: answers at once when impossible, else leaves it pending and yields. */
-  private hostCall(m: Machine, call: number, arg: number, host: HostCalls | undefined): number {
-    try {
-      let pending: PendingHostCall | undefined;
-      if (call === CALL_FETCH && host?.fetch) {
-        const { result, ...request } = readFetch(m.mem, arg);
-        pending = {
-          promise: host.fetch(request),
-          complete: (r) => {
-            if (r instanceof Error) return -EIO;
-            const res = r as Awaited<ReturnType<NonNullable<HostCalls['fetch']>>>;
-            writeFetchResult(m.mem, result, res.body, res.headers);
-            return res.status;
-          },
-        };
-      } else {
-        pending = startKvCall(m.mem, call, arg, host);
-      }
-      if (!pending) return -ENOSYS;
-      // A rejected host call reaches the guest as -EIO, never as a host exception.
-      pending.promise = pending.promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-      this.pending = pending;
-      m.yield();
-      return 0;
-    } catch (err) {
-      if (err instanceof GuestFault) return -EFAULT;
-      if (err instanceof HostCallError) return -err.errno;
-      throw err;
-    }
+  /** Starts a host call, keeping what the call must await. */
+  private startHostCall(m: Machine, call: number, arg: number, host: HostCalls | undefined): number {
+    const { rax, pending } = startHostCall(m, call, arg, host);
+    if (pending) this.pending = pending;
+    return rax;
   }
 
   private decodeSdk(result: RunResult, stdio: CaptureStdio, logs: string[], phase: Phase): DecodedResponse {
     keepLogLines(logs, stdio.lines());
     if (result.kind === 'exit') throw new SandboxError('fault', `program exited with status ${result.status} during a request`);
-    return readResponse(this.machine.mem, this.responseAt, this.program.limits.maxResponseBytes, phase);
+    return readResponse(this.machine.mem, oneResponseAt(this.machine.mem, this.written, this.responseAt), this.program.limits.maxResponseBytes, phase);
   }
 
   /** Starts a CGI request: the program from its entry point, the request in its environment and stdin. */
@@ -307,6 +394,7 @@ export class Instance {
   /** Back to the snapshot: memory, registers and segments, wherever a failure left the vCPU. */
   private resetNow(): number {
     this.dirty = false;
+    this.served = 0;
     return this.machine.restoreFrom(this.program.snapshot);
   }
 

@@ -6,8 +6,9 @@
 // holds the thread at most a slice at a time, and the guests of all programs together at most
 // one slice per turn of the event loop (turns.ts): a call still running then lets the thread's
 // other work through and goes on in a later turn. The instance is reset after its answer has been
-// handed back, so the answer goes out first.
-import type { CallOptions, CallResult, Instance } from './instance.ts';
+// handed back, so the answer goes out first. Requests of a persistent program that wait together
+// for an instance go to it together, as one batch answered with one VM exit (Instance.callBatch).
+import type { BatchOutcome, CallOptions, CallResult, Instance } from './instance.ts';
 import { Kvm } from '../kvm/kvm.ts';
 import { type ExportedProgram, Program, type LoadTiming } from './program.ts';
 import { type Build, Loaders, type Warmup } from './loaders.ts';
@@ -15,6 +16,9 @@ import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { installTimeoutSignalHandler } from '../vmm/run/timer.ts';
 import { Turns } from './turns.ts';
+import { MAX_BATCH } from './batch-abi.ts';
+import { BATCH_ABI_VERSION } from './abi-layout.ts';
+import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 
 /** No instance became free within the program's queue timeout. */
@@ -31,6 +35,8 @@ export interface PoolProgramOptions extends ProgramOptions {
   concurrency: number;
   /** How long a request may wait for a free instance before QueueFullError (503). */
   queueTimeoutMs: number;
+  /** Most requests in one batch (persistent programs of ABI version 2), 1 to MAX_BATCH; default MAX_BATCH. 1: no batches. */
+  maxBatch?: number;
 }
 
 export interface ProgramPoolOptions {
@@ -48,6 +54,17 @@ export interface ProgramPoolOptions {
  */
 export const DEFAULT_SLICE_MS = 2;
 
+/** A call waiting for an instance: its request, and how its caller hears the outcome. */
+interface Waiter {
+  req: SandboxRequest;
+  options: CallOptions;
+  resolve(result: CallResult): void;
+  reject(err: unknown): void;
+  /** Its queue timeout (a 503), cleared when it gets an instance. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  queuedAt: number;
+}
+
 interface Entry {
   key: string;
   program: Program;
@@ -55,8 +72,17 @@ interface Entry {
   /** Instances made so far, and those free now. */
   instances: Instance[];
   free: Instance[];
-  waiting: Array<{ resolve(instance: Instance): void; timer: ReturnType<typeof setTimeout> }>;
+  /** Calls waiting for an instance, oldest first. */
+  waiting: Waiter[];
+  /** Requests running on an instance now. */
   inflight: number;
+  /**
+   * Most requests the next batch may take (persistent programs of ABI version 2): doubled after a
+   * batch that ran within one slice, halved after one that did not, within 1 and the program's maxBatch.
+   */
+  batchLimit: number;
+  /** Batches of more than one request run so far. */
+  batches: number;
   /** Unloaded: takes no new calls; its VMs are closed when the last queued or running call ends. */
   retired: boolean;
   /** Its VMs and snapshot are closed. */
@@ -99,7 +125,9 @@ export class ProgramPool {
       });
       build = await (await this.loaders).build(elf, limitsOf(options), warmup);
       if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-      this.adopt(key, build.program, options);
+      // The previous version's state went into the build: the pool need not keep it.
+      const { liveRestore: _state, ...kept } = options;
+      this.adopt(key, build.program, kept);
       try {
         await alsoAdopt?.(build.program);
       } catch (err) {
@@ -121,7 +149,7 @@ export class ProgramPool {
   adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
     if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, retired: false, closed: false });
+    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
   }
 
   /**
@@ -141,6 +169,21 @@ export class ProgramPool {
     return this.programs.has(key);
   }
 
+  /**
+   * VM exits of `key`'s instances so far (all, and of them the timer's), and the batches of more
+   * than one request its calls ran in: what a benchmark divides by its requests.
+   */
+  counters(key: string): { exits: number; timerExits: number; batches: number } {
+    const entry = this.programs.get(key);
+    let exits = 0;
+    let timerExits = 0;
+    for (const i of entry?.instances ?? []) {
+      exits += i.exits.all;
+      timerExits += i.exits.timer;
+    }
+    return { exits, timerExits, batches: entry?.batches ?? 0 };
+  }
+
   /** Calls of `key` running on an instance now (not those waiting for one). */
   inflight(key: string): number {
     return this.programs.get(key)?.inflight ?? 0;
@@ -148,31 +191,29 @@ export class ProgramPool {
 
   /**
    * Runs `req` on a free instance of `key`, on this thread, a slice at a time; throws
-   * QueueFullError after the queue timeout, or the call's SandboxError.
+   * QueueFullError after the queue timeout, or the call's SandboxError. Requests of a persistent
+   * program (ABI version 2) that wait together go to a free instance together, as one batch
+   * (`Instance.callBatch`); a request that finds an instance free never waits for company.
    */
-  async call(key: string, req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
+  call(key: string, req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
     const entry = this.programs.get(key);
-    if (!entry) throw new SandboxError('internal', `program ${key} is not loaded`);
-    const instance = await this.acquire(entry);
-    entry.inflight++;
-    try {
-      return await instance.call(req, { ...options, turns: this.turns, reset: 'later' });
-    } finally {
-      // After the caller has the answer (its continuation runs before this turn's immediates):
-      // reset, then the instance serves the next request.
-      setImmediate(() => {
-        entry.inflight--;
-        try {
-          instance.reset();
-        } catch (err) {
-          // KVM failed on this VM: it is dropped, and the next request gets a new one.
-          process.stderr.write(`tinyedge: dropping an instance of ${entry.key} whose reset failed: ${err instanceof Error ? err.message : String(err)}\n`);
-          this.drop(entry, instance);
-          return;
-        }
-        this.release(entry, instance);
-      });
-    }
+    if (!entry) return Promise.reject(new SandboxError('internal', `program ${key} is not loaded`));
+    return new Promise((resolve, reject) => {
+      this.enqueue(entry, { req, options, resolve, reject, timer: undefined, queuedAt: Date.now() }, false);
+      this.dispatch(entry);
+    });
+  }
+
+  /**
+   * The state a persistent program of ABI version 2 hands its next version (te_on_live_update),
+   * asked of one of `key`'s instances as a request of its own; undefined when the program is not
+   * one or keeps no state (it answers 204). Throws as a call does when the program fails.
+   */
+  async liveUpdateState(key: string): Promise<Uint8Array | undefined> {
+    const entry = this.programs.get(key);
+    if (!entry || !batchable(entry)) return undefined;
+    const r = await this.call(key, { method: 'GET', url: '/', headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) }, { liveUpdate: true });
+    return r.status === 200 ? new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.byteLength) : undefined;
   }
 
   /** Ends the loaders and closes every VM not in a call; those in a call close when it ends. */
@@ -184,55 +225,99 @@ export class ProgramPool {
     this.kvm.close();
   }
 
-  private acquire(entry: Entry): Promise<Instance> {
-    const free = entry.free.pop();
-    if (free) return Promise.resolve(free);
-    if (entry.instances.length < Math.max(1, entry.options.concurrency)) {
-      const made = entry.program.instance();
-      entry.instances.push(made);
-      return Promise.resolve(made);
-    }
-    const started = Date.now();
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve,
-        timer: setTimeout(() => {
-          entry.waiting.splice(entry.waiting.indexOf(waiter), 1);
-          reject(new QueueFullError(entry.key, Date.now() - started));
-          this.closeIfIdle(entry);
-        }, entry.options.queueTimeoutMs),
-      };
-      entry.waiting.push(waiter);
-    });
-  }
-
-  private release(entry: Entry, instance: Instance): void {
-    const next = entry.waiting.shift();
-    if (next) {
-      clearTimeout(next.timer);
-      next.resolve(instance);
+  /**
+   * Puts `waiter` in the queue with its queue timeout; or, given back by a batch that did not
+   * answer it, at the queue's head without one: it was admitted, and runs on the next instance.
+   */
+  private enqueue(entry: Entry, waiter: Waiter, givenBack: boolean): void {
+    if (givenBack) {
+      waiter.timer = undefined;
+      entry.waiting.unshift(waiter);
       return;
     }
-    entry.free.push(instance);
-    this.closeIfIdle(entry);
+    waiter.timer = setTimeout(() => {
+      const at = entry.waiting.indexOf(waiter);
+      if (at < 0) return;
+      entry.waiting.splice(at, 1);
+      waiter.reject(new QueueFullError(entry.key, Date.now() - waiter.queuedAt));
+      this.closeIfIdle(entry);
+    }, entry.options.queueTimeoutMs);
+    entry.waiting.push(waiter);
   }
 
-  /** Closes a broken instance; a request waiting for one gets a new instance in its place. */
-  private drop(entry: Entry, instance: Instance): void {
-    entry.instances.splice(entry.instances.indexOf(instance), 1);
-    instance.close();
-    if (entry.waiting.length > 0) {
-      try {
-        const made = entry.program.instance();
-        entry.instances.push(made);
-        const next = entry.waiting.shift()!;
-        clearTimeout(next.timer);
-        next.resolve(made);
-      } catch {
-        // No new VM either: the waiting requests get a 503 at their queue timeout.
+  /** Starts waiting calls on free instances (making instances up to `concurrency`), oldest first. */
+  private dispatch(entry: Entry): void {
+    while (entry.waiting.length > 0) {
+      let instance = entry.free.pop();
+      if (!instance && entry.instances.length < Math.max(1, entry.options.concurrency)) {
+        try {
+          instance = entry.program.instance();
+        } catch (err) {
+          // No VM to be had: the oldest call hears why; the others wait for an instance to free up.
+          const waiter = entry.waiting.shift()!;
+          clearTimeout(waiter.timer);
+          waiter.reject(err);
+          continue;
+        }
+        entry.instances.push(instance);
       }
+      if (!instance) return;
+      const batch = entry.waiting.splice(0, batchable(entry) ? Math.min(entry.waiting.length, entry.batchLimit) : 1);
+      for (const w of batch) clearTimeout(w.timer);
+      void this.run(entry, instance, batch);
     }
-    this.closeIfIdle(entry);
+  }
+
+  /** Runs `batch` on `instance`, answers each caller, and gives the instance back once reset. */
+  private async run(entry: Entry, instance: Instance, batch: Waiter[]): Promise<void> {
+    entry.inflight += batch.length;
+    const t0 = performance.now();
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await instance.callBatch(batch.map((w) => ({ req: w.req, options: w.options })), this.turns, 'later');
+    } catch (err) {
+      // Not the program's doing (callBatch answers for those): KVM failed on this VM. Its calls
+      // hear why, and it is dropped like a VM whose reset failed.
+      outcomes = batch.map(() => ({ kind: 'failed', error: err }));
+      instance.broken = true;
+    }
+    if (batch.length > 1) {
+      entry.batches++;
+      // Adapt to how long batches take: one that ran past a slice was too long for this thread.
+      const within = performance.now() - t0 <= this.turns.sliceMs;
+      entry.batchLimit = Math.max(1, Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
+    }
+    const back: Waiter[] = [];
+    outcomes.forEach((o, i) => {
+      const w = batch[i]!;
+      if (o.kind === 'answered') w.resolve(o.result);
+      else if (o.kind === 'failed') w.reject(o.error);
+      else back.push(w);
+    });
+    // Not answered in this batch: they go first in the queue, in their order. A program that
+    // answers only part of its batches (large answers, or a program that will not) gets smaller ones.
+    if (back.length > 0) entry.batchLimit = Math.max(1, Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
+    for (const w of back.reverse()) this.enqueue(entry, w, true);
+    // After the callers have their answers (their continuations run before this turn's
+    // immediates): reset, then the instance serves the next requests.
+    setImmediate(() => {
+      entry.inflight -= batch.length;
+      try {
+        if (instance.broken) throw new Error('its last call failed in the host');
+        instance.reset();
+      } catch (err) {
+        // KVM failed on this VM: it is dropped, and the next request gets a new one.
+        process.stderr.write(`tinyedge: dropping an instance of ${entry.key} whose reset failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        entry.instances.splice(entry.instances.indexOf(instance), 1);
+        instance.close();
+        this.dispatch(entry);
+        this.closeIfIdle(entry);
+        return;
+      }
+      entry.free.push(instance);
+      this.dispatch(entry);
+      this.closeIfIdle(entry);
+    });
   }
 
   private closeIfIdle(entry: Entry): void {
@@ -245,8 +330,20 @@ export class ProgramPool {
   }
 }
 
+/** The bound a program's batches start from and never pass. */
+function maxBatchOf(options: PoolProgramOptions): number {
+  const n = options.maxBatch ?? MAX_BATCH;
+  return Number.isSafeInteger(n) ? Math.max(1, Math.min(MAX_BATCH, n)) : MAX_BATCH;
+}
+
+/** A persistent program of ABI version 2 answers several requests per entry; any other, one. */
+function batchable(entry: Entry): boolean {
+  const { limits, abiVersion } = entry.program;
+  return abiVersion >= BATCH_ABI_VERSION && limits.mode === 'sdk' && limits.lifecycle === 'persistent';
+}
+
 /** What a loader needs of the options (the pool's own fields stay here). */
 function limitsOf(options: PoolProgramOptions): ProgramOptions {
-  const { concurrency: _c, queueTimeoutMs: _q, ...rest } = options;
+  const { concurrency: _c, queueTimeoutMs: _q, maxBatch: _b, ...rest } = options;
   return rest;
 }

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Kvm } from '../kvm/kvm.ts';
 import { SandboxError } from '../vmm/errors.ts';
-import { pageAlignUp } from '../vmm/x86/layout.ts';
+import { requestRegionBytes, requestRoom } from './batch-abi.ts';
 import { Machine } from '../vmm/machine.ts';
 import { type ExportedSnapshot, Snapshot } from '../vmm/memory/snapshot.ts';
 import { ENOSYS } from '../vmm/linux/syscalls/errno.ts';
@@ -12,6 +12,7 @@ import { CALL_LOG, CALL_WAIT, checkAbiVersion } from './abi.ts';
 import { Instance } from './instance.ts';
 import { CaptureStdio } from './stdio.ts';
 import { sdkTracer } from './trace.ts';
+import { checkWarmup, liveRestore, warmUp } from './warmup.ts';
 import type { Tracer } from '../vmm/run/trace.ts';
 import { PROGRAM_DEFAULTS, type ProgramOptions } from './types.ts';
 
@@ -21,12 +22,21 @@ const us = (ms: number): number => Math.round(ms * 1000);
 export interface LoadTiming {
   /** VM creation, page tables, ELF, stack. */
   bootUs: number;
-  /** main() up to wait_for_requests() (SDK); 0 for CGI. */
+  /** main() up to wait_for_requests(), and the warm-up requests before the snapshot (SDK); 0 for CGI. */
   initUs: number;
   snapshotUs: number;
 }
 
-type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name'>>;
+type Limits = Required<Omit<ProgramOptions, 'env' | 'allowRead' | 'name' | 'warmup' | 'liveRestore'>>;
+
+/** A lifecycle the program cannot have, or a reset bound that is no bound, is refused before it boots. */
+function checkLifecycle(limits: Limits): void {
+  if (limits.lifecycle !== 'ephemeral' && limits.lifecycle !== 'persistent') throw new SandboxError('program', `unknown lifecycle ${String(limits.lifecycle)}: expected ephemeral or persistent`);
+  if (limits.lifecycle === 'persistent' && limits.mode !== 'sdk') throw new SandboxError('program', 'a persistent lifecycle needs an SDK program: a CGI program starts afresh for every request');
+  const { resetAfterRequests: n, resetAboveDirtyBytes: bytes } = limits;
+  if (n !== Infinity && (!Number.isSafeInteger(n) || n < 1)) throw new SandboxError('program', `resetAfterRequests must be a positive integer, got ${n}`);
+  if (bytes !== Infinity && (!Number.isFinite(bytes) || bytes <= 0)) throw new SandboxError('program', `resetAboveDirtyBytes must be a positive size, got ${bytes}`);
+}
 
 /** A program loaded on this thread can also be traced (a function does not cross to the VM workers). */
 export interface LocalProgramOptions extends ProgramOptions {
@@ -43,6 +53,7 @@ export interface ExportedProgram {
   readonly limits: Limits;
   readonly timing: LoadTiming;
   readonly requestRegion: number;
+  readonly abiVersion: number;
   readonly name: string;
   readonly env: readonly string[];
 }
@@ -57,6 +68,8 @@ export class Program {
   readonly timing: LoadTiming;
   /** Guest address of the region requests are written to (SDK mode). */
   readonly requestRegion: number;
+  /** The SDK ABI version the program declared at its first WAIT (1 for CGI: none). */
+  readonly abiVersion: number;
   private readonly name: string;
   private readonly env: readonly string[];
   private readonly tracer?: Tracer;
@@ -74,6 +87,7 @@ export class Program {
       this.limits = source.limits;
       this.timing = source.timing;
       this.requestRegion = source.requestRegion;
+      this.abiVersion = source.abiVersion;
       this.name = source.name;
       this.env = source.env;
       return;
@@ -89,7 +103,13 @@ export class Program {
       maxResponseBytes: options.maxResponseBytes ?? PROGRAM_DEFAULTS.maxResponseBytes,
       maxRequestBytes: options.maxRequestBytes ?? PROGRAM_DEFAULTS.maxRequestBytes,
       executableMemory: options.executableMemory ?? PROGRAM_DEFAULTS.executableMemory,
+      lifecycle: options.lifecycle ?? PROGRAM_DEFAULTS.lifecycle,
+      resetAfterRequests: options.resetAfterRequests ?? PROGRAM_DEFAULTS.resetAfterRequests,
+      resetAboveDirtyBytes: options.resetAboveDirtyBytes ?? PROGRAM_DEFAULTS.resetAboveDirtyBytes,
     };
+    checkLifecycle(this.limits);
+    checkWarmup(options.warmup);
+    if (options.warmup && this.limits.mode !== 'sdk') throw new SandboxError('program', 'a warm-up before the snapshot needs an SDK program: a CGI program starts afresh for every request');
     this.name = options.name ?? 'program';
     this.env = options.env ?? [];
     const t0 = performance.now();
@@ -99,6 +119,7 @@ export class Program {
     try {
       const t1 = performance.now();
       let region = 0;
+      let version = 1;
       if (this.limits.mode === 'sdk') {
         let abiVersion = 0;
         machine.hypercall = (m, call) => {
@@ -113,13 +134,19 @@ export class Program {
           const said = logs.text().trim().split('\n').slice(-3).join(' | ');
           throw new SandboxError('program', `program exited with status ${result.status} before calling wait_for_requests()${said ? `: ${said}` : ''}`);
         }
-        checkAbiVersion(abiVersion);
-        region = machine.arena.allocate(pageAlignUp(this.limits.maxRequestBytes));
+        version = checkAbiVersion(abiVersion);
+        region = machine.arena.allocate(requestRegionBytes(this.limits.maxRequestBytes));
         if (region < 0) throw new SandboxError('out-of-memory', `no room for a ${this.limits.maxRequestBytes}-byte request buffer in ${this.limits.memoryMiB} MiB of guest memory`);
+        const { timeoutMs, maxResponseBytes, maxRequestBytes, initTimeoutMs } = this.limits;
+        const target = { machine, room: requestRoom(region, maxRequestBytes), abiVersion: version, timeoutMs, maxResponseBytes, deadline: t1 + initTimeoutMs, logs };
+        // The previous version's state first, so that the warm-up warms what instances will hold.
+        if (options.liveRestore && this.limits.lifecycle === 'persistent') liveRestore(target, options.liveRestore);
+        if (options.warmup) warmUp(target, options.warmup);
       }
       const t2 = performance.now();
       this.snapshot = new Snapshot(machine);
       this.requestRegion = region;
+      this.abiVersion = version;
       this.timing = { bootUs: us(t1 - t0), initUs: us(t2 - t1), snapshotUs: us(performance.now() - t2) };
       this.template = machine;
     } catch (err) {
@@ -133,7 +160,7 @@ export class Program {
    * one open until every adopter has its own (adopting duplicates it).
    */
   export(): ExportedProgram {
-    return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, name: this.name, env: this.env };
+    return { snapshot: this.snapshot.export(), limits: this.limits, timing: this.timing, requestRegion: this.requestRegion, abiVersion: this.abiVersion, name: this.name, env: this.env };
   }
 
   /** A new instance: the machine that booted the program for the first call, then fresh VMs. */

@@ -71,3 +71,23 @@ export class CaptureStdio implements Stdio {
     return t === '' ? [] : t.replace(/\n$/, '').split('\n');
   }
 }
+
+/**
+ * The standard streams of a batch: what the program writes goes to the stream of the request
+ * whose handler runs (`index()`), so each request's log holds its own lines.
+ */
+export class RoutedStdio implements Stdio {
+  constructor(private readonly streams: readonly CaptureStdio[], private readonly index: () => number) {}
+
+  write(fd: 1 | 2, data: Uint8Array, waitMs: number): number {
+    return this.streams[this.index()]!.write(fd, data, waitMs);
+  }
+
+  read(into: Uint8Array): number {
+    return this.streams[0]!.read(into);
+  }
+
+  poll(entries: ReadonlyArray<{ fd: StdioFd; events: number }>): number[] {
+    return this.streams[0]!.poll(entries);
+  }
+}

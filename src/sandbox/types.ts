@@ -42,6 +42,33 @@ export interface SandboxResponse {
  */
 export type ProgramMode = 'sdk' | 'cgi';
 
+/**
+ * `ephemeral`: an instance goes back to the program's snapshot after every request (nothing a
+ * request does reaches the next). `persistent`: an instance keeps its memory and state from one
+ * request of this program to the next, and is reset only after a fault or a timeout, after
+ * `resetAfterRequests` requests, above `resetAboveDirtyBytes` of dirtied memory, or when the
+ * program asks (te_reset_after()). SDK programs only.
+ */
+export type Lifecycle = 'ephemeral' | 'persistent';
+
+/** Most warm-up requests a program may ask for before its snapshot. */
+export const MAX_WARMUP_REQUESTS = 10_000;
+
+/**
+ * Synthetic requests an SDK program answers after its main() reaches the wait and before its
+ * snapshot is taken, so what they warm (caches, tables, a JIT) is in every instance. They carry
+ * TE_REQUEST_WARMUP and TE_REQUEST_PRESNAPSHOT; host calls answer -ENOSYS, as during main().
+ */
+export interface WarmupOptions {
+  /** How many, 1 to MAX_WARMUP_REQUESTS. */
+  requests: number;
+  /** Path and query of each GET; default `/`. */
+  path?: string;
+  /** The phase they are made in (a hook program's); default generate. */
+  phase?: 'generate' | 'recv' | 'deliver';
+}
+
+
 /** How to load a program, and the limits each of its requests runs under. */
 export interface ProgramOptions {
   mode: ProgramMode;
@@ -66,6 +93,19 @@ export interface ProgramOptions {
    * mmap or mprotect asking for PROT_EXEC on anything but the program's own segments is EACCES.
    */
   executableMemory?: boolean;
+  /** Reset after every request (default) or keep state between requests (SDK only). */
+  lifecycle?: Lifecycle;
+  /** persistent: reset after this many requests since the last reset. Default: no bound. */
+  resetAfterRequests?: number;
+  /** persistent: reset once the memory dirtied since the last reset exceeds this. Default: no bound. */
+  resetAboveDirtyBytes?: number;
+  /** Requests answered before the snapshot (SDK only, both lifecycles). Default: none. */
+  warmup?: WarmupOptions;
+  /**
+   * persistent, ABI version 2: the state the previous version of this program gave up
+   * (te_on_live_update), handed to this one before its snapshot (te_on_live_restore).
+   */
+  liveRestore?: Uint8Array;
 }
 
 /** The limits a program gets for the ProgramOptions left out. */
@@ -76,6 +116,9 @@ export const PROGRAM_DEFAULTS = {
   maxResponseBytes: 8 * 1024 * 1024,
   maxRequestBytes: 1024 * 1024,
   executableMemory: false,
+  lifecycle: 'ephemeral',
+  resetAfterRequests: Infinity,
+  resetAboveDirtyBytes: Infinity,
 } as const;
 
 /** What a key-value increment did: the key's new value, or why the store left it as it was. */

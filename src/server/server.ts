@@ -154,7 +154,7 @@ export class EdgeServer {
         if (old && isDeepStrictEqual(old.config, p)) loaded.push(old);
         else {
           try {
-            loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt));
+            loaded.push(await loadProgramVersion(this.pool, cfg.name, p, readFileSync(p.file), this.alsoAdopt, old));
           } catch (err) {
             throw programLoadFailure(cfg.name, p, err);
           }
@@ -226,7 +226,7 @@ export class EdgeServer {
       const tenant = this.tenants.get(tenantName);
       const cfg: ProgramConfig | undefined = tenant?.config.programs.find((p) => p.name === programName);
       if (!tenant || !cfg) throw new Error(`tenant ${tenantName} has no program ${programName}`);
-      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf, this.alsoAdopt);
+      const loaded = await loadProgramVersion(this.pool, tenant.name, cfg, elf, this.alsoAdopt, tenant.programs.get(programName));
       await this.remote?.all({ type: 'swap', tenant: tenant.name, program: loaded });
       this.local.swapProgram(tenant.name, loaded);
       return loaded;

@@ -13,12 +13,31 @@ export interface TenantCounters {
   vmErrors: number;
   vmTimeouts: number;
   queueFull: number;
+  /**
+   * VM exits of the instances of the program versions serving now (all; the timer's among them),
+   * and the batches of several requests they ran: exits per VM call is what batching lowers.
+   */
+  vmExits: number;
+  vmTimerExits: number;
+  vmBatches: number;
 }
 
+/** What the tenant's programs say of their VMs (ProgramPool.counters, summed). */
+export type VmCounters = () => { exits: number; timerExits: number; batches: number };
+
 export class TenantStats {
-  readonly counters: TenantCounters = { requests: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, vmCalls: 0, vmErrors: 0, vmTimeouts: 0, queueFull: 0 };
+  readonly counters: TenantCounters = { requests: 0, status2xx: 0, status3xx: 0, status4xx: 0, status5xx: 0, vmCalls: 0, vmErrors: 0, vmTimeouts: 0, queueFull: 0, vmExits: 0, vmTimerExits: 0, vmBatches: 0 };
   private readonly latency = new LatencyHistogram();
   private readonly vmLatency = new LatencyHistogram();
+
+  /** `vm`: read when the counters are, for the VM exit counters. */
+  constructor(private readonly vm?: VmCounters) {}
+
+  /** The counters, the VM exit counters read now. */
+  private current(): TenantCounters {
+    const vm = this.vm?.();
+    return vm === undefined ? { ...this.counters } : { ...this.counters, vmExits: vm.exits, vmTimerExits: vm.timerExits, vmBatches: vm.batches };
+  }
 
   response(status: number, us: number): void {
     const c = this.counters;
@@ -36,12 +55,12 @@ export class TenantStats {
   }
 
   snapshot(): StatsSnapshot {
-    return { counters: { ...this.counters }, latency: this.latency.percentiles(), vmLatency: this.vmLatency.percentiles() };
+    return { counters: this.current(), latency: this.latency.percentiles(), vmLatency: this.vmLatency.percentiles() };
   }
 
   /** Counters and raw histograms, structured-cloneable, for `mergeStats` on another thread. */
   export(): ExportedStats {
-    return { counters: { ...this.counters }, latency: this.latency.counts(), vmLatency: this.vmLatency.counts() };
+    return { counters: this.current(), latency: this.latency.counts(), vmLatency: this.vmLatency.counts() };
   }
 }
 

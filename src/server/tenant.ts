@@ -65,7 +65,12 @@ function reserveVersion(pool: ProgramPool, tenant: string, program: string): { k
   };
 }
 
-/** How the sandbox runs a configured program: its mode, name, limits, environment and files. */
+/** The phase a program's synthetic requests are made in: its first role's. */
+function warmupPhase(program: ProgramConfig): 'generate' | 'recv' | 'deliver' {
+  return program.roles.includes('generate') ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver';
+}
+
+/** How the sandbox runs a configured program: its mode, name, limits, environment, files and warm-up. */
 export function sandboxOptions(program: ProgramConfig): ProgramOptions {
   return {
     mode: program.mode,
@@ -78,10 +83,14 @@ export function sandboxOptions(program: ProgramConfig): ProgramOptions {
     env: Object.entries(program.env).map(([k, v]) => `${k}=${v}`),
     allowRead: program.allowRead,
     executableMemory: program.executableMemory,
+    lifecycle: program.lifecycle,
+    resetAfterRequests: program.resetAfterRequests ?? undefined,
+    resetAboveDirtyBytes: program.resetAboveDirtyBytes ?? undefined,
+    warmup: program.warmup ? { requests: program.warmup.requests, path: program.warmup.path ?? warmupUrl(program), phase: warmupPhase(program) } : undefined,
   };
 }
 
-/** The URL of a program's warm-up request: its first route for a generating program, else `/`. */
+/** The path a program's synthetic requests ask for: its first route's prefix for a generating program, else `/`. */
 export function warmupUrl(program: ProgramConfig): string {
   return program.roles.includes('generate') ? (program.routes[0]?.prefix ?? '/') : '/';
 }
@@ -106,20 +115,24 @@ export function programLoadFailure(tenant: string, program: ProgramConfig, err: 
 
 /**
  * Loads `elf` as a new version of `program`, with a warm-up: one real request through the new
- * version before anyone depends on it. Both run on a loader thread, not on the thread that serves
+ * version before anyone depends on it. Taking over from `previous` (a persistent program's
+ * running version), it gets the state that version hands over (te_on_live_update) first. Both
+ * run on a loader thread, not on the thread that serves
  * requests (sandbox/loaders.ts). Throws on any failure, changing nothing.
  */
-export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt): Promise<LoadedProgram> {
+export async function loadProgramVersion(pool: ProgramPool, tenant: string, program: ProgramConfig, elf: Buffer, alsoAdopt?: AlsoAdopt, previous?: LoadedProgram): Promise<LoadedProgram> {
   const version = reserveVersion(pool, tenant, program.name);
   const key = version.key;
   const warmup: Warmup = {
     req: { method: 'GET', url: warmupUrl(program), headers: [['Host', 'warmup.invalid'], ['X-Tinyedge-Warmup', '1']], body: new Uint8Array(0) },
-    phase: program.roles.includes('generate') ? 'generate' : program.roles.includes('recv') ? 'recv' : 'deliver',
+    phase: warmupPhase(program),
     response: { status: 200, headers: [] },
   };
-  const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs };
+  const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs, maxBatch: program.maxBatch };
   try {
-    await pool.load(key, elf, options, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
+    // A persistent program taking over from a persistent version hands its state over (a live update).
+    const state = previous && program.lifecycle === 'persistent' && previous.config.lifecycle === 'persistent' ? await pool.liveUpdateState(previous.key) : undefined;
+    await pool.load(key, elf, { ...options, liveRestore: state }, warmup, alsoAdopt && ((exported) => alsoAdopt(key, exported, options)));
   } catch (err) {
     version.failed();
     throw err;
@@ -166,7 +179,7 @@ function noRoute(method: string, url: string): BackendResponse {
 
 export class TenantRuntime implements Backend {
   readonly cache: Cache;
-  readonly stats = new TenantStats();
+  readonly stats: TenantStats;
   readonly origins = new Map<string, Origin>();
   readonly programs = new Map<string, LoadedProgram>();
   private readonly routes: Route[];
@@ -179,6 +192,16 @@ export class TenantRuntime implements Backend {
   constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: ObjectStorage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
     for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
     for (const p of programs) this.programs.set(p.config.name, p);
+    this.stats = new TenantStats(() => {
+      const sum = { exits: 0, timerExits: 0, batches: 0 };
+      for (const p of this.programs.values()) {
+        const c = pool.counters(p.key);
+        sum.exits += c.exits;
+        sum.timerExits += c.timerExits;
+        sum.batches += c.batches;
+      }
+      return sum;
+    });
     this.routes = buildRoutes(config);
     const recv = config.programs.find((p) => p.roles.includes('recv'));
     const deliver = config.programs.find((p) => p.roles.includes('deliver'));

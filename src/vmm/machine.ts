@@ -255,6 +255,22 @@ export class Machine implements SyscallContext {
     return pages;
   }
 
+  /** VM exits since the machine was made (every return from KVM_RUN). */
+  get exits(): number {
+    return this.loop.exits;
+  }
+
+  /** Of `exits`, the timer's interrupts. */
+  get timerExits(): number {
+    return this.loop.timerExits;
+  }
+
+  /** Pages dirtied since the last restore (a resettable machine's; 0 for another), restoring nothing. */
+  dirtyPages(): number {
+    this.mem.flush();
+    return this.dirtyLog?.count(this.mem) ?? 0;
+  }
+
   /** Ends the machine; its shell goes back to the pool unless KVM itself failed on it. */
   close(): void {
     this.files.closeAll();

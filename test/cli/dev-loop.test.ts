@@ -195,7 +195,7 @@ tenants:
 
   test('--trace prints the hypercalls of a request, decoded, and the system calls', async () => {
     const d = await dev(['--trace', buildGuest('sdk_hostcalls')]);
-    await logged(d, /^te_wait\(NULL, abi_version=1\) <unfinished \.\.\.>$/m);
+    await logged(d, /^te_wait\(NULL, abi_version=2\) <unfinished \.\.\.>$/m);
     assert.equal((await get(`${d.url}/kv/incr`)).body, 'counter=1 stored=0\n');
     const err = await logged(d, /^GET \/kv\/incr 200 /m);
     const request = err.slice(err.indexOf('listening on'));

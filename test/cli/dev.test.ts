@@ -71,6 +71,15 @@ describe('tinyedge dev', needsKvm(), () => {
     assert.match(dev.stderr(), /^GET \/loop 504 timeout: .*200 ms time limit/m);
   });
 
+  test('--lifecycle persistent keeps the program\'s state between requests, up to --reset-after-requests; --warmup runs before the snapshot', async () => {
+    const dev = await startDev(['--lifecycle', 'persistent', '--reset-after-requests', '3', '--warmup', '2', buildGuest('sdk_persistent')]);
+    children.push(dev.child);
+    const counts: string[] = [];
+    for (let i = 0; i < 5; i++) counts.push(/count=\d+ warm=\d+/.exec(await (await request(`${dev.url}/`)).body.text())?.[0] ?? '?');
+    // Two warm-up requests before the snapshot: every reset goes back to count=2.
+    assert.deepEqual(counts, ['count=3 warm=2', 'count=4 warm=2', 'count=5 warm=2', 'count=3 warm=2', 'count=4 warm=2']);
+  });
+
   test("a program's connection fields and framing stop at dev; a request body over the limit answers 413", async () => {
     const dev = await startDev([buildGuest('sdk_hop_by_hop')]);
     children.push(dev.child);

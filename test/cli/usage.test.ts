@@ -66,6 +66,11 @@ for (const [args, message] of [
   [['run', '--no-such-option', 'prog'], /^error: unknown option '--no-such-option'$/],
   [['dev', '--origin', 'ftp://example.test', 'prog'], /^error: option '--origin <url>' argument 'ftp:\/\/example.test' is invalid\. only http:\/\/ origins are supported\.$/],
   [['bench', '--header', 'X-Test', 'prog'], /^error: option '--header <name:value>' argument 'X-Test' is invalid\. expected NAME:VALUE, e\.g\. "Accept: text\/html"\.$/],
+  [['dev', '--lifecycle', 'forever', 'prog'], /^error: option '--lifecycle <kind>' argument 'forever' is invalid\. expected ephemeral or persistent\.$/],
+  [['dev', '--reset-after-requests', '3', 'prog'], /^error: --reset-after-requests needs --lifecycle persistent \(an ephemeral program is reset after every request\)$/],
+  [['bench', '--lifecycle', 'ephemeral', '--reset-above-dirty', '1MiB', 'prog'], /^error: --reset-above-dirty needs --lifecycle persistent/],
+  [['dev', '--warmup-path', '/x', 'prog'], /^error: --warmup-path needs --warmup N$/],
+  [['dev', '--warmup', '2', '--warmup-path', 'x', 'prog'], /^error: option '--warmup-path <path>' argument 'x' is invalid\. expected a path starting with \/, e\.g\. \/hello\?x=1\.$/],
   [['dev'], /^tinyedge: name a program to serve, or a tenant with --config FILE --tenant NAME$/],
 ] as const) {
   test(`tinyedge ${args.join(' ')} is a usage error: one line, exit status 2`, () => {

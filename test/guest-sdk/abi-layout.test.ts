@@ -7,12 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ABI_VERSION, TE_FETCH, TE_HEADER, TE_KV, TE_KV_CAS, TE_KV_CAS_ABSENT, TE_REQUEST, TE_REQUEST_WARMUP, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
+import { ABI_VERSION, TE_BATCH, TE_FETCH, TE_HEADER, TE_KV, TE_KV_CAS, TE_KV_CAS_ABSENT, TE_REQUEST, TE_REQUEST_LIVE_RESTORE, TE_REQUEST_LIVE_UPDATE, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP, TE_RESET_AFTER, TE_RESPONSE, TE_STR } from '../../src/sandbox/abi-layout.ts';
 import { hasCompiler, ROOT } from '../helpers/guests.ts';
 
 type Layout = Record<string, Record<string, number>>;
 
-const HOST: Layout = { te_str: TE_STR, te_header: TE_HEADER, te_request: TE_REQUEST, te_response: TE_RESPONSE, te_fetch: TE_FETCH, te_kv: TE_KV, te_kv_cas: TE_KV_CAS };
+const HOST: Layout = { te_str: TE_STR, te_header: TE_HEADER, te_request: TE_REQUEST, te_response: TE_RESPONSE, te_batch: TE_BATCH, te_fetch: TE_FETCH, te_kv: TE_KV, te_kv_cas: TE_KV_CAS };
 
 /** The `field(type, name, offset)` and `size(type, bytes)` assertions of an SDK source, as a Layout. */
 function asserted(source: string, field: string, size: string): Layout {
@@ -54,13 +54,21 @@ describe('the ABI layout', () => {
     assert.deepEqual(asserted(rust, 'field!', 'size!'), HOST);
   });
 
-  test('the ABI version, the warm-up flag and the compare-and-set flag are the same numbers in the host and both SDKs', () => {
+  test('the ABI version and the flags are the same numbers in the host and both SDKs', () => {
     assert.equal(Number(/^#define TE_ABI_VERSION (\d+)$/m.exec(header)?.[1]), ABI_VERSION);
     assert.equal(Number(/^pub const TE_ABI_VERSION: u64 = (\d+);$/m.exec(rust)?.[1]), ABI_VERSION);
     assert.equal(Number(/^#define TE_REQUEST_WARMUP (\d+)u$/m.exec(header)?.[1]), TE_REQUEST_WARMUP);
     assert.equal(Number(/^pub const TE_REQUEST_WARMUP: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_WARMUP);
     assert.equal(Number(/^#define TE_KV_CAS_ABSENT (\d+)u$/m.exec(header)?.[1]), TE_KV_CAS_ABSENT);
     assert.equal(Number(/^pub const TE_KV_CAS_ABSENT: u64 = (\d+);$/m.exec(rust)?.[1]), TE_KV_CAS_ABSENT);
+    assert.equal(Number(/^#define TE_REQUEST_PRESNAPSHOT (\d+)u$/m.exec(header)?.[1]), TE_REQUEST_PRESNAPSHOT);
+    assert.equal(Number(/^pub const TE_REQUEST_PRESNAPSHOT: u32 = (\d+);$/m.exec(rust)?.[1]), TE_REQUEST_PRESNAPSHOT);
+    for (const [name, value] of [['TE_REQUEST_LIVE_UPDATE', TE_REQUEST_LIVE_UPDATE], ['TE_REQUEST_LIVE_RESTORE', TE_REQUEST_LIVE_RESTORE]] as const) {
+      assert.equal(Number(new RegExp(`^#define ${name} (\\d+)u$`, 'm').exec(header)?.[1]), value, name);
+      assert.equal(Number(new RegExp(`^pub const ${name}: u32 = (\\d+);$`, 'm').exec(rust)?.[1]), value, name);
+    }
+    assert.equal(Number(/^#define TE_RESET_AFTER (\d+)u/m.exec(header)?.[1]), TE_RESET_AFTER);
+    assert.equal(Number(/^pub const TE_RESET_AFTER: u32 = (\d+);$/m.exec(rust)?.[1]), TE_RESET_AFTER);
   });
 
   for (const [compiler, ext, cxx] of [['gcc', 'c', false], ['g++', 'cc', true]] as const) {

@@ -65,6 +65,6 @@ describe('SDK programs under tinyedge dev', needsKvm(), () => {
   test('a program built for another ABI version does not start, and the error names both versions', () => {
     const r = spawnSync(process.execPath, [BIN, 'dev', '--port', '0', buildGuest('sdk_abi_future')], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 125);
-    assert.match(r.stderr, /^tinyedge: program was built for SDK ABI version 2, but this host accepts version 1/m);
+    assert.match(r.stderr, /^tinyedge: program was built for SDK ABI version 3, but this host accepts versions 1, 2/m);
   });
 });

@@ -113,5 +113,21 @@ for (const lang of LANGUAGES) {
       const r = await inst.call(get('/x'), { phase: 'deliver', response: { status: 404, headers: [['Content-Type', 'text/html']] } });
       assert.deepEqual(r.headers, [['X-Delivered', 'status-404']]);
     });
+
+    test('persistent, it answers a batch with each response whole in its own slot; without live-update callbacks it hands over nothing', async () => {
+      const persistent = new Program(kvm, readFileSync(lang.build()), { mode: 'sdk', name: `sdk_${lang.name}`, lifecycle: 'persistent' });
+      const p = persistent.instance();
+      try {
+        const names = ['a', 'bb', 'ccc'];
+        const outcomes = await p.callBatch(names.map((n) => ({ req: { ...get(`/echo?name=${n}`), method: 'POST', body: Buffer.from(n) }, options: { host } })));
+        assert.deepEqual(outcomes.map((o) => (o.kind === 'answered' ? o.result.body.toString() : o.kind)), names.map((n) => `POST /echo query=name=${n} x-test=(none) name=${n} body=${n} init=yes\n`));
+        assert.deepEqual(outcomes.map((o) => (o.kind === 'answered' ? o.result.headers : [])), names.map(() => [['Content-Type', 'text/plain; charset=utf-8']]));
+        const live = await p.call(get('/'), { liveUpdate: true });
+        assert.equal(live.status, 204);
+      } finally {
+        p.close();
+        persistent.close();
+      }
+    });
   });
 }

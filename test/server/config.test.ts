@@ -82,6 +82,7 @@ describe('parsing', () => {
           routes: [{ prefix: '/hello', methods: ALL_METHODS }],
           memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4, queueTimeoutMs: 100,
           maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, env: {}, allowRead: [], executableMemory: false,
+          lifecycle: 'ephemeral', resetAfterRequests: null, resetAboveDirtyBytes: null, warmup: null, maxBatch: 64,
         }],
       }],
       warnings: [],
@@ -129,6 +130,11 @@ tenants:
         env: { KEY: value, PORT: 80, DEBUG: true }
         allowRead: [../data, /tmp]
         executableMemory: true
+        lifecycle: persistent
+        resetAfterRequests: 1000
+        resetAboveDirty: 16MiB
+        warmup: { requests: 20, path: "/hello?warm=1" }
+        maxBatch: 8
 `, { OP: 'operator-token-0123456789' });
     assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', sliceMs: 5, shards: 4, workers: undefined });
     const [t] = config.tenants;
@@ -147,6 +153,7 @@ tenants:
       routes: [{ prefix: '/hello', methods: ['GET', 'HEAD'] }], memoryBytes: 128 * MiB, timeoutMs: 250, initTimeoutMs: 30_000,
       concurrency: 16, queueTimeoutMs: 0, maxRequestBytes: 64 * 1024, maxResponseBytes: 1.5 * MiB,
       env: { KEY: 'value', PORT: '80', DEBUG: 'true' }, allowRead: [join(dir, 'data'), '/tmp'], executableMemory: true,
+      lifecycle: 'persistent', resetAfterRequests: 1000, resetAboveDirtyBytes: 16 * MiB, warmup: { requests: 20, path: '/hello?warm=1' }, maxBatch: 8,
     });
     assert.deepEqual(config.warnings, []);
   });
@@ -213,8 +220,8 @@ tenants:
 
   test('unknown keys are refused one by one, naming the keys allowed there', () => {
     assert.deepEqual(refused(minimal('        timout: 1s\n        concurrency: 2\n        envs: {}\n')), [
-      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, got "timout"',
-      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, got "envs"',
+      'F:9: tenants[0].programs[0].timout: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, maxBatch, got "timout"',
+      'F:11: tenants[0].programs[0].envs: expected one of the keys name, file, mode, roles, routes, memory, timeout, initTimeout, concurrency, queueTimeout, maxRequestSize, maxResponseSize, env, allowRead, executableMemory, lifecycle, resetAfterRequests, resetAboveDirty, warmup, maxBatch, got "envs"',
     ]);
   });
 
@@ -398,6 +405,47 @@ ${tenant('a', '[a]')}    programs:
       'F:9: tenants[0].programs[3].roles: expected only generate for a cgi program (hooks need the SDK), got [generate, recv]',
       'F:9: tenants[0].programs[3].roles[1]: expected at most one recv program per tenant, got a second (also programs[1])',
     ]);
+  });
+
+  test('program lifecycles: persistent needs the SDK, and the reset bounds need persistent', () => {
+    // Values first (the cross checks run on a config whose values all parse).
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p3, file: ../bin/hello, routes: [{ prefix: /3 }], lifecycle: forever, resetAfterRequests: 0 }
+      - { name: p4, file: ../bin/hello, routes: [{ prefix: /4 }], lifecycle: persistent, resetAboveDirty: 0 }
+`), [
+      'F:6: tenants[0].programs[0].lifecycle: expected one of ephemeral, persistent, got "forever"',
+      'F:6: tenants[0].programs[0].resetAfterRequests: expected an integer from 1 to 1000000000, got 0',
+      'F:7: tenants[0].programs[1].resetAboveDirty: expected a positive size (e.g. "512KiB", "64MiB", "1GiB", or bytes), got 0 (bytes)',
+    ]);
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p1, file: ../bin/hello, routes: [{ prefix: /1 }], mode: cgi, lifecycle: persistent }
+      - { name: p2, file: ../bin/hello, routes: [{ prefix: /2 }], resetAfterRequests: 10, resetAboveDirty: 1MiB }
+`), [
+      'F:6: tenants[0].programs[0].lifecycle: expected ephemeral for a cgi program (it starts afresh for every request), got "persistent"',
+      'F:7: tenants[0].programs[1].resetAfterRequests: expected resetAfterRequests only with lifecycle: persistent (an ephemeral program is reset after every request), got ephemeral',
+      'F:7: tenants[0].programs[1].resetAboveDirty: expected resetAboveDirty only with lifecycle: persistent (an ephemeral program is reset after every request), got ephemeral',
+    ]);
+  });
+
+  test('program warm-ups: a count from 1 to 10000 and a path, for SDK programs', () => {
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p1, file: ../bin/hello, routes: [{ prefix: /1 }], warmup: { requests: 0 } }
+      - { name: p2, file: ../bin/hello, routes: [{ prefix: /2 }], warmup: { requests: 3, path: nope } }
+      - { name: p3, file: ../bin/hello, routes: [{ prefix: /3 }], warmup: { requests: 3, paths: /x } }
+      - { name: p4, file: ../bin/hello, routes: [{ prefix: /4 }], warmup: 5 }
+`), [
+      'F:6: tenants[0].programs[0].warmup.requests: expected an integer from 1 to 10000, got 0',
+      'F:7: tenants[0].programs[1].warmup.path: expected a path starting with "/" (a query may follow), got "nope"',
+      'F:8: tenants[0].programs[2].warmup.paths: expected one of the keys requests, path, got "paths"',
+      'F:9: tenants[0].programs[3].warmup: expected a warm-up such as { requests: 10, path: /hello }, got 5',
+    ]);
+    assert.deepEqual(refused(`tenants:
+${tenant('a', '[a]')}    programs:
+      - { name: p1, file: ../bin/hello, routes: [{ prefix: /1 }], mode: cgi, warmup: { requests: 2 } }
+`), ['F:6: tenants[0].programs[0].warmup: expected no warmup for a cgi program (it has no snapshot to warm), got one']);
   });
 
   test('routes must name existing origins and never claim a prefix and method twice', () => {

@@ -122,7 +122,7 @@ describe('tinyedge run --trace', needsKvm(), () => {
     const run = tinyedgeRun(['--trace', buildGuest('sdk_stdout')]);
     assert.equal(run.status, 125);
     const out = lines(run.stderr);
-    assert.ok(out.includes('te_wait(NULL, abi_version=1) <unfinished ...>'), run.stderr);
+    assert.ok(out.includes('te_wait(NULL, abi_version=2) <unfinished ...>'), run.stderr);
     assert.equal(out.at(-2), 'tinyedge: program waits for requests (te_wait_for_requests): it is an SDK program, which answers HTTP requests; serve it with `tinyedge dev`');
     // What it printed before waiting is its stdout, as with any program run.
     assert.equal(run.stdout, 'stdout: initialised\n');

@@ -1,7 +1,9 @@
 //! The request a handler gets: views of the host's copy in guest memory, valid while it runs.
 
 use crate::decode;
-use crate::sys::{te_header, te_request, TE_PHASE_DELIVER, TE_PHASE_RECV, TE_REQUEST_WARMUP};
+use crate::sys::{
+    te_header, te_request, TE_PHASE_DELIVER, TE_PHASE_RECV, TE_REQUEST_PRESNAPSHOT, TE_REQUEST_WARMUP,
+};
 
 /// Why the program is called: a program configured as a hook sees `Recv` or `Deliver`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +62,20 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// True for the host's warm-up request after a load, false for a client's.
+    /// True for the host's warm-up requests (after a load, and before the snapshot), false for a client's.
     pub fn is_warmup(&self) -> bool {
         self.raw.flags & TE_REQUEST_WARMUP != 0
+    }
+
+    /// `te_request.flags` as the host wrote them.
+    pub fn flags(&self) -> u32 {
+        self.raw.flags
+    }
+
+    /// True for a warm-up request before the snapshot (config `warmup`): what it leaves in memory
+    /// is in every instance.
+    pub fn is_presnapshot(&self) -> bool {
+        self.raw.flags & TE_REQUEST_PRESNAPSHOT != 0
     }
 
     /// 32 bytes of fresh entropy for this request.

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::sys::{
-    te_header, te_response, te_str, TE_MAX_RESPONSE_HEADERS, TE_PASS, TE_RESPONDED, TE_REWRITE_URL,
-    TE_UNCACHEABLE,
+    te_header, te_response, te_str, TE_MAX_RESPONSE_HEADERS, TE_PASS, TE_RESET_AFTER, TE_RESPONDED,
+    TE_REWRITE_URL, TE_UNCACHEABLE,
 };
 
 /// A response. `Response::default()` has no status: it answers nothing, which is what a hook
@@ -80,6 +80,13 @@ impl Response {
         self
     }
 
+    /// Persistent programs: the instance goes back to its snapshot after this response, so the
+    /// next request starts afresh (`te_reset_after()` in C).
+    pub fn reset_after(mut self) -> Response {
+        self.flags |= TE_RESET_AFTER;
+        self
+    }
+
     /// Recv: bypass the cache for this request.
     pub fn pass(mut self) -> Response {
         self.flags |= TE_PASS;
@@ -147,5 +154,10 @@ impl Published {
 
     pub(crate) fn raw(&self) -> &te_response {
         &self.raw
+    }
+
+    /// The te_response for a slot: its pointers stay valid while this lives.
+    pub(crate) fn raw_copy(&self) -> te_response {
+        te_response { ..self.raw }
     }
 }

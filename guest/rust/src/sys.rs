@@ -6,7 +6,7 @@
 use core::mem::{offset_of, size_of};
 
 /// The binary interface this crate speaks, declared to the host by the first WAIT.
-pub const TE_ABI_VERSION: u64 = 1;
+pub const TE_ABI_VERSION: u64 = 2;
 
 pub const TE_CALL_WAIT: u32 = 1;
 pub const TE_CALL_LOG: u32 = 2;
@@ -26,11 +26,19 @@ pub const TE_PHASE_DELIVER: u32 = 2;
 
 /// `te_request.flags`: the host's warm-up request after a load.
 pub const TE_REQUEST_WARMUP: u32 = 1;
+/// `te_request.flags`: a warm-up request before the snapshot (with `TE_REQUEST_WARMUP`).
+pub const TE_REQUEST_PRESNAPSHOT: u32 = 2;
+/// `te_request.flags`: answer with the state to hand the next version (`on_live_update`).
+pub const TE_REQUEST_LIVE_UPDATE: u32 = 4;
+/// `te_request.flags`: the body is the previous version's state (`on_live_restore`).
+pub const TE_REQUEST_LIVE_RESTORE: u32 = 8;
 
 pub const TE_RESPONDED: u32 = 1;
 pub const TE_UNCACHEABLE: u32 = 2;
 pub const TE_PASS: u32 = 4;
 pub const TE_REWRITE_URL: u32 = 8;
+/// Persistent programs: reset the instance to its snapshot after this response.
+pub const TE_RESET_AFTER: u32 = 16;
 
 /// Response headers the host accepts (docs/guest-abi.md, "Limits").
 pub const TE_MAX_RESPONSE_HEADERS: usize = 256;
@@ -80,6 +88,18 @@ pub struct te_response {
     pub keep_ms: i64,
     pub tags: te_str,
     pub url: te_str,
+}
+
+/// What WAIT returns (ABI version 2): `count` requests to answer into their response slots, with
+/// one WAIT for them all.
+#[repr(C)]
+pub struct te_batch {
+    pub count: u32,
+    pub current: u32,
+    pub answered: u32,
+    pub reserved: u32,
+    pub requests: *const *const te_request,
+    pub responses: *mut te_response,
 }
 
 #[repr(C)]
@@ -188,6 +208,13 @@ field!(te_fetch, resp_headers, 104);
 field!(te_fetch, resp_headers_cap, 112);
 field!(te_fetch, resp_headers_len, 120);
 size!(te_fetch, 128);
+field!(te_batch, count, 0);
+field!(te_batch, current, 4);
+field!(te_batch, answered, 8);
+field!(te_batch, reserved, 12);
+field!(te_batch, requests, 16);
+field!(te_batch, responses, 24);
+size!(te_batch, 32);
 field!(te_kv, key, 0);
 field!(te_kv, value, 16);
 field!(te_kv, value_cap, 24);

@@ -102,6 +102,14 @@ export function checkConfig(config: Omit<Config, 'file' | 'warnings'>): { errors
       if (p.mode === 'cgi' && p.roles.some((r) => r !== 'generate')) {
         error(pat('roles'), `expected only generate for a cgi program (hooks need the SDK), got [${p.roles.join(', ')}]`);
       }
+      if (p.mode === 'cgi' && p.lifecycle === 'persistent') {
+        error(pat('lifecycle'), 'expected ephemeral for a cgi program (it starts afresh for every request), got "persistent"');
+      }
+      if (p.mode === 'cgi' && p.warmup !== null) error(pat('warmup'), 'expected no warmup for a cgi program (it has no snapshot to warm), got one');
+      for (const key of ['resetAfterRequests', 'resetAboveDirty'] as const) {
+        const set = key === 'resetAfterRequests' ? p.resetAfterRequests : p.resetAboveDirtyBytes;
+        if (set !== null && p.lifecycle !== 'persistent') error(pat(key), `expected ${key} only with lifecycle: persistent (an ephemeral program is reset after every request), got ${p.lifecycle}`);
+      }
       const seen = new Set<string>();
       p.roles.forEach((role, ri) => {
         if (seen.has(role)) error(pat('roles', ri), `expected each role once, got ${JSON.stringify(role)} again`);

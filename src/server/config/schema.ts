@@ -4,8 +4,8 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
-import { DEFAULT_SLICE_MS } from '../../sandbox/index.ts';
-import type { CacheConfig, Config, HealthCheckConfig, KvConfig, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig } from './types.ts';
+import { DEFAULT_SLICE_MS, MAX_BATCH, MAX_WARMUP_REQUESTS } from '../../sandbox/index.ts';
+import type { CacheConfig, Config, HealthCheckConfig, KvConfig, Lifecycle, OriginConfig, OriginRouteConfig, ProgramConfig, ProgramRole, RouteConfig, ServerConfig, TenantConfig, WarmupConfig } from './types.ts';
 import {
   HTTP_METHODS, no, ok, parseAddress, parseDuration, parseGuestMemory, parseHost, parseInteger, parseMethod, parseName,
   parseOriginUrl, parsePathPrefix, parseSize, show, type Parsed,
@@ -26,7 +26,7 @@ export const DEFAULTS = {
   kv: { memoryBytes: 1 * MiB },
   program: {
     mode: 'sdk', roles: ['generate'], memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4,
-    queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB,
+    queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, lifecycle: 'ephemeral',
   },
 } as const;
 
@@ -139,7 +139,19 @@ const kv = mapping({ memory: size(false).default(DEFAULTS.kv.memoryBytes) }, 'a 
   .transform((k): KvConfig => ({ memoryBytes: k.memory }))
   .prefault({});
 
+/** A warm-up request's target: path and query, as a client would send it. */
+function parseRequestPath(v: unknown): Parsed<string> {
+  return typeof v === 'string' && /^\/[^\s#]*$/.test(v) && v.length <= 8192 ? ok(v) : no('a path starting with "/" (a query may follow)');
+}
+
+const warmup = mapping({
+  requests: integer(1, MAX_WARMUP_REQUESTS),
+  path: leaf(parseRequestPath).optional(),
+}, 'a warm-up such as { requests: 10, path: /hello }')
+  .transform((w): WarmupConfig => ({ requests: w.requests, path: w.path ?? null }));
+
 const ROLES: readonly ProgramRole[] = ['generate', 'recv', 'deliver'];
+const LIFECYCLES: readonly Lifecycle[] = ['ephemeral', 'persistent'];
 
 function program(baseDir: string) {
   const P = DEFAULTS.program;
@@ -164,12 +176,18 @@ function program(baseDir: string) {
     }).default(() => ({})),
     allowRead: list(leaf(readableDirectory(baseDir)), 'a list of directories').default(() => []),
     executableMemory: leaf(parseBoolean).default(false),
+    lifecycle: leaf(oneOf(LIFECYCLES)).default(P.lifecycle),
+    resetAfterRequests: integer(1, 1_000_000_000).optional(),
+    resetAboveDirty: size(true).optional(),
+    warmup: warmup.optional(),
+    maxBatch: integer(1, MAX_BATCH).default(MAX_BATCH),
   }, 'a program such as { name: hello, file: build/examples/hello, routes: [{ prefix: /hello }] }')
     .transform((p): ProgramConfig => ({
       name: p.name, file: p.file, mode: p.mode, roles: p.roles, routes: p.routes, memoryBytes: p.memory,
       timeoutMs: p.timeout, initTimeoutMs: p.initTimeout, concurrency: p.concurrency, queueTimeoutMs: p.queueTimeout,
       maxRequestBytes: p.maxRequestSize, maxResponseBytes: p.maxResponseSize, env: p.env, allowRead: p.allowRead,
-      executableMemory: p.executableMemory,
+      executableMemory: p.executableMemory, lifecycle: p.lifecycle, resetAfterRequests: p.resetAfterRequests ?? null,
+      resetAboveDirtyBytes: p.resetAboveDirty ?? null, warmup: p.warmup ?? null, maxBatch: p.maxBatch,
     }));
 }
 

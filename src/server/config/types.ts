@@ -1,9 +1,9 @@
 // The validated configuration as the server consumes it: every default filled in, durations in
 // milliseconds, sizes in bytes, paths absolute. docs/config.md describes the file it comes from.
-import type { ProgramMode } from '../../sandbox/index.ts';
+import type { Lifecycle, ProgramMode } from '../../sandbox/index.ts';
 import type { Address, HttpMethod } from './values.ts';
 
-export type { Address, HttpMethod, ProgramMode };
+export type { Address, HttpMethod, Lifecycle, ProgramMode };
 
 export interface ServerConfig {
   /** The HTTP front. */
@@ -98,6 +98,22 @@ export interface ProgramConfig {
   allowRead: string[];
   /** The program may map executable memory beyond its own code (JITs). */
   executableMemory: boolean;
+  /** Reset after every request, or keep state between the requests of an instance. */
+  lifecycle: Lifecycle;
+  /** persistent: reset after this many requests (null: no bound). */
+  resetAfterRequests: number | null;
+  /** persistent: reset once this much memory was dirtied since the last reset (null: no bound). */
+  resetAboveDirtyBytes: number | null;
+  /** Synthetic requests answered before the snapshot (null: none). */
+  warmup: WarmupConfig | null;
+  /** Most requests a persistent program answers per VM entry (1: no batches). */
+  maxBatch: number;
+}
+
+export interface WarmupConfig {
+  requests: number;
+  /** Path and query of each GET; null: the first route's prefix (`/` for a hook). */
+  path: string | null;
 }
 
 export interface TenantConfig {

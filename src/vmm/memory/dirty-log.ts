@@ -97,6 +97,26 @@ export class DirtyLog {
   }
 
   /**
+   * Pages written since the last `forEachDirty` (the last reset), by the guest or the host,
+   * re-protecting nothing: a persistent instance's growth between resets. The hot pages (at most
+   * HOT_PAGES_MAX), left writable, count whether or not they were written since.
+   */
+  count(mem: GuestMemory): number {
+    this.vm.getDirtyLog(SLOT, this.bitmap.address);
+    const kvm = this.words;
+    const host = mem.hostDirty;
+    let n = 0;
+    for (let w = 0; w < kvm.length; w++) {
+      let bits = (kvm[w]! | host[w]!) >>> 0;
+      while (bits !== 0) {
+        bits &= bits - 1;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
    * Forgets everything logged so far (for a shell given new memory contents): the next
    * `forEachDirty` sees only writes made from now on, and every page is write-protected again.
    */
