@@ -305,6 +305,8 @@ export async function startTinyedgeServe(children: Children, root: string, dir: 
     config,
     `server:
   listen: 127.0.0.1:${port}
+  # One shard: the server is pinned to one CPU.
+  shards: 1
   admin: 127.0.0.1:${adminPort}
 tenants:
   - name: bench

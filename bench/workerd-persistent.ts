@@ -35,6 +35,8 @@ export function persistentLaunch(variant: PersistentVariant, root: string, dir: 
   const yaml = `# bench/workerd.ts: one tenant, the persistent hello on every path (requests carry no-store).
 server:
   listen: 127.0.0.1:${port}
+  # One shard: the server is pinned to one CPU.
+  shards: 1
   admin: 127.0.0.1:${adminPort}
 tenants:
   - name: bench

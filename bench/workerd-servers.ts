@@ -206,6 +206,8 @@ export function tinyedgeLaunch(mode: TinyedgeMode, root: string, dir: string, pr
   const yaml = `# bench/workerd.ts: one tenant, the hello program on every path (requests carry no-store).
 server:
   listen: 127.0.0.1:${port}
+  # One shard: the server is pinned to one CPU.
+  shards: 1
   admin: 127.0.0.1:${adminPort}
 tenants:
   - name: bench
