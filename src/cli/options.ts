@@ -51,7 +51,7 @@ export function size(value: string): number {
 }
 
 /**
- * Guest memory (`--memory`), as the config's `memory`: a size, an even number of MiB from 8 MiB.
+ * Guest memory (`--memory`), as the config's `memory`: a size, an even number of MiB from 10 MiB.
  * A bare number is bytes; `--memory 64` meant MiB before, so a number too small to be guest
  * memory says what it means now.
  */

@@ -12,19 +12,19 @@ import { needsKvm } from '../helpers/kvm.ts';
 
 const BIN = join(ROOT, 'bin/tinyedge.js');
 
-test('sizes on the command line are read as the config reads them: units, a bare number of bytes, guest memory from 8 MiB', () => {
+test('sizes on the command line are read as the config reads them: units, a bare number of bytes, guest memory from 10 MiB', () => {
   assert.equal(size('256MiB'), 256 * 1024 * 1024);
   assert.equal(size('1gib'), 1024 ** 3);
   assert.equal(size('1000'), 1000);
   for (const bad of ['64MB', '1G', '0', 'lots']) assert.throws(() => size(bad), InvalidArgumentError, bad);
-  assert.equal(guestMemory('8MiB'), 8 * 1024 * 1024);
-  assert.equal(guestMemory('8388608'), 8 * 1024 * 1024);
+  assert.equal(guestMemory('10MiB'), 10 * 1024 * 1024);
+  assert.equal(guestMemory('10485760'), 10 * 1024 * 1024);
   assert.equal(guestMemory('4GiB'), 4 * 1024 ** 3);
-  for (const bad of ['64', '6MiB', '9MiB', '8GiB', '64m']) assert.throws(() => guestMemory(bad), InvalidArgumentError, bad);
+  for (const bad of ['64', '8MiB', '11MiB', '8GiB', '64m']) assert.throws(() => guestMemory(bad), InvalidArgumentError, bad);
 });
 
 test('the smallest guest memory the options accept runs a program, given in MiB or in bytes', needsKvm(), () => {
-  for (const memory of ['8MiB', '8388608']) {
+  for (const memory of ['10MiB', '10485760']) {
     const r = spawnSync(process.execPath, [BIN, 'run', '--memory', memory, buildGuest('hello')], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'hello, world\n');
@@ -50,17 +50,17 @@ test('header takes NAME:VALUE with a token name and a value without control char
 });
 
 for (const [args, message] of [
-  [['run', '--memory', '0', 'prog'], /^error: option '--memory <size>' argument '0' is invalid\. expected an even number of MiB ≥ 8 \(e\.g\. "64MiB"\)\.$/],
+  [['run', '--memory', '0', 'prog'], /^error: option '--memory <size>' argument '0' is invalid\. expected an even number of MiB ≥ 10 \(e\.g\. "64MiB"\)\.$/],
   // A bare number meant MiB on the command line before; it is bytes now, as in the config file.
-  [['run', '--memory', '64', 'prog'], /^error: option '--memory <size>' argument '64' is invalid\. expected an even number of MiB ≥ 8 \(e\.g\. "64MiB"\)\. A number without a unit is bytes: for 64 MiB write 64MiB\.$/],
-  [['run', '--memory', '4MiB', 'prog'], /^error: option '--memory <size>' argument '4MiB' is invalid\. expected an even number of MiB ≥ 8 \(e\.g\. "64MiB"\)\.$/],
+  [['run', '--memory', '64', 'prog'], /^error: option '--memory <size>' argument '64' is invalid\. expected an even number of MiB ≥ 10 \(e\.g\. "64MiB"\)\. A number without a unit is bytes: for 64 MiB write 64MiB\.$/],
+  [['run', '--memory', '4MiB', 'prog'], /^error: option '--memory <size>' argument '4MiB' is invalid\. expected an even number of MiB ≥ 10 \(e\.g\. "64MiB"\)\.$/],
   [['bench', '--memory', '8GiB', 'prog'], /^error: option '--memory <size>' argument '8GiB' is invalid\. expected at most 4GiB\.$/],
   [['dev', '--memory', '64MB', 'prog'], /^error: option '--memory <size>' argument '64MB' is invalid\. expected a size in binary units \(KiB, MiB, GiB, TiB\); MB could mean powers of 1000 or of 1024\.$/],
   [['proxy', '--origin', 'http://127.0.0.1:1', '--memory', '64MB'], /^error: option '--memory <size>' argument '64MB' is invalid\. expected a size in binary units \(KiB, MiB, GiB, TiB\); MB could mean powers of 1000 or of 1024\.$/],
   [['run', '--timeout', 'soon', 'prog'], /^error: option '--timeout <ms>' argument 'soon' is invalid\. expected a positive integer\.$/],
   [['run', '--env', 'NOEQUALS', 'prog'], /^error: option '--env <KEY=VALUE>' argument 'NOEQUALS' is invalid\. expected KEY=VALUE\.$/],
   [['dev', '--port', '65536', 'prog'], /^error: option '--port <port>' argument '65536' is invalid\. expected a port, 0–65535\.$/],
-  [['dev', '--memory', '-8', 'prog'], /^error: option '--memory <size>' argument '-8' is invalid\. expected an even number of MiB ≥ 8 \(e\.g\. "64MiB"\)\.$/],
+  [['dev', '--memory', '-8', 'prog'], /^error: option '--memory <size>' argument '-8' is invalid\. expected an even number of MiB ≥ 10 \(e\.g\. "64MiB"\)\.$/],
   [['bench', '-n', 'many', 'prog'], /^error: option '-n <count>' argument 'many' is invalid\. expected a positive integer\.$/],
   [['bench', '--loads', '0', 'prog'], /^error: option '--loads <count>' argument '0' is invalid\. expected a positive integer\.$/],
   [['run', '--no-such-option', 'prog'], /^error: unknown option '--no-such-option'$/],

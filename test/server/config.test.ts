@@ -184,8 +184,8 @@ describe('errors', () => {
     } catch (err) {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.file, FILE);
-      assert.deepEqual(err.problems, [{ path: 'tenants[0].programs[1].memory', message: 'expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "abc"', line: 12 }]);
-      assert.equal(err.message, `${FILE}:12: tenants[0].programs[1].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "abc"`);
+      assert.deepEqual(err.problems, [{ path: 'tenants[0].programs[1].memory', message: 'expected an even number of MiB ≥ 10 (e.g. "64MiB"), got "abc"', line: 12 }]);
+      assert.equal(err.message, `${FILE}:12: tenants[0].programs[1].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got "abc"`);
     }
   });
 
@@ -212,7 +212,7 @@ tenants:
       'F:8: tenants[0].cache.memory: expected a size in binary units (KiB, MiB, GiB, TiB), got "64MB" (MB could mean powers of 1000 or of 1024)',
       'F:8: tenants[0].cache.defaultGrace: expected a duration (e.g. "500ms", "10s", "2m", or milliseconds), got "soon"',
       'F:10: tenants[0].programs[0].file: expected a readable static x86-64 executable, got nothing',
-      'F:11: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got 64 (bytes)',
+      'F:11: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got 64 (bytes)',
       'F:12: tenants[0].programs[0].roles[0]: expected one of generate, recv, deliver, got "gen"',
       'F:13: tenants[1]: expected a tenant such as { name: demo, hosts: [localhost], token: … }, got 3',
     ]);
@@ -279,11 +279,12 @@ describe('values', () => {
   test('timeouts must be positive and guest memory a multiple of 2 MiB from 8 MiB (the smallest the VMM boots) to 4 GiB', () => {
     assert.deepEqual(refused(minimal('        timeout: 0s\n        memory: 6MiB\n      - { name: b, file: ../bin/hello, routes: [{ prefix: /b }], memory: 8GiB }\n')), [
       'F:9: tenants[0].programs[0].timeout: expected a positive duration (e.g. "500ms", "10s", "2m", or milliseconds), got "0s"',
-      'F:10: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "6MiB"',
+      'F:10: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got "6MiB"',
       'F:11: tenants[0].programs[1].memory: expected at most 4GiB, got "8GiB"',
     ]);
-    assert.deepEqual(refused(minimal('        memory: 4MiB\n')), ['F:9: tenants[0].programs[0].memory: expected an even number of MiB ≥ 8 (e.g. "64MiB"), got "4MiB"']);
-    assert.equal(parse(minimal('        memory: 8MiB\n')).tenants[0]?.programs[0]?.memoryBytes, 8 * MiB);
+    assert.deepEqual(refused(minimal('        memory: 4MiB\n')), ['F:9: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got "4MiB"']);
+    assert.equal(parse(minimal('        memory: 10MiB\n')).tenants[0]?.programs[0]?.memoryBytes, 10 * MiB);
+    assert.deepEqual(refused(minimal('        memory: 8MiB\n')), ['F:9: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got "8MiB"']);
     assert.equal(MIN_GUEST_BYTES, MIN_MEMORY_MIB * MiB, "the config's minimum is the VMM's");
   });
 

@@ -15,7 +15,7 @@ describe('serve: a persistent program', needsKvm(), () => {
 
   before(async () => {
     const yaml = `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, shards: 1 }  # one shard: the test follows one instance's state
 tenants:
   - name: keep
     hosts: [keep.test]

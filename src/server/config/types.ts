@@ -83,7 +83,7 @@ export interface ProgramConfig {
   roles: ProgramRole[];
   /** Empty unless `roles` includes `generate`. */
   routes: RouteConfig[];
-  /** Guest memory: a multiple of 2 MiB, from 8 MiB to 4 GiB. */
+  /** Guest memory: a multiple of 2 MiB, from 10 MiB to 4 GiB. */
   memoryBytes: number;
   timeoutMs: number;
   initTimeoutMs: number;

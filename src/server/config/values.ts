@@ -75,16 +75,16 @@ export function parseSize(v: unknown, positive: boolean): Parsed<number> {
 /** The VMM's guest-memory limit (src/vmm/x86/layout.ts MAX_MEMORY_GIB): the page tables cover 4 GiB. */
 const MAX_GUEST_BYTES = 4 * GiB;
 /**
- * The smallest guest the VMM boots (src/vmm/x86/layout.ts MIN_MEMORY_MIB): programs load at
- * 4 MiB, and a quarter of memory goes to the stack.
+ * The smallest guest memory (src/vmm/x86/layout.ts MIN_MEMORY_MIB): programs load at 4 MiB, a
+ * quarter of memory goes to the stack, and an SDK program's request region must fit between.
  */
-export const MIN_GUEST_BYTES = 8 * MiB;
+export const MIN_GUEST_BYTES = 10 * MiB;
 
-/** Guest memory: the VMM maps it in 2 MiB pages, from 8 MiB (its tables, a program, a stack) to 4 GiB. */
+/** Guest memory: the VMM maps it in 2 MiB pages, from 10 MiB (its tables, a program, its request region, a stack) to 4 GiB. */
 export function parseGuestMemory(v: unknown): Parsed<number> {
   const size = parseSize(v, true);
   if (!size.ok && size.detail !== undefined) return size;
-  if (!size.ok || size.value < MIN_GUEST_BYTES || size.value % (2 * MiB) !== 0) return no('an even number of MiB ≥ 8 (e.g. "64MiB")');
+  if (!size.ok || size.value < MIN_GUEST_BYTES || size.value % (2 * MiB) !== 0) return no(`an even number of MiB ≥ ${MIN_GUEST_BYTES / MiB} (e.g. "64MiB")`);
   if (size.value > MAX_GUEST_BYTES) return no('at most 4GiB');
   return ok(size.value);
 }

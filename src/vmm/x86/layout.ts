@@ -27,10 +27,12 @@ export const PDPT_ADDR = 0x9000;
 export const PD_ADDR = 0xa000;
 export const MAX_MEMORY_GIB = 4;
 /**
- * The smallest guest computeLayout accepts: the program starts at 4 MiB and needs room above it
- * below a stack of a quarter of memory (6 MiB leaves none).
+ * The smallest guest memory a program gets: computeLayout fits a program in 8 MiB (it starts at
+ * 4 MiB and needs room above it below a stack of a quarter of memory; 6 MiB leaves none), and an
+ * SDK program also needs its request region (the default 1 MiB of `maxRequestBytes` and the batch
+ * header) above its code: 8 MiB has no room left for it.
  */
-export const MIN_MEMORY_MIB = 8;
+export const MIN_MEMORY_MIB = 10;
 export const SYSTEM_END = PD_ADDR + MAX_MEMORY_GIB * PAGE_SIZE;
 
 /** Lowest address a program may occupy; static-PIE programs are loaded here. */
