@@ -293,12 +293,22 @@ export async function startTinyedge(children: Children, root: string, originPort
   return { name: 'tinyedge', url, child };
 }
 
+/** Attaches and detaches a reader of the live request log (`serve-log`). */
+export interface LiveLogReader {
+  attach(): Promise<void>;
+  detach(): Promise<void>;
+  /** Records received and drops announced, over every attachment. */
+  counts(): { records: number; dropped: number };
+}
+
 /**
  * `tinyedge serve` from this checkout: one tenant for the Host wrk sends (127.0.0.1), the bench
  * origin as its default origin, no programs, so its hits are served as `serve` serves any tenant
- * without hook programs (the raw fast path included). One VM worker thread, idle throughout.
+ * without hook programs (the raw fast path included). With `readerCpu` (`serve-log`), `liveLog`
+ * attaches a reader of the live request log (every tenant, no filter unless BENCH_LOG_QUERY has
+ * one: a record for every request), a process of its own on that CPU (wrk's).
  */
-export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string): Promise<Started> {
+export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string, readerCpu?: string): Promise<Started & { liveLog?: LiveLogReader }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const config = join(dir, 'serve.yaml');
   writeFileSync(
@@ -306,6 +316,7 @@ export async function startTinyedgeServe(children: Children, root: string, dir: 
     `server:
   listen: 127.0.0.1:${port}
   admin: 127.0.0.1:${adminPort}
+  operatorToken: bench-operator-token-0123456789
 tenants:
   - name: bench
     hosts: [127.0.0.1]
@@ -316,12 +327,47 @@ tenants:
   const child = children.spawn(process.execPath, [join(root, 'bin/tinyedge.js'), 'serve', '--config', config], cpu, root);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/`, child, 30_000);
+  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu);
   const report = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
-    return `hits ${cache.hits}, of which on the raw fast path ${cache.fastHits}; misses ${cache.misses}`;
+    const c = liveLog?.counts();
+    const log = c === undefined ? '' : `; the live log reader got ${c.records} records, ${c.dropped} dropped`;
+    return `hits ${cache.hits}, of which on the raw fast path ${cache.fastHits}; misses ${cache.misses}${log}`;
   };
-  return { name: 'serve', url, child, report };
+  return { name: liveLog === undefined ? 'serve' : 'serve-log', url, child, report, liveLog };
+}
+
+/** Readers in processes of their own (bench/live-log-reader.ts) on `cpu`, one at a time. */
+function liveLogReader(children: Children, root: string, url: string, cpu: string): LiveLogReader {
+  let current: Child | undefined;
+  const total = { records: 0, dropped: 0 };
+  const last = (child: Child): { records: number; dropped: number } => {
+    const m = /records (\d+) dropped (\d+)\s*$/.exec(child.output());
+    return m === null ? { records: 0, dropped: 0 } : { records: Number(m[1]), dropped: Number(m[2]) };
+  };
+  return {
+    async attach() {
+      const child = children.spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/live-log-reader.ts'), url, 'bench-operator-token-0123456789'], cpu || undefined, root);
+      const deadline = Date.now() + 30_000;
+      while (!child.output().includes('reading')) {
+        if (Date.now() > deadline || child.process.exitCode !== null) throw new Error(`the live log reader did not start:\n${child.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      current = child;
+    },
+    async detach() {
+      if (current === undefined) return;
+      // Its last counts line, printed every 200 ms, once the last records are in.
+      await new Promise((r) => setTimeout(r, 400));
+      const c = last(current);
+      total.records += c.records;
+      total.dropped += c.dropped;
+      await children.stop(current);
+      current = undefined;
+    },
+    counts: () => ({ ...total }),
+  };
 }
 
 /** `varnishd -V` / `nginx -v` first line, for the header. */

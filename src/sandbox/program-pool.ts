@@ -152,8 +152,15 @@ export class ProgramPool {
    */
   async call(key: string, req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
     const entry = this.programs.get(key);
-    if (!entry) throw new SandboxError('internal', `program ${key} is not loaded`);
-    const instance = await this.acquire(entry);
+    let instance: Instance;
+    try {
+      if (!entry) throw new SandboxError('internal', `program ${key} is not loaded`);
+      instance = await this.acquire(entry);
+    } catch (err) {
+      // No instance ran it: nothing to reset, and the caller's usage is complete as it is.
+      options.usage?.settled?.();
+      throw err;
+    }
     entry.inflight++;
     try {
       return await instance.call(req, { ...options, turns: this.turns, reset: 'later' });
@@ -162,13 +169,17 @@ export class ProgramPool {
       // reset, then the instance serves the next request.
       setImmediate(() => {
         entry.inflight--;
+        const usage = options.usage;
         try {
-          instance.reset();
+          const pages = instance.reset();
+          if (usage) usage.dirtyPages += pages;
         } catch (err) {
           // KVM failed on this VM: it is dropped, and the next request gets a new one.
           process.stderr.write(`tinyedge: dropping an instance of ${entry.key} whose reset failed: ${err instanceof Error ? err.message : String(err)}\n`);
           this.drop(entry, instance);
           return;
+        } finally {
+          usage?.settled?.();
         }
         this.release(entry, instance);
       });

@@ -7,8 +7,10 @@ import { BanSyntaxError } from '../cache/index.ts';
 import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
+import { StreamReader } from './live-log.ts';
+import { FilterError, parseFilter, type RecordFilter } from './record-filter.ts';
 import { metricsRegistry } from './metrics.ts';
-import type { EdgeServer } from './server.ts';
+import type { EdgeServer, TenantStatsReport } from './server.ts';
 
 const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 const MAX_JSON_BYTES = 64 * 1024;
@@ -80,6 +82,39 @@ function tenantSummary(server: EdgeServer, name: string): Record<string, unknown
   };
 }
 
+/** A tenant's stats as JSON: histograms as their non-empty buckets, for windows of the reader's own. */
+function statsJson(tenant: string, report: TenantStatsReport): Record<string, unknown> {
+  const { histograms, ...rest } = report;
+  return { tenant, ...rest, buckets: { latency: histograms.latency.sparse(), vm: histograms.vm.sparse() } };
+}
+
+/**
+ * Streams the live log to `res` until the reader leaves: NDJSON, or Server-Sent Events when
+ * asked (`Accept: text/event-stream` or `format=sse`). `tenant` null: every tenant's records.
+ */
+async function streamLog(server: EdgeServer, req: IncomingMessage, res: ServerResponse, tenant: string | null, query: URLSearchParams): Promise<void> {
+  const format = query.get('format') ?? ((req.headers.accept ?? '').includes('text/event-stream') ? 'sse' : 'ndjson');
+  if (format !== 'sse' && format !== 'ndjson') throw new HttpError(400, `format "${format.slice(0, 20)}": expected ndjson or sse`);
+  query.delete('format');
+  let filter: RecordFilter;
+  try {
+    filter = parseFilter(query);
+  } catch (err) {
+    if (err instanceof FilterError) throw new HttpError(400, err.message);
+    throw err;
+  }
+  if (tenant !== null) filter.tenant = tenant;
+  else if (filter.tenant !== undefined && !server.tenants.has(filter.tenant)) throw new HttpError(404, `no tenant ${filter.tenant}`);
+  // A log stream is quiet for as long as nobody sends requests: no idle timeout for it.
+  req.socket.setTimeout(0);
+  const reader = new StreamReader(tenant ?? filter.tenant ?? null, filter, res, format);
+  res.once('close', () => {
+    reader.close();
+    void server.liveLog.remove(reader);
+  });
+  await server.liveLog.add(reader);
+}
+
 /** The path segments of a request target, percent-decoded; 400 for a target or escape that does not parse. */
 function pathParts(target: string): string[] {
   let url: URL;
@@ -96,6 +131,9 @@ function pathParts(target: string): string[] {
     }
   });
 }
+
+/** The query of a request target (pathParts has checked that it parses). */
+const queryOf = (target: string): URLSearchParams => new URL(target, 'http://admin.invalid').searchParams;
 
 /** A purge target the cache understands: an origin-form path, or an absolute URL that parses. */
 function purgeTarget(body: Record<string, unknown>): string {
@@ -116,11 +154,19 @@ export function registerAdmin(server: EdgeServer) {
       const caller = authenticate(server, req);
 
       if (parts[1] === 'metrics' && parts.length === 2 && method === 'GET') {
-        allow(caller, null);
-        const text = await metrics.scrape();
+        // A tenant's token scrapes that tenant's series; the operator's, every tenant's and the process's.
+        const text = await metrics.scrape(caller.kind === 'operator' ? null : caller.tenant);
         res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
         return;
+      }
+      if (parts[1] === 'log' && parts.length === 2 && method === 'GET') {
+        allow(caller, null);
+        return await streamLog(server, req, res, null, queryOf(req.url ?? '/'));
+      }
+      if (parts[1] === 'stats' && parts.length === 2 && method === 'GET') {
+        const names = caller.kind === 'operator' ? [...server.tenants.keys()] : [caller.tenant];
+        return json(res, 200, { tenants: await Promise.all(names.map(async (n) => statsJson(n, await server.tenantStats(n)))) });
       }
       if (parts[1] === 'tenants' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
@@ -139,8 +185,9 @@ export function registerAdmin(server: EdgeServer) {
         const action = parts.slice(3).join('/');
         if (action === '' && method === 'GET') return json(res, 200, tenantSummary(server, tenant));
         if (action === 'stats' && method === 'GET') {
-          return json(res, 200, { tenant, ...(await server.tenantStats(tenant)) });
+          return json(res, 200, statsJson(tenant, await server.tenantStats(tenant)));
         }
+        if (action === 'log' && method === 'GET') return await streamLog(server, req, res, tenant, queryOf(req.url ?? '/'));
         if (action === 'purge' && method === 'POST') {
           const body = await readJson(req);
           return json(res, 200, { purged: await server.purge(tenant, purgeTarget(body)) });

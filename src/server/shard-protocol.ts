@@ -1,7 +1,10 @@
 // Messages between the main thread (shard 0, which coordinates) and the other shards' threads.
 // Tenant configs, loaded programs and exported program snapshots are plain data and are
-// structured-cloned; nothing here travels per request except key-value calls and log records.
+// structured-cloned; nothing here travels per request except key-value calls and log lines
+// (request records travel in batches, and only while someone reads them).
 import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
+import type { EncodedBatch } from './record-batch.ts';
+import type { RecordScope } from './records.ts';
 import type { ShardTenantStats, TenantUpdate } from './shard.ts';
 import type { LoadedProgram } from './tenant.ts';
 
@@ -24,6 +27,7 @@ export type ShardCommand =
   | { type: 'purgeTag'; tenant: string; tag: string }
   | { type: 'ban'; tenant: string; expression: string }
   | { type: 'stats'; tenant: string }
+  | { type: 'record'; scope: RecordScope }
   | { type: 'close' };
 
 /** What each command answers with. */
@@ -37,6 +41,7 @@ export interface ShardAnswers {
   purgeTag: number;
   ban: undefined;
   stats: ShardTenantStats;
+  record: undefined;
   close: undefined;
 }
 
@@ -52,4 +57,5 @@ export type FromShard =
   | { type: 'done'; id: number; value: unknown }
   | { type: 'failed'; id: number; message: string }
   | { type: 'kv'; callId: number; tenant: string; op: KvOp; key: string; value?: Uint8Array }
-  | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string };
+  | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string }
+  | { type: 'records'; batch: EncodedBatch };

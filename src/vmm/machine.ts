@@ -203,6 +203,11 @@ export class Machine implements SyscallContext {
     return this.loop.cpuTimeNs();
   }
 
+  /** Returns from KVM_RUN since this machine was made (a reset does not rewind it). */
+  exitCount(): number {
+    return this.loop.exits;
+  }
+
   // --- running --------------------------------------------------------------------------------
 
   /**

@@ -102,6 +102,8 @@ export class RunLoop {
   private outOfMemory = false;
   /** Wall time the vCPU spent running guest code (inside KVM_RUN): the program's CPU time. */
   private cpuMs = 0;
+  /** Returns from KVM_RUN since the VM was made (not rewound by a reset): what the host handled. */
+  exits = 0;
   /**
    * The next return to ring 3 is the first since a boot or reset: it nulls DS and ES and sets FS
    * and GS base on the way (the scrub and switch code on the stub page).
@@ -185,6 +187,7 @@ export class RunLoop {
       const entered = performance.now();
       const exit = vcpu.enter();
       this.cpuMs += performance.now() - entered;
+      this.exits++;
       if (exit === 'io') {
         const port = vcpu.ioPort();
         const vector = port - PORT_EXCEPTION_BASE;
