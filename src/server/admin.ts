@@ -7,6 +7,7 @@ import { BanSyntaxError } from '../cache/index.ts';
 import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
+import { Dashboard } from './dashboard.ts';
 import { StreamReader } from './live-log.ts';
 import { FilterError, parseFilter, type RecordFilter } from './record-filter.ts';
 import { metricsRegistry } from './metrics.ts';
@@ -35,15 +36,32 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Who is calling, from the bearer token; 401 without a known one. */
-function authenticate(server: EdgeServer, req: IncomingMessage): Caller {
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  if (!m) throw new HttpError(401, 'missing bearer token');
-  const token = m[1]!;
+/** Whom a token names: the operator, a tenant, or nobody. */
+function callerOf(server: EdgeServer, token: string): Caller | null {
   const op = server.config.server.operatorToken;
   if (op !== null && sameSecret(token, op)) return { kind: 'operator' };
   for (const t of server.config.tenants) if (sameSecret(token, t.token)) return { kind: 'tenant', tenant: t.name };
-  throw new HttpError(401, 'unknown token');
+  return null;
+}
+
+/**
+ * Who is calling: from the bearer token, or from the dashboard's session cookie — then a change
+ * (any method but GET and HEAD) must also carry the session's CSRF token. 401 without either.
+ */
+function authenticate(server: EdgeServer, dashboard: Dashboard, req: IncomingMessage): Caller {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) {
+    const session = dashboard.session(req);
+    if (session === undefined) throw new HttpError(401, 'missing bearer token');
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD' && !Dashboard.csrfOk(req, session)) throw new HttpError(403, 'missing or wrong X-CSRF-Token for this session');
+    const caller = callerOf(server, session.token);
+    if (caller === null) throw new HttpError(401, 'session expired');
+    return caller;
+  }
+  const caller = callerOf(server, m[1]!);
+  if (caller === null) throw new HttpError(401, 'unknown token');
+  return caller;
 }
 
 function allow(caller: Caller, tenant: string | null): void {
@@ -78,7 +96,10 @@ function tenantSummary(server: EdgeServer, name: string): Record<string, unknown
     name,
     hosts: t.config.hosts,
     origins: t.config.origins.map((o) => ({ name: o.name, url: o.url, healthy: t.origins.get(o.name)?.healthy ?? null })),
-    programs: t.config.programs.map((p) => ({ name: p.name, mode: p.mode, roles: p.roles, version: t.programs.get(p.name)?.key ?? null, routes: p.routes })),
+    programs: t.config.programs.map((p) => {
+      const loaded = t.programs.get(p.name);
+      return { name: p.name, mode: p.mode, roles: p.roles, version: loaded?.key ?? null, loadedAt: loaded?.loadedAt ?? null, loadMs: loaded?.loadMs ?? null, routes: p.routes };
+    }),
   };
 }
 
@@ -145,13 +166,17 @@ function purgeTarget(body: Record<string, unknown>): string {
 /** The admin request handler for `startFront`. */
 export function registerAdmin(server: EdgeServer) {
   const metrics = metricsRegistry(server);
+  const dashboard = new Dashboard((token) => callerOf(server, token) !== null);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET';
     try {
       const parts = pathParts(req.url ?? '/');
-      if (parts[0] !== 'v1') throw new HttpError(404, 'unknown admin route');
+      if (parts[0] !== 'v1') {
+        if (await dashboard.handle(req, res, new URL(req.url ?? '/', 'http://admin.invalid').pathname)) return;
+        throw new HttpError(404, 'unknown admin route');
+      }
       if (parts[1] === 'health' && parts.length === 2) return json(res, 200, { ok: true });
-      const caller = authenticate(server, req);
+      const caller = authenticate(server, dashboard, req);
 
       if (parts[1] === 'metrics' && parts.length === 2 && method === 'GET') {
         // A tenant's token scrapes that tenant's series; the operator's, every tenant's and the process's.
