@@ -4,7 +4,7 @@
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
@@ -299,7 +299,20 @@ export interface LiveLogReader {
   detach(): Promise<void>;
   /** Records received and drops announced, over every attachment. */
   counts(): { records: number; dropped: number };
+  /** The server's requests answered so far (its stats) and its CPU time so far, all threads, µs. */
+  sample(): Promise<{ requests: number; cpuUs: number }>;
 }
+
+/** CPU time of a process, all its threads, user and system, µs (Linux /proc). */
+function processCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / CLOCK_TICKS;
+}
+/** Clock ticks per second of /proc's times (USER_HZ): 100 on Linux's every architecture. */
+const CLOCK_TICKS = 100;
 
 /**
  * `tinyedge serve` from this checkout: one tenant for the Host wrk sends (127.0.0.1), the bench
@@ -327,7 +340,11 @@ tenants:
   const child = children.spawn(process.execPath, [join(root, 'bin/tinyedge.js'), 'serve', '--config', config], cpu, root);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/`, child, 30_000);
-  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu);
+  const requests = async (): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
+    return ((await res.json()) as { counters: { requests: number } }).counters.requests;
+  };
+  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!) }));
   const report = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
@@ -339,7 +356,7 @@ tenants:
 }
 
 /** Readers in processes of their own (bench/live-log-reader.ts) on `cpu`, one at a time. */
-function liveLogReader(children: Children, root: string, url: string, cpu: string): LiveLogReader {
+function liveLogReader(children: Children, root: string, url: string, cpu: string, sample: LiveLogReader['sample']): LiveLogReader {
   let current: Child | undefined;
   const total = { records: 0, dropped: 0 };
   const last = (child: Child): { records: number; dropped: number } => {
@@ -367,6 +384,7 @@ function liveLogReader(children: Children, root: string, url: string, cpu: strin
       current = undefined;
     },
     counts: () => ({ ...total }),
+    sample,
   };
 }
 

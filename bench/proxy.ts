@@ -62,6 +62,8 @@ interface Row {
   server: ServerName;
   /** serve-log's two sides: 'no reader' and 'reader'. */
   variant?: string;
+  /** serve-log: the server's CPU time (all its threads) per request answered, µs, median of the runs. */
+  cpuUsPerRequest?: number;
   object: string;
   result?: WrkResult;
   /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
@@ -120,18 +122,27 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     const before = (await originCounts(origin))[path] ?? 0;
     const without: WrkResult[] = [];
     const withReader: WrkResult[] = [];
+    const cpu: Record<'no reader' | 'reader', number[]> = { 'no reader': [], reader: [] };
+    // wrk, with the server's CPU time per request it answered (robust to what else the machine runs).
+    const measured = async (into: WrkResult[], side: 'no reader' | 'reader'): Promise<void> => {
+      const a = await reader.sample();
+      into.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
+      const b = await reader.sample();
+      cpu[side].push((b.cpuUs - a.cpuUs) / Math.max(1, b.requests - a.requests));
+    };
     for (let r = 0; r < opts.rounds; r++) {
-      without.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
+      await measured(without, 'no reader');
       await reader.attach();
       try {
-        withReader.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
+        await measured(withReader, 'reader');
       } finally {
         await reader.detach();
       }
     }
     const originDuringLoad = ((await originCounts(origin))[path] ?? 0) - before;
+    const middle = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
     for (const [variant, runs] of [['no reader', without], ['reader', withReader]] as const) {
-      const row: Row = { server: 'serve-log', variant, object: path.slice(1), result: median(runs), originDuringLoad, cacheHeader: header };
+      const row: Row = { server: 'serve-log', variant, object: path.slice(1), result: median(runs), originDuringLoad, cacheHeader: header, cpuUsPerRequest: middle(cpu[variant]) };
       const errors = runs.reduce((n, x) => n + x.errors, 0);
       if (originDuringLoad > 1) row.note = `origin saw ${originDuringLoad} fetches during the load: not cache hits`;
       if (errors > 0) row.note = `${errors} errors or non-2xx responses`;
@@ -206,10 +217,11 @@ function printTable(rows: Row[]): void {
 /** What a live-log reader costs hits: `serve` with one attached against `serve` alone, same run. */
 function printLiveLogCost(rows: Row[], rounds: number): void {
   for (const row of rows.filter((r) => r.server === 'serve-log' && r.variant === 'reader' && r.result !== undefined)) {
-    const base = rows.find((r) => r.server === 'serve-log' && r.variant === 'no reader' && r.object === row.object)?.result;
-    if (base === undefined) continue;
-    const change = (row.result!.requestsPerSec / base.requestsPerSec - 1) * 100;
-    console.log(`live log reader attached, ${row.object}: ${change >= 0 ? '+' : ''}${change.toFixed(1)} % req/s (medians of ${rounds} alternating runs each, same server)`);
+    const base = rows.find((r) => r.server === 'serve-log' && r.variant === 'no reader' && r.object === row.object)!;
+    const change = (row.result!.requestsPerSec / base.result!.requestsPerSec - 1) * 100;
+    const sign = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)} %`;
+    const cpu = ((row.cpuUsPerRequest! / base.cpuUsPerRequest!) - 1) * 100;
+    console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} alternating runs each, same server)`);
   }
 }
 

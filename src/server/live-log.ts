@@ -75,6 +75,12 @@ export class StreamReader {
   close(): void {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
   }
+
+  /** Ends the stream (the server is stopping): its reader sees the end at once. */
+  end(): void {
+    this.close();
+    this.res.end();
+  }
 }
 
 /** The main thread's hub: its readers, the log thread, and the recording scope the shards are told. */
@@ -122,6 +128,11 @@ export class LiveLog {
 
   get readerCount(): number {
     return this.readers.size;
+  }
+
+  /** Ends every reader's stream, so that closing the admin port need not wait for them. */
+  endStreams(): void {
+    for (const r of this.readers.values()) r.end();
   }
 
   /** Stops recording, lets the log thread write what it has (the access log), and ends it. */

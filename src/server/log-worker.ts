@@ -60,7 +60,11 @@ function onBatch(batch: EncodedBatch): void {
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
     if (pick.length > 0) chunks.push({ id, bytes: Buffer.from(out.write(format, pick)), records: pick.length });
   }
-  if (chunks.length > 0) send({ type: 'out', chunks });
+  if (chunks.length === 0) return;
+  // A chunk that owns its whole buffer (a large one always does) is handed over, not copied.
+  const own = new Set<ArrayBuffer>();
+  for (const c of chunks) if (c.bytes.byteOffset === 0 && c.bytes.buffer.byteLength === c.bytes.byteLength && c.bytes.buffer instanceof ArrayBuffer) own.add(c.bytes.buffer);
+  send({ type: 'out', chunks }, [...own]);
 }
 
 port.on('message', (msg: ToLogThread) => {

@@ -104,7 +104,7 @@ const KIND_JSON = KINDS.map((k) => `"${k}"`);
 /**
  * Serialises records of a batch as JSON lines (or Server-Sent Events), straight from the
  * columns: each distinct string is escaped once per batch, not once per record. The text is
- * what `recordJson` of the decoded record gives (a test checks it). `pick`: the records to
+ * what `JSON.stringify` of the decoded record gives (a test checks it). `pick`: the records to
  * write, by index (all when omitted).
  */
 export class BatchWriter {

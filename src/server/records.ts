@@ -45,21 +45,6 @@ export interface RequestRecord {
   logs: string[];
 }
 
-const str = JSON.stringify;
-const orNull = (v: string | null): string => (v === null ? 'null' : str(v));
-const numOrNull = (v: number | null): string => (v === null ? 'null' : String(v));
-
-/**
- * A record as one line of JSON, the same as `JSON.stringify(r)` (a test checks it) at a fraction
- * of its cost: a reader of every request's record pays this once per request.
- */
-export function recordJson(r: RequestRecord): string {
-  return `{"time":${r.time},"shard":${r.shard},"tenant":${str(r.tenant)},"host":${str(r.host)},"method":${str(r.method)},"url":${str(r.url)},"status":${r.status},`
-    + `"cache":${orNull(r.cache)},"backend":${orNull(r.backend)},"backendKind":${orNull(r.backendKind)},"version":${orNull(r.version)},"totalUs":${r.totalUs},`
-    + `"vmUs":${r.vmUs},"guestUs":${r.guestUs},"vmExits":${r.vmExits},"dirtyPages":${r.dirtyPages},"bytes":${r.bytes},"originStatus":${numOrNull(r.originStatus)},`
-    + `"error":${orNull(r.error)},"logs":${r.logs.length === 0 ? '[]' : str(r.logs)}}`;
-}
-
 /** Which tenants' requests a shard records: none, some, or all. */
 export type RecordScope = { all: boolean; tenants: string[] };
 export const RECORD_NOTHING: RecordScope = { all: false, tenants: [] };

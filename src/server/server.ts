@@ -264,6 +264,7 @@ export class EdgeServer {
   }
 
   async close(): Promise<void> {
+    this.liveLog.endStreams();
     await Promise.all([this.front?.close(), this.admin?.close()]);
     await this.remote?.close();
     await this.local.close();

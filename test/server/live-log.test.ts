@@ -12,7 +12,7 @@ import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
 import { BatchWriter, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
-import { recordJson, type RequestRecord } from '../../src/server/records.ts';
+import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
 import { buildGuest } from '../helpers/guests.ts';
@@ -148,8 +148,6 @@ tenants:
       assert.ok(prog.vmExits > 0);
       assert.ok(prog.dirtyPages > 0);
       assert.deepEqual(prog.logs, ['served a request']);
-      // The fast serialiser writes what JSON.stringify would, for every kind of record seen.
-      for (const r of [miss, hit, prog]) assert.equal(recordJson(r), JSON.stringify(r));
       // Tenant b's request is not in a's stream.
       assert.ok(s.records.every((r) => r.tenant === 'a'));
     } finally {
@@ -191,7 +189,6 @@ tenants:
       const timeout = await failures.find((r) => r.url === '/loop');
       assert.equal(timeout.status, 504);
       assert.match(String(timeout.error), /^timeout: /);
-      assert.equal(recordJson(timeout), JSON.stringify(timeout));
       assert.ok(timeout.guestUs > 200_000, String(timeout.guestUs));
       await misses.find((r) => r.url === '/f/1');
       const echoed = await program.find((r) => r.url === '/p/filtered');
@@ -262,7 +259,7 @@ describe('a reader that cannot keep up', () => {
     });
     // A stuck socket: nothing leaves the response's buffer while it is corked.
     res.cork();
-    const lines = (from: number): Buffer => Buffer.from(Array.from({ length: 100 }, (_, i) => `${recordJson(record(from + i))}\n`).join(''));
+    const lines = (from: number): Buffer => Buffer.from(Array.from({ length: 100 }, (_, i) => `${JSON.stringify(record(from + i))}\n`).join(''));
     let most = 0;
     for (let i = 0; i < 40; i++) {
       stream.write(lines(i * 100), 100);
@@ -276,7 +273,7 @@ describe('a reader that cannot keep up', () => {
     client.on('data', (c: string) => received.push(c));
     res.uncork();
     while (res.writableLength > 0) await new Promise((r) => setTimeout(r, 5));
-    stream.write(lines(999).subarray(0, Buffer.byteLength(recordJson(record(999))) + 1), 1);
+    stream.write(lines(999).subarray(0, Buffer.byteLength(JSON.stringify(record(999))) + 1), 1);
     while (!received.join('').includes('"url":"/999"')) await new Promise((r) => setTimeout(r, 5));
     const got = received.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const taken = got.filter((l) => 'url' in l).length - 1;
@@ -315,7 +312,6 @@ describe('batches of records between threads', () => {
     const w = new BatchWriter(batches[0]!);
     assert.equal(w.write('ndjson'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
     assert.equal(w.write('sse', [1]), `data: ${JSON.stringify(empty)}\n\n`);
-    for (const r of decoded) assert.equal(recordJson(r), JSON.stringify(r));
   });
 
   test('a full batch goes at once; the next starts empty', () => {
