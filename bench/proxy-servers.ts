@@ -4,7 +4,7 @@
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
@@ -293,12 +293,35 @@ export async function startTinyedge(children: Children, root: string, originPort
   return { name: 'tinyedge', url, child };
 }
 
+/** Attaches and detaches a reader of the live request log (`serve-log`). */
+export interface LiveLogReader {
+  attach(): Promise<void>;
+  detach(): Promise<void>;
+  /** Records received and drops announced, over every attachment. */
+  counts(): { records: number; dropped: number };
+  /** The server's requests answered so far (its stats) and its CPU time so far, all threads, µs. */
+  sample(): Promise<{ requests: number; cpuUs: number }>;
+}
+
+/** CPU time of a process, all its threads, user and system, µs (Linux /proc). */
+function processCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / CLOCK_TICKS;
+}
+/** Clock ticks per second of /proc's times (USER_HZ): 100 on Linux's every architecture. */
+const CLOCK_TICKS = 100;
+
 /**
  * `tinyedge serve` from this checkout: one tenant for the Host wrk sends (127.0.0.1), the bench
  * origin as its default origin, no programs, so its hits are served as `serve` serves any tenant
- * without hook programs (the raw fast path included). One VM worker thread, idle throughout.
+ * without hook programs (the raw fast path included). With `readerCpu` (`serve-log`), `liveLog`
+ * attaches a reader of the live request log (every tenant, no filter unless BENCH_LOG_QUERY has
+ * one: a record for every request), a process of its own on that CPU (wrk's).
  */
-export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string): Promise<Started> {
+export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string, readerCpu?: string): Promise<Started & { liveLog?: LiveLogReader }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const config = join(dir, 'serve.yaml');
   writeFileSync(
@@ -308,6 +331,7 @@ export async function startTinyedgeServe(children: Children, root: string, dir: 
   # One shard: the server is pinned to one CPU.
   shards: 1
   admin: 127.0.0.1:${adminPort}
+  operatorToken: bench-operator-token-0123456789
 tenants:
   - name: bench
     hosts: [127.0.0.1]
@@ -318,12 +342,52 @@ tenants:
   const child = children.spawn(process.execPath, [join(root, 'bin/tinyedge.js'), 'serve', '--config', config], cpu, root);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/`, child, 30_000);
+  const requests = async (): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
+    return ((await res.json()) as { counters: { requests: number } }).counters.requests;
+  };
+  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!) }));
   const report = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
-    return `hits ${cache.hits}, of which on the raw fast path ${cache.fastHits}; misses ${cache.misses}`;
+    const c = liveLog?.counts();
+    const log = c === undefined ? '' : `; the live log reader got ${c.records} records, ${c.dropped} dropped`;
+    return `hits ${cache.hits}, of which on the raw fast path ${cache.fastHits}; misses ${cache.misses}${log}`;
   };
-  return { name: 'serve', url, child, report };
+  return { name: liveLog === undefined ? 'serve' : 'serve-log', url, child, report, liveLog };
+}
+
+/** Readers in processes of their own (bench/live-log-reader.ts) on `cpu`, one at a time. */
+function liveLogReader(children: Children, root: string, url: string, cpu: string, sample: LiveLogReader['sample']): LiveLogReader {
+  let current: Child | undefined;
+  const total = { records: 0, dropped: 0 };
+  const last = (child: Child): { records: number; dropped: number } => {
+    const m = /records (\d+) dropped (\d+)\s*$/.exec(child.output());
+    return m === null ? { records: 0, dropped: 0 } : { records: Number(m[1]), dropped: Number(m[2]) };
+  };
+  return {
+    async attach() {
+      const child = children.spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/live-log-reader.ts'), url, 'bench-operator-token-0123456789'], cpu || undefined, root);
+      const deadline = Date.now() + 30_000;
+      while (!child.output().includes('reading')) {
+        if (Date.now() > deadline || child.process.exitCode !== null) throw new Error(`the live log reader did not start:\n${child.output()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      current = child;
+    },
+    async detach() {
+      if (current === undefined) return;
+      // Its last counts line, printed every 200 ms, once the last records are in.
+      await new Promise((r) => setTimeout(r, 400));
+      const c = last(current);
+      total.records += c.records;
+      total.dropped += c.dropped;
+      await children.stop(current);
+      current = undefined;
+    },
+    counts: () => ({ ...total }),
+    sample,
+  };
 }
 
 /** `varnishd -V` / `nginx -v` first line, for the header. */

@@ -2,23 +2,27 @@
 // programs) against Varnish and nginx on this machine, all in front of one origin, each server
 // pinned to CPU 0 and wrk to CPU 1. Every server is checked to really serve hits (the origin
 // counts its fetches). Usage:
-//   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,serve,varnish,nginx]
+//   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,serve,serve-log,varnish,nginx]
+// `serve-log` measures what a live request log reader costs hits: one `tinyedge serve`, wrk runs
+// alternating without and with a reader attached (every record), `--rounds` of each (default 3),
+// medians of each side in the table.
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Children, ensureTool, fetchOnce, startHarness, startNginx, startTinyedge, startTinyedgeServe, startVarnish, versionOf } from './proxy-servers.ts';
-import type { Started } from './proxy-servers.ts';
+import type { LiveLogReader, Started } from './proxy-servers.ts';
 import { runWrk } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SERVERS = ['tinyedge', 'serve', 'varnish', 'nginx'] as const;
+const SERVERS = ['tinyedge', 'serve', 'serve-log', 'varnish', 'nginx'] as const;
 type ServerName = (typeof SERVERS)[number];
 /** How the table names each server: `tinyedge` is `tinyedge proxy`, kept short as before. */
-const LABELS: Readonly<Record<ServerName, string>> = { tinyedge: 'tinyedge', serve: 'tinyedge serve', varnish: 'varnish', nginx: 'nginx' };
+const LABELS: Readonly<Record<ServerName, string>> = { tinyedge: 'tinyedge', serve: 'tinyedge serve', 'serve-log': 'serve', varnish: 'varnish', nginx: 'nginx' };
 
 interface Options {
+  rounds: number;
   durationSec: number;
   connections: number;
   warmupSec: number;
@@ -26,7 +30,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { durationSec: 10, connections: 50, warmupSec: 2, only: [...SERVERS] };
+  const opts: Options = { rounds: 3, durationSec: 10, connections: 50, warmupSec: 2, only: [...SERVERS] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -39,6 +43,7 @@ function parseArgs(argv: string[]): Options {
     if (flag === '--duration') opts.durationSec = number();
     else if (flag === '--connections') opts.connections = number();
     else if (flag === '--warmup') opts.warmupSec = number();
+    else if (flag === '--rounds') opts.rounds = number();
     else if (flag === '--only') {
       const names = (value ?? '').split(',').filter((s) => s !== '');
       const bad = names.filter((n) => !(SERVERS as readonly string[]).includes(n));
@@ -46,7 +51,7 @@ function parseArgs(argv: string[]): Options {
       opts.only = names as ServerName[];
       i++;
     } else if (flag === '--help' || flag === '-h') {
-      console.log(`usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--only ${SERVERS.join(',')}]`);
+      console.log(`usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--rounds N] [--only ${SERVERS.join(',')}]`);
       process.exit(0);
     } else throw new Error(`unknown option '${flag}' (try --help)`);
   }
@@ -55,6 +60,10 @@ function parseArgs(argv: string[]): Options {
 
 interface Row {
   server: ServerName;
+  /** serve-log's two sides: 'no reader' and 'reader'. */
+  variant?: string;
+  /** serve-log: the server's CPU time (all its threads) per request answered, µs, median of the runs. */
+  cpuUsPerRequest?: number;
   object: string;
   result?: WrkResult;
   /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
@@ -85,6 +94,62 @@ function cacheHeader(headers: Record<string, string | string[] | undefined>): st
   if (xcache !== undefined) return `X-Cache: ${String(xcache)}`;
   const age = headers.age;
   return age !== undefined ? `Age: ${String(age)}` : '-';
+}
+
+/** The run whose req/s is the median of `runs` (an odd count: a real run, not an average). */
+function median(runs: WrkResult[]): WrkResult {
+  const sorted = [...runs].sort((a, b) => a.requestsPerSec - b.requestsPerSec);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/**
+ * serve-log: for each object, `rounds` wrk runs without a live log reader and as many with one,
+ * alternating, on the same server; a row for each side with its median run.
+ */
+async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objects: Record<string, number>, origin: string, opts: Options, children: Children, wrkCpu: string | undefined): Promise<Row[]> {
+  const rows: Row[] = [];
+  const reader = server.liveLog!;
+  for (const [path, size] of Object.entries(objects)) {
+    const url = `${server.url}${path}`;
+    await fetchOnce(url);
+    const second = await fetchOnce(url);
+    const header = cacheHeader(second.headers);
+    if (second.status !== 200 || second.bytes !== size) {
+      rows.push({ server: 'serve-log', object: path.slice(1), originDuringLoad: 0, cacheHeader: header, note: `warm-up answered ${second.status} with ${second.bytes} bytes (want 200, ${size})` });
+      continue;
+    }
+    if (opts.warmupSec > 0) await runWrk({ url, connections: opts.connections, durationSec: opts.warmupSec, cpu: wrkCpu }, children);
+    const before = (await originCounts(origin))[path] ?? 0;
+    const without: WrkResult[] = [];
+    const withReader: WrkResult[] = [];
+    const cpu: Record<'no reader' | 'reader', number[]> = { 'no reader': [], reader: [] };
+    // wrk, with the server's CPU time per request it answered (robust to what else the machine runs).
+    const measured = async (into: WrkResult[], side: 'no reader' | 'reader'): Promise<void> => {
+      const a = await reader.sample();
+      into.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
+      const b = await reader.sample();
+      cpu[side].push((b.cpuUs - a.cpuUs) / Math.max(1, b.requests - a.requests));
+    };
+    for (let r = 0; r < opts.rounds; r++) {
+      await measured(without, 'no reader');
+      await reader.attach();
+      try {
+        await measured(withReader, 'reader');
+      } finally {
+        await reader.detach();
+      }
+    }
+    const originDuringLoad = ((await originCounts(origin))[path] ?? 0) - before;
+    const middle = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+    for (const [variant, runs] of [['no reader', without], ['reader', withReader]] as const) {
+      const row: Row = { server: 'serve-log', variant, object: path.slice(1), result: median(runs), originDuringLoad, cacheHeader: header, cpuUsPerRequest: middle(cpu[variant]) };
+      const errors = runs.reduce((n, x) => n + x.errors, 0);
+      if (originDuringLoad > 1) row.note = `origin saw ${originDuringLoad} fetches during the load: not cache hits`;
+      if (errors > 0) row.note = `${errors} errors or non-2xx responses`;
+      rows.push(row);
+    }
+  }
+  return rows;
 }
 
 async function benchServer(
@@ -127,9 +192,10 @@ function printTable(rows: Row[]): void {
   const lines = rows.map((row) => {
     const base = rows.find((r) => r.server === 'varnish' && r.object === row.object)?.result;
     const r = row.result;
-    if (r === undefined) return [LABELS[row.server], row.object, '-', '-', '-', '-', '-', '-', row.cacheHeader];
+    const label = row.variant === undefined ? LABELS[row.server] : `${LABELS[row.server]} (${row.variant})`;
+    if (r === undefined) return [label, row.object, '-', '-', '-', '-', '-', '-', row.cacheHeader];
     return [
-      LABELS[row.server],
+      label,
       row.object,
       Math.round(r.requestsPerSec).toLocaleString('en-US'),
       fmtMs(r.p50Ms),
@@ -146,6 +212,17 @@ function printTable(rows: Row[]): void {
   console.log(`|${widths.map((w, i) => (i >= 2 && i <= 7 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`);
   for (const line of lines) console.log(fmt(line));
   for (const row of rows) if (row.note !== undefined) console.log(`  ! ${LABELS[row.server]} ${row.object}: ${row.note}`);
+}
+
+/** What a live-log reader costs hits: `serve` with one attached against `serve` alone, same run. */
+function printLiveLogCost(rows: Row[], rounds: number): void {
+  for (const row of rows.filter((r) => r.server === 'serve-log' && r.variant === 'reader' && r.result !== undefined)) {
+    const base = rows.find((r) => r.server === 'serve-log' && r.variant === 'no reader' && r.object === row.object)!;
+    const change = (row.result!.requestsPerSec / base.result!.requestsPerSec - 1) * 100;
+    const sign = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)} %`;
+    const cpu = ((row.cpuUsPerRequest! / base.cpuUsPerRequest!) - 1) * 100;
+    console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} alternating runs each, same server)`);
+  }
 }
 
 async function main(): Promise<number> {
@@ -186,7 +263,7 @@ async function main(): Promise<number> {
     const beforeAll = await originCounts(originUrl);
     try {
       if (name === 'tinyedge') server = await startTinyedge(children, ROOT, hello.port, serverCpu);
-      else if (name === 'serve') server = await startTinyedgeServe(children, ROOT, dir, hello.port, serverCpu);
+      else if (name === 'serve' || name === 'serve-log') server = await startTinyedgeServe(children, ROOT, dir, hello.port, serverCpu, name === 'serve-log' ? (wrkCpu ?? '') : undefined);
       else {
         const tool = name === 'varnish' ? ensureTool('varnishd', 'varnish') : ensureTool('nginx', 'nginx');
         if ('missing' in tool) server = tool;
@@ -205,7 +282,8 @@ async function main(): Promise<number> {
     }
     console.error(`benchmarking ${LABELS[name]} at ${server.url} ...`);
     try {
-      rows.push(...(await benchServer(server, hello.objects, originUrl, opts, children, wrkCpu)));
+      const run = name === 'serve-log' ? benchLiveLog : benchServer;
+      rows.push(...(await run(server, hello.objects, originUrl, opts, children, wrkCpu)));
       if (server.report !== undefined) reports.push(`${LABELS[name]}: ${await server.report()}`);
     } finally {
       await children.stop(server.child);
@@ -217,6 +295,7 @@ async function main(): Promise<number> {
   console.log(`versions: ${versions.join(', ')}`);
   console.log('');
   if (rows.length > 0) printTable(rows);
+  printLiveLogCost(rows, opts.rounds);
   console.log('');
   console.log(`origin fetches per server, warm-up and load together (1 per object means every other request was a hit): ${originTotals.join('; ') || '-'}`);
   for (const line of reports) console.log(line);

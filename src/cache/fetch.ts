@@ -2,7 +2,7 @@
 // the answer whether it may be stored, stream its body to everyone following the fetch, and
 // insert the object only once the body is complete. Revalidation 304s refresh the stored object;
 // failures fall back to a stale object inside grace / stale-if-error.
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { parseCacheControl } from './cache-control.ts';
 import type { BusyFetch } from './coalesce.ts';
 import type { EngineParts } from './context.ts';
@@ -22,6 +22,8 @@ export interface FetchSpec {
   auth: boolean;
   noStore: boolean;
   clientIp: string | undefined;
+  /** The client request the fetch is for; undefined for a background refresh. */
+  client: IncomingMessage | undefined;
 }
 
 /** Client fields never forwarded on a cache fill: we want the whole object, unconditionally. */
@@ -73,7 +75,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   const banSeq = e.bans.seq;
   let resp: BackendResponse;
   try {
-    resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null });
+    resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null, client: spec.client });
   } catch (err) {
     e.counters.fetchErrors++;
     finish();

@@ -190,7 +190,7 @@ function backgroundFetch(ctx: RequestContext, stale: CacheObject): void {
   busy.claimed = claim === true;
   // Nobody waits on it: keep the stale copy if it fails, and the key from being joined meanwhile.
   busy.joinable = false;
-  void fetch(ctx, busy, stale, true);
+  void fetch(ctx, busy, stale, true, false);
 }
 
 /** Subscribes the client to `busy`; resolves when its response is over. */
@@ -206,10 +206,10 @@ function follow(ctx: RequestContext, busy: BusyFetch, leader: boolean): Promise<
 }
 
 /** fetch: the backend side of a miss; see fetch.ts. */
-function fetch(ctx: RequestContext, busy: BusyFetch, stale: CacheObject | null, registered: boolean): Promise<void> {
+function fetch(ctx: RequestContext, busy: BusyFetch, stale: CacheObject | null, registered: boolean, forClient = true): Promise<void> {
   const spec: FetchSpec = {
     key: ctx.key, host: ctx.host, url: ctx.url, headers: ctx.req.headers, auth: ctx.auth,
-    noStore: ctx.cc?.noStore === true, clientIp: ctx.req.socket.remoteAddress,
+    noStore: ctx.cc?.noStore === true, clientIp: ctx.req.socket.remoteAddress, client: forClient ? ctx.req : undefined,
   };
   // A stale object in shared storage is held while the fetch may still deliver or refresh it.
   const lease = stale?.lease ?? null;
@@ -230,7 +230,7 @@ function pass(ctx: RequestContext): Promise<void> {
   const onClose = (): void => { if (!res.writableFinished) (abort ??= new AbortController()).abort(); };
   res.once('close', onClose);
   const request: BackendRequest = {
-    method: ctx.method, path: ctx.url, headers, body: hasBody ? req : null,
+    method: ctx.method, path: ctx.url, headers, body: hasBody ? req : null, client: req,
     get signal() { return (abort ??= new AbortController()).signal; },
   };
   return e.backend.fetch(request).then(

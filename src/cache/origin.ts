@@ -2,6 +2,7 @@
 // (body) timeouts, a periodic health check, and errors mapped to the status a proxy owes its
 // client (502 refused/reset, 504 timeout). The cache talks to it through the small Backend
 // interface so a tenant program can later stand in for an HTTP origin.
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { endToEndResponseHeaders, type HeaderList } from './headers.ts';
@@ -13,6 +14,8 @@ export interface BackendRequest {
   headers: HeaderList;
   body: Readable | null;
   signal?: AbortSignal;
+  /** The client request this is for (the leader's when coalesced; none for a background refresh). */
+  client?: IncomingMessage;
 }
 
 /** A backend's answer; `headers` are end-to-end and lower-case. */

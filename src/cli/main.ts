@@ -6,10 +6,12 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
+import type { LogOptions } from './log.ts';
 import { addProgramOptions, collect, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
+import type { StatOptions } from './stat.ts';
 
 /** The version in package.json, two folders up from this module in src/ and in dist/ alike. */
 function packageVersion(): string {
@@ -97,6 +99,41 @@ function addServe(program: Command): void {
     });
 }
 
+/** --admin and --token, shared by the commands that talk to a running server's admin API. */
+function addAdminOptions(cmd: Command): Command {
+  return cmd
+    .option('--admin <url>', "the server's admin API", process.env.TINYEDGE_ADMIN ?? 'http://127.0.0.1:8081')
+    .option('--token <token>', "a tenant's token or the operator's (default: $TINYEDGE_TOKEN; the environment keeps it out of ps)");
+}
+
+function addLog(program: Command): void {
+  const cmd = program
+    .command('log')
+    .description("follow a running server's live request log: one line per request (like varnishlog)")
+    .option('--tenant <name>', "only this tenant's requests (a tenant's token reads only its own)")
+    .option('--status <classes>', 'only these status classes, e.g. 5xx or 4xx,5xx')
+    .option('--prefix <path>', 'only URLs starting with this path')
+    .option('--cache <results>', 'only these cache results: hit, fast-hit, miss, pass, stale, revalidated, synthetic')
+    .option('--backend <name>', 'only requests this origin or program answered')
+    .option('--json', 'one JSON record per line instead (docs/observability.md)');
+  addAdminOptions(cmd).action(async (opts: LogOptions) => {
+    const { followLog } = await import('./log.ts');
+    process.exitCode = await followLog(opts);
+  });
+}
+
+function addStat(program: Command): void {
+  const cmd = program
+    .command('stat')
+    .description("per-tenant rates of a running server, refreshed every second (like varnishstat)")
+    .option('--once', 'print one snapshot of the totals since start, then exit')
+    .option('--interval <ms>', 'refresh period in milliseconds', positiveInt, 1000);
+  addAdminOptions(cmd).action(async (opts: StatOptions) => {
+    const { stat } = await import('./stat.ts');
+    process.exitCode = await stat(opts);
+  });
+}
+
 function buildProgram(): Command {
   const program = new Command('tinyedge')
     .description('Multi-tenant HTTP cache and edge server; tenant programs run in tiny KVM virtual machines')
@@ -104,7 +141,7 @@ function buildProgram(): Command {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  for (const add of [addRun, addDev, addBench, addProxy, addServe]) add(program);
+  for (const add of [addRun, addDev, addBench, addProxy, addServe, addLog, addStat]) add(program);
   return program;
 }
 

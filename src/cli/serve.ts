@@ -27,6 +27,11 @@ function printUrls(server: EdgeServer, demo: DemoOrigin | undefined): void {
   say(`    curl -i http://localhost:${frontPort}/                  # the demo origin's page, cached (see Age, X-Cache)`);
   say(`    curl -i http://localhost:${frontPort}/hello             # answered by the demo program in a tiny VM`);
   say(`    curl -s -H 'Authorization: Bearer ${server.config.tenants[0]?.token ?? ''}' ${server.admin.url}/v1/tenants/demo/stats`);
+  const op = server.config.server.operatorToken;
+  if (op === null) return;
+  say(`  operator token: ${op}  (change it with TINYEDGE_OPERATOR_TOKEN)`);
+  say(`    TINYEDGE_TOKEN=${op} npx tinyedge log --admin ${server.admin.url}     # every request, live`);
+  say(`    TINYEDGE_TOKEN=${op} npx tinyedge stat --admin ${server.admin.url}    # per-tenant rates`);
 }
 
 /**

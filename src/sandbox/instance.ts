@@ -50,6 +50,23 @@ export interface CallOptions {
    * is reset by `reset()`, or at the start of its next call whatever happens. Default 'now'.
    */
   reset?: 'now' | 'later';
+  /** Filled in as the call runs, whether it succeeds or fails: what it cost (CallUsage). */
+  usage?: CallUsage;
+}
+
+/**
+ * What one call cost the host, added to as the call runs (a failed call counts too). `runUs` is
+ * the time the thread spent in the run loop for it: `guestUs` inside KVM_RUN, the rest handling
+ * its exits. `dirtyPages` is known once the instance is reset: at once after a failure, or by
+ * the pool after the answer went out. The pool calls `settled` once the usage is complete,
+ * whatever happened to the call (also when it never got an instance).
+ */
+export interface CallUsage {
+  guestUs: number;
+  runUs: number;
+  exits: number;
+  dirtyPages: number;
+  settled?: () => void;
 }
 
 /** A program's answer; for the `recv` phase, also what it decided about the request. */
@@ -126,9 +143,9 @@ export class Instance {
         if (turns) {
           const wait = turns.take();
           if (wait) await wait;
-          result = turns.charge(() => this.runUntil(deadline, turns.sliceMs));
+          result = turns.charge(() => this.runMeasured(deadline, turns.sliceMs, options.usage));
         } else {
-          result = this.runUntil(deadline, Infinity);
+          result = this.runMeasured(deadline, Infinity, options.usage);
         }
         if (result.kind === 'preempted') continue;
         const pending = this.pending;
@@ -143,8 +160,24 @@ export class Instance {
       }
     } catch (err) {
       this.pending = undefined;
-      this.resetNow();
+      const pages = this.resetNow();
+      if (options.usage) options.usage.dirtyPages += pages;
       throw err;
+    }
+  }
+
+  /** `runUntil`, adding its time, guest time and exits to `usage`. */
+  private runMeasured(deadline: number, sliceMs: number, usage: CallUsage | undefined): RunResult {
+    if (!usage) return this.runUntil(deadline, sliceMs);
+    const t0 = performance.now();
+    const cpu0 = this.machine.cpuTimeNs();
+    const exits0 = this.machine.exits;
+    try {
+      return this.runUntil(deadline, sliceMs);
+    } finally {
+      usage.runUs += (performance.now() - t0) * 1000;
+      usage.guestUs += (this.machine.cpuTimeNs() - cpu0) / 1000;
+      usage.exits += this.machine.exits - exits0;
     }
   }
 
@@ -192,6 +225,8 @@ export class Instance {
     const checkMs = Math.min(turns?.sliceMs ?? Infinity, Math.max(1, limits.timeoutMs / 10));
     let timed = 0;
     let deadline = t0 + limits.timeoutMs;
+    // The batch's run is one program's: its cost goes to the first request's usage.
+    const usage = items[0]!.options.usage;
     const cap = t0 + (batch.count + 1) * (limits.timeoutMs + checkMs);
     const moved = (): void => {
       if (index() === timed) return;
@@ -207,9 +242,9 @@ export class Instance {
         if (turns) {
           const wait = turns.take();
           if (wait) await wait;
-          result = turns.charge(() => this.runUntil(cap, Math.min(checkMs, deadline - performance.now())));
+          result = turns.charge(() => this.runMeasured(cap, Math.min(checkMs, deadline - performance.now()), usage));
         } else {
-          result = this.runUntil(cap, Math.min(checkMs, left));
+          result = this.runMeasured(cap, Math.min(checkMs, left), usage);
         }
         if (result.kind === 'preempted') continue;
         const pending = this.pending;

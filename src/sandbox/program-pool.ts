@@ -197,7 +197,11 @@ export class ProgramPool {
    */
   call(key: string, req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
     const entry = this.programs.get(key);
-    if (!entry) return Promise.reject(new SandboxError('internal', `program ${key} is not loaded`));
+    if (!entry) {
+      // No instance ran it: the caller's usage is complete as it is.
+      options.usage?.settled?.();
+      return Promise.reject(new SandboxError('internal', `program ${key} is not loaded`));
+    }
     return new Promise((resolve, reject) => {
       this.enqueue(entry, { req, options, resolve, reject, timer: undefined, queuedAt: Date.now() }, false);
       this.dispatch(entry);
@@ -239,6 +243,7 @@ export class ProgramPool {
       const at = entry.waiting.indexOf(waiter);
       if (at < 0) return;
       entry.waiting.splice(at, 1);
+      waiter.options.usage?.settled?.();
       waiter.reject(new QueueFullError(entry.key, Date.now() - waiter.queuedAt));
       this.closeIfIdle(entry);
     }, entry.options.queueTimeoutMs);
@@ -256,6 +261,7 @@ export class ProgramPool {
           // No VM to be had: the oldest call hears why; the others wait for an instance to free up.
           const waiter = entry.waiting.shift()!;
           clearTimeout(waiter.timer);
+          waiter.options.usage?.settled?.();
           waiter.reject(err);
           continue;
         }
@@ -288,12 +294,20 @@ export class ProgramPool {
       entry.batchLimit = Math.max(1, Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
     }
     const back: Waiter[] = [];
+    const ran: Waiter[] = [];
     outcomes.forEach((o, i) => {
       const w = batch[i]!;
       if (o.kind === 'answered') w.resolve(o.result);
       else if (o.kind === 'failed') w.reject(o.error);
       else back.push(w);
+      if (o.kind !== 'again') ran.push(w);
     });
+    // The callers' usage is complete once the instance is reset (its dirty pages counted to the first).
+    const settle = (pages: number): void => {
+      const first = ran[0]?.options.usage;
+      if (first) first.dirtyPages += pages;
+      for (const w of ran) w.options.usage?.settled?.();
+    };
     // Not answered in this batch: they go first in the queue, in their order. A program that
     // answers only part of its batches (large answers, or a program that will not) gets smaller ones.
     if (back.length > 0) entry.batchLimit = Math.max(1, Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
@@ -304,8 +318,9 @@ export class ProgramPool {
       entry.inflight -= batch.length;
       try {
         if (instance.broken) throw new Error('its last call failed in the host');
-        instance.reset();
+        settle(instance.reset());
       } catch (err) {
+        settle(0);
         // KVM failed on this VM: it is dropped, and the next request gets a new one.
         process.stderr.write(`tinyedge: dropping an instance of ${entry.key} whose reset failed: ${err instanceof Error ? err.message : String(err)}\n`);
         entry.instances.splice(entry.instances.indexOf(instance), 1);

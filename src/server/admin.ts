@@ -7,8 +7,11 @@ import { BanSyntaxError } from '../cache/index.ts';
 import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
+import { Dashboard } from './dashboard.ts';
+import { StreamReader } from './live-log.ts';
+import { FilterError, parseFilter, type RecordFilter } from './record-filter.ts';
 import { metricsRegistry } from './metrics.ts';
-import type { EdgeServer } from './server.ts';
+import type { EdgeServer, TenantStatsReport } from './server.ts';
 
 const MAX_UPLOAD_BYTES = 256 * 1024 * 1024;
 const MAX_JSON_BYTES = 64 * 1024;
@@ -33,15 +36,32 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Who is calling, from the bearer token; 401 without a known one. */
-function authenticate(server: EdgeServer, req: IncomingMessage): Caller {
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  if (!m) throw new HttpError(401, 'missing bearer token');
-  const token = m[1]!;
+/** Whom a token names: the operator, a tenant, or nobody. */
+function callerOf(server: EdgeServer, token: string): Caller | null {
   const op = server.config.server.operatorToken;
   if (op !== null && sameSecret(token, op)) return { kind: 'operator' };
   for (const t of server.config.tenants) if (sameSecret(token, t.token)) return { kind: 'tenant', tenant: t.name };
-  throw new HttpError(401, 'unknown token');
+  return null;
+}
+
+/**
+ * Who is calling: from the bearer token, or from the dashboard's session cookie — then a change
+ * (any method but GET and HEAD) must also carry the session's CSRF token. 401 without either.
+ */
+function authenticate(server: EdgeServer, dashboard: Dashboard, req: IncomingMessage): Caller {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) {
+    const session = dashboard.session(req);
+    if (session === undefined) throw new HttpError(401, 'missing bearer token');
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD' && !Dashboard.csrfOk(req, session)) throw new HttpError(403, 'missing or wrong X-CSRF-Token for this session');
+    const caller = callerOf(server, session.token);
+    if (caller === null) throw new HttpError(401, 'session expired');
+    return caller;
+  }
+  const caller = callerOf(server, m[1]!);
+  if (caller === null) throw new HttpError(401, 'unknown token');
+  return caller;
 }
 
 function allow(caller: Caller, tenant: string | null): void {
@@ -76,8 +96,44 @@ function tenantSummary(server: EdgeServer, name: string): Record<string, unknown
     name,
     hosts: t.config.hosts,
     origins: t.config.origins.map((o) => ({ name: o.name, url: o.url, healthy: t.origins.get(o.name)?.healthy ?? null })),
-    programs: t.config.programs.map((p) => ({ name: p.name, mode: p.mode, roles: p.roles, version: t.programs.get(p.name)?.key ?? null, routes: p.routes })),
+    programs: t.config.programs.map((p) => {
+      const loaded = t.programs.get(p.name);
+      return { name: p.name, mode: p.mode, roles: p.roles, version: loaded?.key ?? null, loadedAt: loaded?.loadedAt ?? null, loadMs: loaded?.loadMs ?? null, routes: p.routes };
+    }),
   };
+}
+
+/** A tenant's stats as JSON: histograms as their non-empty buckets, for windows of the reader's own. */
+function statsJson(tenant: string, report: TenantStatsReport): Record<string, unknown> {
+  const { histograms, ...rest } = report;
+  return { tenant, ...rest, buckets: { latency: histograms.latency.sparse(), vm: histograms.vm.sparse() } };
+}
+
+/**
+ * Streams the live log to `res` until the reader leaves: NDJSON, or Server-Sent Events when
+ * asked (`Accept: text/event-stream` or `format=sse`). `tenant` null: every tenant's records.
+ */
+async function streamLog(server: EdgeServer, req: IncomingMessage, res: ServerResponse, tenant: string | null, query: URLSearchParams): Promise<void> {
+  const format = query.get('format') ?? ((req.headers.accept ?? '').includes('text/event-stream') ? 'sse' : 'ndjson');
+  if (format !== 'sse' && format !== 'ndjson') throw new HttpError(400, `format "${format.slice(0, 20)}": expected ndjson or sse`);
+  query.delete('format');
+  let filter: RecordFilter;
+  try {
+    filter = parseFilter(query);
+  } catch (err) {
+    if (err instanceof FilterError) throw new HttpError(400, err.message);
+    throw err;
+  }
+  if (tenant !== null) filter.tenant = tenant;
+  else if (filter.tenant !== undefined && !server.tenants.has(filter.tenant)) throw new HttpError(404, `no tenant ${filter.tenant}`);
+  // A log stream is quiet for as long as nobody sends requests: no idle timeout for it.
+  req.socket.setTimeout(0);
+  const reader = new StreamReader(tenant ?? filter.tenant ?? null, filter, res, format);
+  res.once('close', () => {
+    reader.close();
+    void server.liveLog.remove(reader);
+  });
+  await server.liveLog.add(reader);
 }
 
 /** The path segments of a request target, percent-decoded; 400 for a target or escape that does not parse. */
@@ -97,6 +153,9 @@ function pathParts(target: string): string[] {
   });
 }
 
+/** The query of a request target (pathParts has checked that it parses). */
+const queryOf = (target: string): URLSearchParams => new URL(target, 'http://admin.invalid').searchParams;
+
 /** A purge target the cache understands: an origin-form path, or an absolute URL that parses. */
 function purgeTarget(body: Record<string, unknown>): string {
   const target = stringField(body, 'url');
@@ -107,20 +166,32 @@ function purgeTarget(body: Record<string, unknown>): string {
 /** The admin request handler for `startFront`. */
 export function registerAdmin(server: EdgeServer) {
   const metrics = metricsRegistry(server);
+  const dashboard = new Dashboard((token) => callerOf(server, token) !== null);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET';
     try {
       const parts = pathParts(req.url ?? '/');
-      if (parts[0] !== 'v1') throw new HttpError(404, 'unknown admin route');
+      if (parts[0] !== 'v1') {
+        if (await dashboard.handle(req, res, new URL(req.url ?? '/', 'http://admin.invalid').pathname)) return;
+        throw new HttpError(404, 'unknown admin route');
+      }
       if (parts[1] === 'health' && parts.length === 2) return json(res, 200, { ok: true });
-      const caller = authenticate(server, req);
+      const caller = authenticate(server, dashboard, req);
 
       if (parts[1] === 'metrics' && parts.length === 2 && method === 'GET') {
-        allow(caller, null);
-        const text = await metrics.scrape();
+        // A tenant's token scrapes that tenant's series; the operator's, every tenant's and the process's.
+        const text = await metrics.scrape(caller.kind === 'operator' ? null : caller.tenant);
         res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
         return;
+      }
+      if (parts[1] === 'log' && parts.length === 2 && method === 'GET') {
+        allow(caller, null);
+        return await streamLog(server, req, res, null, queryOf(req.url ?? '/'));
+      }
+      if (parts[1] === 'stats' && parts.length === 2 && method === 'GET') {
+        const names = caller.kind === 'operator' ? [...server.tenants.keys()] : [caller.tenant];
+        return json(res, 200, { tenants: await Promise.all(names.map(async (n) => statsJson(n, await server.tenantStats(n)))) });
       }
       if (parts[1] === 'tenants' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
@@ -139,8 +210,9 @@ export function registerAdmin(server: EdgeServer) {
         const action = parts.slice(3).join('/');
         if (action === '' && method === 'GET') return json(res, 200, tenantSummary(server, tenant));
         if (action === 'stats' && method === 'GET') {
-          return json(res, 200, { tenant, ...(await server.tenantStats(tenant)) });
+          return json(res, 200, statsJson(tenant, await server.tenantStats(tenant)));
         }
+        if (action === 'log' && method === 'GET') return await streamLog(server, req, res, tenant, queryOf(req.url ?? '/'));
         if (action === 'purge' && method === 'POST') {
           const body = await readJson(req);
           return json(res, 200, { purged: await server.purge(tenant, purgeTarget(body)) });

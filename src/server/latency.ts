@@ -1,5 +1,6 @@
 // Latency percentiles without keeping samples: a histogram with logarithmic buckets (about 4%
-// wide) from 1 µs to ~100 s, so p50/p90/p99 cost O(buckets) to read and O(1) to record.
+// wide) from 1 µs to ~100 s, so p50/p90/p99 cost O(buckets) to read and O(1) to record. Its
+// buckets also feed Prometheus histograms (`cumulative`) and windowed percentiles (`sparse`).
 
 const BUCKETS_PER_DOUBLING = 16;
 const MAX_BUCKET = 27 * BUCKETS_PER_DOUBLING;
@@ -11,14 +12,33 @@ export interface Percentiles {
   p99Us: number;
 }
 
+/** A histogram's buckets as another thread gets them: counts by bucket, and the sum recorded. */
+export interface ExportedHistogram {
+  counts: number[];
+  sumUs: number;
+}
+
+/** The upper bound of bucket `b`, µs. */
+export const bucketUpperUs = (b: number): number => 2 ** ((b + 1) / BUCKETS_PER_DOUBLING);
+
 export class LatencyHistogram {
   private readonly buckets = new Uint32Array(MAX_BUCKET + 1);
   private total = 0;
+  private sum = 0;
 
   record(us: number): void {
     const bucket = us <= 1 ? 0 : Math.min(MAX_BUCKET, Math.floor(Math.log2(us) * BUCKETS_PER_DOUBLING));
     this.buckets[bucket]!++;
     this.total++;
+    this.sum += us;
+  }
+
+  get count(): number {
+    return this.total;
+  }
+
+  get sumUs(): number {
+    return this.sum;
   }
 
   /** The upper bound of the bucket holding the q-th quantile. */
@@ -33,17 +53,39 @@ export class LatencyHistogram {
     return Math.round(2 ** ((MAX_BUCKET + 1) / BUCKETS_PER_DOUBLING));
   }
 
-  /** The bucket counts, to merge with other threads' histograms (`merge`). */
-  counts(): number[] {
-    return Array.from(this.buckets);
+  /** The bucket counts and sum, to merge with other threads' histograms (`merge`). */
+  export(): ExportedHistogram {
+    return { counts: Array.from(this.buckets), sumUs: this.sum };
   }
 
-  /** Adds another histogram's bucket counts (`counts()`) to this one. */
-  merge(counts: readonly number[]): void {
+  /** Adds another histogram (`export()`) to this one. */
+  merge(h: ExportedHistogram): void {
+    const counts = h.counts;
     for (let b = 0; b <= MAX_BUCKET && b < counts.length; b++) {
       this.buckets[b]! += counts[b]!;
       this.total += counts[b]!;
     }
+    this.sum += h.sumUs;
+  }
+
+  /** How many were recorded at or below each bound of `boundsUs` (ascending): a Prometheus histogram's buckets. */
+  cumulative(boundsUs: readonly number[]): number[] {
+    const out = new Array<number>(boundsUs.length).fill(0);
+    for (let b = 0; b <= MAX_BUCKET; b++) {
+      const n = this.buckets[b]!;
+      if (n === 0) continue;
+      // A bucket counts under the first bound that holds all of it (its upper end).
+      const upper = bucketUpperUs(b);
+      for (let i = 0; i < boundsUs.length; i++) if (upper <= boundsUs[i]! * 1.000001) out[i]! += n;
+    }
+    return out;
+  }
+
+  /** The non-empty buckets as [upper bound µs, count] pairs: what a client needs for windowed percentiles. */
+  sparse(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (let b = 0; b <= MAX_BUCKET; b++) if (this.buckets[b]! > 0) out.push([Math.round(bucketUpperUs(b)), this.buckets[b]!]);
+    return out;
   }
 
   percentiles(): Percentiles {

@@ -1,17 +1,52 @@
-// Prometheus metrics for the admin API's /metrics: every tenant's counters, cache, VM and
-// key-value numbers, summed over every shard at scrape time (prom-client, the ecosystem's
-// standard exposition library).
-import { Counter, Gauge, Registry } from 'prom-client';
+// Prometheus metrics for the admin API's /metrics: every tenant's counters, cache, VM, origin and
+// key-value numbers, summed over every shard at scrape time, latencies as histograms (by tenant,
+// by program, by origin), and the process's own metrics (prom-client, the ecosystem's standard
+// exposition library). A tenant's token scrapes its own series only.
+import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client';
+import type { LatencyHistogram } from './latency.ts';
 import type { EdgeServer, TenantStatsReport } from './server.ts';
 
 /** One tenant's figures as a scrape reads them. */
 interface TenantView extends TenantStatsReport {
   name: string;
+  origins: Array<{ name: string; healthy: boolean }>;
 }
 
-/** A registry filled from `server` on every scrape, and the scrape itself (`scrape()`: the text). */
-export function metricsRegistry(server: EdgeServer): { scrape(): Promise<string>; contentType: string } {
+/** Bucket bounds of the latency histograms, seconds. */
+const BOUNDS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BOUNDS_US = BOUNDS_S.map((s) => s * 1e6);
+
+/**
+ * A Prometheus histogram read from our own latency histograms at scrape time (prom-client's
+ * Histogram only counts what it observes itself): `_bucket` per bound, `_sum`, `_count`.
+ */
+function histogramMetric(registry: Registry, name: string, help: string, series: () => Array<{ labels: Record<string, string>; h: LatencyHistogram }>): void {
+  const metric = {
+    name, help, type: 'histogram', aggregator: 'sum',
+    get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      for (const { labels, h } of series()) {
+        const cumulative = h.cumulative(BOUNDS_US);
+        BOUNDS_S.forEach((le, i) => values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cumulative[i]! }));
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
+        values.push({ metricName: `${name}_sum`, labels, value: h.sumUs / 1e6 });
+        values.push({ metricName: `${name}_count`, labels, value: h.count });
+      }
+      return { name, help, type: 'histogram', aggregator: 'sum', values };
+    },
+    reset() {},
+  };
+  registry.registerMetric(metric as unknown as Metric);
+}
+
+/**
+ * A registry filled from `server` on every scrape, and the scrape itself (`scrape(tenant)`: the
+ * text; `tenant` null for the operator, who also gets the process metrics).
+ */
+export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | null): Promise<string>; contentType: string } {
   const registry = new Registry();
+  const processRegistry = new Registry();
+  collectDefaultMetrics({ register: processRegistry, prefix: 'tinyedge_' });
   // Gathered from every shard once per scrape, then read by each metric's collect().
   let views: TenantView[] = [];
   let scraping: Promise<unknown> = Promise.resolve();
@@ -47,6 +82,7 @@ export function metricsRegistry(server: EdgeServer): { scrape(): Promise<string>
       }
     },
   });
+  counter('tinyedge_response_bytes_total', 'Body bytes answered', (t) => t.counters.bytesOut);
   counter('tinyedge_cache_hits_total', 'Cache hits (fresh)', (t) => t.cache.hits);
   counter('tinyedge_cache_fast_hits_total', 'Cache hits answered by the raw fast path', (t) => t.cache.fastHits);
   counter('tinyedge_cache_stale_hits_total', 'Stale objects served (grace, stale-if-error)', (t) => t.cache.staleHits);
@@ -60,26 +96,35 @@ export function metricsRegistry(server: EdgeServer): { scrape(): Promise<string>
   counter('tinyedge_vm_errors_total', 'Program faults and bad responses', (t) => t.counters.vmErrors);
   counter('tinyedge_vm_timeouts_total', 'Program time limits hit', (t) => t.counters.vmTimeouts);
   counter('tinyedge_vm_queue_full_total', 'Requests refused with 503: no free instance in time', (t) => t.counters.queueFull);
+  counter('tinyedge_cpu_guest_seconds_total', "CPU time of the tenant's programs inside KVM_RUN", (t) => t.counters.cpuGuestUs / 1e6);
+  counter('tinyedge_cpu_host_seconds_total', "Host CPU time for the tenant outside KVM_RUN: its VMs' exits and its requests' HTTP and cache work", (t) => t.counters.cpuHostUs / 1e6);
+  counter('tinyedge_origin_errors_total', 'Origin exchanges that failed (refused, reset, timed out)', (t) => t.counters.originErrors);
   gauge('tinyedge_kv_bytes', 'Key-value store bytes in use', (t) => t.kv.bytes);
-  const latency = new Gauge({
-    name: 'tinyedge_request_latency_microseconds', help: 'Request latency percentiles since start', labelNames: ['tenant', 'quantile'], registers: [registry],
+  const health = new Gauge({
+    name: 'tinyedge_origin_healthy', help: "1 while the origin's health check passes (or it has none), else 0", labelNames: ['tenant', 'origin'], registers: [registry],
     collect() {
-      latency.reset();
-      for (const t of tenants()) {
-        const p = t.latency;
-        latency.set({ tenant: t.name, quantile: '0.5' }, p.p50Us);
-        latency.set({ tenant: t.name, quantile: '0.9' }, p.p90Us);
-        latency.set({ tenant: t.name, quantile: '0.99' }, p.p99Us);
-      }
+      health.reset();
+      for (const t of tenants()) for (const o of t.origins) health.set({ tenant: t.name, origin: o.name }, o.healthy ? 1 : 0);
     },
   });
+  histogramMetric(registry, 'tinyedge_request_duration_seconds', 'Request latency, arrival to the last byte written', () => tenants().map((t) => ({ labels: { tenant: t.name }, h: t.histograms.latency })));
+  histogramMetric(registry, 'tinyedge_vm_call_duration_seconds', 'Program call latency (a request, a recv or deliver hook), by program', () =>
+    tenants().flatMap((t) => [...t.histograms.programs].map(([program, h]) => ({ labels: { tenant: t.name, program }, h }))));
+  histogramMetric(registry, 'tinyedge_origin_fetch_duration_seconds', "Origin latency to the response's head, by origin", () =>
+    tenants().flatMap((t) => [...t.histograms.origins].map(([origin, h]) => ({ labels: { tenant: t.name, origin }, h }))));
   return {
     contentType: registry.contentType,
     // One scrape at a time: each fills `views`, then the registry reads them.
-    scrape() {
+    scrape(tenant) {
       const run = scraping.then(async () => {
-        views = await Promise.all([...server.tenants.keys()].map(async (name) => ({ name, ...(await server.tenantStats(name)) })));
-        return registry.metrics();
+        const names = tenant === null ? [...server.tenants.keys()] : [tenant];
+        views = await Promise.all(names.map(async (name) => ({
+          name,
+          ...(await server.tenantStats(name)),
+          origins: [...(server.tenants.get(name)?.origins ?? [])].map(([o, origin]) => ({ name: o, healthy: origin.healthy })),
+        })));
+        const ours = await registry.metrics();
+        return tenant === null ? `${ours}\n${await processRegistry.metrics()}` : ours;
       });
       scraping = run.catch(() => '');
       return run;

@@ -20,6 +20,7 @@ import { RemoteShards } from './shards.ts';
 import { mergeStats, type StatsSnapshot, sumFields } from './stats.ts';
 import type { TenantRuntime } from './tenant.ts';
 import type { KvStats } from './kv.ts';
+import { LiveLog } from './live-log.ts';
 
 /** The server's structured logger (pino). */
 export type Logger = pino.Logger;
@@ -52,6 +53,8 @@ export class EdgeServer {
   /** Reads the config a reload applies. */
   readonly loadNextConfig: () => Config;
   private readonly kv = new Map<string, KvStore>();
+  /** The live request log: its readers, and what the shards record for them. */
+  readonly liveLog: LiveLog;
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
@@ -62,6 +65,12 @@ export class EdgeServer {
     const shards = 1 + (remote?.count ?? 0);
     const tenantLog: TenantLogger = shards > 1 ? log.child({ shard: 0 }) : log;
     this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, storage);
+    const liveLog: LiveLog = new LiveLog(async (scope) => {
+      this.local.setRecording(scope, liveLog.deliver);
+      await remote?.all({ type: 'record', scope });
+    }, (message) => log.warn(message));
+    if (remote) remote.onRecords = liveLog.deliver;
+    this.liveLog = liveLog;
   }
 
   /** This thread's tenant runtimes (shard 0's). */
@@ -95,6 +104,7 @@ export class EdgeServer {
       const set: TenantUpdate['set'] = [];
       for (const t of config.tenants) set.push({ config: t, programs: await server.loadPrograms(t, undefined) });
       await server.updateShards({ set, remove: [], keep: set.flatMap((s) => s.programs.map((p) => p.key)), cacheBytes: totalCacheBytes(config) });
+      if (config.server.accessLog !== null) await server.liveLog.startAccessLog(config.server.accessLog);
       server.front = await server.listen(options.listen ?? config.server.listen);
       const { registerAdmin } = await import('./admin.ts');
       server.admin = await startFront(registerAdmin(server), options.admin ?? config.server.admin);
@@ -266,9 +276,11 @@ export class EdgeServer {
   }
 
   async close(): Promise<void> {
+    this.liveLog.endStreams();
     await Promise.all([this.front?.close(), this.admin?.close()]);
     await this.remote?.close();
     await this.local.close();
+    await this.liveLog.close();
   }
 }
 

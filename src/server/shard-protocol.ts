@@ -1,8 +1,11 @@
 // Messages between the main thread (shard 0, which coordinates) and the other shards' threads.
 // Tenant configs, loaded programs and exported program snapshots are plain data and are
-// structured-cloned; nothing here travels per request except key-value calls and log records.
+// structured-cloned; nothing here travels per request except key-value calls and log lines
+// (request records travel in batches, and only while someone reads them).
 import type { SharedStoreHandle } from '../cache/index.ts';
 import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
+import type { EncodedBatch } from './record-batch.ts';
+import type { RecordScope } from './records.ts';
 import type { ShardTenantStats, TenantUpdate } from './shard.ts';
 import type { KvRequest } from './kv.ts';
 import type { LoadedProgram } from './tenant.ts';
@@ -27,6 +30,7 @@ export type ShardCommand =
   | { type: 'purgeTag'; tenant: string; tag: string }
   | { type: 'ban'; tenant: string; expression: string }
   | { type: 'stats'; tenant: string }
+  | { type: 'record'; scope: RecordScope }
   | { type: 'close' };
 
 /** What each command answers with. */
@@ -40,6 +44,7 @@ export interface ShardAnswers {
   purgeTag: number;
   ban: undefined;
   stats: ShardTenantStats;
+  record: undefined;
   close: undefined;
 }
 
@@ -53,4 +58,5 @@ export type FromShard =
   | { type: 'done'; id: number; value: unknown }
   | { type: 'failed'; id: number; message: string }
   | { type: 'kv'; callId: number; tenant: string; request: KvRequest }
-  | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string };
+  | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string }
+  | { type: 'records'; batch: EncodedBatch };

@@ -14,7 +14,7 @@ import type { Logger } from './tenant.ts';
 const port = parentPort;
 if (!port) throw new Error('shard-worker.ts must run as a worker thread');
 const init = workerData as ShardInit;
-const send = (msg: FromShard): void => port.postMessage(msg);
+const send = (msg: FromShard, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
 
 const log: Logger = {
   info: (details, message) => send({ type: 'log', level: 'info', details: { ...details, shard: init.index }, message }),
@@ -53,6 +53,9 @@ async function run(command: ShardCommand): Promise<unknown> {
       return shard.tenant(command.tenant).cache.ban(command.expression);
     case 'stats':
       return shard.stats(command.tenant);
+    case 'record':
+      // The batch's columns are handed over, not copied.
+      return shard.setRecording(command.scope, (batch) => send({ type: 'records', batch }, [batch.nums.buffer, batch.strs.buffer]));
     case 'close':
       await front?.close();
       await shard.close();

@@ -9,6 +9,8 @@ import type { FastRequest } from '../http/fast-path.ts';
 import type { ProgramPool } from '../sandbox/index.ts';
 import type { TenantConfig } from './config.ts';
 import type { KvAccess } from './kv.ts';
+import { type EncodedBatch, RecordBatcher } from './record-batch.ts';
+import { completeRecord, RECORD_NOTHING, type RecordScope, startRecord } from './records.ts';
 import type { ExportedStats } from './stats.ts';
 import { type LoadedProgram, type Logger, TenantRuntime } from './tenant.ts';
 
@@ -40,9 +42,21 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
+/** The Content-Length of the head Node wrote (0 when it has none), for the bytes counter. */
+function sentLength(res: ServerResponse): number {
+  const head = (res as unknown as { _header?: string | null })._header;
+  if (typeof head !== 'string') return 0;
+  const at = head.search(/\r\ncontent-length:/i);
+  return at < 0 ? 0 : parseInt(head.slice(at + 17, head.indexOf('\r\n', at + 17)), 10) || 0;
+}
+
 export class Shard {
   readonly tenants = new Map<string, TenantRuntime>();
   private byHost = new Map<string, TenantRuntime>();
+  /** Whose requests are recorded (only while someone reads them), and where their batches go. */
+  private scope: RecordScope = RECORD_NOTHING;
+  private recordedTenants = new Set<string>();
+  private batcher: RecordBatcher | undefined;
 
   /**
    * `shards`: how many shards serve (origin connection limits are shared out); `kv` reaches a
@@ -59,8 +73,18 @@ export class Shard {
       return;
     }
     const started = performance.now();
-    res.once('finish', () => tenant.stats.response(res.statusCode, (performance.now() - started) * 1000));
-    return tenant.cache.handle(req, res);
+    const stats = tenant.stats;
+    const rec = this.batcher !== undefined && this.records(tenant.name) ? startRecord(this.index, tenant.name, req, res, started, this.batcher.push) : undefined;
+    res.once('finish', () => {
+      const us = (performance.now() - started) * 1000;
+      stats.response(res.statusCode, us);
+      stats.counters.bytesOut += sentLength(res);
+      if (rec !== undefined) completeRecord(rec, res, us);
+    });
+    const done = tenant.cache.handle(req, res);
+    // The host time of the request's synchronous part (a hit: nearly all of it).
+    stats.counters.cpuHostUs += (performance.now() - started) * 1000;
+    return done;
   }
 
   /** The front's fast path: a fresh hit of the Host's tenant, straight to bytes (or null). */
@@ -69,8 +93,35 @@ export class Shard {
     if (tenant === undefined) return null;
     const started = performance.now();
     const answer = tenant.cache.fastHit(r.host, r.url, r.method === 'HEAD');
-    if (answer !== null) tenant.stats.response(answer.status, (performance.now() - started) * 1000);
+    if (answer !== null) {
+      const us = (performance.now() - started) * 1000;
+      const stats = tenant.stats;
+      const bytes = answer.body?.length ?? 0;
+      stats.response(answer.status, us);
+      stats.counters.bytesOut += bytes;
+      stats.counters.cpuHostUs += us;
+      if (this.batcher !== undefined && this.records(tenant.name)) this.batcher.pushFast(this.index, tenant.name, r.host, r.method, r.url, answer.status, bytes, started, us);
+    }
     return answer;
+  }
+
+  /**
+   * Records the requests of `scope`'s tenants from now on, sent in batches to `send`; with none,
+   * records nothing (what the requests cost then is one check).
+   */
+  setRecording(scope: RecordScope, send: (batch: EncodedBatch) => void): void {
+    this.batcher?.flush();
+    this.scope = scope;
+    this.recordedTenants = new Set(scope.tenants);
+    if (!scope.all && scope.tenants.length === 0) {
+      this.batcher = undefined;
+      return;
+    }
+    this.batcher = new RecordBatcher(send);
+  }
+
+  private records(tenant: string): boolean {
+    return this.scope.all || this.recordedTenants.has(tenant);
   }
 
   /** Builds the update's runtimes, swaps them in with one Host map, then closes the ones they replace. */
@@ -121,8 +172,9 @@ export class Shard {
     return { ...t.stats.export(), cache: t.cache.stats() };
   }
 
-  /** Closes every runtime, then the program pool. */
+  /** Closes every runtime, then the program pool; the records waiting go out first. */
   async close(): Promise<void> {
+    this.batcher?.flush();
     for (const t of this.tenants.values()) await t.close();
     await this.pool.close();
   }

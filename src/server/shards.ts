@@ -4,6 +4,7 @@
 // log records to its logger.
 import { Worker } from 'node:worker_threads';
 import type { KvStore } from './kv.ts';
+import type { EncodedBatch } from './record-batch.ts';
 import type { FromShard, ShardAnswers, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
 import type { Logger } from './tenant.ts';
 
@@ -25,6 +26,9 @@ export class RemoteShards {
   private readonly gone = new Set<Worker>();
   private nextId = 1;
   private closed = false;
+
+  /** Where the shards' batches of request records go (the live log). */
+  onRecords: (batch: EncodedBatch) => void = () => undefined;
 
   private constructor(private readonly workers: Worker[], private readonly kv: (tenant: string) => KvStore | undefined, private readonly log: Logger) {}
 
@@ -120,6 +124,9 @@ export class RemoteShards {
         return;
       case 'kv':
         this.answerKv(worker, msg);
+        return;
+      case 'records':
+        this.onRecords(msg.batch);
         return;
     }
   }

@@ -4,12 +4,13 @@
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
 import { headerPairs, openOrigin, tenantHostCalls } from './host-calls.ts';
 import type { KvAccess } from './kv.ts';
+import { type LiveRecord, recordOf } from './records.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
@@ -19,6 +20,9 @@ const MiB = 1024 * 1024;
 export interface LoadedProgram {
   config: ProgramConfig;
   key: string;
+  /** When this version was loaded (epoch ms), and how long its load and warm-up took. */
+  loadedAt: number;
+  loadMs: number;
 }
 
 /**
@@ -129,6 +133,7 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     response: { status: 200, headers: [] },
   };
   const options: PoolProgramOptions = { ...sandboxOptions(program), concurrency: program.concurrency, queueTimeoutMs: program.queueTimeoutMs, maxBatch: program.maxBatch };
+  const started = performance.now();
   try {
     // A persistent program taking over from a persistent version hands its state over (a live update).
     const state = previous && program.lifecycle === 'persistent' && previous.config.lifecycle === 'persistent' ? await pool.liveUpdateState(previous.key) : undefined;
@@ -138,7 +143,7 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     throw err;
   }
   version.loaded();
-  return { config: program, key };
+  return { config: program, key, loadedAt: Date.now(), loadMs: Math.round(performance.now() - started) };
 }
 
 /** The sandbox's own failure for a request over the program's limit, so it is answered the same way. */
@@ -184,6 +189,8 @@ export class TenantRuntime implements Backend {
   readonly programs = new Map<string, LoadedProgram>();
   private readonly routes: Route[];
   private closed = false;
+  private readonly healthWatch: ReturnType<typeof setInterval> | undefined;
+  private readonly failureLog = new Map<string, { at: number; skipped: number }>();
 
   /**
    * `shards`: how many shards hold a runtime of this tenant; each gets that share of an origin's
@@ -202,6 +209,7 @@ export class TenantRuntime implements Backend {
       }
       return sum;
     });
+    this.healthWatch = this.watchHealth();
     this.routes = buildRoutes(config);
     const recv = config.programs.find((p) => p.roles.includes('recv'));
     const deliver = config.programs.find((p) => p.roles.includes('deliver'));
@@ -239,24 +247,55 @@ export class TenantRuntime implements Backend {
       req.body?.resume();
       return noRoute(req.method, req.path);
     }
-    if (target.kind === 'origin') return this.origins.get(target.name)!.fetch(req);
-    return this.runProgram(target.name, req);
+    const rec = recordOf(req.client);
+    if (target.kind === 'origin') return this.fetchOrigin(target.name, req, rec);
+    return this.runProgram(target.name, req, rec);
   }
 
-  private async runProgram(name: string, req: BackendRequest): Promise<BackendResponse> {
+  /** An origin's answer; a failed exchange is counted, logged, and noted in the request's record. */
+  private async fetchOrigin(name: string, req: BackendRequest, rec: LiveRecord | undefined): Promise<BackendResponse> {
+    if (rec?.open === true) {
+      rec.r.backend = name;
+      rec.r.backendKind = 'origin';
+    }
+    const started = performance.now();
+    try {
+      const resp = await this.origins.get(name)!.fetch(req);
+      this.stats.originFetch(name, (performance.now() - started) * 1000);
+      if (rec?.open === true) rec.r.originStatus = resp.status;
+      return resp;
+    } catch (err) {
+      // A client that left aborts its pass: not the origin's failure.
+      if (req.signal?.aborted !== true) {
+        this.stats.counters.originErrors++;
+        const message = err instanceof Error ? err.message : String(err);
+        this.logOriginFailure(name, req, message);
+        if (rec?.open === true) rec.r.error = `origin: ${message}`;
+      }
+      throw err;
+    }
+  }
+
+  private async runProgram(name: string, req: BackendRequest, rec: LiveRecord | undefined): Promise<BackendResponse> {
     let body: Buffer;
     try {
       body = await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, requestTooLarge, { discardExcess: true });
     } catch (err) {
-      this.reportFailure(name, req.method, req.path, err);
+      this.reportFailure(name, req.method, req.path, err, rec);
       return failureAnswer(err);
     }
     // Looked up after the await and used at once: a live upload may have swapped versions meanwhile.
     const program = this.programs.get(name)!;
+    if (rec?.open === true) {
+      rec.r.backend = name;
+      rec.r.backendKind = 'program';
+      rec.r.version = program.key;
+    }
     const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
     let r: CallResult;
     try {
-      r = await this.call(program, sreq, {});
+      r = await this.call(program, sreq, {}, rec);
+      if (rec?.open === true) rec.r.originStatus = r.status;
     } catch (err) {
       return failureAnswer(err);
     }
@@ -274,34 +313,78 @@ export class TenantRuntime implements Backend {
     };
   }
 
-  /** Runs a program with this tenant's host services; a failure is counted, logged and rethrown. */
-  private async call(program: LoadedProgram, req: SandboxRequest, options: CallOptions): Promise<CallResult> {
+  /**
+   * Runs a program with this tenant's host services; a failure is counted, logged and rethrown.
+   * What the call cost goes to the tenant's CPU time and, with `rec`, to the request's record.
+   */
+  private async call(program: LoadedProgram, req: SandboxRequest, options: CallOptions, rec: LiveRecord | undefined): Promise<CallResult> {
     const started = performance.now();
+    const usage: CallUsage = { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0 };
+    const counters = this.stats.counters;
+    if (rec?.open === true) rec.vmCall(usage);
     try {
-      const r = await this.pool.call(program.key, req, { ...options, host: tenantHostCalls(this.origins, this.kv) });
-      this.stats.vmCall((performance.now() - started) * 1000);
+      const r = await this.pool.call(program.key, req, { ...options, host: tenantHostCalls(this.origins, this.kv), usage });
+      this.stats.vmCall(program.config.name, (performance.now() - started) * 1000);
       for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
+      if (rec?.open === true && r.logs.length > 0) rec.r.logs.push(...r.logs);
       return r;
     } catch (err) {
-      if (err instanceof QueueFullError) this.stats.counters.queueFull++;
-      else if (err instanceof SandboxError && err.kind === 'timeout') this.stats.counters.vmTimeouts++;
-      else this.stats.counters.vmErrors++;
-      this.reportFailure(program.config.name, req.method, req.url, err);
+      if (err instanceof QueueFullError) counters.queueFull++;
+      else if (err instanceof SandboxError && err.kind === 'timeout') counters.vmTimeouts++;
+      else counters.vmErrors++;
+      this.reportFailure(program.config.name, req.method, req.url, err, rec);
       throw err;
+    } finally {
+      counters.cpuGuestUs += usage.guestUs;
+      counters.cpuHostUs += usage.runUs - usage.guestUs;
     }
   }
 
   /** Logs a failed call with what the client is not told: the guest's own message. */
-  private reportFailure(program: string, method: string, url: string, err: unknown): void {
+  private reportFailure(program: string, method: string, url: string, err: unknown, rec: LiveRecord | undefined): void {
     const f = clientFailure(err);
     const detail = err instanceof Error ? err.message : String(err);
     this.log.warn({ tenant: this.name, program, method, url, status: f.status, failure: f.class }, `program ${program}: ${detail}`);
+    if (rec?.open === true) rec.r.error = `${f.class}: ${detail}`;
+  }
+
+  /**
+   * One line per origin failure, at most one a second per origin (a dead origin fails every
+   * request): the next line counts those left out.
+   */
+  private logOriginFailure(origin: string, req: BackendRequest, message: string): void {
+    const now = performance.now();
+    const seen = this.failureLog.get(origin);
+    if (seen !== undefined && now - seen.at < 1000) {
+      seen.skipped++;
+      return;
+    }
+    const skipped = seen?.skipped ?? 0;
+    this.failureLog.set(origin, { at: now, skipped: 0 });
+    this.log.warn({ tenant: this.name, origin, method: req.method, url: req.path, ...(skipped > 0 ? { alsoFailed: skipped } : {}) }, `origin ${origin} failed: ${message}`);
+  }
+
+  /** Logs each change of an origin's health (each shard watches its own origin clients). */
+  private watchHealth(): ReturnType<typeof setInterval> | undefined {
+    const checked = this.config.origins.filter((o) => o.healthCheck);
+    if (checked.length === 0) return undefined;
+    const last = new Map(checked.map((o) => [o.name, true]));
+    const timer = setInterval(() => {
+      for (const o of checked) {
+        const now = this.origins.get(o.name)?.healthy ?? true;
+        if (now === last.get(o.name)) continue;
+        last.set(o.name, now);
+        this.log.warn({ tenant: this.name, origin: o.name, healthy: now }, `origin ${o.name} is ${now ? 'healthy again' : 'sick: its health check fails'}`);
+      }
+    }, Math.min(...checked.map((o) => o.healthCheck!.intervalMs)));
+    timer.unref();
+    return timer;
   }
 
   private async recvHook(name: string, req: HookRequest): Promise<RecvDecision | undefined> {
     const program = this.programs.get(name)!;
     try {
-      const r = await this.call(program, toSandboxRequest(req), { phase: 'recv' });
+      const r = await this.call(program, toSandboxRequest(req), { phase: 'recv' }, recordOf(req.headers));
       const d = r.recv;
       if (!d || d.action === 'lookup') return d && (d.url !== undefined || d.setHeaders.length > 0) ? { action: 'lookup', url: d.url, setHeaders: d.setHeaders } : undefined;
       if (d.action === 'pass') return { action: 'pass', url: d.url, setHeaders: d.setHeaders };
@@ -315,7 +398,7 @@ export class TenantRuntime implements Backend {
   private async deliverHook(name: string, req: HookRequest, resp: HookResponse): Promise<void> {
     const program = this.programs.get(name)!;
     try {
-      const r = await this.call(program, toSandboxRequest(req), { phase: 'deliver', response: { status: resp.status, headers: headerPairs(resp.headers) } });
+      const r = await this.call(program, toSandboxRequest(req), { phase: 'deliver', response: { status: resp.status, headers: headerPairs(resp.headers) } }, recordOf(req.headers));
       // Only end-to-end fields: the framing belongs to the body already decided.
       const set = endToEndList(r.headers.flat(), true);
       for (let j = 0; j < set.length; j += 2) {
@@ -333,6 +416,7 @@ export class TenantRuntime implements Backend {
   async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.healthWatch !== undefined) clearInterval(this.healthWatch);
     for (const p of this.programs.values()) if (!keep.has(p.key)) this.pool.unload(p.key);
     await this.cache.close();
     await Promise.all([...this.origins.values()].map((o) => o.close()));

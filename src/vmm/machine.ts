@@ -203,6 +203,7 @@ export class Machine implements SyscallContext {
     return this.loop.cpuTimeNs();
   }
 
+
   // --- running --------------------------------------------------------------------------------
 
   /**

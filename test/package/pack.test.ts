@@ -145,7 +145,7 @@ describe('the packed package, installed into an empty project', { timeout: BUDGE
         child.stderr.on('data', (d: Buffer) => {
           err += d.toString();
           const m = /serving 1 tenant\(s\) on (http:\/\/\S+)/.exec(err);
-          if (m && err.includes('curl -s -H')) resolve(m[1] as string);
+          if (m && err.includes('tinyedge stat')) resolve(m[1] as string);
         });
         child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
       });
@@ -154,6 +154,14 @@ describe('the packed package, installed into an empty project', { timeout: BUDGE
       assert.equal(await hello.body.text(), 'hello, world\n');
       const page = await request(`${url}/`);
       assert.match(await page.body.text(), /Hello from the demo origin/);
+      // The demo's operator token is printed, and the dashboard's files ship with the package.
+      assert.match(err, /operator token: demo-operator-token-change-me/);
+      const admin = /admin API on (http:\/\/\S+)\)/.exec(err)![1]!;
+      for (const path of ['/', '/dashboard/app.js', '/dashboard/uPlot.min.js']) {
+        const r = await request(`${admin}${path}`);
+        assert.equal(r.statusCode, 200, path);
+        await r.body.dump();
+      }
     } finally {
       child.kill('SIGTERM');
     }

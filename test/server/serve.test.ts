@@ -243,7 +243,8 @@ tenants:
     assert.deepEqual((all.json.tenants as Array<{ name: string }>).map((t) => t.name), ['alpha', 'beta', 'gamma']);
   });
 
-  test('the operator scrapes Prometheus metrics per tenant; a tenant token cannot', async () => {
+  test('the operator scrapes Prometheus metrics of every tenant and the process; a tenant its own', async () => {
+    await get('alpha.test', '/cached-metrics');
     const scrape = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` }, dispatcher: agent });
     assert.equal(scrape.statusCode, 200);
     assert.match(String(scrape.headers['content-type']), /^text\/plain; version=0\.0\.4/);
@@ -252,10 +253,26 @@ tenants:
     assert.match(text, /^tinyedge_requests_total\{tenant="alpha"\} [1-9]\d*$/m);
     assert.match(text, /^tinyedge_vm_calls_total\{tenant="alpha"\} [1-9]\d*$/m);
     assert.match(text, /^tinyedge_cache_hits_total\{tenant="beta"\} \d+$/m);
-    assert.match(text, /^tinyedge_request_latency_microseconds\{tenant="alpha",quantile="0\.99"\} \d+$/m);
-    const refused = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${ALPHA_TOKEN}` }, dispatcher: agent });
-    assert.equal(refused.statusCode, 403);
-    await refused.body.dump();
+    // Latency as histograms: by tenant, by program, by origin; the +Inf bucket counts them all.
+    assert.match(text, /^# TYPE tinyedge_request_duration_seconds histogram$/m);
+    const all = Number(/^tinyedge_request_duration_seconds_count\{tenant="alpha"\} (\d+)$/m.exec(text)?.[1]);
+    assert.ok(all > 0);
+    assert.match(text, new RegExp(`^tinyedge_request_duration_seconds_bucket\\{tenant="alpha",le="\\+Inf"\\} ${all}$`, 'm'));
+    assert.match(text, /^tinyedge_request_duration_seconds_bucket\{tenant="alpha",le="0\.001"\} \d+$/m);
+    assert.match(text, /^tinyedge_vm_call_duration_seconds_count\{tenant="alpha",program="gen"\} [1-9]\d*$/m);
+    assert.match(text, /^tinyedge_origin_fetch_duration_seconds_count\{tenant="alpha",origin="default"\} [1-9]\d*$/m);
+    assert.match(text, /^tinyedge_origin_healthy\{tenant="alpha",origin="default"\} 1$/m);
+    assert.ok(Number(/^tinyedge_cpu_guest_seconds_total\{tenant="alpha"\} (\S+)$/m.exec(text)?.[1]) > 0);
+    assert.ok(Number(/^tinyedge_cpu_host_seconds_total\{tenant="alpha"\} (\S+)$/m.exec(text)?.[1]) > 0);
+    assert.doesNotMatch(text, /quantile=/);
+    assert.match(text, /^tinyedge_process_cpu_seconds_total \S+$/m);
+
+    const own = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${ALPHA_TOKEN}` }, dispatcher: agent });
+    assert.equal(own.statusCode, 200);
+    const mine = await own.body.text();
+    assert.match(mine, /^tinyedge_requests_total\{tenant="alpha"\} [1-9]\d*$/m);
+    assert.doesNotMatch(mine, /tenant="beta"/);
+    assert.doesNotMatch(mine, /tinyedge_process_/);
   });
 
   test('purge and tag invalidation through the admin API drop cached objects', async () => {

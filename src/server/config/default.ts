@@ -18,7 +18,7 @@ export const DEFAULT_CONFIG_YAML = `# tinyedge's embedded default configuration 
 server:
   listen: 127.0.0.1:\${TINYEDGE_PORT:-8080}
   admin: 127.0.0.1:\${TINYEDGE_ADMIN_PORT:-8081}
-  operatorToken: \${TINYEDGE_OPERATOR_TOKEN:-}   # no operator calls unless set
+  operatorToken: \${TINYEDGE_OPERATOR_TOKEN:-demo-operator-token-change-me}   # every tenant, the dashboard, tinyedge log/stat
   slice: 2ms        # longest a program call holds the serving thread at a time
 tenants:
   - name: demo

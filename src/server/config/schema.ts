@@ -2,6 +2,7 @@
 // (`timeout: 1s`) to the typed Config (`timeoutMs: 1000`). Every issue it raises already reads
 // `expected …, got …`; cross-field rules (uniqueness, references) live in checks.ts.
 import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { programFile, readableDirectory } from './files.ts';
 import { DEFAULT_SLICE_MS, MAX_BATCH, MAX_WARMUP_REQUESTS } from '../../sandbox/index.ts';
@@ -205,10 +206,20 @@ function tenant(baseDir: string) {
     .transform((t): TenantConfig => t);
 }
 
-const server = mapping({
+/** The access log's path: `-` for stdout, a file (relative to the config's directory), or none. */
+function accessLogPath(baseDir: string): (v: unknown) => Parsed<string | null> {
+  return (v) => {
+    if (v === undefined || v === null || v === '') return ok(null);
+    if (typeof v !== 'string') return no('a file path, or - for stdout');
+    return ok(v === '-' ? '-' : resolvePath(baseDir, v));
+  };
+}
+
+const server = (baseDir: string) => mapping({
   listen: leaf(parseAddress).default(() => ({ ...DEFAULTS.listen })),
   admin: leaf(parseAddress).default(() => ({ ...DEFAULTS.admin })),
   operatorToken: leaf(parseOptionalToken, showSecret).default(null),
+  accessLog: leaf(accessLogPath(baseDir)).default(null),
   slice: duration(true).default(DEFAULTS.sliceMs),
   shards: integer(1, 256).default(DEFAULTS.shards),
   workers: integer(1, 256).optional(),
@@ -218,6 +229,6 @@ const server = mapping({
 
 /** The whole file; paths in it resolve against `baseDir`, and files are checked as they parse. */
 export function configSchema(baseDir: string) {
-  return mapping({ server, tenants: list(tenant(baseDir), 'a list of tenants', 1) }, 'a mapping with server and tenants')
+  return mapping({ server: server(baseDir), tenants: list(tenant(baseDir), 'a list of tenants', 1) }, 'a mapping with server and tenants')
     .transform((c): Omit<Config, 'file' | 'warnings'> => c);
 }

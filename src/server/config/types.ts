@@ -12,6 +12,8 @@ export interface ServerConfig {
   admin: Address;
   /** Token for operator-wide admin calls; null when none is configured (operator calls refused). */
   operatorToken: string | null;
+  /** Where each request's record goes as a JSON line: an absolute file path, '-' (stdout), or null (nowhere). */
+  accessLog: string | null;
   /**
    * The longest a guest call holds the thread serving its connection before that thread serves
    * others for a turn (the call then goes on).

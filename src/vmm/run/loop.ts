@@ -188,8 +188,8 @@ export class RunLoop {
       }
       const entered = performance.now();
       const exit = vcpu.enter();
-      this.exits++;
       this.cpuMs += performance.now() - entered;
+      this.exits++;
       if (exit === 'io') {
         const port = vcpu.ioPort();
         const vector = port - PORT_EXCEPTION_BASE;

@@ -1,0 +1,184 @@
+// The live request log's main-thread side. Readers (admin API streams, the access log) say whose
+// records they want; the shards record just those tenants' requests (none while nobody reads) and
+// send them in batches; a log thread of its own (log-worker.ts) filters and serialises them for
+// each reader, so that the thread serving shard 0 pays only for building the batches; here each
+// reader's bytes are written to its response. A reader that cannot keep up loses records, never
+// slows anyone: what it has not taken stays within a bound, and it is told how many it lost.
+// docs/observability.md has the format.
+import type { ServerResponse } from 'node:http';
+import { Worker } from 'node:worker_threads';
+import type { EncodedBatch } from './record-batch.ts';
+import type { RecordFilter } from './record-filter.ts';
+import { RECORD_NOTHING, type RecordScope } from './records.ts';
+
+/** Messages to the log thread. */
+export type ToLogThread =
+  | { type: 'reader'; id: number; filter: RecordFilter; format: LogFormat }
+  | { type: 'unreader'; id: number }
+  | { type: 'accessLog'; path: string }
+  | { type: 'batch'; batch: EncodedBatch }
+  | { type: 'close' };
+
+/** Messages from the log thread: each reader's serialised records, warnings, and the end. */
+export type FromLogThread =
+  | { type: 'out'; chunks: Array<{ id: number; bytes: Uint8Array; records: number }> }
+  | { type: 'warn'; message: string }
+  | { type: 'closed' };
+
+export type LogFormat = 'ndjson' | 'sse';
+
+/** Most bytes a reader may have waiting in its socket's buffer before its records are dropped. */
+export const MAX_BUFFERED_BYTES = 1024 * 1024;
+
+const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' : './log-worker.js', import.meta.url);
+
+/**
+ * A reader streaming to an HTTP response, as NDJSON (one record a line) or Server-Sent Events
+ * (one `data:` event a record). Records it cannot take are counted; the count reaches it as a
+ * `{"dropped":N}` line (or a `dropped` event) before the next records it gets.
+ */
+export class StreamReader {
+  private dropped = 0;
+  private readonly heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  /** `tenant` null reads every tenant's records (the filter may still name one). */
+  constructor(readonly tenant: string | null, readonly filter: RecordFilter, private readonly res: ServerResponse, readonly format: LogFormat) {
+    res.writeHead(200, {
+      'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    // The head goes now: a reader learns it is connected before the first record.
+    res.flushHeaders();
+    if (format === 'sse') {
+      res.write(': tinyedge live log\n\n');
+      // A comment now and then keeps proxies from closing a quiet stream.
+      this.heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      this.heartbeat.unref();
+    }
+  }
+
+  /** Writes `records` serialised records, or counts them lost when the reader is behind. */
+  write(bytes: Uint8Array, records: number): void {
+    if (this.res.writableLength > MAX_BUFFERED_BYTES || this.res.destroyed) {
+      this.dropped += records;
+      return;
+    }
+    if (this.dropped > 0) {
+      const notice = JSON.stringify({ dropped: this.dropped });
+      this.res.write(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`);
+      this.dropped = 0;
+    }
+    this.res.write(bytes);
+  }
+
+  close(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+  }
+
+  /** Ends the stream (the server is stopping): its reader sees the end at once. */
+  end(): void {
+    this.close();
+    this.res.end();
+  }
+}
+
+/** The main thread's hub: its readers, the log thread, and the recording scope the shards are told. */
+export class LiveLog {
+  private readonly readers = new Map<number, StreamReader>();
+  private nextId = 1;
+  private accessLog = false;
+  private scope: RecordScope = RECORD_NOTHING;
+  private applying: Promise<void> = Promise.resolve();
+  private worker: Worker | undefined;
+  private closing: Promise<void> | undefined;
+
+  /** `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). */
+  constructor(private readonly apply: (scope: RecordScope) => Promise<void>, private readonly warn: (message: string) => void) {}
+
+  /** Every shard's batches come here, and go on to the log thread (their columns handed over). */
+  readonly deliver = (batch: EncodedBatch): void => {
+    this.worker?.postMessage({ type: 'batch', batch } satisfies ToLogThread, [batch.nums.buffer, batch.strs.buffer]);
+  };
+
+  /** Adds a reader; resolves once every shard records what it reads. */
+  add(reader: StreamReader): Promise<void> {
+    const id = this.nextId++;
+    this.readers.set(id, reader);
+    this.post({ type: 'reader', id, filter: reader.filter, format: reader.format });
+    return this.rescope();
+  }
+
+  remove(reader: StreamReader): Promise<void> {
+    for (const [id, r] of this.readers) {
+      if (r !== reader) continue;
+      this.readers.delete(id);
+      this.worker?.postMessage({ type: 'unreader', id } satisfies ToLogThread);
+      return this.rescope();
+    }
+    return this.applying;
+  }
+
+  /** Writes every tenant's records to `path` ('-': stdout), one JSON line each, from the log thread. */
+  startAccessLog(path: string): Promise<void> {
+    this.accessLog = true;
+    this.post({ type: 'accessLog', path });
+    return this.rescope();
+  }
+
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
+  /** Ends every reader's stream, so that closing the admin port need not wait for them. */
+  endStreams(): void {
+    for (const r of this.readers.values()) r.end();
+  }
+
+  /** Stops recording, lets the log thread write what it has (the access log), and ends it. */
+  async close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.readers.clear();
+      this.accessLog = false;
+      await this.rescope();
+      const worker = this.worker;
+      if (worker === undefined) return;
+      await new Promise<void>((resolve) => {
+        worker.on('message', (m: FromLogThread) => m.type === 'closed' && resolve());
+        worker.once('exit', () => resolve());
+        worker.postMessage({ type: 'close' } satisfies ToLogThread);
+      });
+      await worker.terminate();
+    })();
+    return this.closing;
+  }
+
+  private post(msg: ToLogThread): void {
+    if (this.worker === undefined) {
+      const worker = new Worker(workerUrl);
+      worker.on('message', (m: FromLogThread) => this.onMessage(m));
+      worker.on('error', (err) => this.warn(`the live log's thread failed: ${err.message}; records are no longer written`));
+      // The log thread must never keep the process alive on its own.
+      worker.unref();
+      this.worker = worker;
+    }
+    this.worker.postMessage(msg);
+  }
+
+  private onMessage(m: FromLogThread): void {
+    if (m.type === 'warn') this.warn(m.message);
+    else if (m.type === 'out') for (const c of m.chunks) this.readers.get(c.id)?.write(c.bytes, c.records);
+  }
+
+  private rescope(): Promise<void> {
+    const readers = [...this.readers.values()];
+    const all = this.accessLog || readers.some((r) => r.tenant === null);
+    const tenants = all ? [] : [...new Set(readers.map((r) => r.tenant!))].sort();
+    const next: RecordScope = { all, tenants };
+    if (next.all === this.scope.all && next.tenants.join('\n') === this.scope.tenants.join('\n')) return this.applying;
+    this.scope = next;
+    // One change at a time, in order: the last scope asked is the one the shards end with.
+    this.applying = this.applying.then(() => this.apply(next)).catch(() => undefined);
+    return this.applying;
+  }
+}

@@ -1,0 +1,156 @@
+// Request records as they travel between threads (records.ts has the record): a shard's
+// batcher writes them into columns of numbers and string indexes, sent every 100 ms or 512
+// records as one message whose arrays are transferred, not copied; the log thread decodes them.
+import { CACHE_RESULTS, type CacheResult, type RequestRecord } from './records.ts';
+
+/** Numbers of a record in a batch, in this order; strings are indexes into the batch's table. */
+const NUMS = 12;
+const STRS = 8;
+const CACHE_CODES: ReadonlyMap<CacheResult, number> = new Map(CACHE_RESULTS.map((c, i) => [c, i]));
+const KINDS = ['origin', 'program'] as const;
+
+/**
+ * Records as they travel between threads: columns of numbers and of string indexes (transferred,
+ * not copied), and the distinct strings once each. Building one costs a request a few stores:
+ * no object per request, and the message is one per batch.
+ */
+export interface EncodedBatch {
+  count: number;
+  nums: Float64Array<ArrayBuffer>;
+  strs: Uint32Array<ArrayBuffer>;
+  /** Index 0 of `strs` means null; i means table[i - 1]. */
+  table: string[];
+}
+
+/** Batches a shard's records: sent every `intervalMs`, or at once when `max` are waiting. */
+export class RecordBatcher {
+  private count = 0;
+  private nums: Float64Array<ArrayBuffer>;
+  private strs: Uint32Array<ArrayBuffer>;
+  private table: string[] = [];
+  private index = new Map<string, number>();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly send: (batch: EncodedBatch) => void, private readonly intervalMs = 100, private readonly max = 512) {
+    this.nums = new Float64Array(max * NUMS);
+    this.strs = new Uint32Array(max * STRS);
+  }
+
+  /** Adds a complete record (a bound function: records call it when they complete). */
+  readonly push = (r: RequestRecord): void => {
+    const n = this.count * NUMS;
+    const nums = this.nums;
+    nums[n] = r.time; nums[n + 1] = r.shard; nums[n + 2] = r.status; nums[n + 3] = r.cache === null ? -1 : CACHE_CODES.get(r.cache)!;
+    nums[n + 4] = r.backendKind === null ? -1 : KINDS.indexOf(r.backendKind); nums[n + 5] = r.totalUs; nums[n + 6] = r.vmUs; nums[n + 7] = r.guestUs;
+    nums[n + 8] = r.vmExits; nums[n + 9] = r.dirtyPages; nums[n + 10] = r.bytes; nums[n + 11] = r.originStatus ?? -1;
+    const m = this.count * STRS;
+    const strs = this.strs;
+    strs[m] = this.str(r.tenant); strs[m + 1] = this.str(r.host); strs[m + 2] = this.str(r.method); strs[m + 3] = this.str(r.url);
+    strs[m + 4] = this.str(r.backend); strs[m + 5] = this.str(r.version); strs[m + 6] = this.str(r.error);
+    strs[m + 7] = r.logs.length === 0 ? 0 : this.str(JSON.stringify(r.logs));
+    this.added();
+  };
+
+  /** Adds the record of a fast-path hit, straight into the columns. */
+  pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void {
+    const n = this.count * NUMS;
+    const nums = this.nums;
+    nums[n] = Math.round(performance.timeOrigin + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
+    nums[n + 4] = -1; nums[n + 5] = Math.round(totalUs); nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = bytes; nums[n + 11] = -1;
+    const m = this.count * STRS;
+    const strs = this.strs;
+    strs[m] = this.str(tenant); strs[m + 1] = this.str(host); strs[m + 2] = this.str(method); strs[m + 3] = this.str(url);
+    strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
+    this.added();
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.count === 0) return;
+    const batch: EncodedBatch = { count: this.count, nums: this.nums, strs: this.strs, table: this.table };
+    this.count = 0;
+    this.nums = new Float64Array(this.max * NUMS);
+    this.strs = new Uint32Array(this.max * STRS);
+    this.table = [];
+    this.index.clear();
+    this.send(batch);
+  }
+
+  private str(v: string | null): number {
+    if (v === null) return 0;
+    let i = this.index.get(v);
+    if (i === undefined) {
+      i = this.table.push(v);
+      this.index.set(v, i);
+    }
+    return i;
+  }
+
+  private added(): void {
+    if (++this.count >= this.max) this.flush();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.flush(), this.intervalMs);
+      // Records waiting must never keep a process alive.
+      this.timer.unref();
+    }
+  }
+}
+
+const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');
+const CACHE_JSON = CACHE_RESULTS.map((c) => `"${c}"`);
+const KIND_JSON = KINDS.map((k) => `"${k}"`);
+
+/**
+ * Serialises records of a batch as JSON lines (or Server-Sent Events), straight from the
+ * columns: each distinct string is escaped once per batch, not once per record. The text is
+ * what `JSON.stringify` of the decoded record gives (a test checks it). `pick`: the records to
+ * write, by index (all when omitted).
+ */
+export class BatchWriter {
+  private escaped: string[] | undefined;
+
+  constructor(private readonly b: EncodedBatch) {}
+
+  write(format: 'ndjson' | 'sse', pick?: readonly number[]): string {
+    const b = this.b;
+    const esc = (this.escaped ??= b.table.map((v) => JSON.stringify(v)));
+    const s = (i: number): string => (i === 0 ? 'null' : esc[i - 1]!);
+    const [open, close] = format === 'sse' ? ['data: ', '\n\n'] : ['', '\n'];
+    const x = b.nums;
+    let text = '';
+    const count = pick === undefined ? b.count : pick.length;
+    for (let j = 0; j < count; j++) {
+      const k = pick === undefined ? j : pick[j]!;
+      const n = k * NUMS;
+      const m = k * STRS;
+      const st = b.strs;
+      const logs = st[m + 7]!;
+      text += open + '{"time":' + x[n] + ',"shard":' + x[n + 1] + ',"tenant":' + s(st[m]!) + ',"host":' + s(st[m + 1]!) + ',"method":' + s(st[m + 2]!)
+        + ',"url":' + s(st[m + 3]!) + ',"status":' + x[n + 2] + ',"cache":' + (x[n + 3]! < 0 ? 'null' : CACHE_JSON[x[n + 3]!]) + ',"backend":' + s(st[m + 4]!)
+        + ',"backendKind":' + (x[n + 4]! < 0 ? 'null' : KIND_JSON[x[n + 4]!]) + ',"version":' + s(st[m + 5]!) + ',"totalUs":' + x[n + 5] + ',"vmUs":' + x[n + 6]
+        + ',"guestUs":' + x[n + 7] + ',"vmExits":' + x[n + 8] + ',"dirtyPages":' + x[n + 9] + ',"bytes":' + x[n + 10]
+        + ',"originStatus":' + (x[n + 11]! < 0 ? 'null' : x[n + 11]) + ',"error":' + s(st[m + 6]!) + ',"logs":' + (logs === 0 ? '[]' : b.table[logs - 1]) + '}' + close;
+    }
+    return text;
+  }
+}
+
+/** The records of a batch, as objects again (on the log thread). */
+export function decodeBatch(b: EncodedBatch): RequestRecord[] {
+  const out: RequestRecord[] = [];
+  const s = (i: number): string | null => (i === 0 ? null : b.table[i - 1]!);
+  for (let k = 0; k < b.count; k++) {
+    const n = k * NUMS;
+    const m = k * STRS;
+    const x = b.nums;
+    const logs = s(b.strs[m + 7]!);
+    out.push({
+      time: x[n]!, shard: x[n + 1]!, tenant: s(b.strs[m]!)!, host: s(b.strs[m + 1]!)!, method: s(b.strs[m + 2]!)!, url: s(b.strs[m + 3]!)!, status: x[n + 2]!,
+      cache: x[n + 3]! < 0 ? null : CACHE_RESULTS[x[n + 3]!]!, backend: s(b.strs[m + 4]!), backendKind: x[n + 4]! < 0 ? null : KINDS[x[n + 4]!]!,
+      version: s(b.strs[m + 5]!), totalUs: x[n + 5]!, vmUs: x[n + 6]!, guestUs: x[n + 7]!, vmExits: x[n + 8]!, dirtyPages: x[n + 9]!, bytes: x[n + 10]!,
+      originStatus: x[n + 11]! < 0 ? null : x[n + 11]!, error: s(b.strs[m + 6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,172 @@
+// `tinyedge log` and `tinyedge stat` as a user runs them: the real CLI in a process of its own,
+// against a running server over its admin API.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { request } from 'undici';
+import { parseConfig } from '../../src/server/config.ts';
+import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
+import { EdgeServer } from '../../src/server/server.ts';
+import { buildGuest, ROOT } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
+
+const BIN = join(ROOT, 'bin/tinyedge.js');
+const OP = 'operator-token-0123456789';
+const A = 'tenant-a-token-0123456789';
+
+/** A CLI process whose stdout lines are collected as they come. */
+class Cli {
+  readonly lines: string[] = [];
+  readonly stderr: string[] = [];
+  readonly child: ChildProcessWithoutNullStreams;
+  private waiters: Array<() => void> = [];
+
+  constructor(args: string[], token: string) {
+    this.child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TINYEDGE_TOKEN: token } });
+    let rest = '';
+    this.child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      rest += c;
+      const parts = rest.split('\n');
+      rest = parts.pop() ?? '';
+      this.lines.push(...parts);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.child.stderr.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
+  }
+
+  async waitFor(pick: (line: string) => boolean): Promise<string> {
+    for (;;) {
+      const l = this.lines.find(pick);
+      if (l !== undefined) return l;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  stop(): void {
+    this.child.kill();
+  }
+}
+
+describe('tinyedge log and stat against a running server', needsKvm(), () => {
+  let edge: EdgeServer;
+  let origin: DemoOrigin;
+  const send = async (host: string, path: string): Promise<void> => {
+    const r = await request(`${edge.front.url}${path}`, { headers: { host, connection: 'close' } });
+    await r.body.text();
+  };
+  /** Until the CLI's stream is attached: the server counts its readers. */
+  const readers = async (n: number): Promise<void> => {
+    while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 20));
+  };
+  /** Starts a CLI once the readers of earlier tests have gone, and waits until its stream is attached. */
+  const follow = async (args: string[], token: string): Promise<Cli> => {
+    await readers(0);
+    const cli = new Cli(args, token);
+    await readers(1);
+    return cli;
+  };
+
+  before(async () => {
+    origin = await startDemoOrigin('127.0.0.1', 0);
+    const yaml = `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP} }
+tenants:
+  - name: a
+    hosts: [a.test]
+    token: ${A}
+    origins: [{ name: default, url: "${origin.url}" }]
+    programs:
+      - { name: echo, file: ${buildGuest('sdk_headers')}, routes: [{ prefix: /p }], memory: 16MiB }
+  - name: b
+    hosts: [b.test]
+    token: tenant-b-token-0123456789
+    origins: [{ name: default, url: "${origin.url}" }]
+`;
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-observe-test.yaml' }), { logger: pino({ level: 'silent' }) });
+  });
+  after(async () => {
+    await edge?.close();
+    await origin?.close();
+  });
+
+  test('tinyedge log prints a line per request of its tenant, with the program\'s log lines', async () => {
+    const cli = await follow(['log', '--admin', edge.admin.url, '--tenant', 'a'], A);
+    try {
+      await send('b.test', '/not-mine');
+      await send('a.test', '/page');
+      await send('a.test', '/p/x');
+      const page = await cli.waitFor((l) => l.includes('a.test/page'));
+      assert.match(page, /^\d\d:\d\d:\d\d\.\d{3} a 200 GET a\.test\/page miss \S+ \S+B origin default 200 shard 0$/);
+      const prog = await cli.waitFor((l) => l.includes('a.test/p/x'));
+      assert.match(prog, / 201 GET a\.test\/p\/x miss .* program echo \(a\/echo@\d+\) vm \S+ \(guest \S+, \d+ exits, \d+ pages\) shard 0$/);
+      await cli.waitFor((l) => l === '    log: served a request');
+      assert.ok(cli.lines.every((l) => !l.includes('not-mine')));
+    } finally {
+      cli.stop();
+    }
+  });
+
+  test('tinyedge log --json with filters prints the records as JSON lines', async () => {
+    const cli = await follow(['log', '--admin', edge.admin.url, '--json', '--cache', 'miss', '--prefix', '/j/'], OP);
+    try {
+      await send('a.test', '/j/1');
+      await send('a.test', '/j/1');
+      await send('b.test', '/j/2');
+      await send('a.test', '/k/3');
+      const second = await cli.waitFor((l) => l.includes('"/j/2"'));
+      const records = cli.lines.map((l) => JSON.parse(l) as { url: string; tenant: string; cache: string });
+      assert.deepEqual(records.map((r) => `${r.tenant} ${r.url} ${r.cache}`), ['a /j/1 miss', 'b /j/2 miss']);
+      assert.equal((JSON.parse(second) as { host: string }).host, 'b.test');
+    } finally {
+      cli.stop();
+    }
+  });
+
+  test('tinyedge log says why it cannot follow: a bad token, a tenant not its own, a bad filter', async () => {
+    const run = promisify(execFile);
+    const fails = async (args: string[], token: string, why: RegExp): Promise<void> => {
+      await assert.rejects(run(process.execPath, [BIN, ...args], { env: { ...process.env, TINYEDGE_TOKEN: token } }), (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr, why);
+        return true;
+      });
+    };
+    await fails(['log', '--admin', edge.admin.url], 'wrong-token-0123456789', /401 unknown token/);
+    await fails(['log', '--admin', edge.admin.url, '--tenant', 'b'], A, /403 token not valid for tenant b/);
+    await fails(['log', '--admin', edge.admin.url, '--status', '200'], OP, /400 status filter "200"/);
+  });
+
+  test('tinyedge stat --once prints each tenant\'s totals; a tenant\'s token shows only its own', async () => {
+    for (let i = 0; i < 3; i++) await send('a.test', '/stat');
+    await send('a.test', '/p/stat');
+    const run = promisify(execFile);
+    const all = await run(process.execPath, [BIN, 'stat', '--once', '--admin', edge.admin.url], { env: { ...process.env, TINYEDGE_TOKEN: OP } });
+    const rows = all.stdout.trim().split('\n').map((l) => l.trim().split(/\s{2,}/));
+    assert.deepEqual(rows[0], ['tenant', 'requests', 'hit', 'out', 'vm p50', 'vm p99', '5xx', 'vm errors', 'evictions', 'cpu guest', 'cpu host']);
+    const a = rows.find((r) => r[0] === 'a')!;
+    const stats = (await (await request(`${edge.admin.url}/v1/tenants/a/stats`, { headers: { authorization: `Bearer ${A}` } })).body.json()) as { counters: { requests: number } };
+    assert.equal(Number(a[1]), stats.counters.requests);
+    assert.ok(stats.counters.requests >= 4);
+    assert.match(a[4]!, /^\d+(\.\d)?(µs|ms)$/);
+    assert.notEqual(a[9], '0µs');
+    assert.ok(rows.some((r) => r[0] === 'b'));
+
+    const mine = await run(process.execPath, [BIN, 'stat', '--once', '--admin', edge.admin.url], { env: { ...process.env, TINYEDGE_TOKEN: A } });
+    assert.deepEqual(mine.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['a']);
+  });
+
+  test('tinyedge stat refreshes rates every interval', async () => {
+    const cli = new Cli(['stat', '--admin', edge.admin.url, '--interval', '200'], A);
+    try {
+      await cli.waitFor((l) => l.startsWith('tenant'));
+      await send('a.test', '/rate');
+      // A block whose row for a shows requests in its interval.
+      await cli.waitFor((l) => /^a\s+\d/.test(l) && !/^a\s+0\.0\s/.test(l));
+    } finally {
+      cli.stop();
+    }
+  });
+});

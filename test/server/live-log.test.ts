@@ -1,0 +1,329 @@
+// The live request log over real HTTP, with two shards: one record per request with what served
+// it (cache result, origin or program and version, VM figures, the program's te_log lines, the
+// failure), tenant-scoped (a tenant's token reads only its records, and not another's route),
+// filtered, as NDJSON and as Server-Sent Events; and a reader that cannot keep up loses records,
+// is told how many, and holds no more than its bound.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { Agent, request } from 'undici';
+import { parseConfig } from '../../src/server/config.ts';
+import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
+import { BatchWriter, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import type { RequestRecord } from '../../src/server/records.ts';
+import { EdgeServer } from '../../src/server/server.ts';
+import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
+import { buildGuest } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
+
+const OP = 'operator-token-0123456789';
+const A = 'tenant-a-token-0123456789';
+const B = 'tenant-b-token-0123456789';
+
+/** A live-log stream being read: its records (and other lines) as they arrive. */
+class Stream {
+  readonly lines: Array<Record<string, unknown>> = [];
+  private waiters: Array<() => void> = [];
+  private constructor(readonly res: IncomingMessage) {
+    let rest = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      rest += chunk;
+      let nl: number;
+      while ((nl = rest.indexOf('\n')) >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (line.trim() !== '') this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static open(url: string, token: string): Promise<Stream> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(url, { headers: { authorization: `Bearer ${token}` } }, (res) => {
+        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+        else resolve(new Stream(res));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  get records(): RequestRecord[] {
+    return this.lines.filter((l) => 'time' in l) as unknown as RequestRecord[];
+  }
+
+  /** Resolves with the first record `pick` accepts, once it has arrived. */
+  async find(pick: (r: RequestRecord) => boolean): Promise<RequestRecord> {
+    for (;;) {
+      const r = this.records.find(pick);
+      if (r) return r;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  close(): void {
+    this.res.destroy();
+  }
+}
+
+describe('live request log', needsKvm(), () => {
+  let edge: EdgeServer;
+  let origin: DemoOrigin;
+  const agent = new Agent({ connections: 4 });
+
+  /** A request on a connection of its own (a new connection starts on the fast path). */
+  const get = async (host: string, path: string, reuse = false): Promise<number> => {
+    const r = await request(`${edge.front.url}${path}`, { headers: { host, ...(reuse ? {} : { connection: 'close' }) }, dispatcher: reuse ? agent : undefined });
+    await r.body.text();
+    return r.statusCode;
+  };
+  const logUrl = (path: string): string => `${edge.admin.url}${path}`;
+
+  before(async () => {
+    origin = await startDemoOrigin('127.0.0.1', 0);
+    const headers = buildGuest('sdk_headers');
+    const misbehave = buildGuest('sdk_misbehave');
+    const yaml = `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 2 }
+tenants:
+  - name: a
+    hosts: [a.test]
+    token: ${A}
+    origins: [{ name: default, url: "${origin.url}" }]
+    programs:
+      - { name: echo, file: ${headers}, routes: [{ prefix: /p }], memory: 16MiB }
+  - name: b
+    hosts: [b.test]
+    token: ${B}
+    programs:
+      - { name: misbehave, file: ${misbehave}, routes: [{ prefix: / }], memory: 16MiB, timeout: 300ms }
+`;
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-live-log-test.yaml' }), { logger: pino({ level: 'silent' }) });
+  });
+  after(async () => {
+    await agent.close();
+    await edge?.close();
+    await origin?.close();
+  });
+
+  test("a tenant's stream has a record per request: cache result, backend, VM figures, te_log lines", async () => {
+    const s = await Stream.open(logUrl('/v1/tenants/a/log'), A);
+    try {
+      assert.equal(s.res.headers['content-type'], 'application/x-ndjson; charset=utf-8');
+      // Each shard has its own cache: by the third request one of them has the page.
+      for (let i = 0; i < 3; i++) assert.equal(await get('a.test', '/page?x=1'), 200);
+      assert.equal(await get('a.test', '/p/echo', true), 201);
+      assert.equal(await get('b.test', '/other'), 200);
+
+      const miss = await s.find((r) => r.url === '/page?x=1' && r.cache === 'miss');
+      assert.equal(miss.tenant, 'a');
+      assert.equal(miss.host, 'a.test');
+      assert.equal(miss.method, 'GET');
+      assert.equal(miss.status, 200);
+      assert.equal(miss.backend, 'default');
+      assert.equal(miss.backendKind, 'origin');
+      assert.equal(miss.originStatus, 200);
+      assert.ok(miss.bytes! > 0);
+      assert.ok(miss.totalUs > 0);
+      assert.ok(miss.shard === 0 || miss.shard === 1);
+      assert.ok(Math.abs(miss.time - Date.now()) < 60_000);
+      // Asked on a new connection: the fast path's hit, on whichever shard took it.
+      const hit = await s.find((r) => r.url === '/page?x=1' && r.cache !== 'miss');
+      assert.ok(hit.cache === 'fast-hit' || hit.cache === 'hit', String(hit.cache));
+      assert.equal(hit.backend, null);
+      assert.equal(hit.bytes, miss.bytes);
+
+      const prog = await s.find((r) => r.url === '/p/echo');
+      assert.equal(prog.status, 201);
+      assert.equal(prog.cache, 'miss');
+      assert.equal(prog.backend, 'echo');
+      assert.equal(prog.backendKind, 'program');
+      assert.match(String(prog.version), /^a\/echo@\d+$/);
+      assert.equal(prog.originStatus, 201);
+      assert.ok(prog.vmUs > 0 && prog.guestUs > 0 && prog.guestUs <= prog.vmUs, `${prog.vmUs} ${prog.guestUs}`);
+      assert.ok(prog.vmExits > 0);
+      assert.ok(prog.dirtyPages > 0);
+      assert.deepEqual(prog.logs, ['served a request']);
+      // Tenant b's request is not in a's stream.
+      assert.ok(s.records.every((r) => r.tenant === 'a'));
+    } finally {
+      s.close();
+    }
+  });
+
+  test("a tenant's token cannot read another tenant's log nor everyone's; the operator's reads all", async () => {
+    await assert.rejects(Stream.open(logUrl('/v1/tenants/b/log'), A), /status 403/);
+    await assert.rejects(Stream.open(logUrl('/v1/log'), A), /status 403/);
+    await assert.rejects(Stream.open(logUrl('/v1/log'), 'nope'), /status 401/);
+    const s = await Stream.open(logUrl('/v1/log'), OP);
+    try {
+      await get('a.test', '/page?all');
+      await get('b.test', '/all');
+      await s.find((r) => r.tenant === 'a' && r.url === '/page?all');
+      await s.find((r) => r.tenant === 'b' && r.url === '/all');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('filters: status class, cache result, URL prefix and backend; a fault and a timeout say why', async () => {
+    const failures = await Stream.open(logUrl('/v1/tenants/b/log?status=5xx'), B);
+    const misses = await Stream.open(logUrl('/v1/log?tenant=a&cache=miss&prefix=/f/'), OP);
+    const program = await Stream.open(logUrl('/v1/log?backend=echo'), OP);
+    try {
+      await get('b.test', '/fine');
+      assert.equal(await get('b.test', '/crash'), 502);
+      assert.equal(await get('b.test', '/loop'), 504);
+      await get('a.test', '/f/1');
+      await get('a.test', '/f/1');
+      await get('a.test', '/g/1');
+      await get('a.test', '/p/filtered', true);
+
+      const fault = await failures.find((r) => r.url === '/crash');
+      assert.equal(fault.status, 502);
+      assert.match(String(fault.error), /^fault: .*page fault/);
+      const timeout = await failures.find((r) => r.url === '/loop');
+      assert.equal(timeout.status, 504);
+      assert.match(String(timeout.error), /^timeout: /);
+      assert.ok(timeout.guestUs > 200_000, String(timeout.guestUs));
+      await misses.find((r) => r.url === '/f/1');
+      const echoed = await program.find((r) => r.url === '/p/filtered');
+      assert.equal(echoed.backend, 'echo');
+
+      // Once the later records are in, the earlier ones the filters leave out are known absent.
+      assert.ok(failures.records.every((r) => r.status >= 500), 'only 5xx');
+      assert.ok(misses.records.every((r) => r.tenant === 'a' && r.url === '/f/1' && r.cache === 'miss'));
+      assert.ok(program.records.every((r) => r.backend === 'echo'));
+    } finally {
+      failures.close();
+      misses.close();
+      program.close();
+    }
+  });
+
+  test('bad filters are refused with the reason', async () => {
+    for (const [q, why] of [['status=200', /class such as 2xx/], ['cache=warm', /expected one of hit/], ['prefix=abc', /starting with \//], ['colour=red', /unknown filter/], ['format=xml', /ndjson or sse/]] as const) {
+      const r = await request(logUrl(`/v1/log?${q}`), { headers: { authorization: `Bearer ${OP}` } });
+      assert.equal(r.statusCode, 400, q);
+      assert.match(String(((await r.body.json()) as { error: string }).error), why);
+    }
+  });
+
+  test('Server-Sent Events for the browser', async () => {
+    const chunks: string[] = [];
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpRequest(logUrl('/v1/tenants/a/log?prefix=/sse'), { headers: { authorization: `Bearer ${A}`, accept: 'text/event-stream' } }, resolve).on('error', reject).end();
+    });
+    try {
+      assert.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8');
+      res.setEncoding('utf8');
+      const got = new Promise<void>((resolve) => res.on('data', (c: string) => {
+        chunks.push(c);
+        if (chunks.join('').includes('"url":"/sse"')) resolve();
+      }));
+      await get('a.test', '/sse');
+      await got;
+      const event = chunks.join('').split('\n\n').find((e) => e.includes('"url":"/sse"'))!;
+      assert.match(event, /^data: \{.*\}$/);
+    } finally {
+      res.destroy();
+    }
+  });
+
+  test('with no reader left, the shards record nothing', async () => {
+    // Readers of the earlier tests are gone once their connections close.
+    const deadline = Date.now() + 5000;
+    while (edge.liveLog.readerCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(edge.liveLog.readerCount, 0);
+  });
+});
+
+describe('a reader that cannot keep up', () => {
+  test('loses records beyond its bound, never holds more, and is told how many it lost', async () => {
+    let gotRes: (res: ServerResponse) => void = () => undefined;
+    const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
+    const server = createServer((_req, res) => gotRes(res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
+    const res = await serverRes;
+    const stream = new StreamReader(null, {}, res, 'ndjson');
+    const client = await clientRes;
+    const record = (i: number): RequestRecord => ({
+      time: 0, shard: 0, tenant: 't', host: 'h', method: 'GET', url: `/${i}`, status: 200, cache: 'hit', backend: null, backendKind: null, version: null,
+      totalUs: 1, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 0, originStatus: null, error: null, logs: ['x'.repeat(900)],
+    });
+    // A stuck socket: nothing leaves the response's buffer while it is corked.
+    res.cork();
+    const lines = (from: number): Buffer => Buffer.from(Array.from({ length: 100 }, (_, i) => `${JSON.stringify(record(from + i))}\n`).join(''));
+    let most = 0;
+    for (let i = 0; i < 40; i++) {
+      stream.write(lines(i * 100), 100);
+      most = Math.max(most, res.writableLength);
+    }
+    // ~110 KB a batch: it stopped taking records at the bound, one batch past it at most.
+    assert.ok(most > MAX_BUFFERED_BYTES && most <= MAX_BUFFERED_BYTES + 120_000, String(most));
+    // The reader catches up.
+    const received: string[] = [];
+    client.setEncoding('utf8');
+    client.on('data', (c: string) => received.push(c));
+    res.uncork();
+    while (res.writableLength > 0) await new Promise((r) => setTimeout(r, 5));
+    stream.write(lines(999).subarray(0, Buffer.byteLength(JSON.stringify(record(999))) + 1), 1);
+    while (!received.join('').includes('"url":"/999"')) await new Promise((r) => setTimeout(r, 5));
+    const got = received.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const taken = got.filter((l) => 'url' in l).length - 1;
+    const notice = got.find((l) => 'dropped' in l);
+    assert.ok(notice, 'a dropped notice');
+    assert.ok(taken > 0 && taken < 4000, String(taken));
+    assert.equal(Number(notice.dropped) + taken, 4000);
+    // The notice comes right before the record that followed the loss.
+    assert.deepEqual(got.slice(-2).map((l) => ('dropped' in l ? 'notice' : l.url)), ['notice', '/999']);
+    stream.close();
+    res.end();
+    client.destroy();
+    server.close();
+  });
+});
+
+describe('batches of records between threads', () => {
+  const full: RequestRecord = {
+    time: 1764480000123, shard: 3, tenant: 'ténant "q"', host: 'a.test:8080', method: 'POST', url: '/p?q="x"&y=\\\n', status: 502, cache: 'pass', backend: 'echo',
+    backendKind: 'program', version: 'a/echo@7', totalUs: 1234, vmUs: 800, guestUs: 600, vmExits: 42, dirtyPages: 9, bytes: 23, originStatus: 502,
+    error: 'fault: page fault at 0x0 (rip 0x401869)', logs: ['one', 'two "2"\u0001'],
+  };
+  const empty: RequestRecord = { ...full, cache: null, backend: null, backendKind: null, version: null, originStatus: null, error: null, logs: [] };
+
+  test('a batch decodes to the records pushed, and serialises as JSON.stringify would', () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), 1000, 4);
+    b.push(full);
+    b.push(empty);
+    b.pushFast(1, 'a', 'a.test', 'GET', '/f', 200, 100, 5, 7.6);
+    b.flush();
+    assert.equal(batches.length, 1);
+    const decoded = decodeBatch(batches[0]!);
+    const fast = decoded[2]!;
+    assert.deepEqual(decoded, [full, empty, { ...empty, shard: 1, tenant: 'a', host: 'a.test', method: 'GET', url: '/f', status: 200, cache: 'fast-hit', totalUs: 8, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 100, time: fast.time }]);
+    const w = new BatchWriter(batches[0]!);
+    assert.equal(w.write('ndjson'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    assert.equal(w.write('sse', [1]), `data: ${JSON.stringify(empty)}\n\n`);
+  });
+
+  test('a full batch goes at once; the next starts empty', () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), 60_000, 2);
+    b.push(full);
+    assert.equal(batches.length, 0);
+    b.push(empty);
+    assert.equal(batches.length, 1);
+    b.push(empty);
+    b.flush();
+    assert.deepEqual(batches.map((x) => decodeBatch(x).length), [2, 1]);
+    assert.deepEqual(decodeBatch(batches[1]!), [empty]);
+  });
+});
