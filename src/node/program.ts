@@ -32,6 +32,8 @@ export interface MountOptions extends Omit<ProgramOptions, 'mode'> {
   concurrency?: number;
   /** How long a request waits for a free instance before a 503. Default 100 ms. */
   queueTimeoutMs?: number;
+  /** A persistent program's largest batch of waiting requests per VM entry (1 to MAX_BATCH). */
+  maxBatch?: number;
   /**
    * The program pool to run on, shared with other mounts and left open by `close()`. Without
    * one, the mount starts its own and closes it with itself. Calls run on the thread that owns
@@ -135,6 +137,11 @@ export class MountedProgram {
         env: options.env,
         allowRead: options.allowRead,
         executableMemory: options.executableMemory,
+        lifecycle: options.lifecycle,
+        resetAfterRequests: options.resetAfterRequests,
+        resetAboveDirtyBytes: options.resetAboveDirtyBytes,
+        warmup: options.warmup,
+        maxBatch: options.maxBatch,
         concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
         queueTimeoutMs: options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS,
       }, warmup);

@@ -82,6 +82,20 @@ describe('the node:http handler', needsKvm(), () => {
     }
   });
 
+  test('a persistent mount keeps its state between requests, from a warmed snapshot, up to its reset bound', async () => {
+    const counter = await createHandler({ program: buildGuest('sdk_persistent'), pool, concurrency: 1, lifecycle: 'persistent', resetAfterRequests: 3, warmup: { requests: 2 } });
+    const at = await listen(counter);
+    try {
+      const bodies: string[] = [];
+      for (let i = 0; i < 4; i++) bodies.push(await (await fetch(`${at.url}/n`)).text());
+      // The warm-up's two requests are in the snapshot; the instance goes back to it after three.
+      assert.deepEqual(bodies.map((b) => /count=(\d+) warm=(\d+)/.exec(b)?.slice(1).join('/')), ['3/2', '4/2', '5/2', '3/2']);
+    } finally {
+      await new Promise((resolve) => at.server.close(resolve));
+      await counter.close();
+    }
+  });
+
   test('a HEAD request gets the program headers and Content-Length, without the body', async () => {
     const r = await request(`${echoAt.url}/head`, { method: 'HEAD' });
     assert.equal(r.statusCode, 200);
