@@ -3,6 +3,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Kvm } from '../kvm/kvm.ts';
 import { Machine } from '../vmm/machine.ts';
+import { MIN_MEMORY_MIB } from '../vmm/x86/layout.ts';
 
 const BASE = 0x40_0000;
 const EHDR = 64;
@@ -47,7 +48,7 @@ export function measureExitFloor(kvm: Kvm, rounds = 5, exits = 5000): number[] {
   const discard = { write: (_fd: 1 | 2, d: Uint8Array) => d.length, read: () => 0, poll: (entries: readonly unknown[]) => entries.map(() => 0) };
   const results: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const m = Machine.boot(kvm, elf, { memoryMiB: 8, argv: ['floor'], env: [], stdio: discard });
+    const m = Machine.boot(kvm, elf, { memoryMiB: MIN_MEMORY_MIB, argv: ['floor'], env: [], stdio: discard });
     try {
       const t = performance.now();
       m.run(60_000);
