@@ -197,7 +197,7 @@ export class Cache {
 
   /** One lurker pass: drops expired objects and objects banned by lurkable bans, prunes old bans. */
   lurk(): void {
-    const oldest = this.namespace.sweep(this.parts.now(), this.bans.seq, (obj) => this.bans.bannedByLurker(obj));
+    const oldest = this.namespace.sweep(this.parts.now(), this.bans.seq, this.bans.size === 0 ? null : (obj) => this.bans.bannedByLurker(obj));
     const bytes = this.bans.bytes;
     this.bans.prune(oldest);
     this.namespace.account(this.bans.bytes - bytes);

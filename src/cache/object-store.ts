@@ -33,9 +33,10 @@ export interface ObjectStore {
   keys(): string[];
   /**
    * The lurker's pass: drops expired objects and hit-for-miss markers, and objects `banned` (called
-   * for objects older than ban position `banSeq`) says go. Answers the oldest ban position left.
+   * for objects older than ban position `banSeq`; null when no ban is pending) says go. Answers the
+   * oldest ban position left.
    */
-  sweep(now: number, banSeq: number, banned: (obj: CacheObject) => boolean): number;
+  sweep(now: number, banSeq: number, banned: ((obj: CacheObject) => boolean) | null): number;
   /** Remembers until `untilMs` that `key` gave an uncacheable answer (Varnish hit-for-miss). */
   markHitForMiss(key: string, untilMs: number): void;
   isHitForMiss(key: string, now: number): boolean;

@@ -175,9 +175,7 @@ export class SharedNamespace implements ObjectStore {
   }
 
   get hitForMissMarkers(): number {
-    let n = 0;
-    for (const r of this.store.summaries(this.id)) if (r.marker) n++;
-    return n;
+    return this.store.markerCount(this.id);
   }
 
   account(delta: number): void {
@@ -311,10 +309,12 @@ export class SharedNamespace implements ObjectStore {
     return [...keys];
   }
 
-  sweep(now: number, banSeq: number, banned: (obj: CacheObject) => boolean): number {
+  sweep(now: number, banSeq: number, banned: ((obj: CacheObject) => boolean) | null): number {
     this.store.removeExpired(this.id, now);
     for (const m of [...this.local.values()]) if (!this.store.isLive(m.record.id, m.record.gen)) this.forget(m);
     let oldest = banSeq;
+    // No ban pending: no record to test, and nothing to prune (the walk decodes every key).
+    if (banned === null) return oldest;
     for (const r of this.store.summaries(this.id)) {
       if (r.marker || r.banSeq >= banSeq) {
         if (!r.marker && r.banSeq < oldest) oldest = r.banSeq;

@@ -241,10 +241,10 @@ export class Namespace implements ObjectStore {
     return [...this.lru];
   }
 
-  sweep(now: number, banSeq: number, banned: (obj: CacheObject) => boolean): number {
+  sweep(now: number, banSeq: number, banned: ((obj: CacheObject) => boolean) | null): number {
     let oldest = banSeq;
     for (const obj of this.all()) {
-      if (expired(obj.life, now) || (obj.banSeq < banSeq && banned(obj))) {
+      if (expired(obj.life, now) || (banned !== null && obj.banSeq < banSeq && banned(obj))) {
         this.remove(obj);
         continue;
       }

@@ -61,6 +61,18 @@ export class NamespaceWalks extends RecordTable {
       return out;
     });
   }
+
+  /** How many records of `ns` are markers (`RecordInit.marker`), without decoding anything. */
+  markerCount(ns: number): number {
+    return this.write(ns, () => {
+      let n = 0;
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
+        if ((this.idx[id * L.REC_WORDS + L.R_FLAGS]! & L.FLAG_MARKER) !== 0) n++;
+      }
+      return n;
+    });
+  }
+
   /** Removes the records of `ns` whose expiry is at or before `nowMs`; answers how many. */
   removeExpired(ns: number, nowMs: number): number {
     const limit = Math.floor((nowMs - this.f64[L.F_EPOCH]!) / 1000);
