@@ -39,6 +39,13 @@ export function getHeader(list: readonly string[], name: string): string | undef
   return undefined;
 }
 
+/** How many fields named `name` (lower-case) a flat list has. */
+export function countHeader(list: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) n++;
+  return n;
+}
+
 /** All values of `name` joined with ", " (how list-valued fields combine, RFC 9110 §5.3). */
 export function getJoined(list: readonly string[], name: string): string | undefined {
   let out: string | undefined;
@@ -65,6 +72,41 @@ export function reqHeader(headers: IncomingHttpHeaders, name: string): string | 
 }
 
 /** Parses an HTTP-date (RFC 9110 §5.6.7) to epoch ms; NaN when invalid. */
+const MONTHS = 'Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec';
+const MONTH_INDEX = new Map(MONTHS.split('|').map((m, i) => [m, i]));
+/** IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d{2}) (${MONTHS}) (\\d{4}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`);
+/** rfc850-date: `Sunday, 06-Nov-94 08:49:37 GMT`. */
+const RFC850_DATE = new RegExp(`^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d{2})-(${MONTHS})-(\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`);
+/** asctime-date: `Sun Nov  6 08:49:37 1994`. */
+const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (${MONTHS}) ( \\d|\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) (\\d{4})$`);
+
+/**
+ * An HTTP-date in exactly one of the three forms RFC 9110 §5.6.7 defines, as epoch ms; NaN for
+ * anything else (another zone, a missing comma, dashes in an IMF-fixdate, extra spaces, a
+ * one-digit hour). For Expires, where an invalid date means "already expired" (RFC 9111 §5.3).
+ */
+export function parseStrictHttpDate(value: string): number {
+  let m = IMF_FIXDATE.exec(value);
+  if (m !== null) return utc(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  m = RFC850_DATE.exec(value);
+  if (m !== null) {
+    // A two-digit year more than 50 years ahead is the latest past year ending so (RFC 9110 §5.6.7).
+    let year = 2000 + Number(m[3]);
+    if (year > new Date().getUTCFullYear() + 50) year -= 100;
+    return utc(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  }
+  m = ASCTIME_DATE.exec(value);
+  if (m !== null) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!);
+  return NaN;
+}
+
+function utc(year: number, month: string, day: number, h: string, min: string, s: string): number {
+  const [hh, mm, ss] = [Number(h), Number(min), Number(s)];
+  if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return NaN;
+  return Date.UTC(year, MONTH_INDEX.get(month)!, day, hh, mm, Math.min(ss, 59));
+}
+
 export function parseHttpDate(value: string | undefined): number {
   // Date.parse also takes bare numbers ("0" → year 2000); an HTTP-date always names a month.
   if (value === undefined || !/[A-Za-z]{3}/.test(value)) return NaN;

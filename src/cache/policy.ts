@@ -3,7 +3,7 @@
 // (only kept to revalidate). All times here are epoch milliseconds; header values are seconds.
 import type { BackendPolicy } from './origin.ts';
 import type { CacheControl } from './cache-control.ts';
-import { getHeader, getJoined, parseHttpDate, type HeaderList } from './headers.ts';
+import { countHeader, getHeader, getJoined, parseHttpDate, parseStrictHttpDate, type HeaderList } from './headers.ts';
 
 /** Engine-wide defaults the policy falls back on. */
 export interface PolicyConfig {
@@ -61,8 +61,9 @@ function freshnessLifetime(status: number, headers: HeaderList, cc: CacheControl
   if (Number.isNaN(date)) date = responseTime;
   const expires = getHeader(headers, 'expires');
   if (expires !== undefined) {
-    const exp = parseHttpDate(expires);
-    // An invalid Expires ("0", garbage) means "already expired" (RFC 9111 §5.3).
+    // An invalid Expires ("0", a date in none of the three HTTP-date forms, or two Expires
+    // fields) means "already expired" (RFC 9111 §5.3).
+    const exp = countHeader(headers, 'expires') === 1 ? parseStrictHttpDate(expires.trim()) : NaN;
     return { ms: Number.isNaN(exp) ? 0 : Math.max(0, exp - date), heuristic: false };
   }
   if (HEURISTIC_STATUS.has(status) || cc.public) {

@@ -102,6 +102,34 @@ test('treats an invalid Expires as already expired', async () => {
   await done();
 });
 
+test('an Expires in none of the three HTTP-date forms, or given twice, is already expired; each form is honoured', async () => {
+  // Ten days ahead: every invalid form below would still be in the future if read leniently.
+  const later = new Date(Date.now() + 10 * 86_400_000);
+  const imf = later.toUTCString();
+  const [wd, dd, mon, yyyy, time] = imf.split(' ') as [string, string, string, string, string];
+  const day = { Mon: 'Monday', Tue: 'Tuesday', Wed: 'Wednesday', Thu: 'Thursday', Fri: 'Friday', Sat: 'Saturday', Sun: 'Sunday' }[wd.slice(0, 3)]!;
+  const valid = [imf, `${day}, ${dd}-${mon}-${yyyy.slice(2)} ${time} GMT`, `${wd.slice(0, 3)} ${mon} ${String(Number(dd)).padStart(2, ' ')} ${time} ${yyyy}`];
+  const invalid = [
+    imf.replace(',', ''), `${wd} ${dd}-${mon}-${yyyy} ${time} GMT`, imf.replace(' ', '  '), imf.replace(/ \d\d:(\d\d:\d\d) GMT$/, ' 7:$1 GMT'),
+    imf.replace('GMT', 'UTC'), '0', 'yesterday',
+  ];
+  const cases = [...valid, ...invalid];
+  const origin = await startOrigin((req, res) => {
+    const e = cases[Number(req.url!.slice(2))];
+    // Node sends an array as one field per value: two Expires fields.
+    res.writeHead(200, { expires: e ?? [imf, imf] } as unknown as OutgoingHttpHeaders);
+    res.end('body');
+  });
+  const proxy = await startProxy(origin, { defaultGraceSec: 0, defaultKeepSec: 0 });
+  for (const [i, e] of [...cases, 'twice'].entries()) {
+    await get(proxy.url, `/e${i}`);
+    assert.equal((await get(proxy.url, `/e${i}`)).headers['x-cache'], valid.includes(e) ? 'HIT' : 'MISS', e);
+  }
+  assert.equal(origin.hits, valid.length + 2 * (invalid.length + 1));
+  await proxy.close();
+  await origin.close();
+});
+
 test('gives a 200 with Last-Modified heuristic freshness of 10% of Date minus Last-Modified', async () => {
   const now = Date.now();
   const { origin, proxy, done } = await setup(() => ({ date: httpDate(now), 'last-modified': httpDate(now - 1000_000) }));
