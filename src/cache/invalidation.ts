@@ -184,10 +184,12 @@ export class BanList {
   }
 }
 
-const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+/** Methods RFC 9110 §9.2.1 defines as safe; every other, unknown ones included, is unsafe here. */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
+/** RFC 9111 §4.4 invalidates after "an unsafe request method (including methods whose safety is unknown)". */
 export function isUnsafeMethod(method: string): boolean {
-  return UNSAFE.has(method);
+  return !SAFE.has(method);
 }
 
 /**

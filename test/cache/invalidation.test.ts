@@ -132,7 +132,7 @@ test('tag invalidation drops every object carrying the Surrogate-Key, which is n
   await done();
 });
 
-for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'M-SEARCH']) {
   test(`a successful ${method} passes to the origin and invalidates its target URI`, async () => {
     const { origin, proxy, done } = await setup();
     await get(proxy.url, '/doc');
@@ -153,6 +153,14 @@ test('a successful unsafe request also invalidates same-origin Location and Cont
   await send(`${proxy.url}/items`, { method: 'POST', body: '{}' });
   assert.equal(await xcache(proxy, '/items/7'), 'MISS');
   assert.equal(await xcache(proxy, '/items/8'), 'HIT');
+  await done();
+});
+
+test('a safe method that is not GET or HEAD (OPTIONS) passes through and invalidates nothing', async () => {
+  const { proxy, done } = await setup();
+  await get(proxy.url, '/doc');
+  assert.equal((await send(`${proxy.url}/doc`, { method: 'OPTIONS' })).headers['x-cache'], 'PASS');
+  assert.equal(await xcache(proxy, '/doc'), 'HIT');
   await done();
 });
 
