@@ -1,5 +1,7 @@
 // Cache-Control parsing (RFC 9111 §5.2): one pass over the field value into a plain record, for
-// requests and responses alike. Unknown directives are ignored, as §5.2.3 requires.
+// requests and responses alike. Unknown directives are ignored, as §5.2.3 requires. And the
+// targeted fields (RFC 9213) that take Cache-Control's place for the cache.
+import type { HeaderList } from './headers.ts';
 
 /** Directives tinyedge acts on. Times are in seconds; absent means "not present". */
 export interface CacheControl {
@@ -57,6 +59,34 @@ function splitDirectives(value: string): string[] {
   out.push(cur);
   return out;
 }
+
+/**
+ * Targeted cache-control fields (RFC 9213) tinyedge obeys, in the order it looks for them: its own,
+ * then the one every CDN obeys. The first with a valid, non-empty value decides how the cache
+ * treats the response in place of Cache-Control and Expires; clients still get every field.
+ */
+export const TARGETED_FIELDS = ['tinyedge-cache-control', 'cdn-cache-control'] as const;
+
+/**
+ * The response fields the cache's policy reads: `headers` as they are, or, when a targeted field
+ * applies, without Cache-Control and Expires and with the targeted value as Cache-Control.
+ */
+export function policyHeaders(headers: HeaderList): HeaderList {
+  for (const name of TARGETED_FIELDS) {
+    let value: string | undefined;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) value = value === undefined ? headers[i + 1] : `${value}, ${headers[i + 1]}`;
+    // A targeted field is a Structured Fields dictionary: a value that is not one is ignored.
+    if (value === undefined || !DICTIONARY.test(value.trim())) continue;
+    const out: HeaderList = [];
+    for (let i = 0; i < headers.length; i += 2) if (headers[i] !== 'cache-control' && headers[i] !== 'expires') out.push(headers[i]!, headers[i + 1]!);
+    out.push('cache-control', value.trim());
+    return out;
+  }
+  return headers;
+}
+
+/** A Structured Fields dictionary of tokens and integers, as targeted fields carry (RFC 8941 §3.2, simplified). */
+const DICTIONARY = /^[a-z*][a-z0-9_\-.*]*(=(\d{1,15}|[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*|"[^"\\]*"))?(\s*,\s*[a-z*][a-z0-9_\-.*]*(=(\d{1,15}|[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*|"[^"\\]*"))?)*$/;
 
 /** Parses one (possibly comma-joined) Cache-Control value. The first occurrence of a directive wins. */
 export function parseCacheControl(value: string | undefined): CacheControl {

@@ -3,7 +3,7 @@
 // insert the object only once the body is complete. Revalidation 304s refresh the stored object;
 // failures fall back to a stale object inside grace / stale-if-error.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { parseCacheControl } from './cache-control.ts';
+import { parseCacheControl, policyHeaders } from './cache-control.ts';
 import type { BusyFetch } from './coalesce.ts';
 import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
@@ -93,7 +93,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   if (resp.status === 304 && stale !== null) {
     // RFC 9111 §4.3.4: the stored object is still good; take the new header fields and freshness.
     resp.body.resume();
-    const refreshedHeaders = mergeForVerdict(stale.headers, resp.headers);
+    const refreshedHeaders = policyHeaders(mergeForVerdict(stale.headers, resp.headers));
     const cc = parseCacheControl(getJoined(refreshedHeaders, 'cache-control'));
     const v = storeVerdict(stale.status, refreshedHeaders, cc, facts, times, e.policy);
     const names = varyNames(refreshedHeaders);
@@ -118,8 +118,10 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     return;
   }
 
-  const cc = parseCacheControl(getJoined(resp.headers, 'cache-control'));
-  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : withBackendPolicy(storeVerdict(resp.status, resp.headers, cc, facts, times, e.policy), resp.policy, resp.status, resp.headers, facts, times, e.policy);
+  // Targeted fields (CDN-Cache-Control) decide for the cache in place of Cache-Control and Expires.
+  const forPolicy = policyHeaders(resp.headers);
+  const cc = parseCacheControl(getJoined(forPolicy, 'cache-control'));
+  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : withBackendPolicy(storeVerdict(resp.status, forPolicy, cc, facts, times, e.policy), resp.policy, resp.status, resp.headers, facts, times, e.policy);
   const clHeader = getHeader(resp.headers, 'content-length');
   const contentLength = clHeader !== undefined && /^\d+$/.test(clHeader) ? Number(clHeader) : null;
   const names = varyNames(resp.headers);

@@ -235,3 +235,26 @@ test('an object stored for an anonymous request is not served to a request with 
   assert.equal(origin.hits, 2);
   await done();
 });
+
+test('CDN-Cache-Control (RFC 9213) decides for the cache in place of Cache-Control and Expires; clients get every field', async () => {
+  const cases: Array<[string, OutgoingHttpHeaders, 'HIT' | 'MISS']> = [
+    ['cdn stores what Cache-Control forbids', { 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60' }, 'HIT'],
+    ['cdn forbids what Cache-Control allows', { 'cache-control': 'max-age=60', 'cdn-cache-control': 'no-store' }, 'MISS'],
+    ['cdn overrides an Expires in the future', { expires: new Date(Date.now() + 3_600_000).toUTCString(), 'cdn-cache-control': 'max-age=0' }, 'MISS'],
+    ['tinyedge-cache-control comes before cdn-cache-control', { 'tinyedge-cache-control': 'max-age=60', 'cdn-cache-control': 'no-store' }, 'HIT'],
+    ['an invalid targeted value is ignored', { 'cache-control': 'max-age=60', 'cdn-cache-control': 'max-age=60;;bad' }, 'HIT'],
+    ['an invalid targeted value does not make a response cacheable', { 'cache-control': 'no-store', 'cdn-cache-control': '"max-age=60"' }, 'MISS'],
+  ];
+  const origin = await startOrigin((req, res) => {
+    res.writeHead(200, cases[Number(req.url!.slice(1))]![1]);
+    res.end('x');
+  });
+  const proxy = await startProxy(origin, { defaultGraceSec: 0, defaultKeepSec: 0 });
+  for (const [i, [what, headers, expected]] of cases.entries()) {
+    const first = await get(proxy.url, `/${i}`);
+    for (const name of Object.keys(headers)) assert.ok(first.headers[name] !== undefined, `${what}: ${name} reaches the client`);
+    assert.equal((await get(proxy.url, `/${i}`)).headers['x-cache'], expected, what);
+  }
+  await proxy.close();
+  await origin.close();
+});
