@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
 import type { LogOptions } from './log.ts';
-import { addProgramOptions, collect, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import { addProgramOptions, collect, duration, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
@@ -82,6 +82,8 @@ function addProxy(program: Command): void {
     .option('--listen <addr>', 'address to listen on, HOST:PORT', listenAddress, listenAddress('127.0.0.1:8080'))
     .option('--memory <size>', 'cache size, e.g. 512MiB or 1GiB (a bare number is bytes)', size, size('256MiB'))
     .option('--host-header <name>', "Host header sent to the origin instead of the client's", hostHeader)
+    .option('--default-grace <duration>', 'grace of responses without stale-while-revalidate, e.g. 10s or 0', duration, 10_000)
+    .option('--default-keep <duration>', 'how long objects with a validator are kept past grace, e.g. 60s or 0', duration, 60_000)
     .action(async (opts: ProxyOptions) => {
       const { proxy } = await import('./proxy.ts');
       process.exitCode = await proxy(opts);

@@ -3,7 +3,7 @@
 // argument): one line, `error: option '--x <v>' argument 'y' is invalid. <why>`, exit status 2,
 // reported before the subcommand's module is even loaded. This module must stay cheap to import.
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseGuestMemory, parseSize } from '../server/config/values.ts';
+import { parseDuration, parseGuestMemory, parseSize } from '../server/config/values.ts';
 
 /** Exit status of a command line that is wrong (`tinyedge run` keeps 124/125 for its program). */
 export const EXIT_USAGE = 2;
@@ -47,6 +47,13 @@ export function header(value: string, previous: Array<[string, string]>): Array<
 export function size(value: string): number {
   const r = parseSize(value, true);
   if (!r.ok) throw new InvalidArgumentError(`expected ${r.expected}${r.detail ? `; ${r.detail}` : ''}.`);
+  return r.value;
+}
+
+/** A duration, as the config file takes it (one parser): `500ms`, `10s`, `2m`, or milliseconds; 0 allowed. */
+export function duration(value: string): number {
+  const r = parseDuration(/^\d+$/.test(value) ? Number(value) : value, false);
+  if (!r.ok) throw new InvalidArgumentError(`expected ${r.expected}.`);
   return r.value;
 }
 

@@ -11,11 +11,16 @@ export interface ProxyOptions {
   listen: ListenAddress;
   memory: number;
   hostHeader?: string;
+  /** Grace and keep when the response says none, in ms (the config's `defaultGrace` / `defaultKeep`). */
+  defaultGrace: number;
+  defaultKeep: number;
 }
 
 /** Starts the proxy and resolves with the exit status once it has been stopped by a signal. */
 export async function proxy(opts: ProxyOptions): Promise<number> {
-  const cache = new Cache({ origin: { url: opts.origin, healthCheck: { path: '/', intervalMs: 5000 } }, memoryBytes: opts.memory, hostHeader: opts.hostHeader });
+  const cache = new Cache({ origin: { url: opts.origin, healthCheck: { path: '/', intervalMs: 5000 } }, memoryBytes: opts.memory, hostHeader: opts.hostHeader,
+    defaultGraceSec: opts.defaultGrace / 1000, defaultKeepSec: opts.defaultKeep / 1000,
+  });
   let front: Front;
   try {
     front = await startFront(cache.handle, { host: opts.listen.host, port: opts.listen.port, fastPath: (r) => cache.fastHit(r.host, r.url, r.method === 'HEAD') });

@@ -37,6 +37,7 @@ for (const [args, message] of [
   [['--origin', 'ftp://x'], /^error: option '--origin <url>' argument 'ftp:\/\/x' is invalid\. only http:\/\/ origins are supported/],
   [['--origin', 'http://127.0.0.1:1', '--listen', 'x:y'], /^error: option '--listen <addr>' argument 'x:y' is invalid\. expected HOST:PORT/],
   [[], /^error: required option '--origin <url>' not specified/],
+  [['--origin', 'http://127.0.0.1:1', '--default-grace', 'soon'], /^error: option '--default-grace <duration>' argument 'soon' is invalid\. expected a duration/],
 ] as const) {
   test(`tinyedge proxy ${args.join(' ') || '(no origin)'} exits 2 with a one-line error`, () => {
     const r = spawnSync(process.execPath, [BIN, 'proxy', ...args], { encoding: 'utf8' });
@@ -45,6 +46,37 @@ for (const [args, message] of [
     assert.equal(r.stderr.trim().split('\n').length, 1);
   });
 }
+
+/** Starts `tinyedge proxy` with `args` and resolves with its URL and the child. */
+async function startCli(args: string[]): Promise<{ url: string; child: ReturnType<typeof spawn> }> {
+  const child = spawn(process.execPath, [BIN, 'proxy', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+),/.exec(out);
+      if (m) resolve(m[1] as string);
+    });
+    child.once('exit', (code) => reject(new Error(`proxy exited early with ${code}`)));
+  });
+  return { url, child };
+}
+
+test('tinyedge proxy --default-grace 0 serves nothing stale that the response did not allow; the default grace does', async () => {
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=0' });
+    res.end('x');
+  });
+  for (const [args, second] of [[[], 'STALE'], [['--default-grace', '0', '--default-keep', '0s'], 'MISS']] as const) {
+    const { url, child } = await startCli(['--origin', origin.url, ...args]);
+    await get(url, '/g');
+    assert.equal((await get(url, '/g')).headers['x-cache'], second, args.join(' ') || 'defaults');
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  await origin.close();
+});
 
 test('tinyedge proxy caches an origin end to end and stops cleanly on SIGTERM', async () => {
   const origin = await startOrigin((req, res) => {
