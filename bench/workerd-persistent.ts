@@ -3,8 +3,7 @@
 // VM entry (`maxBatch: 1`) and once in batches — with the proof that every request reached the
 // program (the count the program keeps in its state, read before and after the load) and the VM
 // exits each request cost (the tenant's stats).
-import { join } from 'node:path';
-import { REQUEST_HEADERS } from './workerd-servers.ts';
+import { REQUEST_HEADERS, serveLaunch } from './workerd-servers.ts';
 import type { TenantCounters, TinyedgeLaunch } from './workerd-servers.ts';
 
 /** Issue 13: a persistent hello serves ≥ 2 × workerd's req/s, with p99 ≤ 0.2 × workerd's and ≤ 3 × its own p50. */
@@ -29,31 +28,10 @@ export const PERSISTENT_VARIANTS: readonly PersistentVariant[] = [
  * count of every request), requests passing the cache as for the ephemeral row.
  */
 export function persistentLaunch(variant: PersistentVariant, root: string, dir: string, program: string, port: number, adminPort: number): TinyedgeLaunch {
-  const bin = join(root, 'bin/tinyedge.js');
-  const config = join(dir, `tinyedge-${variant.name}.yaml`);
-  const token = 'bench-workerd-token-0123456789';
-  const yaml = `# bench/workerd.ts: one tenant, the persistent hello on every path (requests carry no-store).
-server:
-  listen: 127.0.0.1:${port}
-  # One shard: the server is pinned to one CPU.
-  shards: 1
-  admin: 127.0.0.1:${adminPort}
-tenants:
-  - name: bench
-    hosts: [127.0.0.1, localhost]
-    token: ${token}
-    programs:
-      - name: hello
-        file: ${JSON.stringify(program)}
-        routes:
-          - { prefix: /, methods: [GET, HEAD] }
-        queueTimeout: 1s
-        lifecycle: persistent
-        concurrency: 1
-        maxBatch: ${variant.maxBatch}
-`;
-  const url = `http://127.0.0.1:${port}`;
-  return { mode: 'serve', label: variant.label, args: [bin, 'serve', '--config', config], files: { [config]: yaml }, url, path: '/', stats: { url: `http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, token } };
+  return serveLaunch({
+    root, dir, program, port, adminPort, name: `tinyedge-${variant.name}`, label: variant.label,
+    programKeys: ['lifecycle: persistent', 'concurrency: 1', `maxBatch: ${variant.maxBatch}`],
+  });
 }
 
 /** The count of requests the program's one instance has answered (GET /count, itself one of them). */

@@ -197,11 +197,31 @@ export function tinyedgeLaunch(mode: TinyedgeMode, root: string, dir: string, pr
   if (mode === 'dev') {
     return { mode, label: 'tinyedge dev', args: [bin, 'dev', program, '--host', '127.0.0.1', '--port', String(port)], files: {}, url, path: '/' };
   }
-  // Keys as in docs/config.md. One VM worker: the server has one core, and a second worker
-  // thread on it would only add switches. queueTimeout 1s: on a busy machine the 100 ms default
-  // can turn a scheduling stall into 503s, and this measures throughput and latency, not load
-  // shedding. The admin token only guards this loopback run.
-  const config = join(dir, 'tinyedge.yaml');
+  return serveLaunch({ root, dir, program, port, adminPort, name: 'tinyedge', label: 'tinyedge serve', programKeys: [] });
+}
+
+/** Where and what `serveLaunch` runs: the config file's name, the row's label, extra program keys. */
+export interface ServeLaunchSpec {
+  root: string;
+  dir: string;
+  program: string;
+  port: number;
+  adminPort: number;
+  name: string;
+  label: string;
+  /** YAML lines (`key: value`) added to the program's entry. */
+  programKeys: readonly string[];
+}
+
+/** `tinyedge serve` with one tenant whose program answers every path (requests carry no-store). */
+export function serveLaunch(spec: ServeLaunchSpec): TinyedgeLaunch {
+  const { root, dir, program, port, adminPort } = spec;
+  const bin = join(root, 'bin/tinyedge.js');
+  const url = `http://127.0.0.1:${port}`;
+  // Keys as in docs/config.md. One shard: the server is pinned to one CPU. queueTimeout 1s: on a
+  // busy machine the 100 ms default can turn a scheduling stall into 503s, and this measures
+  // throughput and latency, not load shedding. The admin token only guards this loopback run.
+  const config = join(dir, `${spec.name}.yaml`);
   const token = 'bench-workerd-token-0123456789';
   const yaml = `# bench/workerd.ts: one tenant, the hello program on every path (requests carry no-store).
 server:
@@ -221,9 +241,9 @@ tenants:
         routes:
           - { prefix: /, methods: [GET, HEAD] }
         queueTimeout: 1s
-`;
+${spec.programKeys.map((line) => `        ${line}\n`).join('')}`;
   const stats = { url: `http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, token };
-  return { mode, label: 'tinyedge serve', args: [bin, 'serve', '--config', config], files: { [config]: yaml }, url, path: '/', stats };
+  return { mode: 'serve', label: spec.label, args: [bin, 'serve', '--config', config], files: { [config]: yaml }, url, path: '/', stats };
 }
 
 /** 'serve' when this checkout's CLI has it, else 'dev'; with the reason, for the header. */
