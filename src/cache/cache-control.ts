@@ -76,13 +76,29 @@ export function policyHeaders(headers: HeaderList): HeaderList {
     let value: string | undefined;
     for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) value = value === undefined ? headers[i + 1] : `${value}, ${headers[i + 1]}`;
     // A targeted field is a Structured Fields dictionary: a value that is not one is ignored.
-    if (value === undefined || !DICTIONARY.test(value.trim())) continue;
+    if (value === undefined || !DICTIONARY.test(value.trim()) || !integersWhereDue(value)) continue;
     const out: HeaderList = [];
     for (let i = 0; i < headers.length; i += 2) if (headers[i] !== 'cache-control' && headers[i] !== 'expires') out.push(headers[i]!, headers[i + 1]!);
     out.push('cache-control', value.trim());
     return out;
   }
   return headers;
+}
+
+/** Directives whose values are delta-seconds: Integers in a targeted field (RFC 9213 §2.1). */
+const INTEGER_DIRECTIVES = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error']);
+
+/**
+ * Whether every delta-seconds directive of a targeted value is an Integer. `max-age="60"` parses as
+ * a dictionary but carries a String: the value is of the wrong type, so the whole field is ignored
+ * (a parsing failure, RFC 9213 §2.1), rather than read the lenient way Cache-Control is.
+ */
+function integersWhereDue(value: string): boolean {
+  for (const member of value.split(',')) {
+    const eq = member.indexOf('=');
+    if (eq >= 0 && INTEGER_DIRECTIVES.has(member.slice(0, eq).trim()) && !/^\d{1,15}$/.test(member.slice(eq + 1).trim())) return false;
+  }
+  return true;
 }
 
 /** A Structured Fields dictionary of tokens and integers, as targeted fields carry (RFC 8941 §3.2, simplified). */

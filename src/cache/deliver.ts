@@ -1,7 +1,7 @@
 // The deliver side of a request: writing a stored object (with Age, X-Cache, client conditionals
 // and byte ranges), following a streaming fetch as one of its listeners, and synthetic answers.
 // Every write goes through `writeHead`, which runs the tenant's deliver hook when there is one.
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BusyFetch, FetchHead, FetchListener } from './coalesce.ts';
 import { evaluatePreconditions, evaluateRange, hasPreconditions } from './conditional.ts';
 import type { HookRequest, HookResponse, RequestContext } from './context.ts';
@@ -210,4 +210,28 @@ export function followFetch(ctx: RequestContext, busy: BusyFetch, leader: boolea
     hooks.settle();
   });
   return listener;
+}
+
+/**
+ * Writes a backend's 102 or 103 to the client ahead of the final answer (RFC 9110 §15.2; 103 per
+ * RFC 8297). Never to an HTTP/1.0 client, never once the final head is out; a 103 without a `Link`
+ * Node does not send (it hints at nothing). Interim answers are never stored.
+ */
+export function forwardInterim(req: IncomingMessage, res: ServerResponse, status: 102 | 103, headers: HeaderList): void {
+  if (res.headersSent || res.writableEnded || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0)) return;
+  if (status === 102) {
+    res.writeProcessing();
+    return;
+  }
+  const hints: Record<string, string | string[]> = {};
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const prior = hints[name];
+    hints[name] = prior === undefined ? headers[i + 1]! : [...(Array.isArray(prior) ? prior : [prior]), headers[i + 1]!];
+  }
+  try {
+    res.writeEarlyHints(hints);
+  } catch {
+    // A Link value Node refuses to write (it validates it) is not forwarded; the final answer still is.
+  }
 }

@@ -9,7 +9,7 @@ import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
 import { buildHead, CacheObject, forwardHead, surrogateKeys } from './object.ts';
 import type { FillWriter } from './object-store.ts';
-import { toOriginError, type BackendResponse } from './origin.ts';
+import { toOriginError, type BackendRequest, type BackendResponse } from './origin.ts';
 import { storeVerdict, usableOnError, withBackendPolicy, type Lifetime } from './policy.ts';
 import { varyNames, varyValues } from './vary.ts';
 
@@ -24,6 +24,8 @@ export interface FetchSpec {
   clientIp: string | undefined;
   /** The client request the fetch is for; undefined for a background refresh. */
   client: IncomingMessage | undefined;
+  /** Forwards interim responses to that client (the fetch's leader only; nothing of them is stored). */
+  onInterim?: BackendRequest['onInterim'];
 }
 
 /** Client fields never forwarded on a cache fill: we want the whole object, unconditionally. */
@@ -75,7 +77,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   const banSeq = e.bans.seq;
   let resp: BackendResponse;
   try {
-    resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null, client: spec.client });
+    resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null, client: spec.client, onInterim: spec.onInterim });
   } catch (err) {
     e.counters.fetchErrors++;
     finish();

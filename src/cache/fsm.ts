@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EMPTY_CACHE_CONTROL, parseCacheControl } from './cache-control.ts';
 import { BusyFetch } from './coalesce.ts';
 import type { EngineParts, RecvDecision, RequestContext } from './context.ts';
-import { deliverObject, DONE, followFetch, synth, synthFromHook, writeHead } from './deliver.ts';
+import { deliverObject, DONE, followFetch, forwardInterim, synth, synthFromHook, writeHead } from './deliver.ts';
 import { addForwarding, runFetch, type FetchSpec } from './fetch.ts';
 import { pumpFill } from './fill.ts';
 import { endToEndRequestHeaders, getHeader } from './headers.ts';
@@ -210,6 +210,7 @@ function fetch(ctx: RequestContext, busy: BusyFetch, stale: CacheObject | null, 
   const spec: FetchSpec = {
     key: ctx.key, host: ctx.host, url: ctx.url, headers: ctx.req.headers, auth: ctx.auth,
     noStore: ctx.cc?.noStore === true, clientIp: ctx.req.socket.remoteAddress, client: forClient ? ctx.req : undefined,
+    onInterim: forClient ? (status, headers) => forwardInterim(ctx.req, ctx.res, status, headers) : undefined,
   };
   // A stale object in shared storage is held while the fetch may still deliver or refresh it.
   const lease = stale?.lease ?? null;
@@ -231,6 +232,7 @@ function pass(ctx: RequestContext): Promise<void> {
   res.once('close', onClose);
   const request: BackendRequest = {
     method: ctx.method, path: ctx.url, headers, body: hasBody ? req : null, client: req,
+    onInterim: (status, fields) => forwardInterim(req, res, status, fields),
     get signal() { return (abort ??= new AbortController()).signal; },
   };
   return e.backend.fetch(request).then(

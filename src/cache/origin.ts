@@ -16,6 +16,8 @@ export interface BackendRequest {
   signal?: AbortSignal;
   /** The client request this is for (the leader's when coalesced; none for a background refresh). */
   client?: IncomingMessage;
+  /** Receives the backend's 102 Processing and 103 Early Hints (end-to-end fields), before the final answer. */
+  onInterim?: (status: 102 | 103, headers: HeaderList) => void;
 }
 
 /** A backend's answer; `headers` are end-to-end and lower-case. */
@@ -89,6 +91,17 @@ export interface OriginOptions {
 
 interface CodedError { code?: unknown; message?: unknown; cause?: unknown }
 
+/**
+ * undici's `onInfo` for a request: 102 and 103 go to `forward` (100 Continue is the connection's own
+ * business, and other 1xx codes mean nothing to a client). With `responseHeaders: 'raw'` undici
+ * hands the fields over as a flat list, as for the final answer.
+ */
+function interimListener(forward: (status: 102 | 103, headers: HeaderList) => void): (info: { statusCode: number; headers: unknown }) => void {
+  return ({ statusCode, headers }) => {
+    if (statusCode === 102 || statusCode === 103) forward(statusCode, endToEndResponseHeaders(headers as string[]));
+  };
+}
+
 /** Maps an undici / socket error to an OriginError. */
 export function toOriginError(err: unknown): OriginError {
   if (err instanceof OriginError) return err;
@@ -155,6 +168,7 @@ export class Origin implements Backend {
         body: req.body,
         signal: req.signal,
         responseHeaders: 'raw',
+        onInfo: req.onInterim === undefined ? undefined : interimListener(req.onInterim),
       });
       // With responseHeaders 'raw' undici hands back the flat [name, value, …] list.
       const raw = res.headers as unknown as string[];

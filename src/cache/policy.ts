@@ -38,12 +38,23 @@ export interface Lifetime {
 
 export type StoreVerdict = { store: true; life: Lifetime } | { store: false; reason: string };
 
+/**
+ * The seconds of an `Age` field's first line (RFC 9111 §5.1). A sender that folded several values
+ * into one line (`Age: 7200, 0`) is read like several lines: the first wins, as caches that see a
+ * repeated field do. A member with parameters is read without them; anything else but digits is no
+ * Age at all.
+ */
+function ageSeconds(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const first = value.split(',', 1)[0]!.split(';', 1)[0]!.trim();
+  return /^\d+$/.test(first) ? Number(first) : 0;
+}
+
 /** RFC 9111 §4.2.3: corrected_initial_age from Date, Age and the measured delay. */
 function correctedInitialAge(headers: HeaderList, times: ExchangeTimes): number {
   let dateValue = parseHttpDate(getHeader(headers, 'date'));
   if (Number.isNaN(dateValue)) dateValue = times.responseTime;
-  const ageHeader = getHeader(headers, 'age');
-  const ageValue = ageHeader !== undefined && /^\d+$/.test(ageHeader.trim()) ? Number(ageHeader.trim()) * 1000 : 0;
+  const ageValue = ageSeconds(getHeader(headers, 'age')) * 1000;
   const apparentAge = Math.max(0, times.responseTime - dateValue);
   const responseDelay = Math.max(0, times.responseTime - times.requestTime);
   const correctedAgeValue = ageValue + responseDelay;

@@ -244,6 +244,8 @@ test('CDN-Cache-Control (RFC 9213) decides for the cache in place of Cache-Contr
     ['tinyedge-cache-control comes before cdn-cache-control', { 'tinyedge-cache-control': 'max-age=60', 'cdn-cache-control': 'no-store' }, 'HIT'],
     ['an invalid targeted value is ignored', { 'cache-control': 'max-age=60', 'cdn-cache-control': 'max-age=60;;bad' }, 'HIT'],
     ['an invalid targeted value does not make a response cacheable', { 'cache-control': 'no-store', 'cdn-cache-control': '"max-age=60"' }, 'MISS'],
+    ['a targeted max-age that is a String is the wrong type: the field is ignored', { 'cache-control': 'no-store', 'cdn-cache-control': 'max-age="10000"' }, 'MISS'],
+    ['so is a targeted stale-if-error that is a token', { 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60, stale-if-error=soon' }, 'MISS'],
   ];
   const origin = await startOrigin((req, res) => {
     res.writeHead(200, cases[Number(req.url!.slice(1))]![1]);

@@ -54,6 +54,27 @@ test('computes Age from the origin Age header plus the response delay (corrected
   await origin.close();
 });
 
+test('reads the first value of Age: a folded list or repeated lines count as their first member, a parameter is dropped, junk is no Age', async () => {
+  const cases: [string | string[], 'HIT' | 'MISS'][] = [
+    ['7200, 0', 'MISS'], ['0, 7200', 'HIT'], [['7200', '0'], 'MISS'], [['0', '7200'], 'HIT'],
+    ['7200;foo=bar', 'MISS'], ['abc', 'HIT'], ['-7200', 'HIT'], ['7200.0', 'HIT'], ['2147483648', 'MISS'],
+  ];
+  let age: string | string[] = '';
+  const origin = await startOrigin((_req, res) => {
+    res.setHeader('cache-control', 'max-age=3600');
+    res.setHeader('age', age);
+    res.end('x');
+  });
+  const proxy = await startProxy(origin, { defaultGraceSec: 0, defaultKeepSec: 0 });
+  for (const [i, [value, expected]] of cases.entries()) {
+    age = value;
+    await get(proxy.url, `/age-${i}`);
+    assert.equal((await get(proxy.url, `/age-${i}`)).headers['x-cache'], expected, `Age: ${JSON.stringify(value)}`);
+  }
+  await proxy.close();
+  await origin.close();
+});
+
 test('uses the apparent age when the Date header is older than the Age header says', async () => {
   const { proxy, done } = await setup(() => ({ 'cache-control': 'max-age=1000', date: httpDate(Date.now() - 300_000), age: '10' }));
   const r = await get(proxy.url, '/old');
