@@ -14,7 +14,6 @@ import { batchAnswered, batchCurrent, oneResponseAt, requestRoom, writeBatch, wr
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
 import { answerBytes, hostStepCodec, Journal, keepAnswers, REPLAYABLE_FAILURES } from './replay.ts';
-import type { HostStep } from '../vmm/linux/journal.ts';
 import type { Program } from './program.ts';
 import type { Turns } from './turns.ts';
 import { CaptureStdio, RoutedStdio } from './stdio.ts';
@@ -109,8 +108,8 @@ export class Instance {
   private journal = new Journal();
   /** The running call's te_request.random, copied: the host's entropy pool is reused. */
   private readonly random = new Uint8Array(32);
-  /** The journal step of the host call in `pending`. */
-  private pendingStep: HostStep | undefined;
+  /** The journal step of the host call in `pending` (-1: none kept). */
+  private pendingStep = -1;
 
   constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {
     machine.journal = this.journal;
@@ -430,7 +429,7 @@ export class Instance {
     const { rax, pending } = startHostCall(m, call, arg, host);
     if (pending) {
       this.pending = pending;
-      this.pendingStep = this.journal.mode === 'record' ? this.journal.hostStart(pending.call, pending.what) : undefined;
+      this.pendingStep = this.journal.mode === 'record' ? this.journal.hostStart(pending.call, pending.what) : -1;
     }
     return rax;
   }

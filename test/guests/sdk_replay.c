@@ -6,6 +6,7 @@
  *           the very same answers
  *   /spin   spins until the time limit when the store said "v1" and the origin answered 200
  *   /wait   reads the store and the clock, then waits on a sub-request the origin never answers
+ *   /many   reads the clock 600 times (more steps than a journal keeps), then faults
  *   other   answers h */
 #include <tinyedge.h>
 #include <sys/random.h>
@@ -35,6 +36,10 @@ static void on_request(const te_request *req) {
     uint64_t h = 14695981039346656037ull;
     if (vlen > 0) h = mix(h, value, (size_t)vlen);
     h = mix(h, &ts, sizeof ts);
+    if (is(req->path, "/many")) {
+        for (int i = 0; i < 600; i++) clock_gettime(CLOCK_MONOTONIC, &ts);
+        *(volatile char *)16 = 1;
+    }
     if (is(req->path, "/wait")) {
         size_t len = 0;
         te_fetch_origin(NULL, "/hang", fetched, sizeof fetched, &len);

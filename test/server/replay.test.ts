@@ -234,6 +234,37 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.match(r.stderr, /cannot read .*missing\.json/);
   });
 
+  test('a call with more steps than the journal keeps has a truncated bundle, and its replay says where it ran out', async () => {
+    assert.equal(await send('b.test', '/many'), 502);
+    const { text } = await bundleOf('b', '/many', B);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.equal(bundle.answers!.truncated, true);
+    assert.equal(bundle.answers!.steps.length, 512);
+    // kv-get, the clock read every path makes, 600 more: 602 steps.
+    assert.equal(bundle.answers!.stepsSeen, 602);
+    const r = await cli(['replay', save('many.json', text), '--program', program]);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /truncated: the call took 602/);
+    assert.match(r.stdout, /replay diverged at step 512: .*the bundle's answers were truncated after 512 steps/);
+  });
+
+  test('a request body over the bound is cut in the bundle, which says so', async () => {
+    const body = Buffer.alloc(70 * 1024, 0x61);
+    const r = await request(`${edge.front.url}/fault?big`, { method: 'POST', headers: { host: 'b.test', connection: 'close' }, body });
+    await r.body.text();
+    assert.equal(r.statusCode, 502);
+    const { text } = await bundleOf('b', '/fault?big', B);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.equal(bundle.request.method, 'POST');
+    assert.equal(bundle.request.bodyBytes, body.length);
+    assert.equal(bundle.request.bodyTruncated, true);
+    assert.equal(Buffer.from(bundle.request.body, 'base64').length, 64 * 1024);
+    const replayed = await cli(['replay', save('big.json', text), '--program', program]);
+    // This program does not read its body: the cut does not change its fault.
+    assert.equal(replayed.code, 1, replayed.stdout + replayed.stderr);
+    assert.match(replayed.stdout, /note: the request body was cut to 65536 of its 71680 bytes/);
+  });
+
   test("a tenant's token sees only its own bundles; the operator's sees every tenant's", async () => {
     assert.equal(await send('b.test', '/fault'), 502);
     const mine = await bundleOf('b', '/fault', B);

@@ -1,8 +1,8 @@
 // What the host answered a guest during one call, in order — clock reads, random bytes and the
 // embedder's host calls — so that a failed call can be replayed with the same answers. Recording
-// runs on every call, so it keeps fixed arrays (allocated at the first step, reused after) and
-// references to host-call answers, never copies of them: bounded in steps and bytes, past which
-// the journal says it is truncated. Replaying serves the recorded answers back in the same order;
+// runs on every call, so it allocates nothing per call: fixed arrays (made at the first step,
+// reused after) and references to host-call answers, never copies of them; bounded in steps and
+// bytes, past which the journal says it is truncated. Replaying serves the recorded answers back in the same order;
 // a guest that asks for something else has diverged (ReplayDiverged), which is no guest failure.
 
 /** Steps one journal keeps; past it, the journal is truncated. */
@@ -22,7 +22,7 @@ export type JournalStep =
   | { step: 'random'; bytes: string }
   | { step: 'host'; call: string; what: string; answer?: unknown };
 
-/** A host call as recorded: its name and what it asked (a key, a URL), and the answer when one came. */
+/** A host call as recorded (made only for a bundle): its number, what it asked (a key, a sub-request), and the answer when one came. */
 export interface HostStep {
   call: number;
   what: unknown;
@@ -52,7 +52,12 @@ export class Journal {
   private args: Float64Array | undefined;
   private ends: Uint32Array | undefined;
   private bytes: Uint8Array | undefined;
-  private readonly hosts: HostStep[] = [];
+  /** Host steps, by step index: what each asked, whether it was answered, and the answer. */
+  private answered: Uint8Array | undefined;
+  private readonly hostWhat: unknown[] = [];
+  private readonly hostAnswers: unknown[] = [];
+  /** Host steps kept in this call: their references are dropped at the next reset. */
+  private hostSteps = 0;
   private hostBytes = 0;
   /** Steps kept. */
   private count = 0;
@@ -73,11 +78,19 @@ export class Journal {
 
   /** Forgets the steps of the last call (recording); a replay starts over. */
   reset(): void {
+    if (this.hostSteps > 0) {
+      // What the last call's host calls asked and got is not kept alive by this instance.
+      for (let i = 0; i < this.count; i++) {
+        if (this.kinds![i] !== HOST) continue;
+        this.hostWhat[i] = undefined;
+        this.hostAnswers[i] = undefined;
+      }
+      this.hostSteps = 0;
+    }
     this.count = 0;
     this.seen = 0;
     this.truncatedAt = -1;
     this.hostBytes = 0;
-    this.hosts.length = 0;
   }
 
   /**
@@ -108,28 +121,29 @@ export class Journal {
     this.keep(RANDOM, value.length, value);
   }
 
-  /** A host call starts (recording): its step, to be answered by `hostAnswer`. */
-  hostStart(call: number, what: unknown): HostStep | undefined {
+  /** A host call starts (recording): its step, to be answered by `hostAnswer` (-1: not kept). */
+  hostStart(call: number, what: unknown): number {
     const at = this.slot(0);
-    if (at < 0) return undefined;
-    const step: HostStep = { call, what, answered: false, answer: undefined };
+    if (at < 0) return -1;
     this.kinds![at] = HOST;
-    this.args![at] = this.hosts.length;
+    this.args![at] = call;
     this.ends![at] = at === 0 ? 0 : this.ends![at - 1]!;
-    this.hosts.push(step);
-    return step;
+    this.answered![at] = 0;
+    this.hostWhat[at] = what;
+    this.hostSteps++;
+    return at;
   }
 
-  /** The answer to a host call `hostStart` recorded; `bytes` of it count against the host budget. */
-  hostAnswer(step: HostStep | undefined, answer: unknown, bytes: number): void {
-    if (step === undefined) return;
+  /** The answer to the host call `hostStart` kept as step `at`; `bytes` of it count against the host budget. */
+  hostAnswer(at: number, answer: unknown, bytes: number): void {
+    if (at < 0) return;
     if (this.hostBytes + bytes > MAX_JOURNAL_HOST_BYTES) {
       if (this.truncatedAt < 0) this.truncatedAt = this.seen;
       return;
     }
     this.hostBytes += bytes;
-    step.answered = true;
-    step.answer = answer;
+    this.answered![at] = 1;
+    this.hostAnswers[at] = answer;
   }
 
   /** Replaying: the recorded host call at this step, which must be `name` asking `what`. */
@@ -145,7 +159,7 @@ export class Journal {
     for (let i = 0; i < this.count; i++) {
       const kind = this.kinds![i]!;
       if (kind === HOST) {
-        steps.push({ step: 'host', ...codec.encode(this.hosts[this.args![i]!]!) });
+        steps.push({ step: 'host', ...codec.encode({ call: this.args![i]!, what: this.hostWhat[i], answered: this.answered![i] === 1, answer: this.hostAnswers[i] }) });
         continue;
       }
       const from = i === 0 ? 0 : this.ends![i - 1]!;
@@ -180,6 +194,7 @@ export class Journal {
       this.args = new Float64Array(MAX_JOURNAL_STEPS);
       this.ends = new Uint32Array(MAX_JOURNAL_STEPS);
       this.bytes = new Uint8Array(MAX_JOURNAL_BYTES);
+      this.answered = new Uint8Array(MAX_JOURNAL_STEPS);
     }
     const used = this.count === 0 ? 0 : this.ends![this.count - 1]!;
     if (this.count >= MAX_JOURNAL_STEPS || used + bytes > MAX_JOURNAL_BYTES) {
