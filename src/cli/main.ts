@@ -141,10 +141,12 @@ function addReplay(program: Command): void {
   program
     .command('replay')
     .description("rerun a program's failed request from its failure bundle (the admin API's /failures), locally, with the host's recorded answers")
-    .argument('<bundle>', 'failure bundle file (JSON, as GET /v1/tenants/{tenant}/failures/{id} answers)')
+    .argument('[bundle]', 'failure bundle file (JSON, as GET /v1/tenants/{tenant}/failures/{id} answers)')
     .requiredOption('--program <file>', 'the program file that failed (its SHA-256 must match the bundle)')
+    .option('--from <url>', "fetch the bundle from the admin API instead: http://ADMIN/v1/tenants/TENANT/failures/ID")
+    .option('--token <token>', "with --from: a tenant's token or the operator's (default: $TINYEDGE_TOKEN)")
     .option('--trace', 'print every system call and hypercall, decoded, and a backtrace on a fault, to stderr')
-    .action(async (bundle: string, opts: ReplayOptions) => {
+    .action(async (bundle: string | undefined, opts: ReplayOptions) => {
       const { replay } = await import('./replay.ts');
       process.exitCode = await replay(bundle, opts);
     });

@@ -1,5 +1,5 @@
-// `tinyedge replay BUNDLE --program FILE`: reruns a failed program call from its failure bundle
-// (server/failure-bundles.ts), in this process, on a fresh instance of the same program file
+// `tinyedge replay BUNDLE --program FILE` (or `--from URL`, the bundle's admin API address):
+// reruns a failed program call from its failure bundle (server/failure-bundles.ts), in this process, on a fresh instance of the same program file
 // loaded with the bundle's settings; the host's answers (clocks, random bytes, host calls) come
 // from the bundle, nothing reaches an origin or a store. Exit status: 1 when the replay shows the
 // recorded failure (same class and detail), 3 when it does something else (answers, fails
@@ -10,12 +10,16 @@ import { readFileSync, statSync } from 'node:fs';
 import { Journal, Kvm, KvmError, Program, ProgramError, ReplayDiverged, replayHostCalls, SandboxError } from '../sandbox/index.ts';
 import { BundleError, MAX_BUNDLE_FILE_BYTES, parseBundle } from '../server/bundle-read.ts';
 import type { FailureBundle } from '../server/failure-bundles.ts';
+import { AdminCallError, adminGet } from './admin-client.ts';
 import { EXIT_USAGE } from './options.ts';
 import { readProgramFile } from './program-options.ts';
 
 export interface ReplayOptions {
   program: string;
   trace?: boolean;
+  /** The bundle's URL on the admin API (GET /v1/tenants/{tenant}/failures/{id}), instead of a file. */
+  from?: string;
+  token?: string;
 }
 
 const EXIT_REPRODUCED = 1;
@@ -33,6 +37,36 @@ function readBundle(path: string): FailureBundle {
   return parseBundle(readFileSync(path, 'utf8'), path);
 }
 
+/** Fetches the bundle at `url` from the admin API with the token, reading at most MAX_BUNDLE_FILE_BYTES. */
+async function fetchBundle(url: string, token: string | undefined): Promise<FailureBundle> {
+  if (token === undefined || token === '') throw new BundleError('no token for --from: set TINYEDGE_TOKEN or pass --token (the tenant\'s token, or the operator\'s)');
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    throw new BundleError(`--from ${JSON.stringify(url.slice(0, 200))} is not a URL`);
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new BundleError(`--from needs an http or https URL, got ${target.protocol}`);
+  let res: Response;
+  try {
+    res = await adminGet(target.origin, token, `${target.pathname}${target.search}`);
+  } catch (err) {
+    if (err instanceof AdminCallError) throw new BundleError(err.message);
+    throw err;
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > MAX_BUNDLE_FILE_BYTES) {
+      await res.body?.cancel();
+      throw new BundleError(`${url} answered more than ${MAX_BUNDLE_FILE_BYTES} bytes: not a failure bundle`);
+    }
+    chunks.push(chunk);
+  }
+  return parseBundle(Buffer.concat(chunks).toString('utf8'), url);
+}
+
 /** What the bundle says about itself, in a few lines. */
 function describe(b: FailureBundle): string[] {
   const steps = b.answers === null ? 'no recorded answers' : `${b.answers.steps.length} recorded answers${b.answers.truncated ? ` (truncated: the call took ${b.answers.stepsSeen})` : ''}`;
@@ -46,13 +80,14 @@ function describe(b: FailureBundle): string[] {
   return lines;
 }
 
-/** Replays the bundle at `bundlePath` against `opts.program`; returns the exit status. */
-export async function replay(bundlePath: string, opts: ReplayOptions): Promise<number> {
+/** Replays the bundle at `bundlePath` (or `opts.from`) against `opts.program`; returns the exit status. */
+export async function replay(bundlePath: string | undefined, opts: ReplayOptions): Promise<number> {
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   let bundle: FailureBundle;
   let elf: Buffer;
   try {
-    bundle = readBundle(bundlePath);
+    if ((bundlePath === undefined) === (opts.from === undefined)) throw new BundleError('give a bundle file or --from URL (one of them)');
+    bundle = opts.from !== undefined ? await fetchBundle(opts.from, opts.token ?? process.env.TINYEDGE_TOKEN) : readBundle(bundlePath!);
     elf = readProgramFile(opts.program);
   } catch (err) {
     if (!(err instanceof BundleError) && !(err instanceof ProgramError)) throw err;

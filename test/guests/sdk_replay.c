@@ -7,10 +7,14 @@
  *   /spin   spins until the time limit when the store said "v1" and the origin answered 200
  *   /wait   reads the store and the clock, then waits on a sub-request the origin never answers
  *   /many   reads the clock 600 times (more steps than a journal keeps), then faults
+ *   /hostile  reads the clock into a bad pointer (EFAULT: no answer given, none recorded), then
+ *           64 KiB of random bytes (more than a journal keeps), then faults
  *   other   answers h */
 #include <tinyedge.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static char fetched[1024];
 static char body[256];
@@ -39,6 +43,14 @@ static void on_request(const te_request *req) {
     if (is(req->path, "/many")) {
         for (int i = 0; i < 600; i++) clock_gettime(CLOCK_MONOTONIC, &ts);
         *(volatile char *)16 = 1;
+    }
+    if (is(req->path, "/hostile")) {
+        static unsigned char lots[64 * 1024];
+        long bad = syscall(SYS_clock_gettime, CLOCK_REALTIME, (void *)8);
+        long got = getrandom(lots, sizeof lots, 0);
+        if (bad == -1 && got == (long)sizeof lots) *(volatile char *)24 = 1;
+        te_respond_str(500, "text/plain", "the host did not answer as expected\n");
+        return;
     }
     if (is(req->path, "/wait")) {
         size_t len = 0;

@@ -265,6 +265,41 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.match(replayed.stdout, /note: the request body was cut to 65536 of its 71680 bytes/);
   });
 
+  test('what a hostile guest does cannot grow the journal: a bad pointer takes no step, bytes past the bound are not kept', async () => {
+    assert.equal(await send('b.test', '/hostile'), 502);
+    const { text } = await bundleOf('b', '/hostile', B);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.match(bundle.error.message, /page fault at 0x18 /);
+    assert.deepEqual(bundle.answers!.steps.map((s) => s.step), ['host', 'clock']);
+    assert.equal(bundle.answers!.truncated, true);
+    assert.equal(bundle.answers!.stepsSeen, 3);
+    assert.ok(Buffer.byteLength(text) < 16 * 1024, `${Buffer.byteLength(text)} bytes`);
+  });
+
+  test('replay --from fetches the bundle from the admin API with the token, which must reach its tenant', async () => {
+    const { summary } = await bundleOf('a', '/fault', A);
+    const url = `${edge.admin.url}/v1/tenants/a/failures/${summary.id}`;
+    const run = (args: string[], token: string | undefined): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const env = { ...process.env };
+        delete env.TINYEDGE_TOKEN;
+        if (token !== undefined) env.TINYEDGE_TOKEN = token;
+        execFile(process.execPath, [BIN, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }));
+      });
+    const ok = await run(['replay', '--from', url, '--program', program], A);
+    assert.equal(ok.code, 1, ok.stdout + ok.stderr);
+    assert.ok(ok.stdout.includes(`replayed: fault: ${summary.error.message}`), ok.stdout);
+    const other = await run(['replay', '--from', url, '--program', program], B);
+    assert.equal(other.code, 2);
+    assert.match(other.stderr, /403 token not valid for tenant a/);
+    const none = await run(['replay', '--from', url, '--program', program], undefined);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no token for --from/);
+    const neither = await run(['replay', '--program', program], A);
+    assert.equal(neither.code, 2);
+    assert.match(neither.stderr, /give a bundle file or --from URL/);
+  });
+
   test("a tenant's token sees only its own bundles; the operator's sees every tenant's", async () => {
     assert.equal(await send('b.test', '/fault'), 502);
     const mine = await bundleOf('b', '/fault', B);
