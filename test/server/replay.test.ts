@@ -45,6 +45,7 @@ describe('replayable failures: bundles from serve, replayed by tinyedge replay',
   const hanging: ServerResponse[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'tinyedge-replay-'));
   const program = buildGuest('sdk_replay');
+  const cgiProgram = buildGuest('cgi_replay');
 
   const send = async (host: string, path: string): Promise<number> => {
     const r = await request(`${edge.front.url}${path}`, { headers: { host, connection: 'close' } });
@@ -104,6 +105,17 @@ server:
   shards: 2
   failureBundles: 3
 tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
+  - name: d
+    hosts: [d.test]
+    token: tenant-d-token-0123456789
+    origins: [{ name: default, url: "http://127.0.0.1:${port}" }]
+    programs:
+      - { name: keeper, file: ${program}, routes: [{ prefix: / }], memory: 16MiB, timeout: 300ms, lifecycle: persistent }
+  - name: e
+    hosts: [e.test]
+    token: tenant-e-token-0123456789
+    programs:
+      - { name: cgi, file: ${cgiProgram}, mode: cgi, routes: [{ prefix: / }], memory: 16MiB }
 `;
     edge = await EdgeServer.start(parseConfig(yaml, { file: join(dir, 'config.yaml') }), { logger: pino({ level: 'silent' }) });
     assert.equal(await send('a.test', '/set'), 200);
@@ -298,6 +310,29 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     const neither = await run(['replay', '--program', program], A);
     assert.equal(neither.code, 2);
     assert.match(neither.stderr, /give a bundle file or --from URL/);
+  });
+
+  test('a persistent program\'s bundle says its earlier state is not in it; the replay runs on a fresh instance', async () => {
+    assert.equal(await send('d.test', '/set'), 200);
+    assert.equal(await send('d.test', '/fault'), 502);
+    const { text } = await bundleOf('d', '/fault', OP);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.equal(bundle.persistent, true);
+    assert.equal(bundle.settings.lifecycle, 'persistent');
+    const r = await cli(['replay', save('persistent.json', text), '--program', program]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /note: a persistent program: state from earlier requests is not in the bundle/);
+  });
+
+  test('a CGI program\'s fault replays too', async () => {
+    assert.equal(await send('e.test', '/crash'), 502);
+    const { text } = await bundleOf('e', '/crash', OP);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.equal(bundle.settings.mode, 'cgi');
+    assert.equal(bundle.answers!.random, undefined);
+    const r = await cli(['replay', save('cgi.json', text), '--program', cgiProgram]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.ok(r.stdout.includes(`replayed: fault: ${bundle.error.message}`), r.stdout);
   });
 
   test("a tenant's token sees only its own bundles; the operator's sees every tenant's", async () => {
