@@ -94,8 +94,9 @@ describe('replayable failures: bundles from serve, replayed by tinyedge replay',
     hosts: [${name}.test]
     token: ${token}
     origins: [{ name: default, url: "http://127.0.0.1:${port}" }]
+    # A time limit no request of this program nears under load, but for those that spin or wait on purpose.
     programs:
-      - { name: flaky, file: ${program}, routes: [{ prefix: / }], memory: 16MiB, timeout: 300ms, env: { GREETING: hi } }`;
+      - { name: flaky, file: ${program}, routes: [{ prefix: / }], memory: 16MiB, timeout: 1s, env: { GREETING: hi } }`;
     const yaml = `
 server:
   listen: 127.0.0.1:0
@@ -110,7 +111,7 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     token: tenant-d-token-0123456789
     origins: [{ name: default, url: "http://127.0.0.1:${port}" }]
     programs:
-      - { name: keeper, file: ${program}, routes: [{ prefix: / }], memory: 16MiB, timeout: 300ms, lifecycle: persistent }
+      - { name: keeper, file: ${program}, routes: [{ prefix: / }], memory: 16MiB, timeout: 1s, lifecycle: persistent }
   - name: e
     hosts: [e.test]
     token: tenant-e-token-0123456789
@@ -138,7 +139,7 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.equal(bundle.program, 'flaky');
     assert.equal(bundle.persistent, false);
     assert.deepEqual(bundle.settings.env, ['GREETING=hi']);
-    assert.equal(bundle.settings.timeoutMs, 300);
+    assert.equal(bundle.settings.timeoutMs, 1000);
     assert.equal(bundle.request.method, 'GET');
     assert.ok(bundle.request.headers.some(([n, v]) => n.toLowerCase() === 'host' && v === 'a.test'));
     const steps = bundle.answers!.steps.map((s) => (s.step === 'host' ? `${s.call} ${s.what}` : s.step));
@@ -166,10 +167,10 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.equal(await send('a.test', '/spin'), 504);
     const { text } = await bundleOf('a', '/spin', A);
     const bundle = JSON.parse(text) as FailureBundle;
-    assert.deepEqual(bundle.error, { kind: 'timeout', message: 'program ran past its 300 ms time limit' });
+    assert.deepEqual(bundle.error, { kind: 'timeout', message: 'program ran past its 1000 ms time limit' });
     const r = await cli(['replay', save('spin.json', text), '--program', program]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.ok(r.stdout.includes('replayed: timeout: program ran past its 300 ms time limit'), r.stdout);
+    assert.ok(r.stdout.includes('replayed: timeout: program ran past its 1000 ms time limit'), r.stdout);
 
     // Another store value: the program answers instead of spinning, and the replay says so.
     const other = JSON.parse(text) as FailureBundle;
@@ -185,7 +186,7 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.equal(await send('a.test', '/wait'), 504);
     const { text } = await bundleOf('a', '/wait', A);
     const bundle = JSON.parse(text) as FailureBundle;
-    assert.equal(bundle.error.message, 'program ran past its 300 ms time limit (waiting on a host call)');
+    assert.equal(bundle.error.message, 'program ran past its 1000 ms time limit (waiting on a host call)');
     const last = bundle.answers!.steps.at(-1)!;
     assert.ok(last.step === 'host' && last.what === 'GET /hang' && last.answer === undefined, JSON.stringify(last));
     const waitingBefore = hanging.length;
