@@ -62,7 +62,8 @@ export interface BundleProgram {
   name: string;
   key: string;
   sha256: string;
-  settings: ProgramOptions;
+  /** How it was loaded (asked only when a bundle is made). */
+  settings(): ProgramOptions;
 }
 
 /** The call a bundle is for: the request, and the deliver phase's response. */
@@ -104,6 +105,7 @@ export class FailureRecorder {
       return;
     }
     this.inWindow++;
+    const settings = program.settings();
     const body = req.body.length > MAX_BUNDLE_BODY_BYTES ? req.body.subarray(0, MAX_BUNDLE_BODY_BYTES) : req.body;
     const bundle: FailureBundle = {
       format: BUNDLE_FORMAT,
@@ -115,8 +117,8 @@ export class FailureRecorder {
       program: program.name,
       programVersion: program.key,
       programSha256: program.sha256,
-      settings: jsonSettings(program.settings),
-      persistent: program.settings.lifecycle === 'persistent',
+      settings: jsonSettings(settings),
+      persistent: settings.lifecycle === 'persistent',
       request: {
         phase: call.phase ?? 'generate',
         method: req.method,

@@ -340,7 +340,7 @@ export class TenantRuntime implements Backend {
       else if (err instanceof SandboxError && err.kind === 'timeout') counters.vmTimeouts++;
       else counters.vmErrors++;
       this.reportFailure(program.config.name, req.method, req.url, err, rec);
-      this.failures.failed({ name: program.config.name, key: program.key, sha256: program.sha256, settings: sandboxOptions(program.config) }, req, options, err);
+      this.failures.failed({ name: program.config.name, key: program.key, sha256: program.sha256, settings: () => sandboxOptions(program.config) }, req, options, err);
       throw err;
     } finally {
       counters.cpuGuestUs += usage.guestUs;

@@ -64,9 +64,13 @@ function hostNow(id: number): void {
 /** Clock `id` as the guest reads it, into `scratch`: the host's (or the program's CPU time), through the journal. */
 function guestNow(ctx: SyscallContext, id: number, cpu: boolean): void {
   if (cpu) {
+    // Seconds and nanoseconds as two little-endian u64s, written as u32 halves (no BigInt per read).
     const ns = ctx.cpuTimeNs();
-    scratchView.setBigInt64(0, BigInt(Math.floor(ns / NSEC_PER_SEC)), true);
-    scratchView.setBigInt64(8, BigInt(ns % NSEC_PER_SEC), true);
+    const sec = Math.floor(ns / NSEC_PER_SEC);
+    scratchView.setUint32(0, sec >>> 0, true);
+    scratchView.setUint32(4, Math.floor(sec / 2 ** 32), true);
+    scratchView.setUint32(8, ns % NSEC_PER_SEC, true);
+    scratchView.setUint32(12, 0, true);
   } else {
     hostNow(id);
   }
