@@ -5,6 +5,7 @@
  *   /fault  faults writing to a page chosen by h: the fault's address says whether a replay got
  *           the very same answers
  *   /spin   spins until the time limit when the store said "v1" and the origin answered 200
+ *   /bigfetch  reads the store and the clock, then fetches /big (more than a journal keeps), then faults
  *   /wait   reads the store and the clock, then waits on a sub-request the origin never answers
  *   /many   reads the clock 600 times (more steps than a journal keeps), then faults
  *   /hostile  reads the clock into a bad pointer (EFAULT: no answer given, none recorded), then
@@ -50,6 +51,13 @@ static void on_request(const te_request *req) {
         long got = getrandom(lots, sizeof lots, 0);
         if (bad == -1 && got == (long)sizeof lots) *(volatile char *)24 = 1;
         te_respond_str(500, "text/plain", "the host did not answer as expected\n");
+        return;
+    }
+    if (is(req->path, "/bigfetch")) {
+        size_t len = 0;
+        int status = te_fetch_origin(NULL, "/big", fetched, sizeof fetched, &len);
+        if (status == 200 && len > sizeof fetched) *(volatile char *)32 = 1;
+        te_respond_str(500, "text/plain", "the origin did not answer /big as expected\n");
         return;
     }
     if (is(req->path, "/wait")) {

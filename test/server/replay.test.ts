@@ -85,6 +85,10 @@ describe('replayable failures: bundles from serve, replayed by tinyedge replay',
         hanging.push(res);
         return;
       }
+      if (req.url === '/big') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.alloc(300 * 1024, 0x62));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain' }).end('s33d from the origin\n');
     });
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
@@ -287,6 +291,18 @@ tenants:${tenant('a', A)}${tenant('b', B)}${tenant('c', C)}
     assert.equal(bundle.answers!.truncated, true);
     assert.equal(bundle.answers!.stepsSeen, 3);
     assert.ok(Buffer.byteLength(text) < 16 * 1024, `${Buffer.byteLength(text)} bytes`);
+  });
+
+  test('a sub-request answer over the journal\'s byte bound ends the recorded answers before it', async () => {
+    assert.equal(await send('d.test', '/bigfetch'), 502);
+    const { text } = await bundleOf('d', '/bigfetch', OP);
+    const bundle = JSON.parse(text) as FailureBundle;
+    assert.deepEqual(bundle.answers!.steps.map((s) => s.step), ['host', 'clock']);
+    assert.equal(bundle.answers!.truncated, true);
+    assert.ok(Buffer.byteLength(text) < 16 * 1024, `${Buffer.byteLength(text)} bytes`);
+    const r = await cli(['replay', save('bigfetch.json', text), '--program', program]);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /replay diverged at step 2: the program asked for fetch GET \/big \(a host step\), past the recorded answers: the bundle's answers were truncated after 2 steps/);
   });
 
   test('replay --from fetches the bundle from the admin API with the token, which must reach its tenant', async () => {

@@ -138,7 +138,10 @@ export class Journal {
   hostAnswer(at: number, answer: unknown, bytes: number): void {
     if (at < 0) return;
     if (this.hostBytes + bytes > MAX_JOURNAL_HOST_BYTES) {
-      if (this.truncatedAt < 0) this.truncatedAt = this.seen;
+      // The journal ends before this call: kept unanswered, it would replay as a call that never answers.
+      this.truncatedAt = at;
+      this.count = at;
+      this.hostWhat[at] = undefined;
       return;
     }
     this.hostBytes += bytes;
