@@ -227,6 +227,8 @@ export class Instance {
     const again = (from: number): BatchOutcome[] => items.slice(from).map((): BatchOutcome => ({ kind: 'again' }));
     const { limits, requestRegion, abiVersion } = this.program;
     this.reset();
+    // A batch's answers are not kept for replays (its requests share one run), only bounded.
+    this.journal.reset();
     const room = limits.resetAfterRequests - this.served;
     if (items.length === 1 || room <= 1 || abiVersion < BATCH_ABI_VERSION || limits.lifecycle !== 'persistent') {
       const { req, options } = items[0]!;
