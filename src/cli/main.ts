@@ -9,6 +9,7 @@ import type { DevOptions } from './dev.ts';
 import type { LogOptions } from './log.ts';
 import { addProgramOptions, collect, duration, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
+import type { ReplayOptions } from './replay.ts';
 import type { RunOptions } from './run.ts';
 import type { ServeOptions } from './serve.ts';
 import type { StatOptions } from './stat.ts';
@@ -136,6 +137,21 @@ function addStat(program: Command): void {
   });
 }
 
+function addReplay(program: Command): void {
+  program
+    .command('replay')
+    .description("rerun a program's failed request from its failure bundle (the admin API's /failures), locally, with the host's recorded answers")
+    .argument('[bundle]', 'failure bundle file (JSON, as GET /v1/tenants/{tenant}/failures/{id} answers)')
+    .requiredOption('--program <file>', 'the program file that failed (its SHA-256 must match the bundle)')
+    .option('--from <url>', "fetch the bundle from the admin API instead: http://ADMIN/v1/tenants/TENANT/failures/ID")
+    .option('--token <token>', "with --from: a tenant's token or the operator's (default: $TINYEDGE_TOKEN)")
+    .option('--trace', 'print every system call and hypercall, decoded, and a backtrace on a fault, to stderr')
+    .action(async (bundle: string | undefined, opts: ReplayOptions) => {
+      const { replay } = await import('./replay.ts');
+      process.exitCode = await replay(bundle, opts);
+    });
+}
+
 function buildProgram(): Command {
   const program = new Command('tinyedge')
     .description('Multi-tenant HTTP cache and edge server; tenant programs run in tiny KVM virtual machines')
@@ -143,7 +159,7 @@ function buildProgram(): Command {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  for (const add of [addRun, addDev, addBench, addProxy, addServe, addLog, addStat]) add(program);
+  for (const add of [addRun, addDev, addBench, addProxy, addServe, addLog, addStat, addReplay]) add(program);
   return program;
 }
 

@@ -80,10 +80,12 @@ export function readKvCas(mem: GuestMemory, at: number): { key: string; expected
   return { key, expected, value: readValue(mem, at + TE_KV_CAS.value) };
 }
 
-/** A key-value call under way: the store's answer (an Error when it failed), and how it becomes RAX. */
+/** A key-value call under way: the store's answer (an Error when it failed), how it becomes RAX, and its key. */
 export interface KvCallStart {
   promise: Promise<unknown>;
   complete(value: unknown): number;
+  call: number;
+  what: string;
 }
 
 const INCREMENT_ERRNO: Record<Extract<KvIncrementResult, { refused: unknown }>['refused'], number> = { 'not-integer': EINVAL, overflow: ERANGE, quota: ENOSPC };
@@ -96,6 +98,7 @@ export function startKvCall(mem: GuestMemory, call: number, arg: number, host: H
   if (call === CALL_KV_GET && host?.kvGet) {
     const kv = readKv(mem, arg, 'get');
     return {
+      call, what: kv.key,
       promise: Promise.resolve(host.kvGet(kv.key)),
       complete: (v) => {
         if (v instanceof Error) return -EIO;
@@ -110,15 +113,16 @@ export function startKvCall(mem: GuestMemory, call: number, arg: number, host: H
   if (call === CALL_KV_SET && host?.kvSet) {
     const kv = readKv(mem, arg, 'set');
     const value = kv.valueLen === 0 ? new Uint8Array(0) : Uint8Array.from(mem.user(kv.valueAt, kv.valueLen));
-    return { promise: Promise.resolve(host.kvSet(kv.key, value)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOSPC) };
+    return { call, what: kv.key, promise: Promise.resolve(host.kvSet(kv.key, value)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOSPC) };
   }
   if (call === CALL_KV_DELETE && host?.kvDelete) {
     const kv = readKv(mem, arg, 'key');
-    return { promise: Promise.resolve(host.kvDelete(kv.key)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOENT) };
+    return { call, what: kv.key, promise: Promise.resolve(host.kvDelete(kv.key)), complete: (ok) => (ok === true ? 0 : ok instanceof Error ? -EIO : -ENOENT) };
   }
   if (call === CALL_KV_INCR && host?.kvIncrement) {
     const { key, delta, valueAt } = readKvIncrement(mem, arg);
     return {
+      call, what: key,
       promise: Promise.resolve(host.kvIncrement(key, delta)),
       complete: (r) => {
         if (r instanceof Error) return -EIO;
@@ -132,6 +136,7 @@ export function startKvCall(mem: GuestMemory, call: number, arg: number, host: H
   if (call === CALL_KV_CAS && host?.kvCompareAndSet) {
     const { key, expected, value } = readKvCas(mem, arg);
     return {
+      call, what: key,
       promise: Promise.resolve(host.kvCompareAndSet(key, expected, value)),
       complete: (r) => (r instanceof Error ? -EIO : (r as KvSwapResult) === 'swapped' ? 1 : r === 'differs' ? 0 : -ENOSPC),
     };

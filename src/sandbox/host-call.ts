@@ -32,6 +32,9 @@ export interface HostCalls {
 export interface PendingHostCall {
   promise: Promise<unknown>;
   complete(value: unknown): number;
+  /** The hypercall, and what it asks (a key-value key, a sub-request), for the journal (replay.ts). */
+  call: number;
+  what: unknown;
 }
 
 /**
@@ -85,6 +88,8 @@ export function startHostCall(m: Machine, call: number, arg: number, host: HostC
     if (call === CALL_FETCH && host?.fetch) {
       const { result, ...request } = readFetch(m.mem, arg);
       pending = {
+        call,
+        what: request,
         promise: host.fetch(request),
         complete: (r) => {
           if (r instanceof Error) return -EIO;

@@ -18,3 +18,4 @@ export { measureExitFloor } from './floor.ts';
 export { MAX_FETCH_RESPONSE_BYTES, type Phase, type RecvDirective } from './abi.ts';
 export { MAX_WARMUP_REQUESTS, PROGRAM_DEFAULTS, type WarmupOptions, type CachePolicy, type KvIncrementResult, type KvSwapResult, type Lifecycle, type ProgramMode, type ProgramOptions, type SandboxRequest, type SandboxResponse } from './types.ts';
 export type { Stdio } from '../vmm/linux/syscalls/context.ts';
+export { Journal, ReplayDiverged, recordedAnswers, replayHostCalls, REPLAYABLE_FAILURES, type JournalStep, type RecordedAnswers } from './replay.ts';

@@ -13,6 +13,7 @@ import { completeHostCall, freshRandom, type HostCalls, type PendingHostCall, st
 import { batchAnswered, batchCurrent, oneResponseAt, requestRoom, writeBatch, writeOne, type WrittenBatch, type WrittenOne } from './batch-abi.ts';
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
 import { cgiEnvironment, parseCgiOutput } from './cgi.ts';
+import { answerBytes, hostStepCodec, Journal, keepAnswers, REPLAYABLE_FAILURES } from './replay.ts';
 import type { Program } from './program.ts';
 import type { Turns } from './turns.ts';
 import { CaptureStdio, RoutedStdio } from './stdio.ts';
@@ -52,6 +53,8 @@ export interface CallOptions {
   reset?: 'now' | 'later';
   /** Filled in as the call runs, whether it succeeds or fails: what it cost (CallUsage). */
   usage?: CallUsage;
+  /** te_request.random for the program instead of fresh bytes (32): a replay's (replay.ts). */
+  random?: Uint8Array;
 }
 
 /**
@@ -98,8 +101,25 @@ export class Instance {
   private served = 0;
   /** Set by the pool when a call failed in the host, not in the program: the VM is dropped. */
   broken = false;
+  /**
+   * What the host answers the guest during a call (clocks, random bytes, host calls), kept for a
+   * failure's bundle (replay.ts); reset per call. A replay swaps in one that answers instead.
+   */
+  private journal = new Journal();
+  /** The running call's te_request.random, copied: the host's entropy pool is reused. */
+  private readonly random = new Uint8Array(32);
+  /** The journal step of the host call in `pending` (-1: none kept). */
+  private pendingStep = -1;
 
-  constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {}
+  constructor(private readonly program: Program, private readonly machine: Machine, private readonly name: string, private readonly env: readonly string[]) {
+    machine.journal = this.journal;
+  }
+
+  /** Answers this instance's calls from `journal` (a replay's) instead of recording them. */
+  replayFrom(journal: Journal): void {
+    this.journal = journal;
+    this.machine.journal = journal;
+  }
 
   /**
    * Runs one request synchronously (host calls answer -ENOSYS) and returns the response, or
@@ -108,6 +128,7 @@ export class Instance {
    */
   handle(req: SandboxRequest): SandboxResponse {
     this.reset();
+    this.journal.reset();
     const t0 = performance.now();
     const logs: string[] = [];
     const deadline = t0 + this.program.limits.timeoutMs;
@@ -131,6 +152,7 @@ export class Instance {
    */
   async call(req: SandboxRequest, options: CallOptions = {}): Promise<CallResult> {
     this.reset();
+    this.journal.reset();
     const t0 = performance.now();
     const logs: string[] = [];
     const { limits } = this.program;
@@ -151,7 +173,9 @@ export class Instance {
         const pending = this.pending;
         if (result.kind === 'yield' && pending) {
           this.pending = undefined;
+          const step = this.pendingStep;
           const value = await withDeadline(pending.promise, deadline, limits.timeoutMs);
+          this.journal.hostAnswer(step, value, answerBytes(value));
           this.machine.resume(completeHostCall(pending, value));
           continue;
         }
@@ -160,10 +184,18 @@ export class Instance {
       }
     } catch (err) {
       this.pending = undefined;
+      this.keepAnswers(err, limits.mode === 'sdk');
       const pages = this.resetNow();
       if (options.usage) options.usage.dirtyPages += pages;
       throw err;
     }
+  }
+
+  /** After a failure the program caused: what the host answered it, kept with the error (replay.ts). */
+  private keepAnswers(err: unknown, sdk: boolean): void {
+    if (!(err instanceof SandboxError) || !REPLAYABLE_FAILURES.has(err.kind) || this.journal.mode !== 'record') return;
+    const answers = this.journal.export(hostStepCodec);
+    keepAnswers(err, sdk ? { random: Buffer.from(this.random).toString('base64'), ...answers } : answers);
   }
 
   /** `runUntil`, adding its time, guest time and exits to `usage`. */
@@ -195,6 +227,8 @@ export class Instance {
     const again = (from: number): BatchOutcome[] => items.slice(from).map((): BatchOutcome => ({ kind: 'again' }));
     const { limits, requestRegion, abiVersion } = this.program;
     this.reset();
+    // A batch's answers are not kept for replays (its requests share one run), only bounded.
+    this.journal.reset();
     const room = limits.resetAfterRequests - this.served;
     if (items.length === 1 || room <= 1 || abiVersion < BATCH_ABI_VERSION || limits.lifecycle !== 'persistent') {
       const { req, options } = items[0]!;
@@ -362,7 +396,9 @@ export class Instance {
     const stdio = new CaptureStdio(0, undefined, true);
     m.stdio = stdio;
     const { abiVersion } = this.program;
-    this.written = writeOne(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), { req, random: freshRandom(), layout: { ...options, abiVersion } }, abiVersion);
+    const random = options.random ?? freshRandom();
+    this.random.set(random);
+    this.written = writeOne(m.mem, requestRoom(requestRegion, limits.maxRequestBytes), { req, random, layout: { ...options, abiVersion } }, abiVersion);
     this.armHypercalls(() => logs, () => options.host);
     m.resume(this.written.at);
     return stdio;
@@ -393,7 +429,10 @@ export class Instance {
   /** Starts a host call, keeping what the call must await. */
   private startHostCall(m: Machine, call: number, arg: number, host: HostCalls | undefined): number {
     const { rax, pending } = startHostCall(m, call, arg, host);
-    if (pending) this.pending = pending;
+    if (pending) {
+      this.pending = pending;
+      this.pendingStep = this.journal.mode === 'record' ? this.journal.hostStart(pending.call, pending.what) : -1;
+    }
     return rax;
   }
 

@@ -193,6 +193,10 @@ export function registerAdmin(server: EdgeServer) {
         const names = caller.kind === 'operator' ? [...server.tenants.keys()] : [caller.tenant];
         return json(res, 200, { tenants: await Promise.all(names.map(async (n) => statsJson(n, await server.tenantStats(n)))) });
       }
+      if (parts[1] === 'failures' && parts.length === 2 && method === 'GET') {
+        allow(caller, null);
+        return json(res, 200, { failures: server.failures.list(null) });
+      }
       if (parts[1] === 'tenants' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
         return json(res, 200, { tenants: [...server.tenants.keys()].map((n) => tenantSummary(server, n)) });
@@ -213,6 +217,14 @@ export function registerAdmin(server: EdgeServer) {
           return json(res, 200, statsJson(tenant, await server.tenantStats(tenant)));
         }
         if (action === 'log' && method === 'GET') return await streamLog(server, req, res, tenant, queryOf(req.url ?? '/'));
+        if (action === 'failures' && method === 'GET') return json(res, 200, { failures: server.failures.list(tenant) });
+        if (parts[3] === 'failures' && parts[4] !== undefined && parts.length === 5 && method === 'GET') {
+          const bundle = server.failures.get(tenant, parts[4]);
+          if (bundle === undefined) throw new HttpError(404, `no failure bundle ${parts[4].slice(0, 100)} of tenant ${tenant}`);
+          res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(bundle), 'cache-control': 'no-store' });
+          res.end(bundle);
+          return;
+        }
         if (action === 'purge' && method === 'POST') {
           const body = await readJson(req);
           return json(res, 200, { purged: await server.purge(tenant, purgeTarget(body)) });

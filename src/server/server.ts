@@ -21,6 +21,7 @@ import { mergeStats, type StatsSnapshot, sumFields } from './stats.ts';
 import type { TenantRuntime } from './tenant.ts';
 import type { KvStats } from './kv.ts';
 import { LiveLog } from './live-log.ts';
+import { FailureBundles } from './failure-bundles.ts';
 
 /** The server's structured logger (pino). */
 export type Logger = pino.Logger;
@@ -55,6 +56,8 @@ export class EdgeServer {
   private readonly kv = new Map<string, KvStore>();
   /** The live request log: its readers, and what the shards record for them. */
   readonly liveLog: LiveLog;
+  /** The newest failure bundles of each tenant, from every shard (replayable failures). */
+  readonly failures: FailureBundles;
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
@@ -64,7 +67,10 @@ export class EdgeServer {
     this.log = log;
     const shards = 1 + (remote?.count ?? 0);
     const tenantLog: TenantLogger = shards > 1 ? log.child({ shard: 0 }) : log;
-    this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, storage);
+    const failures = new FailureBundles(config.server.failureBundles, config.server.failureBundleBytes);
+    this.failures = failures;
+    this.local = new Shard(0, shards, pool, (tenant) => this.kvStore(tenant), tenantLog, storage, { shard: 0, keep: (b) => failures.keep(b) });
+    if (remote) remote.onBundle = (b) => failures.keep(b);
     const liveLog: LiveLog = new LiveLog(async (scope) => {
       this.local.setRecording(scope, liveLog.deliver);
       await remote?.all({ type: 'record', scope });
@@ -215,7 +221,10 @@ export class EdgeServer {
     const unchanged = [...this.tenants.values()].filter((t) => !building.has(t.name) && !diff.tenantsRemoved.includes(t.name));
     const keep = [...unchanged.flatMap((t) => [...t.programs.values()]), ...set.flatMap((s) => s.programs)].map((p) => p.key);
     await this.updateShards({ set, remove: diff.tenantsRemoved, keep, cacheBytes: totalCacheBytes(next) });
-    for (const name of diff.tenantsRemoved) this.kv.delete(name);
+    for (const name of diff.tenantsRemoved) {
+      this.kv.delete(name);
+      this.failures.drop(name);
+    }
     this.config = next;
     this.log.info({ added: diff.tenantsAdded, changed: diff.tenantsChanged, removed: diff.tenantsRemoved }, 'config reloaded');
     if (diff.serverChanged.length > 0) this.log.warn({ keys: diff.serverChanged }, 'server settings changed; restart to apply them');

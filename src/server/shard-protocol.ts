@@ -1,10 +1,12 @@
 // Messages between the main thread (shard 0, which coordinates) and the other shards' threads.
 // Tenant configs, loaded programs and exported program snapshots are plain data and are
 // structured-cloned; nothing here travels per request except key-value calls and log lines
-// (request records travel in batches, and only while someone reads them).
+// (request records travel in batches, and only while someone reads them; failure bundles are
+// bounded to a few a second per tenant).
 import type { SharedStoreHandle } from '../cache/index.ts';
 import type { ExportedProgram, PoolProgramOptions } from '../sandbox/index.ts';
 import type { EncodedBatch } from './record-batch.ts';
+import type { FailureBundle } from './failure-bundles.ts';
 import type { RecordScope } from './records.ts';
 import type { ShardTenantStats, TenantUpdate } from './shard.ts';
 import type { KvRequest } from './kv.ts';
@@ -59,4 +61,5 @@ export type FromShard =
   | { type: 'failed'; id: number; message: string }
   | { type: 'kv'; callId: number; tenant: string; request: KvRequest }
   | { type: 'log'; level: 'info' | 'warn'; details: Record<string, unknown>; message: string }
-  | { type: 'records'; batch: EncodedBatch };
+  | { type: 'records'; batch: EncodedBatch }
+  | { type: 'bundle'; bundle: FailureBundle };

@@ -10,6 +10,7 @@ import { type KvAccess, remoteKv } from './kv.ts';
 import { Shard } from './shard.ts';
 import type { FromShard, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
 import type { Logger } from './tenant.ts';
+import type { FailureBundle } from './failure-bundles.ts';
 
 const port = parentPort;
 if (!port) throw new Error('shard-worker.ts must run as a worker thread');
@@ -29,7 +30,9 @@ const kv = (tenant: string): KvAccess => remoteKv((request) => new Promise((reso
   send({ type: 'kv', callId, tenant, request });
 }));
 
-const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, SharedStorage.attach(init.cache));
+// Failure bundles are rare (a few a second per tenant at most): one message each.
+const failures = { shard: init.index, keep: (bundle: FailureBundle) => send({ type: 'bundle', bundle }) };
+const shard = new Shard(init.index, init.shards, await ProgramPool.start({ sliceMs: init.sliceMs }), kv, log, SharedStorage.attach(init.cache), failures);
 let front: Front | undefined;
 
 async function run(command: ShardCommand): Promise<unknown> {

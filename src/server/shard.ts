@@ -13,6 +13,7 @@ import { type EncodedBatch, RecordBatcher } from './record-batch.ts';
 import { completeRecord, RECORD_NOTHING, type RecordScope, startRecord } from './records.ts';
 import type { ExportedStats } from './stats.ts';
 import { type LoadedProgram, type Logger, TenantRuntime } from './tenant.ts';
+import type { FailureSink } from './failure-bundles.ts';
 
 /** A change to the tenant set, applied by every shard alike. */
 export interface TenantUpdate {
@@ -61,9 +62,9 @@ export class Shard {
   /**
    * `shards`: how many shards serve (origin connection limits are shared out); `kv` reaches a
    * tenant's key-value store, which lives on the main thread; `storage` is the cache storage all
-   * shards share.
+   * shards share; `failures` gets the bundles of failed program calls.
    */
-  constructor(readonly index: number, private readonly shards: number, readonly pool: ProgramPool, private readonly kv: (tenant: string) => KvAccess, private readonly log: Logger, readonly storage: ObjectStorage) {}
+  constructor(readonly index: number, private readonly shards: number, readonly pool: ProgramPool, private readonly kv: (tenant: string) => KvAccess, private readonly log: Logger, readonly storage: ObjectStorage, private readonly failures?: FailureSink) {}
 
   /** The front's handler: the tenant named by Host, or 404. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
@@ -126,7 +127,7 @@ export class Shard {
 
   /** Builds the update's runtimes, swaps them in with one Host map, then closes the ones they replace. */
   async update(u: TenantUpdate): Promise<void> {
-    const built = u.set.map(({ config, programs }) => new TenantRuntime(config, this.pool, this.storage, this.kv(config.name), programs, this.log, this.shards));
+    const built = u.set.map(({ config, programs }) => new TenantRuntime(config, this.pool, this.storage, this.kv(config.name), programs, this.log, this.shards, this.failures));
     this.storage.setBudget(u.cacheBytes);
     if (this.index === 0 && this.storage.maxBytes < u.cacheBytes) {
       this.log.warn({ cacheBytes: u.cacheBytes, budget: this.storage.maxBytes }, `the tenants' cache memory now adds up to ${u.cacheBytes} bytes, above the ${this.storage.maxBytes} reserved at start: the budget stays ${this.storage.maxBytes} until a restart`);

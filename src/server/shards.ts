@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { KvStore } from './kv.ts';
 import type { EncodedBatch } from './record-batch.ts';
+import type { FailureBundle } from './failure-bundles.ts';
 import type { FromShard, ShardAnswers, ShardCommand, ShardInit, ToShard } from './shard-protocol.ts';
 import type { Logger } from './tenant.ts';
 
@@ -29,6 +30,8 @@ export class RemoteShards {
 
   /** Where the shards' batches of request records go (the live log). */
   onRecords: (batch: EncodedBatch) => void = () => undefined;
+  /** Where the shards' failure bundles go (the main thread's store). */
+  onBundle: (bundle: FailureBundle) => void = () => undefined;
 
   private constructor(private readonly workers: Worker[], private readonly kv: (tenant: string) => KvStore | undefined, private readonly log: Logger) {}
 
@@ -127,6 +130,9 @@ export class RemoteShards {
         return;
       case 'records':
         this.onRecords(msg.batch);
+        return;
+      case 'bundle':
+        this.onBundle(msg.bundle);
         return;
     }
   }

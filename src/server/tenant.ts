@@ -1,6 +1,7 @@
 // One tenant at run time: its cache (a namespace of the shared storage), origins, key-value store,
 // programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
 // router: a miss goes to the route's program or origin.
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
@@ -11,6 +12,7 @@ import type { ProgramConfig, TenantConfig } from './config.ts';
 import { headerPairs, openOrigin, tenantHostCalls } from './host-calls.ts';
 import type { KvAccess } from './kv.ts';
 import { type LiveRecord, recordOf } from './records.ts';
+import { FailureRecorder, type FailureSink } from './failure-bundles.ts';
 import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
@@ -20,6 +22,8 @@ const MiB = 1024 * 1024;
 export interface LoadedProgram {
   config: ProgramConfig;
   key: string;
+  /** SHA-256 of the version's file (hex), for its failure bundles. */
+  sha256: string;
   /** When this version was loaded (epoch ms), and how long its load and warm-up took. */
   loadedAt: number;
   loadMs: number;
@@ -143,7 +147,7 @@ export async function loadProgramVersion(pool: ProgramPool, tenant: string, prog
     throw err;
   }
   version.loaded();
-  return { config: program, key, loadedAt: Date.now(), loadMs: Math.round(performance.now() - started) };
+  return { config: program, key, sha256: createHash('sha256').update(elf).digest('hex'), loadedAt: Date.now(), loadMs: Math.round(performance.now() - started) };
 }
 
 /** The sandbox's own failure for a request over the program's limit, so it is answered the same way. */
@@ -191,12 +195,15 @@ export class TenantRuntime implements Backend {
   private closed = false;
   private readonly healthWatch: ReturnType<typeof setInterval> | undefined;
   private readonly failureLog = new Map<string, { at: number; skipped: number }>();
+  private readonly failures: FailureRecorder;
 
   /**
    * `shards`: how many shards hold a runtime of this tenant; each gets that share of an origin's
-   * `connections`, so that the limit holds for the whole server.
+   * `connections`, so that the limit holds for the whole server. `failures` gets the bundles of
+   * its programs' faults and timeouts (none without).
    */
-  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: ObjectStorage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1) {
+  constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: ObjectStorage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1, failures?: FailureSink) {
+    this.failures = new FailureRecorder(config.name, failures);
     for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
     for (const p of programs) this.programs.set(p.config.name, p);
     this.stats = new TenantStats(() => {
@@ -333,6 +340,7 @@ export class TenantRuntime implements Backend {
       else if (err instanceof SandboxError && err.kind === 'timeout') counters.vmTimeouts++;
       else counters.vmErrors++;
       this.reportFailure(program.config.name, req.method, req.url, err, rec);
+      this.failures.failed({ name: program.config.name, key: program.key, sha256: program.sha256, settings: () => sandboxOptions(program.config) }, req, options, err);
       throw err;
     } finally {
       counters.cpuGuestUs += usage.guestUs;

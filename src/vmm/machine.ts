@@ -26,6 +26,7 @@ import { EventTable, type EventTableState } from './linux/syscalls/events.ts';
 import { FileTable, type FileTableState } from './linux/syscalls/files.ts';
 import { RunLoop, type RunResult, type RunState } from './run/loop.ts';
 import type { Tracer } from './run/trace.ts';
+import type { Journal } from './linux/journal.ts';
 
 export type { RunResult } from './run/loop.ts';
 
@@ -69,6 +70,8 @@ export class Machine implements SyscallContext {
   hypercall: HypercallHandler = () => -ENOSYS;
   /** Prints every call the program makes (`--trace`); undefined, the usual case, costs nothing. */
   trace: Tracer | undefined;
+  /** Records the clock reads and random bytes the guest gets (or replays them); undefined: neither. */
+  journal: Journal | undefined;
   readonly dirtyLog: DirtyLog | undefined;
   private readonly shell: Shell;
   private readonly loop: RunLoop;

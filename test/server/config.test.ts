@@ -68,7 +68,7 @@ describe('parsing', () => {
     const config = parse(minimal());
     assert.deepEqual(config, {
       file: FILE,
-      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined },
+      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024 },
       tenants: [{
         name: 'demo',
         hosts: ['localhost'],
@@ -96,6 +96,8 @@ describe('parsing', () => {
   operatorToken: \${OP}
   slice: 5ms
   shards: 4
+  failureBundles: 0
+  failureBundleMemory: 1MiB
 tenants:
   - name: shop-1
     hosts: [Shop.Example.com:8080, "[::1]", 10.0.0.1]
@@ -136,7 +138,7 @@ tenants:
         warmup: { requests: 20, path: "/hello?warm=1" }
         maxBatch: 8
 `, { OP: 'operator-token-0123456789' });
-    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined });
+    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined, failureBundles: 0, failureBundleBytes: 1024 * 1024 });
     const [t] = config.tenants;
     assert.ok(t);
     assert.deepEqual(t.hosts, ['shop.example.com', '[::1]', '10.0.0.1']);
@@ -479,7 +481,7 @@ describe('default config and reloads', () => {
     buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
-    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined });
+    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024 });
     const [demo] = config.tenants;
     assert.equal(config.tenants.length, 1);
     assert.equal(demo?.name, 'demo');

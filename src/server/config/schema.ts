@@ -25,6 +25,7 @@ export const DEFAULTS = {
   healthCheck: { intervalMs: 5000, timeoutMs: 2000, threshold: 2 },
   cache: { memoryBytes: 64 * MiB, defaultGraceMs: 10_000, defaultKeepMs: 60_000, maxObjectBytes: 8 * MiB },
   kv: { memoryBytes: 1 * MiB },
+  failureBundles: { count: 20, memoryBytes: 4 * MiB },
   program: {
     mode: 'sdk', roles: ['generate'], memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4,
     queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, lifecycle: 'ephemeral',
@@ -223,8 +224,10 @@ const server = (baseDir: string) => mapping({
   slice: duration(true).default(DEFAULTS.sliceMs),
   shards: integer(1, 256).default(DEFAULTS.shards),
   workers: integer(1, 256).optional(),
+  failureBundles: integer(0, 1000).default(DEFAULTS.failureBundles.count),
+  failureBundleMemory: size(true).default(DEFAULTS.failureBundles.memoryBytes),
 }, 'a server section such as { listen: "127.0.0.1:8080" }')
-  .transform(({ slice, workers, ...s }): ServerConfig => ({ ...s, sliceMs: slice, workers }))
+  .transform(({ slice, workers, failureBundleMemory, ...s }): ServerConfig => ({ ...s, sliceMs: slice, workers, failureBundleBytes: failureBundleMemory }))
   .prefault({});
 
 /** The whole file; paths in it resolve against `baseDir`, and files are checked as they parse. */

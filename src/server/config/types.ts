@@ -23,6 +23,9 @@ export interface ServerConfig {
   shards: number;
   /** Obsolete (the VM worker threads are gone): accepted, with a warning, and not used. */
   workers: number | undefined;
+  /** Failure bundles kept per tenant (the newest; 0 keeps none), and the bytes they may hold per tenant. */
+  failureBundles: number;
+  failureBundleBytes: number;
 }
 
 export interface HealthCheckConfig {

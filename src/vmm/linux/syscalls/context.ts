@@ -5,6 +5,7 @@ import type { AddressSpace } from '../../memory/address-space.ts';
 import type { Arena } from '../../memory/arena.ts';
 import type { Layout } from '../../x86/layout.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { Journal } from '../journal.ts';
 import type { SigAction, SigInfo, ThreadSignals } from '../signals.ts';
 import type { EventTable } from './events.ts';
 import type { FileTable } from './files.ts';
@@ -53,6 +54,8 @@ export interface SyscallContext {
   cpuTimeNs(): number;
   /** The program's threads, and the scheduling actions a call can take for the calling one. */
   readonly threads: Threads;
+  /** Where the clock reads and random bytes the guest gets are recorded, or replayed from (journal.ts). */
+  readonly journal: Journal | undefined;
   /** The program's signal actions, and sending and returning from signals. */
   readonly signals: Signals;
 }

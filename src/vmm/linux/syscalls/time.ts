@@ -1,7 +1,9 @@
 // Clocks, sleeping and randomness. Wall clocks are the host's at the moment of the call. CPU
 // clocks read the program's own CPU time, counted by the machine, and only the program's own
 // clocks exist: the CPU time of host processes (tinyedge's included), and which host pids exist,
-// are not the guest's to learn. Randomness is fresh from the host's CSPRNG on every call.
+// are not the guest's to learn. Randomness is fresh from the host's CSPRNG on every call. Every
+// clock value and random byte the guest gets goes through the machine's journal (journal.ts),
+// which records it, or in a replay puts the recorded one in its place.
 import { randomFillSync } from 'node:crypto';
 import { clockGettime as hostClockGettime } from '../../../kvm/libc.ts';
 import type { SyscallContext, SyscallHandler } from './context.ts';
@@ -59,6 +61,22 @@ function hostNow(id: number): void {
   if (hostClockGettime(id, scratch) !== 0) throw new Error(`the host's clock ${id} cannot be read`);
 }
 
+/** Clock `id` as the guest reads it, into `scratch`: the host's (or the program's CPU time), through the journal. */
+function guestNow(ctx: SyscallContext, id: number, cpu: boolean): void {
+  if (cpu) {
+    // Seconds and nanoseconds as two little-endian u64s, written as u32 halves (no BigInt per read).
+    const ns = ctx.cpuTimeNs();
+    const sec = Math.floor(ns / NSEC_PER_SEC);
+    scratchView.setUint32(0, sec >>> 0, true);
+    scratchView.setUint32(4, Math.floor(sec / 2 ** 32), true);
+    scratchView.setUint32(8, ns % NSEC_PER_SEC, true);
+    scratchView.setUint32(12, 0, true);
+  } else {
+    hostNow(id);
+  }
+  ctx.journal?.clock(id, scratch);
+}
+
 /** Host clock `id` (one the guest reads as its own) now, in nanoseconds. */
 export function clockNowNs(id: number): number {
   hostNow(id);
@@ -80,12 +98,10 @@ export function readTimespec(ctx: SyscallContext, addr: number): number {
 }
 
 function clockGettime(ctx: SyscallContext, id: number, addr: number): number {
-  if (ownCpuClock(id) !== undefined) {
-    writeTimespec(ctx, addr, ctx.cpuTimeNs());
-    return 0;
-  }
-  if (!WALL_CLOCKS.has(id)) return -EINVAL;
-  hostNow(id);
+  const cpu = ownCpuClock(id) !== undefined;
+  if (!cpu && !WALL_CLOCKS.has(id)) return -EINVAL;
+  ctx.mem.check(addr, 16, true);
+  guestNow(ctx, id, cpu);
   ctx.mem.writable(addr, 16).set(scratch);
   return 0;
 }
@@ -139,7 +155,7 @@ export const timeSyscalls: Record<string, SyscallHandler> = {
   gettimeofday: (ctx, tv, tz) => {
     if (tv !== 0) {
       ctx.mem.check(tv, 16);
-      hostNow(CLOCK_REALTIME);
+      guestNow(ctx, CLOCK_REALTIME, false);
       ctx.mem.setU64(tv, scratchView.getBigUint64(0, true));
       ctx.mem.setU64(tv + 8, scratchView.getBigUint64(8, true) / 1000n);
     }
@@ -148,7 +164,7 @@ export const timeSyscalls: Record<string, SyscallHandler> = {
     return 0;
   },
   time: (ctx, tloc) => {
-    hostNow(CLOCK_REALTIME);
+    guestNow(ctx, CLOCK_REALTIME, false);
     const sec = Number(scratchView.getBigUint64(0, true));
     if (tloc !== 0) ctx.mem.setU64(tloc, sec);
     return sec;
@@ -159,7 +175,9 @@ export const timeSyscalls: Record<string, SyscallHandler> = {
     if ((flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) !== 0) return -EINVAL;
     if ((flags & (GRND_INSECURE | GRND_RANDOM)) === (GRND_INSECURE | GRND_RANDOM)) return -EINVAL;
     const n = Math.min(len, GETRANDOM_MAX);
-    randomFillSync(ctx.mem.writable(buf, n));
+    const out = ctx.mem.writable(buf, n);
+    randomFillSync(out);
+    ctx.journal?.random(out);
     return n;
   },
 };
