@@ -193,7 +193,10 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   });
   body.once('end', () => {
     settled = true;
-    if (busy.storing && !busy.invalidated && init !== null && busy.chunks !== null && !(writer?.complete() ?? false)) {
+    // A record written as the body arrived is completed, even when a purge came meanwhile: the
+    // store then drops it (the purge holds), and other shards' clients following it get it whole.
+    if (writer !== null) writer.complete();
+    else if (busy.storing && !busy.invalidated && init !== null && busy.chunks !== null) {
       const obj = new CacheObject({ ...init, body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes) });
       e.ns.insert(obj, e.now());
     }

@@ -65,9 +65,12 @@ export interface ObjectStore {
 export interface FillWriter {
   /** Appends body bytes; false once the record is gone (purged, evicted) or the body would overflow. */
   write(chunk: Uint8Array): boolean;
-  /** The body is whole: the object is stored as any other. False if it is gone or incomplete. */
+  /**
+   * The body is whole: the object is stored as any other. False if it is gone or incomplete, or
+   * was purged while being written (its followers still get it whole; it is not kept).
+   */
   complete(): boolean;
-  /** Gives up: the record goes, and its followers see it fail. */
+  /** Gives up (the fetch failed): the record goes, and its followers see it fail. */
   abort(): void;
 }
 

@@ -241,7 +241,7 @@ export class SharedNamespace implements ObjectStore {
         return done;
       },
       abort: () => {
-        if (open) this.store.remove(id, gen);
+        if (open) this.store.abandon(id, gen);
         end();
       },
     };

@@ -200,3 +200,33 @@ test('when the fetch being followed breaks, the follower sees its body break too
   assert.equal(origin.requests.length, 2);
   await Promise.all([a.close(), b.close(), origin.close()]);
 });
+
+test('a purge while one cache is still fetching: the other cache\'s follower still gets the whole body, and the next request fetches again', async () => {
+  let finish!: () => void;
+  const gate = new Promise<void>((r) => { finish = r; });
+  const origin = await startOrigin((req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000', 'surrogate-key': req.url!.slice(1) });
+    res.write(Buffer.alloc(100_000, 1));
+    void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
+  });
+  const [a, b] = await twoShards(origin);
+  for (const [i, purge] of [() => b.cache.purge('http://site.test/p0'), () => a.cache.purgeTag('p1')].entries()) {
+    const first = stream(`${a.url}/p${i}`);
+    await first.first;
+    const second = stream(`${b.url}/p${i}`);
+    await second.first;
+    assert.equal(purge(), 1, 'the record being filled is what the purge removes');
+    finish();
+    assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
+    for (const r of [first, second]) {
+      const body = Buffer.concat(r.chunks);
+      assert.equal(body.length, 200_000);
+      assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
+    }
+    // The purge holds: nothing of the fetch is kept, and the next request goes to the origin.
+    const before = origin.requests.length;
+    assert.equal((await get(b.url, `/p${i}`)).headers['x-cache'], 'MISS');
+    assert.equal(origin.requests.length, before + 1);
+  }
+  await Promise.all([a.close(), b.close(), origin.close()]);
+});

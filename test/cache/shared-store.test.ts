@@ -110,6 +110,61 @@ test('views are views into the shared arena, and a pinned view outlives its reco
   assert.equal(store.globalStats().arenaUsedBytes, 0);
 });
 
+test('a record purged while filling leaves every lookup at once, stays whole for the reader following it, and goes when it is complete', () => {
+  const store = SharedStore.create({ maxBytes: 1 << 20, touchIntervalMs: 0 });
+  const ns = store.namespace('t', 1 << 20);
+  const purges: Array<[string, (key: string) => void]> = [
+    ['removeKey', (key) => { assert.equal(store.removeKey(ns, key), 1); }],
+    ['removeTag', () => { assert.equal(store.removeTag(ns, 'tagged'), 1); }],
+    ['remove', (key) => { const [r] = store.lookup(ns, key); assert.ok(r && store.remove(r.id, r.gen)); r.unpin(); }],
+    ['clear', () => { assert.equal(store.clear(ns), 1); }],
+    ['removeExpired', () => { assert.equal(store.removeExpired(ns, Date.now() + 10_000), 1); }],
+  ];
+  for (const [how, purge] of purges) {
+    const key = `k-${how}`;
+    const { ref, body } = store.reserve(ns, key, { ...simple(''), tags: ['tagged'], expiresAt: Date.now() }, 10)!;
+    const writer = store.pin(ref.id, ref.gen)!;
+    const [reader] = store.lookup(ns, key);
+    assert.ok(reader?.filling, how);
+    body.set(enc.encode('hello'), 0);
+    store.fill(ref.id, ref.gen, 5);
+    purge(key);
+    assert.deepEqual(bodies(store, ns, key), [], `${how}: no lookup finds it`);
+    assert.equal(store.stats(ns).objects, 0, how);
+    assert.equal(store.removeKey(ns, key), 0, `${how}: a second purge finds nothing`);
+    assert.equal(store.touch(ref.id, ref.gen), false, `${how}: a hit cannot bring it back`);
+    assert.deepEqual(store.progress(reader.id, reader.gen).state, 'filling', how);
+    body.set(enc.encode('world'), 5);
+    assert.equal(store.fill(ref.id, ref.gen, 10), true, `${how}: the writer goes on`);
+    assert.equal(store.complete(ref.id, ref.gen), false, `${how}: complete says it is not kept`);
+    assert.deepEqual(store.progress(reader.id, reader.gen), { state: 'whole', filled: 10, seq: store.progress(reader.id, reader.gen).seq }, how);
+    assert.equal(new TextDecoder().decode(reader.body), 'helloworld', how);
+    writer.unpin();
+    reader.unpin();
+    store.insert(ns, 'other', simple('x'));
+    store.clear(ns);
+    assert.equal(store.globalStats().arenaUsedBytes, 0, `${how}: its block is freed once unpinned`);
+    assert.equal(store.stats(ns).bytes, 0, `${how}: and uncharged`);
+  }
+});
+
+test('a filling record its writer abandons, or that is evicted, is gone for its reader', () => {
+  const store = SharedStore.create({ maxBytes: 1 << 20, touchIntervalMs: 0 });
+  const ns = store.namespace('t', 8192);
+  for (const how of ['abandon', 'evict'] as const) {
+    const { ref } = store.reserve(ns, how, simple(''), 1000)!;
+    const [reader] = store.lookup(ns, how);
+    store.fill(ref.id, ref.gen, 100);
+    if (how === 'abandon') store.abandon(ref.id, ref.gen);
+    else assert.ok(store.insert(ns, 'big', simple('x'.repeat(3500))), 'fits only without the filling record');
+    assert.equal(store.progress(reader!.id, reader!.gen).state, 'gone', how);
+    assert.equal(store.complete(ref.id, ref.gen), false, how);
+    reader!.unpin();
+    store.clear(ns);
+  }
+  assert.equal(store.globalStats().arenaUsedBytes, 0);
+});
+
 test('evicts least recently used first under a namespace quota', () => {
   const one = charged('a', simple('x'.repeat(100)));
   const store = SharedStore.create({ maxBytes: 1 << 20, touchIntervalMs: 0 });

@@ -108,6 +108,11 @@ export const EXPIRES_NEVER = 0x7fffffff;
 export const FLAG_MARKER = 1;
 /** Record flag: its body is still being written (`reserve`); cleared by `complete`. */
 export const FLAG_FILLING = 2;
+/**
+ * Record flag: purged while filling — out of its chain and the LRU lists (no lookup finds it), its
+ * block kept for the readers already following it until the writer completes or abandons it.
+ */
+export const FLAG_UNLISTED = 4;
 
 // Record states.
 export const FREE = 0;

@@ -178,7 +178,7 @@ export class SharedStore extends NamespaceWalks {
   clear(ns: number): number {
     return this.write(ns, () => {
       let n = 0;
-      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!, n++) this.kill(id, false);
+      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!, n++) this.drop(id);
       return n;
     });
   }
@@ -214,15 +214,30 @@ export class SharedStore extends NamespaceWalks {
     return true;
   }
 
-  /** The body of a filling record is whole: it becomes an ordinary record; wakes its readers. */
+  /**
+   * The body of a filling record is whole: it becomes an ordinary record; wakes its readers. One a
+   * purge unlisted meanwhile goes now (its readers still read it whole); answers false for it.
+   */
   complete(id: number, gen: number): boolean {
     if (!this.isLive(id, gen)) return false;
     const w = id * L.REC_WORDS;
     Atomics.store(this.idx, w + L.R_FILLED, this.idx[w + L.R_BODY_LEN]!);
-    Atomics.and(this.idx, w + L.R_FLAGS, ~L.FLAG_FILLING);
+    const flags = Atomics.and(this.idx, w + L.R_FLAGS, ~L.FLAG_FILLING);
     Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
     Atomics.notify(this.idx, w + L.R_FILL_SEQ);
-    return true;
+    if ((flags & L.FLAG_UNLISTED) === 0) return true;
+    this.write(null, () => {
+      if (this.isLive(id, gen)) this.kill(id, false);
+    });
+    return false;
+  }
+
+  /** The writer of a filling record gives up (its fetch failed): the record goes, and its readers see it gone. */
+  abandon(id: number, gen: number): void {
+    if (!(id >= 0 && id < this.records)) return;
+    this.write(null, () => {
+      if (this.isLive(id, gen)) this.kill(id, false);
+    });
   }
 
   /**
@@ -232,7 +247,13 @@ export class SharedStore extends NamespaceWalks {
   progress(id: number, gen: number): { state: 'gone' | 'filling' | 'whole'; filled: number; seq: number } {
     const w = id * L.REC_WORDS;
     const seq = Atomics.load(this.idx, w + L.R_FILL_SEQ);
-    if (!this.isLive(id, gen)) return { state: 'gone', filled: 0, seq };
+    if (!this.isLive(id, gen)) {
+      // Purged while filling, then completed: gone for lookups, whole for the readers that pin it
+      // (their pin keeps the slot from reuse, so its generation is still the one kill gave it).
+      const flags = Atomics.load(this.idx, w + L.R_FLAGS);
+      const finished = (flags & (L.FLAG_UNLISTED | L.FLAG_FILLING)) === L.FLAG_UNLISTED && Atomics.load(this.idx, w + L.R_GEN) === gen + 1;
+      return finished ? { state: 'whole', filled: this.idx[w + L.R_BODY_LEN]!, seq } : { state: 'gone', filled: 0, seq };
+    }
     const filling = (Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_FILLING) !== 0;
     return { state: filling ? 'filling' : 'whole', filled: Atomics.load(this.idx, w + L.R_FILLED), seq };
   }
@@ -257,7 +278,7 @@ export class SharedStore extends NamespaceWalks {
       if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
       for (const id of this.chain(ns, hash, keyBytes)) {
         const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.kill(id, false);
+        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.drop(id);
       }
       this.evictNamespace(ns, charged);
       while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
@@ -328,12 +349,17 @@ export class SharedStore extends NamespaceWalks {
     return Atomics.load(this.idx, w + L.R_GEN) === gen && Atomics.load(this.idx, w + L.R_STATE) === L.LIVE;
   }
 
+  /** Whether the record is live and in the cache (not unlisted by a purge while filling). */
+  private isListed(id: number, gen: number): boolean {
+    return this.isLive(id, gen) && (Atomics.load(this.idx, id * L.REC_WORDS + L.R_FLAGS) & L.FLAG_UNLISTED) === 0;
+  }
+
   /** Removes the record if it is still the one named; answers whether it was. */
   remove(id: number, gen: number): boolean {
     if (!(id >= 0 && id < this.records)) return false;
     return this.write(null, () => {
       if (!this.isLive(id, gen)) return false;
-      this.kill(id, false);
+      this.drop(id);
       return true;
     });
   }
@@ -344,7 +370,7 @@ export class SharedStore extends NamespaceWalks {
     const hash = L.hashKey(ns, keyBytes);
     return this.write(ns, () => {
       const ids = this.chain(ns, hash, keyBytes);
-      for (const id of ids) this.kill(id, false);
+      for (const id of ids) this.drop(id);
       return ids.length;
     });
   }
@@ -355,12 +381,12 @@ export class SharedStore extends NamespaceWalks {
    * than the touch interval ago (a hit then costs two atomic loads). Answers whether it is live.
    */
   touch(id: number, gen: number): boolean {
-    if (!this.isLive(id, gen)) return false;
     const w = id * L.REC_WORDS;
+    if (!this.isListed(id, gen)) return false;
     const now = this.now();
     if (((now - this.idx[w + L.R_TOUCHED]!) | 0) < this.ctl[L.G_TOUCH_MS]!) return true;
     return this.write(null, () => {
-      if (!this.isLive(id, gen)) return false;
+      if (!this.isListed(id, gen)) return false;
       this.unlinkLru(id);
       this.linkLru(id);
       this.idx[w + L.R_TOUCHED] = now;

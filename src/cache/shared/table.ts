@@ -88,10 +88,29 @@ export class RecordTable {
       && this.idx[w + L.R_KEY_LEN] === key.length && L.keyEqual(this.arena.words(), this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL, key);
   }
 
-  /** Unlinks a live record and uncharges it; its block is freed now, or once no reader pins it. */
-  protected kill(id: number, evicted: boolean): void {
+  /**
+   * Takes a live record out of the cache for a purge (or a replacement): no lookup finds it from
+   * now on. A record still being filled stays for the readers already following it — unlisted,
+   * still charged — until its writer completes it or abandons it (`kill` then); any other record
+   * is killed now.
+   */
+  protected drop(id: number): void {
     const w = id * L.REC_WORDS;
-    const ns = this.idx[w + L.R_NS]!;
+    const flags = this.idx[w + L.R_FLAGS]!;
+    if ((flags & L.FLAG_UNLISTED) !== 0) return;
+    if ((flags & L.FLAG_FILLING) === 0) {
+      this.kill(id, false);
+      return;
+    }
+    this.delist(id);
+    Atomics.or(this.idx, w + L.R_FLAGS, L.FLAG_UNLISTED);
+    // No longer an object of the cache; its bytes stay charged until the block can go.
+    this.account(this.idx[w + L.R_NS]!, 0, -1);
+  }
+
+  /** Takes a record out of its hash chain and the LRU lists. */
+  private delist(id: number): void {
+    const w = id * L.REC_WORDS;
     const bucket = this.bucketBase + (this.idx[w + L.R_HASH]! & this.bucketMask);
     seqBegin(this.ctl, L.G_SEQ);
     if (this.idx[bucket] === id) Atomics.store(this.idx, bucket, this.idx[w + L.R_NEXT]!);
@@ -102,7 +121,18 @@ export class RecordTable {
     }
     seqEnd(this.ctl, L.G_SEQ);
     this.unlinkLru(id);
-    this.account(ns, -this.idx[w + L.R_CHARGED]!, -1);
+  }
+
+  /**
+   * Unlinks a live record (unless a purge unlisted it already) and uncharges it; its block is
+   * freed now, or once no reader pins it.
+   */
+  protected kill(id: number, evicted: boolean): void {
+    const w = id * L.REC_WORDS;
+    const ns = this.idx[w + L.R_NS]!;
+    const listed = (this.idx[w + L.R_FLAGS]! & L.FLAG_UNLISTED) === 0;
+    if (listed) this.delist(id);
+    this.account(ns, -this.idx[w + L.R_CHARGED]!, listed ? -1 : 0);
     if (evicted) {
       this.f64[L.F_EVICTIONS]!++;
       this.f64[L.nsOffset(ns) / 8 + L.N_EVICTIONS]!++;

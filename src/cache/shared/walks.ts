@@ -80,7 +80,7 @@ export class NamespaceWalks extends RecordTable {
       let n = 0;
       for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL;) {
         const next = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!;
-        if (this.idx[id * L.REC_WORDS + L.R_EXPIRES]! <= limit) { this.kill(id, false); n++; }
+        if (this.idx[id * L.REC_WORDS + L.R_EXPIRES]! <= limit) { this.drop(id); n++; }
         id = next;
       }
       return n;
@@ -125,7 +125,7 @@ export class NamespaceWalks extends RecordTable {
           at = stop + 1;
         }
       }
-      for (const id of ids) this.kill(id, false);
+      for (const id of ids) this.drop(id);
       return ids.length;
     });
   }
