@@ -9,7 +9,8 @@ import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import type { SharedStoreHandle } from './table.ts';
-import { NamespaceWalks, scratchKey, type RecordSummary } from './walks.ts';
+import { FillingRecords } from './fills.ts';
+import { scratchKey, type RecordSummary } from './walks.ts';
 
 export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
 
@@ -92,7 +93,7 @@ function pow2(n: number): number {
 }
 
 /** The shared store as one thread sees it. */
-export class SharedStore extends NamespaceWalks {
+export class SharedStore extends FillingRecords {
   private readonly claims: Claims;
   private readonly view: RecordViewFactory;
 
@@ -204,66 +205,6 @@ export class SharedStore extends NamespaceWalks {
     return placed === null ? null : { ref: { id: placed.id, gen: placed.gen }, body: new Uint8Array(this.arena.sab, placed.bodyAt, bodyLength) };
   }
 
-  /** A filling record has `bytes` of its body written; wakes its readers. */
-  fill(id: number, gen: number, bytes: number): boolean {
-    if (!this.isLive(id, gen)) return false;
-    const w = id * L.REC_WORDS;
-    Atomics.store(this.idx, w + L.R_FILLED, bytes);
-    Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
-    Atomics.notify(this.idx, w + L.R_FILL_SEQ);
-    return true;
-  }
-
-  /**
-   * The body of a filling record is whole: it becomes an ordinary record; wakes its readers. One a
-   * purge unlisted meanwhile goes now (its readers still read it whole); answers false for it.
-   */
-  complete(id: number, gen: number): boolean {
-    if (!this.isLive(id, gen)) return false;
-    const w = id * L.REC_WORDS;
-    Atomics.store(this.idx, w + L.R_FILLED, this.idx[w + L.R_BODY_LEN]!);
-    const flags = Atomics.and(this.idx, w + L.R_FLAGS, ~L.FLAG_FILLING);
-    Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
-    Atomics.notify(this.idx, w + L.R_FILL_SEQ);
-    if ((flags & L.FLAG_UNLISTED) === 0) return true;
-    this.write(null, () => {
-      if (this.isLive(id, gen)) this.kill(id, false);
-    });
-    return false;
-  }
-
-  /** The writer of a filling record gives up (its fetch failed): the record goes, and its readers see it gone. */
-  abandon(id: number, gen: number): void {
-    if (!(id >= 0 && id < this.records)) return;
-    this.write(null, () => {
-      if (this.isLive(id, gen)) this.kill(id, false);
-    });
-  }
-
-  /**
-   * Where a record a reader follows stands: gone (removed, evicted, or its writer gave up), still
-   * filling with `filled` bytes written, or whole. `seq` is what `waitProgress` waits to change.
-   */
-  progress(id: number, gen: number): { state: 'gone' | 'filling' | 'whole'; filled: number; seq: number } {
-    const w = id * L.REC_WORDS;
-    const seq = Atomics.load(this.idx, w + L.R_FILL_SEQ);
-    if (!this.isLive(id, gen)) {
-      // Purged while filling, then completed: gone for lookups, whole for the readers that pin it
-      // (their pin keeps the slot from reuse, so its generation is still the one kill gave it).
-      const flags = Atomics.load(this.idx, w + L.R_FLAGS);
-      const finished = (flags & (L.FLAG_UNLISTED | L.FLAG_FILLING)) === L.FLAG_UNLISTED && Atomics.load(this.idx, w + L.R_GEN) === gen + 1;
-      return finished ? { state: 'whole', filled: this.idx[w + L.R_BODY_LEN]!, seq } : { state: 'gone', filled: 0, seq };
-    }
-    const filling = (Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_FILLING) !== 0;
-    return { state: filling ? 'filling' : 'whole', filled: Atomics.load(this.idx, w + L.R_FILLED), seq };
-  }
-
-  /** Resolves when the record's progress moves past `seq` (or after `timeoutMs`), without blocking. */
-  waitProgress(id: number, seq: number, timeoutMs: number): Promise<void> {
-    const r = Atomics.waitAsync(this.idx, id * L.REC_WORDS + L.R_FILL_SEQ, seq, timeoutMs);
-    return r.async ? r.value.then(() => undefined) : Promise.resolve();
-  }
-
   private place(ns: number, key: string, init: RecordInit, reserveBody: number | null): (RecordRef & { bodyAt: number }) | null {
     for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
     const keyBytes = scratchKey(key);
@@ -340,13 +281,6 @@ export class SharedStore extends NamespaceWalks {
     } finally {
       unlock(this.ctl, L.G_LOCK);
     }
-  }
-
-  /** Whether the record is still stored (not removed, evicted or replaced). */
-  isLive(id: number, gen: number): boolean {
-    if (!(id >= 0 && id < this.records)) return false;
-    const w = id * L.REC_WORDS;
-    return Atomics.load(this.idx, w + L.R_GEN) === gen && Atomics.load(this.idx, w + L.R_STATE) === L.LIVE;
   }
 
   /** Whether the record is live and in the cache (not unlisted by a purge while filling). */

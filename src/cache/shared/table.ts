@@ -34,6 +34,13 @@ export class RecordTable {
     this.nsMax = this.ctl[L.G_NS_MAX]!;
   }
 
+  /** Whether the record is still stored (not removed, evicted or replaced). */
+  isLive(id: number, gen: number): boolean {
+    if (!(id >= 0 && id < this.records)) return false;
+    const w = id * L.REC_WORDS;
+    return Atomics.load(this.idx, w + L.R_GEN) === gen && Atomics.load(this.idx, w + L.R_STATE) === L.LIVE;
+  }
+
   /** Evicts the namespace's least recently used records until `extra` more bytes fit its quota. */
   protected evictNamespace(ns: number, extra: number): void {
     const f = L.nsOffset(ns) / 8;
