@@ -3,6 +3,8 @@
 // text (its RIP, CR2) or anything the guest said; the details go to the operator's log.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type ServerResponse } from 'node:http';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
@@ -23,8 +25,21 @@ describe('serve: program failures as clients see them', needsKvm(), () => {
     return { status: r.statusCode, headers: r.headers, body: await r.body.text() };
   };
 
+  // The origin of `held`'s sub-requests: it answers only when a test says so, so the program's one
+  // instance stays busy for exactly as long as a test needs.
+  const held: ServerResponse[] = [];
+  let heldArrived: () => void = () => {};
+  const gate = createServer((_req, res) => {
+    held.push(res);
+    heldArrived();
+  });
+
   before(async () => {
     const misbehave = buildGuest('sdk_misbehave');
+    const hostcalls = buildGuest('sdk_hostcalls');
+    gate.listen(0, '127.0.0.1');
+    await once(gate, 'listening');
+    const gatePort = (gate.address() as { port: number }).port;
     const yaml = `
 server:
   # One shard: tests here watch that shard's program pool fill up.
@@ -47,6 +62,24 @@ tenants:
         queueTimeout: 20ms
         maxRequestSize: 8KiB
         maxResponseSize: 1MiB
+      # One instance, whose /fetch waits on the gate's answer: busy for as long as a test holds it.
+      - name: held
+        file: ${hostcalls}
+        roles: [generate]
+        routes: [{ prefix: /held-check }, { prefix: /fetch }]
+        timeout: 60s
+        concurrency: 1
+        queueTimeout: 20ms
+      # /oom fills 16 MiB page by page: on a loaded machine that takes longer than misbehave's
+      # 300 ms, so it has a program of its own whose time limit it cannot reach first (its first
+      # route is the load check's, answered as any path but the failing ones).
+      - name: hungry
+        file: ${misbehave}
+        roles: [generate]
+        routes: [{ prefix: /hungry-check }, { prefix: /oom }]
+        memory: 16MiB
+        timeout: 60s
+    origins: [{ name: default, url: "http://127.0.0.1:${gatePort}" }]
   - name: hook
     hosts: [hook.test]
     token: hook-token-0123456789
@@ -59,8 +92,10 @@ tenants:
   });
 
   after(async () => {
+    for (const res of held) res.end();
     await edge?.close();
     await agent.close();
+    gate.close();
   });
 
   test('a guest fault answers 502 "program fault" without the fault text, which goes to the log', async () => {
@@ -96,13 +131,16 @@ tenants:
   });
 
   test('all instances busy answers 503 "program busy"', async () => {
-    const slow = get('gen.test', '/loop?hold');
-    const key = edge.tenants.get('gen')!.programs.get('misbehave')!.key;
-    while (edge.pool.inflight(key) === 0) await new Promise((r) => setTimeout(r, 2));
-    const full = await get('gen.test', '/queued');
+    const arrived = new Promise<void>((resolve) => { heldArrived = resolve; });
+    const slow = get('gen.test', '/fetch?first');
+    // The one instance is inside its sub-request now, and stays there until the gate answers.
+    await arrived;
+    // Another URL: the same one would wait for the first as its coalesced follower.
+    const full = await get('gen.test', '/fetch?second');
     assert.deepEqual([full.status, full.body], [503, 'program busy\n']);
-    assert.equal((await slow).status, 504);
-    assert.equal((await get('gen.test', '/after')).body, 'ok served=0\n');
+    held.shift()!.end('released');
+    const answer = await slow;
+    assert.deepEqual([answer.status, answer.body], [200, 'status=200 len=8 body=released\n']);
   });
 
   test('a recv hook that faults answers 502 "program fault" too, without the fault text', async () => {
