@@ -150,8 +150,16 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   // No silent truncation: with a count limit Node drops fields past it from `rawHeaders` while the
   // parser still frames by them. The byte limit already bounds the count.
   server.maxHeadersCount = 0;
-  // Socket inactivity while a response is written (a client that stops reading).
+  // Socket inactivity while a response is written (a client that stops reading) ends the
+  // connection. Before the response's head is out, the wait is the server's own — a program or an
+  // origin working within their own time limits, which may be longer — so the socket stays; the
+  // timer starts again with the first byte written.
   server.timeout = requestTimeout;
+  server.on('timeout', (socket: HttpSocket) => {
+    const inflight = socket._httpMessage;
+    if (inflight && inflight.req.complete && !inflight.headersSent) return;
+    socket.destroy();
+  });
 
   function fail(err: unknown, req: IncomingMessage, res: ServerResponse): void {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);

@@ -3,7 +3,9 @@
 // timeouts, pipelining, handler failures and hop-by-hop stripping.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { startFront, stripHopByHop } from '../../src/http/front.ts';
 import type { Front } from '../../src/http/front.ts';
 import type { FastPath } from '../../src/http/fast-path.ts';
@@ -289,3 +291,53 @@ for (const [suite, fastPath] of [['HTTP front', undefined], ['HTTP front with a 
     await assert.rejects(startFront(handler, { headersTimeoutMs: 500, requestTimeoutMs: 100 }), RangeError);
   });
 });
+
+describe('front: the inactivity timeout', () => {
+  let front: Front;
+  let release: () => void = () => {};
+  const closedUnfinished: string[] = [];
+  let closedOne: () => void = () => {};
+
+  before(async () => {
+    front = await startFront((req, res) => {
+      res.on('close', () => {
+        if (res.writableFinished) return;
+        closedUnfinished.push(req.url ?? '');
+        closedOne();
+      });
+      if (req.url === '/late') {
+        // Answers long after the 200 ms inactivity timeout, when the test says so.
+        const late = new Promise<void>((resolve) => { release = resolve; });
+        setTimeout(() => release(), 1_500);
+        void late.then(() => res.end('late but whole'));
+        return;
+      }
+      // /flood: more than any socket buffer holds, for a client that never reads.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(1 << 20);
+      const pump = (): void => { while (!res.destroyed && res.write(chunk)); };
+      res.on('drain', pump);
+      pump();
+    }, { headersTimeoutMs: 200, requestTimeoutMs: 200, keepAliveTimeoutMs: 200 });
+  });
+  after(() => front.close());
+
+  test('does not cut a client off while the server is still preparing its answer', async () => {
+    const got = await exchange(front.port, `GET /late HTTP/1.1\r\n${H}Connection: close\r\n\r\n`, { deadlineMs: 30_000 });
+    assert.deepEqual(got.statusLines, ['HTTP/1.1 200 OK']);
+    assert.match(got.text, /late but whole$/);
+  });
+
+  test('ends the connection of a client that stops reading the response', async () => {
+    const closed = new Promise<void>((resolve) => { closedOne = resolve; });
+    const socket = connect(front.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.pause();
+    socket.write(`GET /flood HTTP/1.1\r\n${H}\r\n`);
+    // The server gives up on the response once the socket has taken nothing for the timeout.
+    await closed;
+    assert.deepEqual(closedUnfinished, ['/flood']);
+    socket.destroy();
+  });
+});
+
