@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { type FastPath, serveFast } from './fast-path.ts';
-import { vetRequest } from './vet.ts';
+import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
 export { stripHopByHop } from '../cache/hop-by-hop.ts';
 
@@ -169,7 +169,11 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (refused.has(req.socket)) return; // pipelined behind a refusal: never a request
     const status = vetRequest(req, limits);
-    if (status !== 0) {
+    if (status === ACCEPT_THEN_CLOSE) {
+      // Answered, then the connection ends (`Connection: close`); nothing after it is a request.
+      refused.add(req.socket);
+      res.shouldKeepAlive = false;
+    } else if (status !== 0) {
       refused.add(req.socket);
       // Through `res`, so it is queued behind earlier pipelined responses; `Connection: close`
       // makes Node end the socket once it is written.

@@ -58,10 +58,20 @@ const CONNECTION = 2;
 const CONTENT_LENGTH = 4;
 const TRANSFER_ENCODING = 8;
 const TE_NOT_PLAIN_CHUNKED = 16;
+const UPGRADE = 32;
+
+/**
+ * What `vetRequest` returns for a request that may reach the handler but must be the last on its
+ * connection: one with an `Upgrade` field. We ignore the upgrade (RFC 9110 §7.8 lets a server),
+ * but Node's parser stops reading HTTP after such a request for the rest of the bytes it read with
+ * it: a request pipelined behind it would be lost, or read from its middle if it straddles reads.
+ */
+export const ACCEPT_THEN_CLOSE = 1;
 
 /**
  * Checks a parsed request. Returns 0 when it may reach the handler (the request has then been
- * normalised in place), or the status to answer before closing the connection.
+ * normalised in place), ACCEPT_THEN_CLOSE when it may but its connection must end with the
+ * response, or the status to answer before closing the connection.
  */
 export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
   // HTTP/0.9 and "HTTP/2.0" request lines are accepted by llhttp; neither is HTTP/1.x.
@@ -80,8 +90,11 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     // Header strings are latin1 (one byte per char), so lengths are wire bytes; +4 for ": " and CRLF.
     bytes += name.length + value.length + 4;
     switch (name.length) {
-      case 2:
       case 7:
+        if (equalsLower(name, 'upgrade')) flags |= HOP | UPGRADE;
+        else if (isFixedHopByHop(name)) flags |= HOP;
+        break;
+      case 2:
       case 16:
       case 18:
       case 19:
@@ -130,7 +143,7 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     if (status !== 0) return status;
   }
   if (flags & HOP) stripRequestHopByHop(req, (flags & CONNECTION) !== 0);
-  return 0;
+  return flags & UPGRADE ? ACCEPT_THEN_CLOSE : 0;
 }
 
 /**
