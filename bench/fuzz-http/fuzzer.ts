@@ -75,6 +75,10 @@ const PROBE_TIMEOUT_MS = 10_000;
 /** Donor bytes for splices: every seed, built once for a case that is never run. */
 const DONORS: readonly Buffer[] = SEEDS.map((s) => Buffer.from(s.build({ host: FUZZ_HOST, cache: '/c/donor', program: '/p/donor', hot: '/hot/0' }).join(''), 'latin1'));
 
+/** The follow-up of case `index`: it ends the connection, and its X-Follow field is the case's own. */
+const followUpRequest = (path: string, index: number): Buffer =>
+  Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${FUZZ_HOST}\r\nX-Follow: case-${index}\r\nConnection: close\r\n\r\n`, 'latin1');
+
 /** Builds case `index` of the run seeded with `seed`; the target goes round-robin. */
 export function buildCase(seed: number, index: number, maxPauseMs: number): FuzzCase {
   const target = TARGET_NAMES[index % TARGET_NAMES.length] as TargetName;
@@ -92,7 +96,7 @@ export function buildCase(seed: number, index: number, maxPauseMs: number): Fuzz
   const kinds = target === 'serve' ? ['cache', 'hot', 'program'] : target === 'proxy' ? ['cache', 'hot'] : ['program'];
   const kind = rng.pick(kinds);
   const followUpPath = kind === 'hot' ? '/hot/follow' : kind === 'cache' ? `/c/follow-${index}` : `/p/follow-${index}`;
-  const followUp = Buffer.from(`GET ${followUpPath} HTTP/1.1\r\nHost: ${FUZZ_HOST}\r\nConnection: close\r\n\r\n`, 'latin1');
+  const followUp = followUpRequest(followUpPath, index);
   const expect = applied === 0 ? s.valid : undefined;
   return { index, target, seedName: s.name, mutations: applied, expect, parts, pausesMs, followUpPath, followUp };
 }
@@ -194,9 +198,9 @@ export class HttpFuzzer {
   /** A fresh connection's GET of `path` must get its echo; false (and a finding) otherwise. */
   private async probe(target: Target, path: string): Promise<boolean> {
     const c: FuzzCase = { index: -1, target: target.name, seedName: 'probe', mutations: 0, expect: 'answer', parts: [], pausesMs: [], followUpPath: path,
-      followUp: Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${FUZZ_HOST}\r\nConnection: close\r\n\r\n`, 'latin1') };
+      followUp: followUpRequest(path, -1) };
     const ex = await converse(target.port, c, PROBE_TIMEOUT_MS);
-    const v = judge({ ...ex, followUpPath: path, followUpBody: echoBody(path) });
+    const v = judge({ ...ex, followUpPath: path, followUpId: 'case--1', followUpBody: echoBody(path) });
     if (v.outcome === 'answered' && v.problem === null) return true;
     this.record(target.name, 'unresponsive', `a fresh connection's GET ${path} got ${v.outcome}${v.problem ? `: ${v.problem}` : ''} (statuses ${v.statuses.join(' ') || 'none'})`, []);
     return false;
@@ -216,9 +220,9 @@ export class HttpFuzzer {
     const stats = this.stats.get(c.target) as TargetStats;
     const flying = this.inFlight.get(c.target) as Set<FuzzCase>;
     flying.add(c);
-    // A follow-up that must be answered gets the probe's patience: only a wrong server waits it out.
-    const ex = await converse(target.port, c, c.expect === 'answer' ? PROBE_TIMEOUT_MS : this.config.deadlineMs);
-    const verdict = judge({ ...ex, followUpPath: c.followUpPath, followUpBody: echoBody(c.followUpPath) });
+    // A case whose end is known gets the probe's patience: only a wrong server waits it out.
+    const ex = await converse(target.port, c, c.expect !== undefined ? PROBE_TIMEOUT_MS : this.config.deadlineMs);
+    const verdict = judge({ ...ex, followUpPath: c.followUpPath, followUpId: `case-${c.index}`, followUpBody: echoBody(c.followUpPath) });
     stats.cases++;
     stats.outcomes[verdict.outcome]++;
     for (const s of verdict.statuses) {
@@ -226,7 +230,7 @@ export class HttpFuzzer {
       stats.statuses[cls] = (stats.statuses[cls] ?? 0) + 1;
     }
     const problem = verdict.problem ?? (c.expect === 'answer' && verdict.outcome !== 'answered' ? `the follow-up behind this valid request was ${verdict.outcome}` :
-      c.expect === 'close' && verdict.outcome === 'answered' ? 'the follow-up behind a request that ends its connection was answered' : null);
+      c.expect === 'close' && verdict.outcome !== 'refused' ? `the follow-up behind a request that ends its connection was ${verdict.outcome}` : null);
     if (problem !== null) {
       this.record(c.target, problem.startsWith('malformed') ? 'malformed' : 'desync', `${c.seedName} (${c.mutations} mutations): ${problem} (statuses ${verdict.statuses.join(' ') || 'none'})`, [c]);
     }
@@ -283,7 +287,8 @@ export class HttpFuzzer {
         const index = k * perTarget + t;
         if (index >= count || Date.now() >= stopAt) return;
         await this.runCase(buildCase(this.config.seed, index, this.config.maxPauseMs));
-        onProgress?.(++done);
+        done++;
+        onProgress?.(done);
       }
     };
     const workers: Promise<void>[] = [];

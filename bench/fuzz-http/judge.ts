@@ -123,8 +123,9 @@ export interface Conversation {
   readonly closed: boolean;
   /** The follow-up request was written after the fuzzed bytes (the connection was still open). */
   readonly followUpSent: boolean;
-  /** The follow-up's target, and the exact body of its answer. */
+  /** The follow-up's target, its X-Follow field (echoed by origin and program), and the exact body of its answer. */
   readonly followUpPath: string;
+  readonly followUpId: string;
   readonly followUpBody: string;
 }
 
@@ -154,6 +155,12 @@ export function judge(c: Conversation): Verdict {
   const rs = parsed.responses;
   const closeAt = rs.findIndex(hasClose);
   if (closeAt !== -1 && closeAt < rs.length - 1) return verdict('refused', `a response after one that said Connection: close (statuses ${statuses.join(' ')})`);
+  // The follow-up's bytes read as part of another request (the classic desync: a smuggled prefix
+  // waiting on the connection takes the next request's head as its own fields).
+  const merged = rs.find((r) => (r.headers.get('x-echo-follow') ?? []).includes(c.followUpId) && !(r.headers.get('x-echo-url') ?? []).includes(c.followUpPath));
+  if (merged !== undefined) {
+    return verdict('refused', `the follow-up's fields reached the backend in a request for ${merged.headers.get('x-echo-url')?.[0] ?? '?'} (statuses ${statuses.join(' ')})`);
+  }
   const followAt = rs.findIndex((r) => (r.headers.get('x-echo-url') ?? []).includes(c.followUpPath));
   if (followAt !== -1) {
     const r = rs[followAt] as ParsedResponse;

@@ -1,7 +1,7 @@
 // What the HTTP fuzzer attacks: `tinyedge serve` (a tenant with an origin route, cached, and a
 // program route), `tinyedge proxy` and `tinyedge dev`, each a real child process on loopback, and
 // the echo origin behind serve and proxy. Every answer names the target it was for (X-Echo-Url and
-// the body), whichever of origin or program made it. The origin also counts requests its own
+// the body) and the request's X-Follow field (X-Echo-Follow), whichever of origin or program made it. The origin also counts requests its own
 // strict parser refused: a request tinyedge forwarded malformed.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -47,7 +47,11 @@ export async function startEchoOrigin(): Promise<EchoOrigin> {
     req.resume();
     req.on('end', () => {
       const echoed = escapeTarget(req.url ?? '');
-      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=300', 'x-echo-url': echoed, 'content-length': Buffer.byteLength(`echo ${echoed}\n`) });
+      const follow = req.headers['x-follow'];
+      res.writeHead(200, {
+        'content-type': 'text/plain', 'cache-control': 'max-age=300', 'x-echo-url': echoed, 'content-length': Buffer.byteLength(`echo ${echoed}\n`),
+        ...(typeof follow === 'string' ? { 'x-echo-follow': escapeTarget(follow) } : {}),
+      });
       res.end(req.method === 'HEAD' ? undefined : `echo ${echoed}\n`);
     });
   });
