@@ -33,7 +33,9 @@ export interface Seed {
   readonly build: (c: SeedContext) => string[];
 }
 
-const SMUGGLED = (c: SeedContext): string => `GET /x/smuggled HTTP/1.1\r\nHost: ${c.host}\r\n\r\n`;
+/** The target of every smuggled request in the corpus. */
+export const SMUGGLED_PATH = '/x/smuggled';
+const SMUGGLED = (c: SeedContext): string => `GET ${SMUGGLED_PATH} HTTP/1.1\r\nHost: ${c.host}\r\n\r\n`;
 /** UTF-8 bytes as latin1 characters: what the wire carries for a non-ASCII path. */
 const utf8 = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 const head = (c: SeedContext, line: string, fields = ''): string => `${line}\r\nHost: ${c.host}\r\n${fields}\r\n`;

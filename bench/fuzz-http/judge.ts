@@ -2,7 +2,9 @@
 // (strictly: a malformed status line, header line or chunked body is a finding) and checks that
 // the follow-up request written after the fuzzed bytes was answered as itself — never by a
 // response that belongs to other bytes (a desync), never with anything after a response that said
-// `Connection: close`. Also the patterns of a server's output that mean an unhandled exception.
+// `Connection: close`, never merged into a request the bytes before it had completed (frame.ts
+// says which). Also the patterns of a server's output that mean an unhandled exception.
+import type { Framing } from './frame.ts';
 
 export interface ParsedResponse {
   readonly status: number;
@@ -127,19 +129,24 @@ export interface Conversation {
   readonly followUpPath: string;
   readonly followUpId: string;
   readonly followUpBody: string;
+  /** How the reference framer reads the bytes sent before the follow-up (frame.ts). */
+  readonly framing: Framing;
 }
 
-export type CaseOutcome = 'answered' | 'refused' | 'dropped' | 'unanswered';
+export type CaseOutcome = 'answered' | 'refused' | 'dropped' | 'merged' | 'unanswered';
 
 export interface Verdict {
   /**
    * answered: the follow-up got its own answer; refused: the server closed, its last response
    * saying so (or it said nothing); dropped: it closed right after a keep-alive response (a body
-   * that turned out malformed after the head was answered); unanswered: still open at the deadline.
+   * that turned out malformed after the head was answered); merged: the follow-up's head was read
+   * as part of an unfinished request before it; unanswered: still open at the deadline.
    */
   readonly outcome: CaseOutcome;
   readonly responses: number;
   readonly statuses: number[];
+  /** The X-Echo-Url of each response ('' for one without): which request each answered. */
+  readonly echoes: string[];
   /** What is wrong, or null. */
   readonly problem: string | null;
 }
@@ -150,21 +157,24 @@ const hasClose = (r: ParsedResponse): boolean => (r.headers.get('connection') ??
 export function judge(c: Conversation): Verdict {
   const parsed = parseResponses(c.received);
   const statuses = parsed.responses.map((r) => r.status);
-  const verdict = (outcome: CaseOutcome, problem: string | null): Verdict => ({ outcome, responses: parsed.responses.length, statuses, problem });
+  const echoes = parsed.responses.map((r) => r.headers.get('x-echo-url')?.[0] ?? '');
+  const verdict = (outcome: CaseOutcome, problem: string | null): Verdict => ({ outcome, responses: parsed.responses.length, statuses, echoes, problem });
   if (parsed.malformed !== null) return verdict('refused', `malformed response stream: ${parsed.malformed}`);
   const rs = parsed.responses;
   const closeAt = rs.findIndex(hasClose);
   if (closeAt !== -1 && closeAt < rs.length - 1) return verdict('refused', `a response after one that said Connection: close (statuses ${statuses.join(' ')})`);
-  // The follow-up's bytes read as part of another request (the classic desync: a smuggled prefix
+  // The follow-up's head read as part of another request: right when the bytes before it left a
+  // request unfinished, the classic desync when they were complete (a smuggled prefix left
   // waiting on the connection takes the next request's head as its own fields).
   const merged = rs.find((r) => (r.headers.get('x-echo-follow') ?? []).includes(c.followUpId) && !(r.headers.get('x-echo-url') ?? []).includes(c.followUpPath));
   if (merged !== undefined) {
-    return verdict('refused', `the follow-up's fields reached the backend in a request for ${merged.headers.get('x-echo-url')?.[0] ?? '?'} (statuses ${statuses.join(' ')})`);
+    return verdict('merged', c.framing === 'unknown' ? null : `the follow-up's fields reached the backend in a request for ${merged.headers.get('x-echo-url')?.[0] ?? '?'} (statuses ${statuses.join(' ')})`);
   }
   const followAt = rs.findIndex((r) => (r.headers.get('x-echo-url') ?? []).includes(c.followUpPath));
   if (followAt !== -1) {
     const r = rs[followAt] as ParsedResponse;
     if (!c.followUpSent) return verdict('answered', 'the follow-up was answered though it was never sent');
+    if (c.framing === 'ends') return verdict('answered', 'the follow-up was answered after a request that ends the connection');
     if (followAt !== rs.length - 1) return verdict('answered', `the follow-up's answer is not the last (statuses ${statuses.join(' ')})`);
     // Still arriving when the fuzzer stopped waiting: a slow server, not a wrong one.
     if (!r.complete && !c.closed) return verdict('unanswered', null);
@@ -173,7 +183,8 @@ export function judge(c: Conversation): Verdict {
     }
     return verdict('answered', null);
   }
-  if (!c.closed) return verdict('unanswered', null);
+  // Complete requests before it: a server still waiting has framed them differently.
+  if (!c.closed) return verdict('unanswered', c.framing === 'boundary' && c.followUpSent ? 'the follow-up behind complete requests was left waiting' : null);
   // Closed without answering the follow-up. A server may do that at any time; it is not a desync.
   const last = rs[rs.length - 1];
   return verdict(c.followUpSent && last !== undefined && last.complete && !hasClose(last) ? 'dropped' : 'refused', null);

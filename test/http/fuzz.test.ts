@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_CONFIG, formatFinding } from '../../bench/fuzz-http.ts';
 import { SEEDS } from '../../bench/fuzz-http/corpus.ts';
+import { type Framing, strictFraming } from '../../bench/fuzz-http/frame.ts';
 import { buildCase, HttpFuzzer } from '../../bench/fuzz-http/fuzzer.ts';
 import { type Conversation, exceptionLines, judge, parseResponses } from '../../bench/fuzz-http/judge.ts';
 import { MAX_MUTATED_BYTES } from '../../bench/fuzz-http/mutate.ts';
@@ -22,8 +23,8 @@ const echo = (target: string, extra = ''): string => {
   const body = echoBody(target);
   return `HTTP/1.1 200 OK\r\nX-Echo-Url: ${escapeTarget(target)}\r\nContent-Length: ${body.length}\r\n${extra}\r\n${body}`;
 };
-const conversation = (received: string, closed = true): Conversation => ({
-  received: Buffer.from(received, 'latin1'), closed, followUpSent: true, followUpPath: '/f', followUpId: 'case-1', followUpBody: echoBody('/f'),
+const conversation = (received: string, closed = true, framing: Framing = 'boundary'): Conversation => ({
+  received: Buffer.from(received, 'latin1'), closed, followUpSent: true, followUpPath: '/f', followUpId: 'case-1', followUpBody: echoBody('/f'), framing,
 });
 const S400 = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
@@ -32,19 +33,47 @@ describe('the HTTP fuzzer\'s verdicts', () => {
     const head = `HTTP/1.1 200 OK\r\nX-Echo-Url: /h\r\nContent-Length: 8\r\n\r\n`;
     const chunked = 'HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno!\r\n0\r\n\r\n';
     const v = judge(conversation(`HTTP/1.1 100 Continue\r\n\r\n${head}${chunked}${echo('/f', 'Connection: close\r\n')}`));
-    assert.deepEqual(v, { outcome: 'answered', responses: 3, statuses: [200, 404, 200], problem: null });
+    assert.deepEqual(v, { outcome: 'answered', responses: 3, statuses: [200, 404, 200], echoes: ['/h', '', '/f'], problem: null });
     assert.equal(parseResponses(Buffer.from(chunked)).responses[0]?.body.toString(), 'no!');
   });
 
   test('a refusal that closes, a close after a keep-alive answer, and a server still waiting are not problems', () => {
-    assert.deepEqual(judge(conversation(S400)), { outcome: 'refused', responses: 1, statuses: [400], problem: null });
+    assert.deepEqual(judge(conversation(S400)), { outcome: 'refused', responses: 1, statuses: [400], echoes: [''], problem: null });
     assert.equal(judge(conversation(echo('/a'))).outcome, 'dropped');
-    assert.equal(judge(conversation('', false)).outcome, 'unanswered');
+    assert.deepEqual(judge(conversation('', false, 'unknown')), { outcome: 'unanswered', responses: 0, statuses: [], echoes: [], problem: null });
     assert.equal(judge(conversation(`${echo('/f').slice(0, -3)}`, false)).problem, null, 'still arriving');
+    // An unfinished request before it takes the follow-up's head as its own: the client's doing.
+    assert.deepEqual(judge(conversation(echo('/a', 'X-Echo-Follow: case-1\r\n'), true, 'unknown')), { outcome: 'merged', responses: 1, statuses: [200], echoes: ['/a'], problem: null });
+  });
+
+  test('after complete requests, a follow-up left waiting or merged is a desync; after one that ends the connection, an answer is', () => {
+    assert.equal(judge(conversation('', false)).problem, 'the follow-up behind complete requests was left waiting');
+    assert.match(judge(conversation(echo('/a', 'X-Echo-Follow: case-1\r\n'))).problem ?? '', /the follow-up's fields reached the backend in a request for \/a/);
+    assert.equal(judge(conversation(echo('/f'), true, 'ends')).problem, 'the follow-up was answered after a request that ends the connection');
+    assert.equal(judge(conversation(echo('/a', 'Connection: close\r\n'), true, 'ends')).problem, null);
+  });
+
+  test('the reference framer says boundary only for plainly complete requests', () => {
+    const frame = (s: string): string => strictFraming(Buffer.from(s, 'latin1'));
+    const get = 'GET / HTTP/1.1\r\nHost: a\r\n\r\n';
+    assert.equal(frame(''), 'boundary');
+    assert.equal(frame(get + get), 'boundary');
+    assert.equal(frame('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc'), 'boundary');
+    assert.equal(frame('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n'), 'boundary');
+    for (const ends of ['GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n', 'GET / HTTP/1.0\r\n\r\n', 'GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n', 'CONNECT a:1 HTTP/1.1\r\n\r\n']) {
+      assert.equal(frame(`${ends}GET /x HT`), 'ends', ends);
+    }
+    assert.equal(frame('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'), 'boundary');
+    for (const unknown of [get.slice(0, -1), `\r\n${get}`, 'GET / HTTP/1.1\nHost: a\n\n', 'GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n',
+      'POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', 'POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabc',
+      'POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nContent_Length: 3\r\n\r\nabc', 'GET / HTTP/1.1\r\nX: a\0b\r\n\r\n', 'get / HTTP/1.1\r\n\r\n']) {
+      assert.equal(frame(unknown), 'unknown', JSON.stringify(unknown));
+    }
   });
 
   test('the answer to smuggled bytes given to the follow-up is a desync', () => {
-    // The follow-up's head was read as fields of a smuggled request: the answer echoes that one.
+    // The follow-up's head was read as fields of a smuggled request left behind complete ones.
     assert.match(judge(conversation(echo('/a') + echo('/x/smuggled', 'X-Echo-Follow: case-1\r\nConnection: close\r\n'))).problem ?? '',
       /the follow-up's fields reached the backend in a request for \/x\/smuggled \(statuses 200 200\)/);
     assert.equal(judge(conversation(echo('/x/smuggled', 'X-Echo-Follow: case-2\r\n'))).problem, null, 'another case\'s follow-up');
