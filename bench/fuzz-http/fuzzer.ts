@@ -207,7 +207,7 @@ export class HttpFuzzer {
     const ex = await converse(target.port, c, PROBE_TIMEOUT_MS);
     const v = judge({ ...ex, followUpPath: path, followUpId: 'case--1', followUpBody: echoBody(path), framing: c.framing });
     if (v.outcome === 'answered' && v.problem === null) return true;
-    this.record(target.name, 'unresponsive', `a fresh connection's GET ${path} got ${v.outcome}${v.problem ? `: ${v.problem}` : ''} (statuses ${v.statuses.join(' ') || 'none'})`, []);
+    this.record(target.name, 'unresponsive', `a fresh connection's GET ${path} got ${v.outcome}${v.problem ? `: ${v.problem}` : ''} (statuses ${v.statuses.join(' ') || 'none'}); its last output:\n${target.tail().slice(-10).join('\n')}`, []);
     return false;
   }
 
