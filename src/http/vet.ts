@@ -62,9 +62,11 @@ const UPGRADE = 32;
 
 /**
  * What `vetRequest` returns for a request that may reach the handler but must be the last on its
- * connection: one with an `Upgrade` field. We ignore the upgrade (RFC 9110 §7.8 lets a server),
+ * connection. One with an `Upgrade` field: we ignore the upgrade (RFC 9110 §7.8 lets a server),
  * but Node's parser stops reading HTTP after such a request for the rest of the bytes it read with
  * it: a request pipelined behind it would be lost, or read from its middle if it straddles reads.
+ * And an HTTP/1.0 one whose Connection field lists `close` beside `keep-alive`: Node keeps that
+ * connection open, though `close` means the client sends nothing more (RFC 9112 §9.6).
  */
 export const ACCEPT_THEN_CLOSE = 1;
 
@@ -142,8 +144,18 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     const status = normaliseTarget(req, url, hosts === 1);
     if (status !== 0) return status;
   }
+  const closeAfter = (flags & UPGRADE) !== 0 || ((flags & CONNECTION) !== 0 && req.httpVersionMinor === 0 && listsClose(raw));
   if (flags & HOP) stripRequestHopByHop(req, (flags & CONNECTION) !== 0);
-  return flags & UPGRADE ? ACCEPT_THEN_CLOSE : 0;
+  return closeAfter ? ACCEPT_THEN_CLOSE : 0;
+}
+
+/** Whether a Connection field lists the `close` option (only SP and HTAB around a token). */
+function listsClose(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!equalsLower(raw[i] as string, 'connection')) continue;
+    for (const token of (raw[i + 1] as string).split(',')) if (equalsLower(token.replace(/^[ \t]+|[ \t]+$/g, ''), 'close')) return true;
+  }
+  return false;
 }
 
 /**
