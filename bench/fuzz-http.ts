@@ -70,6 +70,7 @@ async function main(): Promise<number> {
       console.log(`case ${c.index} on ${c.target}: seed request ${c.seedName}, ${c.mutations} mutations, ${c.parts.length} writes (pauses ${c.pausesMs.join(',')} ms)`);
       console.log(`sent:      ${JSON.stringify(Buffer.concat(c.parts).toString('latin1'))} (framing: ${c.framing})`);
       console.log(`follow-up: ${JSON.stringify(c.followUp.toString('latin1'))} (expects ${JSON.stringify(echoBody(c.followUpPath))})`);
+      console.log(`received:  ${JSON.stringify(verdict.received.toString('latin1').slice(0, 4000))}`);
       console.log(`verdict:   ${verdict.outcome}, statuses ${verdict.statuses.join(' ') || 'none'}${verdict.problem ? `, PROBLEM: ${verdict.problem}` : ''}`);
     } else {
       const seconds = values.seconds === undefined && values.cases === undefined ? 30 : values.seconds === undefined ? undefined : int('seconds', values.seconds, 30);

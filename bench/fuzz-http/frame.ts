@@ -18,6 +18,9 @@ const FIELD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e\x80-\xff](?:[\x
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})(?:;[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:=[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?)*$/;
 const CRLF = Buffer.from('\r\n');
 
+/** Lower-cases A-Z only: a field value may hold obs-text, which no parser folds. */
+const asciiLower = (s: string): string => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) | 0x20));
+
 /** The line starting at `pos` (without its CRLF) and where the next begins, or null if none is complete or it holds a bare CR or LF. */
 function line(bytes: Buffer, pos: number): { text: string; next: number } | null {
   const end = bytes.indexOf(CRLF, pos);
@@ -45,8 +48,8 @@ function request(bytes: Buffer, pos: number): { next: number; ends: boolean } | 
     if (l.text === '') break;
     const f = FIELD.exec(l.text);
     if (f === null) return null;
-    const name = (f[1] as string).toLowerCase();
-    const value = (f[2] ?? '').toLowerCase();
+    const name = asciiLower(f[1] as string);
+    const value = asciiLower(f[2] ?? '');
     if (name === 'content-length') {
       if (length !== null || !/^[0-9]{1,15}$/.test(value)) return null;
       length = Number(value);
@@ -54,11 +57,14 @@ function request(bytes: Buffer, pos: number): { next: number; ends: boolean } | 
       if (chunked || value !== 'chunked') return null;
       chunked = true;
     } else if (name === 'connection') {
-      const tokens = value.split(',').map((t) => t.trim());
+      // Only SP and HTAB are whitespace here (a JavaScript trim would also take NBSP away).
+      const tokens = value.split(',').map((t) => t.replace(/^[ \t]+|[ \t]+$/g, ''));
       close ||= tokens.includes('close');
       keepAlive ||= tokens.includes('keep-alive');
     } else if (name === 'upgrade') {
       upgrade = true;
+    } else if (name === 'expect' && value !== '100-continue') {
+      return null; // Node answers 417 itself, before the front sees the request
     } else if (name.includes('_')) {
       return null; // Content_Length and friends: some servers read them as framing
     }

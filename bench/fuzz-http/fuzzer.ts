@@ -219,8 +219,8 @@ export class HttpFuzzer {
     });
   }
 
-  /** Runs one case and checks its verdict and its target's health. */
-  async runCase(c: FuzzCase): Promise<Verdict> {
+  /** Runs one case and checks its verdict and its target's health; returns the verdict and what the target sent. */
+  async runCase(c: FuzzCase): Promise<Verdict & { received: Buffer }> {
     const target = this.targets.get(c.target) as Target;
     const stats = this.stats.get(c.target) as TargetStats;
     const flying = this.inFlight.get(c.target) as Set<FuzzCase>;
@@ -245,7 +245,7 @@ export class HttpFuzzer {
     flying.delete(c);
     if (stats.cases % RSS_EVERY === 0) this.sampleRss(target, stats);
     if (stats.cases % PROBE_EVERY === 0) await this.probe(target, `/c/probe-${++this.probes}`);
-    return verdict;
+    return { ...verdict, received: ex.received };
   }
 
   private async checkHealth(target: Target, suspects: FuzzCase[]): Promise<void> {

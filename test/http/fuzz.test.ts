@@ -64,10 +64,12 @@ describe('the HTTP fuzzer\'s verdicts', () => {
       assert.equal(frame(`${ends}GET /x HT`), 'ends', ends);
     }
     assert.equal(frame('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'), 'boundary');
+    assert.equal(frame('GET / HTTP/1.1\r\nConnection:\xa0close\r\n\r\n'), 'boundary', 'NBSP is not whitespace in HTTP');
+    assert.equal(frame('GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n'), 'ends');
     for (const unknown of [get.slice(0, -1), `\r\n${get}`, 'GET / HTTP/1.1\nHost: a\n\n', 'GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n',
       'POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', 'POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabc',
       'POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n',
-      'POST / HTTP/1.1\r\nContent_Length: 3\r\n\r\nabc', 'GET / HTTP/1.1\r\nX: a\0b\r\n\r\n', 'get / HTTP/1.1\r\n\r\n']) {
+      'POST / HTTP/1.1\r\nContent_Length: 3\r\n\r\nabc', 'GET / HTTP/1.1\r\nExpect: 100-contin\r\nUpgrade: h2c\r\n\r\n', 'GET / HTTP/1.1\r\nX: a\0b\r\n\r\n', 'get / HTTP/1.1\r\n\r\n']) {
       assert.equal(frame(unknown), 'unknown', JSON.stringify(unknown));
     }
   });
