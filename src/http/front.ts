@@ -231,6 +231,19 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
 
   server.on('request', onRequest);
 
+  // `Expect: 100-continue`. Node's own handling writes the interim answer into a response still
+  // queued behind an earlier one on the connection, and a Buffer written to that response later
+  // goes out before it: the 100 then lands between the final answer's head and body. A queued
+  // response sends it once it has the connection, unless its final head is ready by then (RFC
+  // 9110 §10.1.1 lets a server skip it; Node then closes the connection after the answer).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if ((req.socket as HttpSocket)._httpMessage === res) res.writeContinue();
+    else res.once('socket', () => {
+      if (!res.headersSent) res.writeContinue();
+    });
+    onRequest(req, res);
+  });
+
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     // After a parse error llhttp repeats it on every later read; answer only the first.
     if (refused.has(socket)) return;
