@@ -65,8 +65,9 @@ const UPGRADE = 32;
  * connection. One with an `Upgrade` field: we ignore the upgrade (RFC 9110 §7.8 lets a server),
  * but Node's parser stops reading HTTP after such a request for the rest of the bytes it read with
  * it: a request pipelined behind it would be lost, or read from its middle if it straddles reads.
- * And an HTTP/1.0 one whose Connection field lists `close` beside `keep-alive`: Node keeps that
- * connection open, though `close` means the client sends nothing more (RFC 9112 §9.6).
+ * And one whose Connection field lists `close` where Node does not see it: beside `keep-alive` in
+ * HTTP/1.0, or followed by tabs; Node keeps that connection open, though `close` means the client
+ * sends nothing more (RFC 9112 §9.6).
  */
 export const ACCEPT_THEN_CLOSE = 1;
 
@@ -144,7 +145,7 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     const status = normaliseTarget(req, url, hosts === 1);
     if (status !== 0) return status;
   }
-  const closeAfter = (flags & UPGRADE) !== 0 || ((flags & CONNECTION) !== 0 && req.httpVersionMinor === 0 && listsClose(raw));
+  const closeAfter = (flags & UPGRADE) !== 0 || ((flags & CONNECTION) !== 0 && listsClose(raw));
   if (flags & HOP) stripRequestHopByHop(req, (flags & CONNECTION) !== 0);
   return closeAfter ? ACCEPT_THEN_CLOSE : 0;
 }
