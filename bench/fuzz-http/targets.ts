@@ -42,7 +42,8 @@ export interface EchoOrigin {
 export async function startEchoOrigin(): Promise<EchoOrigin> {
   let requests = 0;
   const refused: string[] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  // Room for what the front accepts (16 KiB of fields, an 8 KiB target) plus what tinyedge adds.
+  const server = createServer({ maxHeaderSize: 64 * 1024 }, (req: IncomingMessage, res: ServerResponse) => {
     requests++;
     req.resume();
     req.on('end', () => {
