@@ -4,7 +4,7 @@
 // interface so a tenant program can later stand in for an HTTP origin.
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Client, type Dispatcher, Pool } from 'undici';
 import { endToEndResponseHeaders, type HeaderList } from './headers.ts';
 
 /** One request to a backend. `path` is origin-form (`/a?b`); headers include Host. */
@@ -124,6 +124,33 @@ export function toOriginError(err: unknown): OriginError {
   }
 }
 
+/**
+ * An undici Client that a Pool does not lose. A Pool takes `false` from a client's `dispatch` as
+ * "busy until it emits 'drain'", but undici also returns `false` for a request it refused at once
+ * (an argument it rejects: the target `*` of `OPTIONS *`, a field value it will not send): the
+ * idle client then never emits 'drain', and the Pool never uses it again. One such request per
+ * connection slot, and every later fetch waited forever (128 `OPTIONS *` stopped `tinyedge
+ * proxy`'s misses for good; found by the HTTP fuzzer). A refused request leaves the client free.
+ */
+class OriginClient extends Client {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    let refused = false;
+    const watched = new Proxy(handler, {
+      get(target, name, receiver): unknown {
+        const value: unknown = Reflect.get(target, name, receiver);
+        // Old-style handlers fail through onError, new-style ones through onResponseError.
+        if ((name !== 'onError' && name !== 'onResponseError') || typeof value !== 'function') return value;
+        return (...args: unknown[]): void => {
+          refused = true;
+          (value as (...a: unknown[]) => void).apply(target, args);
+        };
+      },
+    });
+    // Only an error reported before dispatch returns means the request never reached the client.
+    return super.dispatch(options, watched) || refused;
+  }
+}
+
 /** An HTTP/1.1 origin server as a cache's backend: pooled connections, timeouts, a health check. */
 export class Origin implements Backend {
   readonly url: string;
@@ -145,6 +172,7 @@ export class Origin implements Backend {
       headersTimeout: options.headersTimeoutMs ?? 30_000,
       bodyTimeout: options.bodyTimeoutMs ?? 30_000,
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 4000,
+      factory: (origin, opts) => new OriginClient(origin, opts),
     });
     this.health = options.healthCheck;
     this.threshold = options.healthCheck?.threshold ?? 2;

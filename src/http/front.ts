@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { type FastPath, serveFast } from './fast-path.ts';
-import { vetRequest } from './vet.ts';
+import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
 export { stripHopByHop } from '../cache/hop-by-hop.ts';
 
@@ -177,7 +177,11 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (refused.has(req.socket)) return; // pipelined behind a refusal: never a request
     const status = vetRequest(req, limits);
-    if (status !== 0) {
+    if (status === ACCEPT_THEN_CLOSE) {
+      // Answered, then the connection ends (`Connection: close`); nothing after it is a request.
+      refused.add(req.socket);
+      res.shouldKeepAlive = false;
+    } else if (status !== 0) {
       refused.add(req.socket);
       // Through `res`, so it is queued behind earlier pipelined responses; `Connection: close`
       // makes Node end the socket once it is written.
@@ -234,6 +238,19 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   }
 
   server.on('request', onRequest);
+
+  // `Expect: 100-continue`. Node's own handling writes the interim answer into a response still
+  // queued behind an earlier one on the connection, and a Buffer written to that response later
+  // goes out before it: the 100 then lands between the final answer's head and body. A queued
+  // response sends it once it has the connection, unless its final head is ready by then (RFC
+  // 9110 §10.1.1 lets a server skip it; Node then closes the connection after the answer).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if ((req.socket as HttpSocket)._httpMessage === res) res.writeContinue();
+    else res.once('socket', () => {
+      if (!res.headersSent) res.writeContinue();
+    });
+    onRequest(req, res);
+  });
 
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     // After a parse error llhttp repeats it on every later read; answer only the first.

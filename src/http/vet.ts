@@ -58,10 +58,23 @@ const CONNECTION = 2;
 const CONTENT_LENGTH = 4;
 const TRANSFER_ENCODING = 8;
 const TE_NOT_PLAIN_CHUNKED = 16;
+const UPGRADE = 32;
+
+/**
+ * What `vetRequest` returns for a request that may reach the handler but must be the last on its
+ * connection. One with an `Upgrade` field: we ignore the upgrade (RFC 9110 §7.8 lets a server),
+ * but Node's parser stops reading HTTP after such a request for the rest of the bytes it read with
+ * it: a request pipelined behind it would be lost, or read from its middle if it straddles reads.
+ * And one whose Connection field lists `close` where Node does not see it: beside `keep-alive` in
+ * HTTP/1.0, or followed by tabs; Node keeps that connection open, though `close` means the client
+ * sends nothing more (RFC 9112 §9.6).
+ */
+export const ACCEPT_THEN_CLOSE = 1;
 
 /**
  * Checks a parsed request. Returns 0 when it may reach the handler (the request has then been
- * normalised in place), or the status to answer before closing the connection.
+ * normalised in place), ACCEPT_THEN_CLOSE when it may but its connection must end with the
+ * response, or the status to answer before closing the connection.
  */
 export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
   // HTTP/0.9 and "HTTP/2.0" request lines are accepted by llhttp; neither is HTTP/1.x.
@@ -80,8 +93,11 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     // Header strings are latin1 (one byte per char), so lengths are wire bytes; +4 for ": " and CRLF.
     bytes += name.length + value.length + 4;
     switch (name.length) {
-      case 2:
       case 7:
+        if (equalsLower(name, 'upgrade')) flags |= HOP | UPGRADE;
+        else if (isFixedHopByHop(name)) flags |= HOP;
+        break;
+      case 2:
       case 16:
       case 18:
       case 19:
@@ -129,8 +145,18 @@ export function vetRequest(req: IncomingMessage, limits: VetLimits): number {
     const status = normaliseTarget(req, url, hosts === 1);
     if (status !== 0) return status;
   }
+  const closeAfter = (flags & UPGRADE) !== 0 || ((flags & CONNECTION) !== 0 && listsClose(raw));
   if (flags & HOP) stripRequestHopByHop(req, (flags & CONNECTION) !== 0);
-  return 0;
+  return closeAfter ? ACCEPT_THEN_CLOSE : 0;
+}
+
+/** Whether a Connection field lists the `close` option (only SP and HTAB around a token). */
+function listsClose(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!equalsLower(raw[i] as string, 'connection')) continue;
+    for (const token of (raw[i + 1] as string).split(',')) if (equalsLower(token.replace(/^[ \t]+|[ \t]+$/g, ''), 'close')) return true;
+  }
+  return false;
 }
 
 /**
