@@ -24,7 +24,8 @@ export interface Outcome {
   /**
    * True when a 5xx is this route's documented answer to an origin in trouble: a cache miss (502
    * or 504 from the cache, when no object within grace can stand in) or beta's sub-request route
-   * (502 with X-Soak-Fetch: failed). Program routes without sub-requests have no such excuse.
+   * (502 with X-Soak-Fetch: failed, the program's own answer). Program routes without
+   * sub-requests have no such excuse.
    */
   readonly faultMay5xx: boolean;
 }
@@ -45,7 +46,8 @@ interface Ask {
   readonly headers?: Record<string, string>;
   readonly body?: string;
   readonly object?: string;
-  readonly faultMay5xx: boolean;
+  /** Whether a 5xx answer may be this route's documented answer to origin trouble. */
+  readonly faultMay5xx: boolean | ((a: Answer) => boolean);
   readonly check: Check;
 }
 
@@ -168,7 +170,7 @@ function subRequest(): Ask {
   const length = objectBody(`/b/c/${k}`).length;
   // The route's documented error is 502 with X-Soak-Fetch: failed (test/guests/soak_app.c).
   return {
-    tenant: 'beta', url: `/b/app/fetch/${k}`, faultMay5xx: true,
+    tenant: 'beta', url: `/b/app/fetch/${k}`, faultMay5xx: (a) => a.status === 502 && header(a, 'x-soak-fetch') === 'failed',
     check: withHook((a) => expectStatus(a, 200) ?? expectBody(a, `fetched 200 len=${length}\n`)),
   };
 }
@@ -216,7 +218,8 @@ export async function oneRequest(client: Dispatcher, front: string, state: Traff
   const ask = kind.make(state);
   const start = Date.now();
   const object = ask.object === undefined ? undefined : { url: ask.object, servedAt: lastServed.get(ask.object) };
-  const base = { kind: kind.name, tenant: ask.tenant, url: ask.url, start, object, faultMay5xx: ask.faultMay5xx };
+  const base = { kind: kind.name, tenant: ask.tenant, url: ask.url, start, object };
+  const may5xx = (a: Answer): boolean => (typeof ask.faultMay5xx === 'boolean' ? ask.faultMay5xx : ask.faultMay5xx(a));
   try {
     const r = await request(`${front}${ask.url}`, {
       dispatcher: client,
@@ -227,8 +230,8 @@ export async function oneRequest(client: Dispatcher, front: string, state: Traff
     const body = Buffer.from(await r.body.arrayBuffer());
     const answer: Answer = { status: r.statusCode, headers: r.headers, body };
     const problem = r.statusCode >= 500 ? undefined : ask.check(answer);
-    return { ...base, end: Date.now(), status: r.statusCode, ...(problem === undefined ? {} : { problem }) };
+    return { ...base, end: Date.now(), status: r.statusCode, faultMay5xx: may5xx(answer), ...(problem === undefined ? {} : { problem }) };
   } catch (err) {
-    return { ...base, end: Date.now(), status: null, problem: (err as Error).message };
+    return { ...base, end: Date.now(), status: null, faultMay5xx: false, problem: (err as Error).message };
   }
 }
