@@ -13,13 +13,21 @@ import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
 
 const DURATION_MS = 60_000;
+/**
+ * The server's RSS climbs to its plateau over its first two minutes (bench/soak/run.ts,
+ * scheduleFor), so in a minute it is still climbing: 12–19 % after the 20-s warm-up here, against
+ * ≤ 10 % from minute 2 to minute 10 in the 10-minute run (docs/benchmarks.md, "Soak"). The bound
+ * here catches a leak per request of a few tens of KiB (2,400 requests after warm-up: 25 KiB each
+ * is 60 MiB, a third of the server), not the climb to the plateau.
+ */
+const RSS_GROWTH_LIMIT = 0.3;
 
 describe('soak: 60 seconds of traffic, origin faults, uploads and reloads', needsKvm(), () => {
   let report: SoakReport;
 
   before(async () => {
     const programs = { app: buildGuest('soak_app'), persistent: buildGuest('sdk_persistent'), cgi: buildGuest('cgi_env') };
-    report = await runSoak({ durationMs: DURATION_MS, rate: 60, concurrency: 6, programs, ...scheduleFor(DURATION_MS) });
+    report = await runSoak({ durationMs: DURATION_MS, rate: 60, concurrency: 6, programs, rssGrowthLimit: RSS_GROWTH_LIMIT, ...scheduleFor(DURATION_MS) });
   }, { timeout: 5 * 60_000 });
 
   const criterion = (name: string): void => {
@@ -55,7 +63,7 @@ describe('soak: 60 seconds of traffic, origin faults, uploads and reloads', need
     criterion('reloads (admin API and SIGHUP) applied');
   });
 
-  test('RSS grows at most 10 % after warm-up, and no fd is left open', () => {
+  test('RSS grows at most 30 % after warm-up (the plateau comes later), and no fd is left open', () => {
     criterion('RSS after warm-up → end (MiB)');
     criterion('open fds, idle, after warm-up → end');
   });
