@@ -49,7 +49,6 @@ export class SoakOrigin {
   readonly windows: FaultWindow[] = [];
   /** Requests that broke a rule the origin checks (beta's recv hook must have marked them). */
   readonly problems: string[] = [];
-  readonly counts: Record<OriginPhase, number> = { ok: 0, restart: 0, reset: 0, slow: 0, '5xx': 0 };
   private server: Server | null = null;
   private readonly slowTimers = new Set<NodeJS.Timeout>();
 
@@ -87,12 +86,6 @@ export class SoakOrigin {
     if (leaving === 'restart') this.server = await listen(this.newServer(), this.port);
   }
 
-  /** Ends the open fault window at `now` without changing the phase (the run is over). */
-  endWindows(now = Date.now()): void {
-    const open = this.windows.at(-1);
-    if (open && open.end === Infinity) open.end = now;
-  }
-
   /** Drops every connection the server holds (idle keep-alive ones too) and keeps listening. */
   dropConnections(): void {
     this.server?.closeAllConnections();
@@ -117,7 +110,6 @@ export class SoakOrigin {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const phase = this.phase;
-    this.counts[phase]++;
     req.resume();
     if (phase === 'reset') {
       req.socket.resetAndDestroy();

@@ -118,8 +118,6 @@ const KINDS: ReadonlyArray<{ name: string; weight: number; make: (s: TrafficStat
 ];
 const TOTAL_WEIGHT = KINDS.reduce((n, k) => n + k.weight, 0);
 
-export const KIND_NAMES: readonly string[] = KINDS.map((k) => k.name);
-
 function object(tenant: TenantName, t: string, hooks = false): Ask {
   const url = `/${t}/c/${pick(KEYS)}`;
   const check = wholeObject(url);
