@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { HOSTS, OPERATOR_TOKEN, soakConfig, type SoakPrograms } from './config.ts';
 import { type OriginPhase, PHASE_CYCLE, SoakOrigin } from './origin.ts';
-import { type AdminAction, judge, type Sample, type SoakReport } from './report.ts';
+import { type AdminAction, judge, ORIGIN_SOCKET, type Sample, type SoakReport } from './report.ts';
 import { oneRequest, type Outcome, type TrafficState } from './traffic.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -78,12 +78,37 @@ function sample(pid: number): Sample {
   return { at: Date.now(), rssKiB: rss ? Number(rss[1]) : NaN, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
-/** What the process's open fds are, by kind ("socket", "anon_inode:[eventfd]", a file's path). */
-function fdKinds(pid: number): string[] {
+/** The inodes of the TCP sockets (v4 and v6) whose remote port is `port`: connections to it. */
+function socketsTo(pid: number, port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9 && parseInt(cols[2]!.split(':')[1]!, 16) === port) inodes.add(cols[9]!);
+    }
+  }
+  return inodes;
+}
+
+/**
+ * What the process's open fds are, by kind ("socket", "anon_inode:[eventfd]", a file's path);
+ * its connections to the origin are "socket to the origin".
+ */
+function fdKinds(pid: number, originPort: number): string[] {
+  const toOrigin = socketsTo(pid, originPort);
   const kinds: string[] = [];
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
-      kinds.push(readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/^(socket|pipe):\[\d+\]$/, '$1'));
+      const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const socket = /^socket:\[(\d+)\]$/.exec(link);
+      kinds.push(socket ? (toOrigin.has(socket[1]!) ? ORIGIN_SOCKET : 'socket') : link.replace(/^pipe:\[\d+\]$/, 'pipe'));
     } catch {
       // Closed between the listing and the look.
     }
@@ -111,7 +136,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   writeFileSync(configFile, soakConfig(origin.url, opts.programs, 0));
   const server = await startServer(configFile, dir);
   const pid = server.child.pid!;
-  say(`soak: tinyedge serve (pid ${pid}) on ${server.front}, admin ${server.admin}, origin ${origin.url}; its log, samples.json and not-ok.json in ${dir}`);
+  say(`soak: tinyedge serve (pid ${pid}) on ${server.front}, admin ${server.admin}, origin ${origin.url}; its log, samples.json, not-ok.json and report.json in ${dir}`);
 
   const outcomes: Outcome[] = [];
   const state: TrafficState = { misses: 0, counts: [] };
@@ -157,10 +182,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     await sleep(1_500);
     // The smallest of twelve looks, a quarter of a second apart: a connection still closing on a
     // busy machine is not a leak.
-    let fds = fdKinds(pid);
+    let fds = fdKinds(pid, origin.port);
     for (let i = 0; i < 11; i++) {
       await sleep(250);
-      const again = fdKinds(pid);
+      const again = fdKinds(pid, origin.port);
       if (again.length < fds.length) fds = again;
     }
     paused = null;
@@ -257,9 +282,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   // For reading after the run: the server's samples, and every request that was not plainly ok.
   writeFileSync(join(dir, 'samples.json'), JSON.stringify(samples));
   writeFileSync(join(dir, 'not-ok.json'), JSON.stringify(outcomes.filter((o) => o.status === null || o.status >= 500 || o.problem !== undefined)));
-  return judge({
+  const report = judge({
     outcomes, windows: origin.windows, faultSlackMs: slowMs + 2_000, counts: state.counts, finalCount,
     uploads, reloads, originProblems: origin.problems, samples, warmupEnd, loadEnd, quietFds: [fdsAfterWarmup, fdsAtEnd], exitCode,
     rssGrowthLimit: opts.rssGrowthLimit ?? 0.1,
   });
+  writeFileSync(join(dir, 'report.json'), JSON.stringify(report, null, 1));
+  return report;
 }
