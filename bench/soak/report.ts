@@ -80,11 +80,16 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-/** RSS at the start and the end of the measured stretch: medians over a tenth of it (≥ 5 samples). */
+/**
+ * RSS at the end of warm-up and at the end of the load, both under load: the medians of the last
+ * tenth of the measured stretch (at least 5 samples) and of as many samples up to `from`. (The
+ * idle look at the fds right after warm-up lets the server give memory back for a while: a
+ * baseline taken after it would be low.)
+ */
 export function rssGrowth(samples: readonly Sample[], from: number, to: number): { before: number; after: number; growth: number } {
   const measured = samples.filter((s) => s.at >= from && s.at <= to);
   const n = Math.max(5, Math.floor(measured.length / 10));
-  const before = median(measured.slice(0, n).map((s) => s.rssKiB));
+  const before = median(samples.filter((s) => s.at <= from).slice(-n).map((s) => s.rssKiB));
   const after = median(measured.slice(-n).map((s) => s.rssKiB));
   return { before, after, growth: after / before - 1 };
 }
