@@ -15,7 +15,7 @@ import { needsKvm } from '../helpers/kvm.ts';
 const DURATION_MS = 60_000;
 /**
  * The server's RSS climbs to its plateau over its first two minutes (bench/soak/run.ts,
- * scheduleFor), so in a minute it is still climbing: 12–19 % after the 20-s warm-up here, against
+ * scheduleFor), so in a minute it is still climbing: 8–19 % after the 20-s warm-up here, against
  * ≤ 10 % from minute 2 to minute 10 in the 10-minute run (docs/benchmarks.md, "Soak"). The bound
  * here catches a leak per request of a few tens of KiB (2,400 requests after warm-up: 25 KiB each
  * is 60 MiB, a third of the server), not the climb to the plateau.
