@@ -82,7 +82,7 @@ export class Shard {
       stats.counters.bytesOut += sentLength(res);
       if (rec !== undefined) completeRecord(rec, res, us);
     });
-    const done = tenant.cache.handle(req, res);
+    const done = tenant.handle(req, res);
     // The host time of the request's synchronous part (a hit: nearly all of it).
     stats.counters.cpuHostUs += (performance.now() - started) * 1000;
     return done;

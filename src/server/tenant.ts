@@ -2,6 +2,7 @@
 // programs (loaded on the VM workers, by version), routes and hooks. The cache's backend is a
 // router: a miss goes to the route's program or origin.
 import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
@@ -193,6 +194,9 @@ export class TenantRuntime implements Backend {
   readonly programs = new Map<string, LoadedProgram>();
   private readonly routes: Route[];
   private closed = false;
+  /** Requests in handle() now, and what close() left to do once there are none. */
+  private active = 0;
+  private drained: (() => void) | undefined;
   private readonly healthWatch: ReturnType<typeof setInterval> | undefined;
   private readonly failureLog = new Map<string, { at: number; skipped: number }>();
   private readonly failures: FailureRecorder;
@@ -420,14 +424,33 @@ export class TenantRuntime implements Backend {
     }
   }
 
-  /** Stops this runtime: origins and cache timers; programs are unloaded unless `keep` names them. */
+  /**
+   * Handles a request through this runtime's cache. Counted: a request that started here finishes
+   * here (its hooks, program and origins), even when a reload retires the runtime meanwhile.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.active++;
+    return this.cache.handle(req, res).finally(() => {
+      if (--this.active === 0) this.drained?.();
+    });
+  }
+
+  /**
+   * Stops this runtime: origins and cache timers; programs are unloaded unless `keep` names them.
+   * Requests still running here finish first (their deliver hook, a generate call they have not
+   * made yet): what they need is released after the last, and close() does not wait for that.
+   */
   async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.healthWatch !== undefined) clearInterval(this.healthWatch);
-    for (const p of this.programs.values()) if (!keep.has(p.key)) this.pool.unload(p.key);
-    await this.cache.close();
-    await Promise.all([...this.origins.values()].map((o) => o.close()));
+    const release = async (): Promise<void> => {
+      for (const p of this.programs.values()) if (!keep.has(p.key)) this.pool.unload(p.key);
+      await this.cache.close();
+      await Promise.all([...this.origins.values()].map((o) => o.close()));
+    };
+    if (this.active === 0) return release();
+    this.drained = () => void release().catch((err: unknown) => this.log.warn({ err, tenant: this.name }, 'closing a retired tenant runtime failed'));
   }
 }
 
