@@ -139,18 +139,11 @@ export class FailureRecorder {
 }
 
 /** A bundle as listed: enough to pick one. */
-export interface BundleSummary {
-  id: string;
-  time: string;
-  shard: number;
-  tenant: string;
-  program: string;
-  programVersion: string;
-  error: { kind: string; message: string };
+export type BundleSummary = Pick<FailureBundle, 'id' | 'time' | 'shard' | 'tenant' | 'program' | 'programVersion' | 'error'> & {
   method: string;
   url: string;
   bytes: number;
-}
+};
 
 interface Kept {
   summary: BundleSummary;
