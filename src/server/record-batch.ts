@@ -169,6 +169,11 @@ function put(out: Uint8Array, p: number, src: Uint8Array): number {
 /** How many pieces `BatchWriter` writes a record's text in. */
 const PIECES = 6;
 
+/** `sameAs` bits: every piece; piece 0 (time); piece 4 (totalUs). */
+const ALL = (1 << PIECES) - 1;
+const TIME = 1 << 0;
+const TOTAL = 1 << 4;
+
 /** Copies `out[from, to)` to `out` at `p` (a run of text a record shares with the one before). */
 function copy(out: Uint8Array, p: number, from: number, to: number): number {
   out.copyWithin(p, from, to);
@@ -193,6 +198,13 @@ function countDigits(v: number): number {
     d++;
   }
   return d;
+}
+
+/** How many digits `num` writes for a non-negative integer below 2^53; 0 for any other number. */
+function width(v: number): number {
+  if (v >= 0 && v < 0x80000000 && (v | 0) === v) return countDigits(v);
+  if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return countDigits(Math.floor(v / 1e8)) + 8;
+  return 0;
 }
 
 /** Writes a number as JSON text (what `JSON.stringify` writes for it). */
@@ -257,33 +269,56 @@ export class BatchWriter {
     // A record is written as six pieces: its start and time; shard to the key of the URL; the
     // URL; status to the key of totalUs; totalUs; the rest. A piece whose values are those of
     // the record before it copies that record's bytes, and a run of such pieces is one copy.
-    const at = this.at;
-    const before = this.before;
+    // Swapped after each record (copying them would be a call into the runtime per record).
+    let at = this.at;
+    let before = this.before;
     let prev = -1;
     for (let j = 0; j < count; j++) {
       const k = pick === undefined ? j : pick[j]!;
       const n = k * NUMS;
       const m = k * STRS;
       const same = prev < 0 ? 0 : this.sameAs(n, m, prev);
-      let from = 0;
-      let to = 0;
-      for (let i = 0; i < PIECES; i++) {
-        at[i] = p + to - from;
-        if ((same & (1 << i)) !== 0) {
-          if (to === from) from = before[i]!;
-          to = before[i + 1]!;
-          continue;
-        }
-        if (to > from) p = copy(out, p, from, to);
-        from = to = 0;
-        p = this.piece(i, out, p, n, m, head, close);
-      }
-      if (to > from) p = copy(out, p, from, to);
-      at[PIECES] = p;
-      before.set(at);
+      if ((same | TIME | TOTAL) === ALL && this.sameWidth(n, prev * NUMS) && this.sameWidth(n + 5, prev * NUMS + 5)) {
+        // The record before with at most another time and totalUs of as many digits (a run of
+        // hits): one copy, then the digits in place.
+        const shift = p - before[0]!;
+        for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
+        p = copy(out, p, before[0]!, before[PIECES]!);
+        if ((same & TIME) === 0) num(out, at[0]! + head.length, b.nums[n]!);
+        if ((same & TOTAL) === 0) num(out, at[4]!, b.nums[n + 5]!);
+      } else p = this.pieces(out, p, n, m, same, at, before, head, close);
+      const done = at;
+      at = before;
+      before = done;
       prev = k;
     }
     return out.subarray(0, p);
+  }
+
+  /** Whether two numbers of the batch are integers (below 2^53) of as many digits. */
+  private sameWidth(a: number, b: number): boolean {
+    const w = width(this.b.nums[a]!);
+    return w > 0 && w === width(this.b.nums[b]!);
+  }
+
+  /** Writes a record piece by piece, copying the runs of pieces `same` says are those of the record before; sets `at`. */
+  private pieces(out: Buffer, p: number, n: number, m: number, same: number, at: Int32Array, before: Int32Array, head: Uint8Array, close: Uint8Array): number {
+    let from = 0;
+    let to = 0;
+    for (let i = 0; i < PIECES; i++) {
+      at[i] = p + to - from;
+      if ((same & (1 << i)) !== 0) {
+        if (to === from) from = before[i]!;
+        to = before[i + 1]!;
+        continue;
+      }
+      if (to > from) p = copy(out, p, from, to);
+      from = to = 0;
+      p = this.piece(i, out, p, n, m, head, close);
+    }
+    if (to > from) p = copy(out, p, from, to);
+    at[PIECES] = p;
+    return p;
   }
 
   /** Which pieces of record `k`'s text (bits, piece 0 first) are those of record `prev`. */
