@@ -7,7 +7,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
-import { BatchWriter, decodeBatch, type EncodedBatch } from './record-batch.ts';
+import { decodeBatch, type EncodedBatch } from './record-batch.ts';
+import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
 
