@@ -8,17 +8,20 @@ const [url, token] = process.argv.slice(2);
 if (url === undefined || token === undefined) throw new Error('usage: live-log-reader.ts URL TOKEN');
 let records = 0;
 let dropped = 0;
-const NOTICE = Buffer.from('{"dropped":');
+const NOTICE = '{"dropped":';
 get(url, { headers: { authorization: `Bearer ${token}` } }, (res) => {
   if (res.statusCode !== 200) throw new Error(`live log answered ${res.statusCode}`);
   console.log('reading');
   res.on('end', () => process.exit(0));
   res.on('data', (chunk: Buffer) => {
-    for (let at = chunk.indexOf(10); at >= 0; at = chunk.indexOf(10, at + 1)) records++;
+    // Searched as a string: String#indexOf is a fraction of Buffer#indexOf's cost per call, and
+    // this process shares wrk's CPU, so what it spends per record lowers the req/s measured.
+    const text = chunk.toString('latin1');
+    for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) records++;
     // A notice is a short line of its own; chunks split only rarely one across two.
-    for (let at = chunk.indexOf(NOTICE); at >= 0; at = chunk.indexOf(NOTICE, at + 1)) {
+    for (let at = text.indexOf(NOTICE); at >= 0; at = text.indexOf(NOTICE, at + 1)) {
       records--;
-      dropped += parseInt(chunk.subarray(at + NOTICE.length, at + NOTICE.length + 20).toString('latin1'), 10) || 0;
+      dropped += parseInt(text.slice(at + NOTICE.length, at + NOTICE.length + 20), 10) || 0;
     }
   });
 }).on('error', (err) => {

@@ -4,7 +4,7 @@
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
@@ -299,13 +299,38 @@ export interface LiveLogReader {
   detach(): Promise<void>;
   /** Records received and drops announced, over every attachment. */
   counts(): { records: number; dropped: number };
-  /** The server's requests answered so far (its stats) and its CPU time so far, all threads, µs. */
-  sample(): Promise<{ requests: number; cpuUs: number }>;
+  /** The server's requests answered so far (its stats), its CPU time so far, and the reader's. */
+  sample(): Promise<CpuSample>;
+}
+
+/** CPU time so far, µs: the server's (all threads, and each thread by id), and the attached reader process's (0 with none). */
+export interface CpuSample {
+  requests: number;
+  cpuUs: number;
+  threads: Map<number, number>;
+  readerUs: number;
+}
+
+/** CPU time of each thread of a process, by thread id, µs (Linux /proc). */
+function threadCpuUs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(Number(tid), statCpuUs(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
 }
 
 /** CPU time of a process, all its threads, user and system, µs (Linux /proc). */
 function processCpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statCpuUs(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** utime + stime of a /proc stat line, µs. */
+function statCpuUs(stat: string): number {
   // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th field.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
@@ -346,7 +371,7 @@ tenants:
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     return ((await res.json()) as { counters: { requests: number } }).counters.requests;
   };
-  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!) }));
+  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!), threads: threadCpuUs(child.process.pid!), readerUs: 0 }));
   const report = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
@@ -386,7 +411,16 @@ function liveLogReader(children: Children, root: string, url: string, cpu: strin
       current = undefined;
     },
     counts: () => ({ ...total }),
-    sample,
+    async sample() {
+      const pid = current?.process.pid;
+      let readerUs = 0;
+      try {
+        if (pid !== undefined) readerUs = processCpuUs(pid);
+      } catch {
+        // the reader has just exited
+      }
+      return { ...(await sample()), readerUs };
+    },
   };
 }
 

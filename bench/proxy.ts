@@ -11,7 +11,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Children, ensureTool, fetchOnce, startHarness, startNginx, startTinyedge, startTinyedgeServe, startVarnish, versionOf } from './proxy-servers.ts';
-import type { LiveLogReader, Started } from './proxy-servers.ts';
+import type { CpuSample, LiveLogReader, Started } from './proxy-servers.ts';
 import { runWrk } from './wrk.ts';
 import type { WrkResult } from './wrk.ts';
 
@@ -58,12 +58,22 @@ function parseArgs(argv: string[]): Options {
   return opts;
 }
 
+/**
+ * Where serve-log's CPU time goes: the main thread (shard 0, which serves), the threads that
+ * started with the first reader (the live log's thread), the server's other threads (V8's
+ * helpers: GC, compilers), and the reader process (on wrk's CPU, not the server's).
+ */
+const CPU_PARTS = ['main thread', 'log thread', 'other threads', 'reader process'] as const;
+type CpuPart = (typeof CPU_PARTS)[number];
+
 interface Row {
   server: ServerName;
   /** serve-log's two sides: 'no reader' and 'reader'. */
   variant?: string;
   /** serve-log: the server's CPU time (all its threads) per request answered, µs, median of the runs. */
   cpuUsPerRequest?: number;
+  /** serve-log: medians of the same per thread (and of the reader process), µs per request. */
+  cpuParts?: Record<CpuPart, number>;
   object: string;
   result?: WrkResult;
   /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
@@ -109,6 +119,8 @@ function median(runs: WrkResult[]): WrkResult {
 async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objects: Record<string, number>, origin: string, opts: Options, children: Children, wrkCpu: string | undefined): Promise<Row[]> {
   const rows: Row[] = [];
   const reader = server.liveLog!;
+  /** The server's threads before the first reader attached (the log thread starts with it). */
+  let existing: Set<number> | undefined;
   for (const [path, size] of Object.entries(objects)) {
     const url = `${server.url}${path}`;
     await fetchOnce(url);
@@ -123,12 +135,16 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     const without: WrkResult[] = [];
     const withReader: WrkResult[] = [];
     const cpu: Record<'no reader' | 'reader', number[]> = { 'no reader': [], reader: [] };
+    const parts: Record<'no reader' | 'reader', Array<Record<CpuPart, number>>> = { 'no reader': [], reader: [] };
     // wrk, with the server's CPU time per request it answered (robust to what else the machine runs).
     const measured = async (into: WrkResult[], side: 'no reader' | 'reader'): Promise<void> => {
       const a = await reader.sample();
+      existing ??= new Set(a.threads.keys());
       into.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
       const b = await reader.sample();
-      cpu[side].push((b.cpuUs - a.cpuUs) / Math.max(1, b.requests - a.requests));
+      const requests = Math.max(1, b.requests - a.requests);
+      cpu[side].push((b.cpuUs - a.cpuUs) / requests);
+      parts[side].push(cpuParts(a, b, server.child.process.pid!, existing, requests));
     };
     for (let r = 0; r < opts.rounds; r++) {
       await measured(without, 'no reader');
@@ -143,6 +159,7 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     const middle = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
     for (const [variant, runs] of [['no reader', without], ['reader', withReader]] as const) {
       const row: Row = { server: 'serve-log', variant, object: path.slice(1), result: median(runs), originDuringLoad, cacheHeader: header, cpuUsPerRequest: middle(cpu[variant]) };
+      row.cpuParts = Object.fromEntries(CPU_PARTS.map((part) => [part, middle(parts[variant].map((x) => x[part]))])) as Record<CpuPart, number>;
       const errors = runs.reduce((n, x) => n + x.errors, 0);
       if (originDuringLoad > 1) row.note = `origin saw ${originDuringLoad} fetches during the load: not cache hits`;
       if (errors > 0) row.note = `${errors} errors or non-2xx responses`;
@@ -150,6 +167,16 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     }
   }
   return rows;
+}
+
+/** CPU time between two samples per request answered, µs, by part (CPU_PARTS). */
+function cpuParts(a: CpuSample, b: CpuSample, pid: number, existing: Set<number>, requests: number): Record<CpuPart, number> {
+  const out: Record<CpuPart, number> = { 'main thread': 0, 'log thread': 0, 'other threads': 0, 'reader process': (b.readerUs - a.readerUs) / requests };
+  for (const [tid, us] of b.threads) {
+    const part: CpuPart = tid === pid ? 'main thread' : existing.has(tid) ? 'other threads' : 'log thread';
+    out[part] += (us - (a.threads.get(tid) ?? 0)) / requests;
+  }
+  return out;
 }
 
 async function benchServer(
@@ -222,6 +249,8 @@ function printLiveLogCost(rows: Row[], rounds: number): void {
     const sign = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)} %`;
     const cpu = ((row.cpuUsPerRequest! / base.cpuUsPerRequest!) - 1) * 100;
     console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} alternating runs each, same server)`);
+    const part = (p: CpuPart): string => `${p} ${base.cpuParts![p].toFixed(2)} → ${row.cpuParts![p].toFixed(2)}`;
+    console.log(`  CPU per request by thread, µs: ${CPU_PARTS.map(part).join('; ')}`);
   }
 }
 

@@ -7,7 +7,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
-import { BatchWriter, decodeBatch, type EncodedBatch } from './record-batch.ts';
+import { decodeBatch, type EncodedBatch } from './record-batch.ts';
+import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
 
@@ -27,7 +28,7 @@ function openAccessLog(path: string): void {
   access = { out, owned, dropped: 0 };
 }
 
-function writeAccessLog(out: BatchWriter, count: number): void {
+function writeAccessLog(bytes: Uint8Array, count: number): void {
   if (access === undefined) return;
   if (access.out.writableLength > MAX_BUFFERED_BYTES) {
     access.dropped += count;
@@ -37,34 +38,39 @@ function writeAccessLog(out: BatchWriter, count: number): void {
     send({ type: 'warn', message: `access log: ${access.dropped} records dropped: the log could not keep up` });
     access.dropped = 0;
   }
-  access.out.write(out.write('ndjson'));
+  access.out.write(bytes);
 }
 
 function onBatch(batch: EncodedBatch): void {
   const out = new BatchWriter(batch);
-  writeAccessLog(out, batch.count);
-  const chunks: Array<{ id: number; bytes: Uint8Array; records: number }> = [];
   // Readers without a filter in the same format share one serialisation of the batch; the
   // records are decoded into objects only for readers with a filter, to test them.
-  const whole = new Map<LogFormat, Uint8Array>();
+  const whole = new Map<LogFormat, Buffer>();
+  const all = (format: LogFormat): Buffer => {
+    let bytes = whole.get(format);
+    if (bytes === undefined) whole.set(format, (bytes = out.write(format)));
+    return bytes;
+  };
+  const chunks: Array<{ id: number; bytes: Uint8Array; records: number }> = [];
   let records: RequestRecord[] | undefined;
   for (const [id, { filter, format }] of readers) {
     if (Object.keys(filter).length === 0) {
-      let bytes = whole.get(format);
-      if (bytes === undefined) whole.set(format, (bytes = Buffer.from(out.write(format))));
-      chunks.push({ id, bytes, records: batch.count });
+      chunks.push({ id, bytes: all(format), records: batch.count });
       continue;
     }
     records ??= decodeBatch(batch);
     const pick: number[] = [];
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
-    if (pick.length > 0) chunks.push({ id, bytes: Buffer.from(out.write(format, pick)), records: pick.length });
+    if (pick.length > 0) chunks.push({ id, bytes: out.write(format, pick), records: pick.length });
+  }
+  if (access !== undefined) {
+    // The access log keeps its bytes until written: a copy when the same bytes go to a reader.
+    const bytes = all('ndjson');
+    writeAccessLog(chunks.some((c) => c.bytes === bytes) ? Buffer.from(bytes) : bytes, batch.count);
   }
   if (chunks.length === 0) return;
-  // A chunk that owns its whole buffer (a large one always does) is handed over, not copied.
-  const own = new Set<ArrayBuffer>();
-  for (const c of chunks) if (c.bytes.byteOffset === 0 && c.bytes.buffer.byteLength === c.bytes.byteLength && c.bytes.buffer instanceof ArrayBuffer) own.add(c.bytes.buffer);
-  send({ type: 'out', chunks }, [...own]);
+  // Each chunk's memory is its own (BatchWriter's buffers are not from a pool): handed over, not copied.
+  send({ type: 'out', chunks }, [...new Set(chunks.map((c) => c.bytes.buffer as ArrayBuffer))]);
 }
 
 port.on('message', (msg: ToLogThread) => {

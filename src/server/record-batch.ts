@@ -1,13 +1,14 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
-// batcher writes them into columns of numbers and string indexes, sent every 100 ms or 512
-// records as one message whose arrays are transferred, not copied; the log thread decodes them.
-import { CACHE_RESULTS, type CacheResult, type RequestRecord } from './records.ts';
+// batcher writes them into columns of numbers and string indexes, sent every 100 ms or 2048
+// records (whichever comes first) as one message whose arrays are transferred, not copied; the
+// log thread serialises them (record-writer.ts) or decodes them for a filter.
+import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
 /** Numbers of a record in a batch, in this order; strings are indexes into the batch's table. */
-const NUMS = 12;
-const STRS = 8;
+export const NUMS = 12;
+export const STRS = 8;
 const CACHE_CODES: ReadonlyMap<CacheResult, number> = new Map(CACHE_RESULTS.map((c, i) => [c, i]));
-const KINDS = ['origin', 'program'] as const;
+export const KINDS = ['origin', 'program'] as const;
 
 /**
  * Records as they travel between threads: columns of numbers and of string indexes (transferred,
@@ -22,16 +23,23 @@ export interface EncodedBatch {
   table: string[];
 }
 
-/** Batches a shard's records: sent every `intervalMs`, or at once when `max` are waiting. */
+/**
+ * Batches a shard's records: sent every `intervalMs`, or at once when `max` are waiting. A batch
+ * costs each thread it passes a wake-up and a message, so at the rates hits reach (tens of
+ * thousands a second) batches go by time, ten a second.
+ */
 export class RecordBatcher {
   private count = 0;
   private nums: Float64Array<ArrayBuffer>;
   private strs: Uint32Array<ArrayBuffer>;
   private table: string[] = [];
   private index = new Map<string, number>();
+  /** The string last added to each of the first four columns by `pushFast`, and its index. */
+  private readonly last: Array<string | undefined> = [undefined, undefined, undefined, undefined];
+  private readonly lastIndex = new Uint32Array(4);
   private timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(private readonly send: (batch: EncodedBatch) => void, private readonly intervalMs = 100, private readonly max = 512) {
+  constructor(private readonly send: (batch: EncodedBatch) => void, private readonly intervalMs = 100, private readonly max = 2048) {
     this.nums = new Float64Array(max * NUMS);
     this.strs = new Uint32Array(max * STRS);
   }
@@ -55,11 +63,11 @@ export class RecordBatcher {
   pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void {
     const n = this.count * NUMS;
     const nums = this.nums;
-    nums[n] = Math.round(performance.timeOrigin + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
+    nums[n] = Math.round(TIME_ORIGIN + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
     nums[n + 4] = -1; nums[n + 5] = Math.round(totalUs); nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = bytes; nums[n + 11] = -1;
     const m = this.count * STRS;
     const strs = this.strs;
-    strs[m] = this.str(tenant); strs[m + 1] = this.str(host); strs[m + 2] = this.str(method); strs[m + 3] = this.str(url);
+    strs[m] = this.strAt(0, tenant); strs[m + 1] = this.strAt(1, host); strs[m + 2] = this.strAt(2, method); strs[m + 3] = this.strAt(3, url);
     strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
     this.added();
   }
@@ -74,7 +82,20 @@ export class RecordBatcher {
     this.strs = new Uint32Array(this.max * STRS);
     this.table = [];
     this.index.clear();
+    this.last.fill(undefined);
     this.send(batch);
+  }
+
+  /**
+   * `str` for a fast-path hit's column `slot`, which mostly holds what the record before held:
+   * comparing with that string is cheaper than hashing a new one for the table.
+   */
+  private strAt(slot: number, v: string): number {
+    if (v === this.last[slot]) return this.lastIndex[slot]!;
+    const i = this.str(v);
+    this.last[slot] = v;
+    this.lastIndex[slot] = i;
+    return i;
   }
 
   private str(v: string | null): number {
@@ -98,43 +119,6 @@ export class RecordBatcher {
 }
 
 const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');
-const CACHE_JSON = CACHE_RESULTS.map((c) => `"${c}"`);
-const KIND_JSON = KINDS.map((k) => `"${k}"`);
-
-/**
- * Serialises records of a batch as JSON lines (or Server-Sent Events), straight from the
- * columns: each distinct string is escaped once per batch, not once per record. The text is
- * what `JSON.stringify` of the decoded record gives (a test checks it). `pick`: the records to
- * write, by index (all when omitted).
- */
-export class BatchWriter {
-  private escaped: string[] | undefined;
-
-  constructor(private readonly b: EncodedBatch) {}
-
-  write(format: 'ndjson' | 'sse', pick?: readonly number[]): string {
-    const b = this.b;
-    const esc = (this.escaped ??= b.table.map((v) => JSON.stringify(v)));
-    const s = (i: number): string => (i === 0 ? 'null' : esc[i - 1]!);
-    const [open, close] = format === 'sse' ? ['data: ', '\n\n'] : ['', '\n'];
-    const x = b.nums;
-    let text = '';
-    const count = pick === undefined ? b.count : pick.length;
-    for (let j = 0; j < count; j++) {
-      const k = pick === undefined ? j : pick[j]!;
-      const n = k * NUMS;
-      const m = k * STRS;
-      const st = b.strs;
-      const logs = st[m + 7]!;
-      text += open + '{"time":' + x[n] + ',"shard":' + x[n + 1] + ',"tenant":' + s(st[m]!) + ',"host":' + s(st[m + 1]!) + ',"method":' + s(st[m + 2]!)
-        + ',"url":' + s(st[m + 3]!) + ',"status":' + x[n + 2] + ',"cache":' + (x[n + 3]! < 0 ? 'null' : CACHE_JSON[x[n + 3]!]) + ',"backend":' + s(st[m + 4]!)
-        + ',"backendKind":' + (x[n + 4]! < 0 ? 'null' : KIND_JSON[x[n + 4]!]) + ',"version":' + s(st[m + 5]!) + ',"totalUs":' + x[n + 5] + ',"vmUs":' + x[n + 6]
-        + ',"guestUs":' + x[n + 7] + ',"vmExits":' + x[n + 8] + ',"dirtyPages":' + x[n + 9] + ',"bytes":' + x[n + 10]
-        + ',"originStatus":' + (x[n + 11]! < 0 ? 'null' : x[n + 11]) + ',"error":' + s(st[m + 6]!) + ',"logs":' + (logs === 0 ? '[]' : b.table[logs - 1]) + '}' + close;
-    }
-    return text;
-  }
-}
 
 /** The records of a batch, as objects again (on the log thread). */
 export function decodeBatch(b: EncodedBatch): RequestRecord[] {

@@ -95,11 +95,17 @@ export function recordOf(key: object | undefined): LiveRecord | undefined {
   return key === undefined ? undefined : live.get(key);
 }
 
+/**
+ * `performance.timeOrigin`, read once: each read is a call into the runtime (~0.1 µs), as much
+ * as the rest of a fast-path hit's record. It does not change while a thread runs.
+ */
+export const TIME_ORIGIN: number = performance.timeOrigin;
+
 /** Starts the record of a request the full path serves. */
 export function startRecord(shard: number, tenant: string, req: IncomingMessage, res: ServerResponse, startedMs: number, emit: (r: RequestRecord) => void): LiveRecord {
   const rec = new LiveRecord(
     {
-      time: Math.round(performance.timeOrigin + startedMs), shard, tenant, host: req.headers.host ?? '', method: req.method ?? 'GET', url: req.url ?? '/',
+      time: Math.round(TIME_ORIGIN + startedMs), shard, tenant, host: req.headers.host ?? '', method: req.method ?? 'GET', url: req.url ?? '/',
       status: 0, cache: null, backend: null, backendKind: null, version: null, totalUs: 0, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0,
       bytes: 0, originStatus: null, error: null, logs: [],
     },

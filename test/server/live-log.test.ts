@@ -11,7 +11,8 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
-import { BatchWriter, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import { decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
@@ -310,8 +311,36 @@ describe('batches of records between threads', () => {
     const fast = decoded[2]!;
     assert.deepEqual(decoded, [full, empty, { ...empty, shard: 1, tenant: 'a', host: 'a.test', method: 'GET', url: '/f', status: 200, cache: 'fast-hit', totalUs: 8, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 100, time: fast.time }]);
     const w = new BatchWriter(batches[0]!);
-    assert.equal(w.write('ndjson'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    assert.equal(w.write('sse', [1]), `data: ${JSON.stringify(empty)}\n\n`);
+    assert.equal(w.write('ndjson').toString('utf8'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    assert.equal(w.write('sse', [1]).toString('utf8'), `data: ${JSON.stringify(empty)}\n\n`);
+  });
+
+  test('the bytes written are those of JSON.stringify for any string and number a record can hold', () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), 1000, 16);
+    const odd: RequestRecord[] = [
+      // Every escape JSON has, non-ASCII, a lone surrogate, and a URL that is the text of another record's logs.
+      { ...full, tenant: '\u0000\u001f\u007f\u0080é€😀', host: '\ud800x', method: '\t\r\b\f"/\\', url: '["one","two \\"2\\"\\u0001"]', error: '\u2028\u2029', logs: ['ü', '', '"'] },
+      // Numbers at the edges of each way of writing them.
+      { ...full, time: 9007199254740991, shard: 0, status: 2147483647, totalUs: 2147483648, vmUs: 100000000, guestUs: 99999999, vmExits: 10, dirtyPages: 9, bytes: 0, originStatus: 0 },
+      { ...full, time: 1e21, totalUs: 0.5, vmUs: -3, guestUs: -0.25, vmExits: 1.5e-7, dirtyPages: 2 ** 53 + 2, bytes: Number.MAX_VALUE, originStatus: 1e100 },
+      { ...empty, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 1, logs: [] },
+      { ...empty, url: 'x'.repeat(5000), host: '', logs: ['y'.repeat(3000)] },
+    ];
+    // A run of records alike but for their time and totalUs, of as many digits and not.
+    for (const [time, totalUs] of [[1764480000123, 5], [1764480000999, 7], [1764480000999, 12], [1764480001000, 99], [99999999999, 100], [100000000000, 100], [100000000000, 100]] as const) {
+      odd.push({ ...empty, time, totalUs });
+    }
+    for (const r of odd) b.push(r);
+    b.flush();
+    const decoded = decodeBatch(batches[0]!);
+    assert.deepEqual(decoded, odd);
+    const w = new BatchWriter(batches[0]!);
+    const expected = odd.map((r) => `${JSON.stringify(r)}\n`).join('');
+    assert.equal(w.write('ndjson').toString('utf8'), expected);
+    assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
+    assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(odd[4])}\n\ndata: ${JSON.stringify(odd[0])}\n\n`);
+    assert.equal(w.write('ndjson', []).length, 0);
   });
 
   test('a full batch goes at once; the next starts empty', () => {

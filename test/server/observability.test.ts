@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, get as httpGet, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,11 +101,37 @@ tenants:
     assert.ok(after.cpuHostUs > before.cpuHostUs, `host ${before.cpuHostUs} → ${after.cpuHostUs}`);
   });
 
-  test('the access log has one JSON record per request, written out by close', async () => {
+  test('the access log has one JSON record per request, written out by close; a reader of every record gets the same lines', async () => {
+    // A reader without a filter shares the access log's serialisation of each batch: the bytes
+    // it is handed (moved to the main thread) must not be the ones the access log still writes.
+    const streamed: string[] = [];
+    const reader = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpGet(`${edge!.admin.url}/v1/log`, { headers: { authorization: 'Bearer operator-token-0123456789' } }, resolve).on('error', reject);
+    });
+    assert.equal(reader.statusCode, 200);
+    let rest = '';
+    reader.setEncoding('utf8');
+    reader.on('data', (chunk: string) => {
+      rest += chunk;
+      for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n')) {
+        streamed.push(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    });
+    const urls = Array.from({ length: 20 }, (_, i) => `/access-many-${i}`);
     assert.equal(await get('a.test', '/access-1'), 200);
     assert.equal(await get('a.test', '/p/access-2'), 201);
+    for (const url of urls) assert.equal(await get('a.test', url), 200);
+    const wanted = ['/access-1', '/p/access-2', ...urls];
+    while (!wanted.every((u) => streamed.some((l) => l.includes(`"url":"${u}"`)))) await new Promise((r) => setTimeout(r, 20));
+    reader.destroy();
     await edge!.close();
-    const records = readFileSync(accessLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as RequestRecord);
+    const text = readFileSync(accessLog, 'utf8');
+    for (const u of wanted) {
+      const line = streamed.find((l) => l.includes(`"url":"${u}"`))!;
+      assert.ok(text.includes(`${line}\n`), `the access log has the reader's line for ${u}`);
+    }
+    const records = text.trim().split('\n').map((l) => JSON.parse(l) as RequestRecord);
     const one = records.find((r) => r.url === '/access-1')!;
     assert.equal(one.tenant, 'a');
     assert.equal(one.backend, 'default');

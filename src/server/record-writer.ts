@@ -1,0 +1,294 @@
+// The live log's serialisation: the records of a batch (record-batch.ts) as NDJSON or Server-Sent
+// Events, written straight from the batch's columns into one buffer, byte for byte what
+// JSON.stringify of each record gives. It runs on the log thread for every record a reader
+// takes, so it avoids what costs there: a string per record, and calls into the runtime.
+import { type EncodedBatch, KINDS, NUMS, STRS } from './record-batch.ts';
+import { CACHE_RESULTS } from './records.ts';
+
+/** The text between a record's values, as bytes (all ASCII). */
+const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const NULL = ascii('null');
+const EMPTY_LOGS = ascii('[]');
+/** A record's start and end in each format. */
+const FRAMES = { ndjson: [ascii('{"time":'), ascii('}\n')], sse: [ascii('data: {"time":'), ascii('}\n\n')] } as const;
+const K_SHARD = ascii(',"shard":');
+const K_TENANT = ascii(',"tenant":');
+const K_HOST = ascii(',"host":');
+const K_METHOD = ascii(',"method":');
+const K_URL = ascii(',"url":');
+const K_STATUS = ascii(',"status":');
+/** `cache` with its value and the key after it, one piece per cache code (index 0: null). */
+const K_CACHE = [ascii(',"cache":null,"backend":'), ...CACHE_RESULTS.map((c) => ascii(`,"cache":"${c}","backend":`))];
+const K_KIND = [ascii(',"backendKind":null,"version":'), ...KINDS.map((k) => ascii(`,"backendKind":"${k}","version":`))];
+const K_TOTAL = ascii(',"totalUs":');
+const K_VM = ascii(',"vmUs":');
+const K_GUEST = ascii(',"guestUs":');
+const K_EXITS = ascii(',"vmExits":');
+const K_DIRTY = ascii(',"dirtyPages":');
+const K_BYTES = ascii(',"bytes":');
+/** The four VM figures of a request that ran no VM call (every hit), and the key after them. */
+const K_NO_VM = ascii(',"vmUs":0,"guestUs":0,"vmExits":0,"dirtyPages":0,"bytes":');
+const K_ORIGIN = ascii(',"originStatus":');
+const K_ERROR = ascii(',"error":');
+const K_LOGS = ascii(',"logs":');
+/** Bytes of a record besides its strings, its numbers and its frame: its keys, and null or [] where those are longest. */
+const FIXED = [K_SHARD, K_TENANT, K_HOST, K_METHOD, K_URL, K_STATUS, K_TOTAL, K_VM, K_GUEST, K_EXITS, K_DIRTY, K_BYTES, K_ORIGIN, K_ERROR, K_LOGS]
+  .reduce((n, k) => n + k.length, 0) + Math.max(...K_CACHE.map((k) => k.length)) + Math.max(...K_KIND.map((k) => k.length)) + NULL.length;
+/** The longest text of a number: an integer below 2^53 has 16 digits, any other is written as String() writes it (at most 24). */
+const MAX_NUMBER = 24;
+
+/**
+ * Copies `src` to `out` at `p`. A loop in JavaScript moves a byte in a few ns, a call into the
+ * runtime's copy costs tens: a byte loop only for the shortest pieces.
+ */
+function put(out: Uint8Array, p: number, src: Uint8Array): number {
+  const n = src.length;
+  if (n > 6) {
+    out.set(src, p);
+    return p + n;
+  }
+  for (let i = 0; i < n; i++) out[p + i] = src[i]!;
+  return p + n;
+}
+
+/** How many pieces `BatchWriter` writes a record's text in. */
+const PIECES = 6;
+
+/** `sameAs` bits: every piece; piece 0 (time); piece 4 (totalUs). */
+const ALL = (1 << PIECES) - 1;
+const TIME = 1 << 0;
+const TOTAL = 1 << 4;
+
+/** Copies `out[from, to)` to `out` at `p` (a run of text a record shares with the one before). */
+function copy(out: Uint8Array, p: number, from: number, to: number): number {
+  out.copyWithin(p, from, to);
+  return p + to - from;
+}
+
+/** Writes the digits of a non-negative integer below 2^31, `digits` of them (leading zeros to fill). */
+function digitsOf(out: Uint8Array, p: number, v: number, digits: number): number {
+  const end = p + digits;
+  for (let q = end - 1; q >= p; q--) {
+    const t = (v / 10) | 0;
+    out[q] = 48 + v - t * 10;
+    v = t;
+  }
+  return end;
+}
+
+function countDigits(v: number): number {
+  let d = 1;
+  while (v >= 10) {
+    v = (v / 10) | 0;
+    d++;
+  }
+  return d;
+}
+
+/** How many digits `num` writes for a non-negative integer below 2^53; 0 for any other number. */
+function width(v: number): number {
+  if (v >= 0 && v < 0x80000000 && (v | 0) === v) return countDigits(v);
+  if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return countDigits(Math.floor(v / 1e8)) + 8;
+  return 0;
+}
+
+/** Writes a number as JSON text (what `JSON.stringify` writes for it). */
+function num(out: Buffer, p: number, v: number): number {
+  if (v >= 0 && v < 0x80000000 && (v | 0) === v) return digitsOf(out, p, v, countDigits(v));
+  if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) {
+    // Epoch milliseconds: the high part, then the low eight digits.
+    const high = Math.floor(v / 1e8);
+    p = digitsOf(out, p, high, countDigits(high));
+    return digitsOf(out, p, v - high * 1e8, 8);
+  }
+  return p + out.write(Number.isFinite(v) ? String(v) : 'null', p, 'latin1');
+}
+
+/** A string as a JSON string's bytes: printable ASCII without `"` or `\\` is copied as is, anything else goes through JSON.stringify. */
+function quoted(v: string): Buffer {
+  const n = v.length;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return Buffer.from(JSON.stringify(v));
+  }
+  const out = Buffer.allocUnsafe(n + 2);
+  out[0] = 0x22;
+  out.write(v, 1, 'latin1');
+  out[n + 1] = 0x22;
+  return out;
+}
+
+/**
+ * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
+ * into one buffer: no string per record. Each distinct string is escaped and encoded once per
+ * batch. The bytes are the UTF-8 of what `JSON.stringify` of the decoded record gives (a test
+ * checks it). `pick`: the records to write, by index (all when omitted). The buffer is the
+ * caller's own (not from Node's pool), so its memory can be transferred to another thread.
+ */
+export class BatchWriter {
+  /** Each table string as a JSON string's bytes (index 0: null), made on first use. */
+  private strings: Uint8Array[] | undefined;
+  /** Where the pieces of the record being written start (and the last ends), and those of the one before. */
+  private readonly at = new Int32Array(PIECES + 1);
+  private readonly before = new Int32Array(PIECES + 1);
+  /** Logs entries (already JSON text) as bytes, by table index. */
+  private readonly logs = new Map<number, Uint8Array>();
+
+  constructor(private readonly b: EncodedBatch) {}
+
+  write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {
+    const b = this.b;
+    const str = (this.strings ??= [NULL, ...b.table.map(quoted)]);
+    const [head, close] = FRAMES[format];
+    const st = b.strs;
+    const count = pick === undefined ? b.count : pick.length;
+    // The size it may take: each record's strings, fixed part and longest numbers.
+    let size = count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER);
+    for (let j = 0; j < count; j++) {
+      const m = (pick === undefined ? j : pick[j]!) * STRS;
+      for (let i = 0; i < STRS - 1; i++) size += str[st[m + i]!]!.length;
+      size += this.logsOf(st[m + STRS - 1]!).length;
+    }
+    const out = Buffer.allocUnsafeSlow(size);
+    let p = 0;
+    // A record is written as six pieces: its start and time; shard to the key of the URL; the
+    // URL; status to the key of totalUs; totalUs; the rest. A piece whose values are those of
+    // the record before it copies that record's bytes, and a run of such pieces is one copy.
+    // Swapped after each record (copying them would be a call into the runtime per record).
+    let at = this.at;
+    let before = this.before;
+    let prev = -1;
+    for (let j = 0; j < count; j++) {
+      const k = pick === undefined ? j : pick[j]!;
+      const n = k * NUMS;
+      const m = k * STRS;
+      const same = prev < 0 ? 0 : this.sameAs(n, m, prev);
+      if ((same | TIME | TOTAL) === ALL && this.sameWidth(n, prev * NUMS) && this.sameWidth(n + 5, prev * NUMS + 5)) {
+        // The record before with at most another time and totalUs of as many digits (a run of
+        // hits): one copy, then the digits in place.
+        const shift = p - before[0]!;
+        for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
+        p = copy(out, p, before[0]!, before[PIECES]!);
+        if ((same & TIME) === 0) num(out, at[0]! + head.length, b.nums[n]!);
+        if ((same & TOTAL) === 0) num(out, at[4]!, b.nums[n + 5]!);
+      } else p = this.pieces(out, p, n, m, same, at, before, head, close);
+      const done = at;
+      at = before;
+      before = done;
+      prev = k;
+    }
+    return out.subarray(0, p);
+  }
+
+  /** Whether two numbers of the batch are integers (below 2^53) of as many digits. */
+  private sameWidth(a: number, b: number): boolean {
+    const w = width(this.b.nums[a]!);
+    return w > 0 && w === width(this.b.nums[b]!);
+  }
+
+  /** Writes a record piece by piece, copying the runs of pieces `same` says are those of the record before; sets `at`. */
+  private pieces(out: Buffer, p: number, n: number, m: number, same: number, at: Int32Array, before: Int32Array, head: Uint8Array, close: Uint8Array): number {
+    let from = 0;
+    let to = 0;
+    for (let i = 0; i < PIECES; i++) {
+      at[i] = p + to - from;
+      if ((same & (1 << i)) !== 0) {
+        if (to === from) from = before[i]!;
+        to = before[i + 1]!;
+        continue;
+      }
+      if (to > from) p = copy(out, p, from, to);
+      from = to = 0;
+      p = this.piece(i, out, p, n, m, head, close);
+    }
+    if (to > from) p = copy(out, p, from, to);
+    at[PIECES] = p;
+    return p;
+  }
+
+  /** Which pieces of record `k`'s text (bits, piece 0 first) are those of record `prev`. */
+  private sameAs(n: number, m: number, prev: number): number {
+    const x = this.b.nums;
+    const st = this.b.strs;
+    const pn = prev * NUMS;
+    const pm = prev * STRS;
+    let same = 0;
+    if (x[n] === x[pn]) same |= 1;
+    if (x[n + 1] === x[pn + 1] && st[m] === st[pm] && st[m + 1] === st[pm + 1] && st[m + 2] === st[pm + 2]) same |= 2;
+    if (st[m + 3] === st[pm + 3]) same |= 4;
+    if (x[n + 2] === x[pn + 2] && x[n + 3] === x[pn + 3] && x[n + 4] === x[pn + 4] && st[m + 4] === st[pm + 4] && st[m + 5] === st[pm + 5]) same |= 8;
+    if (x[n + 5] === x[pn + 5]) same |= 16;
+    if (x[n + 6] === x[pn + 6] && x[n + 7] === x[pn + 7] && x[n + 8] === x[pn + 8] && x[n + 9] === x[pn + 9] && x[n + 10] === x[pn + 10]
+      && x[n + 11] === x[pn + 11] && st[m + 6] === st[pm + 6] && st[m + 7] === st[pm + 7]) same |= 32;
+    return same;
+  }
+
+  /** Writes piece `i` of a record's text (see `write`). */
+  private piece(i: number, out: Buffer, p: number, n: number, m: number, head: Uint8Array, close: Uint8Array): number {
+    const x = this.b.nums;
+    const st = this.b.strs;
+    const str = this.strings!;
+    switch (i) {
+      case 0:
+        p = put(out, p, head);
+        return num(out, p, x[n]!);
+      case 1:
+        p = put(out, p, K_SHARD);
+        p = num(out, p, x[n + 1]!);
+        p = put(out, p, K_TENANT);
+        p = put(out, p, str[st[m]!]!);
+        p = put(out, p, K_HOST);
+        p = put(out, p, str[st[m + 1]!]!);
+        p = put(out, p, K_METHOD);
+        p = put(out, p, str[st[m + 2]!]!);
+        return put(out, p, K_URL);
+      case 2:
+        return put(out, p, str[st[m + 3]!]!);
+      case 3:
+        p = put(out, p, K_STATUS);
+        p = num(out, p, x[n + 2]!);
+        p = put(out, p, K_CACHE[x[n + 3]! + 1]!);
+        p = put(out, p, str[st[m + 4]!]!);
+        p = put(out, p, K_KIND[x[n + 4]! + 1]!);
+        p = put(out, p, str[st[m + 5]!]!);
+        return put(out, p, K_TOTAL);
+      case 4:
+        return num(out, p, x[n + 5]!);
+      default:
+        return this.tail(out, p, n, m, close);
+    }
+  }
+
+  /** A record's text after totalUs. */
+  private tail(out: Buffer, p: number, n: number, m: number, close: Uint8Array): number {
+    const x = this.b.nums;
+    const st = this.b.strs;
+    if (x[n + 6] === 0 && x[n + 7] === 0 && x[n + 8] === 0 && x[n + 9] === 0) p = put(out, p, K_NO_VM);
+    else {
+      p = put(out, p, K_VM);
+      p = num(out, p, x[n + 6]!);
+      p = put(out, p, K_GUEST);
+      p = num(out, p, x[n + 7]!);
+      p = put(out, p, K_EXITS);
+      p = num(out, p, x[n + 8]!);
+      p = put(out, p, K_DIRTY);
+      p = num(out, p, x[n + 9]!);
+      p = put(out, p, K_BYTES);
+    }
+    p = num(out, p, x[n + 10]!);
+    p = put(out, p, K_ORIGIN);
+    p = x[n + 11]! < 0 ? put(out, p, NULL) : num(out, p, x[n + 11]!);
+    p = put(out, p, K_ERROR);
+    p = put(out, p, this.strings![st[m + 6]!]!);
+    p = put(out, p, K_LOGS);
+    p = put(out, p, this.logsOf(st[m + 7]!));
+    return put(out, p, close);
+  }
+
+  private logsOf(i: number): Uint8Array {
+    if (i === 0) return EMPTY_LOGS;
+    let bytes = this.logs.get(i);
+    if (bytes === undefined) this.logs.set(i, (bytes = Buffer.from(this.b.table[i - 1]!)));
+    return bytes;
+  }
+}
