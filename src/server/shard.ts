@@ -173,10 +173,14 @@ export class Shard {
     return { ...t.stats.export(), cache: t.cache.stats() };
   }
 
-  /** Closes every runtime, then the program pool; the records waiting go out first. */
+  /**
+   * Closes every runtime, then the program pool; the records waiting go out first, and again at
+   * the end: a program request's record waits for its VM's reset, which closing may settle.
+   */
   async close(): Promise<void> {
     this.batcher?.flush();
     for (const t of this.tenants.values()) await t.close();
     await this.pool.close();
+    this.batcher?.flush();
   }
 }
