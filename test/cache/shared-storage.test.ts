@@ -151,6 +151,13 @@ function stream(url: string): { head: Promise<IncomingMessage>; chunks: Buffer[]
   return { head, chunks, first, end };
 }
 
+/** The 200 000-byte body the slow origins send: 100 000 bytes of 1, then 100 000 of 2. */
+function assertHalves(chunks: Buffer[]): void {
+  const body = Buffer.concat(chunks);
+  assert.equal(body.length, 200_000);
+  assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
+}
+
 test('a body one cache is still fetching streams to the other as it arrives, from one origin fetch', async () => {
   let finish!: () => void;
   const gate = new Promise<void>((r) => { finish = r; });
@@ -169,11 +176,7 @@ test('a body one cache is still fetching streams to the other as it arrives, fro
   assert.equal(b.cache.stats().coalesced, 1);
   finish();
   assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
-  for (const r of [first, second]) {
-    const body = Buffer.concat(r.chunks);
-    assert.equal(body.length, 200_000);
-    assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
-  }
+  for (const r of [first, second]) assertHalves(r.chunks);
   assert.equal(origin.requests.length, 1);
   assert.equal((await get(b.url, '/slow')).headers['x-cache'], 'HIT');
   await Promise.all([a.close(), b.close(), origin.close()]);
@@ -218,11 +221,7 @@ test('a purge while one cache is still fetching: the other cache\'s follower sti
     assert.equal(purge(), 1, 'the record being filled is what the purge removes');
     finish();
     assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
-    for (const r of [first, second]) {
-      const body = Buffer.concat(r.chunks);
-      assert.equal(body.length, 200_000);
-      assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
-    }
+    for (const r of [first, second]) assertHalves(r.chunks);
     // The purge holds: nothing of the fetch is kept, and the next request goes to the origin.
     const before = origin.requests.length;
     assert.equal((await get(b.url, `/p${i}`)).headers['x-cache'], 'MISS');
