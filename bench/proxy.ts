@@ -74,6 +74,8 @@ interface Row {
   cpuUsPerRequest?: number;
   /** serve-log: medians of the same per thread (and of the reader process), µs per request. */
   cpuParts?: Record<CpuPart, number>;
+  /** serve-log's reader side: each reader run against the runs without beside it (`pairedChanges`). */
+  paired?: { requestsPerSec: number[]; cpuUsPerRequest: number[] };
   object: string;
   result?: WrkResult;
   /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
@@ -159,6 +161,12 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     const middle = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
     for (const [variant, runs] of [['no reader', without], ['reader', withReader]] as const) {
       const row: Row = { server: 'serve-log', variant, object: path.slice(1), result: median(runs), originDuringLoad, cacheHeader: header, cpuUsPerRequest: middle(cpu[variant]) };
+      if (variant === 'reader') {
+        row.paired = {
+          requestsPerSec: pairedChanges(without.map((x) => x.requestsPerSec), withReader.map((x) => x.requestsPerSec)),
+          cpuUsPerRequest: pairedChanges(cpu['no reader'], cpu.reader),
+        };
+      }
       row.cpuParts = Object.fromEntries(CPU_PARTS.map((part) => [part, middle(parts[variant].map((x) => x[part]))])) as Record<CpuPart, number>;
       const errors = runs.reduce((n, x) => n + x.errors, 0);
       if (originDuringLoad > 1) row.note = `origin saw ${originDuringLoad} fetches during the load: not cache hits`;
@@ -167,6 +175,28 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     }
   }
   return rows;
+}
+
+/**
+ * Each reader run's change, %, against the runs without a reader on either side of it (the one
+ * before, and the one after when there is one): the machine drifts (other sessions, thermal,
+ * the kernel's caches) over a run of many minutes, and a pair of neighbours shares most of it,
+ * where two medians taken over the whole run do not.
+ */
+function pairedChanges(without: number[], withReader: number[]): number[] {
+  return withReader.map((w, r) => {
+    const next = without[r + 1];
+    const base = next === undefined ? without[r]! : (without[r]! + next) / 2;
+    return (w / base - 1) * 100;
+  });
+}
+
+/** The median of `xs` and the range of its middle half (quartiles), as `+1.2 % (−0.3 … +2.0)`. */
+function medianAndSpread(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number): number => s[Math.round(q * (s.length - 1))]!;
+  const sign = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}`;
+  return `${sign(at(0.5))} % (quartiles ${sign(at(0.25))} … ${sign(at(0.75))})`;
 }
 
 /** CPU time between two samples per request answered, µs, by part (CPU_PARTS). */
@@ -251,6 +281,8 @@ function printLiveLogCost(rows: Row[], rounds: number): void {
     console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} alternating runs each, same server)`);
     const part = (p: CpuPart): string => `${p} ${base.cpuParts![p].toFixed(2)} → ${row.cpuParts![p].toFixed(2)}`;
     console.log(`  CPU per request by thread, µs: ${CPU_PARTS.map(part).join('; ')}`);
+    const p = row.paired!;
+    console.log(`  paired with the runs beside them (${p.requestsPerSec.length} pairs): req/s ${medianAndSpread(p.requestsPerSec)}; server CPU per request ${medianAndSpread(p.cpuUsPerRequest)}`);
   }
 }
 

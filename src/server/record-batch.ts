@@ -1,7 +1,7 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
-// batcher writes them into columns of numbers and string indexes, sent every 100 ms or 2048
-// records (whichever comes first) as one message whose arrays are transferred, not copied; the
-// log thread serialises them (record-writer.ts) or decodes them for a filter.
+// batcher writes them into columns of numbers and string indexes, sent as one message whose
+// arrays are transferred, not copied (RecordBatcher says when); the log thread serialises them
+// (record-writer.ts) or decodes them for a filter.
 import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
 /** Numbers of a record in a batch, in this order; strings are indexes into the batch's table. */
@@ -23,13 +23,36 @@ export interface EncodedBatch {
   table: string[];
 }
 
+/** When a batch goes: `RecordBatcher`'s defaults. */
+export interface BatchTiming {
+  /** A batch of fewer than `busyRecords` goes this long after its first record, ms. */
+  quietMs: number;
+  /** A batch of at least `busyRecords` (a busy shard) goes this long after its first record, ms. */
+  busyMs: number;
+  busyRecords: number;
+  /** A batch of this many goes at once. */
+  maxRecords: number;
+}
+
 /**
- * Batches a shard's records: sent every `intervalMs`, or at once when `max` are waiting. A batch
- * costs each thread it passes a wake-up and a message, so at the rates hits reach (tens of
- * thousands a second) batches go by time, ten a second.
+ * At a few requests a second a record is on its reader's screen a tenth of a second after its
+ * request; at the rates of hits (tens of thousands a second) a batch waits half a second, so
+ * the wake-ups of the threads it passes (a `postMessage` to a sleeping thread costs 0.3–1.3 ms
+ * on a nested-virtualisation machine, tens of µs on bare metal) come twice a second, not ten
+ * times. `maxRecords` bounds a batch's memory (its columns, and the bytes serialised from it).
+ */
+export const BATCH_TIMING: BatchTiming = { quietMs: 100, busyMs: 500, busyRecords: 256, maxRecords: 8192 };
+
+/** Records a new batch has room for; it grows (doubling) up to `maxRecords`. */
+const FIRST_CAPACITY = 256;
+
+/**
+ * Batches a shard's records: a batch goes `quietMs` after its first record, or `busyMs` after it
+ * when it holds `busyRecords` by then, or at once at `maxRecords` (BATCH_TIMING says why).
  */
 export class RecordBatcher {
   private count = 0;
+  private capacity: number;
   private nums: Float64Array<ArrayBuffer>;
   private strs: Uint32Array<ArrayBuffer>;
   private table: string[] = [];
@@ -38,14 +61,18 @@ export class RecordBatcher {
   private readonly last: Array<string | undefined> = [undefined, undefined, undefined, undefined];
   private readonly lastIndex = new Uint32Array(4);
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the batch's first record came (epoch ms). */
+  private openedAt = 0;
 
-  constructor(private readonly send: (batch: EncodedBatch) => void, private readonly intervalMs = 100, private readonly max = 2048) {
-    this.nums = new Float64Array(max * NUMS);
-    this.strs = new Uint32Array(max * STRS);
+  constructor(private readonly send: (batch: EncodedBatch) => void, private readonly timing: BatchTiming = BATCH_TIMING) {
+    this.capacity = Math.min(FIRST_CAPACITY, timing.maxRecords);
+    this.nums = new Float64Array(this.capacity * NUMS);
+    this.strs = new Uint32Array(this.capacity * STRS);
   }
 
   /** Adds a complete record (a bound function: records call it when they complete). */
   readonly push = (r: RequestRecord): void => {
+    if (this.count === this.capacity) this.grow();
     const n = this.count * NUMS;
     const nums = this.nums;
     nums[n] = r.time; nums[n + 1] = r.shard; nums[n + 2] = r.status; nums[n + 3] = r.cache === null ? -1 : CACHE_CODES.get(r.cache)!;
@@ -61,6 +88,7 @@ export class RecordBatcher {
 
   /** Adds the record of a fast-path hit, straight into the columns. */
   pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void {
+    if (this.count === this.capacity) this.grow();
     const n = this.count * NUMS;
     const nums = this.nums;
     nums[n] = Math.round(TIME_ORIGIN + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
@@ -77,9 +105,11 @@ export class RecordBatcher {
     this.timer = undefined;
     if (this.count === 0) return;
     const batch: EncodedBatch = { count: this.count, nums: this.nums, strs: this.strs, table: this.table };
+    // The next batch starts with room for as many as this one held: a busy shard's batches do not grow again.
+    this.capacity = Math.min(Math.max(FIRST_CAPACITY, this.count), this.timing.maxRecords);
     this.count = 0;
-    this.nums = new Float64Array(this.max * NUMS);
-    this.strs = new Uint32Array(this.max * STRS);
+    this.nums = new Float64Array(this.capacity * NUMS);
+    this.strs = new Uint32Array(this.capacity * STRS);
     this.table = [];
     this.index.clear();
     this.last.fill(undefined);
@@ -108,14 +138,37 @@ export class RecordBatcher {
     return i;
   }
 
+  /** Doubles the batch's room, up to `maxRecords` (a full batch goes before it would need more). */
+  private grow(): void {
+    this.capacity = Math.min(this.capacity * 2, this.timing.maxRecords);
+    const nums = new Float64Array(this.capacity * NUMS);
+    nums.set(this.nums);
+    const strs = new Uint32Array(this.capacity * STRS);
+    strs.set(this.strs);
+    this.nums = nums;
+    this.strs = strs;
+  }
+
   private added(): void {
-    if (++this.count >= this.max) this.flush();
+    if (++this.count >= this.timing.maxRecords) this.flush();
     else if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.flush(), this.intervalMs);
-      // Records waiting must never keep a process alive.
-      this.timer.unref();
+      this.openedAt = Date.now();
+      this.arm(this.timing.quietMs);
     }
   }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.due, ms);
+    // Records waiting must never keep a process alive.
+    this.timer.unref();
+  }
+
+  /** The quiet delay is over: a busy batch waits out the rest of the busy delay, others go. */
+  private readonly due = (): void => {
+    const left = this.timing.busyMs - (Date.now() - this.openedAt);
+    if (this.count >= this.timing.busyRecords && left >= 1) this.arm(left);
+    else this.flush();
+  };
 }
 
 const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');

@@ -3,7 +3,7 @@
 // failure), tenant-scoped (a tenant's token reads only its records, and not another's route),
 // filtered, as NDJSON and as Server-Sent Events; and a reader that cannot keep up loses records,
 // is told how many, and holds no more than its bound.
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
-import { decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, type BatchTiming, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -301,7 +301,7 @@ describe('batches of records between threads', () => {
 
   test('a batch decodes to the records pushed, and serialises as JSON.stringify would', () => {
     const batches: EncodedBatch[] = [];
-    const b = new RecordBatcher((x) => batches.push(x), 1000, 4);
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 4 });
     b.push(full);
     b.push(empty);
     b.pushFast(1, 'a', 'a.test', 'GET', '/f', 200, 100, 5, 7.6);
@@ -317,7 +317,7 @@ describe('batches of records between threads', () => {
 
   test('the bytes written are those of JSON.stringify for any string and number a record can hold', () => {
     const batches: EncodedBatch[] = [];
-    const b = new RecordBatcher((x) => batches.push(x), 1000, 16);
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 16 });
     const odd: RequestRecord[] = [
       // Every escape JSON has, non-ASCII, a lone surrogate, and a URL that is the text of another record's logs.
       { ...full, tenant: '\u0000\u001f\u007f\u0080é€😀', host: '\ud800x', method: '\t\r\b\f"/\\', url: '["one","two \\"2\\"\\u0001"]', error: '\u2028\u2029', logs: ['ü', '', '"'] },
@@ -345,7 +345,7 @@ describe('batches of records between threads', () => {
 
   test('a full batch goes at once; the next starts empty', () => {
     const batches: EncodedBatch[] = [];
-    const b = new RecordBatcher((x) => batches.push(x), 60_000, 2);
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 2 });
     b.push(full);
     assert.equal(batches.length, 0);
     b.push(empty);
@@ -354,5 +354,50 @@ describe('batches of records between threads', () => {
     b.flush();
     assert.deepEqual(batches.map((x) => decodeBatch(x).length), [2, 1]);
     assert.deepEqual(decodeBatch(batches[1]!), [empty]);
+  });
+
+  test('a batch grows past its first room and keeps every record; the next starts with room for as many', () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 5000 });
+    const urls = Array.from({ length: 1000 }, (_, i) => `/o/${i}`);
+    for (let round = 0; round < 2; round++) {
+      for (const [i, url] of urls.entries()) b.pushFast(0, 't', 'h', 'GET', url, 200, i, 1, i);
+      b.flush();
+    }
+    assert.equal(batches.length, 2);
+    for (const batch of batches) {
+      assert.equal(batch.count, 1000);
+      // No more room than the records need, beyond the doubling: memory follows the rate.
+      assert.ok(batch.nums.length <= 1024 * 12, `${batch.nums.length}`);
+      assert.deepEqual(decodeBatch(batch).map((r) => [r.url, r.bytes]), urls.map((u, i) => [u, i]));
+    }
+  });
+
+  test('a quiet shard\'s batch goes after the quiet delay, a busy one\'s after the busy delay, a full one at once', (t) => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+    t.after(() => mock.timers.reset());
+    const timing: BatchTiming = { quietMs: 100, busyMs: 500, busyRecords: 3, maxRecords: 10 };
+    const sizes: number[] = [];
+    const b = new RecordBatcher((x) => sizes.push(x.count), timing);
+    const push = (n: number): void => {
+      for (let i = 0; i < n; i++) b.pushFast(0, 't', 'h', 'GET', '/', 200, 1, 1, 1);
+    };
+    push(2);
+    mock.timers.tick(99);
+    assert.deepEqual(sizes, []);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [2], 'fewer than busyRecords: goes at quietMs');
+    push(3);
+    mock.timers.tick(100);
+    assert.deepEqual(sizes, [2], 'busyRecords by quietMs: waits');
+    push(1);
+    mock.timers.tick(399);
+    assert.deepEqual(sizes, [2]);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [2, 4], 'goes busyMs after its first record');
+    push(10);
+    assert.deepEqual(sizes, [2, 4, 10], 'maxRecords: at once, no timer needed');
+    mock.timers.tick(1000);
+    assert.deepEqual(sizes, [2, 4, 10], 'a batch sent full leaves no timer behind that sends an empty one');
   });
 });
