@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import type { BenchOptions } from './bench.ts';
 import type { DevOptions } from './dev.ts';
 import type { LogOptions } from './log.ts';
-import { addProgramOptions, collect, duration, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveInt, size } from './options.ts';
+import { addProgramOptions, collect, duration, EXIT_USAGE, guestMemory, header, hostHeader, keyValue, listenAddress, originUrl, port, positiveDuration, positiveInt, requestPath, size } from './options.ts';
 import type { ProxyOptions } from './proxy.ts';
 import type { ReplayOptions } from './replay.ts';
 import type { RunOptions } from './run.ts';
@@ -85,7 +85,10 @@ function addProxy(program: Command): void {
     .option('--host-header <name>', "Host header sent to the origin instead of the client's", hostHeader)
     .option('--default-grace <duration>', 'grace of responses without stale-while-revalidate, e.g. 10s or 0', duration, 10_000)
     .option('--default-keep <duration>', 'how long objects with a validator are kept past grace, e.g. 60s or 0', duration, 60_000)
-    .action(async (opts: ProxyOptions) => {
+    .option('--health-check <path>', 'probe this path of the origin (GET; 2xx or 3xx is healthy); while it fails, stale objects stand in for the origin (default: no probe)', requestPath)
+    .option('--health-interval <duration>', 'time between probes (default 5s; with --health-check)', positiveDuration)
+    .action(async (opts: ProxyOptions, cmd: Command) => {
+      if (opts.healthInterval !== undefined && opts.healthCheck === undefined) cmd.error("error: option '--health-interval <duration>' needs --health-check <path>");
       const { proxy } = await import('./proxy.ts');
       process.exitCode = await proxy(opts);
     });

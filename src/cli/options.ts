@@ -57,6 +57,13 @@ export function duration(value: string): number {
   return r.value;
 }
 
+/** A duration above zero (`--health-interval`). */
+export function positiveDuration(value: string): number {
+  const ms = duration(value);
+  if (ms === 0) throw new InvalidArgumentError('expected a duration above 0, e.g. 500ms or 5s.');
+  return ms;
+}
+
 /**
  * Guest memory (`--memory`), as the config's `memory`: a size, an even number of MiB from 10 MiB.
  * A bare number is bytes; `--memory 64` meant MiB before, so a number too small to be guest

@@ -14,11 +14,19 @@ export interface ProxyOptions {
   /** Grace and keep when the response says none, in ms (the config's `defaultGrace` / `defaultKeep`). */
   defaultGrace: number;
   defaultKeep: number;
+  /**
+   * A path to probe on the origin, and how often (ms, default 5 s); without it there is no probe
+   * and the origin counts as healthy: a guessed path (an origin may well answer 404 on `/`) would
+   * mark a working origin sick, and a sick origin's stale objects are served without asking it.
+   */
+  healthCheck?: string;
+  healthInterval?: number;
 }
 
 /** Starts the proxy and resolves with the exit status once it has been stopped by a signal. */
 export async function proxy(opts: ProxyOptions): Promise<number> {
-  const cache = new Cache({ origin: { url: opts.origin, healthCheck: { path: '/', intervalMs: 5000 } }, memoryBytes: opts.memory, hostHeader: opts.hostHeader,
+  const healthCheck = opts.healthCheck === undefined ? undefined : { path: opts.healthCheck, intervalMs: opts.healthInterval ?? 5000 };
+  const cache = new Cache({ origin: { url: opts.origin, healthCheck }, memoryBytes: opts.memory, hostHeader: opts.hostHeader,
     defaultGraceSec: opts.defaultGrace / 1000, defaultKeepSec: opts.defaultKeep / 1000,
   });
   let front: Front;

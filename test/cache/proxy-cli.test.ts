@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { listenAddress as parseListen, size as parseSize } from '../../src/cli/options.ts';
 import { ROOT } from '../helpers/guests.ts';
-import { get, startOrigin } from './helpers.ts';
+import { get, send, startOrigin } from './helpers.ts';
 
 const BIN = join(ROOT, 'bin/tinyedge.js');
 
@@ -38,6 +38,9 @@ for (const [args, message] of [
   [['--origin', 'http://127.0.0.1:1', '--listen', 'x:y'], /^error: option '--listen <addr>' argument 'x:y' is invalid\. expected HOST:PORT/],
   [[], /^error: required option '--origin <url>' not specified/],
   [['--origin', 'http://127.0.0.1:1', '--default-grace', 'soon'], /^error: option '--default-grace <duration>' argument 'soon' is invalid\. expected a duration/],
+  [['--origin', 'http://127.0.0.1:1', '--health-check', 'health'], /^error: option '--health-check <path>' argument 'health' is invalid\. expected a path starting with \//],
+  [['--origin', 'http://127.0.0.1:1', '--health-check', '/h', '--health-interval', '0'], /^error: option '--health-interval <duration>' argument '0' is invalid\. expected a duration above 0/],
+  [['--origin', 'http://127.0.0.1:1', '--health-interval', '1s'], /^error: option '--health-interval <duration>' needs --health-check <path>$/m],
 ] as const) {
   test(`tinyedge proxy ${args.join(' ') || '(no origin)'} exits 2 with a one-line error`, () => {
     const r = spawnSync(process.execPath, [BIN, 'proxy', ...args], { encoding: 'utf8' });
@@ -102,5 +105,57 @@ test('tinyedge proxy caches an origin end to end and stops cleanly on SIGTERM', 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
+  await origin.close();
+});
+
+test('tinyedge proxy probes the origin only when asked; while the probe fails, a stale object stands in for the origin', async () => {
+  let healthy = true;
+  let probes = 0;
+  let onProbe: (() => void) | undefined;
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/health') {
+      probes++;
+      res.writeHead(healthy ? 200 : 503);
+      res.end();
+      onProbe?.();
+      return;
+    }
+    res.writeHead(200, { 'cache-control': 'max-age=100000', etag: '"1"' });
+    res.end('object');
+  });
+  /** Resolves once the origin has answered `n` more probes (what the proxy's verdict follows). */
+  const moreProbes = (n: number): Promise<void> => new Promise((resolve) => {
+    const target = probes + n;
+    onProbe = () => { if (probes >= target) { onProbe = undefined; resolve(); } };
+  });
+  const { url, child } = await startCli(['--origin', origin.url, '--health-check', '/health', '--health-interval', '50ms', '--default-grace', '0']);
+  const objectFetches = (): number => origin.requests.filter((r) => r.url === '/o').length;
+  assert.equal((await get(url, '/o')).headers['x-cache'], 'MISS');
+  await moreProbes(2);
+  // Healthy: a client's max-age=0 is honoured (the origin is asked again).
+  const revalidated = await send(`${url}/o`, { headers: { 'cache-control': 'max-age=0' } });
+  assert.notEqual(revalidated.headers['x-cache'], 'STALE');
+  assert.equal(objectFetches(), 2);
+  // Two failed probes (the threshold) make it sick: the stored object answers, the origin is not asked.
+  healthy = false;
+  await moreProbes(3);
+  const stale = await send(`${url}/o`, { headers: { 'cache-control': 'max-age=0' } });
+  assert.equal(stale.headers['x-cache'], 'STALE');
+  assert.equal(stale.body, 'object');
+  assert.equal(objectFetches(), 2);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+
+  // Without --health-check nothing probes: the origin only ever sees the requests it is sent.
+  const plain = await startCli(['--origin', origin.url]);
+  healthy = true;
+  assert.equal((await get(plain.url, '/o')).headers['x-cache'], 'MISS');
+  const probesBefore = probes;
+  assert.notEqual((await send(`${plain.url}/o`, { headers: { 'cache-control': 'no-cache' } })).headers['x-cache'], 'STALE');
+  assert.equal(probes, probesBefore);
+  const plainExited = new Promise((resolve) => plain.child.once('exit', resolve));
+  plain.child.kill('SIGTERM');
+  await plainExited;
   await origin.close();
 });
