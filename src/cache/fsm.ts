@@ -17,6 +17,7 @@ import { forwardHead, type CacheObject } from './object.ts';
 import type { RemoteFill } from './object-store.ts';
 import { type BackendRequest, toOriginError } from './origin.ts';
 import { classify, expired, usableOnError } from './policy.ts';
+import { answerServerOptions, isServerOptions } from './server-options.ts';
 import { varyMatches } from './vary.ts';
 
 const LOOKUP: RecvDecision = { action: 'lookup' };
@@ -27,6 +28,11 @@ const DROP_ON_PASS = new Set(['host', 'x-forwarded-for', 'expect']);
 
 /** Entry point: one request, start to finish. Resolves when the response is complete or abandoned. */
 export function handleRequest(e: EngineParts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // About this server, not a resource: answered here, never looked up or forwarded.
+  if (isServerOptions(req)) {
+    answerServerOptions(req, res);
+    return DONE;
+  }
   const ctx = recv(e, req, res);
   const builtin: RecvDecision = ctx.method === 'GET' || ctx.method === 'HEAD' ? LOOKUP : PASS;
   const hook = e.hooks?.recv;

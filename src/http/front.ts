@@ -10,6 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { answerServerOptions, isServerOptions } from '../cache/server-options.ts';
 import { type FastPath, serveFast } from './fast-path.ts';
 import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
@@ -187,6 +188,11 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
       // makes Node end the socket once it is written.
       res.writeHead(status, CLOSE_HEADERS);
       res.end();
+      return;
+    }
+    // `OPTIONS *` asks about this server: answered here, the same for every handler.
+    if (isServerOptions(req)) {
+      answerServerOptions(req, res);
       return;
     }
     let result: void | Promise<void>;

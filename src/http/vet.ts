@@ -191,7 +191,8 @@ function normaliseTarget(req: IncomingMessage, url: string, hadHost: boolean): n
   const authority = match[1] as string;
   const rest = match[2] as string;
   if (!validHost(authority)) return 400;
-  req.url = rest === '' ? '/' : rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+  // OPTIONS with an empty path (not even `/`) asks about the server, as `OPTIONS *` does (RFC 9112 §3.2.4).
+  req.url = rest === '' ? (req.method === 'OPTIONS' ? '*' : '/') : rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
   req.headers.host = authority;
   const raw = req.rawHeaders;
   if (hadHost) {
