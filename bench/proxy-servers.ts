@@ -2,13 +2,13 @@
 // around them: installing a missing tool with apt, writing each one's minimal cache config into a
 // temp dir, starting it pinned to one CPU, waiting until it answers, and killing every process we
 // started (whole process groups, so varnishd's and nginx's children go too), even on Ctrl-C.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** A child process in its own process group, with the tail of its output kept for error messages. */
 export interface Child {
@@ -371,7 +371,7 @@ tenants:
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     return ((await res.json()) as { counters: { requests: number } }).counters.requests;
   };
-  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, `http://127.0.0.1:${adminPort}/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!), threads: threadCpuUs(child.process.pid!), readerUs: 0 }));
+  const liveLog = readerCpu === undefined ? undefined : liveLogReader(children, root, adminPort, `/v1/log${process.env.BENCH_LOG_QUERY ?? ''}`, readerCpu, async () => ({ requests: await requests(), cpuUs: processCpuUs(child.process.pid!), threads: threadCpuUs(child.process.pid!), readerUs: 0 }));
   const report = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${adminPort}/v1/tenants/bench/stats`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
     const { cache } = (await res.json()) as { cache: { hits: number; fastHits: number; misses: number } };
@@ -382,8 +382,18 @@ tenants:
   return { name: liveLog === undefined ? 'serve' : 'serve-log', url, child, report, liveLog };
 }
 
-/** Readers in processes of their own (bench/live-log-reader.ts) on `cpu`, one at a time. */
-function liveLogReader(children: Children, root: string, url: string, cpu: string, sample: LiveLogReader['sample']): LiveLogReader {
+/** bench/live-log-reader.c, compiled into build/bench when the source is newer. */
+function liveLogReaderBinary(root: string): string {
+  const src = join(root, 'bench/live-log-reader.c');
+  const out = join(root, 'build/bench/live-log-reader');
+  mkdirSync(dirname(out), { recursive: true });
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
+  return out;
+}
+
+/** Readers in processes of their own (bench/live-log-reader.c) on `cpu`, one at a time. */
+function liveLogReader(children: Children, root: string, port: number, path: string, cpu: string, sample: LiveLogReader['sample']): LiveLogReader {
+  const binary = liveLogReaderBinary(root);
   let current: Child | undefined;
   const total = { records: 0, dropped: 0 };
   const last = (child: Child): { records: number; dropped: number } => {
@@ -392,7 +402,7 @@ function liveLogReader(children: Children, root: string, url: string, cpu: strin
   };
   return {
     async attach() {
-      const child = children.spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/live-log-reader.ts'), url, 'bench-operator-token-0123456789'], cpu || undefined, root);
+      const child = children.spawn(binary, [String(port), path, 'bench-operator-token-0123456789'], cpu || undefined, root);
       const deadline = Date.now() + 30_000;
       while (!child.output().includes('reading')) {
         if (Date.now() > deadline || child.process.exitCode !== null) throw new Error(`the live log reader did not start:\n${child.output()}`);

@@ -5,7 +5,10 @@
 //   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,serve,serve-log,varnish,nginx]
 // `serve-log` measures what a live request log reader costs hits: one `tinyedge serve`, wrk runs
 // alternating without and with a reader attached (every record), `--rounds` of each (default 3),
-// medians of each side in the table.
+// medians of each side in the table. `--pace MS` makes each wrk connection wait MS between
+// requests: a fixed load below saturation, where the server's CPU time per request is what
+// compares (with wrk and the server about as fast as each other, req/s at saturation measures
+// the pair's stalls and wake-ups as much as the server's work).
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -27,6 +30,8 @@ interface Options {
   connections: number;
   warmupSec: number;
   only: ServerName[];
+  /** serve-log: each wrk connection's pause between requests, ms (a fixed load below saturation). */
+  paceMs?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -44,6 +49,7 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--connections') opts.connections = number();
     else if (flag === '--warmup') opts.warmupSec = number();
     else if (flag === '--rounds') opts.rounds = number();
+    else if (flag === '--pace') opts.paceMs = number();
     else if (flag === '--only') {
       const names = (value ?? '').split(',').filter((s) => s !== '');
       const bad = names.filter((n) => !(SERVERS as readonly string[]).includes(n));
@@ -142,7 +148,7 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
     const measured = async (into: WrkResult[], side: 'no reader' | 'reader'): Promise<void> => {
       const a = await reader.sample();
       existing ??= new Set(a.threads.keys());
-      into.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, children));
+      into.push(await runWrk({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu, paceMs: opts.paceMs }, children));
       const b = await reader.sample();
       const requests = Math.max(1, b.requests - a.requests);
       cpu[side].push((b.cpuUs - a.cpuUs) / requests);
@@ -313,7 +319,7 @@ async function main(): Promise<number> {
   );
   const load = loadavg()[0] ?? 0;
   if (load > 0.5) console.log(`warning: load average ${load.toFixed(2)} before the run; other processes compete for these CPUs, so numbers are noisy`);
-  console.log(`load: wrk -t1 -c${opts.connections} -d${opts.durationSec}s --latency, after a ${opts.warmupSec}s wrk warm-up per object`);
+  console.log(`load: wrk -t1 -c${opts.connections} -d${opts.durationSec}s --latency${opts.paceMs === undefined ? "" : `, each connection pausing ${opts.paceMs} ms between requests (serve-log)`}, after a ${opts.warmupSec}s wrk warm-up per object`);
 
   const rows: Row[] = [];
   const skipped: string[] = [];

@@ -1,5 +1,8 @@
 // Runs wrk (pinned to a CPU) and parses the numbers the proxy benchmark compares: requests per
 // second, the 50th and 99th percentile latency, and anything that makes a run invalid.
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Children } from './proxy-servers.ts';
 
 export interface WrkResult {
@@ -17,6 +20,20 @@ export interface WrkRun {
   readonly durationSec: number;
   /** `taskset -c <cpu>` prefix, or undefined to run unpinned. */
   readonly cpu?: string;
+  /**
+   * Each connection waits this long after a response before its next request (wrk's `delay()`
+   * hook): the offered load is then about connections / (pace + latency), below what the server
+   * can take, so its CPU time per request compares between runs at the same load.
+   */
+  readonly paceMs?: number;
+}
+
+/** wrk's arguments for a pace: a Lua script whose `delay()` returns it (written once per pace). */
+function paceArgs(paceMs: number | undefined): string[] {
+  if (paceMs === undefined) return [];
+  const file = join(tmpdir(), `tinyedge-wrk-pace-${paceMs}ms.lua`);
+  writeFileSync(file, `-- bench/wrk.ts: ${paceMs} ms between a connection's response and its next request.\nfunction delay() return ${paceMs} end\n`);
+  return ['-s', file];
 }
 
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
@@ -43,7 +60,7 @@ export function parseWrk(raw: string): WrkResult {
 
 /** Runs one wrk load (one thread) as one of `children`, so it dies with the benchmark too. */
 export async function runWrk(run: WrkRun, children: Children): Promise<WrkResult> {
-  const args = ['-t1', `-c${run.connections}`, `-d${run.durationSec}s`, '--latency', run.url];
+  const args = ['-t1', `-c${run.connections}`, `-d${run.durationSec}s`, '--latency', ...paceArgs(run.paceMs), run.url];
   const child = children.spawn('wrk', args, run.cpu);
   const code = await child.exited;
   if (code !== 0) throw new Error(`wrk exited with ${code}:\n${child.output()}`);

@@ -23,33 +23,26 @@ export interface EncodedBatch {
   table: string[];
 }
 
-/** When a batch goes: `RecordBatcher`'s defaults. */
+/** When a batch goes: `intervalMs` after its first record, or at once at `maxRecords`. */
 export interface BatchTiming {
-  /** A batch of fewer than `busyRecords` goes this long after its first record, ms. */
-  quietMs: number;
-  /** A batch of at least `busyRecords` (a busy shard) goes this long after its first record, ms. */
-  busyMs: number;
-  busyRecords: number;
-  /** A batch of this many goes at once. */
+  intervalMs: number;
+  /** Bounds a batch's memory: its columns, and the bytes serialised from it. */
   maxRecords: number;
 }
 
 /**
- * At a few requests a second a record is on its reader's screen a tenth of a second after its
- * request; at the rates of hits (tens of thousands a second) a batch waits half a second, so
- * the wake-ups of the threads it passes (a `postMessage` to a sleeping thread costs 0.3–1.3 ms
- * on a nested-virtualisation machine, tens of µs on bare metal) come twice a second, not ten
- * times. `maxRecords` bounds a batch's memory (its columns, and the bytes serialised from it).
+ * A tenth of a second: each batch costs the threads it passes a wake-up and a message, and
+ * longer batches cost less of those, but the log thread serialises a batch in one go, which on a
+ * core it shares with a shard holds that shard's requests meanwhile. Measured (docs/benchmarks.md,
+ * "The live request log"): at 10,000 hits a second, 500 ms batches cost the same server CPU per
+ * hit as 100 ms ones and raised the hits' p99 from 2.8 to 9.7 ms.
  */
-export const BATCH_TIMING: BatchTiming = { quietMs: 100, busyMs: 500, busyRecords: 256, maxRecords: 8192 };
+export const BATCH_TIMING: BatchTiming = { intervalMs: 100, maxRecords: 8192 };
 
 /** Records a new batch has room for; it grows (doubling) up to `maxRecords`. */
 const FIRST_CAPACITY = 256;
 
-/**
- * Batches a shard's records: a batch goes `quietMs` after its first record, or `busyMs` after it
- * when it holds `busyRecords` by then, or at once at `maxRecords` (BATCH_TIMING says why).
- */
+/** Batches a shard's records, sent as BATCH_TIMING says; a batch's columns grow with it. */
 export class RecordBatcher {
   private count = 0;
   private capacity: number;
@@ -61,8 +54,6 @@ export class RecordBatcher {
   private readonly last: Array<string | undefined> = [undefined, undefined, undefined, undefined];
   private readonly lastIndex = new Uint32Array(4);
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** When the batch's first record came (epoch ms). */
-  private openedAt = 0;
 
   constructor(private readonly send: (batch: EncodedBatch) => void, private readonly timing: BatchTiming = BATCH_TIMING) {
     this.capacity = Math.min(FIRST_CAPACITY, timing.maxRecords);
@@ -152,23 +143,11 @@ export class RecordBatcher {
   private added(): void {
     if (++this.count >= this.timing.maxRecords) this.flush();
     else if (this.timer === undefined) {
-      this.openedAt = Date.now();
-      this.arm(this.timing.quietMs);
+      this.timer = setTimeout(() => this.flush(), this.timing.intervalMs);
+      // Records waiting must never keep a process alive.
+      this.timer.unref();
     }
   }
-
-  private arm(ms: number): void {
-    this.timer = setTimeout(this.due, ms);
-    // Records waiting must never keep a process alive.
-    this.timer.unref();
-  }
-
-  /** The quiet delay is over: a busy batch waits out the rest of the busy delay, others go. */
-  private readonly due = (): void => {
-    const left = this.timing.busyMs - (Date.now() - this.openedAt);
-    if (this.count >= this.timing.busyRecords && left >= 1) this.arm(left);
-    else this.flush();
-  };
 }
 
 const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');

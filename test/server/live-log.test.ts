@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
-import { BATCH_TIMING, type BatchTiming, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -373,31 +373,24 @@ describe('batches of records between threads', () => {
     }
   });
 
-  test('a quiet shard\'s batch goes after the quiet delay, a busy one\'s after the busy delay, a full one at once', (t) => {
-    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+  test('a batch goes its interval after its first record, or at once when full', (t) => {
+    mock.timers.enable({ apis: ['setTimeout'] });
     t.after(() => mock.timers.reset());
-    const timing: BatchTiming = { quietMs: 100, busyMs: 500, busyRecords: 3, maxRecords: 10 };
     const sizes: number[] = [];
-    const b = new RecordBatcher((x) => sizes.push(x.count), timing);
+    const b = new RecordBatcher((x) => sizes.push(x.count), { intervalMs: 100, maxRecords: 10 });
     const push = (n: number): void => {
       for (let i = 0; i < n; i++) b.pushFast(0, 't', 'h', 'GET', '/', 200, 1, 1, 1);
     };
     push(2);
-    mock.timers.tick(99);
+    mock.timers.tick(50);
+    push(1);
+    mock.timers.tick(49);
     assert.deepEqual(sizes, []);
     mock.timers.tick(1);
-    assert.deepEqual(sizes, [2], 'fewer than busyRecords: goes at quietMs');
-    push(3);
-    mock.timers.tick(100);
-    assert.deepEqual(sizes, [2], 'busyRecords by quietMs: waits');
-    push(1);
-    mock.timers.tick(399);
-    assert.deepEqual(sizes, [2]);
-    mock.timers.tick(1);
-    assert.deepEqual(sizes, [2, 4], 'goes busyMs after its first record');
+    assert.deepEqual(sizes, [3], 'counted from the first record');
     push(10);
-    assert.deepEqual(sizes, [2, 4, 10], 'maxRecords: at once, no timer needed');
+    assert.deepEqual(sizes, [3, 10], 'maxRecords: at once');
     mock.timers.tick(1000);
-    assert.deepEqual(sizes, [2, 4, 10], 'a batch sent full leaves no timer behind that sends an empty one');
+    assert.deepEqual(sizes, [3, 10], 'a batch sent full leaves no timer behind that sends an empty one');
   });
 });
