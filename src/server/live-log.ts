@@ -19,7 +19,7 @@ export type ToLogThread =
   | { type: 'batch'; batch: EncodedBatch }
   | { type: 'close' };
 
-/** Messages from the log thread: each reader's serialised records, warnings, and the end. */
+/** Messages from the log thread: each batch's serialised records (one message a batch), warnings, and the end. */
 export type FromLogThread =
   | { type: 'out'; chunks: Array<{ id: number; bytes: Uint8Array; records: number }> }
   | { type: 'warn'; message: string }
@@ -29,6 +29,13 @@ export type LogFormat = 'ndjson' | 'sse';
 
 /** Most bytes a reader may have waiting in its socket's buffer before its records are dropped. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/**
+ * Most batches handed to the log thread and not yet done with: past it (the log thread runs at
+ * the lowest priority, and a saturated core may leave it nothing), a batch is dropped and its
+ * records counted lost for every reader, instead of queueing without bound.
+ */
+export const MAX_BATCHES_BEHIND = 16;
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' : './log-worker.js', import.meta.url);
 
@@ -64,12 +71,23 @@ export class StreamReader {
       this.dropped += records;
       return;
     }
-    if (this.dropped > 0) {
-      const notice = JSON.stringify({ dropped: this.dropped });
-      this.res.write(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`);
-      this.dropped = 0;
-    }
+    this.announceDropped();
     this.res.write(bytes);
+  }
+
+  /**
+   * Records lost before they reached this reader's filter (the log thread fell behind): counted
+   * as lost whether or not the filter would have kept them; said with the next records.
+   */
+  lose(records: number): void {
+    this.dropped += records;
+  }
+
+  private announceDropped(): void {
+    if (this.dropped === 0) return;
+    const notice = JSON.stringify({ dropped: this.dropped });
+    this.res.write(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`);
+    this.dropped = 0;
   }
 
   close(): void {
@@ -92,13 +110,28 @@ export class LiveLog {
   private applying: Promise<void> = Promise.resolve();
   private worker: Worker | undefined;
   private closing: Promise<void> | undefined;
+  /** Batches handed to the log thread that it has not answered yet (MAX_BATCHES_BEHIND). */
+  private behind = 0;
+  /** Records of batches dropped since the last warning, for the access log's. */
+  private lostSinceWarning = 0;
 
   /** `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). */
   constructor(private readonly apply: (scope: RecordScope) => Promise<void>, private readonly warn: (message: string) => void) {}
 
   /** Every shard's batches come here, and go on to the log thread (their columns handed over). */
   readonly deliver = (batch: EncodedBatch): void => {
-    this.worker?.postMessage({ type: 'batch', batch } satisfies ToLogThread, [batch.nums.buffer, batch.strs.buffer]);
+    if (this.worker === undefined) return;
+    if (this.behind >= MAX_BATCHES_BEHIND) {
+      for (const r of this.readers.values()) r.lose(batch.count);
+      if (this.accessLog) this.lostSinceWarning += batch.count;
+      return;
+    }
+    if (this.lostSinceWarning > 0) {
+      this.warn(`access log: ${this.lostSinceWarning} records dropped: the live log's thread fell behind`);
+      this.lostSinceWarning = 0;
+    }
+    this.behind++;
+    this.worker.postMessage({ type: 'batch', batch } satisfies ToLogThread, [batch.nums.buffer, batch.strs.buffer]);
   };
 
   /** Adds a reader; resolves once every shard records what it reads. */
@@ -143,6 +176,9 @@ export class LiveLog {
       await this.rescope();
       const worker = this.worker;
       if (worker === undefined) return;
+      // Held open while it finishes: with nothing else left running, an unref'd thread's last
+      // message would never come, and the access log's last lines would be lost.
+      worker.ref();
       await new Promise<void>((resolve) => {
         worker.on('message', (m: FromLogThread) => m.type === 'closed' && resolve());
         worker.once('exit', () => resolve());
@@ -167,7 +203,10 @@ export class LiveLog {
 
   private onMessage(m: FromLogThread): void {
     if (m.type === 'warn') this.warn(m.message);
-    else if (m.type === 'out') for (const c of m.chunks) this.readers.get(c.id)?.write(c.bytes, c.records);
+    else if (m.type === 'out') {
+      this.behind--;
+      for (const c of m.chunks) this.readers.get(c.id)?.write(c.bytes, c.records);
+    }
   }
 
   private rescope(): Promise<void> {

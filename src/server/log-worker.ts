@@ -4,6 +4,7 @@
 // Serialising every request's record is the live log's largest cost: here it costs the serving
 // threads nothing.
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
@@ -15,6 +16,16 @@ import type { RequestRecord } from './records.ts';
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
 const send = (msg: FromLogThread, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
+
+// The lowest scheduling priority, for this thread alone (on Linux a thread's nice value is its
+// own): where it shares a core with a shard, the kernel runs the shard first and this thread in
+// what the shard leaves, so serialising a batch never holds a request. If it falls behind, the
+// main thread drops batches, counted (live-log.ts), rather than queue them without bound.
+try {
+  setPriority(19);
+} catch (err) {
+  send({ type: 'warn', message: `the live log's thread keeps its priority: ${(err as Error).message}` });
+}
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
@@ -68,7 +79,7 @@ function onBatch(batch: EncodedBatch): void {
     const bytes = all('ndjson');
     writeAccessLog(chunks.some((c) => c.bytes === bytes) ? Buffer.from(bytes) : bytes, batch.count);
   }
-  if (chunks.length === 0) return;
+  // Sent for every batch, chunks or none: it tells the main thread this batch is done with.
   // Each chunk's memory is its own (BatchWriter's buffers are not from a pool): handed over, not copied.
   send({ type: 'out', chunks }, [...new Set(chunks.map((c) => c.bytes.buffer as ArrayBuffer))]);
 }

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
-import { MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
+import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
@@ -392,5 +392,51 @@ describe('batches of records between threads', () => {
     assert.deepEqual(sizes, [3, 10], 'maxRecords: at once');
     mock.timers.tick(1000);
     assert.deepEqual(sizes, [3, 10], 'a batch sent full leaves no timer behind that sends an empty one');
+  });
+});
+
+describe('a log thread that falls behind', () => {
+  test('batches past its bound are dropped on the main thread, counted, and said to every reader', async () => {
+    let gotRes: (res: ServerResponse) => void = () => undefined;
+    const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
+    const server = createServer((_req, res) => gotRes(res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
+    const res = await serverRes;
+    const warnings: string[] = [];
+    const log = new LiveLog(async () => undefined, (m) => warnings.push(m));
+    const stream = new StreamReader(null, {}, res, 'ndjson');
+    await log.add(stream);
+    const client = await clientRes;
+    const received: string[] = [];
+    client.setEncoding('utf8');
+    client.on('data', (c: string) => received.push(c));
+    // Batches handed over in one turn of the event loop: the log thread cannot have answered any
+    // (its answers are messages this thread reads only after the turn), so it is as far behind as it gets.
+    const extra = 3;
+    const perBatch = 5;
+    for (let n = 0; n < MAX_BATCHES_BEHIND + extra; n++) {
+      const b = new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: perBatch });
+      for (let i = 0; i < perBatch; i++) b.pushFast(0, 't', 'h', 'GET', `/${n}/${i}`, 200, 1, 1, 1);
+    }
+    const want = MAX_BATCHES_BEHIND * perBatch;
+    const lines = (): Array<Record<string, unknown>> => received.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    while (lines().filter((l) => 'url' in l).length < want) await new Promise((r) => setTimeout(r, 5));
+    const got = lines();
+    // The notice comes first (with the first records written after the loss), then every record of the batches kept.
+    assert.deepEqual(got[0], { dropped: extra * perBatch });
+    assert.deepEqual(got.slice(1).map((l) => l.url), Array.from({ length: want }, (_, k) => `/${Math.floor(k / perBatch)}/${k % perBatch}`));
+    // Caught up: the next batch goes through.
+    const b = new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: 1 });
+    b.pushFast(0, 't', 'h', 'GET', '/after', 200, 1, 1, 1);
+    while (!received.join('').includes('"/after"')) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(warnings, []);
+    await log.remove(stream);
+    stream.close();
+    res.end();
+    client.destroy();
+    server.close();
+    await log.close();
   });
 });
