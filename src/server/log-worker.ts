@@ -4,7 +4,6 @@
 // Serialising every request's record is the live log's largest cost: here it costs the serving
 // threads nothing.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
@@ -16,16 +15,6 @@ import type { RequestRecord } from './records.ts';
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
 const send = (msg: FromLogThread, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
-
-// The lowest scheduling priority, for this thread alone (on Linux a thread's nice value is its
-// own): where it shares a core with a shard, the kernel runs the shard first and this thread in
-// what the shard leaves, so serialising a batch never holds a request. If it falls behind, the
-// main thread drops batches, counted (live-log.ts), rather than queue them without bound.
-try {
-  setPriority(19);
-} catch (err) {
-  send({ type: 'warn', message: `the live log's thread keeps its priority: ${(err as Error).message}` });
-}
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
