@@ -31,9 +31,9 @@ export type LogFormat = 'ndjson' | 'sse';
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 /**
- * Most batches handed to the log thread and not yet done with: past it (the log thread runs at
- * the lowest priority, and a saturated core may leave it nothing), a batch is dropped and its
- * records counted lost for every reader, instead of queueing without bound.
+ * Most batches handed to the log thread and not yet done with: past it (a core too busy to give
+ * that thread its share, or readers whose filters cost more than the shards' rate allows), a
+ * batch is dropped and its records counted lost for every reader, instead of queueing without bound.
  */
 export const MAX_BATCHES_BEHIND = 16;
 
