@@ -243,17 +243,32 @@ tenants:
   });
 });
 
+/** An NDJSON reader's stream over a real loopback connection: the server's response and the client's. */
+async function loopbackStream(): Promise<{ res: ServerResponse; stream: StreamReader; client: IncomingMessage; close(): void }> {
+  let gotRes: (res: ServerResponse) => void = () => undefined;
+  const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
+  const server = createServer((_req, res) => gotRes(res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
+  const res = await serverRes;
+  // The reader sends the head, which is what the client's response waits for.
+  const stream = new StreamReader(null, {}, res, 'ndjson');
+  const client = await clientRes;
+  return {
+    res, stream, client,
+    close() {
+      stream.close();
+      res.end();
+      client.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('a reader that cannot keep up', () => {
   test('loses records beyond its bound, never holds more, and is told how many it lost', async () => {
-    let gotRes: (res: ServerResponse) => void = () => undefined;
-    const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
-    const server = createServer((_req, res) => gotRes(res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-    const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
-    const res = await serverRes;
-    const stream = new StreamReader(null, {}, res, 'ndjson');
-    const client = await clientRes;
+    const { res, stream, client, close } = await loopbackStream();
     const record = (i: number): RequestRecord => ({
       time: 0, shard: 0, tenant: 't', host: 'h', method: 'GET', url: `/${i}`, status: 200, cache: 'hit', backend: null, backendKind: null, version: null,
       totalUs: 1, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 0, originStatus: null, error: null, logs: ['x'.repeat(900)],
@@ -284,10 +299,7 @@ describe('a reader that cannot keep up', () => {
     assert.equal(Number(notice.dropped) + taken, 4000);
     // The notice comes right before the record that followed the loss.
     assert.deepEqual(got.slice(-2).map((l) => ('dropped' in l ? 'notice' : l.url)), ['notice', '/999']);
-    stream.close();
-    res.end();
-    client.destroy();
-    server.close();
+    close();
   });
 });
 
@@ -397,18 +409,10 @@ describe('batches of records between threads', () => {
 
 describe('a log thread that falls behind', () => {
   test('batches past its bound are dropped on the main thread, counted, and said to every reader', async () => {
-    let gotRes: (res: ServerResponse) => void = () => undefined;
-    const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
-    const server = createServer((_req, res) => gotRes(res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-    const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
-    const res = await serverRes;
+    const { stream, client, close } = await loopbackStream();
     const warnings: string[] = [];
     const log = new LiveLog(async () => undefined, (m) => warnings.push(m));
-    const stream = new StreamReader(null, {}, res, 'ndjson');
     await log.add(stream);
-    const client = await clientRes;
     const received: string[] = [];
     client.setEncoding('utf8');
     client.on('data', (c: string) => received.push(c));
@@ -433,10 +437,7 @@ describe('a log thread that falls behind', () => {
     while (!received.join('').includes('"/after"')) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(warnings, []);
     await log.remove(stream);
-    stream.close();
-    res.end();
-    client.destroy();
-    server.close();
+    close();
     await log.close();
   });
 });
