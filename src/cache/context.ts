@@ -49,6 +49,8 @@ export interface CacheStats {
   hits: number;
   /** Hits answered by the front's raw fast path (a subset of `hits`). */
   fastHits: number;
+  /** Misses and passes a program answered on the front's raw path (a subset of `misses` + `passes`). */
+  fastFetches: number;
   misses: number;
   passes: number;
   staleHits: number;

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Coalescer } from './coalesce.ts';
 import type { CacheHooks, CacheStats, Counters, EngineParts } from './context.ts';
 import { fastHit, type FastResponse } from './fast.ts';
+import { fastFetch, type RawRequest } from './fast-fetch.ts';
 import { handleRequest } from './fsm.ts';
 import { BanList, MAX_BANS } from './invalidation.ts';
 import { Origin, type Backend, type OriginOptions } from './origin.ts';
@@ -69,7 +70,7 @@ export class Cache {
   readonly backend: Backend;
   private readonly parts: EngineParts;
   private readonly counters: Counters = {
-    hits: 0, fastHits: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
+    hits: 0, fastHits: 0, fastFetches: 0, misses: 0, passes: 0, staleHits: 0, coalesced: 0, revalidations: 0, hitForMiss: 0, fetchErrors: 0, backgroundFetches: 0,
     tagRefusals: 0,
   };
   private readonly coalescer = new Coalescer();
@@ -139,6 +140,24 @@ export class Cache {
    */
   fastHit(host: string, url: string, isHead: boolean): FastResponse | null {
     return fastHit(this.parts, host, url, isHead);
+  }
+
+  /**
+   * The raw path's answer to a request no stored object answers, when the backend answers it
+   * whole (a program): a pass (`Cache-Control: no-store`) or the miss of a hit-for-miss key, made
+   * later; null to take the full path (fast-fetch.ts). `client` identifies the request to the backend.
+   */
+  fastFetch(r: RawRequest, client: object): { label: 'MISS' | 'PASS'; answer: Promise<FastResponse> } | null {
+    return fastFetch(this.parts, r, client);
+  }
+
+  /**
+   * Everything the raw path answers for `r`: a fresh hit at once, a program's pass or miss later,
+   * or null for the full path (a front's `fastPath`).
+   */
+  fastAnswer(r: RawRequest): FastResponse | Promise<FastResponse> | null {
+    const hit = r.cacheControl === undefined ? fastHit(this.parts, r.host, r.url, r.method === 'HEAD') : null;
+    return hit ?? fastFetch(this.parts, r, r)?.answer ?? null;
   }
 
   /**

@@ -48,7 +48,7 @@ function prefixOf(obj: CacheObject): { bytes: Buffer; hasDate: boolean } {
 let dateSecond = 0;
 let dateText = '';
 /** The Date header value, formatted once per second as Node's HTTP server does. */
-function httpDate(nowMs: number): string {
+export function httpDate(nowMs: number): string {
   const second = Math.floor(nowMs / 1000);
   if (second !== dateSecond) {
     dateSecond = second;

@@ -2,15 +2,15 @@
 // the answer whether it may be stored, stream its body to everyone following the fetch, and
 // insert the object only once the body is complete. Revalidation 304s refresh the stored object;
 // failures fall back to a stale object inside grace / stale-if-error.
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { parseCacheControl, policyHeaders } from './cache-control.ts';
 import type { BusyFetch } from './coalesce.ts';
 import type { EngineParts } from './context.ts';
 import { endToEndRequestHeaders, getHeader, getJoined, withoutHeaders, type HeaderList } from './headers.ts';
-import { buildHead, CacheObject, forwardHead, surrogateKeys } from './object.ts';
+import { buildHead, CacheObject, forwardHead, surrogateKeys, type ObjectInit } from './object.ts';
 import type { FillWriter } from './object-store.ts';
 import { toOriginError, type BackendRequest, type BackendResponse } from './origin.ts';
-import { storeVerdict, usableOnError, withBackendPolicy, type Lifetime } from './policy.ts';
+import { storeVerdict, usableOnError, withBackendPolicy, type ExchangeTimes, type Lifetime, type StoreVerdict } from './policy.ts';
 import { varyNames, varyValues } from './vary.ts';
 
 /** The request a fetch is made for (the leader's, for coalesced fetches). */
@@ -22,8 +22,8 @@ export interface FetchSpec {
   auth: boolean;
   noStore: boolean;
   clientIp: string | undefined;
-  /** The client request the fetch is for; undefined for a background refresh. */
-  client: IncomingMessage | undefined;
+  /** The client request the fetch is for (its identity: see BackendRequest.client); undefined for a background refresh. */
+  client: object | undefined;
   /** Forwards interim responses to that client (the fetch's leader only; nothing of them is stored). */
   onInterim?: BackendRequest['onInterim'];
 }
@@ -37,7 +37,7 @@ const NO_BODY = Buffer.alloc(0);
 const NOW_ONLY = (t: number): Lifetime => ({ t0: t, ttl: 0, grace: 0, keep: 0, errorWindow: 0, noStale: true, alwaysValidate: true });
 
 /** Request headers for the origin: end-to-end client fields, Host, Via, X-Forwarded-For, validators. */
-function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject | null): HeaderList {
+export function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject | null): HeaderList {
   const out = endToEndRequestHeaders(spec.headers, DROP_ON_FILL);
   return addForwarding(e, out, spec.headers, spec.clientIp, stale);
 }
@@ -120,22 +120,13 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     return;
   }
 
-  // Targeted fields (CDN-Cache-Control) decide for the cache in place of Cache-Control and Expires.
-  const forPolicy = policyHeaders(resp.headers);
-  const cc = parseCacheControl(getJoined(forPolicy, 'cache-control'));
-  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : withBackendPolicy(storeVerdict(resp.status, forPolicy, cc, facts, times, e.policy), resp.policy, resp.status, resp.headers, facts, times, e.policy);
-  const clHeader = getHeader(resp.headers, 'content-length');
-  const contentLength = clHeader !== undefined && /^\d+$/.test(clHeader) ? Number(clHeader) : null;
-  const names = varyNames(resp.headers);
-  // Private field names (private="x") are not stored by a shared cache (RFC 9111 §5.2.2.7).
-  const stored = withoutHeaders(resp.headers, new Set(['age', 'content-length', ...(Array.isArray(cc.private) ? cc.private : [])]));
-  const keys = surrogateKeys(stored);
-  busy.tags = keys.tags;
-  if (verdict.store && keys.error !== null) refuseTags(e, spec.key, keys.error);
-  busy.storing = verdict.store && keys.error === null && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
+  const d = decideFill(e, spec, resp, times, banSeq);
+  const { verdict, contentLength, varyNames: names, stored, init } = d;
+  busy.tags = d.tags;
+  if (verdict.store && d.tagError !== null) refuseTags(e, spec.key, d.tagError);
+  busy.storing = verdict.store && d.tagError === null && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
   if (!verdict.store) {
-    // Reasons tied to this request say nothing about the URL: no hit-for-miss for them.
-    if (verdict.reason !== 'request no-store' && verdict.reason !== 'authorization') e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
+    markUncacheable(e, spec.key, verdict.reason, times.responseTime);
     if (stale !== null) e.ns.remove(stale);
   }
   if (!busy.storing) {
@@ -144,13 +135,7 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     finish();
     if (verdict.store) e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
   }
-  const life = verdict.store ? verdict.life : null;
-  const init = life === null ? null : {
-    key: spec.key, host: spec.host, url: spec.url, status: resp.status, headers: stored, life,
-    noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : null,
-    varyNames: names, varyValues: names === null ? [] : varyValues(names, spec.headers),
-    authOk: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate, banSeq, via: e.via,
-  };
+  const life = init === null ? null : init.life;
   // Shared storage: the object is stored now, its body written as it arrives, so that other
   // shards stream it too instead of waiting for the whole of it (a grace refresh, which nobody
   // follows, and a body of unknown length are stored whole at the end).
@@ -219,8 +204,54 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   body.once('close', () => fail(new Error('origin body aborted')));
 }
 
+/** What a fill's answer means for the cache: whether it may be stored, and the object it would make. */
+export interface FillDecision {
+  verdict: StoreVerdict;
+  /** The answer's Content-Length, when it has a valid one. */
+  contentLength: number | null;
+  varyNames: readonly string[] | null;
+  /** The fields an object of it keeps (end-to-end, without Age, Content-Length and private ones). */
+  stored: HeaderList;
+  tags: readonly string[];
+  /** Why its surrogate keys may not be stored, or null. */
+  tagError: string | null;
+  /** The object it makes without its body, when the verdict stores it. */
+  init: Omit<ObjectInit, 'body'> | null;
+}
+
+/**
+ * Judges a fill's answer (RFC 9111 §3, with the backend's own policy over the headers') for the
+ * request `spec`, answered at `times`, begun at ban position `banSeq`.
+ */
+export function decideFill(e: EngineParts, spec: Pick<FetchSpec, 'key' | 'host' | 'url' | 'headers' | 'auth' | 'noStore'>, resp: BackendResponse, times: ExchangeTimes, banSeq: number): FillDecision {
+  const facts = { authorization: spec.auth, noStore: spec.noStore };
+  // Targeted fields (CDN-Cache-Control) decide for the cache in place of Cache-Control and Expires.
+  const forPolicy = policyHeaders(resp.headers);
+  const cc = parseCacheControl(getJoined(forPolicy, 'cache-control'));
+  const verdict = resp.status === 304 ? { store: false as const, reason: 'unsolicited 304' } : withBackendPolicy(storeVerdict(resp.status, forPolicy, cc, facts, times, e.policy), resp.policy, resp.status, resp.headers, facts, times, e.policy);
+  const clHeader = getHeader(resp.headers, 'content-length');
+  const contentLength = clHeader !== undefined && /^\d+$/.test(clHeader) ? Number(clHeader) : null;
+  const names = varyNames(resp.headers);
+  // Private field names (private="x") are not stored by a shared cache (RFC 9111 §5.2.2.7).
+  const stored = withoutHeaders(resp.headers, new Set(['age', 'content-length', ...(Array.isArray(cc.private) ? cc.private : [])]));
+  const keys = surrogateKeys(stored);
+  const init = !verdict.store ? null : {
+    key: spec.key, host: spec.host, url: spec.url, status: resp.status, headers: stored, life: verdict.life,
+    noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : null,
+    varyNames: names, varyValues: names === null ? [] : varyValues(names, spec.headers),
+    authOk: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate, banSeq, via: e.via,
+  };
+  return { verdict, contentLength, varyNames: names, stored, tags: keys.tags, tagError: keys.error, init };
+}
+
+/** An answer that may not be stored: the key's next requests go to the backend alone for a while. */
+export function markUncacheable(e: EngineParts, key: string, reason: string, at: number): void {
+  // Reasons tied to this request say nothing about the URL: no hit-for-miss for them.
+  if (reason !== 'request no-store' && reason !== 'authorization') e.ns.markHitForMiss(key, at + e.hitForMissMs);
+}
+
 /** A storable answer that carries too many surrogate keys: delivered, not stored, and said so. */
-function refuseTags(e: EngineParts, key: string, why: string): void {
+export function refuseTags(e: EngineParts, key: string, why: string): void {
   e.counters.tagRefusals++;
   e.warn(`not cached: ${key.length > 200 ? `${key.slice(0, 200)}…` : key}: ${why}`);
 }

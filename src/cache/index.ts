@@ -1,6 +1,7 @@
 // Public surface of the cache engine: what the server and the CLI import.
 export { Cache, type CacheOptions } from './engine.ts';
 export type { FastResponse } from './fast.ts';
+export type { RawRequest } from './fast-fetch.ts';
 export type { CacheHooks, CacheStats, HookRequest, HookResponse, RecvDecision } from './context.ts';
 export { Origin, OriginError, type Backend, type BackendRequest, type BackendResponse, type BackendPolicy, type HealthCheckOptions, type OriginOptions } from './origin.ts';
 export { Storage, Namespace, MAX_VARIANTS, type StorageOptions } from './storage.ts';

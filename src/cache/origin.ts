@@ -2,7 +2,6 @@
 // (body) timeouts, a periodic health check, and errors mapped to the status a proxy owes its
 // client (502 refused/reset, 504 timeout). The cache talks to it through the small Backend
 // interface so a tenant program can later stand in for an HTTP origin.
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Client, type Dispatcher, Pool } from 'undici';
 import { endToEndResponseHeaders, type HeaderList } from './headers.ts';
@@ -14,8 +13,12 @@ export interface BackendRequest {
   headers: HeaderList;
   body: Readable | null;
   signal?: AbortSignal;
-  /** The client request this is for (the leader's when coalesced; none for a background refresh). */
-  client?: IncomingMessage;
+  /**
+   * The client request this is for (the leader's when coalesced; none for a background refresh):
+   * its IncomingMessage on the full path, a token of its own on the raw one. Only its identity
+   * counts (a server finds the request's record by it).
+   */
+  client?: object;
   /** Receives the backend's 102 Processing and 103 Early Hints (end-to-end fields), before the final answer. */
   onInterim?: (status: 102 | 103, headers: HeaderList) => void;
 }
@@ -46,9 +49,15 @@ export interface BackendPolicy {
   uncacheable?: boolean;
 }
 
-/** Where the cache fetches from: an HTTP origin today, a tenant program later. */
+/** Where the cache fetches from: an HTTP origin, or a tenant's router to its programs and origins. */
 export interface Backend {
   fetch(req: BackendRequest): Promise<BackendResponse>;
+  /**
+   * Whether a bodiless `method` request for `path` is answered whole, in memory (`buffered`: a
+   * program's answer), without reading the request or streaming: such requests may be taken by
+   * the front's raw path (fast-fetch.ts). Absent: never.
+   */
+  answersWhole?(method: string, path: string): boolean;
   /** False while health checks fail: the cache then prefers stale objects. */
   readonly healthy: boolean;
   close(): Promise<void>;

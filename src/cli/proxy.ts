@@ -31,7 +31,7 @@ export async function proxy(opts: ProxyOptions): Promise<number> {
   });
   let front: Front;
   try {
-    front = await startFront(cache.handle, { host: opts.listen.host, port: opts.listen.port, fastPath: (r) => cache.fastHit(r.host, r.url, r.method === 'HEAD') });
+    front = await startFront(cache.handle, { host: opts.listen.host, port: opts.listen.port, fastPath: (r) => cache.fastAnswer(r) });
   } catch (err) {
     await cache.close();
     const { host, port } = opts.listen;

@@ -1,27 +1,28 @@
 // The front's raw fast path: connections start here, not in Node's HTTP server. A request that is
 // plainly well-formed and plainly simple (GET or HEAD, origin-form target, HTTP/1.1, one valid
-// Host, no body, no conditionals, ranges, directives, credentials or connection options) is
-// offered to `fastPath`; when that answers, the bytes go straight to the socket. The first byte
+// Host, no body, no conditionals, ranges, credentials or connection options) is offered to
+// `fastPath`; when that answers — at once (a cache hit) or later (a program's answer) — the bytes
+// go straight to the socket, answers in the order their requests came. The first byte
 // of anything else — unusual, malformed, hostile, or just not a fast hit — hands the connection,
 // with every unread byte, to Node's HTTP server for good, where the hardened path (front.ts,
 // vet.ts) judges it. So the fast path never has to be right about hostile input: it only has to
 // recognise the narrow shape it accepts and decline everything else.
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastResponse } from '../cache/index.ts';
+import type { FastResponse, RawRequest } from '../cache/index.ts';
 import { isFixedHopByHop } from '../cache/hop-by-hop.ts';
 
-export interface FastRequest {
-  method: 'GET' | 'HEAD';
+/** A request in the fast shape: what the cache's raw path reads, and whether the connection ends after it. */
+export interface FastRequest extends RawRequest {
   /** `Connection: close`: the connection ends after this answer. */
   close: boolean;
-  /** Origin-form target, as sent. */
-  url: string;
-  /** The Host header, as sent. */
-  host: string;
 }
 
-export type FastPath = (req: FastRequest) => FastResponse | null;
+/**
+ * Answers a fast request: bytes now, bytes later (the answer is then committed: nothing of the
+ * request goes the long way), or null to hand the connection to the hardened path.
+ */
+export type FastPath = (req: FastRequest) => FastResponse | Promise<FastResponse> | null;
 
 export interface FastLimits {
   /** Longest target and largest header block (after the request line) accepted here; past either
@@ -35,12 +36,13 @@ export interface FastLimits {
 }
 
 /**
- * End-to-end fields that change what a request means (a body, credentials, directives,
- * conditionals, ranges): their presence sends it the long way, as does any hop-by-hop field but
- * a plain `Connection: close` or `keep-alive` (hop-by-hop.ts has the list).
+ * End-to-end fields that change what a request means (a body, credentials, conditionals, ranges):
+ * their presence sends it the long way, as does any hop-by-hop field but a plain `Connection:
+ * close` or `keep-alive` (hop-by-hop.ts has the list). Cache-Control is passed on, once, for the
+ * fast path to judge.
  */
 const DECLINE = new Set([
-  'content-length', 'expect', 'authorization', 'cache-control', 'pragma', 'range', 'if-range', 'if-none-match',
+  'content-length', 'expect', 'authorization', 'pragma', 'range', 'if-range', 'if-none-match',
   'if-modified-since', 'if-match', 'if-unmodified-since', 'http2-settings', 'max-forwards',
 ]);
 
@@ -71,7 +73,9 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
   const url = rest.slice(0, -9);
   if (url.length > limits.maxUrlBytes || !TARGET.test(url)) return null;
   let host: string | undefined;
+  let cacheControl: string | undefined;
   let close = false;
+  const fields: string[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(':');
@@ -92,19 +96,43 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
     if (lower === 'host') {
       if (host !== undefined || !HOST.test(value)) return null;
       host = value;
+    } else if (lower === 'cache-control') {
+      if (cacheControl !== undefined) return null;
+      cacheControl = value;
     }
+    fields.push(lower, value);
   }
-  return host === undefined ? null : { method, url, host, close };
+  return host === undefined ? null : { method, url, host, close, cacheControl, fields, clientIp: undefined };
 }
+
+/** The raw connections of a front: all of them, those waiting for an answer, and whether the front is closing. */
+export interface RawConnections {
+  readonly all: Set<Socket>;
+  /** Connections whose answer is being made (a program runs): `close()` lets them finish. */
+  readonly answering: Set<Socket>;
+  /** Set by the front's close: a connection ends after the answer it owes. */
+  closing: boolean;
+}
+
+const failure = (err: unknown): Buffer => {
+  console.error(`tinyedge front: fast answer failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return Buffer.from('HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nInternal Server Error\n', 'latin1');
+};
 
 /**
  * Serves `socket` on the fast path until a request is declined, then gives the socket and its
  * unread bytes to `http` (Node's HTTP server, which must not be listening itself).
  */
-export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limits: FastLimits, track: Set<Socket>): void {
+export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limits: FastLimits, conns: RawConnections): void {
   let pending: Buffer | null = null;
   let handedOff = false;
-  track.add(socket);
+  /** An answer is being made: requests pipelined behind it wait their turn in `pending`. */
+  let answering = false;
+  /** Reading stopped because too much arrived while answering. */
+  let heldBack = false;
+  /** The client finished sending (the front's sockets allow half-open connections). */
+  let clientEnded = false;
+  conns.all.add(socket);
   socket.setNoDelay(true);
 
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -115,6 +143,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   };
   // A request's head must be complete within the headers deadline, counted from its first byte
   // (or from the connection for the first one); between requests the idle deadline applies.
+  // While an answer is made, no deadline runs: the program's or origin's own time limit bounds it.
   const headersExpired = (): void => {
     if (pending !== null && pending.length > 0) socket.end(TIMEOUT_408);
     socket.destroy();
@@ -127,7 +156,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   const handOff = (): void => {
     handedOff = true;
     clearTimeout(timer);
-    track.delete(socket);
+    conns.all.delete(socket);
     socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
     socket.pause();
@@ -140,12 +169,20 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
 
   function onData(chunk: Buffer): void {
     pending = pending === null ? chunk : Buffer.concat([pending, chunk]);
+    if (answering) {
+      // Pipelined behind an answer being made: kept for later, within bounds.
+      if (pending.length > maxHeadBytes && !heldBack) {
+        heldBack = true;
+        socket.pause();
+      }
+      return;
+    }
     answerPending();
   }
 
-  /** Answers the complete requests buffered in `pending`, in order, until one is declined. */
+  /** Answers the complete requests buffered in `pending`, in order, until one is declined or must wait. */
   function answerPending(): void {
-    while (pending !== null && !handedOff) {
+    while (pending !== null && !handedOff && !answering) {
       const buf: Buffer = pending;
       if (!waitingForHead) {
         waitingForHead = true;
@@ -157,48 +194,81 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
         return;
       }
       const req = parseSimpleHead(buf, end, limits);
+      if (req !== null) req.clientIp = socket.remoteAddress;
       const answer = req === null ? null : fastPath(req);
       if (req === null || answer === null) {
         handOff();
         return;
       }
-      socket.cork();
-      if (req.close) {
-        // As Node does: say so, answer, end; whatever the client sent after is not read.
-        socket.write(answer.head.subarray(0, answer.head.length - 2));
-        socket.write(CONNECTION_CLOSE);
-      } else socket.write(answer.head);
-      const flowing = answer.body === null ? true : writeBody(socket, answer.body, answer.lease);
-      socket.uncork();
-      if (req.close) {
-        handedOff = true;
-        clearTimeout(timer);
-        socket.removeListener('data', onData);
-        socket.end();
-        return;
-      }
       pending = buf.length > end + 4 ? buf.subarray(end + 4) : null;
-      if (pending === null) {
-        waitingForHead = false;
-        arm(limits.keepAliveTimeoutMs, idleExpired);
-      } else arm(limits.headersTimeoutMs, headersExpired);
-      if (!flowing) {
-        // A client that sends but does not read: stop reading until it catches up, or cut it.
-        socket.pause();
-        arm(limits.requestTimeoutMs, () => void socket.destroy());
-        socket.once('drain', () => {
-          if (pending === null) arm(limits.keepAliveTimeoutMs, idleExpired);
-          else arm(limits.headersTimeoutMs, headersExpired);
-          socket.resume();
+      if (answer instanceof Promise) {
+        answering = true;
+        conns.answering.add(socket);
+        clearTimeout(timer);
+        void answer.then(undefined, failure).then((a) => {
+          answering = false;
+          conns.answering.delete(socket);
+          if (socket.destroyed) return;
+          if (Buffer.isBuffer(a)) {
+            socket.end(a);
+            return;
+          }
+          if (!write(req, a)) return;
+          if (heldBack) {
+            heldBack = false;
+            socket.resume();
+          }
           answerPending();
+          if (clientEnded && !answering && !handedOff) socket.end();
         });
         return;
       }
+      if (!write(req, answer)) return;
     }
   }
 
+  /** Writes one answer; false when the connection ends or must wait for the client to read. */
+  function write(req: FastRequest, answer: FastResponse): boolean {
+    const close = req.close || conns.closing;
+    socket.cork();
+    if (close) {
+      // As Node does: say so, answer, end; whatever the client sent after is not read.
+      socket.write(answer.head.subarray(0, answer.head.length - 2));
+      socket.write(CONNECTION_CLOSE);
+    } else socket.write(answer.head);
+    const flowing = answer.body === null ? true : writeBody(socket, answer.body, answer.lease);
+    socket.uncork();
+    if (close) {
+      handedOff = true;
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.end();
+      return false;
+    }
+    if (pending === null) {
+      waitingForHead = false;
+      arm(limits.keepAliveTimeoutMs, idleExpired);
+    } else arm(limits.headersTimeoutMs, headersExpired);
+    if (!flowing) {
+      // A client that sends but does not read: stop reading until it catches up, or cut it.
+      socket.pause();
+      arm(limits.requestTimeoutMs, () => void socket.destroy());
+      socket.once('drain', () => {
+        if (pending === null) arm(limits.keepAliveTimeoutMs, idleExpired);
+        else arm(limits.headersTimeoutMs, headersExpired);
+        heldBack = false;
+        socket.resume();
+        answerPending();
+      });
+      return false;
+    }
+    return true;
+  }
+
   function onEnd(): void {
-    socket.end();
+    // The client is done sending; an answer being made still goes out, then the socket ends.
+    clientEnded = true;
+    if (!answering) socket.end();
   }
 
   socket.on('data', onData);
@@ -206,7 +276,8 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   socket.on('error', () => socket.destroy());
   socket.once('close', () => {
     clearTimeout(timer);
-    track.delete(socket);
+    conns.all.delete(socket);
+    conns.answering.delete(socket);
   });
 }
 

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { answerServerOptions, isServerOptions } from '../cache/server-options.ts';
-import { type FastPath, serveFast } from './fast-path.ts';
+import { type FastPath, type RawConnections, serveFast } from './fast-path.ts';
 import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
 export { stripHopByHop } from '../cache/hop-by-hop.ts';
@@ -284,9 +284,11 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
 
   // With a fast path, connections arrive raw and reach Node's HTTP server only when handed off.
   const fastPath = options.fastPath;
-  const rawSockets = new Set<Socket>();
-  const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true }, (socket) => {
-    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout, requestTimeoutMs: requestTimeout }, rawSockets);
+  const raw: RawConnections = { all: new Set<Socket>(), answering: new Set<Socket>(), closing: false };
+  // Half-open, as Node's HTTP server's sockets are: a client that finishes sending still gets the
+  // answer being made for it.
+  const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout, requestTimeoutMs: requestTimeout }, raw);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -312,10 +314,12 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
         const cut = setTimeout(() => {
           server.closeAllConnections();
           for (const socket of lingering) socket.destroy();
+          for (const socket of raw.answering) socket.destroy();
         }, CLOSE_GRACE_MS);
         cut.unref();
-        // Raw connections answer synchronously, so between requests they are always idle.
-        for (const socket of rawSockets) socket.destroy();
+        // Raw connections are idle between requests; one whose answer is being made ends after it.
+        raw.closing = true;
+        for (const socket of raw.all) if (!raw.answering.has(socket)) socket.destroy();
         if (listener === server) {
           server.close(() => {
             clearTimeout(cut);

@@ -85,6 +85,7 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
   counter('tinyedge_response_bytes_total', 'Body bytes answered', (t) => t.counters.bytesOut);
   counter('tinyedge_cache_hits_total', 'Cache hits (fresh)', (t) => t.cache.hits);
   counter('tinyedge_cache_fast_hits_total', 'Cache hits answered by the raw fast path', (t) => t.cache.fastHits);
+  counter('tinyedge_cache_fast_fetches_total', 'Misses and passes a program answered on the raw fast path', (t) => t.cache.fastFetches);
   counter('tinyedge_cache_stale_hits_total', 'Stale objects served (grace, stale-if-error)', (t) => t.cache.staleHits);
   counter('tinyedge_cache_misses_total', 'Cache misses', (t) => t.cache.misses);
   counter('tinyedge_cache_passes_total', 'Requests passed to the backend uncached', (t) => t.cache.passes);

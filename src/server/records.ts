@@ -117,6 +117,23 @@ export function startRecord(shard: number, tenant: string, req: IncomingMessage,
   return rec;
 }
 
+/**
+ * Starts the record of a request the raw path answers later (a program's pass or miss); `client`
+ * is the identity the backend is given for it (BackendRequest.client).
+ */
+export function startRawRecord(shard: number, tenant: string, host: string, method: string, url: string, startedMs: number, emit: (r: RequestRecord) => void, client: object): LiveRecord {
+  const rec = new LiveRecord(
+    {
+      time: Math.round(TIME_ORIGIN + startedMs), shard, tenant, host, method, url,
+      status: 0, cache: null, backend: null, backendKind: null, version: null, totalUs: 0, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0,
+      bytes: 0, originStatus: null, error: null, logs: [],
+    },
+    emit,
+  );
+  live.set(client, rec);
+  return rec;
+}
+
 type Chunk = string | Uint8Array;
 const chunkBytes = (c: unknown): number => (typeof c === 'string' ? Buffer.byteLength(c) : c instanceof Uint8Array ? c.byteLength : 0);
 

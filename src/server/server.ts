@@ -131,7 +131,7 @@ export class EdgeServer {
    */
   private async listen(address: { host: string; port: number }): Promise<Front> {
     const shard = this.local;
-    const fastPath = shard.fastHit.bind(shard);
+    const fastPath = shard.fastAnswer.bind(shard);
     const handler = shard.handle.bind(shard);
     if (!this.remote) return startFront(handler, { ...address, fastPath });
     const first = await openReusePortSocket(address);

@@ -46,7 +46,7 @@ async function run(command: ShardCommand): Promise<unknown> {
     case 'swap':
       return shard.swapProgram(command.tenant, command.program);
     case 'listen':
-      front = await startFront((req, res) => shard.handle(req, res), { fd: command.fd, fastPath: (r) => shard.fastHit(r) });
+      front = await startFront((req, res) => shard.handle(req, res), { fd: command.fd, fastPath: (r) => shard.fastAnswer(r) });
       return undefined;
     case 'purge':
       return shard.tenant(command.tenant).cache.purge(command.url);

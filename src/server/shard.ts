@@ -10,7 +10,7 @@ import type { ProgramPool } from '../sandbox/index.ts';
 import type { TenantConfig } from './config.ts';
 import type { KvAccess } from './kv.ts';
 import { type EncodedBatch, RecordBatcher } from './record-batch.ts';
-import { completeRecord, RECORD_NOTHING, type RecordScope, startRecord } from './records.ts';
+import { completeRecord, RECORD_NOTHING, type RecordScope, startRawRecord, startRecord } from './records.ts';
 import type { ExportedStats } from './stats.ts';
 import { type LoadedProgram, type Logger, TenantRuntime } from './tenant.ts';
 import type { FailureSink } from './failure-bundles.ts';
@@ -88,10 +88,17 @@ export class Shard {
     return done;
   }
 
-  /** The front's fast path: a fresh hit of the Host's tenant, straight to bytes (or null). */
-  fastHit(r: FastRequest): FastResponse | null {
+  /**
+   * The front's fast path for the Host's tenant: a fresh hit straight to bytes, a program's pass or
+   * miss as bytes made later, or null for the full path.
+   */
+  fastAnswer(r: FastRequest): FastResponse | Promise<FastResponse> | null {
     const tenant = this.byHost.get(hostOf(r.host));
     if (tenant === undefined) return null;
+    return (r.cacheControl === undefined ? this.fastHit(tenant, r) : null) ?? this.fastFetch(tenant, r);
+  }
+
+  private fastHit(tenant: TenantRuntime, r: FastRequest): FastResponse | null {
     const started = performance.now();
     const answer = tenant.cache.fastHit(r.host, r.url, r.method === 'HEAD');
     if (answer !== null) {
@@ -104,6 +111,32 @@ export class Shard {
       if (this.batcher !== undefined && this.records(tenant.name)) this.batcher.pushFast(this.index, tenant.name, r.host, r.method, r.url, answer.status, bytes, started, us);
     }
     return answer;
+  }
+
+  /** A program's pass or miss on the raw path, counted and recorded as `handle` does. */
+  private fastFetch(tenant: TenantRuntime, r: FastRequest): Promise<FastResponse> | null {
+    const started = performance.now();
+    const client = {};
+    const rec = this.batcher !== undefined && this.records(tenant.name) ? startRawRecord(this.index, tenant.name, r.host, r.method, r.url, started, this.batcher.push, client) : undefined;
+    const taken = tenant.fastFetch(r, client);
+    if (taken === null) return null;
+    const stats = tenant.stats;
+    // The host time of the request's synchronous part, as `handle` counts it.
+    stats.counters.cpuHostUs += (performance.now() - started) * 1000;
+    return taken.answer.then((answer) => {
+      const us = (performance.now() - started) * 1000;
+      const bytes = answer.body?.length ?? 0;
+      stats.response(answer.status, us);
+      stats.counters.bytesOut += bytes;
+      if (rec !== undefined) {
+        rec.r.status = answer.status;
+        rec.r.cache = taken.label === 'MISS' ? 'miss' : 'pass';
+        rec.r.bytes = bytes;
+        rec.r.totalUs = Math.round(us);
+        rec.finish();
+      }
+      return answer;
+    });
   }
 
   /**

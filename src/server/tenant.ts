@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type HeaderList, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
+import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type FastResponse, type HeaderList, type RawRequest, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
 import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
@@ -173,6 +173,23 @@ function failureAnswer(err: unknown): BackendResponse {
 }
 
 /**
+ * A program's answer as the cache's backend gives it: whole in memory (`buffered`), with a stream
+ * of it made only if the cache asks for one (the raw path never does).
+ */
+function wholeAnswer(status: number, headers: HeaderList, body: Buffer, policy: BackendResponse['policy']): BackendResponse {
+  let stream: Readable | undefined;
+  return {
+    status,
+    headers,
+    get body(): Readable {
+      return (stream ??= Readable.from(body.length > 0 ? [body] : []));
+    },
+    buffered: body,
+    policy,
+  };
+}
+
+/**
  * The answer to a request no route matches in a tenant without a `default` origin: a 404 naming
  * the method and path, never stored (a reload may add the route).
  */
@@ -251,6 +268,11 @@ export class TenantRuntime implements Backend {
     return this.origins.get('default')?.healthy ?? true;
   }
 
+  /** A program answers whole: the front's raw path may take its requests (cache/fast-fetch.ts). */
+  answersWhole(method: string, path: string): boolean {
+    return matchRoute(this.routes, this.origins.has('default'), method, path)?.kind === 'program';
+  }
+
   /** The cache's backend: the route's program or origin answers a miss or a pass. */
   async fetch(req: BackendRequest): Promise<BackendResponse> {
     const target = matchRoute(this.routes, this.origins.has('default'), req.method, req.path);
@@ -315,13 +337,7 @@ export class TenantRuntime implements Backend {
     headers.push('content-length', String(r.body.length));
     if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
     const sec = (s: number | undefined): number | undefined => (s === undefined ? undefined : s * 1000);
-    return {
-      status: r.status,
-      headers,
-      body: Readable.from(r.body.length > 0 ? [r.body] : []),
-      buffered: r.body,
-      policy: { ttlMs: sec(r.cache.ttl), graceMs: sec(r.cache.grace), keepMs: sec(r.cache.keep), uncacheable: r.cache.uncacheable },
-    };
+    return wholeAnswer(r.status, headers, r.body, { ttlMs: sec(r.cache.ttl), graceMs: sec(r.cache.grace), keepMs: sec(r.cache.keep), uncacheable: r.cache.uncacheable });
   }
 
   /**
@@ -430,10 +446,20 @@ export class TenantRuntime implements Backend {
    */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.active++;
-    return this.cache.handle(req, res).finally(() => {
-      if (--this.active === 0) this.drained?.();
-    });
+    return this.cache.handle(req, res).finally(this.settled);
   }
+
+  /** The raw path's pass or miss of a program route (cache/fast-fetch.ts), counted as `handle` is; null to go the long way. */
+  fastFetch(r: RawRequest, client: object): { label: 'MISS' | 'PASS'; answer: Promise<FastResponse> } | null {
+    const taken = this.cache.fastFetch(r, client);
+    if (taken === null) return null;
+    this.active++;
+    return { label: taken.label, answer: taken.answer.finally(this.settled) };
+  }
+
+  private readonly settled = (): void => {
+    if (--this.active === 0) this.drained?.();
+  };
 
   /**
    * Stops this runtime: origins and cache timers; programs are unloaded unless `keep` names them.

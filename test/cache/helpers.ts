@@ -95,7 +95,7 @@ export async function startProxy(origin: TestOrigin | string, options: Partial<C
     ...options,
   });
   // As `tinyedge proxy` and `serve` run it: fresh plain hits take the raw fast path.
-  const front: Front = await startFront(cache.handle, { host: '127.0.0.1', port: 0, fastPath: (r) => cache.fastHit(r.host, r.url, r.method === 'HEAD') });
+  const front: Front = await startFront(cache.handle, { host: '127.0.0.1', port: 0, fastPath: (r) => cache.fastAnswer(r) });
   return {
     url: front.url, cache, clock,
     close: tracked(async () => { await front.close(); await cache.close(); }),

@@ -42,8 +42,9 @@ test('the raw fast path declines a request carrying any hop-by-hop field but a p
     const head = Buffer.from(`GET /a HTTP/1.1\r\nHost: x\r\n${extra}`, 'latin1');
     return parseSimpleHead(head, head.length, limits);
   };
-  assert.deepEqual(parse('Connection: close'), { method: 'GET', url: '/a', host: 'x', close: true });
-  assert.deepEqual(parse('Connection: keep-alive'), { method: 'GET', url: '/a', host: 'x', close: false });
+  const plain = { method: 'GET', url: '/a', host: 'x', cacheControl: undefined, clientIp: undefined };
+  assert.deepEqual(parse('Connection: close'), { ...plain, close: true, fields: ['host', 'x', 'connection', 'close'] });
+  assert.deepEqual(parse('Connection: keep-alive'), { ...plain, close: false, fields: ['host', 'x', 'connection', 'keep-alive'] });
   for (const field of ['Connection: X-Private', 'Keep-Alive: timeout=5', 'Proxy-Connection: keep-alive', 'TE: trailers', 'Trailer: X-T', 'Upgrade: h2c', 'Proxy-Authorization: Basic eA==', 'Proxy-Authenticate: Basic']) {
     assert.equal(parse(field), null, field);
   }
