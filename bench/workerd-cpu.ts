@@ -1,6 +1,7 @@
 // How much of the server's core other processes took while wrk ran. The benchmark pins each
 // server to one CPU, but nothing keeps other work (tests, compilers) off that CPU; a number here
-// tells whether a row measured the server or a busy machine. Linux /proc only.
+// tells whether a row measured the server or a busy machine; the server's own CPU time per
+// response is the figure that compares on a busy one. Linux /proc only.
 import { readFileSync } from 'node:fs';
 
 interface CpuSample {
@@ -54,4 +55,17 @@ export function contention(before: CpuSample | undefined, after: CpuSample | und
   // Softirq time (loopback packet processing) is left out on purpose: it is the load itself.
   const others = after.cpuBusy - before.cpuBusy - (after.server - before.server);
   return { othersPct: Math.max(0, (100 * others) / total), stealPct: (100 * (after.cpuSteal - before.cpuSteal)) / total };
+}
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ: 100 on every Linux x86-64 build). */
+const USER_HZ = 100;
+
+/**
+ * The server's CPU time (user + system, all its threads) per response between two samples, in µs:
+ * unlike req/s, it hardly moves when other processes share the core, so it compares builds on a
+ * busy machine. Undefined if either sample is missing.
+ */
+export function serverUsPerResponse(before: CpuSample | undefined, after: CpuSample | undefined, responses: number): number | undefined {
+  if (before === undefined || after === undefined || !(responses > 0)) return undefined;
+  return ((after.server - before.server) * 1e6) / USER_HZ / responses;
 }

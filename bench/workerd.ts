@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { buildExample } from '../guest/build.ts';
 import { Children, freePort, startHarness, versionOf } from './proxy-servers.ts';
 import type { Started } from './proxy-servers.ts';
-import { contention, sampleCpu } from './workerd-cpu.ts';
+import { contention, sampleCpu, serverUsPerResponse } from './workerd-cpu.ts';
 import type { Contention } from './workerd-cpu.ts';
 import { checkHello, detectTinyedgeMode, ensureWorkerd, REQUEST_HEADERS, startNodeHello, startTinyedge, startWorkerd, tenantCounters, tinyedgeLaunch } from './workerd-servers.ts';
 import type { Checked, TenantCounters, TinyedgeLaunch, TinyedgeMode, Workerd } from './workerd-servers.ts';
@@ -93,6 +93,8 @@ interface Row {
   vm?: { callUs: number; resetUs: number };
   /** Other processes' and the hypervisor's share of the server's core during the measured run. */
   cpu?: Contention;
+  /** The server's CPU time per response during the measured run, µs. */
+  serverUs?: number;
   /** `serve` only: what the tenant's counters say about the measured run. */
   proof?: string;
   /** `serve` only: VM exits per request over the measured run (the timer's among them), and batches. */
@@ -171,7 +173,9 @@ async function benchServer(server: Started, launch: TinyedgeLaunch | undefined, 
   const counted = row.server === 'persistent' || row.server === 'batched' ? await programCount(server.url) : undefined;
   const before = sampleCpu(cpus.server, server.child.process.pid);
   row.result = await runWrkWithHeaders({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: wrkCpu }, WRK_HEADERS, children);
-  row.cpu = contention(before, sampleCpu(cpus.server, server.child.process.pid));
+  const afterCpu = sampleCpu(cpus.server, server.child.process.pid);
+  row.cpu = contention(before, afterCpu);
+  row.serverUs = serverUsPerResponse(before, afterCpu, wrkRequests(row.result.raw));
   if (counted !== undefined) {
     const judged = judgeCount(counted, await programCount(server.url), wrkRequests(row.result.raw), opts.connections);
     row.proof = judged.proof;
@@ -196,10 +200,10 @@ async function benchServer(server: Started, launch: TinyedgeLaunch | undefined, 
 
 function printTable(rows: Row[]): void {
   const base = rows.find((r) => r.server === 'workerd')?.result;
-  const head = ['server', 'req/s', 'p50', 'p99', 'req/s vs workerd', 'p99 vs workerd', 'exits/req', 'CPU 0 taken by others'];
+  const head = ['server', 'req/s', 'p50', 'p99', 'req/s vs workerd', 'p99 vs workerd', 'exits/req', 'server CPU µs/resp', 'CPU 0 taken by others'];
   const lines = rows.map((row) => {
     const r = row.result;
-    if (r === undefined) return [row.label, '-', '-', '-', '-', '-', '-', '-'];
+    if (r === undefined) return [row.label, '-', '-', '-', '-', '-', '-', '-', '-'];
     const vsBase = row.server !== 'workerd' && base !== undefined;
     return [
       row.label,
@@ -209,6 +213,7 @@ function printTable(rows: Row[]): void {
       vsBase ? `${(r.requestsPerSec / base.requestsPerSec).toFixed(2)}×` : '-',
       vsBase ? `${(r.p99Ms / base.p99Ms).toFixed(3)}×` : '-',
       row.exits === undefined ? '-' : `${row.exits.all.toFixed(2)} (${row.exits.timer.toFixed(2)} timer)`,
+      row.serverUs === undefined ? '?' : row.serverUs.toFixed(0),
       row.cpu === undefined ? '?' : `${row.cpu.othersPct.toFixed(1)} %${row.cpu.stealPct >= 0.5 ? ` (+${row.cpu.stealPct.toFixed(1)} % steal)` : ''}`,
     ];
   });

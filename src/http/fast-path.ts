@@ -195,7 +195,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
       }
       const req = parseSimpleHead(buf, end, limits);
       if (req !== null) req.clientIp = socket.remoteAddress;
-      const answer = req === null ? null : fastPath(req);
+      const answer = req === null ? null : offer(req);
       if (req === null || answer === null) {
         handOff();
         return;
@@ -224,6 +224,16 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
         return;
       }
       if (!write(req, answer)) return;
+    }
+  }
+
+  /** The fast path's answer; one that throws declines (the hardened path then answers), and is logged. */
+  function offer(req: FastRequest): FastResponse | Promise<FastResponse> | null {
+    try {
+      return fastPath(req);
+    } catch (err) {
+      console.error(`tinyedge front: fast path failed on ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      return null;
     }
   }
 

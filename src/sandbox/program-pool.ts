@@ -239,6 +239,12 @@ export class ProgramPool {
       entry.waiting.unshift(waiter);
       return;
     }
+    if (entry.waiting.length === 0 && (entry.free.length > 0 || entry.instances.length < Math.max(1, entry.options.concurrency))) {
+      // An instance takes it in the dispatch that follows: no queue, no queue timeout to arm.
+      waiter.timer = undefined;
+      entry.waiting.push(waiter);
+      return;
+    }
     waiter.timer = setTimeout(() => {
       const at = entry.waiting.indexOf(waiter);
       if (at < 0) return;

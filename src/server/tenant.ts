@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type FastResponse, type HeaderList, type RawRequest, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -18,6 +18,7 @@ import { buildRoutes, matchRoute, type Route } from './routes.ts';
 import { TenantStats } from './stats.ts';
 
 const MiB = 1024 * 1024;
+const EMPTY_BODY = Buffer.alloc(0);
 
 /** A program as loaded: `key` names its current version in the program pool. */
 export interface LoadedProgram {
@@ -217,6 +218,8 @@ export class TenantRuntime implements Backend {
   private readonly healthWatch: ReturnType<typeof setInterval> | undefined;
   private readonly failureLog = new Map<string, { at: number; skipped: number }>();
   private readonly failures: FailureRecorder;
+  /** What this tenant's programs reach through host calls: its origins and key-value store. */
+  private readonly hostCalls: HostCalls;
 
   /**
    * `shards`: how many shards hold a runtime of this tenant; each gets that share of an origin's
@@ -226,6 +229,7 @@ export class TenantRuntime implements Backend {
   constructor(readonly config: TenantConfig, private readonly pool: ProgramPool, storage: ObjectStorage, private readonly kv: KvAccess, programs: LoadedProgram[], private readonly log: Logger, shards = 1, failures?: FailureSink) {
     this.failures = new FailureRecorder(config.name, failures);
     for (const o of config.origins) this.origins.set(o.name, openOrigin({ ...o, connections: Math.max(1, Math.ceil(o.connections / shards)) }));
+    this.hostCalls = tenantHostCalls(this.origins, kv);
     for (const p of programs) this.programs.set(p.config.name, p);
     this.stats = new TenantStats(() => {
       const sum = { exits: 0, timerExits: 0, batches: 0 };
@@ -312,7 +316,8 @@ export class TenantRuntime implements Backend {
   private async runProgram(name: string, req: BackendRequest, rec: LiveRecord | undefined): Promise<BackendResponse> {
     let body: Buffer;
     try {
-      body = await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, requestTooLarge, { discardExcess: true });
+      // No body (a GET): no await, so the call starts in this turn.
+      body = req.body === null ? EMPTY_BODY : await readLimited(req.body, this.programs.get(name)!.config.maxRequestBytes, requestTooLarge, { discardExcess: true });
     } catch (err) {
       this.reportFailure(name, req.method, req.path, err, rec);
       return failureAnswer(err);
@@ -350,7 +355,7 @@ export class TenantRuntime implements Backend {
     const counters = this.stats.counters;
     if (rec?.open === true) rec.vmCall(usage);
     try {
-      const r = await this.pool.call(program.key, req, { ...options, host: tenantHostCalls(this.origins, this.kv), usage });
+      const r = await this.pool.call(program.key, req, { ...options, host: this.hostCalls, usage });
       this.stats.vmCall(program.config.name, (performance.now() - started) * 1000);
       for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
       if (rec?.open === true && r.logs.length > 0) rec.r.logs.push(...r.logs);
