@@ -115,9 +115,9 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   const respHeaders = response?.headers ?? [];
   const headerCount = req.headers.length + respHeaders.length;
   // Sizes first (no copies), then the bytes straight into guest memory: this runs per request.
-  let stringBytes = utf8Length(req.method) + utf8Length(req.url) + utf8Length(path) + utf8Length(query);
-  for (const [n, v] of req.headers) stringBytes += utf8Length(n) + utf8Length(v);
-  for (const [n, v] of respHeaders) stringBytes += utf8Length(n) + utf8Length(v);
+  let stringBytes = byteLength(req.method) + byteLength(req.url) + byteLength(path) + byteLength(query);
+  for (const [n, v] of req.headers) stringBytes += byteLength(n) + byteLength(v);
+  for (const [n, v] of respHeaders) stringBytes += byteLength(n) + byteLength(v);
   const total = TE_REQUEST.SIZE + headerCount * TE_HEADER.SIZE + stringBytes + req.body.length;
   if (total > size) throw new SandboxError('program', `request of ${total} bytes exceeds the program's limit of ${size}`);
 
@@ -132,7 +132,7 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   const headersAt = TE_REQUEST.SIZE;
   let cursor = headersAt + headerCount * TE_HEADER.SIZE;
   const putString = (text: string, at: number): void => {
-    const n = text.length === 0 ? 0 : buf.write(text, cursor, 'utf8');
+    const n = writeText(buf, text, cursor);
     u64(at + TE_STR.ptr, region + cursor);
     u64(at + TE_STR.len, n);
     cursor += n;
@@ -169,8 +169,27 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
 }
 
 /** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as Buffer.write writes them). */
-function utf8Length(text: string): number {
-  return text.length === 0 ? 0 : Buffer.byteLength(text, 'utf8');
+/**
+ * A string's bytes as the program gets them. HTTP's strings are bytes: Node's parser hands header
+ * values over as latin1 (one character per byte as sent, obs-text and UTF-8 included), so a string
+ * of characters up to U+00FF goes in as those bytes again; only a string with wider characters (an
+ * embedder's own) is encoded as UTF-8.
+ */
+const WIDE = /[\u0100-\uffff]/;
+function byteLength(text: string): number {
+  return WIDE.test(text) ? Buffer.byteLength(text, 'utf8') : text.length;
+}
+
+/** Writes `text` at `at` as `byteLength` counts it; answers the bytes written. */
+function writeText(buf: Buffer, text: string, at: number): number {
+  const n = text.length;
+  if (WIDE.test(text)) return buf.write(text, at, 'utf8');
+  // Short strings (most header names and values) cost less copied here than through the binding.
+  if (n <= 64) {
+    for (let i = 0; i < n; i++) buf[at + i] = text.charCodeAt(i);
+    return n;
+  }
+  return buf.write(text, at, n, 'latin1');
 }
 
 export interface DecodedResponse {

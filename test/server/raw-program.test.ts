@@ -129,10 +129,11 @@ tenants:
   });
 
   test('a pass (Cache-Control: no-store) is answered raw, as the full path answers it', async () => {
-    const { raw, full } = await bothPaths('GET', '/page?q=1', 'Cache-Control: no-store\r\nX-Custom: a b\r\n');
+    const { raw, full } = await bothPaths('GET', '/page?q=1', 'Cache-Control: no-store\r\nX-Custom: a b\r\nX-Utf8: é€\r\n');
     assert.equal(raw.status, 200);
     assert.match(raw.body, /^GET \/page\?q=1\n/);
     assert.match(raw.body, /\nx-custom: a b\n/);
+    assert.match(raw.body, /\nx-utf8: é€\n/, 'a field\'s bytes reach the program as the client sent them');
     assert.match(raw.body, /\nx-forwarded-for: 127\.0\.0\.1\n/);
     assert.match(raw.body, /\nvia: 1\.1 tinyedge\n/);
     assert.ok(raw.fields.some(([n, v]) => n === 'x-cache' && v === 'PASS'));
