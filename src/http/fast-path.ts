@@ -157,6 +157,12 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
     handedOff = true;
     clearTimeout(timer);
     conns.all.delete(socket);
+    if (clientEnded) {
+      // The client finished sending before an earlier answer was made: Node's server cannot take
+      // a stream that has ended, so the connection ends here, its answers so far written.
+      socket.end();
+      return;
+    }
     socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
     socket.pause();

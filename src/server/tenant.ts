@@ -459,7 +459,14 @@ export class TenantRuntime implements Backend {
     const taken = this.cache.fastFetch(r, client);
     if (taken === null) return null;
     this.active++;
-    return { label: taken.label, answer: taken.answer.finally(this.settled) };
+    const settled = this.settled;
+    return {
+      label: taken.label,
+      answer: taken.answer.then(
+        (a) => { settled(); return a; },
+        (err: unknown) => { settled(); throw err; },
+      ),
+    };
   }
 
   private readonly settled = (): void => {
