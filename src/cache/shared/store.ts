@@ -10,16 +10,19 @@ import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import type { SharedStoreHandle } from './table.ts';
 import { FillingRecords } from './fills.ts';
+import { TagIndex } from './tags.ts';
 import { scratchKey, type RecordSummary } from './walks.ts';
 
 export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
 
 /**
- * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 96-byte slot
- * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
- * to 15 bytes of alignment.
+ * Bytes charged per record beyond its meta, body, key, secondary key, tags and tag nodes: its
+ * 96-byte slot in the index, its 8-byte share of the key and tag buckets, the 32 bytes of its
+ * block's boundary tags and up to 15 bytes of alignment.
  */
-export const RECORD_OVERHEAD = 152;
+export const RECORD_OVERHEAD = 156;
+/** Bytes charged per distinct tag of a record beyond the tag itself: its node in the tag index. */
+export const TAG_NODE_BYTES = TagIndex.nodeBytes(1);
 /** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
 const ARENA_SLACK = 0.25;
 /** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
@@ -41,7 +44,10 @@ export interface SharedStoreOptions {
   touchIntervalMs?: number;
 }
 
-/** A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot). */
+/**
+ * A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot); a tag
+ * listed twice is kept once.
+ */
 export interface RecordInit {
   meta: Uint8Array;
   body: Uint8Array;
@@ -105,7 +111,8 @@ export class SharedStore extends FillingRecords {
     const namespaces = options.maxNamespaces ?? 1024;
     const claims = pow2(options.claimSlots ?? 1024);
     const control = new SharedArrayBuffer(L.controlBytes(namespaces, claims));
-    const index = new SharedArrayBuffer((records * L.REC_WORDS + buckets) * 4);
+    // Record slots, key buckets, tag buckets.
+    const index = new SharedArrayBuffer((records * L.REC_WORDS + 2 * buckets) * 4);
     const arena = Arena.create(Math.ceil(options.maxBytes * (1 + ARENA_SLACK)) + ARENA_EXTRA);
     const ctl = new Int32Array(control);
     const f64 = new Float64Array(control);
@@ -116,6 +123,7 @@ export class SharedStore extends FillingRecords {
     ctl[L.G_BUCKETS] = buckets;
     ctl[L.G_CLAIMS] = claims;
     ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
+    ctl[L.G_TAG_SEED] = crypto.getRandomValues(new Int32Array(1))[0]!;
     f64[L.F_MAX_BYTES] = f64[L.F_CREATED_MAX_BYTES] = options.maxBytes;
     f64[L.F_EPOCH] = Date.now();
     const idx = new Int32Array(index);
@@ -206,13 +214,15 @@ export class SharedStore extends FillingRecords {
   }
 
   private place(ns: number, key: string, init: RecordInit, reserveBody: number | null): (RecordRef & { bodyAt: number }) | null {
-    for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
+    const tags = new Set(init.tags);
+    for (const tag of tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
     const keyBytes = scratchKey(key);
     const secBytes = ownBytes(init.secondary);
-    const tagBytes = ownBytes(init.tags.join('\n'));
+    const tagBytes = ownBytes([...tags].join('\n'));
     const bodyLength = reserveBody ?? init.body.length;
     const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + bodyLength;
-    const charged = dataBytes + RECORD_OVERHEAD;
+    const nodeBytes = TagIndex.nodeBytes(tags.size);
+    const charged = nodeBytes + dataBytes + RECORD_OVERHEAD;
     const hash = L.hashKey(ns, keyBytes);
     return this.write(ns, () => {
       const nsF = L.nsOffset(ns) / 8;
@@ -224,11 +234,12 @@ export class SharedStore extends FillingRecords {
       this.evictNamespace(ns, charged);
       while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
       while (this.ctl[L.G_FREE] === L.NIL) if (!this.evictOldest()) return null;
-      let offset = this.arena.alloc(dataBytes);
-      while (offset < 0) {
+      let block = this.arena.alloc(nodeBytes + dataBytes);
+      while (block < 0) {
         if (!this.evictOldest()) return null;
-        offset = this.arena.alloc(dataBytes);
+        block = this.arena.alloc(nodeBytes + dataBytes);
       }
+      const offset = block + nodeBytes;
       const id = this.ctl[L.G_FREE]!;
       const w = id * L.REC_WORDS;
       this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
@@ -241,7 +252,7 @@ export class SharedStore extends FillingRecords {
       const bodyAt = at;
       if (reserveBody === null) u8.set(init.body, at);
       const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
-        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
+        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, tags.size], [L.R_META_LEN, init.meta.length],
         [L.R_BODY_LEN, bodyLength], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
         [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, (init.marker === true ? L.FLAG_MARKER : 0) | (reserveBody === null ? 0 : L.FLAG_FILLING)],
         [L.R_FILLED, 0]];
@@ -249,6 +260,7 @@ export class SharedStore extends FillingRecords {
       // Published last: a reader that finds the slot LIVE sees every field and byte above.
       Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
       this.linkLru(id);
+      this.tagIndex.link(id);
       const bucket = this.bucketBase + (hash & this.bucketMask);
       seqBegin(this.ctl, L.G_SEQ);
       this.idx[w + L.R_NEXT] = this.idx[bucket]!;
