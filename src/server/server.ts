@@ -99,8 +99,8 @@ export class EdgeServer {
     const log = options.logger ?? pino({ name: 'tinyedge' });
     const { sliceMs, shards } = config.server;
     const pool = await ProgramPool.start({ sliceMs });
-    // One cache for every shard, in shared memory; its budget can shrink at a reload, not grow.
-    const storage = SharedStorage.create(totalCacheBytes(config));
+    // One cache for every shard, in shared memory; a reload may grow its budget up to the reserve.
+    const storage = SharedStorage.create(totalCacheBytes(config), config.server.cacheMaxBytes ?? undefined);
     let remote: RemoteShards | undefined;
     let server: EdgeServer | undefined;
     try {

@@ -178,7 +178,7 @@ test('tag purges across threads: records stored by one thread are purged by anot
   const ns = store.namespace('t', 1 << 20);
   // Stored by a worker, purged here.
   const filler = startWorker(store, { task: 'fill', ns, prefix: 'w', count: 50, bodyBytes: 100 });
-  assert.deepEqual(await message(filler), { over: 0, stored: 50 });
+  assert.deepEqual(await message(filler), { over: 0, stored: 50, most: store.stats(ns).bytes });
   await filler.terminate();
   assert.equal(store.tagCount(ns), 51);
   assert.equal(store.removeTag(ns, 't-w7'), 1);

@@ -34,15 +34,18 @@ function random(seed: number): () => number {
 
 switch (job.task) {
   case 'fill': {
-    // Inserts records into one namespace; reports every time the quota was seen exceeded.
+    // Inserts records into one namespace; reports every time the quota was seen exceeded, and the
+    // most bytes it saw the namespace hold.
     let over = 0;
     let stored = 0;
+    let most = 0;
     for (let i = 0; i < job.count; i++) {
       if (store.insert(job.ns, `${job.prefix}${i}`, makeRecord(`${job.prefix}${i}`, i, job.bodyBytes)) !== null) stored++;
       const s = store.stats(job.ns);
       if (s.bytes > s.quotaBytes) over++;
+      most = Math.max(most, s.bytes);
     }
-    port.postMessage({ over, stored });
+    port.postMessage({ over, stored, most });
     break;
   }
   case 'churn': {

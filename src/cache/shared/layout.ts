@@ -24,7 +24,7 @@ export const G_SEQ = 1;
 /** Global LRU list, most recently used at the head. */
 export const G_LRU_HEAD = 2;
 export const G_LRU_TAIL = 3;
-/** Free record slots, linked through R_NEXT. */
+/** Freed record slots, linked through R_NEXT (slots never used yet are counted by G_SLOTS_USED). */
 export const G_FREE = 4;
 /** Dead records a reader still pins, linked through R_NEXT; freed once unpinned. */
 export const G_ZOMBIES = 5;
@@ -37,6 +37,11 @@ export const G_CLAIMS = 10;
 export const G_TOUCH_MS = 11;
 /** Random seed of the tag hash: a tenant cannot choose tags that share a chain with another's. */
 export const G_TAG_SEED = 12;
+/**
+ * Record slots handed out so far: those past it were never used, and their memory never touched
+ * (a store sized for a large reserve costs only the slots its records use).
+ */
+export const G_SLOTS_USED = 13;
 // Header float64 slots (index into the Float64Array).
 export const F_MAX_BYTES = 8;
 export const F_BYTES = 9;
@@ -44,8 +49,8 @@ export const F_OBJECTS = 10;
 export const F_EVICTIONS = 11;
 /** Creation time of the store: record touch times are kept as ms since then, in an int32. */
 export const F_EPOCH = 12;
-/** The budget the store was created with: the arena is sized for it, so no later budget exceeds it. */
-export const F_CREATED_MAX_BYTES = 13;
+/** The most the budget may grow to: the arena, the record slots and the buckets are sized for it. */
+export const F_RESERVED_BYTES = 13;
 export const HEADER_BYTES = 128;
 
 /** Longest namespace name, in UTF-8 bytes. */
@@ -201,6 +206,11 @@ export function hashKey2(ns: number, key: Key): number {
   let h = 5381 + ns;
   for (let i = 0; i < key.length; i++) h = (Math.imul(h, 33) ^ bytes[i]!) | 0;
   return h;
+}
+
+/** The UTF-8 bytes of `s`, in a buffer of their own. */
+export function ownBytes(s: string): Uint8Array {
+  return Buffer.from(s, 'utf8');
 }
 
 /** True when `a` holds the same bytes as `b` from `offset`. */

@@ -9,11 +9,11 @@ import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import type { SharedStoreHandle } from './table.ts';
-import { FillingRecords } from './fills.ts';
+import { Budgets, type NamespaceStats, type StoreStats } from './budget.ts';
 import { TagIndex } from './tags.ts';
 import { scratchKey, type RecordSummary } from './walks.ts';
 
-export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
+export type { ClaimOptions, NamespaceStats, RecordSummary, SharedRecord, SharedStoreHandle, StoreStats };
 
 /**
  * Bytes charged per record beyond its meta, body, key, secondary key, tags and tag nodes: its
@@ -27,6 +27,8 @@ export const TAG_NODE_BYTES = TagIndex.nodeBytes(1);
 const ARENA_SLACK = 0.25;
 /** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
 const ARENA_EXTRA = 16 * 2 ** 20;
+/** The largest reserve: arena offsets are int32 counts of cells, so the arena holds 32 GiB at most. */
+export const MAX_RESERVE_BYTES = Math.floor((2 ** 31 * CELL - ARENA_EXTRA) / (1 + ARENA_SLACK));
 /** Seqlock read attempts before a reader takes the writers' lock instead. */
 const READ_RETRIES = 64;
 
@@ -34,7 +36,13 @@ const READ_RETRIES = 64;
 export interface SharedStoreOptions {
   /** Budget for the charged bytes of all namespaces together. */
   maxBytes: number;
-  /** Record slots; default one per KiB of budget, at least 1024. */
+  /**
+   * The most the budget may grow to later (`setBudget`), at most MAX_RESERVE_BYTES; default
+   * `maxBytes`. The arena's address space, the record slots and the buckets are sized for it; of
+   * that, memory is used only as records need it, but for the buckets (8 bytes per KiB).
+   */
+  reserveBytes?: number;
+  /** Record slots; default one per KiB of the reserve, at least 1024. */
   maxRecords?: number;
   /** Default 1024. */
   maxNamespaces?: number;
@@ -69,29 +77,9 @@ export interface RecordRef {
   readonly gen: number;
 }
 
-export interface NamespaceStats {
-  objects: number;
-  bytes: number;
-  quotaBytes: number;
-  evictions: number;
-}
-
-export interface StoreStats {
-  objects: number;
-  bytes: number;
-  maxBytes: number;
-  evictions: number;
-  namespaces: number;
-  /** Bytes the arena has grown to, and the most it may grow to. */
-  arenaBytes: number;
-  arenaMaxBytes: number;
-  /** Bytes of arena blocks in use (live records and dead ones still pinned by a reader). */
-  arenaUsedBytes: number;
-}
-
-/** The UTF-8 bytes of `s`, in a buffer of their own. */
-function ownBytes(s: string): Uint8Array {
-  return Buffer.from(s, 'utf8');
+/** `bytes` in GiB, for messages. */
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }
 
 function pow2(n: number): number {
@@ -99,36 +87,46 @@ function pow2(n: number): number {
 }
 
 /** The shared store as one thread sees it. */
-export class SharedStore extends FillingRecords {
+export class SharedStore extends Budgets {
   private readonly claims: Claims;
   private readonly view: RecordViewFactory;
 
   /** A new, empty store. */
   static create(options: SharedStoreOptions): SharedStore {
     if (!(options.maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
-    const records = options.maxRecords ?? Math.max(1024, Math.ceil(options.maxBytes / 1024));
+    const reserve = options.reserveBytes ?? options.maxBytes;
+    if (!(reserve >= options.maxBytes)) throw new RangeError(`shared store reserveBytes (${reserve}) must be at least maxBytes (${options.maxBytes})`);
+    if (reserve > MAX_RESERVE_BYTES) throw new RangeError(`shared store reserveBytes (${reserve}) must be at most ${MAX_RESERVE_BYTES} (${gib(MAX_RESERVE_BYTES)})`);
+    const records = options.maxRecords ?? Math.max(1024, Math.ceil(reserve / 1024));
     const buckets = pow2(records);
     const namespaces = options.maxNamespaces ?? 1024;
     const claims = pow2(options.claimSlots ?? 1024);
     const control = new SharedArrayBuffer(L.controlBytes(namespaces, claims));
-    // Record slots, key buckets, tag buckets.
-    const index = new SharedArrayBuffer((records * L.REC_WORDS + 2 * buckets) * 4);
-    const arena = Arena.create(Math.ceil(options.maxBytes * (1 + ARENA_SLACK)) + ARENA_EXTRA);
+    const arenaBytes = Math.ceil(reserve * (1 + ARENA_SLACK)) + ARENA_EXTRA;
+    let index: SharedArrayBuffer;
+    let arena: Arena;
+    try {
+      // Record slots, key buckets, tag buckets: the slots' memory is touched only as they are used.
+      index = new SharedArrayBuffer((records * L.REC_WORDS + 2 * buckets) * 4);
+      arena = Arena.create(arenaBytes);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      // Node 20 (V8 11.3) refuses a growable SharedArrayBuffer of more than 4 GiB.
+      throw new RangeError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message}); Node 20 allows an arena of 4 GiB at most, so a cache of ${gib(Math.floor((2 ** 32 - ARENA_EXTRA) / (1 + ARENA_SLACK)))} at most`);
+    }
     const ctl = new Int32Array(control);
     const f64 = new Float64Array(control);
-    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = L.NIL;
-    ctl[L.G_FREE] = 0;
+    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = ctl[L.G_FREE] = L.NIL;
     ctl[L.G_NS_MAX] = namespaces;
     ctl[L.G_RECORDS] = records;
     ctl[L.G_BUCKETS] = buckets;
     ctl[L.G_CLAIMS] = claims;
     ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
     ctl[L.G_TAG_SEED] = crypto.getRandomValues(new Int32Array(1))[0]!;
-    f64[L.F_MAX_BYTES] = f64[L.F_CREATED_MAX_BYTES] = options.maxBytes;
+    f64[L.F_MAX_BYTES] = options.maxBytes;
+    f64[L.F_RESERVED_BYTES] = reserve;
     f64[L.F_EPOCH] = Date.now();
-    const idx = new Int32Array(index);
-    for (let id = 0; id < records; id++) idx[id * L.REC_WORDS + L.R_NEXT] = id + 1 < records ? id + 1 : L.NIL;
-    idx.fill(L.NIL, records * L.REC_WORDS);
+    new Int32Array(index).fill(L.NIL, records * L.REC_WORDS);
     return new SharedStore({ control, index, arena: arena.sab });
   }
 
@@ -145,42 +143,6 @@ export class SharedStore extends FillingRecords {
 
   handle(): SharedStoreHandle {
     return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.sab };
-  }
-
-  /**
-   * The id of the namespace called `name` (the same in every thread), created on first use; every
-   * call sets its quota (capped at the budget), evicting down to it.
-   */
-  namespace(name: string, quotaBytes: number): number {
-    const bytes = ownBytes(name);
-    if (bytes.length > L.NS_NAME_BYTES) throw new RangeError(`namespace name longer than ${L.NS_NAME_BYTES} bytes`);
-    const u8 = new Uint8Array(this.ctl.buffer);
-    lock(this.ctl, L.G_LOCK);
-    try {
-      const count = this.ctl[L.G_NS_COUNT]!;
-      for (let id = 0; id < count; id++) {
-        const off = L.nsOffset(id);
-        if (this.ctl[off / 4 + L.N_NAME_LEN] === bytes.length && L.bytesEqual(u8, off + 48, bytes)) {
-          this.setQuota(id, quotaBytes);
-          return id;
-        }
-      }
-      if (count === this.nsMax) throw new RangeError(`more than ${this.nsMax} namespaces`);
-      const off = L.nsOffset(count);
-      this.ctl[off / 4 + L.N_NAME_LEN] = bytes.length;
-      this.ctl[off / 4 + L.N_LRU_HEAD] = this.ctl[off / 4 + L.N_LRU_TAIL] = L.NIL;
-      u8.set(bytes, off + 48);
-      this.setQuota(count, quotaBytes);
-      Atomics.store(this.ctl, L.G_NS_COUNT, count + 1);
-      return count;
-    } finally {
-      unlock(this.ctl, L.G_LOCK);
-    }
-  }
-
-  /** Sets the quota of namespace `ns`, evicting its least recently used records down to it. */
-  resize(ns: number, quotaBytes: number): void {
-    this.write(ns, () => this.setQuota(ns, quotaBytes));
   }
 
   /** Removes every record of namespace `ns`; answers how many. */
@@ -217,8 +179,8 @@ export class SharedStore extends FillingRecords {
     const tags = new Set(init.tags);
     for (const tag of tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
     const keyBytes = scratchKey(key);
-    const secBytes = ownBytes(init.secondary);
-    const tagBytes = ownBytes([...tags].join('\n'));
+    const secBytes = L.ownBytes(init.secondary);
+    const tagBytes = L.ownBytes([...tags].join('\n'));
     const bodyLength = reserveBody ?? init.body.length;
     const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + bodyLength;
     const nodeBytes = TagIndex.nodeBytes(tags.size);
@@ -233,16 +195,15 @@ export class SharedStore extends FillingRecords {
       }
       this.evictNamespace(ns, charged);
       while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      while (this.ctl[L.G_FREE] === L.NIL) if (!this.evictOldest()) return null;
+      while (!this.hasSlot()) if (!this.evictOldest()) return null;
       let block = this.arena.alloc(nodeBytes + dataBytes);
       while (block < 0) {
         if (!this.evictOldest()) return null;
         block = this.arena.alloc(nodeBytes + dataBytes);
       }
       const offset = block + nodeBytes;
-      const id = this.ctl[L.G_FREE]!;
+      const id = this.takeSlot();
       const w = id * L.REC_WORDS;
-      this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
       const u8 = this.arena.bytes();
       let at = offset;
       for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta]) {
@@ -371,55 +332,6 @@ export class SharedStore extends FillingRecords {
     });
   }
 
-
-  /**
-   * Charges (or, negative, refunds) bytes namespace `ns` holds outside its records (its threads'
-   * ban lists), then evicts its least recently used records until its quota and the budget hold.
-   */
-  charge(ns: number, delta: number): void {
-    this.write(ns, () => {
-      this.account(ns, delta, 0);
-      if (delta > 0) {
-        this.evictNamespace(ns, 0);
-        while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      }
-    });
-  }
-
-  /** A new budget, at most what the arena was sized for at creation; evicts down to it. */
-  setBudget(maxBytes: number): void {
-    if (!(maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
-    this.write(null, () => {
-      this.f64[L.F_MAX_BYTES] = Math.min(maxBytes, this.f64[L.F_CREATED_MAX_BYTES]!);
-      while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-    });
-  }
-
-
-  stats(ns: number): NamespaceStats {
-    return this.write(ns, () => {
-      const f = L.nsOffset(ns) / 8;
-      return { objects: this.f64[f + L.N_OBJECTS]!, bytes: this.f64[f + L.N_BYTES]!, quotaBytes: this.f64[f + L.N_QUOTA]!, evictions: this.f64[f + L.N_EVICTIONS]! };
-    });
-  }
-
-  globalStats(): StoreStats {
-    lock(this.ctl, L.G_LOCK);
-    try {
-      return {
-        objects: this.f64[L.F_OBJECTS]!, bytes: this.f64[L.F_BYTES]!, maxBytes: this.f64[L.F_MAX_BYTES]!, evictions: this.f64[L.F_EVICTIONS]!,
-        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.sab.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
-      };
-    } finally {
-      unlock(this.ctl, L.G_LOCK);
-    }
-  }
-
-  private setQuota(ns: number, quotaBytes: number): void {
-    if (!(quotaBytes > 0)) throw new RangeError('namespace quota must be positive');
-    this.f64[L.nsOffset(ns) / 8 + L.N_QUOTA] = Math.min(quotaBytes, this.f64[L.F_MAX_BYTES]!);
-    this.evictNamespace(ns, 0);
-  }
 
   /** R_EXPIRES for an expiry in ms since the epoch: seconds since F_EPOCH, rounded up, clamped. */
   private expiresField(expiresAt: number): number {

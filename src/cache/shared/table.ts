@@ -160,6 +160,19 @@ export class RecordTable {
     }
   }
 
+  /** Whether a record slot can be had: a freed one, or one never used. */
+  protected hasSlot(): boolean {
+    return this.ctl[L.G_FREE] !== L.NIL || this.ctl[L.G_SLOTS_USED]! < this.records;
+  }
+
+  /** Takes a record slot; `hasSlot()` said there is one. */
+  protected takeSlot(): number {
+    const id = this.ctl[L.G_FREE]!;
+    if (id === L.NIL) return this.ctl[L.G_SLOTS_USED]!++;
+    this.ctl[L.G_FREE] = this.idx[id * L.REC_WORDS + L.R_NEXT]!;
+    return id;
+  }
+
   /** Frees the block and the slot of a dead record no reader pins. */
   protected reclaim(id: number): void {
     const w = id * L.REC_WORDS;
