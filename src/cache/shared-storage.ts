@@ -8,9 +8,9 @@ import { CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import { MAX_VARIANTS } from './storage.ts';
-import { SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
+import { ReserveError, SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
 
-export type { SharedStoreHandle };
+export { ReserveError, type SharedStoreHandle };
 
 /** How long another thread's fetch of a key may keep this thread's requests for it waiting. */
 const CLAIM_WAIT_MS = 10_000;

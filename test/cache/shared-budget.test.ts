@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { MAX_RESERVE_BYTES, SharedStore } from '../../src/cache/shared/store.ts';
+import { MAX_RESERVE_BYTES, ReserveError, SharedStore } from '../../src/cache/shared/store.ts';
 import type { WorkerTask } from '../helpers/shared-store-worker.ts';
 
 const WORKER = new URL('../helpers/shared-store-worker.mjs', import.meta.url);
@@ -50,8 +50,22 @@ test('a budget raised up to the reserve lets every thread store more; lowered it
 });
 
 test('a reserve below the budget or past what the arena can address is refused, saying why', () => {
-  assert.throws(() => SharedStore.create({ maxBytes: 2 * MiB, reserveBytes: MiB }), /reserveBytes \(1048576\) must be at least maxBytes \(2097152\)/);
-  assert.throws(() => SharedStore.create({ maxBytes: MiB, reserveBytes: MAX_RESERVE_BYTES + 1 }), /must be at most \d+ \(25\.59 GiB\)/);
+  assert.throws(() => SharedStore.create({ maxBytes: 2 * MiB, reserveBytes: MiB }), (e) => e instanceof ReserveError && e.message === 'a reserve of 1048576 bytes is less than the budget (2097152)');
+  assert.throws(() => SharedStore.create({ maxBytes: MiB, reserveBytes: MAX_RESERVE_BYTES + 1 }), (e) => e instanceof ReserveError && /^a reserve of \d+ bytes \(25\.59 GiB\) is more than the store can address \(\d+, 25\.59 GiB\)$/.test(e.message));
+});
+
+test('a reserve this Node.js cannot make is refused with what was asked and why (Node 20: an arena of 4 GiB at most)', () => {
+  let refused: unknown = null;
+  try {
+    SharedStore.create({ maxBytes: MiB, reserveBytes: 3584 * MiB });
+  } catch (err) {
+    refused = err;
+  }
+  if (refused !== null) {
+    assert.ok(refused instanceof ReserveError);
+    assert.match(refused.message, /^cannot reserve the shared memory of a cache of up to 3758096384 bytes \(3\.50 GiB: an arena of 4\.39 GiB and an index of 0\.33 GiB\): Node\.js v[\d.]+ refused it \(.+\); Node 20 allows an arena of 4 GiB at most, so a cache of 3\.19 GiB at most$/);
+  }
+  if (process.versions.node.startsWith('20.')) assert.notEqual(refused, null, 'Node 20 refuses an arena of more than 4 GiB');
 });
 
 test('a store reserved for 2 GiB costs its buckets, not its record slots, until records use them', () => {

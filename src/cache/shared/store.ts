@@ -32,6 +32,9 @@ export const MAX_RESERVE_BYTES = Math.floor((2 ** 31 * CELL - ARENA_EXTRA) / (1 
 /** Seqlock read attempts before a reader takes the writers' lock instead. */
 const READ_RETRIES = 64;
 
+/** The memory a new store asks for cannot be reserved: a reserve out of bounds, or refused by Node.js. */
+export class ReserveError extends RangeError {}
+
 /** A new store's sizes. */
 export interface SharedStoreOptions {
   /** Budget for the charged bytes of all namespaces together. */
@@ -95,8 +98,8 @@ export class SharedStore extends Budgets {
   static create(options: SharedStoreOptions): SharedStore {
     if (!(options.maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
     const reserve = options.reserveBytes ?? options.maxBytes;
-    if (!(reserve >= options.maxBytes)) throw new RangeError(`shared store reserveBytes (${reserve}) must be at least maxBytes (${options.maxBytes})`);
-    if (reserve > MAX_RESERVE_BYTES) throw new RangeError(`shared store reserveBytes (${reserve}) must be at most ${MAX_RESERVE_BYTES} (${gib(MAX_RESERVE_BYTES)})`);
+    if (!(reserve >= options.maxBytes)) throw new ReserveError(`a reserve of ${reserve} bytes is less than the budget (${options.maxBytes})`);
+    if (reserve > MAX_RESERVE_BYTES) throw new ReserveError(`a reserve of ${reserve} bytes (${gib(reserve)}) is more than the store can address (${MAX_RESERVE_BYTES}, ${gib(MAX_RESERVE_BYTES)})`);
     const records = options.maxRecords ?? Math.max(1024, Math.ceil(reserve / 1024));
     const buckets = pow2(records);
     const namespaces = options.maxNamespaces ?? 1024;
@@ -112,7 +115,7 @@ export class SharedStore extends Budgets {
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
       // Node 20 (V8 11.3) refuses a growable SharedArrayBuffer of more than 4 GiB.
-      throw new RangeError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message}); Node 20 allows an arena of 4 GiB at most, so a cache of ${gib(Math.floor((2 ** 32 - ARENA_EXTRA) / (1 + ARENA_SLACK)))} at most`);
+      throw new ReserveError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message}); Node 20 allows an arena of 4 GiB at most, so a cache of ${gib(Math.floor((2 ** 32 - ARENA_EXTRA) / (1 + ARENA_SLACK)))} at most`);
     }
     const ctl = new Int32Array(control);
     const f64 = new Float64Array(control);
