@@ -8,9 +8,9 @@ import { CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import { MAX_VARIANTS } from './storage.ts';
-import { SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
+import { ReserveError, SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
 
-export type { SharedStoreHandle };
+export { ReserveError, type SharedStoreHandle };
 
 /** How long another thread's fetch of a key may keep this thread's requests for it waiting. */
 const CLAIM_WAIT_MS = 10_000;
@@ -59,8 +59,9 @@ export class SharedStorage implements ObjectStorage {
     this.store = store;
   }
 
-  static create(maxBytes: number): SharedStorage {
-    return new SharedStorage(SharedStore.create({ maxBytes }));
+  /** `reserveBytes`: the most a later `setBudget` may raise the budget to (default `maxBytes`). */
+  static create(maxBytes: number, reserveBytes?: number): SharedStorage {
+    return new SharedStorage(SharedStore.create({ maxBytes, reserveBytes }));
   }
 
   /** The storage another thread created, through its `handle()`. */
@@ -80,7 +81,12 @@ export class SharedStorage implements ObjectStorage {
     return this.store.globalStats().evictions;
   }
 
-  /** Capped at the budget the store was created with (its memory is reserved then). */
+  /** The most the budget may be raised to: what was reserved at creation. */
+  get reservedBytes(): number {
+    return this.store.globalStats().reservedBytes;
+  }
+
+  /** Capped at `reservedBytes` (the store's memory is reserved at creation). */
   setBudget(maxBytes: number): void {
     this.store.setBudget(maxBytes);
   }

@@ -3,6 +3,7 @@
 // `npm run build` compiled into the package.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ReserveError } from '../cache/index.ts';
 import { KvmError, SandboxError } from '../sandbox/index.ts';
 import { type Config, ConfigError, defaultConfig, loadConfig } from '../server/config.ts';
 import { DEMO_PROGRAM, PACKAGE_ROOT } from '../server/config/default.ts';
@@ -95,6 +96,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
     if (err instanceof SetupError) {
       say(`tinyedge: ${err.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    if (err instanceof ReserveError) {
+      say(`tinyedge: the cache's memory (server.cacheMaxMemory, or the tenants' cache.memory added up) cannot be reserved: ${err.message}`);
       process.exitCode = 2;
       return;
     }

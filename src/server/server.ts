@@ -98,9 +98,10 @@ export class EdgeServer {
   static async start(config: Config, options: EdgeServerOptions = {}): Promise<EdgeServer> {
     const log = options.logger ?? pino({ name: 'tinyedge' });
     const { sliceMs, shards } = config.server;
+    // One cache for every shard, in shared memory; a reload may grow its budget up to the reserve.
+    // Made first: a reserve this Node.js refuses stops the start before any thread does.
+    const storage = SharedStorage.create(totalCacheBytes(config), config.server.cacheMaxBytes ?? undefined);
     const pool = await ProgramPool.start({ sliceMs });
-    // One cache for every shard, in shared memory; its budget can shrink at a reload, not grow.
-    const storage = SharedStorage.create(totalCacheBytes(config));
     let remote: RemoteShards | undefined;
     let server: EdgeServer | undefined;
     try {

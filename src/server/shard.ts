@@ -160,11 +160,12 @@ export class Shard {
 
   /** Builds the update's runtimes, swaps them in with one Host map, then closes the ones they replace. */
   async update(u: TenantUpdate): Promise<void> {
-    const built = u.set.map(({ config, programs }) => new TenantRuntime(config, this.pool, this.storage, this.kv(config.name), programs, this.log, this.shards, this.failures));
+    // The budget first: a tenant's quota is capped at it when its runtime sets it.
     this.storage.setBudget(u.cacheBytes);
     if (this.index === 0 && this.storage.maxBytes < u.cacheBytes) {
-      this.log.warn({ cacheBytes: u.cacheBytes, budget: this.storage.maxBytes }, `the tenants' cache memory now adds up to ${u.cacheBytes} bytes, above the ${this.storage.maxBytes} reserved at start: the budget stays ${this.storage.maxBytes} until a restart`);
+      this.log.warn({ cacheBytes: u.cacheBytes, budget: this.storage.maxBytes }, `the tenants' cache memory now adds up to ${u.cacheBytes} bytes, above the ${this.storage.maxBytes} reserved at start (server.cacheMaxMemory, or the tenants' cache memory then): the budget stays ${this.storage.maxBytes} until a restart`);
     }
+    const built = u.set.map(({ config, programs }) => new TenantRuntime(config, this.pool, this.storage, this.kv(config.name), programs, this.log, this.shards, this.failures));
     const retired: TenantRuntime[] = [];
     for (const name of u.remove) {
       const t = this.tenants.get(name);

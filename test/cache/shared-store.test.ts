@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { RECORD_OVERHEAD, SharedStore, type RecordInit } from '../../src/cache/shared/store.ts';
+import { RECORD_OVERHEAD, SharedStore, TAG_NODE_BYTES, type RecordInit } from '../../src/cache/shared/store.ts';
 import { hashKey, type Key } from '../../src/cache/shared/layout.ts';
 import { checkRecord, makeRecord } from '../helpers/shared-store-records.ts';
 import type { WorkerTask } from '../helpers/shared-store-worker.ts';
@@ -31,7 +31,7 @@ async function message<T>(worker: Worker): Promise<T> {
 
 /** Charged size of a record, as documented. */
 function charged(key: string, rec: RecordInit): number {
-  return rec.meta.length + rec.body.length + enc.encode(key).length + enc.encode(rec.secondary).length + enc.encode(rec.tags.join('\n')).length + RECORD_OVERHEAD;
+  return rec.tags.length * TAG_NODE_BYTES + rec.meta.length + rec.body.length + enc.encode(key).length + enc.encode(rec.secondary).length + enc.encode(rec.tags.join('\n')).length + RECORD_OVERHEAD;
 }
 
 function simple(body: string, tags: readonly string[] = [], secondary = ''): RecordInit {
@@ -341,7 +341,7 @@ test('a store attached in another thread is the same store', async () => {
   const store = SharedStore.create({ maxBytes: 1 << 20 });
   const ns = store.namespace('t', 1 << 20);
   const w = startWorker(store, { task: 'fill', ns, prefix: 'p', count: 3, bodyBytes: 10 });
-  assert.deepEqual(await message(w), { over: 0, stored: 3 });
+  assert.deepEqual(await message(w), { over: 0, stored: 3, most: store.stats(ns).bytes });
   await w.terminate();
   const [rec] = store.lookup(ns, 'p2');
   assert.ok(rec && checkRecord('p2', rec));

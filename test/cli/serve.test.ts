@@ -1,6 +1,7 @@
 // `tinyedge serve` as a command: the embedded demo config (what `npm start` runs), a broken
-// config file refused at start with its error path, and a program that fails at start named with
-// its tenant, file and the step that failed.
+// config file refused at start with its error path, a cache reserve that cannot be made refused
+// with the reason, and a program that fails at start named with its tenant, file and the step
+// that failed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -28,6 +29,14 @@ test('a broken config is refused at start with its error path and exit status 2'
       resolve();
     });
   });
+});
+
+test('a cache reserve that cannot be made is refused at start with the reason and exit status 2', () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'tinyedge-reserve-')), 'big.yaml');
+  writeFileSync(file, 'server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, cacheMaxMemory: 26GiB }\ntenants:\n  - { name: a, hosts: [a.test], token: a-token-0123456789 }\n');
+  const r = spawnSync(process.execPath, [BIN, 'serve', '--config', file], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^tinyedge: the cache's memory \(server\.cacheMaxMemory, or the tenants' cache\.memory added up\) cannot be reserved: a reserve of 27917287424 bytes \(26\.00 GiB\) is more than the store can address \(\d+, 25\.59 GiB\)\n$/);
 });
 
 for (const [stage, file, route, step] of [

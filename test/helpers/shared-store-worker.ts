@@ -7,9 +7,10 @@ import { checkRecord, makeRecord } from './shared-store-records.ts';
 /** What the test starts a worker with. */
 export type WorkerTask =
   | { task: 'fill'; ns: number; prefix: string; count: number; bodyBytes: number }
-  | { task: 'churn'; ns: number; seed: number; keys: readonly string[]; iterations: number }
+  | { task: 'churn'; ns: number; seed: number; keys: readonly string[]; iterations: number; purgeTags?: readonly string[] }
   | { task: 'claim'; ns: number; key: string }
-  | { task: 'hold'; ns: number; key: string; ttlMs: number };
+  | { task: 'hold'; ns: number; key: string; ttlMs: number }
+  | { task: 'purgeTags'; ns: number; tags: readonly string[]; rounds: number };
 
 const port = parentPort!;
 const { handle, job } = workerData as { handle: SharedStoreHandle; job: WorkerTask };
@@ -33,26 +34,33 @@ function random(seed: number): () => number {
 
 switch (job.task) {
   case 'fill': {
-    // Inserts records into one namespace; reports every time the quota was seen exceeded.
+    // Inserts records into one namespace; reports every time the quota was seen exceeded, and the
+    // most bytes it saw the namespace hold.
     let over = 0;
     let stored = 0;
+    let most = 0;
     for (let i = 0; i < job.count; i++) {
       if (store.insert(job.ns, `${job.prefix}${i}`, makeRecord(`${job.prefix}${i}`, i, job.bodyBytes)) !== null) stored++;
       const s = store.stats(job.ns);
       if (s.bytes > s.quotaBytes) over++;
+      most = Math.max(most, s.bytes);
     }
-    port.postMessage({ over, stored });
+    port.postMessage({ over, stored, most });
     break;
   }
   case 'churn': {
-    // Inserts, replaces and removes records of a small key set while checking what it reads back.
+    // Inserts, replaces and removes records of a small key set (purging by tag too, given tags)
+    // while checking what it reads back.
     const rnd = random(job.seed);
+    const tags = job.purgeTags ?? [];
     let bad = 0;
     let reads = 0;
+    let purged = 0;
     for (let i = 0; i < job.iterations; i++) {
       const key = job.keys[Math.floor(rnd() * job.keys.length)]!;
       const r = rnd();
-      if (r < 0.5) store.insert(job.ns, key, makeRecord(key, i, 1 + Math.floor(rnd() * 4000), `v${Math.floor(rnd() * 3)}`));
+      if (r < 0.05 && tags.length > 0) purged += store.removeTag(job.ns, tags[Math.floor(rnd() * tags.length)]!);
+      else if (r < 0.5) store.insert(job.ns, key, makeRecord(key, i, 1 + Math.floor(rnd() * 4000), `v${Math.floor(rnd() * 3)}`));
       else if (r < 0.6) store.removeKey(job.ns, key);
       else {
         for (const rec of store.lookup(job.ns, key)) {
@@ -63,7 +71,7 @@ switch (job.task) {
         }
       }
     }
-    port.postMessage({ bad, reads });
+    port.postMessage({ bad, reads, purged });
     break;
   }
   case 'claim': {
@@ -84,6 +92,17 @@ switch (job.task) {
       for (const rec of found) rec.unpin();
       port.postMessage({ done: true, found: found.length, ok });
     }
+    break;
+  }
+  case 'purgeTags': {
+    // Purges each tag in turn, `rounds` times over; reports how many records each round removed.
+    const removed: number[] = [];
+    for (let round = 0; round < job.rounds; round++) {
+      let n = 0;
+      for (const tag of job.tags) n += store.removeTag(job.ns, tag);
+      removed.push(n);
+    }
+    port.postMessage({ removed });
     break;
   }
   case 'hold': {

@@ -68,7 +68,7 @@ describe('parsing', () => {
     const config = parse(minimal());
     assert.deepEqual(config, {
       file: FILE,
-      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024 },
+      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, cacheMaxBytes: null },
       tenants: [{
         name: 'demo',
         hosts: ['localhost'],
@@ -98,6 +98,7 @@ describe('parsing', () => {
   shards: 4
   failureBundles: 0
   failureBundleMemory: 1MiB
+  cacheMaxMemory: 2GiB
 tenants:
   - name: shop-1
     hosts: [Shop.Example.com:8080, "[::1]", 10.0.0.1]
@@ -138,7 +139,7 @@ tenants:
         warmup: { requests: 20, path: "/hello?warm=1" }
         maxBatch: 8
 `, { OP: 'operator-token-0123456789' });
-    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined, failureBundles: 0, failureBundleBytes: 1024 * 1024 });
+    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined, failureBundles: 0, failureBundleBytes: 1024 * 1024, cacheMaxBytes: 2 * 1024 * MiB });
     const [t] = config.tenants;
     assert.ok(t);
     assert.deepEqual(t.hosts, ['shop.example.com', '[::1]', '10.0.0.1']);
@@ -370,6 +371,15 @@ ${tenant('a', '[b]', 'another-token-0123456789')}`), [
     assert.equal(config.tenants[0]?.token, 'short');
   });
 
+  test("server.cacheMaxMemory must hold the tenants' cache memory added up", () => {
+    const two = `${tenant('a', '[a]')}    cache: { memory: 48MiB }\n${tenant('b', '[b]')}    cache: { memory: 32MiB }\n`;
+    assert.deepEqual(refused(`server: { cacheMaxMemory: 64MiB }\ntenants:\n${two}`), [
+      'F:1: server.cacheMaxMemory: expected at least the tenants\' cache memory added up (80MiB), got 64MiB',
+    ]);
+    assert.equal(parse(`server: { cacheMaxMemory: 80MiB }\ntenants:\n${two}`).server.cacheMaxBytes, 80 * MiB);
+    assert.equal(parse(`tenants:\n${two}`).server.cacheMaxBytes, null);
+  });
+
   test('server.workers, from before programs ran on the serving thread, is accepted with a warning', () => {
     const config = parse(`server: { workers: 4 }\ntenants:\n${tenant('a', '[a]')}`);
     assert.deepEqual(config.warnings, [
@@ -481,7 +491,7 @@ describe('default config and reloads', () => {
     buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
-    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024 });
+    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, cacheMaxBytes: null });
     const [demo] = config.tenants;
     assert.equal(config.tenants.length, 1);
     assert.equal(demo?.name, 'demo');

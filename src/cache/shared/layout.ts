@@ -11,6 +11,8 @@
 // index buffer (Int32Array):
 //   records     | REC_WORDS words per record slot (the R_* fields)
 //   buckets     | the first record slot of each hash chain, NIL when empty
+//   tag buckets | as many again: the first tag head of each chain of the tag index (tags.ts), NIL
+// arena (arena.ts): one block per record: its tag nodes (T_* fields), then the bytes R_DATA names
 
 /** "No record": the end of a chain or list. */
 export const NIL = -1;
@@ -22,7 +24,7 @@ export const G_SEQ = 1;
 /** Global LRU list, most recently used at the head. */
 export const G_LRU_HEAD = 2;
 export const G_LRU_TAIL = 3;
-/** Free record slots, linked through R_NEXT. */
+/** Freed record slots, linked through R_NEXT (slots never used yet are counted by G_SLOTS_USED). */
 export const G_FREE = 4;
 /** Dead records a reader still pins, linked through R_NEXT; freed once unpinned. */
 export const G_ZOMBIES = 5;
@@ -33,6 +35,13 @@ export const G_BUCKETS = 9;
 export const G_CLAIMS = 10;
 /** Touches of one record closer together than this (ms) do not move it in the LRU lists. */
 export const G_TOUCH_MS = 11;
+/** Random seed of the tag hash: a tenant cannot choose tags that share a chain with another's. */
+export const G_TAG_SEED = 12;
+/**
+ * Record slots handed out so far: those past it were never used, and their memory never touched
+ * (a store sized for a large reserve costs only the slots its records use).
+ */
+export const G_SLOTS_USED = 13;
 // Header float64 slots (index into the Float64Array).
 export const F_MAX_BYTES = 8;
 export const F_BYTES = 9;
@@ -40,8 +49,8 @@ export const F_OBJECTS = 10;
 export const F_EVICTIONS = 11;
 /** Creation time of the store: record touch times are kept as ms since then, in an int32. */
 export const F_EPOCH = 12;
-/** The budget the store was created with: the arena is sized for it, so no later budget exceeds it. */
-export const F_CREATED_MAX_BYTES = 13;
+/** The most the budget may grow to: the arena, the record slots and the buckets are sized for it. */
+export const F_RESERVED_BYTES = 13;
 export const HEADER_BYTES = 128;
 
 /** Longest namespace name, in UTF-8 bytes. */
@@ -51,6 +60,8 @@ export const NS_BYTES = 48 + NS_NAME_BYTES;
 export const N_NAME_LEN = 0;
 export const N_LRU_HEAD = 1;
 export const N_LRU_TAIL = 2;
+/** Distinct tags its records carry: the heads of its tag lists (tags.ts). */
+export const N_TAGS = 3;
 export const N_QUOTA = 2;
 export const N_BYTES = 3;
 export const N_OBJECTS = 4;
@@ -79,7 +90,10 @@ export const R_LRU_PREV = 6;
 export const R_LRU_NEXT = 7;
 export const R_NS_PREV = 8;
 export const R_NS_NEXT = 9;
-/** Offset of the record's payload in the arena, in cells (so arenas up to 32 GiB fit an int32). */
+/**
+ * Offset of the record's key (then secondary key, tags, meta, body) in the arena, in cells (so
+ * arenas up to 32 GiB fit an int32). Its block starts R_TAG_COUNT tag nodes before.
+ */
 export const R_DATA = 10;
 export const R_CHARGED = 11;
 export const R_KEY_LEN = 12;
@@ -101,6 +115,23 @@ export const R_FILLED = 22;
 /** Bumped (and waiters woken) at every step of a filling record and when any record dies. */
 export const R_FILL_SEQ = 23;
 export const REC_WORDS = 24;
+
+// Tag nodes: one per tag of a record, TAG_NODE_CELLS cells each, at the start of its block. The
+// nodes of one namespace's tag form a doubly linked list; its first node (the head) is also in a
+// chain of the tag buckets. Links name nodes by their first cell; NIL ends a list or chain.
+export const TAG_NODE_CELLS = 2;
+/** The record the node belongs to. */
+export const T_RECORD = 0;
+/** The tag's hash (tagHash), and its namespace: a chain walk compares them before any byte. */
+export const T_HASH = 1;
+export const T_NS = 2;
+export const T_PREV = 3;
+export const T_NEXT = 4;
+/** Next head in the bucket's chain (heads only). */
+export const T_CHAIN = 5;
+/** Where the tag's UTF-8 bytes are: offset from the record's first tag byte, and length. */
+export const T_AT = 6;
+export const T_LEN = 7;
 
 /** A record with no expiry. */
 export const EXPIRES_NEVER = 0x7fffffff;
@@ -154,12 +185,32 @@ export function hashKey(ns: number, key: Key): number {
   return h | 0;
 }
 
+/**
+ * The tag index's hash of `length` bytes of `bytes` from `at` in namespace `ns`: FNV-1a from a
+ * state drawn from the store's random seed, then murmur3's finaliser so every bit reaches the
+ * bucket index. Which tags share a chain depends on the seed, which no tenant sees.
+ */
+export function tagHash(seed: number, ns: number, bytes: Uint8Array, at: number, length: number): number {
+  let h = Math.imul(seed ^ ns, 0x01000193) ^ 0x811c9dc5;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ bytes[at + i]!, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 0;
+}
+
 /** A second, independent hash (djb2-xor): claims keep no key bytes, so they compare two hashes. */
 export function hashKey2(ns: number, key: Key): number {
   const bytes = key.bytes;
   let h = 5381 + ns;
   for (let i = 0; i < key.length; i++) h = (Math.imul(h, 33) ^ bytes[i]!) | 0;
   return h;
+}
+
+/** The UTF-8 bytes of `s`, in a buffer of their own. */
+export function ownBytes(s: string): Uint8Array {
+  return Buffer.from(s, 'utf8');
 }
 
 /** True when `a` holds the same bytes as `b` from `offset`. */

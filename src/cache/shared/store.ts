@@ -9,29 +9,43 @@ import * as L from './layout.ts';
 import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import type { SharedStoreHandle } from './table.ts';
-import { FillingRecords } from './fills.ts';
+import { Budgets, type NamespaceStats, type StoreStats } from './budget.ts';
+import { TagIndex } from './tags.ts';
 import { scratchKey, type RecordSummary } from './walks.ts';
 
-export type { ClaimOptions, RecordSummary, SharedRecord, SharedStoreHandle };
+export type { ClaimOptions, NamespaceStats, RecordSummary, SharedRecord, SharedStoreHandle, StoreStats };
 
 /**
- * Bytes charged per record beyond its meta, body, key, secondary key and tags: its 96-byte slot
- * in the index, its 4-byte share of the buckets, the 32 bytes of its block's boundary tags and up
- * to 15 bytes of alignment.
+ * Bytes charged per record beyond its meta, body, key, secondary key, tags and tag nodes: its
+ * 96-byte slot in the index, its 8-byte share of the key and tag buckets, the 32 bytes of its
+ * block's boundary tags and up to 15 bytes of alignment.
  */
-export const RECORD_OVERHEAD = 152;
+export const RECORD_OVERHEAD = 156;
+/** Bytes charged per distinct tag of a record beyond the tag itself: its node in the tag index. */
+export const TAG_NODE_BYTES = TagIndex.nodeBytes(1);
 /** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
 const ARENA_SLACK = 0.25;
 /** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
 const ARENA_EXTRA = 16 * 2 ** 20;
+/** The largest reserve: arena offsets are int32 counts of cells, so the arena holds 32 GiB at most. */
+export const MAX_RESERVE_BYTES = Math.floor((2 ** 31 * CELL - ARENA_EXTRA) / (1 + ARENA_SLACK));
 /** Seqlock read attempts before a reader takes the writers' lock instead. */
 const READ_RETRIES = 64;
+
+/** The memory a new store asks for cannot be reserved: a reserve out of bounds, or refused by Node.js. */
+export class ReserveError extends RangeError {}
 
 /** A new store's sizes. */
 export interface SharedStoreOptions {
   /** Budget for the charged bytes of all namespaces together. */
   maxBytes: number;
-  /** Record slots; default one per KiB of budget, at least 1024. */
+  /**
+   * The most the budget may grow to later (`setBudget`), at most MAX_RESERVE_BYTES; default
+   * `maxBytes`. The arena's address space, the record slots and the buckets are sized for it; of
+   * that, memory is used only as records need it, but for the buckets (8 bytes per KiB).
+   */
+  reserveBytes?: number;
+  /** Record slots; default one per KiB of the reserve, at least 1024. */
   maxRecords?: number;
   /** Default 1024. */
   maxNamespaces?: number;
@@ -41,7 +55,10 @@ export interface SharedStoreOptions {
   touchIntervalMs?: number;
 }
 
-/** A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot). */
+/**
+ * A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot); a tag
+ * listed twice is kept once.
+ */
 export interface RecordInit {
   meta: Uint8Array;
   body: Uint8Array;
@@ -63,29 +80,9 @@ export interface RecordRef {
   readonly gen: number;
 }
 
-export interface NamespaceStats {
-  objects: number;
-  bytes: number;
-  quotaBytes: number;
-  evictions: number;
-}
-
-export interface StoreStats {
-  objects: number;
-  bytes: number;
-  maxBytes: number;
-  evictions: number;
-  namespaces: number;
-  /** Bytes the arena has grown to, and the most it may grow to. */
-  arenaBytes: number;
-  arenaMaxBytes: number;
-  /** Bytes of arena blocks in use (live records and dead ones still pinned by a reader). */
-  arenaUsedBytes: number;
-}
-
-/** The UTF-8 bytes of `s`, in a buffer of their own. */
-function ownBytes(s: string): Uint8Array {
-  return Buffer.from(s, 'utf8');
+/** `bytes` in GiB, for messages. */
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }
 
 function pow2(n: number): number {
@@ -93,34 +90,46 @@ function pow2(n: number): number {
 }
 
 /** The shared store as one thread sees it. */
-export class SharedStore extends FillingRecords {
+export class SharedStore extends Budgets {
   private readonly claims: Claims;
   private readonly view: RecordViewFactory;
 
   /** A new, empty store. */
   static create(options: SharedStoreOptions): SharedStore {
     if (!(options.maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
-    const records = options.maxRecords ?? Math.max(1024, Math.ceil(options.maxBytes / 1024));
+    const reserve = options.reserveBytes ?? options.maxBytes;
+    if (!(reserve >= options.maxBytes)) throw new ReserveError(`a reserve of ${reserve} bytes is less than the budget (${options.maxBytes})`);
+    if (reserve > MAX_RESERVE_BYTES) throw new ReserveError(`a reserve of ${reserve} bytes (${gib(reserve)}) is more than the store can address (${MAX_RESERVE_BYTES}, ${gib(MAX_RESERVE_BYTES)})`);
+    const records = options.maxRecords ?? Math.max(1024, Math.ceil(reserve / 1024));
     const buckets = pow2(records);
     const namespaces = options.maxNamespaces ?? 1024;
     const claims = pow2(options.claimSlots ?? 1024);
     const control = new SharedArrayBuffer(L.controlBytes(namespaces, claims));
-    const index = new SharedArrayBuffer((records * L.REC_WORDS + buckets) * 4);
-    const arena = Arena.create(Math.ceil(options.maxBytes * (1 + ARENA_SLACK)) + ARENA_EXTRA);
+    const arenaBytes = Math.ceil(reserve * (1 + ARENA_SLACK)) + ARENA_EXTRA;
+    let index: SharedArrayBuffer;
+    let arena: Arena;
+    try {
+      // Record slots, key buckets, tag buckets: the slots' memory is touched only as they are used.
+      index = new SharedArrayBuffer((records * L.REC_WORDS + 2 * buckets) * 4);
+      arena = Arena.create(arenaBytes);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      // Node 20 (V8 11.3) refuses a growable SharedArrayBuffer of more than 4 GiB.
+      throw new ReserveError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message}); Node 20 allows an arena of 4 GiB at most, so a cache of ${gib(Math.floor((2 ** 32 - ARENA_EXTRA) / (1 + ARENA_SLACK)))} at most`);
+    }
     const ctl = new Int32Array(control);
     const f64 = new Float64Array(control);
-    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = L.NIL;
-    ctl[L.G_FREE] = 0;
+    ctl[L.G_LRU_HEAD] = ctl[L.G_LRU_TAIL] = ctl[L.G_ZOMBIES] = ctl[L.G_FREE] = L.NIL;
     ctl[L.G_NS_MAX] = namespaces;
     ctl[L.G_RECORDS] = records;
     ctl[L.G_BUCKETS] = buckets;
     ctl[L.G_CLAIMS] = claims;
     ctl[L.G_TOUCH_MS] = options.touchIntervalMs ?? 1000;
-    f64[L.F_MAX_BYTES] = f64[L.F_CREATED_MAX_BYTES] = options.maxBytes;
+    ctl[L.G_TAG_SEED] = crypto.getRandomValues(new Int32Array(1))[0]!;
+    f64[L.F_MAX_BYTES] = options.maxBytes;
+    f64[L.F_RESERVED_BYTES] = reserve;
     f64[L.F_EPOCH] = Date.now();
-    const idx = new Int32Array(index);
-    for (let id = 0; id < records; id++) idx[id * L.REC_WORDS + L.R_NEXT] = id + 1 < records ? id + 1 : L.NIL;
-    idx.fill(L.NIL, records * L.REC_WORDS);
+    new Int32Array(index).fill(L.NIL, records * L.REC_WORDS);
     return new SharedStore({ control, index, arena: arena.sab });
   }
 
@@ -137,42 +146,6 @@ export class SharedStore extends FillingRecords {
 
   handle(): SharedStoreHandle {
     return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.sab };
-  }
-
-  /**
-   * The id of the namespace called `name` (the same in every thread), created on first use; every
-   * call sets its quota (capped at the budget), evicting down to it.
-   */
-  namespace(name: string, quotaBytes: number): number {
-    const bytes = ownBytes(name);
-    if (bytes.length > L.NS_NAME_BYTES) throw new RangeError(`namespace name longer than ${L.NS_NAME_BYTES} bytes`);
-    const u8 = new Uint8Array(this.ctl.buffer);
-    lock(this.ctl, L.G_LOCK);
-    try {
-      const count = this.ctl[L.G_NS_COUNT]!;
-      for (let id = 0; id < count; id++) {
-        const off = L.nsOffset(id);
-        if (this.ctl[off / 4 + L.N_NAME_LEN] === bytes.length && L.bytesEqual(u8, off + 48, bytes)) {
-          this.setQuota(id, quotaBytes);
-          return id;
-        }
-      }
-      if (count === this.nsMax) throw new RangeError(`more than ${this.nsMax} namespaces`);
-      const off = L.nsOffset(count);
-      this.ctl[off / 4 + L.N_NAME_LEN] = bytes.length;
-      this.ctl[off / 4 + L.N_LRU_HEAD] = this.ctl[off / 4 + L.N_LRU_TAIL] = L.NIL;
-      u8.set(bytes, off + 48);
-      this.setQuota(count, quotaBytes);
-      Atomics.store(this.ctl, L.G_NS_COUNT, count + 1);
-      return count;
-    } finally {
-      unlock(this.ctl, L.G_LOCK);
-    }
-  }
-
-  /** Sets the quota of namespace `ns`, evicting its least recently used records down to it. */
-  resize(ns: number, quotaBytes: number): void {
-    this.write(ns, () => this.setQuota(ns, quotaBytes));
   }
 
   /** Removes every record of namespace `ns`; answers how many. */
@@ -206,13 +179,15 @@ export class SharedStore extends FillingRecords {
   }
 
   private place(ns: number, key: string, init: RecordInit, reserveBody: number | null): (RecordRef & { bodyAt: number }) | null {
-    for (const tag of init.tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
+    const tags = new Set(init.tags);
+    for (const tag of tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
     const keyBytes = scratchKey(key);
-    const secBytes = ownBytes(init.secondary);
-    const tagBytes = ownBytes(init.tags.join('\n'));
+    const secBytes = L.ownBytes(init.secondary);
+    const tagBytes = L.ownBytes([...tags].join('\n'));
     const bodyLength = reserveBody ?? init.body.length;
     const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + bodyLength;
-    const charged = dataBytes + RECORD_OVERHEAD;
+    const nodeBytes = TagIndex.nodeBytes(tags.size);
+    const charged = nodeBytes + dataBytes + RECORD_OVERHEAD;
     const hash = L.hashKey(ns, keyBytes);
     return this.write(ns, () => {
       const nsF = L.nsOffset(ns) / 8;
@@ -223,15 +198,15 @@ export class SharedStore extends FillingRecords {
       }
       this.evictNamespace(ns, charged);
       while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      while (this.ctl[L.G_FREE] === L.NIL) if (!this.evictOldest()) return null;
-      let offset = this.arena.alloc(dataBytes);
-      while (offset < 0) {
+      while (!this.hasSlot()) if (!this.evictOldest()) return null;
+      let block = this.arena.alloc(nodeBytes + dataBytes);
+      while (block < 0) {
         if (!this.evictOldest()) return null;
-        offset = this.arena.alloc(dataBytes);
+        block = this.arena.alloc(nodeBytes + dataBytes);
       }
-      const id = this.ctl[L.G_FREE]!;
+      const offset = block + nodeBytes;
+      const id = this.takeSlot();
       const w = id * L.REC_WORDS;
-      this.ctl[L.G_FREE] = this.idx[w + L.R_NEXT]!;
       const u8 = this.arena.bytes();
       let at = offset;
       for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta]) {
@@ -241,7 +216,7 @@ export class SharedStore extends FillingRecords {
       const bodyAt = at;
       if (reserveBody === null) u8.set(init.body, at);
       const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
-        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, init.tags.length], [L.R_META_LEN, init.meta.length],
+        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, tags.size], [L.R_META_LEN, init.meta.length],
         [L.R_BODY_LEN, bodyLength], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
         [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, (init.marker === true ? L.FLAG_MARKER : 0) | (reserveBody === null ? 0 : L.FLAG_FILLING)],
         [L.R_FILLED, 0]];
@@ -249,6 +224,7 @@ export class SharedStore extends FillingRecords {
       // Published last: a reader that finds the slot LIVE sees every field and byte above.
       Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
       this.linkLru(id);
+      this.tagIndex.link(id);
       const bucket = this.bucketBase + (hash & this.bucketMask);
       seqBegin(this.ctl, L.G_SEQ);
       this.idx[w + L.R_NEXT] = this.idx[bucket]!;
@@ -359,55 +335,6 @@ export class SharedStore extends FillingRecords {
     });
   }
 
-
-  /**
-   * Charges (or, negative, refunds) bytes namespace `ns` holds outside its records (its threads'
-   * ban lists), then evicts its least recently used records until its quota and the budget hold.
-   */
-  charge(ns: number, delta: number): void {
-    this.write(ns, () => {
-      this.account(ns, delta, 0);
-      if (delta > 0) {
-        this.evictNamespace(ns, 0);
-        while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      }
-    });
-  }
-
-  /** A new budget, at most what the arena was sized for at creation; evicts down to it. */
-  setBudget(maxBytes: number): void {
-    if (!(maxBytes > 0)) throw new RangeError('shared store maxBytes must be positive');
-    this.write(null, () => {
-      this.f64[L.F_MAX_BYTES] = Math.min(maxBytes, this.f64[L.F_CREATED_MAX_BYTES]!);
-      while (this.f64[L.F_BYTES]! > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-    });
-  }
-
-
-  stats(ns: number): NamespaceStats {
-    return this.write(ns, () => {
-      const f = L.nsOffset(ns) / 8;
-      return { objects: this.f64[f + L.N_OBJECTS]!, bytes: this.f64[f + L.N_BYTES]!, quotaBytes: this.f64[f + L.N_QUOTA]!, evictions: this.f64[f + L.N_EVICTIONS]! };
-    });
-  }
-
-  globalStats(): StoreStats {
-    lock(this.ctl, L.G_LOCK);
-    try {
-      return {
-        objects: this.f64[L.F_OBJECTS]!, bytes: this.f64[L.F_BYTES]!, maxBytes: this.f64[L.F_MAX_BYTES]!, evictions: this.f64[L.F_EVICTIONS]!,
-        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.sab.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
-      };
-    } finally {
-      unlock(this.ctl, L.G_LOCK);
-    }
-  }
-
-  private setQuota(ns: number, quotaBytes: number): void {
-    if (!(quotaBytes > 0)) throw new RangeError('namespace quota must be positive');
-    this.f64[L.nsOffset(ns) / 8 + L.N_QUOTA] = Math.min(quotaBytes, this.f64[L.F_MAX_BYTES]!);
-    this.evictNamespace(ns, 0);
-  }
 
   /** R_EXPIRES for an expiry in ms since the epoch: seconds since F_EPOCH, rounded up, clamped. */
   private expiresField(expiresAt: number): number {

@@ -4,6 +4,7 @@
 import { Arena, CELL } from './arena.ts';
 import * as L from './layout.ts';
 import { seqBegin, seqEnd } from './lock.ts';
+import { TagIndex } from './tags.ts';
 
 /** What another thread needs to attach the store: structured-cloneable (workerData, postMessage). */
 export interface SharedStoreHandle {
@@ -22,6 +23,7 @@ export class RecordTable {
   protected readonly bucketBase: number;
   protected readonly bucketMask: number;
   protected readonly nsMax: number;
+  protected readonly tagIndex: TagIndex;
 
   protected constructor(handle: SharedStoreHandle) {
     this.ctl = new Int32Array(handle.control);
@@ -32,6 +34,7 @@ export class RecordTable {
     this.bucketBase = this.records * L.REC_WORDS;
     this.bucketMask = this.ctl[L.G_BUCKETS]! - 1;
     this.nsMax = this.ctl[L.G_NS_MAX]!;
+    this.tagIndex = new TagIndex(this.ctl, this.idx, this.arena, this.bucketBase + this.bucketMask + 1, this.bucketMask + 1);
   }
 
   /** Whether the record is still stored (not removed, evicted or replaced). */
@@ -115,7 +118,7 @@ export class RecordTable {
     this.account(this.idx[w + L.R_NS]!, 0, -1);
   }
 
-  /** Takes a record out of its hash chain and the LRU lists. */
+  /** Takes a record out of its hash chain, the LRU lists and its tags' lists. */
   private delist(id: number): void {
     const w = id * L.REC_WORDS;
     const bucket = this.bucketBase + (this.idx[w + L.R_HASH]! & this.bucketMask);
@@ -128,6 +131,7 @@ export class RecordTable {
     }
     seqEnd(this.ctl, L.G_SEQ);
     this.unlinkLru(id);
+    this.tagIndex.unlink(id);
   }
 
   /**
@@ -156,10 +160,23 @@ export class RecordTable {
     }
   }
 
+  /** Whether a record slot can be had: a freed one, or one never used. */
+  protected hasSlot(): boolean {
+    return this.ctl[L.G_FREE] !== L.NIL || this.ctl[L.G_SLOTS_USED]! < this.records;
+  }
+
+  /** Takes a record slot; `hasSlot()` said there is one. */
+  protected takeSlot(): number {
+    const id = this.ctl[L.G_FREE]!;
+    if (id === L.NIL) return this.ctl[L.G_SLOTS_USED]!++;
+    this.ctl[L.G_FREE] = this.idx[id * L.REC_WORDS + L.R_NEXT]!;
+    return id;
+  }
+
   /** Frees the block and the slot of a dead record no reader pins. */
   protected reclaim(id: number): void {
     const w = id * L.REC_WORDS;
-    this.arena.free(this.idx[w + L.R_DATA]! * CELL);
+    this.arena.free(this.tagIndex.blockOf(id));
     Atomics.store(this.idx, w + L.R_STATE, L.FREE);
     this.idx[w + L.R_NEXT] = this.ctl[L.G_FREE]!;
     this.ctl[L.G_FREE] = id;

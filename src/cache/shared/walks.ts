@@ -1,6 +1,6 @@
 // The walks over one namespace's records with the store's lock held — for sweeps, purges and
-// stats, never for a request's lookup: listing them, dropping the expired ones, counting and
-// purging by tag. store.ts builds the per-request operations on top.
+// stats, never for a request's lookup: listing them, dropping the expired ones; and purging and
+// counting by tag through the tag index (tags.ts). store.ts builds the per-request operations on top.
 import { CELL } from './arena.ts';
 import * as L from './layout.ts';
 import { lock, unlock } from './lock.ts';
@@ -86,49 +86,24 @@ export class NamespaceWalks extends RecordTable {
       return n;
     });
   }
-  /** Distinct tags the records of `ns` carry (reads every record's tags with the lock held). */
+  /** Distinct tags the records of `ns` carry (a counter the tag index keeps). */
   tagCount(ns: number): number {
-    return this.write(ns, () => {
-      const tags = new Set<string>();
-      const u8 = this.arena.bytes();
-      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
-        const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
-        const at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
-        for (const t of textDecoder.decode(u8.subarray(at, at + this.idx[w + L.R_TAGS_LEN]!)).split('\n')) tags.add(t);
-      }
-      return tags.size;
-    });
+    return this.write(ns, () => this.ctl[L.nsOffset(ns) / 4 + L.N_TAGS]!);
   }
+
   /**
-   * Removes every record of namespace `ns` carrying `tag`; answers how many. It reads the tags of
-   * every record of the namespace, with the lock held.
+   * Removes every record of namespace `ns` carrying `tag`; answers how many. The tag index names
+   * them: the lock is held for those records only, however many the namespace holds.
    */
   removeTag(ns: number, tag: string): number {
     const tag8 = scratchKey(tag);
-    const tagBytes = tag8.bytes.subarray(0, tag8.length);
     return this.write(ns, () => {
-      const ids: number[] = [];
-      const u8 = this.arena.bytes();
-      for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
-        const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_TAG_COUNT] === 0) continue;
-        let at = this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
-        const end = at + this.idx[w + L.R_TAGS_LEN]!;
-        while (at <= end) {
-          let stop = at;
-          while (stop < end && u8[stop] !== 10) stop++;
-          if (stop - at === tagBytes.length && L.bytesEqual(u8, at, tagBytes)) {
-            ids.push(id);
-            break;
-          }
-          at = stop + 1;
-        }
-      }
+      const ids = this.tagIndex.carriers(ns, tag8.bytes, tag8.length);
       for (const id of ids) this.drop(id);
       return ids.length;
     });
   }
+
   /** Runs `f` with the lock held, after freeing unpinned dead records; `ns` (if any) must exist. */
   protected write<T>(ns: number | null, f: () => T): T {
     lock(this.ctl, L.G_LOCK);

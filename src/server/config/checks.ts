@@ -24,7 +24,7 @@ export function checkConfig(config: Omit<Config, 'file' | 'warnings'>): { errors
   const error = (path: Segment[], message: string): void => void errors.push({ path, message });
   const warn = (path: Segment[], message: string): void => void warnings.push({ path, message });
 
-  const { listen, admin, operatorToken, workers } = config.server;
+  const { listen, admin, operatorToken, workers, cacheMaxBytes } = config.server;
   if (workers !== undefined) {
     warn(['server', 'workers'], 'no longer used: programs run on the thread that serves the connection, a slice at a time (server.slice); remove it');
   }
@@ -34,6 +34,11 @@ export function checkConfig(config: Omit<Config, 'file' | 'warnings'>): { errors
   }
   if (operatorToken !== null && operatorToken.length < MIN_TOKEN_LENGTH) {
     warn(['server', 'operatorToken'], `shorter than ${MIN_TOKEN_LENGTH} characters (${operatorToken.length}): use a long random token`);
+  }
+
+  const cacheBytes = config.tenants.reduce((n, t) => n + t.cache.memoryBytes, 0);
+  if (cacheMaxBytes !== null && cacheBytes > cacheMaxBytes) {
+    error(['server', 'cacheMaxMemory'], `expected at least the tenants' cache memory added up (${formatSize(cacheBytes)}), got ${formatSize(cacheMaxBytes)}`);
   }
 
   const tenantByName = new Map<string, number>();

@@ -226,8 +226,11 @@ const server = (baseDir: string) => mapping({
   workers: integer(1, 256).optional(),
   failureBundles: integer(0, 1000).default(DEFAULTS.failureBundles.count),
   failureBundleMemory: size(true).default(DEFAULTS.failureBundles.memoryBytes),
+  cacheMaxMemory: size(true).optional(),
 }, 'a server section such as { listen: "127.0.0.1:8080" }')
-  .transform(({ slice, workers, failureBundleMemory, ...s }): ServerConfig => ({ ...s, sliceMs: slice, workers, failureBundleBytes: failureBundleMemory }))
+  .transform(({ slice, workers, failureBundleMemory, cacheMaxMemory, ...s }): ServerConfig => ({
+    ...s, sliceMs: slice, workers, failureBundleBytes: failureBundleMemory, cacheMaxBytes: cacheMaxMemory ?? null,
+  }))
   .prefault({});
 
 /** The whole file; paths in it resolve against `baseDir`, and files are checked as they parse. */
