@@ -116,9 +116,9 @@ export class Shard {
   /** A program's pass or miss on the raw path, counted and recorded as `handle` does. */
   private fastFetch(tenant: TenantRuntime, r: FastRequest): Promise<FastResponse> | null {
     const started = performance.now();
-    const client = {};
-    const rec = this.batcher !== undefined && this.records(tenant.name) ? startRawRecord(this.index, tenant.name, r.host, r.method, r.url, started, this.batcher.push, client) : undefined;
-    const taken = tenant.fastFetch(r, client);
+    // The request's own object is its identity for the backend (BackendRequest.client).
+    const rec = this.batcher !== undefined && this.records(tenant.name) ? startRawRecord(this.index, tenant.name, r.host, r.method, r.url, started, this.batcher.push, r) : undefined;
+    const taken = tenant.fastFetch(r, r);
     if (taken === null) return null;
     const stats = tenant.stats;
     // The host time of the request's synchronous part, as `handle` counts it.
