@@ -119,6 +119,10 @@ tenants:
       for (let i = 0; i < 3; i++) assert.equal(await get('a.test', '/page?x=1'), 200);
       assert.equal(await get('a.test', '/p/echo', true), 201);
       assert.equal(await get('b.test', '/other'), 200);
+      // A pass answered on the raw path (cache/fast-fetch.ts) is recorded as fully as one on the full path.
+      const raw = await request(`${edge.front.url}/p/raw`, { headers: { host: 'a.test', 'cache-control': 'no-store', connection: 'close' } });
+      assert.equal(raw.statusCode, 201);
+      const rawBytes = (await raw.body.arrayBuffer()).byteLength;
 
       const miss = await s.find((r) => r.url === '/page?x=1' && r.cache === 'miss');
       assert.equal(miss.tenant, 'a');
@@ -149,6 +153,17 @@ tenants:
       assert.ok(prog.vmExits > 0);
       assert.ok(prog.dirtyPages > 0);
       assert.deepEqual(prog.logs, ['served a request']);
+      const passed = await s.find((r) => r.url === '/p/raw');
+      assert.equal(passed.status, 201);
+      assert.equal(passed.cache, 'pass');
+      assert.equal(passed.backend, 'echo');
+      assert.equal(passed.backendKind, 'program');
+      assert.equal(passed.version, prog.version);
+      assert.equal(passed.bytes, rawBytes);
+      assert.ok(passed.totalUs > 0 && passed.vmUs > 0 && passed.vmExits > 0, JSON.stringify(passed));
+      assert.deepEqual(passed.logs, ['served a request']);
+      const stats = await request(`${edge.admin.url}/v1/tenants/a/stats`, { headers: { authorization: `Bearer ${A}` } });
+      assert.equal(((await stats.body.json()) as { cache: { fastFetches: number } }).cache.fastFetches, 1, 'the pass took the raw path');
       // Tenant b's request is not in a's stream.
       assert.ok(s.records.every((r) => r.tenant === 'a'));
     } finally {
