@@ -297,7 +297,9 @@ export class ProgramPool {
       entry.batches++;
       // Adapt to how long batches take: one that ran past a slice was too long for this thread.
       const within = performance.now() - t0 <= this.turns.sliceMs;
-      entry.batchLimit = Math.max(1, Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
+      // Never below 2: only a batch of more than one adapts the bound, so at 1 it would stay there
+      // for good after a stall (batching off until a reload).
+      entry.batchLimit = Math.max(Math.min(2, maxBatchOf(entry.options)), Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));
     }
     const back: Waiter[] = [];
     const ran: Waiter[] = [];
@@ -316,7 +318,7 @@ export class ProgramPool {
     };
     // Not answered in this batch: they go first in the queue, in their order. A program that
     // answers only part of its batches (large answers, or a program that will not) gets smaller ones.
-    if (back.length > 0) entry.batchLimit = Math.max(1, Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
+    if (back.length > 0) entry.batchLimit = Math.max(Math.min(2, maxBatchOf(entry.options)), Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
     for (const w of back.reverse()) this.enqueue(entry, w, true);
     // After the callers have their answers (their continuations run before this turn's
     // immediates): reset, then the instance serves the next requests.

@@ -165,6 +165,27 @@ describe('batches in the program pool', needsKvm(), () => {
     assert.deepEqual(settled.filter((s) => s.status === 'fulfilled').map((s) => countOf(s.value)), [2, 3, 4, 1, 2, 3]);
   });
 
+  test('batches that ran past the slice make the next ones smaller, never so small that batching stops', async () => {
+    // Its own pool, with a 1 ms slice: a batch of requests that each spin 5 ms always runs past it.
+    const small = await ProgramPool.start({ sliceMs: 1 });
+    try {
+      await small.load('t/b@5', elf, { ...options, maxBatch: 4 });
+      const round = async (url: string, n: number): Promise<void> => {
+        await Promise.all(Array.from({ length: n }, () => small.call('t/b@5', get(url))));
+        await new Promise((r) => setImmediate(r));
+      };
+      // The first of each round runs alone; the others wait and go in together: 4, then 2.
+      await round('/sleep?ms=5', 5);
+      await round('/sleep?ms=5', 3);
+      await round('/sleep?ms=5', 3);
+      const before = small.counters('t/b@5').batches;
+      await round('/', 5);
+      assert.ok(small.counters('t/b@5').batches > before, 'waiting requests still go in together after slow batches');
+    } finally {
+      await small.close();
+    }
+  });
+
   test('maxBatch 1: a persistent program\'s waiting requests each get their own entry, state kept', async () => {
     await pool.load('t/b@4', elf, { ...options, maxBatch: 1 });
     const before = pool.counters('t/b@4');
