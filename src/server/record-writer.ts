@@ -122,8 +122,9 @@ function quoted(v: string): Buffer {
  * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
  * into one buffer: no string per record. Each distinct string is escaped and encoded once per
  * batch. The bytes are the UTF-8 of what `JSON.stringify` of the decoded record gives (a test
- * checks it). `pick`: the records to write, by index (all when omitted). The buffer is the
- * caller's own (not from Node's pool), so its memory can be transferred to another thread.
+ * checks it). `pick`: the records to write, by index (all when omitted). `write`'s buffer is
+ * its own (not from Node's pool), so its memory can be transferred to another thread;
+ * `writeInto` writes into memory the caller has (the log thread's reused slots, log-slots.ts).
  */
 export class BatchWriter {
   /** Each table string as a JSON string's bytes (index 0: null), made on first use. */
@@ -136,20 +137,34 @@ export class BatchWriter {
 
   constructor(private readonly b: EncodedBatch) {}
 
+  /** The records as bytes in a buffer of their own. */
   write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {
-    const b = this.b;
-    const str = (this.strings ??= [NULL, ...b.table.map(quoted)]);
+    const out = Buffer.allocUnsafeSlow(this.size(format, pick));
+    return out.subarray(0, this.writeInto(out, format, pick));
+  }
+
+  /** The most bytes `writeInto` may write for these records. */
+  size(format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    const str = this.tableBytes();
     const [head, close] = FRAMES[format];
-    const st = b.strs;
-    const count = pick === undefined ? b.count : pick.length;
-    // The size it may take: each record's strings, fixed part and longest numbers.
+    const st = this.b.strs;
+    const count = pick === undefined ? this.b.count : pick.length;
+    // Each record's strings, fixed part and longest numbers.
     let size = count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER);
     for (let j = 0; j < count; j++) {
       const m = (pick === undefined ? j : pick[j]!) * STRS;
       for (let i = 0; i < STRS - 1; i++) size += str[st[m + i]!]!.length;
       size += this.logsOf(st[m + STRS - 1]!).length;
     }
-    const out = Buffer.allocUnsafeSlow(size);
+    return size;
+  }
+
+  /** Writes the records into `out` (at least `size` bytes), from its start; returns how many bytes it wrote. */
+  writeInto(out: Buffer, format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    const b = this.b;
+    this.tableBytes();
+    const [head, close] = FRAMES[format];
+    const count = pick === undefined ? b.count : pick.length;
     let p = 0;
     // A record is written as six pieces: its start and time; shard to the key of the URL; the
     // URL; status to the key of totalUs; totalUs; the rest. A piece whose values are those of
@@ -177,7 +192,11 @@ export class BatchWriter {
       before = done;
       prev = k;
     }
-    return out.subarray(0, p);
+    return p;
+  }
+
+  private tableBytes(): Uint8Array[] {
+    return (this.strings ??= [NULL, ...this.b.table.map(quoted)]);
   }
 
   /** Whether two numbers of the batch are integers (below 2^53) of as many digits. */
