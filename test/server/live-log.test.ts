@@ -330,7 +330,7 @@ describe('batches of records between threads', () => {
 
   test('the bytes written are those of JSON.stringify for any string and number a record can hold', () => {
     const batches: EncodedBatch[] = [];
-    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 16 });
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 32 });
     const odd: RequestRecord[] = [
       // Every escape JSON has, non-ASCII, a lone surrogate, and a URL that is the text of another record's logs.
       { ...full, tenant: '\u0000\u001f\u007f\u0080é€😀', host: '\ud800x', method: '\t\r\b\f"/\\', url: '["one","two \\"2\\"\\u0001"]', error: '\u2028\u2029', logs: ['ü', '', '"'] },
@@ -341,7 +341,11 @@ describe('batches of records between threads', () => {
       { ...empty, url: 'x'.repeat(5000), host: '', logs: ['y'.repeat(3000)] },
     ];
     // A run of records alike but for their time and totalUs, of as many digits and not.
-    for (const [time, totalUs] of [[1764480000123, 5], [1764480000999, 7], [1764480000999, 12], [1764480001000, 99], [99999999999, 100], [100000000000, 100], [100000000000, 100]] as const) {
+    // Digits rewritten in place: across 31 bits, in the high part of a time, and all of them.
+    for (const [time, totalUs] of [
+      [1764480000123, 5], [1764480000999, 7], [1764480000999, 12], [1764480001000, 99], [99999999999, 100], [100000000000, 100], [100000000000, 100],
+      [100000000000, 2147483647], [100000000001, 2147483648], [199999999999, 1999999999], [100000000000, 1000000000], [100000000000, 1e21], [100000000000, 12345],
+    ] as const) {
       odd.push({ ...empty, time, totalUs });
     }
     for (const r of odd) b.push(r);
