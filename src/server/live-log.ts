@@ -6,6 +6,7 @@
 // slows anyone: what it has not taken stays within a bound, and it is told how many it lost.
 // docs/observability.md has the format.
 import type { ServerResponse } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { releaseSlot, slotHolders, type SlotHolders } from './log-slots.ts';
 import { type EncodedBatch, releaseBatch } from './record-batch.ts';
@@ -54,6 +55,17 @@ export const MAX_BUFFERED_BYTES = 1024 * 1024;
  * batch is dropped and its records counted lost for every reader, instead of queueing without bound.
  */
 export const MAX_BATCHES_BEHIND = 16;
+
+/**
+ * The log thread's heap is small and its thread mostly idle, which starts V8's memory reducer
+ * there (8 s after the thread starts, then every ~9 s): each of its rounds of full collections
+ * throws the thread's optimised code away, and the serialiser was recompiled (~100 ms of V8's
+ * helper threads) and ran unoptimised meanwhile (docs/benchmarks.md, "The live request log").
+ * Without this flag V8 starts the reducer for a heap that grew by 8 MB before its first full
+ * collection, which the log thread's never does. Process-wide, but it changes nothing for an
+ * isolate that has had a full collection (the main thread's, any busy shard's).
+ */
+const NO_MEMORY_REDUCER_FOR_SMALL_HEAPS = '--no-memory-reducer-for-small-heaps';
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' : './log-worker.js', import.meta.url);
 
@@ -221,6 +233,7 @@ export class LiveLog {
 
   private post(msg: ToLogThread): void {
     if (this.worker === undefined) {
+      setFlagsFromString(NO_MEMORY_REDUCER_FOR_SMALL_HEAPS);
       const worker = new Worker(workerUrl, { workerData: { holders: this.holders } satisfies LogThreadData });
       worker.on('message', (m: FromLogThread) => this.onMessage(m));
       worker.on('error', (err) => this.warn(`the live log's thread failed: ${err.message}; records are no longer written`));
