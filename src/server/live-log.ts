@@ -6,8 +6,10 @@
 // slows anyone: what it has not taken stays within a bound, and it is told how many it lost.
 // docs/observability.md has the format.
 import type { ServerResponse } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import type { EncodedBatch } from './record-batch.ts';
+import { releaseSlot, slotHolders, type SlotHolders } from './log-slots.ts';
+import { type EncodedBatch, releaseBatch } from './record-batch.ts';
 import type { RecordFilter } from './record-filter.ts';
 import { RECORD_NOTHING, type RecordScope } from './records.ts';
 
@@ -19,13 +21,30 @@ export type ToLogThread =
   | { type: 'batch'; batch: EncodedBatch }
   | { type: 'close' };
 
+/**
+ * A reader's records of one batch, serialised: in a slot of the log thread's shared memory
+ * (`slot` ≥ 0, held once for this chunk until it is written or dropped), or in memory of its own
+ * (`slot` -1, transferred).
+ */
+export interface LogChunk {
+  id: number;
+  bytes: Uint8Array;
+  slot: number;
+  records: number;
+}
+
 /** Messages from the log thread: each batch's serialised records (one message a batch), warnings, and the end. */
 export type FromLogThread =
-  | { type: 'out'; chunks: Array<{ id: number; bytes: Uint8Array; records: number }> }
+  | { type: 'out'; chunks: LogChunk[] }
   | { type: 'warn'; message: string }
   | { type: 'closed' };
 
 export type LogFormat = 'ndjson' | 'sse';
+
+/** What the log thread starts with: the holders of its output slots, shared with this thread. */
+export interface LogThreadData {
+  holders: SlotHolders;
+}
 
 /** Most bytes a reader may have waiting in its socket's buffer before its records are dropped. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
@@ -36,6 +55,17 @@ export const MAX_BUFFERED_BYTES = 1024 * 1024;
  * batch is dropped and its records counted lost for every reader, instead of queueing without bound.
  */
 export const MAX_BATCHES_BEHIND = 16;
+
+/**
+ * The log thread's heap is small and its thread mostly idle, which starts V8's memory reducer
+ * there (8 s after the thread starts, then every ~9 s): each of its rounds of full collections
+ * throws the thread's optimised code away, and the serialiser was recompiled (~100 ms of V8's
+ * helper threads) and ran unoptimised meanwhile (docs/benchmarks.md, "The live request log").
+ * Without this flag V8 starts the reducer for a heap that grew by 8 MB before its first full
+ * collection, which the log thread's never does. Process-wide, but it changes nothing for an
+ * isolate that has had a full collection (the main thread's, any busy shard's).
+ */
+const NO_MEMORY_REDUCER_FOR_SMALL_HEAPS = '--no-memory-reducer-for-small-heaps';
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' : './log-worker.js', import.meta.url);
 
@@ -65,14 +95,20 @@ export class StreamReader {
     }
   }
 
-  /** Writes `records` serialised records, or counts them lost when the reader is behind. */
-  write(bytes: Uint8Array, records: number): void {
-    if (this.res.writableLength > MAX_BUFFERED_BYTES || this.res.destroyed) {
+  /**
+   * Writes `records` serialised records, or counts them lost when the reader is behind or gone.
+   * `done` runs once `bytes` are no longer needed: written to the socket, or dropped.
+   */
+  write(bytes: Uint8Array, records: number, done?: () => void): void {
+    // A socket already closed would never call back: its records are lost at once.
+    const socket = this.res.socket;
+    if (this.res.writableLength > MAX_BUFFERED_BYTES || this.res.destroyed || socket === null || socket.destroyed) {
       this.dropped += records;
+      done?.();
       return;
     }
     this.announceDropped();
-    this.res.write(bytes);
+    this.res.write(bytes, done);
   }
 
   /**
@@ -114,16 +150,22 @@ export class LiveLog {
   private behind = 0;
   /** Records of batches dropped since the last warning, for the access log's. */
   private lostSinceWarning = 0;
+  /** Holders of the log thread's output slots (log-slots.ts). */
+  private readonly holders = slotHolders();
 
   /** `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). */
   constructor(private readonly apply: (scope: RecordScope) => Promise<void>, private readonly warn: (message: string) => void) {}
 
-  /** Every shard's batches come here, and go on to the log thread (their columns handed over). */
+  /** Every shard's batches come here, and go on to the log thread (their columns shared, not copied). */
   readonly deliver = (batch: EncodedBatch): void => {
-    if (this.worker === undefined) return;
+    if (this.worker === undefined) {
+      releaseBatch(batch);
+      return;
+    }
     if (this.behind >= MAX_BATCHES_BEHIND) {
       for (const r of this.readers.values()) r.lose(batch.count);
       if (this.accessLog) this.lostSinceWarning += batch.count;
+      releaseBatch(batch);
       return;
     }
     if (this.lostSinceWarning > 0) {
@@ -131,7 +173,7 @@ export class LiveLog {
       this.lostSinceWarning = 0;
     }
     this.behind++;
-    this.worker.postMessage({ type: 'batch', batch } satisfies ToLogThread, [batch.nums.buffer, batch.strs.buffer]);
+    this.worker.postMessage({ type: 'batch', batch } satisfies ToLogThread);
   };
 
   /** Adds a reader; resolves once every shard records what it reads. */
@@ -191,7 +233,8 @@ export class LiveLog {
 
   private post(msg: ToLogThread): void {
     if (this.worker === undefined) {
-      const worker = new Worker(workerUrl);
+      setFlagsFromString(NO_MEMORY_REDUCER_FOR_SMALL_HEAPS);
+      const worker = new Worker(workerUrl, { workerData: { holders: this.holders } satisfies LogThreadData });
       worker.on('message', (m: FromLogThread) => this.onMessage(m));
       worker.on('error', (err) => this.warn(`the live log's thread failed: ${err.message}; records are no longer written`));
       // The log thread must never keep the process alive on its own.
@@ -205,7 +248,12 @@ export class LiveLog {
     if (m.type === 'warn') this.warn(m.message);
     else if (m.type === 'out') {
       this.behind--;
-      for (const c of m.chunks) this.readers.get(c.id)?.write(c.bytes, c.records);
+      for (const c of m.chunks) {
+        const reader = this.readers.get(c.id);
+        const release = (): void => releaseSlot(this.holders, c.slot);
+        if (reader === undefined) release();
+        else reader.write(c.bytes, c.records, c.slot < 0 ? undefined : release);
+      }
     }
   }
 

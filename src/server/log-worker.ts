@@ -2,12 +2,14 @@
 // keeps the records its filter matches, serialised (NDJSON or Server-Sent Events) into one chunk
 // per batch that goes back to the main thread to write; the access log is written from here.
 // Serialising every request's record is the live log's largest cost: here it costs the serving
-// threads nothing.
+// threads nothing. Chunks are written into reused slots of shared memory (log-slots.ts), and a
+// batch's columns are handed back to its shard when done: no memory a batch in the steady state.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { parentPort } from 'node:worker_threads';
-import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { FromLogThread, LogChunk, LogFormat, LogThreadData, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
-import { decodeBatch, type EncodedBatch } from './record-batch.ts';
+import { holdSlot, OutputSlots, releaseSlot, type SlotMemory } from './log-slots.ts';
+import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
@@ -15,6 +17,14 @@ import type { RequestRecord } from './records.ts';
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
 const send = (msg: FromLogThread, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
+const { holders } = workerData as LogThreadData;
+const slots = new OutputSlots(holders);
+
+/**
+ * Where batches are serialised before their bytes go to a slot in one copy: writing shared
+ * memory piece by piece (a copy a record) costs about twice what writing this thread's own does.
+ */
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
@@ -28,7 +38,8 @@ function openAccessLog(path: string): void {
   access = { out, owned, dropped: 0 };
 }
 
-function writeAccessLog(bytes: Uint8Array, count: number): void {
+/** Writes a batch's records to the access log; the slot they are in is held until written. */
+function writeAccessLog(out: SlotMemory, count: number): void {
   if (access === undefined) return;
   if (access.out.writableLength > MAX_BUFFERED_BYTES) {
     access.dropped += count;
@@ -38,39 +49,60 @@ function writeAccessLog(bytes: Uint8Array, count: number): void {
     send({ type: 'warn', message: `access log: ${access.dropped} records dropped: the log could not keep up` });
     access.dropped = 0;
   }
-  access.out.write(bytes);
+  holdSlot(holders, out.slot);
+  access.out.write(out.bytes, () => releaseSlot(holders, out.slot));
 }
 
 function onBatch(batch: EncodedBatch): void {
   const out = new BatchWriter(batch);
+  /** Slots this batch took: held by this thread until their chunks are handed over. */
+  const taken: number[] = [];
+  const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
+    const size = out.size(format, pick);
+    const memory = slots.take(size);
+    if (memory.slot < 0) return { bytes: memory.bytes.subarray(0, out.writeInto(memory.bytes, format, pick)), slot: -1 };
+    taken.push(memory.slot);
+    if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(size)));
+    const length = out.writeInto(scratch, format, pick);
+    memory.bytes.set(scratch.subarray(0, length));
+    return { bytes: memory.bytes.subarray(0, length), slot: memory.slot };
+  };
   // Readers without a filter in the same format share one serialisation of the batch; the
   // records are decoded into objects only for readers with a filter, to test them.
-  const whole = new Map<LogFormat, Buffer>();
-  const all = (format: LogFormat): Buffer => {
-    let bytes = whole.get(format);
-    if (bytes === undefined) whole.set(format, (bytes = out.write(format)));
-    return bytes;
+  const whole = new Map<LogFormat, SlotMemory>();
+  const all = (format: LogFormat): SlotMemory => {
+    let memory = whole.get(format);
+    if (memory === undefined) whole.set(format, (memory = serialise(format)));
+    return memory;
   };
-  const chunks: Array<{ id: number; bytes: Uint8Array; records: number }> = [];
+  const chunks: LogChunk[] = [];
   let records: RequestRecord[] | undefined;
   for (const [id, { filter, format }] of readers) {
     if (Object.keys(filter).length === 0) {
-      chunks.push({ id, bytes: all(format), records: batch.count });
+      const { bytes, slot } = all(format);
+      chunks.push({ id, bytes, slot, records: batch.count });
       continue;
     }
     records ??= decodeBatch(batch);
     const pick: number[] = [];
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
-    if (pick.length > 0) chunks.push({ id, bytes: out.write(format, pick), records: pick.length });
+    if (pick.length > 0) {
+      const { bytes, slot } = serialise(format, pick);
+      chunks.push({ id, bytes, slot, records: pick.length });
+    }
   }
   if (access !== undefined) {
-    // The access log keeps its bytes until written: a copy when the same bytes go to a reader.
-    const bytes = all('ndjson');
-    writeAccessLog(chunks.some((c) => c.bytes === bytes) ? Buffer.from(bytes) : bytes, batch.count);
+    const memory = all('ndjson');
+    // Memory of its own is transferred with the chunks: the access log keeps a copy of it then.
+    const shared = memory.slot < 0 && chunks.some((c) => c.bytes === memory.bytes);
+    writeAccessLog(shared ? { bytes: Buffer.from(memory.bytes), slot: -1 } : memory, batch.count);
   }
+  // Everything is serialised: the shard may write a later batch into these columns.
+  releaseBatch(batch);
+  for (const c of chunks) holdSlot(holders, c.slot);
   // Sent for every batch, chunks or none: it tells the main thread this batch is done with.
-  // Each chunk's memory is its own (BatchWriter's buffers are not from a pool): handed over, not copied.
-  send({ type: 'out', chunks }, [...new Set(chunks.map((c) => c.bytes.buffer as ArrayBuffer))]);
+  send({ type: 'out', chunks }, [...new Set(chunks.filter((c) => c.slot < 0).map((c) => c.bytes.buffer as ArrayBuffer))]);
+  for (const slot of taken) releaseSlot(holders, slot);
 }
 
 port.on('message', (msg: ToLogThread) => {

@@ -1,7 +1,8 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
-// batcher writes them into columns of numbers and string indexes, sent as one message whose
-// arrays are transferred, not copied (RecordBatcher says when); the log thread serialises them
-// (record-writer.ts) or decodes them for a filter.
+// batcher writes them into columns of numbers and string indexes in shared memory, sent as one
+// message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts) or
+// decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch to
+// reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred.
 import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
 /** Numbers of a record in a batch, in this order; strings are indexes into the batch's table. */
@@ -11,16 +12,30 @@ const CACHE_CODES: ReadonlyMap<CacheResult, number> = new Map(CACHE_RESULTS.map(
 export const KINDS = ['origin', 'program'] as const;
 
 /**
- * Records as they travel between threads: columns of numbers and of string indexes (transferred,
- * not copied), and the distinct strings once each. Building one costs a request a few stores:
- * no object per request, and the message is one per batch.
+ * Records as they travel between threads: columns of numbers and of string indexes (in shared
+ * memory, which a message shares rather than copies), and the distinct strings once each.
+ * Building one costs a request a few stores: no object per request, and the message is one per batch.
  */
 export interface EncodedBatch {
   count: number;
-  nums: Float64Array<ArrayBuffer>;
-  strs: Uint32Array<ArrayBuffer>;
+  nums: Float64Array<ArrayBufferLike>;
+  strs: Uint32Array<ArrayBufferLike>;
   /** Index 0 of `strs` means null; i means table[i - 1]. */
   table: string[];
+  /** The columns' state word, in their shared memory: IN_USE until whoever took the batch releases it. */
+  state: Int32Array<ArrayBufferLike>;
+}
+
+const FREE = 0;
+const IN_USE = 1;
+
+/**
+ * Says that nothing reads the batch's columns any more: its shard may write a later batch into
+ * them. Whoever ends a batch's journey calls it once (the log thread when it has written the
+ * batch out, the main thread when it drops one); a batch never released costs only its reuse.
+ */
+export function releaseBatch(b: EncodedBatch): void {
+  Atomics.store(b.state, 0, FREE);
 }
 
 /** When a batch goes: `intervalMs` after its first record, or at once at `maxRecords`. */
@@ -42,12 +57,38 @@ export const BATCH_TIMING: BatchTiming = { intervalMs: 100, maxRecords: 8192 };
 /** Records a new batch has room for; it grows (doubling) up to `maxRecords`. */
 const FIRST_CAPACITY = 256;
 
-/** Batches a shard's records, sent as BATCH_TIMING says; a batch's columns grow with it. */
+/**
+ * Column sets a batcher keeps for reuse. Two take turns while the log thread keeps up (one
+ * filling, one being written out); more are made only while batches wait to be released, and
+ * past this many a batch's columns are used once and left to the garbage collector.
+ */
+const KEPT_SETS = 4;
+
+/** A batch's columns, and its state word, in one piece of shared memory. */
+interface ColumnSet {
+  capacity: number;
+  nums: Float64Array<SharedArrayBuffer>;
+  strs: Uint32Array<SharedArrayBuffer>;
+  state: Int32Array<SharedArrayBuffer>;
+}
+
+function columnSet(capacity: number): ColumnSet {
+  // The state word first, padded to 8 bytes for the numbers after it.
+  const memory = new SharedArrayBuffer(8 + capacity * (NUMS * 8 + STRS * 4));
+  return {
+    capacity,
+    state: new Int32Array(memory, 0, 1),
+    nums: new Float64Array(memory, 8, capacity * NUMS),
+    strs: new Uint32Array(memory, 8 + capacity * NUMS * 8, capacity * STRS),
+  };
+}
+
+/** Batches a shard's records, sent as BATCH_TIMING says; a batch's columns grow with it, and are reused once released. */
 export class RecordBatcher {
   private count = 0;
-  private capacity: number;
-  private nums: Float64Array<ArrayBuffer>;
-  private strs: Uint32Array<ArrayBuffer>;
+  /** The column sets this batcher reuses (KEPT_SETS at most), and the one being filled. */
+  private readonly sets: ColumnSet[] = [];
+  private set: ColumnSet;
   private table: string[] = [];
   private index = new Map<string, number>();
   /** The string last added to each of the first four columns by `pushFast`, and its index. */
@@ -56,21 +97,20 @@ export class RecordBatcher {
   private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly send: (batch: EncodedBatch) => void, private readonly timing: BatchTiming = BATCH_TIMING) {
-    this.capacity = Math.min(FIRST_CAPACITY, timing.maxRecords);
-    this.nums = new Float64Array(this.capacity * NUMS);
-    this.strs = new Uint32Array(this.capacity * STRS);
+    this.set = columnSet(Math.min(FIRST_CAPACITY, timing.maxRecords));
+    this.sets.push(this.set);
   }
 
   /** Adds a complete record (a bound function: records call it when they complete). */
   readonly push = (r: RequestRecord): void => {
-    if (this.count === this.capacity) this.grow();
+    if (this.count === this.set.capacity) this.grow();
     const n = this.count * NUMS;
-    const nums = this.nums;
+    const nums = this.set.nums;
     nums[n] = r.time; nums[n + 1] = r.shard; nums[n + 2] = r.status; nums[n + 3] = r.cache === null ? -1 : CACHE_CODES.get(r.cache)!;
     nums[n + 4] = r.backendKind === null ? -1 : KINDS.indexOf(r.backendKind); nums[n + 5] = r.totalUs; nums[n + 6] = r.vmUs; nums[n + 7] = r.guestUs;
     nums[n + 8] = r.vmExits; nums[n + 9] = r.dirtyPages; nums[n + 10] = r.bytes; nums[n + 11] = r.originStatus ?? -1;
     const m = this.count * STRS;
-    const strs = this.strs;
+    const strs = this.set.strs;
     strs[m] = this.str(r.tenant); strs[m + 1] = this.str(r.host); strs[m + 2] = this.str(r.method); strs[m + 3] = this.str(r.url);
     strs[m + 4] = this.str(r.backend); strs[m + 5] = this.str(r.version); strs[m + 6] = this.str(r.error);
     strs[m + 7] = r.logs.length === 0 ? 0 : this.str(JSON.stringify(r.logs));
@@ -79,13 +119,13 @@ export class RecordBatcher {
 
   /** Adds the record of a fast-path hit, straight into the columns. */
   pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void {
-    if (this.count === this.capacity) this.grow();
+    if (this.count === this.set.capacity) this.grow();
     const n = this.count * NUMS;
-    const nums = this.nums;
+    const nums = this.set.nums;
     nums[n] = Math.round(TIME_ORIGIN + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
     nums[n + 4] = -1; nums[n + 5] = Math.round(totalUs); nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = bytes; nums[n + 11] = -1;
     const m = this.count * STRS;
-    const strs = this.strs;
+    const strs = this.set.strs;
     strs[m] = this.strAt(0, tenant); strs[m + 1] = this.strAt(1, host); strs[m + 2] = this.strAt(2, method); strs[m + 3] = this.strAt(3, url);
     strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
     this.added();
@@ -95,16 +135,24 @@ export class RecordBatcher {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.count === 0) return;
-    const batch: EncodedBatch = { count: this.count, nums: this.nums, strs: this.strs, table: this.table };
+    const sent = this.set;
+    Atomics.store(sent.state, 0, IN_USE);
+    const batch: EncodedBatch = { count: this.count, nums: sent.nums, strs: sent.strs, table: this.table, state: sent.state };
     // The next batch starts with room for as many as this one held: a busy shard's batches do not grow again.
-    this.capacity = Math.min(Math.max(FIRST_CAPACITY, this.count), this.timing.maxRecords);
+    this.set = this.nextSet(Math.min(Math.max(FIRST_CAPACITY, this.count), this.timing.maxRecords));
     this.count = 0;
-    this.nums = new Float64Array(this.capacity * NUMS);
-    this.strs = new Uint32Array(this.capacity * STRS);
     this.table = [];
     this.index.clear();
     this.last.fill(undefined);
     this.send(batch);
+  }
+
+  /** A released set of those kept (it grows if it must), or a new one with room for `capacity` records. */
+  private nextSet(capacity: number): ColumnSet {
+    for (const s of this.sets) if (Atomics.load(s.state, 0) === FREE) return s;
+    const fresh = columnSet(capacity);
+    if (this.sets.length < KEPT_SETS) this.sets.push(fresh);
+    return fresh;
   }
 
   /**
@@ -129,15 +177,15 @@ export class RecordBatcher {
     return i;
   }
 
-  /** Doubles the batch's room, up to `maxRecords` (a full batch goes before it would need more). */
+  /** Doubles the batch's room, up to `maxRecords` (a full batch goes before it would need more); a kept set is replaced by the larger one. */
   private grow(): void {
-    this.capacity = Math.min(this.capacity * 2, this.timing.maxRecords);
-    const nums = new Float64Array(this.capacity * NUMS);
-    nums.set(this.nums);
-    const strs = new Uint32Array(this.capacity * STRS);
-    strs.set(this.strs);
-    this.nums = nums;
-    this.strs = strs;
+    const old = this.set;
+    const set = columnSet(Math.min(old.capacity * 2, this.timing.maxRecords));
+    set.nums.set(old.nums);
+    set.strs.set(old.strs);
+    const kept = this.sets.indexOf(old);
+    if (kept >= 0) this.sets[kept] = set;
+    this.set = set;
   }
 
   private added(): void {

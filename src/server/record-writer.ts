@@ -85,11 +85,44 @@ function countDigits(v: number): number {
   return d;
 }
 
-/** How many digits `num` writes for a non-negative integer below 2^53; 0 for any other number. */
-function width(v: number): number {
-  if (v >= 0 && v < 0x80000000 && (v | 0) === v) return countDigits(v);
-  if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return countDigits(Math.floor(v / 1e8)) + 8;
-  return 0;
+/** Powers of ten: the least integer of each number of digits (index 1: 1 digit, from 0). */
+const LEAST = [0, 0, ...Array.from({ length: 16 }, (_, i) => 10 ** (i + 1))];
+
+/**
+ * Whether `v` and `was` are both integers of `w` digits (w ≤ 16), whose JSON text is just those
+ * digits: then one's text can be rewritten into the other's in place.
+ */
+function sameDigits(v: number, was: number, w: number): boolean {
+  if (w > 16) return false;
+  const lo = LEAST[w]!;
+  const hi = LEAST[w + 1]!;
+  return v >= lo && v < hi && was >= lo && was < hi && Math.floor(v) === v && Math.floor(was) === was;
+}
+
+/**
+ * Turns the digits of `was` that end at `end` into those of `v` (`sameDigits` holds): only the
+ * trailing digits that differ are written (a record's time moves in its last few digits).
+ */
+function redigit(out: Uint8Array, end: number, v: number, was: number): void {
+  if (v >= 0x80000000 || was >= 0x80000000) {
+    // Above 31 bits: the high part (digits before the last eight), written whole if it changed.
+    const high = Math.floor(v / 1e8);
+    const wasHigh = Math.floor(was / 1e8);
+    if (high !== wasHigh) digitsOf(out, end - 8 - countDigits(high), high, countDigits(high));
+    v -= high * 1e8;
+    was -= wasHigh * 1e8;
+    if (high !== wasHigh) {
+      digitsOf(out, end - 8, v, 8);
+      return;
+    }
+  }
+  let q = end;
+  while (v !== was) {
+    const t = (v / 10) | 0;
+    out[--q] = 48 + v - t * 10;
+    v = t;
+    was = (was / 10) | 0;
+  }
 }
 
 /** Writes a number as JSON text (what `JSON.stringify` writes for it). */
@@ -122,8 +155,9 @@ function quoted(v: string): Buffer {
  * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
  * into one buffer: no string per record. Each distinct string is escaped and encoded once per
  * batch. The bytes are the UTF-8 of what `JSON.stringify` of the decoded record gives (a test
- * checks it). `pick`: the records to write, by index (all when omitted). The buffer is the
- * caller's own (not from Node's pool), so its memory can be transferred to another thread.
+ * checks it). `pick`: the records to write, by index (all when omitted). `write`'s buffer is
+ * its own (not from Node's pool), so its memory can be transferred to another thread;
+ * `writeInto` writes into memory the caller has (the log thread's reused slots, log-slots.ts).
  */
 export class BatchWriter {
   /** Each table string as a JSON string's bytes (index 0: null), made on first use. */
@@ -136,20 +170,34 @@ export class BatchWriter {
 
   constructor(private readonly b: EncodedBatch) {}
 
+  /** The records as bytes in a buffer of their own. */
   write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {
-    const b = this.b;
-    const str = (this.strings ??= [NULL, ...b.table.map(quoted)]);
+    const out = Buffer.allocUnsafeSlow(this.size(format, pick));
+    return out.subarray(0, this.writeInto(out, format, pick));
+  }
+
+  /** The most bytes `writeInto` may write for these records. */
+  size(format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    const str = this.tableBytes();
     const [head, close] = FRAMES[format];
-    const st = b.strs;
-    const count = pick === undefined ? b.count : pick.length;
-    // The size it may take: each record's strings, fixed part and longest numbers.
+    const st = this.b.strs;
+    const count = pick === undefined ? this.b.count : pick.length;
+    // Each record's strings, fixed part and longest numbers.
     let size = count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER);
     for (let j = 0; j < count; j++) {
       const m = (pick === undefined ? j : pick[j]!) * STRS;
       for (let i = 0; i < STRS - 1; i++) size += str[st[m + i]!]!.length;
       size += this.logsOf(st[m + STRS - 1]!).length;
     }
-    const out = Buffer.allocUnsafeSlow(size);
+    return size;
+  }
+
+  /** Writes the records into `out` (at least `size` bytes), from its start; returns how many bytes it wrote. */
+  writeInto(out: Buffer, format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    const b = this.b;
+    this.tableBytes();
+    const [head, close] = FRAMES[format];
+    const count = pick === undefined ? b.count : pick.length;
     let p = 0;
     // A record is written as six pieces: its start and time; shard to the key of the URL; the
     // URL; status to the key of totalUs; totalUs; the rest. A piece whose values are those of
@@ -163,27 +211,32 @@ export class BatchWriter {
       const n = k * NUMS;
       const m = k * STRS;
       const same = prev < 0 ? 0 : this.sameAs(n, m, prev);
-      if ((same | TIME | TOTAL) === ALL && this.sameWidth(n, prev * NUMS) && this.sameWidth(n + 5, prev * NUMS + 5)) {
-        // The record before with at most another time and totalUs of as many digits (a run of
-        // hits): one copy, then the digits in place.
+      const x = b.nums;
+      const pn = prev * NUMS;
+      if (
+        (same | TIME | TOTAL) === ALL
+        // Another time or totalUs than the record before's must have as many digits as its text.
+        && ((same & TIME) !== 0 || sameDigits(x[n]!, x[pn]!, before[1]! - before[0]! - head.length))
+        && ((same & TOTAL) !== 0 || sameDigits(x[n + 5]!, x[pn + 5]!, before[5]! - before[4]!))
+      ) {
+        // The record before but for its time and totalUs (a run of hits): one copy, then the
+        // digits that changed, in place.
         const shift = p - before[0]!;
         for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
         p = copy(out, p, before[0]!, before[PIECES]!);
-        if ((same & TIME) === 0) num(out, at[0]! + head.length, b.nums[n]!);
-        if ((same & TOTAL) === 0) num(out, at[4]!, b.nums[n + 5]!);
+        if ((same & TIME) === 0) redigit(out, at[1]!, x[n]!, x[pn]!);
+        if ((same & TOTAL) === 0) redigit(out, at[5]!, x[n + 5]!, x[pn + 5]!);
       } else p = this.pieces(out, p, n, m, same, at, before, head, close);
       const done = at;
       at = before;
       before = done;
       prev = k;
     }
-    return out.subarray(0, p);
+    return p;
   }
 
-  /** Whether two numbers of the batch are integers (below 2^53) of as many digits. */
-  private sameWidth(a: number, b: number): boolean {
-    const w = width(this.b.nums[a]!);
-    return w > 0 && w === width(this.b.nums[b]!);
+  private tableBytes(): Uint8Array[] {
+    return (this.strings ??= [NULL, ...this.b.table.map(quoted)]);
   }
 
   /** Writes a record piece by piece, copying the runs of pieces `same` says are those of the record before; sets `at`. */

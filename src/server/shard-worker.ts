@@ -57,8 +57,8 @@ async function run(command: ShardCommand): Promise<unknown> {
     case 'stats':
       return shard.stats(command.tenant);
     case 'record':
-      // The batch's columns are handed over, not copied.
-      return shard.setRecording(command.scope, (batch) => send({ type: 'records', batch }, [batch.nums.buffer, batch.strs.buffer]));
+      // The batch's columns are shared memory: the message shares them, not copies them.
+      return shard.setRecording(command.scope, (batch) => send({ type: 'records', batch }));
     case 'close':
       await front?.close();
       await shard.close();

@@ -11,7 +11,8 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
-import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher } from '../../src/server/record-batch.ts';
+import { holdSlot, OutputSlots, releaseSlot, slotHolders, SLOTS } from '../../src/server/log-slots.ts';
+import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -344,7 +345,7 @@ describe('batches of records between threads', () => {
 
   test('the bytes written are those of JSON.stringify for any string and number a record can hold', () => {
     const batches: EncodedBatch[] = [];
-    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 16 });
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 32 });
     const odd: RequestRecord[] = [
       // Every escape JSON has, non-ASCII, a lone surrogate, and a URL that is the text of another record's logs.
       { ...full, tenant: '\u0000\u001f\u007f\u0080é€😀', host: '\ud800x', method: '\t\r\b\f"/\\', url: '["one","two \\"2\\"\\u0001"]', error: '\u2028\u2029', logs: ['ü', '', '"'] },
@@ -355,7 +356,11 @@ describe('batches of records between threads', () => {
       { ...empty, url: 'x'.repeat(5000), host: '', logs: ['y'.repeat(3000)] },
     ];
     // A run of records alike but for their time and totalUs, of as many digits and not.
-    for (const [time, totalUs] of [[1764480000123, 5], [1764480000999, 7], [1764480000999, 12], [1764480001000, 99], [99999999999, 100], [100000000000, 100], [100000000000, 100]] as const) {
+    // Digits rewritten in place: across 31 bits, in the high part of a time, and all of them.
+    for (const [time, totalUs] of [
+      [1764480000123, 5], [1764480000999, 7], [1764480000999, 12], [1764480001000, 99], [99999999999, 100], [100000000000, 100], [100000000000, 100],
+      [100000000000, 2147483647], [100000000001, 2147483648], [199999999999, 1999999999], [100000000000, 1000000000], [100000000000, 1e21], [100000000000, 12345],
+    ] as const) {
       odd.push({ ...empty, time, totalUs });
     }
     for (const r of odd) b.push(r);
@@ -398,6 +403,59 @@ describe('batches of records between threads', () => {
       assert.ok(batch.nums.length <= 1024 * 12, `${batch.nums.length}`);
       assert.deepEqual(decodeBatch(batch).map((r) => [r.url, r.bytes]), urls.map((u, i) => [u, i]));
     }
+  });
+
+  test("a released batch's columns carry a later batch; those of a batch not released are never written again", () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 2 });
+    const push = (url: string): void => b.pushFast(0, 't', 'h', 'GET', url, 200, 1, 1, 1);
+    const urls = (x: EncodedBatch): string[] => decodeBatch(x).map((r) => r.url);
+    push('/1');
+    push('/2');
+    push('/3');
+    // The first batch is released while the second fills (which, the first still held, has other memory).
+    releaseBatch(batches[0]!);
+    b.flush();
+    push('/4');
+    b.flush();
+    assert.equal(batches.length, 3);
+    assert.notEqual(batches[1]!.nums.buffer, batches[0]!.nums.buffer);
+    // Released before the second went: the third is written into the first's memory, nothing new.
+    assert.equal(batches[2]!.nums.buffer, batches[0]!.nums.buffer);
+    assert.ok(batches[2]!.nums.buffer instanceof SharedArrayBuffer);
+    assert.deepEqual(urls(batches[2]!), ['/4']);
+    assert.deepEqual(urls(batches[1]!), ['/3'], 'a batch not released keeps its records');
+    // None released: each further batch has columns of its own.
+    for (let i = 0; i < 6; i++) push(`/x${i}`);
+    assert.equal(new Set(batches.map((x) => x.nums.buffer)).size, batches.length - 1);
+    assert.deepEqual(batches.slice(3).map(urls), [['/x0', '/x1'], ['/x2', '/x3'], ['/x4', '/x5']]);
+  });
+
+  test("the log thread's output slots: one is written again only once every holder released it; with all held, memory of its own", () => {
+    const holders = slotHolders();
+    const slots = new OutputSlots(holders);
+    const first = slots.take(1000);
+    assert.ok(first.slot >= 0 && first.bytes.length >= 1000 && first.bytes.buffer instanceof SharedArrayBuffer);
+    // Handed to a reader's write, then the log thread lets go of it: the write still holds it.
+    holdSlot(holders, first.slot);
+    releaseSlot(holders, first.slot);
+    const taken = [first, ...Array.from({ length: SLOTS - 1 }, () => slots.take(1000))];
+    assert.equal(new Set(taken.map((t) => t.slot)).size, SLOTS);
+    const own = slots.take(1000);
+    assert.equal(own.slot, -1);
+    assert.ok(own.bytes.length >= 1000 && !(own.bytes.buffer instanceof SharedArrayBuffer), 'transferable');
+    // The write completed: the slot and its memory are taken again.
+    releaseSlot(holders, first.slot);
+    const again = slots.take(500);
+    assert.equal(again.slot, first.slot);
+    assert.equal(again.bytes, first.bytes);
+    // A slot larger than before gets new memory; one larger than any slot may be is memory of its own.
+    releaseSlot(holders, again.slot);
+    const larger = slots.take(first.bytes.length + 1);
+    assert.equal(larger.slot, first.slot);
+    assert.ok(larger.bytes.length > first.bytes.length);
+    releaseSlot(holders, larger.slot);
+    assert.equal(slots.take(64 * 1024 * 1024).slot, -1);
   });
 
   test('a batch goes its interval after its first record, or at once when full', (t) => {
@@ -454,5 +512,54 @@ describe('a log thread that falls behind', () => {
     await log.remove(stream);
     close();
     await log.close();
+  });
+});
+
+describe("the log thread's output memory", () => {
+  test('a reader that has not taken its records holds their slots; the others get memory of their own meanwhile, and slots again once it has', async (t) => {
+    const stuck = await loopbackStream();
+    const live = await loopbackStream();
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m));
+    t.after(async () => {
+      stuck.close();
+      live.close();
+      await log.close();
+    });
+    await log.add(stuck.stream);
+    await log.add(live.stream);
+    // What memory each batch's bytes reached the live reader in: the log thread's shared slots, or not.
+    const shared: boolean[] = [];
+    const write = live.stream.write.bind(live.stream);
+    live.stream.write = (bytes, records, done) => {
+      shared.push(bytes.buffer instanceof SharedArrayBuffer);
+      write(bytes, records, done);
+    };
+    const received: string[] = [];
+    live.client.setEncoding('utf8');
+    live.client.on('data', (c: string) => received.push(c));
+    const stuckReceived: string[] = [];
+    stuck.client.setEncoding('utf8');
+    stuck.client.on('data', (c: string) => stuckReceived.push(c));
+    // Nothing leaves the stuck reader's response: its writes of the slots wait.
+    stuck.res.cork();
+    const batch = async (url: string): Promise<void> => {
+      new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: 1 }).pushFast(0, 't', 'h', 'GET', url, 200, 1, 1, 1);
+      while (!received.join('').includes(`"${url}"`)) await new Promise((r) => setTimeout(r, 5));
+    };
+    for (let i = 0; i < SLOTS + 2; i++) await batch(`/${i}`);
+    assert.deepEqual(shared, [...Array<boolean>(SLOTS).fill(true), false, false]);
+    // The stuck reader takes what it held: as its writes complete, they release the slots, and
+    // a later batch is in one again (a slot never released would leave every later one without).
+    stuck.res.uncork();
+    const sent = SLOTS + 2;
+    while (!stuckReceived.join('').includes(`"/${sent - 1}"`)) await new Promise((r) => setTimeout(r, 5));
+    let after = 0;
+    while (shared.at(-1) !== true) {
+      assert.ok(after < 100, 'the slots came back');
+      await batch(`/after${after++}`);
+    }
+    while (!stuckReceived.join('').includes(`"/after${after - 1}"`)) await new Promise((r) => setTimeout(r, 5));
+    const urls = stuckReceived.join('').trim().split('\n').map((l) => (JSON.parse(l) as RequestRecord).url);
+    assert.deepEqual(urls, [...Array.from({ length: sent }, (_, i) => `/${i}`), ...Array.from({ length: after }, (_, i) => `/after${i}`)]);
   });
 });
