@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { RECORD_OVERHEAD, SharedStore, TAG_NODE_BYTES, type RecordInit } from '../../src/cache/shared/store.ts';
 import { tagHash } from '../../src/cache/shared/layout.ts';
 import { checkRecord } from '../helpers/shared-store-records.ts';
+import { random } from '../helpers/random.ts';
 import type { WorkerTask } from '../helpers/shared-store-worker.ts';
 
 const WORKER = new URL('../helpers/shared-store-worker.mjs', import.meta.url);
@@ -42,17 +43,6 @@ function purgeAllChecked(store: SharedStore, ns: number, what: string): void {
   }
   assert.equal(store.tagCount(ns), 0, `${what}: no tag left`);
   assert.equal(scan(store, ns).size, 0, `${what}: no record carries a tag`);
-}
-
-/** A small deterministic generator (xorshift32), so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 function startWorker(store: SharedStore, job: WorkerTask): Worker {

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { SharedStore, type SharedStoreHandle } from '../../src/cache/shared/store.ts';
 import { checkRecord, makeRecord } from './shared-store-records.ts';
+import { random } from './random.ts';
 
 /** What the test starts a worker with. */
 export type WorkerTask =
@@ -19,17 +20,6 @@ const store = SharedStore.attach(handle);
 /** Waits for the test's next message. */
 function next(): Promise<unknown> {
   return new Promise((resolve) => port.once('message', resolve));
-}
-
-/** A small deterministic generator (xorshift32), so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 switch (job.task) {
