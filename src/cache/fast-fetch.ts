@@ -11,8 +11,9 @@ import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { EngineParts } from './context.ts';
 import { httpDate, type FastResponse } from './fast.ts';
 import { addForwarding, decideFill, fillHeaders, markUncacheable, refuseTags } from './fetch.ts';
-import { endToEndRequestHeaders, getHeader, type HeaderList } from './headers.ts';
-import { buildHead, CacheObject, forwardHead } from './object.ts';
+import { getHeader, type HeaderList } from './headers.ts';
+import { isFixedHopByHop } from './hop-by-hop.ts';
+import { buildHead, CacheObject } from './object.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
 
 /** A request in the front's fast shape, as the raw path parsed it (fast-path.ts). */
@@ -47,6 +48,25 @@ function headersOf(fields: readonly string[]): IncomingHttpHeaders | null {
 }
 
 /**
+ * A pass's forwarded fields, as fsm.ts makes them from Node's header map, straight from the raw
+ * fields (no map in between); null when a name repeats, as `headersOf`.
+ */
+function passFields(e: EngineParts, fields: readonly string[], clientIp: string | undefined): HeaderList | null {
+  const out: HeaderList = [];
+  let host: string | undefined;
+  let prior: string | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    for (let j = 0; j < i; j += 2) if (fields[j] === name) return null;
+    const value = fields[i + 1]!;
+    if (name === 'host') host = value;
+    else if (name === 'x-forwarded-for') prior = value;
+    else if (!DROP_ON_PASS.has(name) && !isFixedHopByHop(name)) out.push(name, value);
+  }
+  return addForwarding(e, out, { host, 'x-forwarded-for': prior }, clientIp, null);
+}
+
+/**
  * The raw answer for `r`, made later (the backend runs), or null when the request needs the full
  * state machine. `client` identifies the request to the backend (BackendRequest.client).
  */
@@ -60,14 +80,16 @@ export function fastFetch(e: EngineParts, r: RawRequest, client: object): { labe
   const key = r.host.toLowerCase() + r.url;
   const variants = e.ns.variants(key);
   if (variants !== undefined && variants.length > 0) return null;
-  const headers = headersOf(r.fields);
-  if (headers === null) return null;
   const isHead = r.method === 'HEAD';
   if (pass) {
+    const forwarded = passFields(e, r.fields, r.clientIp);
+    if (forwarded === null) return null;
     e.counters.passes++;
     e.counters.fastFetches++;
-    return { label: 'PASS', answer: passWhole(e, r, headers, client, isHead) };
+    return { label: 'PASS', answer: passWhole(e, r, forwarded, client, isHead) };
   }
+  const headers = headersOf(r.fields);
+  if (headers === null) return null;
   const now = e.now();
   if (e.coalescer.get(key) !== undefined || !e.ns.isHitForMiss(key, now)) return null;
   e.counters.hitForMiss++;
@@ -77,8 +99,7 @@ export function fastFetch(e: EngineParts, r: RawRequest, client: object): { labe
 }
 
 /** fsm.ts's pass, for a backend that answers whole. */
-async function passWhole(e: EngineParts, r: RawRequest, headers: IncomingHttpHeaders, client: object, isHead: boolean): Promise<FastResponse> {
-  const forwarded = addForwarding(e, endToEndRequestHeaders(headers, DROP_ON_PASS), headers, r.clientIp, null);
+async function passWhole(e: EngineParts, r: RawRequest, forwarded: HeaderList, client: object, isHead: boolean): Promise<FastResponse> {
   let resp: BackendResponse;
   try {
     resp = await e.backend.fetch({ method: r.method, path: r.url, headers: forwarded, body: null, client });
@@ -87,9 +108,7 @@ async function passWhole(e: EngineParts, r: RawRequest, headers: IncomingHttpHea
     const oe = toOriginError(err);
     return synthAnswer(oe.status, oe.message, 'PASS', isHead);
   }
-  const head = forwardHead(resp.headers, e.via);
-  head.push('x-cache', 'PASS');
-  return answer(resp.status, head, await wholeBody(resp), isHead);
+  return answer(resp.status, resp.headers, resp.buffered ?? (await wholeBody(resp)), isHead, e.via, 'PASS');
 }
 
 /** fsm.ts's miss of a hit-for-miss key (fetched alone), then fetch.ts's verdict on its answer. */
@@ -106,25 +125,24 @@ async function missWhole(e: EngineParts, r: RawRequest, key: string, headers: In
     return synthAnswer(oe.status, oe.message, 'MISS', isHead);
   }
   const times = { requestTime, responseTime: e.now() };
-  const body = await wholeBody(resp);
+  const body = resp.buffered ?? (await wholeBody(resp));
   const d = decideFill(e, spec, resp, times, banSeq);
   if (d.verdict.store && d.tagError !== null) refuseTags(e, key, d.tagError);
   const storing = d.verdict.store && d.tagError === null && (d.contentLength === null || d.contentLength <= e.maxObjectBytes) && body.length <= e.maxObjectBytes;
   if (!d.verdict.store) markUncacheable(e, key, d.verdict.reason, times.responseTime);
   else if (!storing) e.ns.markHitForMiss(key, times.responseTime + e.hitForMissMs);
   if (storing && d.init !== null) e.ns.insert(new CacheObject({ ...d.init, body }), e.now());
-  let head: HeaderList;
   if (d.init !== null) {
-    head = buildHead(d.stored, resp.status, d.contentLength, e.via);
+    const head = buildHead(d.stored, resp.status, d.contentLength, e.via);
     head.push('age', String(Math.floor((times.responseTime - d.init.life.t0) / 1000)));
-  } else head = forwardHead(resp.headers, e.via);
-  head.push('x-cache', 'MISS');
-  return answer(resp.status, head, body, isHead);
+    head.push('x-cache', 'MISS');
+    return answer(resp.status, head, body, isHead);
+  }
+  return answer(resp.status, resp.headers, body, isHead, e.via, 'MISS');
 }
 
-/** The backend's body, whole: the buffer it holds, or its stream read to the end. */
+/** The backend's body read to the end (when it does not hold it whole: `buffered`). */
 async function wholeBody(resp: BackendResponse): Promise<Buffer> {
-  if (resp.buffered !== undefined) return resp.buffered;
   const chunks: Buffer[] = [];
   for await (const chunk of resp.body) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
@@ -139,12 +157,21 @@ function synthAnswer(status: number, text: string, label: string, isHead: boolea
 /**
  * The answer's bytes, as Node's ServerResponse writes `writeHead(status, head)` + `end(body)`:
  * its reason phrase, a Date unless the head has one, a Content-Length unless it has one (or the
- * status has no body), and no body for HEAD, 204 and 304.
+ * status has no body), and no body for HEAD, 204 and 304. With `label`, the head is a backend's
+ * as received: `via` is added as object.ts's `forwardHead` adds it, and X-Cache is the label.
  */
-function answer(status: number, head: HeaderList, body: Buffer, isHead: boolean): FastResponse {
+function answer(status: number, head: HeaderList, body: Buffer, isHead: boolean, via: string | null = null, label?: string): FastResponse {
   const bodiless = status === 204 || status === 304;
   let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
-  for (let i = 0; i < head.length; i += 2) text += `${head[i]}: ${head[i + 1]}\r\n`;
+  let sawVia = via === null;
+  for (let i = 0; i < head.length; i += 2) {
+    if (!sawVia && head[i] === 'via') {
+      text += `via: ${head[i + 1]}, ${via}\r\n`;
+      sawVia = true;
+    } else text += `${head[i]}: ${head[i + 1]}\r\n`;
+  }
+  if (!sawVia) text += `via: ${via}\r\n`;
+  if (label !== undefined) text += `x-cache: ${label}\r\n`;
   if (getHeader(head, 'date') === undefined) text += `date: ${httpDate(Date.now())}\r\n`;
   if (!bodiless && getHeader(head, 'content-length') === undefined) text += `content-length: ${body.length}\r\n`;
   text += '\r\n';

@@ -43,7 +43,7 @@ export function fillHeaders(e: EngineParts, spec: FetchSpec, stale: CacheObject 
 }
 
 /** Adds Host, Via, X-Forwarded-For and (for a revalidation) the stored validators. */
-export function addForwarding(e: EngineParts, out: HeaderList, headers: IncomingHttpHeaders, clientIp: string | undefined, stale: CacheObject | null): HeaderList {
+export function addForwarding(e: EngineParts, out: HeaderList, headers: { host?: string; 'x-forwarded-for'?: string | string[] }, clientIp: string | undefined, stale: CacheObject | null): HeaderList {
   const host = e.hostHeader ?? headers.host;
   if (host !== undefined) out.push('host', host);
   if (e.via !== null) out.push('via', e.via);

@@ -135,27 +135,43 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   conns.all.add(socket);
   socket.setNoDelay(true);
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = (ms: number, onExpiry: () => void): void => {
-    clearTimeout(timer);
-    timer = setTimeout(onExpiry, ms);
-    timer.unref();
-  };
   // A request's head must be complete within the headers deadline, counted from its first byte
   // (or from the connection for the first one); between requests the idle deadline applies.
   // While an answer is made, no deadline runs: the program's or origin's own time limit bounds it.
-  const headersExpired = (): void => {
+  // Each deadline is one timer per connection, restarted (`refresh`) rather than made anew per
+  // request; a timer whose deadline no longer applies does nothing when it fires.
+  let deadline: 'head' | 'idle' | 'none' = 'head';
+  const headTimer = setTimeout(() => {
+    if (deadline !== 'head') return;
     if (pending !== null && pending.length > 0) socket.end(TIMEOUT_408);
     socket.destroy();
+  }, limits.headersTimeoutMs).unref();
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A client that stopped reading: cut after the request deadline unless it drains. */
+  let stallTimer: ReturnType<typeof setTimeout> | undefined;
+  const waitForHead = (): void => {
+    deadline = 'head';
+    headTimer.refresh();
   };
-  const idleExpired = (): void => void socket.destroy();
-  arm(limits.headersTimeoutMs, headersExpired);
-  let waitingForHead = true;
+  const waitIdle = (): void => {
+    deadline = 'idle';
+    if (idleTimer === undefined) {
+      idleTimer = setTimeout(() => {
+        if (deadline === 'idle') socket.destroy();
+      }, limits.keepAliveTimeoutMs).unref();
+    } else idleTimer.refresh();
+  };
+  const stopTimers = (): void => {
+    deadline = 'none';
+    clearTimeout(headTimer);
+    clearTimeout(idleTimer);
+    clearTimeout(stallTimer);
+  };
   const maxHeadBytes = limits.maxUrlBytes + limits.maxHeaderBytes + 64;
 
   const handOff = (): void => {
     handedOff = true;
-    clearTimeout(timer);
+    stopTimers();
     conns.all.delete(socket);
     if (clientEnded) {
       // The client finished sending before an earlier answer was made: Node's server cannot take
@@ -190,13 +206,11 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   function answerPending(): void {
     while (pending !== null && !handedOff && !answering) {
       const buf: Buffer = pending;
-      if (!waitingForHead) {
-        waitingForHead = true;
-        arm(limits.headersTimeoutMs, headersExpired);
-      }
       const end: number = buf.indexOf(CRLFCRLF);
       if (end < 0) {
         if (buf.length > maxHeadBytes) handOff();
+        // A head that came whole needed no deadline; one still arriving runs against it from now.
+        else if (deadline !== 'head') waitForHead();
         return;
       }
       const req = parseSimpleHead(buf, end, limits);
@@ -210,8 +224,8 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
       if (answer instanceof Promise) {
         answering = true;
         conns.answering.add(socket);
-        clearTimeout(timer);
-        void answer.then(undefined, failure).then((a) => {
+        deadline = 'none';
+        const settle = (a: FastResponse | Buffer): void => {
           answering = false;
           conns.answering.delete(socket);
           if (socket.destroyed) return;
@@ -226,7 +240,8 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
           }
           answerPending();
           if (clientEnded && !answering && !handedOff) socket.end();
-        });
+        };
+        void answer.then(settle, (err: unknown) => settle(failure(err)));
         return;
       }
       if (!write(req, answer)) return;
@@ -256,22 +271,22 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
     socket.uncork();
     if (close) {
       handedOff = true;
-      clearTimeout(timer);
+      stopTimers();
       socket.removeListener('data', onData);
       socket.end();
       return false;
     }
-    if (pending === null) {
-      waitingForHead = false;
-      arm(limits.keepAliveTimeoutMs, idleExpired);
-    } else arm(limits.headersTimeoutMs, headersExpired);
+    if (pending === null) waitIdle();
+    else waitForHead();
     if (!flowing) {
       // A client that sends but does not read: stop reading until it catches up, or cut it.
       socket.pause();
-      arm(limits.requestTimeoutMs, () => void socket.destroy());
+      deadline = 'none';
+      stallTimer = setTimeout(() => void socket.destroy(), limits.requestTimeoutMs).unref();
       socket.once('drain', () => {
-        if (pending === null) arm(limits.keepAliveTimeoutMs, idleExpired);
-        else arm(limits.headersTimeoutMs, headersExpired);
+        clearTimeout(stallTimer);
+        if (pending === null) waitIdle();
+        else waitForHead();
         heldBack = false;
         socket.resume();
         answerPending();
@@ -291,7 +306,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   socket.on('end', onEnd);
   socket.on('error', () => socket.destroy());
   socket.once('close', () => {
-    clearTimeout(timer);
+    stopTimers();
     conns.all.delete(socket);
     conns.answering.delete(socket);
   });

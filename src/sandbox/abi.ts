@@ -115,9 +115,13 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   const respHeaders = response?.headers ?? [];
   const headerCount = req.headers.length + respHeaders.length;
   // Sizes first (no copies), then the bytes straight into guest memory: this runs per request.
-  let stringBytes = byteLength(req.method) + byteLength(req.url) + byteLength(path) + byteLength(query);
-  for (const [n, v] of req.headers) stringBytes += byteLength(n) + byteLength(v);
-  for (const [n, v] of respHeaders) stringBytes += byteLength(n) + byteLength(v);
+  // Strings wider than a byte per character are rare (an embedder's own): one scan finds them,
+  // and only then is each string's UTF-8 length counted.
+  const wide = WIDE.test(req.method) || WIDE.test(req.url) || anyWide(req.headers) || anyWide(respHeaders);
+  const lengthOf = wide ? byteLength : (text: string): number => text.length;
+  let stringBytes = lengthOf(req.method) + lengthOf(req.url) + lengthOf(path) + lengthOf(query);
+  for (const [n, v] of req.headers) stringBytes += lengthOf(n) + lengthOf(v);
+  for (const [n, v] of respHeaders) stringBytes += lengthOf(n) + lengthOf(v);
   const total = TE_REQUEST.SIZE + headerCount * TE_HEADER.SIZE + stringBytes + req.body.length;
   if (total > size) throw new SandboxError('program', `request of ${total} bytes exceeds the program's limit of ${size}`);
 
@@ -132,7 +136,7 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   const headersAt = TE_REQUEST.SIZE;
   let cursor = headersAt + headerCount * TE_HEADER.SIZE;
   const putString = (text: string, at: number): void => {
-    const n = writeText(buf, text, cursor);
+    const n = writeText(buf, text, cursor, wide);
     u64(at + TE_STR.ptr, region + cursor);
     u64(at + TE_STR.len, n);
     cursor += n;
@@ -168,7 +172,6 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   return { at: region, bytes: total };
 }
 
-/** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as Buffer.write writes them). */
 /**
  * A string's bytes as the program gets them. HTTP's strings are bytes: Node's parser hands header
  * values over as latin1 (one character per byte as sent, obs-text and UTF-8 included), so a string
@@ -180,10 +183,16 @@ function byteLength(text: string): number {
   return WIDE.test(text) ? Buffer.byteLength(text, 'utf8') : text.length;
 }
 
-/** Writes `text` at `at` as `byteLength` counts it; answers the bytes written. */
-function writeText(buf: Buffer, text: string, at: number): number {
+/** Whether a name or value of `list` has a character wider than a byte. */
+function anyWide(list: ReadonlyArray<readonly [string, string]>): boolean {
+  for (const [n, v] of list) if (WIDE.test(n) || WIDE.test(v)) return true;
+  return false;
+}
+
+/** Writes `text` at `at` as `byteLength` counts it (`wide`: it may have wider characters); answers the bytes written. */
+function writeText(buf: Buffer, text: string, at: number, wide: boolean): number {
   const n = text.length;
-  if (WIDE.test(text)) return buf.write(text, at, 'utf8');
+  if (wide && WIDE.test(text)) return buf.write(text, at, 'utf8');
   // Short strings (most header names and values) cost less copied here than through the binding.
   if (n <= 64) {
     for (let i = 0; i < n; i++) buf[at + i] = text.charCodeAt(i);
@@ -234,13 +243,15 @@ function bytesAt(mem: GuestMemory, ptr: number, len: number): Uint8Array {
 }
 
 /**
- * Views of the names and values of the `count` te_headers at `at` (no copy), with the count, each
- * header and their total bounded before anything is read; `fail` makes the error for a bound.
+ * Where the names and values of the `count` te_headers at `at` are, flat: name pointer, name
+ * length, value pointer, value length, for each. The count, each header and their total are
+ * bounded before anything is read, and every string is checked readable; `fail` makes the error
+ * for a bound.
  */
-function headerViews(mem: GuestMemory, at: number, count: number, fail: (message: string) => Error): Array<[Uint8Array, Uint8Array]> {
+function headerSpans(mem: GuestMemory, at: number, count: number, fail: (message: string) => Error): number[] {
   if (count > MAX_HEADERS) throw fail(`${count} headers (at most ${MAX_HEADERS})`);
   if (count > 0) mem.check(at, count * TE_HEADER.SIZE);
-  const views: Array<[Uint8Array, Uint8Array]> = [];
+  const spans: number[] = [];
   let total = 0;
   for (let i = 0; i < count; i++) {
     const h = at + i * TE_HEADER.SIZE;
@@ -250,9 +261,13 @@ function headerViews(mem: GuestMemory, at: number, count: number, fail: (message
     if (size > MAX_HEADER_BYTES) throw fail(`header ${i} of ${size} bytes (at most ${MAX_HEADER_BYTES})`);
     total += size;
     if (total > MAX_HEADERS_BYTES) throw fail(`headers of more than ${MAX_HEADERS_BYTES} bytes`);
-    views.push([bytesAt(mem, mem.u64(h + TE_HEADER.name + TE_STR.ptr), nameLen), bytesAt(mem, mem.u64(h + TE_HEADER.value + TE_STR.ptr), valueLen)]);
+    const namePtr = mem.u64(h + TE_HEADER.name + TE_STR.ptr);
+    const valuePtr = mem.u64(h + TE_HEADER.value + TE_STR.ptr);
+    if (nameLen > 0) mem.check(namePtr, nameLen);
+    if (valueLen > 0) mem.check(valuePtr, valueLen);
+    spans.push(namePtr, nameLen, valuePtr, valueLen);
   }
-  return views;
+  return spans;
 }
 
 /** Reads the te_response at `addr` out of guest memory (copying it: the instance is about to be reset). */
@@ -276,9 +291,9 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
   const bodyLen = mem.u64(addr + TE_RESPONSE.body + TE_STR.len);
   if (bodyLen > maxBytes) throw badResponse(`response body of ${bodyLen} bytes exceeds the limit of ${maxBytes}`);
   // Every size is bounded before anything is decoded: strings are made only of bytes that fit.
-  const views = headerViews(mem, mem.u64(addr + TE_RESPONSE.headers), mem.u32(addr + TE_RESPONSE.header_count), (m) => badResponse(`response ${m}`));
+  const spans = headerSpans(mem, mem.u64(addr + TE_RESPONSE.headers), mem.u32(addr + TE_RESPONSE.header_count), (m) => badResponse(`response ${m}`));
   let total = bodyLen;
-  for (const [name, value] of views) total += name.length + value.length;
+  for (let i = 0; i < spans.length; i += 4) total += spans[i + 1]! + spans[i + 3]!;
   if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
   const tagBytes = strView(mem, addr + TE_RESPONSE.tags, MAX_CACHE_TAGS_BYTES, (n) => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`));
   const rewritten = phase === 'recv' && (flags & TE_REWRITE_URL) !== 0
@@ -286,20 +301,20 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
     : undefined;
 
   const headers: Array<[string, string]> = [];
-  for (const [name, value] of views) {
-    const n = dec.decode(name);
-    const val = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
-    if (!TOKEN.test(n)) throw badResponse(`invalid response header name ${JSON.stringify(n.slice(0, 100))}`);
+  for (let i = 0; i < spans.length; i += 4) {
+    // Names and values straight from guest memory to strings: a name must be a token (ASCII), so
+    // its bytes as latin1 are its text; a value's bytes go out as sent.
+    const n = mem.latin1(spans[i]!, spans[i + 1]!);
+    const val = mem.latin1(spans[i + 2]!, spans[i + 3]!);
+    if (!TOKEN.test(n)) throw badResponse(`invalid response header name ${JSON.stringify(dec.decode(bytesAt(mem, spans[i]!, spans[i + 1]!)).slice(0, 100))}`);
     if (BAD_FIELD_VALUE.test(val)) throw badResponse(`invalid value for response header ${n}`);
     headers.push([n, val]);
   }
   const tags = dec.decode(tagBytes).split(/\s+/).filter(Boolean);
   if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
   const body = Buffer.from(strView(mem, addr + TE_RESPONSE.body, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
-  const ms = (at: number): number | undefined => {
-    const x = mem.i64(at);
-    return x < 0n ? undefined : Number(x) / 1000;
-  };
+  // A negative time (its sign bit set) is "not set".
+  const ms = (at: number): number | undefined => ((mem.u32(at + 4) & 0x8000_0000) !== 0 ? undefined : mem.u64(at) / 1000);
   const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 }, resetAfter: (flags & TE_RESET_AFTER) !== 0 };
   if (phase === 'recv') {
     const url = rewritten === undefined ? undefined : dec.decode(rewritten);
@@ -341,7 +356,7 @@ export function readFetch(mem: GuestMemory, at: number): FetchCall {
   const origin = strView(mem, at + TE_FETCH.origin, MAX_ORIGIN_NAME_BYTES, tooLong('origin name', MAX_ORIGIN_NAME_BYTES, ENAMETOOLONG));
   const method = strView(mem, at + TE_FETCH.method, MAX_METHOD_BYTES, tooLong('method', MAX_METHOD_BYTES));
   const url = strView(mem, at + TE_FETCH.url, MAX_URL_BYTES, tooLong('URL', MAX_URL_BYTES));
-  const headers = headerViews(mem, mem.u64(at + TE_FETCH.headers), mem.u64(at + TE_FETCH.header_count), (m) => new HostCallError(EMSGSIZE, `sub-request with ${m}`));
+  const spans = headerSpans(mem, mem.u64(at + TE_FETCH.headers), mem.u64(at + TE_FETCH.header_count), (m) => new HostCallError(EMSGSIZE, `sub-request with ${m}`));
   const body = strView(mem, at + TE_FETCH.body, MAX_FETCH_BODY_BYTES, tooLong('body', MAX_FETCH_BODY_BYTES));
   const result: FetchResultBuffers = {
     at,
@@ -356,10 +371,17 @@ export function readFetch(mem: GuestMemory, at: number): FetchCall {
     origin: dec.decode(origin),
     method: dec.decode(method) || 'GET',
     url: dec.decode(url) || '/',
-    headers: headers.map(([n, v]) => [dec.decode(n), dec.decode(v)]),
+    headers: fetchHeaders(mem, spans),
     body: Buffer.from(body),
     result,
   };
+}
+
+/** A sub-request's header pairs, decoded as UTF-8 from the spans `headerSpans` checked. */
+function fetchHeaders(mem: GuestMemory, spans: readonly number[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < spans.length; i += 4) out.push([dec.decode(bytesAt(mem, spans[i]!, spans[i + 1]!)), dec.decode(bytesAt(mem, spans[i + 2]!, spans[i + 3]!))]);
+  return out;
 }
 
 /** Writes a sub-request's result into the buffers `readFetch` checked (truncating to their capacity). */

@@ -75,6 +75,16 @@ export interface CallUsage {
 /** A program's answer; for the `recv` phase, also what it decided about the request. */
 export type CallResult = SandboxResponse & { recv?: RecvDirective };
 
+/** A program's answer as decoded, before the host adds its logs and timing. */
+type Answer = Omit<CallResult, 'logs' | 'timing'> & { resetAfter?: boolean };
+
+/** The caller's view of an answer: its fields, named one by one (no copies of the decoded object). */
+function callResult(a: Answer, logs: string[], timing: SandboxResponse['timing']): CallResult {
+  const r: CallResult = { status: a.status, headers: a.headers, body: a.body, cache: a.cache, logs, timing };
+  if (a.recv !== undefined) r.recv = a.recv;
+  return r;
+}
+
 /** One request of a batch (`Instance.callBatch`): the request and how it is called. */
 export interface BatchItem {
   req: SandboxRequest;
@@ -322,9 +332,9 @@ export class Instance {
     for (let i = 0; i < count; i++) {
       keepLogLines(logs[i]!, stdios[i]!.lines());
       try {
-        const { resetAfter: asked, ...answer } = readResponse(this.machine.mem, batch.slots[i]!, this.program.limits.maxResponseBytes, items[i]!.options.phase ?? 'generate');
-        resetAfter ||= asked;
-        outcomes.push({ kind: 'answered', result: { ...answer, logs: logs[i]!, timing: { callUs } } });
+        const answer = readResponse(this.machine.mem, batch.slots[i]!, this.program.limits.maxResponseBytes, items[i]!.options.phase ?? 'generate');
+        resetAfter ||= answer.resetAfter;
+        outcomes.push({ kind: 'answered', result: callResult(answer, logs[i]!, { callUs }) });
       } catch (error) {
         bad = true;
         outcomes.push({ kind: 'failed', error });
@@ -351,13 +361,11 @@ export class Instance {
    * so — always for an ephemeral program; for a persistent one only at a bound it reached or when
    * the program asked (`resetAfter`, te_reset_after()). A failure resets at once, elsewhere.
    */
-  private done<T extends Omit<SandboxResponse, 'logs' | 'timing'>>(answer: T & { resetAfter?: boolean }, logs: string[], t0: number, reset: 'now' | 'later'): T & Pick<SandboxResponse, 'logs' | 'timing'> {
-    const { resetAfter = false, ...result } = answer;
+  private done(answer: Answer, logs: string[], t0: number, reset: 'now' | 'later'): CallResult {
     const t1 = performance.now();
     const callUs = us(t1 - t0);
-    const dirtyPages = this.settle(1, resetAfter, reset);
-    if (dirtyPages === undefined) return { ...(result as T), logs, timing: { callUs } };
-    return { ...(result as T), logs, timing: { callUs, resetUs: us(performance.now() - t1), dirtyPages } };
+    const dirtyPages = this.settle(1, answer.resetAfter === true, reset);
+    return callResult(answer, logs, dirtyPages === undefined ? { callUs } : { callUs, resetUs: us(performance.now() - t1), dirtyPages });
   }
 
   /** Counts `answers` toward the lifecycle's bound and resets if it is due: the pages restored when that was now. */

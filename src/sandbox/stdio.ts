@@ -67,6 +67,8 @@ export class CaptureStdio implements Stdio {
 
   /** The log split into lines (the last one even without a newline). */
   lines(): string[] {
+    // Most requests log nothing: no buffer, string or array to make for them.
+    if (this.errBytes === 0) return [];
     const t = this.text();
     return t === '' ? [] : t.replace(/\n$/, '').split('\n');
   }

@@ -177,17 +177,13 @@ function failureAnswer(err: unknown): BackendResponse {
  * A program's answer as the cache's backend gives it: whole in memory (`buffered`), with a stream
  * of it made only if the cache asks for one (the raw path never does).
  */
-function wholeAnswer(status: number, headers: HeaderList, body: Buffer, policy: BackendResponse['policy']): BackendResponse {
-  let stream: Readable | undefined;
-  return {
-    status,
-    headers,
-    get body(): Readable {
-      return (stream ??= Readable.from(body.length > 0 ? [body] : []));
-    },
-    buffered: body,
-    policy,
-  };
+class WholeAnswer implements BackendResponse {
+  private stream: Readable | undefined;
+  constructor(readonly status: number, readonly headers: HeaderList, readonly buffered: Buffer, readonly policy: BackendResponse['policy']) {}
+
+  get body(): Readable {
+    return (this.stream ??= Readable.from(this.buffered.length > 0 ? [this.buffered] : []));
+  }
 }
 
 /**
@@ -278,11 +274,12 @@ export class TenantRuntime implements Backend {
   }
 
   /** The cache's backend: the route's program or origin answers a miss or a pass. */
-  async fetch(req: BackendRequest): Promise<BackendResponse> {
+  // Not async: the promise of the call it makes is the answer, without another to resolve with it.
+  fetch(req: BackendRequest): Promise<BackendResponse> {
     const target = matchRoute(this.routes, this.origins.has('default'), req.method, req.path);
     if (target === undefined) {
       req.body?.resume();
-      return noRoute(req.method, req.path);
+      return Promise.resolve(noRoute(req.method, req.path));
     }
     const rec = recordOf(req.client);
     if (target.kind === 'origin') return this.fetchOrigin(target.name, req, rec);
@@ -341,8 +338,8 @@ export class TenantRuntime implements Backend {
     const headers: HeaderList = endToEndList(r.headers.flat(), true);
     headers.push('content-length', String(r.body.length));
     if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
-    const sec = (s: number | undefined): number | undefined => (s === undefined ? undefined : s * 1000);
-    return wholeAnswer(r.status, headers, r.body, { ttlMs: sec(r.cache.ttl), graceMs: sec(r.cache.grace), keepMs: sec(r.cache.keep), uncacheable: r.cache.uncacheable });
+    const { ttl, grace, keep, uncacheable } = r.cache;
+    return new WholeAnswer(r.status, headers, r.body, { ttlMs: ttl === undefined ? undefined : ttl * 1000, graceMs: grace === undefined ? undefined : grace * 1000, keepMs: keep === undefined ? undefined : keep * 1000, uncacheable });
   }
 
   /**

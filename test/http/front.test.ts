@@ -102,8 +102,12 @@ const HANDLER_ONLY = new Set(['/throw', '/reject', '/throw-after-headers', '/slo
 const greedyFastPath: FastPath = (r) => {
   if (HANDLER_ONLY.has(r.url)) return null;
   const body = Buffer.from(`fast ${r.url}`);
-  return { status: 200, head: Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`), body: r.method === 'HEAD' ? null : body };
+  const answer = { status: 200, head: Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`), body: r.method === 'HEAD' ? null : body };
+  // An answer made later (as a program's is), after longer than the head and idle deadlines together.
+  if (r.url === '/later') return new Promise((resolve) => setTimeout(() => resolve(answer), LATER_MS));
+  return answer;
 };
+const LATER_MS = 700;
 
 for (const [suite, fastPath] of [['HTTP front', undefined], ['HTTP front with a raw fast path', greedyFastPath]] as const) describe(suite, () => {
   let front: Front;
@@ -191,6 +195,17 @@ for (const [suite, fastPath] of [['HTTP front', undefined], ['HTTP front with a 
     // Node adds one second to the socket timeout behind the advertised keep-alive timeout.
     assert.ok(got.elapsedMs < 2_000, `closed after ${got.elapsedMs} ms`);
   });
+
+  if (fastPath !== undefined) {
+    test('no deadline cuts a connection while its answer is made; the idle deadline runs after it', async () => {
+      const got = await exchange(front.port, `GET /later HTTP/1.1\r\n${H}\r\n`, { deadlineMs: 4_000 });
+      assert.deepEqual(got.statusLines, ['HTTP/1.1 200 OK']);
+      assert.match(got.text, /fast \/later$/);
+      assert.ok(got.closed);
+      assert.ok(got.elapsedMs >= LATER_MS, `closed after ${got.elapsedMs} ms`);
+      assert.ok(got.elapsedMs < LATER_MS + 2_000, `closed after ${got.elapsedMs} ms`);
+    });
+  }
 
   test('answers pipelined keep-alive requests in order even when the first is slow', async () => {
     calls.length = 0;

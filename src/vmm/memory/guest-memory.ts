@@ -37,6 +37,8 @@ export class GuestMemory {
   readonly mapping: Mapping;
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** All of guest RAM as a Buffer, to decode strings without a view per string. */
+  private readonly buf: Buffer;
   /** All of guest RAM as 32-bit words, for reading page-table entries. */
   readonly words: Uint32Array;
   /** One bit per page the host wrote since the last `takeHostDirty()`, in KVM's bitmap layout. */
@@ -62,6 +64,7 @@ export class GuestMemory {
     this.size = mapping.length;
     this.bytes = new Uint8Array(this.mapping.buffer);
     this.view = new DataView(this.mapping.buffer);
+    this.buf = Buffer.from(this.mapping.buffer);
     this.words = new Uint32Array(this.mapping.buffer);
     this.hostDirty = new Uint32Array(Math.ceil(this.size / PAGE_SIZE / 32));
     this.pageTablesAddr = layout.pageTablesAddr;
@@ -139,6 +142,14 @@ export class GuestMemory {
     const runs = this.runs(addr, len, false);
     if (runs.length === 1) return this.bytes.subarray(runs[0]![0], runs[0]![0] + len);
     return this.gather(runs, len);
+  }
+
+  /** The guest bytes [addr, addr+len) as text, one character per byte (latin1), checked as `user()` checks. */
+  latin1(addr: number, len: number): string {
+    if (len === 0) return '';
+    if (this.identity(addr, len, false)) return this.buf.toString('latin1', addr, addr + len);
+    const bytes = this.user(addr, len);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
   }
 
   /**
@@ -242,6 +253,7 @@ export class GuestMemory {
 
   /** A signed 64-bit value (lengths and times the kernel reads as signed). */
   i64(addr: number): bigint {
+    if (this.identity(addr, 8, false)) return this.view.getBigInt64(addr, true);
     const b = this.user(addr, 8);
     return new DataView(b.buffer, b.byteOffset, 8).getBigInt64(0, true);
   }
