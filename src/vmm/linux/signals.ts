@@ -58,11 +58,12 @@ export const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 const ALL = (1n << 64n) - 1n;
 
 /** struct sigaction as the kernel keeps it: a handler (or SIG_DFL, SIG_IGN), flags, restorer, mask. */
+/** A signal's action. Never changed in place (replaced whole), so snapshots share them. */
 export interface SigAction {
-  handler: bigint;
-  flags: number;
-  restorer: bigint;
-  mask: bigint;
+  readonly handler: bigint;
+  readonly flags: number;
+  readonly restorer: bigint;
+  readonly mask: bigint;
 }
 
 /** The siginfo a handler gets: sent by kill/tgkill (pid, uid), or raised by a fault (addr). */
@@ -212,13 +213,19 @@ export class SignalTable {
     return n;
   }
 
+  /** `sig` back to its default action (SA_RESETHAND, a SIGSEGV whose frame failed), its other settings kept. */
+  resetToDefault(sig: number): void {
+    this.actions[sig] = { ...this.actions[sig]!, handler: SIG_DFL };
+  }
+
+  // Actions are replaced, never changed, so a copy of the list is a copy of them all.
   save(): SignalTableState {
-    return { actions: this.actions.map((a) => ({ ...a })), shared: this.shared.map(copyPending) };
+    return { actions: this.actions.slice(), shared: this.shared.map(copyPending) };
   }
 
   restore(state: SignalTableState): void {
-    this.actions = state.actions.map((a) => ({ ...a }));
-    this.shared = state.shared.map(copyPending);
+    this.actions = state.actions.slice();
+    this.shared = state.shared.length === 0 ? [] : state.shared.map(copyPending);
   }
 }
 

@@ -275,7 +275,7 @@ export class SignalDelivery implements Signals {
       }
       if (!this.frame(ctx, t, p)) {
         // force_sigsegv: a SIGSEGV whose own frame failed is left to its default action.
-        if (sig === SIGSEGV) this.table.action(SIGSEGV).handler = SIG_DFL;
+        if (sig === SIGSEGV) this.table.resetToDefault(SIGSEGV);
         this.force(t, SIGSEGV);
         continue;
       }
@@ -296,9 +296,8 @@ export class SignalDelivery implements Signals {
    */
   private frame(ctx: Context, t: ThreadSignals, p: PendingSignal): boolean {
     const sig = p.info.signo;
-    const action = this.table.action(sig);
-    const act = { ...action };
-    if ((act.flags & SA_RESETHAND) !== 0) action.handler = SIG_DFL;
+    const act = this.table.action(sig);
+    if ((act.flags & SA_RESETHAND) !== 0) this.table.resetToDefault(sig);
     const regs = Uint8Array.from(ctx.regs);
     const ok = setupFrame(this.mem, this.geometry, regs, ctx.xsave, { sig, info: p.info, trap: p.trap, action: act, mask: t.savedMask ?? t.blocked, altStack: t.altStack });
     if (!ok) return false;
@@ -316,9 +315,8 @@ export class SignalDelivery implements Signals {
    * blocked or ignored, it is unblocked and left to its default action.
    */
   private force(t: ThreadSignals, sig: number, info: SigInfo = { signo: sig, code: SI_KERNEL, addr: 0n }): void {
-    const action = this.table.action(sig);
-    if (action.handler === SIG_IGN || (t.blocked & sigbit(sig)) !== 0n) {
-      action.handler = SIG_DFL;
+    if (this.table.action(sig).handler === SIG_IGN || (t.blocked & sigbit(sig)) !== 0n) {
+      this.table.resetToDefault(sig);
       t.blocked &= ~sigbit(sig);
     }
     enqueue(t.pending, { info });
