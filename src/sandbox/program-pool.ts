@@ -60,9 +60,9 @@ interface Waiter {
   options: CallOptions;
   resolve(result: CallResult): void;
   reject(err: unknown): void;
-  /** Its queue timeout (a 503), cleared when it gets an instance. */
-  timer: ReturnType<typeof setTimeout> | undefined;
   queuedAt: number;
+  /** When its queue timeout (a 503) ends its wait for an instance (Date.now()); Infinity: it has none. */
+  expiresAt: number;
 }
 
 interface Entry {
@@ -72,8 +72,10 @@ interface Entry {
   /** Instances made so far, and those free now. */
   instances: Instance[];
   free: Instance[];
-  /** Calls waiting for an instance, oldest first. */
+  /** Calls waiting for an instance, oldest first (so their queue timeouts end in order too). */
   waiting: Waiter[];
+  /** One timer for the whole queue, armed for the oldest wait that has a timeout (`sweep`). */
+  queueTimer: ReturnType<typeof setTimeout> | undefined;
   /** Requests running on an instance now. */
   inflight: number;
   /**
@@ -149,7 +151,7 @@ export class ProgramPool {
   adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
     if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
+    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], queueTimer: undefined, inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
   }
 
   /**
@@ -203,7 +205,7 @@ export class ProgramPool {
       return Promise.reject(new SandboxError('internal', `program ${key} is not loaded`));
     }
     return new Promise((resolve, reject) => {
-      this.enqueue(entry, { req, options, resolve, reject, timer: undefined, queuedAt: Date.now() }, false);
+      this.enqueue(entry, { req, options, resolve, reject, queuedAt: Date.now(), expiresAt: Infinity }, false);
       this.dispatch(entry);
     });
   }
@@ -235,25 +237,49 @@ export class ProgramPool {
    */
   private enqueue(entry: Entry, waiter: Waiter, givenBack: boolean): void {
     if (givenBack) {
-      waiter.timer = undefined;
+      waiter.expiresAt = Infinity;
       entry.waiting.unshift(waiter);
       return;
     }
     if (entry.waiting.length === 0 && (entry.free.length > 0 || entry.instances.length < Math.max(1, entry.options.concurrency))) {
-      // An instance takes it in the dispatch that follows: no queue, no queue timeout to arm.
-      waiter.timer = undefined;
+      // An instance takes it in the dispatch that follows: no queue, no queue timeout.
       entry.waiting.push(waiter);
       return;
     }
-    waiter.timer = setTimeout(() => {
-      const at = entry.waiting.indexOf(waiter);
-      if (at < 0) return;
-      entry.waiting.splice(at, 1);
-      waiter.options.usage?.settled?.();
-      waiter.reject(new QueueFullError(entry.key, Date.now() - waiter.queuedAt));
-      this.closeIfIdle(entry);
-    }, entry.options.queueTimeoutMs);
+    waiter.expiresAt = waiter.queuedAt + entry.options.queueTimeoutMs;
     entry.waiting.push(waiter);
+    // Waits end in the order they began: a timer armed for an older one comes first.
+    if (entry.queueTimer === undefined) this.armQueueTimer(entry, waiter.expiresAt);
+  }
+
+  private armQueueTimer(entry: Entry, at: number): void {
+    entry.queueTimer = setTimeout(() => this.sweep(entry), Math.max(1, at - Date.now()));
+    // The calls running meanwhile keep the thread alive; this timer alone need not.
+    entry.queueTimer.unref();
+  }
+
+  /**
+   * Ends the waits whose queue timeout has passed (QueueFullError), and arms the queue's timer for
+   * the next. One timer per queue rather than one per waiting call: under load most calls wait,
+   * and each wait's own timer was made and cleared for nothing.
+   */
+  private sweep(entry: Entry): void {
+    entry.queueTimer = undefined;
+    const now = Date.now();
+    const { waiting } = entry;
+    for (let i = 0; i < waiting.length; i++) {
+      const waiter = waiting[i]!;
+      // Calls given back by a batch (at the head) have no timeout.
+      if (waiter.expiresAt === Infinity) continue;
+      if (waiter.expiresAt > now) {
+        this.armQueueTimer(entry, waiter.expiresAt);
+        break;
+      }
+      waiting.splice(i--, 1);
+      waiter.options.usage?.settled?.();
+      waiter.reject(new QueueFullError(entry.key, now - waiter.queuedAt));
+    }
+    this.closeIfIdle(entry);
   }
 
   /** Starts waiting calls on free instances (making instances up to `concurrency`), oldest first. */
@@ -266,7 +292,6 @@ export class ProgramPool {
         } catch (err) {
           // No VM to be had: the oldest call hears why; the others wait for an instance to free up.
           const waiter = entry.waiting.shift()!;
-          clearTimeout(waiter.timer);
           waiter.options.usage?.settled?.();
           waiter.reject(err);
           continue;
@@ -275,7 +300,6 @@ export class ProgramPool {
       }
       if (!instance) return;
       const batch = entry.waiting.splice(0, batchable(entry) ? Math.min(entry.waiting.length, entry.batchLimit) : 1);
-      for (const w of batch) clearTimeout(w.timer);
       void this.run(entry, instance, batch);
     }
   }
@@ -346,6 +370,7 @@ export class ProgramPool {
   private closeIfIdle(entry: Entry): void {
     if (!entry.retired || entry.closed || entry.inflight > 0 || entry.waiting.length > 0) return;
     entry.closed = true;
+    clearTimeout(entry.queueTimer);
     for (const instance of entry.instances) instance.close();
     entry.instances.length = 0;
     entry.free.length = 0;

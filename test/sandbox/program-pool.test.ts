@@ -87,6 +87,32 @@ describe('the program pool', needsKvm(), () => {
     assert.equal((await pool.call('t/slow@1', get('/'))).body.toString(), 'ok served=0\n');
   });
 
+  test('waits that began at different times each end after their own queue timeout, in order', async () => {
+    await pool.load('t/slow@2', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'slow', concurrency: 1, queueTimeoutMs: 150, timeoutMs: 2000 });
+    const first = pool.call('t/slow@2', get('/loop'));
+    const ended: string[] = [];
+    const wait = (name: string): Promise<number> => {
+      const began = Date.now();
+      return pool.call('t/slow@2', get('/')).then(
+        () => assert.fail(`${name} got an instance`),
+        (err: unknown) => {
+          assert.ok(err instanceof QueueFullError, String(err));
+          ended.push(name);
+          return Date.now() - began;
+        },
+      );
+    };
+    const a = wait('a');
+    await new Promise((r) => setTimeout(r, 60));
+    const b = wait('b');
+    const c = wait('c');
+    const waited = await Promise.all([a, b, c]);
+    assert.deepEqual(ended, ['a', 'b', 'c']);
+    // Never before its own timeout (the one timer of the queue was armed for the oldest wait).
+    for (const ms of waited) assert.ok(ms >= 150 - 1, `refused after ${ms} ms`);
+    await assert.rejects(first, (err: unknown) => err instanceof SandboxError && err.kind === 'timeout');
+  });
+
   test('an unloaded program finishes its in-flight requests and accepts no new ones', async () => {
     await pool.load('t/old@1', readFileSync(buildGuest('sdk_hostcalls')), { mode: 'sdk', name: 'old', concurrency: 2, queueTimeoutMs: 100, timeoutMs: 1000 });
     const slowHost: HostCalls = { fetch: () => new Promise((r) => setTimeout(() => r({ status: 200, headers: [], body: Buffer.from('late') }), 100)) };

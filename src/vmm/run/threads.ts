@@ -52,6 +52,18 @@ function mainThread(): Thread {
   };
 }
 
+/**
+ * A snapshot's thread made live again, field by field (a reset runs this for every request):
+ * its wait's end from `now`, its signal state copied (it changes in place).
+ */
+function restoredThread(t: ThreadTableState['threads'][number], now: number): Thread {
+  return {
+    tid: t.tid, clearTid: t.clearTid, robustList: t.robustList, signals: copyThreadSignals(t.signals), state: t.state, regs: t.regs, xsave: t.xsave,
+    fsBase: t.fsBase, gsBase: t.gsBase, result: t.result, timeoutResult: t.timeoutResult, futexKey: t.futexKey, bitset: t.bitset,
+    wakeAt: t.msLeft === Infinity ? Infinity : now + t.msLeft, seq: t.seq,
+  };
+}
+
 export class ThreadTable {
   /** Alive threads by id. */
   private readonly threads = new Map<number, Thread>();
@@ -221,7 +233,7 @@ export class ThreadTable {
   /** Back to `state`; waits that had time left get it again from `now`. */
   restore(state: ThreadTableState, now: number): void {
     this.threads.clear();
-    for (const { msLeft, ...t } of state.threads) this.threads.set(t.tid, { ...t, signals: copyThreadSignals(t.signals), wakeAt: msLeft === Infinity ? Infinity : now + msLeft });
+    for (const t of state.threads) this.threads.set(t.tid, restoredThread(t, now));
     this.current = this.threads.get(state.currentTid)!;
     this.nextTid = state.nextTid;
     this.seq = state.seq;
