@@ -11,7 +11,7 @@ import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { EngineParts } from './context.ts';
 import { httpDate, type FastResponse } from './fast.ts';
 import { addForwarding, decideFill, fillHeaders, markUncacheable, refuseTags } from './fetch.ts';
-import { getHeader, type HeaderList } from './headers.ts';
+import type { HeaderList } from './headers.ts';
 import { isFixedHopByHop } from './hop-by-hop.ts';
 import { buildHead, CacheObject } from './object.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
@@ -164,16 +164,23 @@ function answer(status: number, head: HeaderList, body: Buffer, isHead: boolean,
   const bodiless = status === 204 || status === 304;
   let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
   let sawVia = via === null;
+  let sawDate = false;
+  let sawLength = false;
   for (let i = 0; i < head.length; i += 2) {
-    if (!sawVia && head[i] === 'via') {
+    const name = head[i]!;
+    if (!sawVia && name === 'via') {
       text += `via: ${head[i + 1]}, ${via}\r\n`;
       sawVia = true;
-    } else text += `${head[i]}: ${head[i + 1]}\r\n`;
+      continue;
+    }
+    if (name === 'date') sawDate = true;
+    else if (name === 'content-length') sawLength = true;
+    text += `${name}: ${head[i + 1]}\r\n`;
   }
   if (!sawVia) text += `via: ${via}\r\n`;
   if (label !== undefined) text += `x-cache: ${label}\r\n`;
-  if (getHeader(head, 'date') === undefined) text += `date: ${httpDate(Date.now())}\r\n`;
-  if (!bodiless && getHeader(head, 'content-length') === undefined) text += `content-length: ${body.length}\r\n`;
+  if (!sawDate) text += `date: ${httpDate(Date.now())}\r\n`;
+  if (!bodiless && !sawLength) text += `content-length: ${body.length}\r\n`;
   text += '\r\n';
   return { status, head: Buffer.from(text, 'latin1'), body: isHead || bodiless || body.length === 0 ? null : body };
 }

@@ -59,8 +59,10 @@ const TARGET = /^\/[\x21-\x7e]*$/;
 /** A complete request head in `buf` (up to `end`) in the accepted shape, or null to decline it. */
 export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimits, 'maxUrlBytes' | 'maxHeaderBytes'>): FastRequest | null {
   const text = buf.toString('latin1', 0, end);
-  const lines = text.split('\r\n');
-  const first = lines[0]!;
+  // Line by line without splitting the head into an array of lines first.
+  let lineEnd = text.indexOf('\r\n');
+  if (lineEnd < 0) lineEnd = text.length;
+  const first = text.slice(0, lineEnd);
   if (end - first.length > limits.maxHeaderBytes) return null;
   let method: 'GET' | 'HEAD';
   let rest: string;
@@ -78,8 +80,11 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
   let cacheControl: string | undefined;
   let close = false;
   const fields: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
+  while (lineEnd < text.length) {
+    const start = lineEnd + 2;
+    lineEnd = text.indexOf('\r\n', start);
+    if (lineEnd < 0) lineEnd = text.length;
+    const line = text.slice(start, lineEnd);
     const colon = line.indexOf(':');
     // No bare CR or LF, no obs-fold, no empty or odd names.
     if (colon <= 0 || line.includes('\n') || line.includes('\r')) return null;

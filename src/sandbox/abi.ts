@@ -310,7 +310,7 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
     if (BAD_FIELD_VALUE.test(val)) throw badResponse(`invalid value for response header ${n}`);
     headers.push([n, val]);
   }
-  const tags = dec.decode(tagBytes).split(/\s+/).filter(Boolean);
+  const tags = tagBytes.length === 0 ? [] : dec.decode(tagBytes).split(/\s+/).filter(Boolean);
   if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
   const body = Buffer.from(strView(mem, addr + TE_RESPONSE.body, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
   // A negative time (its sign bit set) is "not set".
