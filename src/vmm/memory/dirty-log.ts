@@ -133,10 +133,23 @@ export class DirtyLog {
   restorePages(mem: GuestMemory, snapshot: PageSource): number {
     const src = snapshot.bytes;
     const dst = mem.bytes;
-    return this.forEachDirty(mem, (page) => {
-      const at = page * PAGE_SIZE;
-      dst.set(src.subarray(at, at + PAGE_SIZE), at);
+    // Pages come in ascending order: neighbours are copied as one run (one view, one copy).
+    let runStart = -1;
+    let runEnd = -1;
+    const flush = (): void => {
+      if (runStart >= 0) dst.set(src.subarray(runStart * PAGE_SIZE, runEnd * PAGE_SIZE), runStart * PAGE_SIZE);
+    };
+    const count = this.forEachDirty(mem, (page) => {
+      if (page === runEnd) {
+        runEnd++;
+        return;
+      }
+      flush();
+      runStart = page;
+      runEnd = page + 1;
     });
+    flush();
+    return count;
   }
 
   close(): void {
