@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { FromLogThread, LogChunk, LogFormat, LogThreadData, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
 import { holdSlot, OutputSlots, releaseSlot, type SlotMemory } from './log-slots.ts';
-import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
+import { decodeColumns, type EncodedBatch, recordColumns, releaseBatch, WideRows } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
@@ -25,6 +25,8 @@ const slots = new OutputSlots(holders);
  * memory piece by piece (a copy a record) costs about twice what writing this thread's own does.
  */
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** Where batches with fast-path hits' rows are widened into full rows for the writer. */
+const wide = new WideRows();
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
@@ -54,7 +56,8 @@ function writeAccessLog(out: SlotMemory, count: number): void {
 }
 
 function onBatch(batch: EncodedBatch): void {
-  const out = new BatchWriter(batch);
+  const columns = recordColumns(batch, wide);
+  const out = new BatchWriter(columns);
   /** Slots this batch took: held by this thread until their chunks are handed over. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
@@ -83,7 +86,7 @@ function onBatch(batch: EncodedBatch): void {
       chunks.push({ id, bytes, slot, records: batch.count });
       continue;
     }
-    records ??= decodeBatch(batch);
+    records ??= decodeColumns(columns);
     const pick: number[] = [];
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
     if (pick.length > 0) {

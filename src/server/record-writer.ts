@@ -1,8 +1,8 @@
-// The live log's serialisation: the records of a batch (record-batch.ts) as NDJSON or Server-Sent
+// The live log's serialisation: the records of a batch (record-batch.ts, as full rows) as NDJSON or Server-Sent
 // Events, written straight from the batch's columns into one buffer, byte for byte what
 // JSON.stringify of each record gives. It runs on the log thread for every record a reader
 // takes, so it avoids what costs there: a string per record, and calls into the runtime.
-import { type EncodedBatch, KINDS, NUMS, STRS } from './record-batch.ts';
+import { KINDS, NUMS, type RecordColumns, STRS } from './record-batch.ts';
 import { CACHE_RESULTS } from './records.ts';
 
 /** The text between a record's values, as bytes (all ASCII). */
@@ -168,7 +168,7 @@ export class BatchWriter {
   /** Logs entries (already JSON text) as bytes, by table index. */
   private readonly logs = new Map<number, Uint8Array>();
 
-  constructor(private readonly b: EncodedBatch) {}
+  constructor(private readonly b: RecordColumns) {}
 
   /** The records as bytes in a buffer of their own. */
   write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {

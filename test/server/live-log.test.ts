@@ -12,7 +12,7 @@ import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
 import { holdSlot, OutputSlots, releaseSlot, slotHolders, SLOTS } from '../../src/server/log-slots.ts';
-import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, recordColumns, RecordBatcher, releaseBatch, WideRows } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -338,7 +338,7 @@ describe('batches of records between threads', () => {
     const decoded = decodeBatch(batches[0]!);
     const fast = decoded[2]!;
     assert.deepEqual(decoded, [full, empty, { ...empty, shard: 1, tenant: 'a', host: 'a.test', method: 'GET', url: '/f', status: 200, cache: 'fast-hit', totalUs: 8, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 100, time: fast.time }]);
-    const w = new BatchWriter(batches[0]!);
+    const w = new BatchWriter(recordColumns(batches[0]!));
     assert.equal(w.write('ndjson').toString('utf8'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
     assert.equal(w.write('sse', [1]).toString('utf8'), `data: ${JSON.stringify(empty)}\n\n`);
   });
@@ -367,12 +367,64 @@ describe('batches of records between threads', () => {
     b.flush();
     const decoded = decodeBatch(batches[0]!);
     assert.deepEqual(decoded, odd);
-    const w = new BatchWriter(batches[0]!);
+    const w = new BatchWriter(recordColumns(batches[0]!));
     const expected = odd.map((r) => `${JSON.stringify(r)}\n`).join('');
     assert.equal(w.write('ndjson').toString('utf8'), expected);
     assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
     assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(odd[4])}\n\ndata: ${JSON.stringify(odd[0])}\n\n`);
     assert.equal(w.write('ndjson', []).length, 0);
+  });
+
+  test("fast-path hits' narrow rows and full records come out in the order pushed, as JSON.stringify would write them", () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 64 });
+    const hit = (shard: number, url: string, bytes: number, startedMs: number, totalUs: number): RequestRecord => ({
+      ...empty, time: Math.round(performance.timeOrigin + startedMs), shard, tenant: 't', host: 'h.test', method: 'GET', url, status: 200,
+      cache: 'fast-hit', totalUs: Math.round(totalUs), vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes,
+    });
+    const want: RequestRecord[] = [];
+    const fast = (shard: number, url: string, bytes: number, startedMs: number, totalUs: number): void => {
+      b.pushFast(shard, 't', 'h.test', 'GET', url, 200, bytes, startedMs, totalUs);
+      want.push(hit(shard, url, bytes, startedMs, totalUs));
+    };
+    const slow = (r: RequestRecord): void => {
+      b.push(r);
+      want.push(r);
+    };
+    // Full records first, between and last; runs of hits of either length; a full record's time before the hits'.
+    slow(full);
+    fast(2, '/a', 100, 10.4, 3.5);
+    fast(2, '/a', 100, 11.6, 4.4);
+    slow(empty);
+    slow({ ...full, time: 1 });
+    fast(2, '/b', 0, 12, 0);
+    // Hits whose figures a narrow row does not hold become full rows, in their place:
+    // another shard than the batch's hits, a body of 2 GiB, a time ~25 days from the batch's first hit.
+    fast(5, '/other-shard', 7, 13, 1);
+    fast(2, '/large', 2 ** 31, 14, 1);
+    fast(2, '/later', 1, 10 + 2 ** 31 + 100, 1);
+    fast(2, '/c', 1, 15, 2 ** 31);
+    fast(2, '/d', 1, 16.5, 1);
+    b.flush();
+    assert.equal(batches.length, 1);
+    const batch = batches[0]!;
+    assert.equal(batch.count, want.length);
+    assert.equal(batch.fastCount, 4, 'the hits that fit are narrow rows');
+    assert.deepEqual(decodeBatch(batch), want);
+    const expected = want.map((r) => `${JSON.stringify(r)}\n`).join('');
+    // Widened into the log thread's reused memory: again, for a batch with fewer records, same memory.
+    const into = new WideRows();
+    assert.equal(new BatchWriter(recordColumns(batch, into)).write('ndjson').toString('utf8'), expected);
+    const memory = into.nums;
+    b.pushFast(2, 't', 'h.test', 'GET', '/e', 200, 1, 20, 1);
+    b.push(empty);
+    b.flush();
+    assert.equal(new BatchWriter(recordColumns(batches[1]!, into)).write('ndjson').toString('utf8'), [{ ...hit(2, '/e', 1, 20, 1) }, empty].map((r) => `${JSON.stringify(r)}\n`).join(''));
+    assert.equal(into.nums, memory, 'no new memory');
+    // A batch of full records only is read in place.
+    b.push(full);
+    b.flush();
+    assert.equal(recordColumns(batches[2]!, into).nums, batches[2]!.wideNums);
   });
 
   test('a full batch goes at once; the next starts empty', () => {
@@ -400,7 +452,8 @@ describe('batches of records between threads', () => {
     for (const batch of batches) {
       assert.equal(batch.count, 1000);
       // No more room than the records need, beyond the doubling: memory follows the rate.
-      assert.ok(batch.nums.length <= 1024 * 12, `${batch.nums.length}`);
+      assert.ok(batch.fast.length <= 1024 * FAST_WORDS, `${batch.fast.length}`);
+      assert.equal(batch.fastCount, 1000, 'every record a narrow row');
       assert.deepEqual(decodeBatch(batch).map((r) => [r.url, r.bytes]), urls.map((u, i) => [u, i]));
     }
   });
@@ -419,15 +472,15 @@ describe('batches of records between threads', () => {
     push('/4');
     b.flush();
     assert.equal(batches.length, 3);
-    assert.notEqual(batches[1]!.nums.buffer, batches[0]!.nums.buffer);
+    assert.notEqual(batches[1]!.wideNums.buffer, batches[0]!.wideNums.buffer);
     // Released before the second went: the third is written into the first's memory, nothing new.
-    assert.equal(batches[2]!.nums.buffer, batches[0]!.nums.buffer);
-    assert.ok(batches[2]!.nums.buffer instanceof SharedArrayBuffer);
+    assert.equal(batches[2]!.wideNums.buffer, batches[0]!.wideNums.buffer);
+    assert.ok(batches[2]!.wideNums.buffer instanceof SharedArrayBuffer);
     assert.deepEqual(urls(batches[2]!), ['/4']);
     assert.deepEqual(urls(batches[1]!), ['/3'], 'a batch not released keeps its records');
     // None released: each further batch has columns of its own.
     for (let i = 0; i < 6; i++) push(`/x${i}`);
-    assert.equal(new Set(batches.map((x) => x.nums.buffer)).size, batches.length - 1);
+    assert.equal(new Set(batches.map((x) => x.wideNums.buffer)).size, batches.length - 1);
     assert.deepEqual(batches.slice(3).map(urls), [['/x0', '/x1'], ['/x2', '/x3'], ['/x4', '/x5']]);
   });
 
