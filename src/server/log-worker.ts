@@ -25,6 +25,8 @@ const slots = new OutputSlots(holders);
  * memory piece by piece (a copy a record) costs about twice what writing this thread's own does.
  */
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** The scratch buffer grows to a batch's bound (`BatchWriter.bound`) up to this; past it, to the batch's size. */
+const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
 /** Where batches with fast-path hits' rows are widened into full rows for the writer. */
 const wide = new WideRows();
 
@@ -61,13 +63,17 @@ function onBatch(batch: EncodedBatch): void {
   /** Slots this batch took: held by this thread until their chunks are handed over. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
-    const size = out.size(format, pick);
-    const memory = slots.take(size);
-    if (memory.slot < 0) return { bytes: memory.bytes.subarray(0, out.writeInto(memory.bytes, format, pick)), slot: -1 };
-    taken.push(memory.slot);
-    if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(size)));
+    // The records' exact size is a pass over them: counted only when the scratch buffer is not
+    // larger than their bound, and then the buffer grows to hold that bound from then on.
+    const bound = out.bound(format, pick);
+    if (scratch.length < bound) {
+      const size = out.size(format, pick);
+      if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(Math.max(size, Math.min(bound, MAX_SCRATCH_BYTES)))));
+    }
     const length = out.writeInto(scratch, format, pick);
+    const memory = slots.take(length);
     memory.bytes.set(scratch.subarray(0, length));
+    if (memory.slot >= 0) taken.push(memory.slot);
     return { bytes: memory.bytes.subarray(0, length), slot: memory.slot };
   };
   // Readers without a filter in the same format share one serialisation of the batch; the

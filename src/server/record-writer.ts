@@ -167,6 +167,8 @@ export class BatchWriter {
   private readonly before = new Int32Array(PIECES + 1);
   /** Logs entries (already JSON text) as bytes, by table index. */
   private readonly logs = new Map<number, Uint8Array>();
+  /** The longest of `strings` (null's at least, which is longer than an empty logs list). */
+  private longest = 0;
 
   constructor(private readonly b: RecordColumns) {}
 
@@ -174,6 +176,18 @@ export class BatchWriter {
   write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {
     const out = Buffer.allocUnsafeSlow(this.size(format, pick));
     return out.subarray(0, this.writeInto(out, format, pick));
+  }
+
+  /**
+   * At least `size`, in constant time: as if every string of each record were the batch's
+   * longest. What the log thread checks its buffer against before each batch; `size`, a pass
+   * over the records, only when this is more than the buffer it has.
+   */
+  bound(format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    this.tableBytes();
+    const [head, close] = FRAMES[format];
+    const count = pick === undefined ? this.b.count : pick.length;
+    return count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER + STRS * this.longest);
   }
 
   /** The most bytes `writeInto` may write for these records. */
@@ -236,7 +250,13 @@ export class BatchWriter {
   }
 
   private tableBytes(): Uint8Array[] {
-    return (this.strings ??= [NULL, ...this.b.table.map(quoted)]);
+    if (this.strings === undefined) {
+      this.strings = [NULL, ...this.b.table.map(quoted)];
+      // A logs entry's bytes (its JSON text as UTF-8) are never more than its text quoted as a
+      // JSON string: quoting only adds quotes and escapes, each longer than what it escapes.
+      for (const bytes of this.strings) this.longest = Math.max(this.longest, bytes.length);
+    }
+    return this.strings;
   }
 
   /** Writes a record piece by piece, copying the runs of pieces `same` says are those of the record before; sets `at`. */

@@ -373,6 +373,15 @@ describe('batches of records between threads', () => {
     assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
     assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(odd[4])}\n\ndata: ${JSON.stringify(odd[0])}\n\n`);
     assert.equal(w.write('ndjson', []).length, 0);
+    // The bound the log thread checks its buffer against holds every record's bytes (logs and escapes included).
+    for (const pick of [undefined, [4], [0], [3, 4], []]) {
+      for (const format of ['ndjson', 'sse'] as const) assert.ok(w.bound(format, pick) >= w.size(format, pick) && w.size(format, pick) >= w.write(format, pick).length, `${format} ${String(pick)}`);
+    }
+    const logsOnly = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 32 });
+    logsOnly.push({ ...empty, tenant: '', host: '', method: '', url: '', logs: ['\ud800'.repeat(100), '\u0001'.repeat(50)] });
+    logsOnly.flush();
+    const lw = new BatchWriter(recordColumns(batches.at(-1)!));
+    assert.ok(lw.bound('ndjson') >= lw.write('ndjson').length);
   });
 
   test("fast-path hits' narrow rows and full records come out in the order pushed, as JSON.stringify would write them", () => {
