@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { FromLogThread, LogChunk, LogFormat, LogThreadData, ToLogThread } from './live-log.ts';
 import { MAX_BUFFERED_BYTES } from './live-log.ts';
 import { holdSlot, OutputSlots, releaseSlot, type SlotMemory } from './log-slots.ts';
-import { decodeColumns, type EncodedBatch, recordColumns, releaseBatch, WideRows } from './record-batch.ts';
+import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
@@ -27,8 +27,8 @@ const slots = new OutputSlots(holders);
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 /** The scratch buffer grows to a batch's bound (`BatchWriter.bound`) up to this; past it, to the batch's size. */
 const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
-/** Where batches with fast-path hits' rows are widened into full rows for the writer. */
-const wide = new WideRows();
+/** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
+let order: Int32Array = new Int32Array(1024);
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
@@ -58,8 +58,8 @@ function writeAccessLog(out: SlotMemory, count: number): void {
 }
 
 function onBatch(batch: EncodedBatch): void {
-  const columns = recordColumns(batch, wide);
-  const out = new BatchWriter(columns);
+  const out = new BatchWriter(batch, order);
+  order = out.rows;
   /** Slots this batch took: held by this thread until their chunks are handed over. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
@@ -92,7 +92,7 @@ function onBatch(batch: EncodedBatch): void {
       chunks.push({ id, bytes, slot, records: batch.count });
       continue;
     }
-    records ??= decodeColumns(columns);
+    records ??= decodeBatch(batch, out.rows);
     const pick: number[] = [];
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
     if (pick.length > 0) {

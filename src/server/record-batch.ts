@@ -1,11 +1,10 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
 // batcher writes them into columns of numbers and string indexes in shared memory, sent as one
-// message a batch (RecordBatcher says when); the log thread widens them (`recordColumns`),
-// serialises them (record-writer.ts) or decodes them for a filter, then hands the columns back
-// (`releaseBatch`) for a later batch to reuse: a busy shard allocates no memory per batch, and
-// nothing is copied or transferred. A fast-path hit, the commonest record by far, is a narrow row
+// message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts)
+// or decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch
+// to reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred. A fast-path hit, the commonest record by far, is a narrow row
 // of its own (`FAST_WORDS` words): what the serving thread writes for it is a quarter of a full
-// record's, and the log thread, which has the time, widens it.
+// record's, and the log thread, which has the time, reads it as a full one (`loadRow`).
 import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
 /**
@@ -30,7 +29,7 @@ export const KINDS = ['origin', 'program'] as const;
  * memory, which a message shares rather than copies), and the distinct strings once each.
  * Building one costs a request a few stores: no object per request, and the message is one per batch.
  * Two kinds of row: full records (`wideNums`, `wideStrs`: `count - fastCount` of them) and
- * fast-path hits (`fast`); `recordColumns` gives them as full records, in the order they came.
+ * fast-path hits (`fast`); `rowOrder` says which row each record is, in the order they came.
  */
 export interface EncodedBatch {
   /** Records of every kind. */
@@ -46,14 +45,6 @@ export interface EncodedBatch {
   table: string[];
   /** The columns' state word, in their shared memory: IN_USE until whoever took the batch releases it. */
   state: Int32Array<ArrayBufferLike>;
-}
-
-/** A batch's records as full rows only, in order: what the writer and the decoder read. */
-export interface RecordColumns {
-  count: number;
-  nums: Float64Array<ArrayBufferLike>;
-  strs: Uint32Array<ArrayBufferLike>;
-  table: string[];
 }
 
 const FREE = 0;
@@ -256,73 +247,61 @@ export class RecordBatcher {
 
 const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');
 
-/** Memory the log thread widens batches into, reused batch after batch. */
-export class WideRows {
-  nums = new Float64Array(0);
-  strs = new Uint32Array(0);
-
-  /** Room for `count` records (grown to a power of two). */
-  room(count: number): void {
-    if (this.nums.length >= count * NUMS) return;
-    const capacity = 2 ** Math.ceil(Math.log2(count));
-    this.nums = new Float64Array(capacity * NUMS);
-    this.strs = new Uint32Array(capacity * STRS);
-  }
-}
-
 /**
- * A batch's records as full rows, in the order they came: its own columns when it has no fast
- * rows, otherwise widened into `into` (valid until its next use) or into memory of their own.
+ * Where each of a batch's records is, in the order they came: `order[k]` is the row of record k,
+ * w ≥ 0 for full row w, ~f (< 0) for fast row f. Written into `into` when it has room (the log
+ * thread reuses one), else into memory of its own.
  */
-export function recordColumns(b: EncodedBatch, into: WideRows = new WideRows()): RecordColumns {
-  if (b.fastCount === 0) return { count: b.count, nums: b.wideNums, strs: b.wideStrs, table: b.table };
-  into.room(b.count);
-  const { nums, strs } = into;
-  const wn = b.wideNums;
-  const ws = b.wideStrs;
-  const fast = b.fast;
+export function rowOrder(b: EncodedBatch, into?: Int32Array): Int32Array {
+  const order = into !== undefined && into.length >= b.count ? into : new Int32Array(2 ** Math.ceil(Math.log2(Math.max(1, b.count))));
   const wide = b.count - b.fastCount;
   let f = 0;
   let k = 0;
-  const fastUpTo = (end: number): void => {
-    for (; f < end; f++, k++) {
-      const n = k * NUMS;
-      const m = k * STRS;
-      const r = f * FAST_WORDS;
-      nums[n] = b.fastTime + fast[r]!; nums[n + 1] = b.fastShard; nums[n + 2] = fast[r + 2]!; nums[n + 3] = FAST_HIT; nums[n + 4] = -1;
-      nums[n + 5] = fast[r + 1]!; nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = fast[r + 3]!; nums[n + 11] = -1; nums[n + 12] = 0;
-      strs[m] = fast[r + 4]!; strs[m + 1] = fast[r + 5]!; strs[m + 2] = fast[r + 6]!; strs[m + 3] = fast[r + 7]!;
-      strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
-    }
-  };
-  for (let w = 0; w < wide; w++, k++) {
-    fastUpTo(wn[w * NUMS + 12]!);
-    for (let i = 0; i < NUMS; i++) nums[k * NUMS + i] = wn[w * NUMS + i]!;
-    for (let i = 0; i < STRS; i++) strs[k * STRS + i] = ws[w * STRS + i]!;
+  for (let w = 0; w < wide; w++) {
+    for (const end = b.wideNums[w * NUMS + 12]!; f < end; f++) order[k++] = ~f;
+    order[k++] = w;
   }
-  fastUpTo(b.fastCount);
-  return { count: b.count, nums, strs, table: b.table };
+  for (; f < b.fastCount; f++) order[k++] = ~f;
+  return order;
 }
 
-/** The records of a batch, as objects again (on the log thread). */
-export function decodeBatch(b: EncodedBatch): RequestRecord[] {
-  return decodeColumns(recordColumns(b));
+/**
+ * Copies the record in `row` (as `rowOrder` names it) into `nums` and `strs` at record `slot`,
+ * as a full row: the writer reads each record so, in memory that stays in the cache, rather than
+ * the whole batch widened.
+ */
+export function loadRow(b: EncodedBatch, row: number, nums: Float64Array, strs: Uint32Array, slot: number): void {
+  const n = slot * NUMS;
+  const m = slot * STRS;
+  if (row >= 0) {
+    const wn = b.wideNums;
+    const ws = b.wideStrs;
+    for (let i = 0; i < NUMS; i++) nums[n + i] = wn[row * NUMS + i]!;
+    for (let i = 0; i < STRS; i++) strs[m + i] = ws[row * STRS + i]!;
+    return;
+  }
+  const fast = b.fast;
+  const r = ~row * FAST_WORDS;
+  nums[n] = b.fastTime + fast[r]!; nums[n + 1] = b.fastShard; nums[n + 2] = fast[r + 2]!; nums[n + 3] = FAST_HIT; nums[n + 4] = -1;
+  nums[n + 5] = fast[r + 1]!; nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = fast[r + 3]!; nums[n + 11] = -1; nums[n + 12] = 0;
+  strs[m] = fast[r + 4]!; strs[m + 1] = fast[r + 5]!; strs[m + 2] = fast[r + 6]!; strs[m + 3] = fast[r + 7]!;
+  strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
 }
 
-/** The records of a batch's full rows, as objects again. */
-export function decodeColumns(b: RecordColumns): RequestRecord[] {
+/** The records of a batch, as objects again (on the log thread, for filters). */
+export function decodeBatch(b: EncodedBatch, order: Int32Array = rowOrder(b)): RequestRecord[] {
   const out: RequestRecord[] = [];
   const s = (i: number): string | null => (i === 0 ? null : b.table[i - 1]!);
+  const x = new Float64Array(NUMS);
+  const st = new Uint32Array(STRS);
   for (let k = 0; k < b.count; k++) {
-    const n = k * NUMS;
-    const m = k * STRS;
-    const x = b.nums;
-    const logs = s(b.strs[m + 7]!);
+    loadRow(b, order[k]!, x, st, 0);
+    const logs = s(st[7]!);
     out.push({
-      time: x[n]!, shard: x[n + 1]!, tenant: s(b.strs[m]!)!, host: s(b.strs[m + 1]!)!, method: s(b.strs[m + 2]!)!, url: s(b.strs[m + 3]!)!, status: x[n + 2]!,
-      cache: x[n + 3]! < 0 ? null : CACHE_RESULTS[x[n + 3]!]!, backend: s(b.strs[m + 4]!), backendKind: x[n + 4]! < 0 ? null : KINDS[x[n + 4]!]!,
-      version: s(b.strs[m + 5]!), totalUs: x[n + 5]!, vmUs: x[n + 6]!, guestUs: x[n + 7]!, vmExits: x[n + 8]!, dirtyPages: x[n + 9]!, bytes: x[n + 10]!,
-      originStatus: x[n + 11]! < 0 ? null : x[n + 11]!, error: s(b.strs[m + 6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
+      time: x[0]!, shard: x[1]!, tenant: s(st[0]!)!, host: s(st[1]!)!, method: s(st[2]!)!, url: s(st[3]!)!, status: x[2]!,
+      cache: x[3]! < 0 ? null : CACHE_RESULTS[x[3]!]!, backend: s(st[4]!), backendKind: x[4]! < 0 ? null : KINDS[x[4]!]!,
+      version: s(st[5]!), totalUs: x[5]!, vmUs: x[6]!, guestUs: x[7]!, vmExits: x[8]!, dirtyPages: x[9]!, bytes: x[10]!,
+      originStatus: x[11]! < 0 ? null : x[11]!, error: s(st[6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
     });
   }
   return out;

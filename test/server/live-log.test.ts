@@ -12,7 +12,7 @@ import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
 import { holdSlot, OutputSlots, releaseSlot, slotHolders, SLOTS } from '../../src/server/log-slots.ts';
-import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, recordColumns, RecordBatcher, releaseBatch, WideRows } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -338,7 +338,7 @@ describe('batches of records between threads', () => {
     const decoded = decodeBatch(batches[0]!);
     const fast = decoded[2]!;
     assert.deepEqual(decoded, [full, empty, { ...empty, shard: 1, tenant: 'a', host: 'a.test', method: 'GET', url: '/f', status: 200, cache: 'fast-hit', totalUs: 8, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 100, time: fast.time }]);
-    const w = new BatchWriter(recordColumns(batches[0]!));
+    const w = new BatchWriter(batches[0]!);
     assert.equal(w.write('ndjson').toString('utf8'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
     assert.equal(w.write('sse', [1]).toString('utf8'), `data: ${JSON.stringify(empty)}\n\n`);
   });
@@ -367,7 +367,7 @@ describe('batches of records between threads', () => {
     b.flush();
     const decoded = decodeBatch(batches[0]!);
     assert.deepEqual(decoded, odd);
-    const w = new BatchWriter(recordColumns(batches[0]!));
+    const w = new BatchWriter(batches[0]!);
     const expected = odd.map((r) => `${JSON.stringify(r)}\n`).join('');
     assert.equal(w.write('ndjson').toString('utf8'), expected);
     assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
@@ -380,7 +380,7 @@ describe('batches of records between threads', () => {
     const logsOnly = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 32 });
     logsOnly.push({ ...empty, tenant: '', host: '', method: '', url: '', logs: ['\ud800'.repeat(100), '\u0001'.repeat(50)] });
     logsOnly.flush();
-    const lw = new BatchWriter(recordColumns(batches.at(-1)!));
+    const lw = new BatchWriter(batches.at(-1)!);
     assert.ok(lw.bound('ndjson') >= lw.write('ndjson').length);
   });
 
@@ -421,19 +421,21 @@ describe('batches of records between threads', () => {
     assert.equal(batch.fastCount, 4, 'the hits that fit are narrow rows');
     assert.deepEqual(decodeBatch(batch), want);
     const expected = want.map((r) => `${JSON.stringify(r)}\n`).join('');
-    // Widened into the log thread's reused memory: again, for a batch with fewer records, same memory.
-    const into = new WideRows();
-    assert.equal(new BatchWriter(recordColumns(batch, into)).write('ndjson').toString('utf8'), expected);
-    const memory = into.nums;
+    // With the row order in memory the log thread reuses: again for a later batch, same memory.
+    const order = new Int32Array(64);
+    const w = new BatchWriter(batch, order);
+    assert.equal(w.rows, order);
+    assert.equal(w.write('ndjson').toString('utf8'), expected);
+    assert.equal(w.write('sse', [3, 0, 1]).toString('utf8'), [3, 0, 1].map((k) => `data: ${JSON.stringify(want[k])}\n\n`).join(''));
+    assert.deepEqual(decodeBatch(batch, w.rows), want);
     b.pushFast(2, 't', 'h.test', 'GET', '/e', 200, 1, 20, 1);
     b.push(empty);
     b.flush();
-    assert.equal(new BatchWriter(recordColumns(batches[1]!, into)).write('ndjson').toString('utf8'), [{ ...hit(2, '/e', 1, 20, 1) }, empty].map((r) => `${JSON.stringify(r)}\n`).join(''));
-    assert.equal(into.nums, memory, 'no new memory');
-    // A batch of full records only is read in place.
-    b.push(full);
-    b.flush();
-    assert.equal(recordColumns(batches[2]!, into).nums, batches[2]!.wideNums);
+    const later = new BatchWriter(batches[1]!, order);
+    assert.equal(later.rows, order, 'no new memory');
+    assert.equal(later.write('ndjson').toString('utf8'), [hit(2, '/e', 1, 20, 1), empty].map((r) => `${JSON.stringify(r)}\n`).join(''));
+    // Memory too small for a batch's order: the writer has its own.
+    assert.notEqual(new BatchWriter(batch, new Int32Array(2)).rows.length, 2);
   });
 
   test('a full batch goes at once; the next starts empty', () => {
