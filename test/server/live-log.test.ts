@@ -522,8 +522,8 @@ describe('batches of records between threads', () => {
     assert.equal(slots.take(64 * 1024 * 1024).slot, -1);
   });
 
-  test('a batch goes its interval after its first record, or at once when full', (t) => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+  test('a batch goes at most its interval after its first record, or at once when full; the clock stops when records do', (t) => {
+    mock.timers.enable({ apis: ['setInterval'] });
     t.after(() => mock.timers.reset());
     const sizes: number[] = [];
     const b = new RecordBatcher((x) => sizes.push(x.count), { intervalMs: 100, maxRecords: 10 });
@@ -537,10 +537,22 @@ describe('batches of records between threads', () => {
     assert.deepEqual(sizes, []);
     mock.timers.tick(1);
     assert.deepEqual(sizes, [3], 'counted from the first record');
+    mock.timers.tick(50);
     push(10);
     assert.deepEqual(sizes, [3, 10], 'maxRecords: at once');
+    push(1);
+    mock.timers.tick(49);
+    assert.deepEqual(sizes, [3, 10]);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [3, 10, 1], 'the next tick of the clock: less than an interval after its first record');
     mock.timers.tick(1000);
-    assert.deepEqual(sizes, [3, 10], 'a batch sent full leaves no timer behind that sends an empty one');
+    assert.deepEqual(sizes, [3, 10, 1], 'no empty batch');
+    // The clock stopped at the first tick without records; a record starts it again.
+    push(1);
+    mock.timers.tick(99);
+    assert.deepEqual(sizes, [3, 10, 1]);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [3, 10, 1, 1]);
   });
 });
 
