@@ -32,6 +32,8 @@ interface Options {
   only: ServerName[];
   /** serve-log: each wrk connection's pause between requests, ms (a fixed load below saturation). */
   paceMs?: number;
+  /** The origin's objects to load (by name, as `100b`); all when omitted. */
+  objects?: string[];
 }
 
 function parseArgs(argv: string[]): Options {
@@ -50,14 +52,18 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--warmup') opts.warmupSec = number();
     else if (flag === '--rounds') opts.rounds = number();
     else if (flag === '--pace') opts.paceMs = number();
-    else if (flag === '--only') {
+    else if (flag === '--objects') {
+      opts.objects = (value ?? '').split(',').filter((s) => s !== '');
+      if (opts.objects.length === 0) throw new Error(`--objects takes a list of the origin's objects (100b,100k), got '${value}'`);
+      i++;
+    }    else if (flag === '--only') {
       const names = (value ?? '').split(',').filter((s) => s !== '');
       const bad = names.filter((n) => !(SERVERS as readonly string[]).includes(n));
       if (names.length === 0 || bad.length > 0) throw new Error(`--only takes a list of ${SERVERS.join(',')}, got '${value}'`);
       opts.only = names as ServerName[];
       i++;
     } else if (flag === '--help' || flag === '-h') {
-      console.log(`usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--rounds N] [--only ${SERVERS.join(',')}]`);
+      console.log(`usage: node --import tsx bench/proxy.ts [--duration SEC] [--connections N] [--warmup SEC] [--rounds N] [--pace MS] [--objects 100b,100k] [--only ${SERVERS.join(',')}]`);
       process.exit(0);
     } else throw new Error(`unknown option '${flag}' (try --help)`);
   }
@@ -308,6 +314,11 @@ async function main(): Promise<number> {
     void origin.exited.then(() => reject(new Error(`origin exited:\n${origin.output()}`)));
   });
   const originUrl = `http://127.0.0.1:${hello.port}`;
+  if (opts.objects !== undefined) {
+    const unknown = opts.objects.filter((o) => hello.objects[`/${o}`] === undefined);
+    if (unknown.length > 0) throw new Error(`--objects: the origin has no ${unknown.join(', ')} (it has ${Object.keys(hello.objects).map((p) => p.slice(1)).join(', ')})`);
+    hello.objects = Object.fromEntries(opts.objects.map((o) => [`/${o}`, hello.objects[`/${o}`]!]));
+  }
 
   const versions: string[] = [`node ${process.version}`, versionOf(wrkPath, '-v').replace(/ \[.*$/, '')];
   console.log(`Cache proxy benchmark: cache hits of ${Object.keys(hello.objects).join(' and ')} (Cache-Control: max-age=3600)`);

@@ -25,6 +25,10 @@ const slots = new OutputSlots(holders);
  * memory piece by piece (a copy a record) costs about twice what writing this thread's own does.
  */
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** The scratch buffer grows to a batch's bound (`BatchWriter.bound`) up to this; past it, to the batch's size. */
+const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
+/** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
+let order: Int32Array = new Int32Array(1024);
 
 const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
 
@@ -54,17 +58,22 @@ function writeAccessLog(out: SlotMemory, count: number): void {
 }
 
 function onBatch(batch: EncodedBatch): void {
-  const out = new BatchWriter(batch);
+  const out = new BatchWriter(batch, order);
+  order = out.rows;
   /** Slots this batch took: held by this thread until their chunks are handed over. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
-    const size = out.size(format, pick);
-    const memory = slots.take(size);
-    if (memory.slot < 0) return { bytes: memory.bytes.subarray(0, out.writeInto(memory.bytes, format, pick)), slot: -1 };
-    taken.push(memory.slot);
-    if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(size)));
+    // The records' exact size is a pass over them: counted only when the scratch buffer is not
+    // larger than their bound, and then the buffer grows to hold that bound from then on.
+    const bound = out.bound(format, pick);
+    if (scratch.length < bound) {
+      const size = out.size(format, pick);
+      if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(Math.max(size, Math.min(bound, MAX_SCRATCH_BYTES)))));
+    }
     const length = out.writeInto(scratch, format, pick);
+    const memory = slots.take(length);
     memory.bytes.set(scratch.subarray(0, length));
+    if (memory.slot >= 0) taken.push(memory.slot);
     return { bytes: memory.bytes.subarray(0, length), slot: memory.slot };
   };
   // Readers without a filter in the same format share one serialisation of the batch; the
@@ -83,7 +92,7 @@ function onBatch(batch: EncodedBatch): void {
       chunks.push({ id, bytes, slot, records: batch.count });
       continue;
     }
-    records ??= decodeBatch(batch);
+    records ??= decodeBatch(batch, out.rows);
     const pick: number[] = [];
     for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
     if (pick.length > 0) {

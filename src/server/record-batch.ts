@@ -1,13 +1,26 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
 // batcher writes them into columns of numbers and string indexes in shared memory, sent as one
-// message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts) or
-// decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch to
-// reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred.
+// message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts)
+// or decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch
+// to reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred. A fast-path hit, the commonest record by far, is a narrow row
+// of its own (`FAST_WORDS` words): what the serving thread writes for it is a quarter of a full
+// record's, and the log thread, which has the time, reads it as a full one (`loadRow`).
 import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
-/** Numbers of a record in a batch, in this order; strings are indexes into the batch's table. */
-export const NUMS = 12;
+/**
+ * Numbers of a record in a batch, in this order (the last: how many fast-path hits' rows came
+ * before it in the batch, which keeps the two kinds of row in order); strings are indexes into
+ * the batch's table.
+ */
+export const NUMS = 13;
 export const STRS = 8;
+/**
+ * Words (32-bit integers) of a fast-path hit's row: its time less the batch's `fastTime`, totalUs,
+ * status, bytes, and the table indexes of its tenant, host, method and URL. Everything else of
+ * such a record is the same for all of them (`fastShard`, no backend, no VM figures).
+ */
+export const FAST_WORDS = 8;
+const INT32_MAX = 0x7fffffff;
 const CACHE_CODES: ReadonlyMap<CacheResult, number> = new Map(CACHE_RESULTS.map((c, i) => [c, i]));
 export const KINDS = ['origin', 'program'] as const;
 
@@ -15,12 +28,20 @@ export const KINDS = ['origin', 'program'] as const;
  * Records as they travel between threads: columns of numbers and of string indexes (in shared
  * memory, which a message shares rather than copies), and the distinct strings once each.
  * Building one costs a request a few stores: no object per request, and the message is one per batch.
+ * Two kinds of row: full records (`wideNums`, `wideStrs`: `count - fastCount` of them) and
+ * fast-path hits (`fast`); `rowOrder` says which row each record is, in the order they came.
  */
 export interface EncodedBatch {
+  /** Records of every kind. */
   count: number;
-  nums: Float64Array<ArrayBufferLike>;
-  strs: Uint32Array<ArrayBufferLike>;
-  /** Index 0 of `strs` means null; i means table[i - 1]. */
+  wideNums: Float64Array<ArrayBufferLike>;
+  wideStrs: Uint32Array<ArrayBufferLike>;
+  fast: Int32Array<ArrayBufferLike>;
+  fastCount: number;
+  /** What the fast rows' times are counted from (epoch ms), and the shard of every fast row. */
+  fastTime: number;
+  fastShard: number;
+  /** Index 0 of a string column means null; i means table[i - 1]. */
   table: string[];
   /** The columns' state word, in their shared memory: IN_USE until whoever took the batch releases it. */
   state: Int32Array<ArrayBufferLike>;
@@ -38,7 +59,11 @@ export function releaseBatch(b: EncodedBatch): void {
   Atomics.store(b.state, 0, FREE);
 }
 
-/** When a batch goes: `intervalMs` after its first record, or at once at `maxRecords`. */
+/**
+ * When a batch goes: at the first tick of a clock of period `intervalMs` after its first record
+ * (so at most that long after it), or at once at `maxRecords`. The clock runs while records come,
+ * and stops at a tick that finds none.
+ */
 export interface BatchTiming {
   intervalMs: number;
   /** Bounds a batch's memory: its columns, and the bytes serialised from it. */
@@ -64,28 +89,34 @@ const FIRST_CAPACITY = 256;
  */
 const KEPT_SETS = 4;
 
-/** A batch's columns, and its state word, in one piece of shared memory. */
+/** A batch's columns (room for `capacity` records of either kind), and its state word, in one piece of shared memory. */
 interface ColumnSet {
   capacity: number;
   nums: Float64Array<SharedArrayBuffer>;
   strs: Uint32Array<SharedArrayBuffer>;
+  fast: Int32Array<SharedArrayBuffer>;
   state: Int32Array<SharedArrayBuffer>;
 }
 
 function columnSet(capacity: number): ColumnSet {
   // The state word first, padded to 8 bytes for the numbers after it.
-  const memory = new SharedArrayBuffer(8 + capacity * (NUMS * 8 + STRS * 4));
+  const memory = new SharedArrayBuffer(8 + capacity * (NUMS * 8 + STRS * 4 + FAST_WORDS * 4));
   return {
     capacity,
     state: new Int32Array(memory, 0, 1),
     nums: new Float64Array(memory, 8, capacity * NUMS),
     strs: new Uint32Array(memory, 8 + capacity * NUMS * 8, capacity * STRS),
+    fast: new Int32Array(memory, 8 + capacity * (NUMS * 8 + STRS * 4), capacity * FAST_WORDS),
   };
 }
 
 /** Batches a shard's records, sent as BATCH_TIMING says; a batch's columns grow with it, and are reused once released. */
 export class RecordBatcher {
+  /** Records of either kind in the batch, and of them the fast-path hits' rows. */
   private count = 0;
+  private fastCount = 0;
+  private fastTime = 0;
+  private fastShard = 0;
   /** The column sets this batcher reuses (KEPT_SETS at most), and the one being filled. */
   private readonly sets: ColumnSet[] = [];
   private set: ColumnSet;
@@ -94,7 +125,21 @@ export class RecordBatcher {
   /** The string last added to each of the first four columns by `pushFast`, and its index. */
   private readonly last: Array<string | undefined> = [undefined, undefined, undefined, undefined];
   private readonly lastIndex = new Uint32Array(4);
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The batches' clock: one interval while records come, not a timeout a batch. A timeout a
+   * batch added and removed a list of Node's timers ten times a second, and the raw front's own
+   * timer calls (`arm` in fast-path.ts, once or twice a request) ran 0.11-0.19 µs a hit slower
+   * with a reader attached in four perf profiles of the serving thread; with the interval,
+   * +0.02 (docs/observability.md).
+   */
+  private clock: ReturnType<typeof setInterval> | undefined;
+  private readonly tick = (): void => {
+    if (this.count > 0) this.flush();
+    else {
+      clearInterval(this.clock);
+      this.clock = undefined;
+    }
+  };
 
   constructor(private readonly send: (batch: EncodedBatch) => void, private readonly timing: BatchTiming = BATCH_TIMING) {
     this.set = columnSet(Math.min(FIRST_CAPACITY, timing.maxRecords));
@@ -104,12 +149,13 @@ export class RecordBatcher {
   /** Adds a complete record (a bound function: records call it when they complete). */
   readonly push = (r: RequestRecord): void => {
     if (this.count === this.set.capacity) this.grow();
-    const n = this.count * NUMS;
+    const w = this.count - this.fastCount;
+    const n = w * NUMS;
     const nums = this.set.nums;
     nums[n] = r.time; nums[n + 1] = r.shard; nums[n + 2] = r.status; nums[n + 3] = r.cache === null ? -1 : CACHE_CODES.get(r.cache)!;
     nums[n + 4] = r.backendKind === null ? -1 : KINDS.indexOf(r.backendKind); nums[n + 5] = r.totalUs; nums[n + 6] = r.vmUs; nums[n + 7] = r.guestUs;
-    nums[n + 8] = r.vmExits; nums[n + 9] = r.dirtyPages; nums[n + 10] = r.bytes; nums[n + 11] = r.originStatus ?? -1;
-    const m = this.count * STRS;
+    nums[n + 8] = r.vmExits; nums[n + 9] = r.dirtyPages; nums[n + 10] = r.bytes; nums[n + 11] = r.originStatus ?? -1; nums[n + 12] = this.fastCount;
+    const m = w * STRS;
     const strs = this.set.strs;
     strs[m] = this.str(r.tenant); strs[m + 1] = this.str(r.host); strs[m + 2] = this.str(r.method); strs[m + 3] = this.str(r.url);
     strs[m + 4] = this.str(r.backend); strs[m + 5] = this.str(r.version); strs[m + 6] = this.str(r.error);
@@ -117,30 +163,46 @@ export class RecordBatcher {
     this.added();
   };
 
-  /** Adds the record of a fast-path hit, straight into the columns. */
+  /**
+   * Adds the record of a fast-path hit as a row of FAST_WORDS words (a full record's row when a
+   * figure does not fit one: a body of 2 GiB or more, another shard than the batch's fast rows').
+   */
   pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void {
     if (this.count === this.set.capacity) this.grow();
-    const n = this.count * NUMS;
-    const nums = this.set.nums;
-    nums[n] = Math.round(TIME_ORIGIN + startedMs); nums[n + 1] = shard; nums[n + 2] = status; nums[n + 3] = FAST_HIT;
-    nums[n + 4] = -1; nums[n + 5] = Math.round(totalUs); nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = bytes; nums[n + 11] = -1;
-    const m = this.count * STRS;
-    const strs = this.set.strs;
-    strs[m] = this.strAt(0, tenant); strs[m + 1] = this.strAt(1, host); strs[m + 2] = this.strAt(2, method); strs[m + 3] = this.strAt(3, url);
-    strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
+    const time = Math.round(TIME_ORIGIN + startedMs);
+    const us = Math.round(totalUs);
+    if (this.fastCount === 0) {
+      this.fastTime = time;
+      this.fastShard = shard;
+    }
+    const offset = time - this.fastTime;
+    if ((offset | 0) !== offset || !(us <= INT32_MAX) || !(bytes <= INT32_MAX) || shard !== this.fastShard) {
+      this.push({
+        time, shard, tenant, host, method, url, status, cache: 'fast-hit', backend: null, backendKind: null, version: null, totalUs: us,
+        vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes, originStatus: null, error: null, logs: [],
+      });
+      return;
+    }
+    const k = this.fastCount * FAST_WORDS;
+    const fast = this.set.fast;
+    fast[k] = offset; fast[k + 1] = us; fast[k + 2] = status; fast[k + 3] = bytes;
+    fast[k + 4] = this.strAt(0, tenant); fast[k + 5] = this.strAt(1, host); fast[k + 6] = this.strAt(2, method); fast[k + 7] = this.strAt(3, url);
+    this.fastCount++;
     this.added();
   }
 
   flush(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
     if (this.count === 0) return;
     const sent = this.set;
     Atomics.store(sent.state, 0, IN_USE);
-    const batch: EncodedBatch = { count: this.count, nums: sent.nums, strs: sent.strs, table: this.table, state: sent.state };
+    const batch: EncodedBatch = {
+      count: this.count, wideNums: sent.nums, wideStrs: sent.strs, fast: sent.fast, fastCount: this.fastCount, fastTime: this.fastTime,
+      fastShard: this.fastShard, table: this.table, state: sent.state,
+    };
     // The next batch starts with room for as many as this one held: a busy shard's batches do not grow again.
     this.set = this.nextSet(Math.min(Math.max(FIRST_CAPACITY, this.count), this.timing.maxRecords));
     this.count = 0;
+    this.fastCount = 0;
     this.table = [];
     this.index.clear();
     this.last.fill(undefined);
@@ -183,6 +245,7 @@ export class RecordBatcher {
     const set = columnSet(Math.min(old.capacity * 2, this.timing.maxRecords));
     set.nums.set(old.nums);
     set.strs.set(old.strs);
+    set.fast.set(old.fast);
     const kept = this.sets.indexOf(old);
     if (kept >= 0) this.sets[kept] = set;
     this.set = set;
@@ -190,30 +253,71 @@ export class RecordBatcher {
 
   private added(): void {
     if (++this.count >= this.timing.maxRecords) this.flush();
-    else if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.flush(), this.timing.intervalMs);
+    else if (this.clock === undefined) {
+      this.clock = setInterval(this.tick, this.timing.intervalMs);
       // Records waiting must never keep a process alive.
-      this.timer.unref();
+      this.clock.unref();
     }
   }
 }
 
 const FAST_HIT = CACHE_RESULTS.indexOf('fast-hit');
 
-/** The records of a batch, as objects again (on the log thread). */
-export function decodeBatch(b: EncodedBatch): RequestRecord[] {
+/**
+ * Where each of a batch's records is, in the order they came: `order[k]` is the row of record k,
+ * w ≥ 0 for full row w, ~f (< 0) for fast row f. Written into `into` when it has room (the log
+ * thread reuses one), else into memory of its own.
+ */
+export function rowOrder(b: EncodedBatch, into?: Int32Array): Int32Array {
+  const order = into !== undefined && into.length >= b.count ? into : new Int32Array(2 ** Math.ceil(Math.log2(Math.max(1, b.count))));
+  const wide = b.count - b.fastCount;
+  let f = 0;
+  let k = 0;
+  for (let w = 0; w < wide; w++) {
+    for (const end = b.wideNums[w * NUMS + 12]!; f < end; f++) order[k++] = ~f;
+    order[k++] = w;
+  }
+  for (; f < b.fastCount; f++) order[k++] = ~f;
+  return order;
+}
+
+/**
+ * Copies the record in `row` (as `rowOrder` names it) into `nums` and `strs` at record `slot`,
+ * as a full row: the writer reads each record so, in memory that stays in the cache, rather than
+ * the whole batch widened.
+ */
+export function loadRow(b: EncodedBatch, row: number, nums: Float64Array, strs: Uint32Array, slot: number): void {
+  const n = slot * NUMS;
+  const m = slot * STRS;
+  if (row >= 0) {
+    const wn = b.wideNums;
+    const ws = b.wideStrs;
+    for (let i = 0; i < NUMS; i++) nums[n + i] = wn[row * NUMS + i]!;
+    for (let i = 0; i < STRS; i++) strs[m + i] = ws[row * STRS + i]!;
+    return;
+  }
+  const fast = b.fast;
+  const r = ~row * FAST_WORDS;
+  nums[n] = b.fastTime + fast[r]!; nums[n + 1] = b.fastShard; nums[n + 2] = fast[r + 2]!; nums[n + 3] = FAST_HIT; nums[n + 4] = -1;
+  nums[n + 5] = fast[r + 1]!; nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = fast[r + 3]!; nums[n + 11] = -1; nums[n + 12] = 0;
+  strs[m] = fast[r + 4]!; strs[m + 1] = fast[r + 5]!; strs[m + 2] = fast[r + 6]!; strs[m + 3] = fast[r + 7]!;
+  strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
+}
+
+/** The records of a batch, as objects again (on the log thread, for filters). */
+export function decodeBatch(b: EncodedBatch, order: Int32Array = rowOrder(b)): RequestRecord[] {
   const out: RequestRecord[] = [];
   const s = (i: number): string | null => (i === 0 ? null : b.table[i - 1]!);
+  const x = new Float64Array(NUMS);
+  const st = new Uint32Array(STRS);
   for (let k = 0; k < b.count; k++) {
-    const n = k * NUMS;
-    const m = k * STRS;
-    const x = b.nums;
-    const logs = s(b.strs[m + 7]!);
+    loadRow(b, order[k]!, x, st, 0);
+    const logs = s(st[7]!);
     out.push({
-      time: x[n]!, shard: x[n + 1]!, tenant: s(b.strs[m]!)!, host: s(b.strs[m + 1]!)!, method: s(b.strs[m + 2]!)!, url: s(b.strs[m + 3]!)!, status: x[n + 2]!,
-      cache: x[n + 3]! < 0 ? null : CACHE_RESULTS[x[n + 3]!]!, backend: s(b.strs[m + 4]!), backendKind: x[n + 4]! < 0 ? null : KINDS[x[n + 4]!]!,
-      version: s(b.strs[m + 5]!), totalUs: x[n + 5]!, vmUs: x[n + 6]!, guestUs: x[n + 7]!, vmExits: x[n + 8]!, dirtyPages: x[n + 9]!, bytes: x[n + 10]!,
-      originStatus: x[n + 11]! < 0 ? null : x[n + 11]!, error: s(b.strs[m + 6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
+      time: x[0]!, shard: x[1]!, tenant: s(st[0]!)!, host: s(st[1]!)!, method: s(st[2]!)!, url: s(st[3]!)!, status: x[2]!,
+      cache: x[3]! < 0 ? null : CACHE_RESULTS[x[3]!]!, backend: s(st[4]!), backendKind: x[4]! < 0 ? null : KINDS[x[4]!]!,
+      version: s(st[5]!), totalUs: x[5]!, vmUs: x[6]!, guestUs: x[7]!, vmExits: x[8]!, dirtyPages: x[9]!, bytes: x[10]!,
+      originStatus: x[11]! < 0 ? null : x[11]!, error: s(st[6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
     });
   }
   return out;

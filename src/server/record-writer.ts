@@ -1,8 +1,8 @@
-// The live log's serialisation: the records of a batch (record-batch.ts) as NDJSON or Server-Sent
+// The live log's serialisation: the records of a batch (record-batch.ts, as full rows) as NDJSON or Server-Sent
 // Events, written straight from the batch's columns into one buffer, byte for byte what
 // JSON.stringify of each record gives. It runs on the log thread for every record a reader
 // takes, so it avoids what costs there: a string per record, and calls into the runtime.
-import { type EncodedBatch, KINDS, NUMS, STRS } from './record-batch.ts';
+import { type EncodedBatch, KINDS, loadRow, NUMS, rowOrder, STRS } from './record-batch.ts';
 import { CACHE_RESULTS } from './records.ts';
 
 /** The text between a record's values, as bytes (all ASCII). */
@@ -153,7 +153,8 @@ function quoted(v: string): Buffer {
 
 /**
  * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
- * into one buffer: no string per record. Each distinct string is escaped and encoded once per
+ * into one buffer: no string per record. Each record is read as a full row into a ring of two
+ * (it and the one before, which stay in the cache), whichever kind of row it travelled in. Each distinct string is escaped and encoded once per
  * batch. The bytes are the UTF-8 of what `JSON.stringify` of the decoded record gives (a test
  * checks it). `pick`: the records to write, by index (all when omitted). `write`'s buffer is
  * its own (not from Node's pool), so its memory can be transferred to another thread;
@@ -167,8 +168,23 @@ export class BatchWriter {
   private readonly before = new Int32Array(PIECES + 1);
   /** Logs entries (already JSON text) as bytes, by table index. */
   private readonly logs = new Map<number, Uint8Array>();
+  /** The longest of `strings` (null's at least, which is longer than an empty logs list). */
+  private longest = 0;
+  /** Which row each record is in (record-batch.ts, `rowOrder`). */
+  private readonly order: Int32Array;
+  /** The ring: the record being written (or sized) and the one before, as full rows. */
+  private readonly nums = new Float64Array(2 * NUMS);
+  private readonly strs = new Uint32Array(2 * STRS);
 
-  constructor(private readonly b: EncodedBatch) {}
+  /** `order`: memory for the batch's row order that the caller reuses (used when it has room). */
+  constructor(private readonly b: EncodedBatch, order?: Int32Array) {
+    this.order = rowOrder(b, order);
+  }
+
+  /** The row order this writer read the batch in (for `decodeBatch` of the same batch). */
+  get rows(): Int32Array {
+    return this.order;
+  }
 
   /** The records as bytes in a buffer of their own. */
   write(format: 'ndjson' | 'sse', pick?: readonly number[]): Buffer {
@@ -176,18 +192,30 @@ export class BatchWriter {
     return out.subarray(0, this.writeInto(out, format, pick));
   }
 
+  /**
+   * At least `size`, in constant time: as if every string of each record were the batch's
+   * longest. What the log thread checks its buffer against before each batch; `size`, a pass
+   * over the records, only when this is more than the buffer it has.
+   */
+  bound(format: 'ndjson' | 'sse', pick?: readonly number[]): number {
+    this.tableBytes();
+    const [head, close] = FRAMES[format];
+    const count = pick === undefined ? this.b.count : pick.length;
+    return count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER + STRS * this.longest);
+  }
+
   /** The most bytes `writeInto` may write for these records. */
   size(format: 'ndjson' | 'sse', pick?: readonly number[]): number {
     const str = this.tableBytes();
     const [head, close] = FRAMES[format];
-    const st = this.b.strs;
+    const st = this.strs;
     const count = pick === undefined ? this.b.count : pick.length;
     // Each record's strings, fixed part and longest numbers.
     let size = count * (FIXED + head.length + close.length + NUMS * MAX_NUMBER);
     for (let j = 0; j < count; j++) {
-      const m = (pick === undefined ? j : pick[j]!) * STRS;
-      for (let i = 0; i < STRS - 1; i++) size += str[st[m + i]!]!.length;
-      size += this.logsOf(st[m + STRS - 1]!).length;
+      loadRow(this.b, this.order[pick === undefined ? j : pick[j]!]!, this.nums, st, 0);
+      for (let i = 0; i < STRS - 1; i++) size += str[st[i]!]!.length;
+      size += this.logsOf(st[STRS - 1]!).length;
     }
     return size;
   }
@@ -205,14 +233,16 @@ export class BatchWriter {
     // Swapped after each record (copying them would be a call into the runtime per record).
     let at = this.at;
     let before = this.before;
-    let prev = -1;
+    const x = this.nums;
+    const order = this.order;
     for (let j = 0; j < count; j++) {
-      const k = pick === undefined ? j : pick[j]!;
-      const n = k * NUMS;
-      const m = k * STRS;
-      const same = prev < 0 ? 0 : this.sameAs(n, m, prev);
-      const x = b.nums;
-      const pn = prev * NUMS;
+      // The record goes into the ring's slot j & 1; the one before is in the other.
+      const slot = j & 1;
+      loadRow(b, order[pick === undefined ? j : pick[j]!]!, x, this.strs, slot);
+      const n = slot * NUMS;
+      const m = slot * STRS;
+      const pn = (slot ^ 1) * NUMS;
+      const same = j === 0 ? 0 : this.sameAs(n, m, pn, (slot ^ 1) * STRS);
       if (
         (same | TIME | TOTAL) === ALL
         // Another time or totalUs than the record before's must have as many digits as its text.
@@ -230,13 +260,18 @@ export class BatchWriter {
       const done = at;
       at = before;
       before = done;
-      prev = k;
     }
     return p;
   }
 
   private tableBytes(): Uint8Array[] {
-    return (this.strings ??= [NULL, ...this.b.table.map(quoted)]);
+    if (this.strings === undefined) {
+      this.strings = [NULL, ...this.b.table.map(quoted)];
+      // A logs entry's bytes (its JSON text as UTF-8) are never more than its text quoted as a
+      // JSON string: quoting only adds quotes and escapes, each longer than what it escapes.
+      for (const bytes of this.strings) this.longest = Math.max(this.longest, bytes.length);
+    }
+    return this.strings;
   }
 
   /** Writes a record piece by piece, copying the runs of pieces `same` says are those of the record before; sets `at`. */
@@ -259,12 +294,10 @@ export class BatchWriter {
     return p;
   }
 
-  /** Which pieces of record `k`'s text (bits, piece 0 first) are those of record `prev`. */
-  private sameAs(n: number, m: number, prev: number): number {
-    const x = this.b.nums;
-    const st = this.b.strs;
-    const pn = prev * NUMS;
-    const pm = prev * STRS;
+  /** Which pieces of the text of the ring's record at `n`, `m` (bits, piece 0 first) are those of the one at `pn`, `pm`. */
+  private sameAs(n: number, m: number, pn: number, pm: number): number {
+    const x = this.nums;
+    const st = this.strs;
     let same = 0;
     if (x[n] === x[pn]) same |= 1;
     if (x[n + 1] === x[pn + 1] && st[m] === st[pm] && st[m + 1] === st[pm + 1] && st[m + 2] === st[pm + 2]) same |= 2;
@@ -278,8 +311,8 @@ export class BatchWriter {
 
   /** Writes piece `i` of a record's text (see `write`). */
   private piece(i: number, out: Buffer, p: number, n: number, m: number, head: Uint8Array, close: Uint8Array): number {
-    const x = this.b.nums;
-    const st = this.b.strs;
+    const x = this.nums;
+    const st = this.strs;
     const str = this.strings!;
     switch (i) {
       case 0:
@@ -314,8 +347,8 @@ export class BatchWriter {
 
   /** A record's text after totalUs. */
   private tail(out: Buffer, p: number, n: number, m: number, close: Uint8Array): number {
-    const x = this.b.nums;
-    const st = this.b.strs;
+    const x = this.nums;
+    const st = this.strs;
     if (x[n + 6] === 0 && x[n + 7] === 0 && x[n + 8] === 0 && x[n + 9] === 0) p = put(out, p, K_NO_VM);
     else {
       p = put(out, p, K_VM);

@@ -12,7 +12,7 @@ import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
 import { holdSlot, OutputSlots, releaseSlot, slotHolders, SLOTS } from '../../src/server/log-slots.ts';
-import { BATCH_TIMING, decodeBatch, type EncodedBatch, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
@@ -373,6 +373,69 @@ describe('batches of records between threads', () => {
     assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
     assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(odd[4])}\n\ndata: ${JSON.stringify(odd[0])}\n\n`);
     assert.equal(w.write('ndjson', []).length, 0);
+    // The bound the log thread checks its buffer against holds every record's bytes (logs and escapes included).
+    for (const pick of [undefined, [4], [0], [3, 4], []]) {
+      for (const format of ['ndjson', 'sse'] as const) assert.ok(w.bound(format, pick) >= w.size(format, pick) && w.size(format, pick) >= w.write(format, pick).length, `${format} ${String(pick)}`);
+    }
+    const logsOnly = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 32 });
+    logsOnly.push({ ...empty, tenant: '', host: '', method: '', url: '', logs: ['\ud800'.repeat(100), '\u0001'.repeat(50)] });
+    logsOnly.flush();
+    const lw = new BatchWriter(batches.at(-1)!);
+    assert.ok(lw.bound('ndjson') >= lw.write('ndjson').length);
+  });
+
+  test("fast-path hits' narrow rows and full records come out in the order pushed, as JSON.stringify would write them", () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 64 });
+    const hit = (shard: number, url: string, bytes: number, startedMs: number, totalUs: number): RequestRecord => ({
+      ...empty, time: Math.round(performance.timeOrigin + startedMs), shard, tenant: 't', host: 'h.test', method: 'GET', url, status: 200,
+      cache: 'fast-hit', totalUs: Math.round(totalUs), vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes,
+    });
+    const want: RequestRecord[] = [];
+    const fast = (shard: number, url: string, bytes: number, startedMs: number, totalUs: number): void => {
+      b.pushFast(shard, 't', 'h.test', 'GET', url, 200, bytes, startedMs, totalUs);
+      want.push(hit(shard, url, bytes, startedMs, totalUs));
+    };
+    const slow = (r: RequestRecord): void => {
+      b.push(r);
+      want.push(r);
+    };
+    // Full records first, between and last; runs of hits of either length; a full record's time before the hits'.
+    slow(full);
+    fast(2, '/a', 100, 10.4, 3.5);
+    fast(2, '/a', 100, 11.6, 4.4);
+    slow(empty);
+    slow({ ...full, time: 1 });
+    fast(2, '/b', 0, 12, 0);
+    // Hits whose figures a narrow row does not hold become full rows, in their place:
+    // another shard than the batch's hits, a body of 2 GiB, a time ~25 days from the batch's first hit.
+    fast(5, '/other-shard', 7, 13, 1);
+    fast(2, '/large', 2 ** 31, 14, 1);
+    fast(2, '/later', 1, 10 + 2 ** 31 + 100, 1);
+    fast(2, '/c', 1, 15, 2 ** 31);
+    fast(2, '/d', 1, 16.5, 1);
+    b.flush();
+    assert.equal(batches.length, 1);
+    const batch = batches[0]!;
+    assert.equal(batch.count, want.length);
+    assert.equal(batch.fastCount, 4, 'the hits that fit are narrow rows');
+    assert.deepEqual(decodeBatch(batch), want);
+    const expected = want.map((r) => `${JSON.stringify(r)}\n`).join('');
+    // With the row order in memory the log thread reuses: again for a later batch, same memory.
+    const order = new Int32Array(64);
+    const w = new BatchWriter(batch, order);
+    assert.equal(w.rows, order);
+    assert.equal(w.write('ndjson').toString('utf8'), expected);
+    assert.equal(w.write('sse', [3, 0, 1]).toString('utf8'), [3, 0, 1].map((k) => `data: ${JSON.stringify(want[k])}\n\n`).join(''));
+    assert.deepEqual(decodeBatch(batch, w.rows), want);
+    b.pushFast(2, 't', 'h.test', 'GET', '/e', 200, 1, 20, 1);
+    b.push(empty);
+    b.flush();
+    const later = new BatchWriter(batches[1]!, order);
+    assert.equal(later.rows, order, 'no new memory');
+    assert.equal(later.write('ndjson').toString('utf8'), [hit(2, '/e', 1, 20, 1), empty].map((r) => `${JSON.stringify(r)}\n`).join(''));
+    // Memory too small for a batch's order: the writer has its own.
+    assert.notEqual(new BatchWriter(batch, new Int32Array(2)).rows.length, 2);
   });
 
   test('a full batch goes at once; the next starts empty', () => {
@@ -400,7 +463,8 @@ describe('batches of records between threads', () => {
     for (const batch of batches) {
       assert.equal(batch.count, 1000);
       // No more room than the records need, beyond the doubling: memory follows the rate.
-      assert.ok(batch.nums.length <= 1024 * 12, `${batch.nums.length}`);
+      assert.ok(batch.fast.length <= 1024 * FAST_WORDS, `${batch.fast.length}`);
+      assert.equal(batch.fastCount, 1000, 'every record a narrow row');
       assert.deepEqual(decodeBatch(batch).map((r) => [r.url, r.bytes]), urls.map((u, i) => [u, i]));
     }
   });
@@ -419,15 +483,15 @@ describe('batches of records between threads', () => {
     push('/4');
     b.flush();
     assert.equal(batches.length, 3);
-    assert.notEqual(batches[1]!.nums.buffer, batches[0]!.nums.buffer);
+    assert.notEqual(batches[1]!.wideNums.buffer, batches[0]!.wideNums.buffer);
     // Released before the second went: the third is written into the first's memory, nothing new.
-    assert.equal(batches[2]!.nums.buffer, batches[0]!.nums.buffer);
-    assert.ok(batches[2]!.nums.buffer instanceof SharedArrayBuffer);
+    assert.equal(batches[2]!.wideNums.buffer, batches[0]!.wideNums.buffer);
+    assert.ok(batches[2]!.wideNums.buffer instanceof SharedArrayBuffer);
     assert.deepEqual(urls(batches[2]!), ['/4']);
     assert.deepEqual(urls(batches[1]!), ['/3'], 'a batch not released keeps its records');
     // None released: each further batch has columns of its own.
     for (let i = 0; i < 6; i++) push(`/x${i}`);
-    assert.equal(new Set(batches.map((x) => x.nums.buffer)).size, batches.length - 1);
+    assert.equal(new Set(batches.map((x) => x.wideNums.buffer)).size, batches.length - 1);
     assert.deepEqual(batches.slice(3).map(urls), [['/x0', '/x1'], ['/x2', '/x3'], ['/x4', '/x5']]);
   });
 
@@ -458,8 +522,8 @@ describe('batches of records between threads', () => {
     assert.equal(slots.take(64 * 1024 * 1024).slot, -1);
   });
 
-  test('a batch goes its interval after its first record, or at once when full', (t) => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+  test('a batch goes at most its interval after its first record, or at once when full; the clock stops when records do', (t) => {
+    mock.timers.enable({ apis: ['setInterval'] });
     t.after(() => mock.timers.reset());
     const sizes: number[] = [];
     const b = new RecordBatcher((x) => sizes.push(x.count), { intervalMs: 100, maxRecords: 10 });
@@ -473,10 +537,22 @@ describe('batches of records between threads', () => {
     assert.deepEqual(sizes, []);
     mock.timers.tick(1);
     assert.deepEqual(sizes, [3], 'counted from the first record');
+    mock.timers.tick(50);
     push(10);
     assert.deepEqual(sizes, [3, 10], 'maxRecords: at once');
+    push(1);
+    mock.timers.tick(49);
+    assert.deepEqual(sizes, [3, 10]);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [3, 10, 1], 'the next tick of the clock: less than an interval after its first record');
     mock.timers.tick(1000);
-    assert.deepEqual(sizes, [3, 10], 'a batch sent full leaves no timer behind that sends an empty one');
+    assert.deepEqual(sizes, [3, 10, 1], 'no empty batch');
+    // The clock stopped at the first tick without records; a record starts it again.
+    push(1);
+    mock.timers.tick(99);
+    assert.deepEqual(sizes, [3, 10, 1]);
+    mock.timers.tick(1);
+    assert.deepEqual(sizes, [3, 10, 1, 1]);
   });
 });
 
