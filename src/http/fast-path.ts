@@ -102,7 +102,11 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
     } else if (isFixedHopByHop(name)) return null;
     if (lower === 'host') {
       if (host !== undefined || !HOST.test(value)) return null;
-      host = value;
+      // A string of its own rather than a slice of the head: it is compared per request (the
+      // tenant's lookup, the live log's record), and two slices compare through V8's runtime.
+      let at = start + colon + 1;
+      while (text.charCodeAt(at) === 0x20 || text.charCodeAt(at) === 0x09) at++;
+      host = buf.toString('latin1', at, at + value.length);
     } else if (lower === 'cache-control') {
       if (cacheControl !== undefined) return null;
       cacheControl = value;

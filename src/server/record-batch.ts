@@ -2,9 +2,10 @@
 // batcher writes them into columns of numbers and string indexes in shared memory, sent as one
 // message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts)
 // or decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch
-// to reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred. A fast-path hit, the commonest record by far, is a narrow row
-// of its own (`FAST_WORDS` words): what the serving thread writes for it is a quarter of a full
-// record's, and the log thread, which has the time, reads it as a full one (`loadRow`).
+// to reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred.
+// A fast-path hit, the commonest record by far, is a narrow row of its own (`FAST_WORDS` words):
+// what the serving thread writes for it is a quarter of a full record's, and the log thread,
+// which has the time, reads it as a full one (`loadRow`).
 import { CACHE_RESULTS, type CacheResult, type RequestRecord, TIME_ORIGIN } from './records.ts';
 
 /**
@@ -128,9 +129,9 @@ export class RecordBatcher {
   /**
    * The batches' clock: one interval while records come, not a timeout a batch. A timeout a
    * batch added and removed a list of Node's timers ten times a second, and the raw front's own
-   * timer calls (`arm` in fast-path.ts, once or twice a request) ran 0.11-0.19 µs a hit slower
-   * with a reader attached in four perf profiles of the serving thread; with the interval,
-   * +0.02 (docs/observability.md).
+   * timer calls (then a new timeout once or twice a request) ran 0.11-0.19 µs a hit slower with
+   * a reader attached in four perf profiles of the serving thread; with the interval, +0.02
+   * (docs/observability.md).
    */
   private clock: ReturnType<typeof setInterval> | undefined;
   private readonly tick = (): void => {
