@@ -254,6 +254,24 @@ test('a growing stream evicts others for room under its quota, never itself; pas
   assertEmpty(store, ns);
 });
 
+test('a stream its quota holds is stored even when doubling its extents would not fit', () => {
+  const store = SharedStore.create({ maxBytes: 8 * MiB, touchIntervalMs: 0 });
+  const ns = store.namespace('t', 100 * KiB);
+  const ref = store.reserveStream(ns, 'k', init(), MiB)!;
+  const writer = store.pin(ref.id, ref.gen)!;
+  let at = 0;
+  for (let i = 0; i < 14; i++) {
+    at = appendAll(store, ref, 11, at, [5000]);
+    assert.ok(store.stats(ns).bytes <= 100 * KiB, `${store.stats(ns).bytes} bytes held under a quota of ${100 * KiB}`);
+  }
+  assert.equal(store.completeStream(ref.id, ref.gen, 'k', init()), true);
+  writer.unpin();
+  const [rec] = store.lookup(ns, 'k');
+  assert.ok(rec && isStreamAt(11, 0, rec.body) && rec.body.length === 70_000);
+  rec.unpin();
+  assertEmpty(store, ns);
+});
+
 test('hostile sizes and misuse: bounded, refused or a clear error', () => {
   const store = SharedStore.create({ maxBytes: MiB, touchIntervalMs: 0 });
   const ns = store.namespace('t', MiB);

@@ -176,14 +176,14 @@ export class StreamRecords extends FillingRecords {
         // As large as all before it (the last one, or past the limit, all the rest up to the
         // limit), and at least what `end` needs.
         const wanted = count === L.STREAM_EXTENTS - 1 || end > limit ? limit - cap : Math.max(cap, end - cap);
-        const bytes = Math.ceil(Math.min(wanted, limit - cap) / CELL) * CELL;
-        const block = this.takeExtent(id, bytes);
-        if (block >= 0) {
+        const least = end > limit ? CELL : end - cap;
+        const extent = this.takeExtent(id, Math.ceil(Math.min(wanted, limit - cap) / CELL) * CELL, Math.ceil(least / CELL) * CELL);
+        if (extent !== null) {
           const words = this.arena.words();
-          words[h + L.S_TABLE + 2 * count] = block / CELL;
-          words[h + L.S_TABLE + 2 * count + 1] = bytes;
+          words[h + L.S_TABLE + 2 * count] = extent.block / CELL;
+          words[h + L.S_TABLE + 2 * count + 1] = extent.bytes;
           Atomics.store(words, h + L.S_EXTENTS, count + 1);
-          Atomics.store(words, h + L.S_CAP, cap + bytes);
+          Atomics.store(words, h + L.S_CAP, cap + extent.bytes);
           if (end <= limit) return true;
         }
       }
@@ -197,28 +197,31 @@ export class StreamRecords extends FillingRecords {
   }
 
   /**
-   * With the lock held: a block of `bytes` for an extent of stream record `id`, charged to it and
-   * its namespace after evicting others (never it) for room; -1 when its quota, the budget or the
-   * arena cannot make room.
+   * With the lock held: a block for an extent of stream record `id`, of `bytes` or, when its
+   * quota or the budget cannot make room for that much, of all the room there is if that is at
+   * least `least`; charged to it and its namespace after evicting others (never it) for room.
+   * Null when there is not even that room, or the arena cannot make it.
    */
-  private takeExtent(id: number, bytes: number): number {
+  private takeExtent(id: number, bytes: number, least: number): { block: number; bytes: number } | null {
     const w = id * L.REC_WORDS;
     const ns = this.idx[w + L.R_NS]!;
-    // What the arena takes: the payload's cells and its block's header and footer.
-    const charge = (Math.ceil(bytes / CELL) + 2) * CELL;
     const nsF = L.nsOffset(ns) / 8;
     const listed = (this.idx[w + L.R_FLAGS]! & L.FLAG_UNLISTED) === 0;
+    // What the arena takes beyond the payload: its block's header and footer.
+    const tags = 2 * CELL;
     if (listed) this.unlinkLru(id);
     try {
-      this.evictNamespace(ns, charge);
-      while (this.f64[L.F_BYTES]! + charge > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      if (this.f64[nsF + L.N_BYTES]! + charge > this.f64[nsF + L.N_QUOTA]! || this.f64[L.F_BYTES]! + charge > this.f64[L.F_MAX_BYTES]!) return -1;
-      let block = this.arena.alloc(bytes);
-      while (block < 0 && this.evictOldest()) block = this.arena.alloc(bytes);
-      if (block < 0) return -1;
-      this.idx[w + L.R_CHARGED] = this.idx[w + L.R_CHARGED]! + charge;
-      this.account(ns, charge, 0);
-      return block;
+      this.evictNamespace(ns, bytes + tags);
+      while (this.f64[L.F_BYTES]! + bytes + tags > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
+      const room = Math.min(this.f64[nsF + L.N_QUOTA]! - this.f64[nsF + L.N_BYTES]!, this.f64[L.F_MAX_BYTES]! - this.f64[L.F_BYTES]!) - tags;
+      const size = Math.min(bytes, Math.floor(room / CELL) * CELL);
+      if (size < least) return null;
+      let block = this.arena.alloc(size);
+      while (block < 0 && this.evictOldest()) block = this.arena.alloc(size);
+      if (block < 0) return null;
+      this.idx[w + L.R_CHARGED] = this.idx[w + L.R_CHARGED]! + size + tags;
+      this.account(ns, size + tags, 0);
+      return { block, bytes: size };
     } finally {
       if (listed) this.linkLru(id);
     }
