@@ -138,10 +138,10 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
   const life = init === null ? null : init.life;
   // Shared storage: the object is stored now, its body written as it arrives, so that other
   // shards stream it too instead of waiting for the whole of it (a grace refresh, which nobody
-  // follows, and a body of unknown length are stored whole at the end).
+  // follows, is stored whole at the end).
   let writer: FillWriter | null = null;
-  if (busy.storing && busy.joinable && init !== null && contentLength !== null && e.ns.reserve !== undefined) {
-    writer = e.ns.reserve(new CacheObject({ ...init, body: NO_BODY }), contentLength);
+  if (busy.storing && busy.joinable && init !== null && e.ns.reserve !== undefined) {
+    writer = e.ns.reserve(new CacheObject({ ...init, body: NO_BODY }), contentLength, e.maxObjectBytes);
     if (writer !== null) releaseClaim();
   }
   busy.emitHead({

@@ -16,7 +16,7 @@ const POLL_MS = 1000;
 export function pumpFill(e: EngineParts, busy: BusyFetch, fill: RemoteFill): void {
   const obj = fill.obj;
   busy.emitHead({
-    status: obj.status, head: obj.head, originHeaders: obj.head, shareable: true, varyNames: obj.varyNames,
+    status: obj.status, head: fill.head, originHeaders: fill.head, shareable: true, varyNames: obj.varyNames,
     ageSec: Math.floor(Math.max(0, e.now() - obj.life.t0) / 1000),
   });
   let stopped = false;
@@ -37,10 +37,12 @@ export function pumpFill(e: EngineParts, busy: BusyFetch, fill: RemoteFill): voi
     while (!stopped) {
       const p = fill.read(sent);
       if (p.chunk !== null) {
+        // A body of unknown length past the largest object: not kept for later joiners, as at its fetch.
+        if (busy.chunks !== null && busy.bytes + p.chunk.length > e.maxObjectBytes) busy.stopBuffering();
         busy.emitData(p.chunk);
         sent += p.chunk.length;
       }
-      if (p.state === 'whole' && sent >= fill.length) { busy.emitEnd(); return; }
+      if (p.state === 'whole') { busy.emitEnd(); return; }
       if (p.state === 'gone') { busy.emitError(new Error('the fetch of another shard failed')); return; }
       if (p.seq !== lastSeq) { lastSeq = p.seq; quietSince = Date.now(); }
       else if (Date.now() - quietSince > STALL_MS) { busy.emitError(new Error('the fetch of another shard stalled')); return; }

@@ -2,6 +2,7 @@
 // under its quota) of a storage (one byte budget). Two implementations: storage.ts keeps objects
 // on this thread's heap; shared-storage.ts keeps them in shared memory that every shard thread
 // reads and writes, so that all shards serve one cache.
+import type { HeaderList } from './headers.ts';
 import type { CacheObject } from './object.ts';
 
 /** One cache's objects, variants, surrogate-key index and hit-for-miss markers, under a quota. */
@@ -53,28 +54,37 @@ export interface ObjectStore {
   /** Ends a claim `claim` granted. */
   release?(key: string): void;
   /**
-   * Shared storage only: stores `obj`'s head now, with room for a body of `bodyLength` bytes that
-   * other threads can follow while the writer fills it in. Null when it can never fit.
+   * Shared storage only: stores `obj`'s head now, with room for a body of `bodyLength` bytes (null:
+   * of unknown length, kept up to `maxBodyBytes`) that other threads can follow while the writer
+   * fills it in. Null when it can never fit.
    */
-  reserve?(obj: CacheObject, bodyLength: number): FillWriter | null;
+  reserve?(obj: CacheObject, bodyLength: number | null, maxBodyBytes: number): FillWriter | null;
   /** Shared storage only: the object of `key` another thread is still filling, to follow. */
   filling?(key: string): RemoteFill | null;
 }
 
 /** The writer's side of a reserved object (`ObjectStore.reserve`). */
 export interface FillWriter {
-  /** Appends body bytes; false once the record is gone (purged, evicted) or the body would overflow. */
+  /**
+   * Appends body bytes; false once the record is gone (evicted) or the body would overflow. A body
+   * of unknown length that grows past its limit is not kept but still streams to the threads
+   * following it: false only once none does.
+   */
   write(chunk: Uint8Array): boolean;
   /**
-   * The body is whole: the object is stored as any other. False if it is gone or incomplete, or
-   * was purged while being written (its followers still get it whole; it is not kept).
+   * The body is whole: the object is stored as any other. False if it is gone or incomplete, was
+   * purged while being written or grew past its limit (its followers still get it whole; it is
+   * not kept).
    */
   complete(): boolean;
   /** Gives up (the fetch failed): the record goes, and its followers see it fail. */
   abort(): void;
 }
 
-/** Where a followed fill stands: the bytes after `from` written so far (a copy), and its state. */
+/**
+ * Where a followed fill stands: the bytes after `from` written so far (a copy), and its state:
+ * `whole` when `chunk` is all the rest of the body (nothing follows), `gone` when it broke off.
+ */
 export interface FillProgress {
   state: 'gone' | 'filling' | 'whole';
   chunk: Buffer | null;
@@ -84,10 +94,10 @@ export interface FillProgress {
 
 /** An object another thread is filling (`ObjectStore.filling`), followed as its body arrives. */
 export interface RemoteFill {
-  /** Its head and fields; its body is not to be read here (use `read`). */
+  /** Its fields; its body is not to be read here (use `read`). */
   readonly obj: CacheObject;
-  /** The body's whole length. */
-  readonly length: number;
+  /** The header block to send (Content-Length only when the body's length is known). */
+  readonly head: HeaderList;
   read(from: number): FillProgress;
   /** Resolves when the fill moves past `seq`, or after `timeoutMs`. */
   wait(seq: number, timeoutMs: number): Promise<void>;

@@ -4,11 +4,11 @@
 // once (their bodies stay views of shared memory: no copy) and keeps them while the record lives;
 // every lookup asks the store, so a record another thread removed is never served.
 import type { BodyLease, ObjectInit } from './object.ts';
-import { CacheObject } from './object.ts';
+import { buildHead, CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import { MAX_VARIANTS } from './storage.ts';
-import { ReserveError, SharedStore, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
+import { ReserveError, SharedStore, type RecordInit, type RecordRef, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
 
 export { ReserveError, type SharedStoreHandle };
 
@@ -48,6 +48,31 @@ function decode(r: SharedRecord, key: string): CacheObject {
     varyNames: meta.varyNames, varyValues: meta.varyValues, authOk: meta.authOk, via: meta.via, banSeq: r.banSeq,
     body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), bodyIsView: true,
   });
+}
+
+/**
+ * The writer of a reserved record: it pins the record while it writes, so that a purge meanwhile
+ * cannot let its memory be reused under it. `write` and `complete` run while it is open.
+ */
+function pinnedWriter(store: SharedStore, ref: RecordRef, write: (chunk: Uint8Array) => boolean, complete: () => boolean): FillWriter | null {
+  const pin = store.pin(ref.id, ref.gen);
+  if (pin === null) return null;
+  let open = true;
+  const end = (): void => {
+    if (open) { open = false; pin.unpin(); }
+  };
+  return {
+    write: (chunk) => open && write(chunk),
+    complete: () => {
+      const done = open && complete();
+      end();
+      return done;
+    },
+    abort: () => {
+      if (open) store.abandon(ref.id, ref.gen);
+      end();
+    },
+  };
 }
 
 /** The budget every shard's caches share, in shared memory; made on the main thread, attached by the others. */
@@ -217,40 +242,27 @@ export class SharedNamespace implements ObjectStore {
     return ref !== null;
   }
 
-  reserve(obj: CacheObject, bodyLength: number): FillWriter | null {
+  reserve(obj: CacheObject, bodyLength: number | null, maxBodyBytes: number): FillWriter | null {
     if (obj.tagError !== null) return null;
     const secondary = secondaryOf(obj);
     this.makeRoomFor(obj.key, secondary);
-    const r = this.store.reserve(this.id, obj.key, {
-      meta: encodeMeta(obj), body: EMPTY, tags: obj.tags, secondary, expiresAt: expiryOf(obj.life), banSeq: obj.banSeq,
-    }, bodyLength);
+    const init: RecordInit = { meta: encodeMeta(obj), body: EMPTY, tags: obj.tags, secondary, expiresAt: expiryOf(obj.life), banSeq: obj.banSeq };
+    const store = this.store;
+    if (bodyLength === null) {
+      // Of unknown length: a stream record, appended chunk by chunk, copied into an object at its end.
+      const ref = store.reserveStream(this.id, obj.key, init, maxBodyBytes);
+      return ref === null ? null : pinnedWriter(store, ref, (chunk) => store.append(ref.id, ref.gen, chunk), () => store.completeStream(ref.id, ref.gen, obj.key, init));
+    }
+    const r = store.reserve(this.id, obj.key, init, bodyLength);
     if (r === null) return null;
     const { id, gen } = r.ref;
-    // The writer pins the record while it writes: a purge meanwhile must not let its block be reused under it.
-    const pin = this.store.pin(id, gen);
-    if (pin === null) return null;
     let at = 0;
-    let open = true;
-    const end = (): void => {
-      if (open) { open = false; pin.unpin(); }
-    };
-    return {
-      write: (chunk) => {
-        if (!open || at + chunk.length > bodyLength) return false;
-        r.body.set(chunk, at);
-        at += chunk.length;
-        return this.store.fill(id, gen, at);
-      },
-      complete: () => {
-        const done = open && at === bodyLength && this.store.complete(id, gen);
-        end();
-        return done;
-      },
-      abort: () => {
-        if (open) this.store.abandon(id, gen);
-        end();
-      },
-    };
+    return pinnedWriter(store, r.ref, (chunk) => {
+      if (at + chunk.length > bodyLength) return false;
+      r.body.set(chunk, at);
+      at += chunk.length;
+      return store.fill(id, gen, at);
+    }, () => at === bodyLength && store.complete(id, gen));
   }
 
   filling(key: string): RemoteFill | null {
@@ -262,10 +274,13 @@ export class SharedNamespace implements ObjectStore {
     if (found === null) return null;
     const record = found;
     const store = this.store;
+    const obj = decode(record, key);
     return {
-      obj: decode(record, key),
-      length: record.body.length,
+      obj,
+      // A stream's length is not known: its head has none, as the fetching shard's has not.
+      head: record.stream ? buildHead(obj.headers, obj.status, null, obj.via) : obj.head,
       read(from: number) {
+        if (record.stream) return store.readStream(record.id, record.gen, from);
         const p = store.progress(record.id, record.gen);
         const to = p.state === 'whole' ? record.body.length : p.filled;
         return { state: p.state, seq: p.seq, chunk: p.state !== 'gone' && to > from ? Buffer.from(record.body.subarray(from, to)) : null };

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { SharedStorage } from '../../src/cache/index.ts';
-import { get as getAny, startOrigin, startProxy, type Reply, type TestProxy } from './helpers.ts';
+import { get as getAny, startOrigin, startProxy, until, type Reply, type TestProxy } from './helpers.ts';
 
 /** A request for site.test, as every shard of `serve` sees the same Host. */
 const get = (base: string, path: string): Promise<Reply> => getAny(base, path, { host: 'site.test' });
@@ -158,74 +158,143 @@ function assertHalves(chunks: Buffer[]): void {
   assert.ok(body.subarray(0, 100_000).every((x) => x === 1) && body.subarray(100_000).every((x) => x === 2));
 }
 
-test('a body one cache is still fetching streams to the other as it arrives, from one origin fetch', async () => {
-  let finish!: () => void;
-  const gate = new Promise<void>((r) => { finish = r; });
-  const origin = await startOrigin((_req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000' });
-    res.write(Buffer.alloc(100_000, 1));
-    void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
-  });
-  const [a, b] = await twoShards(origin);
-  const first = stream(`${a.url}/slow`);
-  await first.first;
-  const second = stream(`${b.url}/slow`);
-  // B has the head and the first half while the origin still holds the second back.
-  assert.equal((await second.head).headers['content-length'], '200000');
-  assert.equal((await second.first)[0], 1);
-  assert.equal(b.cache.stats().coalesced, 1);
-  finish();
-  assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
-  for (const r of [first, second]) assertHalves(r.chunks);
-  assert.equal(origin.requests.length, 1);
-  assert.equal((await get(b.url, '/slow')).headers['x-cache'], 'HIT');
-  await Promise.all([a.close(), b.close(), origin.close()]);
-});
+/** Both ways an origin sends a body: with its length, or chunked (its length known only at its end). */
+const LENGTHS = [
+  { name: 'known length', head: { 'content-length': '200000' } as Record<string, string> },
+  { name: 'unknown length', head: {} as Record<string, string> },
+];
 
-test('when the fetch being followed breaks, the follower sees its body break too, and the next request fetches again', async () => {
-  let breakIt!: () => void;
-  const gate = new Promise<void>((r) => { breakIt = r; });
-  const origin = await startOrigin((req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000' });
-    res.write(Buffer.alloc(100_000, 1));
-    if (origin.requests.length === 1) void gate.then(() => req.socket.destroy());
-    else res.end(Buffer.alloc(100_000, 1));
-  });
-  const [a, b] = await twoShards(origin);
-  const first = stream(`${a.url}/breaks`);
-  await first.first;
-  const second = stream(`${b.url}/breaks`);
-  await second.first;
-  breakIt();
-  assert.deepEqual(await Promise.all([first.end, second.end]), ['error', 'error']);
-  const again = await get(b.url, '/breaks');
-  assert.equal(again.raw.length, 200_000);
-  assert.equal(origin.requests.length, 2);
-  await Promise.all([a.close(), b.close(), origin.close()]);
-});
+/** The head fields that say how long a body is: its length, or chunked. */
+function framing(res: IncomingMessage): [string | undefined, string | undefined] {
+  return [res.headers['content-length'], res.headers['transfer-encoding']];
+}
 
-test('a purge while one cache is still fetching: the other cache\'s follower still gets the whole body, and the next request fetches again', async () => {
-  let finish!: () => void;
-  const gate = new Promise<void>((r) => { finish = r; });
-  const origin = await startOrigin((req, res) => {
-    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '200000', 'surrogate-key': req.url!.slice(1) });
-    res.write(Buffer.alloc(100_000, 1));
-    void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
-  });
-  const [a, b] = await twoShards(origin);
-  for (const [i, purge] of [() => b.cache.purge('http://site.test/p0'), () => a.cache.purgeTag('p1')].entries()) {
-    const first = stream(`${a.url}/p${i}`);
+/** Once every response has let go of it, the store holds nothing and every block is free. */
+async function assertReleased(storage: SharedStorage): Promise<void> {
+  const ns = storage.namespace('site');
+  ns.clear();
+  // A write frees the blocks unpinned since the last one; responses let go as they close.
+  await until(() => ns.bytes === 0 && storage.store.globalStats().arenaUsedBytes === 0, 5000, 'the store emptied');
+  assert.equal(storage.store.globalStats().objects, 0);
+}
+
+for (const length of LENGTHS) {
+  test(`${length.name}: a body one cache is still fetching streams to the other as it arrives, from one origin fetch`, async () => {
+    let finish!: () => void;
+    const gate = new Promise<void>((r) => { finish = r; });
+    const origin = await startOrigin((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=600', ...length.head });
+      res.write(Buffer.alloc(100_000, 1));
+      void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
+    });
+    const storage = SharedStorage.create(16 * 2 ** 20);
+    const a = await startProxy(origin, { storage, namespace: 'site' });
+    const b = await startProxy(origin, { storage, namespace: 'site' });
+    const first = stream(`${a.url}/slow`);
     await first.first;
-    const second = stream(`${b.url}/p${i}`);
-    await second.first;
-    assert.equal(purge(), 1, 'the record being filled is what the purge removes');
+    const second = stream(`${b.url}/slow`);
+    // B has the head and the first half while the origin still holds the second back.
+    assert.deepEqual(framing(await second.head), framing(await first.head));
+    assert.equal((await second.first)[0], 1);
+    assert.equal(b.cache.stats().coalesced, 1);
     finish();
     assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
     for (const r of [first, second]) assertHalves(r.chunks);
-    // The purge holds: nothing of the fetch is kept, and the next request goes to the origin.
-    const before = origin.requests.length;
-    assert.equal((await get(b.url, `/p${i}`)).headers['x-cache'], 'MISS');
-    assert.equal(origin.requests.length, before + 1);
-  }
+    assert.equal(origin.requests.length, 1);
+    const hit = await get(b.url, '/slow');
+    assert.deepEqual([hit.headers['x-cache'], hit.headers['content-length']], ['HIT', '200000']);
+    assertHalves([hit.raw]);
+    await assertReleased(storage);
+    await Promise.all([a.close(), b.close(), origin.close()]);
+  });
+
+  test(`${length.name}: when the fetch being followed breaks, the follower sees its body break too, and the next request fetches again`, async () => {
+    let breakIt!: () => void;
+    const gate = new Promise<void>((r) => { breakIt = r; });
+    const origin = await startOrigin((req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=600', ...length.head });
+      res.write(Buffer.alloc(100_000, 1));
+      if (origin.requests.length === 1) void gate.then(() => req.socket.destroy());
+      else res.end(Buffer.alloc(100_000, 2));
+    });
+    const storage = SharedStorage.create(16 * 2 ** 20);
+    const a = await startProxy(origin, { storage, namespace: 'site' });
+    const b = await startProxy(origin, { storage, namespace: 'site' });
+    const first = stream(`${a.url}/breaks`);
+    await first.first;
+    const second = stream(`${b.url}/breaks`);
+    await second.first;
+    breakIt();
+    assert.deepEqual(await Promise.all([first.end, second.end]), ['error', 'error']);
+    for (const r of [first, second]) {
+      const got = Buffer.concat(r.chunks);
+      assert.ok(got.length < 200_000 && got.every((x) => x === 1), 'what came before the break, and nothing else');
+    }
+    const again = await get(b.url, '/breaks');
+    assertHalves([again.raw]);
+    assert.equal(origin.requests.length, 2);
+    await assertReleased(storage);
+    await Promise.all([a.close(), b.close(), origin.close()]);
+  });
+
+  test(`${length.name}: a purge while one cache is still fetching: the other cache's follower still gets the whole body, and the next request fetches again`, async () => {
+    let finish!: () => void;
+    const gate = new Promise<void>((r) => { finish = r; });
+    const origin = await startOrigin((req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=600', 'surrogate-key': req.url!.slice(1), ...length.head });
+      res.write(Buffer.alloc(100_000, 1));
+      void gate.then(() => res.end(Buffer.alloc(100_000, 2)));
+    });
+    const storage = SharedStorage.create(16 * 2 ** 20);
+    const a = await startProxy(origin, { storage, namespace: 'site' });
+    const b = await startProxy(origin, { storage, namespace: 'site' });
+    for (const [i, purge] of [() => b.cache.purge('http://site.test/p0'), () => a.cache.purgeTag('p1')].entries()) {
+      const first = stream(`${a.url}/p${i}`);
+      await first.first;
+      const second = stream(`${b.url}/p${i}`);
+      await second.first;
+      assert.equal(purge(), 1, 'the record being filled is what the purge removes');
+      finish();
+      assert.deepEqual(await Promise.all([first.end, second.end]), ['end', 'end']);
+      for (const r of [first, second]) assertHalves(r.chunks);
+      // The purge holds: nothing of the fetch is kept, and the next request goes to the origin.
+      const before = origin.requests.length;
+      assert.equal((await get(b.url, `/p${i}`)).headers['x-cache'], 'MISS');
+      assert.equal(origin.requests.length, before + 1);
+    }
+    await assertReleased(storage);
+    await Promise.all([a.close(), b.close(), origin.close()]);
+  });
+}
+
+test('unknown length past maxObjectBytes: the follower still gets the whole body, nothing is stored, and the key goes hit-for-miss', async () => {
+  // Each half goes once every client has all that came before: the follower reads as fast as the test lets the origin send.
+  const clients: Array<ReturnType<typeof stream>> = [];
+  const received = (n: number): Promise<void> => until(() => clients.length === 2 && clients.every((c) => Buffer.concat(c.chunks).length >= n), 10_000, `${n} bytes at every client`);
+  const origin = await startOrigin((_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600' });
+    res.write(Buffer.alloc(100_000, 1));
+    if (origin.requests.length > 1) { res.end(Buffer.alloc(100_000, 2)); return; }
+    void received(100_000).then(() => {
+      res.write(Buffer.alloc(50_000, 2));
+      return received(150_000);
+    }).then(() => res.end(Buffer.alloc(50_000, 2)));
+  });
+  const storage = SharedStorage.create(16 * 2 ** 20);
+  const a = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  const b = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  clients.push(stream(`${a.url}/big`));
+  await clients[0]!.first;
+  clients.push(stream(`${b.url}/big`));
+  assert.deepEqual(await Promise.all(clients.map((c) => c.end)), ['end', 'end']);
+  for (const c of clients) assertHalves(c.chunks);
+  assert.equal(origin.requests.length, 1);
+  assert.equal(b.cache.stats().coalesced, 1, 'the follower followed the fetch of the other cache');
+  const next = await get(b.url, '/big');
+  assert.equal(next.headers['x-cache'], 'MISS');
+  assertHalves([next.raw]);
+  assert.equal(origin.requests.length, 2);
+  assert.deepEqual([b.cache.stats().objects, b.cache.stats().hitForMiss], [0, 1], 'sent to the origin by the marker the fetch left');
+  await assertReleased(storage);
   await Promise.all([a.close(), b.close(), origin.close()]);
 });

@@ -1,9 +1,9 @@
 // The shared store's budget and namespaces: creating a namespace and setting its quota, the global
 // budget (which may grow at a reload up to the reserve the store was made with), bytes a namespace
-// holds outside its records, and the counters. store.ts builds the record operations beside them.
+// holds outside its records, and the counters. store.ts builds the lookups and removals beside them.
 import { lock, unlock } from './lock.ts';
 import * as L from './layout.ts';
-import { FillingRecords } from './fills.ts';
+import { RecordPlacement } from './placing.ts';
 
 export interface NamespaceStats {
   objects: number;
@@ -28,7 +28,7 @@ export interface StoreStats {
 }
 
 /** The budget and namespace side of the store. */
-export class Budgets extends FillingRecords {
+export class Budgets extends RecordPlacement {
   /**
    * The id of the namespace called `name` (the same in every thread), created on first use; every
    * call sets its quota (capped at the budget), evicting down to it.

@@ -17,6 +17,7 @@ export class FillingRecords extends NamespaceWalks {
   fill(id: number, gen: number, bytes: number): boolean {
     if (!this.isLive(id, gen)) return false;
     const w = id * L.REC_WORDS;
+    this.notStream(w);
     Atomics.store(this.idx, w + L.R_FILLED, bytes);
     Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
     Atomics.notify(this.idx, w + L.R_FILL_SEQ);
@@ -30,6 +31,7 @@ export class FillingRecords extends NamespaceWalks {
   complete(id: number, gen: number): boolean {
     if (!this.isLive(id, gen)) return false;
     const w = id * L.REC_WORDS;
+    this.notStream(w);
     Atomics.store(this.idx, w + L.R_FILLED, this.idx[w + L.R_BODY_LEN]!);
     const flags = Atomics.and(this.idx, w + L.R_FLAGS, ~L.FLAG_FILLING);
     Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
@@ -51,7 +53,8 @@ export class FillingRecords extends NamespaceWalks {
 
   /**
    * Where a record a reader follows stands: gone (removed, evicted, or its writer gave up), still
-   * filling with `filled` bytes written, or whole. `seq` is what `waitProgress` waits to change.
+   * filling with `filled` bytes written (mod 2^32 for a stream, streams.ts), or whole. `seq` is
+   * what `waitProgress` waits to change.
    */
   progress(id: number, gen: number): RecordProgress {
     const w = id * L.REC_WORDS;
@@ -61,10 +64,16 @@ export class FillingRecords extends NamespaceWalks {
       // (their pin keeps the slot from reuse, so its generation is still the one kill gave it).
       const flags = Atomics.load(this.idx, w + L.R_FLAGS);
       const finished = (flags & (L.FLAG_UNLISTED | L.FLAG_FILLING)) === L.FLAG_UNLISTED && Atomics.load(this.idx, w + L.R_GEN) === gen + 1;
-      return finished ? { state: 'whole', filled: this.idx[w + L.R_BODY_LEN]!, seq } : { state: 'gone', filled: 0, seq };
+      if (!finished) return { state: 'gone', filled: 0, seq };
+      return { state: 'whole', filled: (flags & L.FLAG_STREAM) !== 0 ? Atomics.load(this.idx, w + L.R_FILLED) >>> 0 : this.idx[w + L.R_BODY_LEN]!, seq };
     }
     const filling = (Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_FILLING) !== 0;
-    return { state: filling ? 'filling' : 'whole', filled: Atomics.load(this.idx, w + L.R_FILLED), seq };
+    return { state: filling ? 'filling' : 'whole', filled: Atomics.load(this.idx, w + L.R_FILLED) >>> 0, seq };
+  }
+
+  /** A stream (streams.ts) is written with `append` and completed with `completeStream`. */
+  private notStream(w: number): void {
+    if ((this.idx[w + L.R_FLAGS]! & L.FLAG_STREAM) !== 0) throw new TypeError('a stream record is written with append and completed with completeStream');
   }
 
   /** Resolves when the record's progress moves past `seq` (or after `timeoutMs`), without blocking. */

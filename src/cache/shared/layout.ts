@@ -144,6 +144,32 @@ export const FLAG_FILLING = 2;
  * block kept for the readers already following it until the writer completes or abandons it.
  */
 export const FLAG_UNLISTED = 4;
+/**
+ * Record flag: a body of unknown length (`reserveStream`), written in extents that a stream header
+ * lists (S_* fields); its R_BODY_LEN is 0, R_FILLED counts the bytes written (mod 2^32).
+ */
+export const FLAG_STREAM = 8;
+/** Record flag: a stream past its limit: unlisted, its extents reused as a ring for the readers following it. */
+export const FLAG_RING = 16;
+
+// Stream header: int32 words at the first cell boundary after a stream record's meta, then its
+// first extent. Positions are byte counts since the body's start, kept mod 2^32 where shared.
+/** The position the writer may be writing up to (mod 2^32): set before bytes are written. */
+export const S_WRITING = 0;
+/** The written position's high part (position / 2^32): read by the writer only. */
+export const S_HIGH = 1;
+/** Bytes of the extents listed: the ring's size once FLAG_RING. */
+export const S_CAP = 2;
+/** Extents listed. */
+export const S_EXTENTS = 3;
+/** The most body bytes the record may keep as an object: past it, it turns into a ring. */
+export const S_LIMIT = 4;
+/** First word of the extent table: (first cell, bytes) pairs, in body order. */
+export const S_TABLE = 8;
+/** Extents a stream may have: growing geometrically from a few KiB, enough for 2 GiB. */
+export const STREAM_EXTENTS = 24;
+/** Bytes of a stream header (a whole number of cells). */
+export const STREAM_HEADER_BYTES = (S_TABLE + 2 * STREAM_EXTENTS) * 4;
 
 // Record states.
 export const FREE = 0;
@@ -154,6 +180,13 @@ export const DEAD = 2;
 export const EMPTY = 0;
 export const HELD = 1;
 export const TOMB = 2;
+
+/** The int32 word of the arena where the stream header of record `id` (FLAG_STREAM) starts. */
+export function streamWord(idx: Int32Array, id: number): number {
+  const w = id * REC_WORDS;
+  const before = idx[w + R_KEY_LEN]! + idx[w + R_SEC_LEN]! + idx[w + R_TAGS_LEN]! + idx[w + R_META_LEN]!;
+  return idx[w + R_DATA]! * 4 + Math.ceil(before / 16) * 4;
+}
 
 /** The control buffer's size for these counts. */
 export function controlBytes(namespaces: number, claims: number): number {

@@ -2,7 +2,7 @@
 // the arena (no copy). The pin keeps the record's block from being freed and reused, so the bytes
 // under the views stay as they were written until `unpin()`.
 import { type Arena, CELL } from './arena.ts';
-import { EXPIRES_NEVER, FLAG_FILLING, FLAG_MARKER, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
+import { EXPIRES_NEVER, FLAG_FILLING, FLAG_MARKER, FLAG_STREAM, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
 
 /** A stored record as a lookup returns it. */
 export interface SharedRecord {
@@ -21,6 +21,11 @@ export interface SharedRecord {
   readonly marker: boolean;
   /** Its body was still being written when it was looked up (`SharedStore.reserve`). */
   readonly filling: boolean;
+  /**
+   * Its body, of unknown length, is being appended (`SharedStore.reserveStream`): `body` is
+   * empty, and readers follow it with `readStream`.
+   */
+  readonly stream: boolean;
   /** Drops this lookup's pin; call it exactly once, when done with the views (later calls do nothing). */
   unpin(): void;
 }
@@ -45,6 +50,7 @@ class RecordView implements SharedRecord {
   readonly banSeq: number;
   readonly marker: boolean;
   readonly filling: boolean;
+  readonly stream: boolean;
   private readonly idx: Int32Array;
   private readonly arena: Arena;
   private readonly tagsAt: number;
@@ -61,6 +67,7 @@ class RecordView implements SharedRecord {
     const flags = Atomics.load(idx, w + R_FLAGS);
     this.marker = (flags & FLAG_MARKER) !== 0;
     this.filling = (flags & FLAG_FILLING) !== 0;
+    this.stream = (flags & FLAG_STREAM) !== 0;
     this.idx = idx;
     this.arena = arena;
     this.id = id;

@@ -6,23 +6,16 @@
 import { Arena, CELL } from './arena.ts';
 import { Claims, type ClaimOptions } from './claims.ts';
 import * as L from './layout.ts';
-import { lock, seqBegin, seqEnd, unlock } from './lock.ts';
+import { lock, unlock } from './lock.ts';
 import { recordViewFactory, type RecordViewFactory, type SharedRecord } from './record.ts';
 import type { SharedStoreHandle } from './table.ts';
 import { Budgets, type NamespaceStats, type StoreStats } from './budget.ts';
-import { TagIndex } from './tags.ts';
+import { RECORD_OVERHEAD, TAG_NODE_BYTES, type RecordInit, type RecordRef } from './placing.ts';
 import { scratchKey, type RecordSummary } from './walks.ts';
 
-export type { ClaimOptions, NamespaceStats, RecordSummary, SharedRecord, SharedStoreHandle, StoreStats };
+export { RECORD_OVERHEAD, TAG_NODE_BYTES };
+export type { ClaimOptions, NamespaceStats, RecordInit, RecordRef, RecordSummary, SharedRecord, SharedStoreHandle, StoreStats };
 
-/**
- * Bytes charged per record beyond its meta, body, key, secondary key, tags and tag nodes: its
- * 96-byte slot in the index, its 8-byte share of the key and tag buckets, the 32 bytes of its
- * block's boundary tags and up to 15 bytes of alignment.
- */
-export const RECORD_OVERHEAD = 156;
-/** Bytes charged per distinct tag of a record beyond the tag itself: its node in the tag index. */
-export const TAG_NODE_BYTES = TagIndex.nodeBytes(1);
 /** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */
 const ARENA_SLACK = 0.25;
 /** Plus this much, so that one largest body (8 MiB) fits beside a small budget's fragments. */
@@ -53,31 +46,6 @@ export interface SharedStoreOptions {
   claimSlots?: number;
   /** Touches of one record closer together than this do not move it in the LRU; default 1000. */
   touchIntervalMs?: number;
-}
-
-/**
- * A record to insert. Tags may not contain a line feed (Surrogate-Key values cannot); a tag
- * listed twice is kept once.
- */
-export interface RecordInit {
-  meta: Uint8Array;
-  body: Uint8Array;
-  tags: readonly string[];
-  /** Secondary key (Vary values): a record with the same namespace, key and secondary replaces. */
-  secondary: string;
-  /** When it may go (ms since the epoch): `removeExpired` drops it from then on. Default never. */
-  expiresAt?: number;
-  /** The writer's ban position (see `setBanSeq`); default 0. */
-  banSeq?: number;
-  /** A marker: a fact about its key kept under the quota, not a response. */
-  marker?: boolean;
-}
-
-
-/** Names a record: its slot and the generation of the slot when the record was stored in it. */
-export interface RecordRef {
-  readonly id: number;
-  readonly gen: number;
 }
 
 /** `bytes` in GiB, for messages. */
@@ -154,84 +122,6 @@ export class SharedStore extends Budgets {
       let n = 0;
       for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!, n++) this.drop(id);
       return n;
-    });
-  }
-
-  /**
-   * Stores a record under (`ns`, `key`), replacing the one with the same secondary key, then
-   * evicts least recently used records until the namespace's quota and the budget hold. `null`
-   * when the record can never fit: its charged size exceeds the quota or the budget.
-   */
-  insert(ns: number, key: string, init: RecordInit): RecordRef | null {
-    const placed = this.place(ns, key, init, null);
-    return placed === null ? null : { id: placed.id, gen: placed.gen };
-  }
-
-  /**
-   * Inserts a record as `insert` does, but with room for a body of `bodyLength` bytes that the
-   * caller writes afterwards through `body` (`init.body` is ignored), publishing its progress with
-   * `fill` and ending with `complete`; until then the record is `filling` and readers can follow
-   * it (`progress`, `waitProgress`). `null` when it can never fit.
-   */
-  reserve(ns: number, key: string, init: RecordInit, bodyLength: number): { ref: RecordRef; body: Uint8Array } | null {
-    const placed = this.place(ns, key, init, bodyLength);
-    return placed === null ? null : { ref: { id: placed.id, gen: placed.gen }, body: new Uint8Array(this.arena.sab, placed.bodyAt, bodyLength) };
-  }
-
-  private place(ns: number, key: string, init: RecordInit, reserveBody: number | null): (RecordRef & { bodyAt: number }) | null {
-    const tags = new Set(init.tags);
-    for (const tag of tags) if (tag.includes('\n')) throw new RangeError('a tag may not contain a line feed');
-    const keyBytes = scratchKey(key);
-    const secBytes = L.ownBytes(init.secondary);
-    const tagBytes = L.ownBytes([...tags].join('\n'));
-    const bodyLength = reserveBody ?? init.body.length;
-    const dataBytes = keyBytes.length + secBytes.length + tagBytes.length + init.meta.length + bodyLength;
-    const nodeBytes = TagIndex.nodeBytes(tags.size);
-    const charged = nodeBytes + dataBytes + RECORD_OVERHEAD;
-    const hash = L.hashKey(ns, keyBytes);
-    return this.write(ns, () => {
-      const nsF = L.nsOffset(ns) / 8;
-      if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
-      for (const id of this.chain(ns, hash, keyBytes)) {
-        const w = id * L.REC_WORDS;
-        if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.drop(id);
-      }
-      this.evictNamespace(ns, charged);
-      while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
-      while (!this.hasSlot()) if (!this.evictOldest()) return null;
-      let block = this.arena.alloc(nodeBytes + dataBytes);
-      while (block < 0) {
-        if (!this.evictOldest()) return null;
-        block = this.arena.alloc(nodeBytes + dataBytes);
-      }
-      const offset = block + nodeBytes;
-      const id = this.takeSlot();
-      const w = id * L.REC_WORDS;
-      const u8 = this.arena.bytes();
-      let at = offset;
-      for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta]) {
-        u8.set(part, at);
-        at += part.length;
-      }
-      const bodyAt = at;
-      if (reserveBody === null) u8.set(init.body, at);
-      const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
-        [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, tags.size], [L.R_META_LEN, init.meta.length],
-        [L.R_BODY_LEN, bodyLength], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
-        [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, (init.marker === true ? L.FLAG_MARKER : 0) | (reserveBody === null ? 0 : L.FLAG_FILLING)],
-        [L.R_FILLED, 0]];
-      for (const [field, value] of fields) this.idx[w + field] = value;
-      // Published last: a reader that finds the slot LIVE sees every field and byte above.
-      Atomics.store(this.idx, w + L.R_STATE, L.LIVE);
-      this.linkLru(id);
-      this.tagIndex.link(id);
-      const bucket = this.bucketBase + (hash & this.bucketMask);
-      seqBegin(this.ctl, L.G_SEQ);
-      this.idx[w + L.R_NEXT] = this.idx[bucket]!;
-      Atomics.store(this.idx, bucket, id);
-      seqEnd(this.ctl, L.G_SEQ);
-      this.account(ns, charged, 1);
-      return { id, gen: this.idx[w + L.R_GEN]!, bodyAt };
     });
   }
 
@@ -335,12 +225,6 @@ export class SharedStore extends Budgets {
     });
   }
 
-
-  /** R_EXPIRES for an expiry in ms since the epoch: seconds since F_EPOCH, rounded up, clamped. */
-  private expiresField(expiresAt: number): number {
-    if (!(expiresAt < Infinity)) return L.EXPIRES_NEVER;
-    return Math.max(0, Math.min(L.EXPIRES_NEVER - 1, Math.ceil((expiresAt - this.f64[L.F_EPOCH]!) / 1000)));
-  }
 
   private views(pairs: number[]): SharedRecord[] {
     const out: SharedRecord[] = [];

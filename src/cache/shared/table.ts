@@ -173,9 +173,15 @@ export class RecordTable {
     return id;
   }
 
-  /** Frees the block and the slot of a dead record no reader pins. */
+  /** Frees the block (and a stream's extents) and the slot of a dead record no reader pins. */
   protected reclaim(id: number): void {
     const w = id * L.REC_WORDS;
+    if ((this.idx[w + L.R_FLAGS]! & L.FLAG_STREAM) !== 0) {
+      // A stream's extents past the first, which is in its block (streams.ts).
+      const i32 = this.arena.words();
+      const h = L.streamWord(this.idx, id);
+      for (let e = 1; e < i32[h + L.S_EXTENTS]!; e++) this.arena.free(i32[h + L.S_TABLE + 2 * e]! * CELL);
+    }
     this.arena.free(this.tagIndex.blockOf(id));
     Atomics.store(this.idx, w + L.R_STATE, L.FREE);
     this.idx[w + L.R_NEXT] = this.ctl[L.G_FREE]!;
