@@ -160,4 +160,5 @@ process.stdout.write([
   ...(failed.length ? ['Required tests failed:', '', '| test | suite | name |', '|---|---|---|',
     ...failed.map((f) => `| \`${f.id}\` | ${f.suite} | ${f.name.replaceAll('|', '\\|')} |`), ''] : []),
 ].join('\n'));
-process.exitCode = failed.length > 0 ? 1 : 0;
+// Exit now: the origin's and tinyedge's processes (stopped by the exit handler) would keep this one alive.
+process.exit(failed.length > 0 ? 1 : 0);
