@@ -117,7 +117,7 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   // Sizes first (no copies), then the bytes straight into guest memory: this runs per request.
   // Strings wider than a byte per character are rare (an embedder's own): one scan finds them,
   // and only then is each string's UTF-8 length counted.
-  const wide = WIDE.test(req.method) || WIDE.test(req.url) || anyWide(req.headers) || anyWide(respHeaders);
+  const wide = isWide(req.method) || isWide(req.url) || anyWide(req.headers) || anyWide(respHeaders);
   const lengthOf = wide ? byteLength : (text: string): number => text.length;
   let stringBytes = lengthOf(req.method) + lengthOf(req.url) + lengthOf(path) + lengthOf(query);
   for (const [n, v] of req.headers) stringBytes += lengthOf(n) + lengthOf(v);
@@ -172,27 +172,32 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   return { at: region, bytes: total };
 }
 
+/** Whether `text` has a character wider than a byte (a loop: cheaper than a regular expression on short strings). */
+function isWide(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return true;
+  return false;
+}
+
 /**
  * A string's bytes as the program gets them. HTTP's strings are bytes: Node's parser hands header
  * values over as latin1 (one character per byte as sent, obs-text and UTF-8 included), so a string
  * of characters up to U+00FF goes in as those bytes again; only a string with wider characters (an
  * embedder's own) is encoded as UTF-8.
  */
-const WIDE = /[\u0100-\uffff]/;
 function byteLength(text: string): number {
-  return WIDE.test(text) ? Buffer.byteLength(text, 'utf8') : text.length;
+  return isWide(text) ? Buffer.byteLength(text, 'utf8') : text.length;
 }
 
 /** Whether a name or value of `list` has a character wider than a byte. */
 function anyWide(list: ReadonlyArray<readonly [string, string]>): boolean {
-  for (const [n, v] of list) if (WIDE.test(n) || WIDE.test(v)) return true;
+  for (const [n, v] of list) if (isWide(n) || isWide(v)) return true;
   return false;
 }
 
 /** Writes `text` at `at` as `byteLength` counts it (`wide`: it may have wider characters); answers the bytes written. */
 function writeText(buf: Buffer, text: string, at: number, wide: boolean): number {
   const n = text.length;
-  if (wide && WIDE.test(text)) return buf.write(text, at, 'utf8');
+  if (wide && isWide(text)) return buf.write(text, at, 'utf8');
   // Short strings (most header names and values) cost less copied here than through the binding.
   if (n <= 64) {
     for (let i = 0; i < n; i++) buf[at + i] = text.charCodeAt(i);

@@ -142,4 +142,16 @@ describe('request VMs', needsKvm(), () => {
     assert.equal(text(inst, '/'), 'fine\n');
     inst.close();
   });
+  test('request strings go in as bytes: up to U+00FF one byte each, a string with wider characters as UTF-8', () => {
+    const inst = load('sdk_raw').instance();
+    const seen = (headers: Array<[string, string]>, url = '/list'): Buffer => inst.handle({ method: 'GET', url, headers, body: new Uint8Array(0) }).body;
+    // All narrow: each character one byte, é as 0xE9 (as Node's parser hands over the byte it got).
+    assert.deepEqual(seen([['Host', 'test'], ['X-A', 'caf\u00e9']]), Buffer.from('GET /list\nHost: test\nX-A: caf\xe9\n', 'latin1'));
+    // One wide string: it goes in as UTF-8, and only it; the narrow one beside it stays one byte a character.
+    assert.deepEqual(seen([['Host', 'test'], ['X-A', 'caf\u00e9'], ['X-B', '\u20ac1']]),
+      Buffer.concat([Buffer.from('GET /list\nHost: test\nX-A: caf\xe9\nX-B: ', 'latin1'), Buffer.from('\u20ac1\n', 'utf8')]));
+    // A wide URL: its UTF-8 length is what the program is told.
+    assert.deepEqual(seen([['Host', 'test']], '/\u20ac'), Buffer.concat([Buffer.from('GET /'), Buffer.from('\u20ac', 'utf8'), Buffer.from('\nHost: test\n')]));
+    inst.close();
+  });
 });
