@@ -13,7 +13,7 @@ import { httpDate, type FastResponse } from './fast.ts';
 import { addForwarding, decideFill, fillHeaders, markUncacheable, refuseTags } from './fetch.ts';
 import type { HeaderList } from './headers.ts';
 import { isFixedHopByHop } from './hop-by-hop.ts';
-import { buildHead, CacheObject } from './object.ts';
+import { buildHead, CacheObject, viaIndex } from './object.ts';
 import { toOriginError, type BackendResponse } from './origin.ts';
 
 /** A request in the front's fast shape, as the raw path parsed it (fast-path.ts). */
@@ -158,26 +158,21 @@ function synthAnswer(status: number, text: string, label: string, isHead: boolea
  * The answer's bytes, as Node's ServerResponse writes `writeHead(status, head)` + `end(body)`:
  * its reason phrase, a Date unless the head has one, a Content-Length unless it has one (or the
  * status has no body), and no body for HEAD, 204 and 304. With `label`, the head is a backend's
- * as received: `via` is added as object.ts's `forwardHead` adds it, and X-Cache is the label.
+ * as received: `via` is added where `forwardHead` adds it (`viaIndex`), and X-Cache is the label.
  */
 function answer(status: number, head: HeaderList, body: Buffer, isHead: boolean, via: string | null = null, label?: string): FastResponse {
   const bodiless = status === 204 || status === 304;
   let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
-  let sawVia = via === null;
+  const viaAt = via === null ? -2 : viaIndex(head);
   let sawDate = false;
   let sawLength = false;
   for (let i = 0; i < head.length; i += 2) {
     const name = head[i]!;
-    if (!sawVia && name === 'via') {
-      text += `via: ${head[i + 1]}, ${via}\r\n`;
-      sawVia = true;
-      continue;
-    }
     if (name === 'date') sawDate = true;
     else if (name === 'content-length') sawLength = true;
-    text += `${name}: ${head[i + 1]}\r\n`;
+    text += i === viaAt ? `${name}: ${head[i + 1]}, ${via}\r\n` : `${name}: ${head[i + 1]}\r\n`;
   }
-  if (!sawVia) text += `via: ${via}\r\n`;
+  if (viaAt === -1) text += `via: ${via}\r\n`;
   if (label !== undefined) text += `x-cache: ${label}\r\n`;
   if (!sawDate) text += `date: ${httpDate(Date.now())}\r\n`;
   if (!bodiless && !sawLength) text += `content-length: ${body.length}\r\n`;

@@ -233,16 +233,21 @@ function mergeHeaders(stored: HeaderList, newer: HeaderList): HeaderList {
   return out;
 }
 
+/**
+ * Where our Via goes in a forwarded head: the index of its first Via field, whose value it
+ * extends, or -1 when it is a field of its own at the end.
+ */
+export function viaIndex(headers: HeaderList): number {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'via') return i;
+  return -1;
+}
+
 /** Origin headers forwarded as they are (pass, uncacheable answers), Via appended. */
 export function forwardHead(headers: HeaderList, via: string | null): HeaderList {
-  if (via === null) return headers.slice();
-  const out: HeaderList = [];
-  let sawVia = false;
-  for (let i = 0; i < headers.length; i += 2) {
-    let value = headers[i + 1] as string;
-    if (headers[i] === 'via' && !sawVia) { value = `${value}, ${via}`; sawVia = true; }
-    out.push(headers[i] as string, value);
-  }
-  if (!sawVia) out.push('via', via);
+  const out = headers.slice();
+  if (via === null) return out;
+  const at = viaIndex(headers);
+  if (at < 0) out.push('via', via);
+  else out[at + 1] = `${out[at + 1]}, ${via}`;
   return out;
 }

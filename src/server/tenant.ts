@@ -335,9 +335,7 @@ export class TenantRuntime implements Backend {
       return failureAnswer(err);
     }
     // The program's end-to-end fields; the framing is ours, from the body it returned.
-    const fields: string[] = [];
-    for (const [name, value] of r.headers) fields.push(name, value);
-    const headers: HeaderList = endToEndList(fields, true);
+    const headers: HeaderList = endToEndList(r.headers.flat(), true);
     headers.push('content-length', String(r.body.length));
     if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
     const { ttl, grace, keep, uncacheable } = r.cache;

@@ -6,6 +6,7 @@
  *   /spin    loops until its time limit
  *   /crash   writes through a null pointer
  *   /empty   204, no body
+ *   /via     answers with a Via field of its own
  *   else     uncacheable */
 #include <tinyedge.h>
 
@@ -31,6 +32,7 @@ static void on_request(const te_request *req) {
     }
     te_respond(200, "text/plain; charset=utf-8", body, (size_t)n);
     te_header_add("X-Program", "sdk_raw");
+    if (path_is(req, "/via")) te_header_add("Via", "1.0 app");
     size_t len = 0;
     const char *store = te_request_header(req, "x-store", &len);
     if (path_is(req, "/store") || (path_is(req, "/private") && store && len == 1 && store[0] == '1')) {

@@ -141,6 +141,12 @@ tenants:
     assert.deepEqual(comparable(raw), comparable(full));
   });
 
+  test('a program\'s own Via is extended with ours, once, as on the full path', async () => {
+    const { raw, full } = await bothPaths('GET', '/via', 'Cache-Control: no-store\r\n');
+    assert.deepEqual(raw.fields.filter(([n]) => n === 'via'), [['via', '1.0 app, 1.1 tinyedge']]);
+    assert.deepEqual(comparable(raw), comparable(full));
+  });
+
   test('a HEAD pass has the GET answer\'s fields and no body', async () => {
     const { raw, full } = await bothPaths('HEAD', '/page', 'Cache-Control: no-store\r\n');
     assert.equal(raw.status, 200);
