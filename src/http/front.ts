@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { answerServerOptions, isServerOptions } from '../cache/server-options.ts';
 import { type FastPath, type RawConnections, serveFast } from './fast-path.ts';
+import { LISTEN_BACKLOG } from './listen-socket.ts';
 import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
 export { stripHopByHop } from '../cache/hop-by-hop.ts';
@@ -294,10 +295,14 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     listener.once('error', onError);
-    listener.listen(options.fd !== undefined ? { fd: options.fd } : { host, port }, () => {
+    const listening = (): void => {
       listener.off('error', onError);
       resolve();
-    });
+    };
+    // Node listens again on a descriptor it is handed, with the backlog of its positional argument
+    // (it ignores `backlog` among the options there).
+    if (options.fd !== undefined) listener.listen({ fd: options.fd }, LISTEN_BACKLOG, listening);
+    else listener.listen({ host, port, backlog: LISTEN_BACKLOG }, listening);
   });
 
   const address = listener.address();

@@ -43,8 +43,13 @@ export class ListenSocketError extends Error implements NodeJS.ErrnoException {
   }
 }
 
-/** Node's default backlog for `server.listen` (`server.listen({ fd, backlog })` sets it again). */
-const DEFAULT_BACKLOG = 511;
+/**
+ * How many accepted connections may wait for the front to take them. Node's default (511) is
+ * overrun by a burst of a thousand clients: the kernel then drops their handshakes, and each
+ * retries a second later or is reset. The kernel caps it at `net.core.somaxconn` (4096 by default
+ * since Linux 5.4). Node listens again on a socket handed to it, so the front passes it there too.
+ */
+export const LISTEN_BACKLOG = 4096;
 const SOCKADDR_IN_SIZE = 16;
 const SOCKADDR_IN6_SIZE = 28;
 /** `struct sockaddr_storage`: room for any address getsockname may write. */
@@ -59,7 +64,7 @@ const OFF = new Uint8Array(new Int32Array([0]).buffer);
  * without a query. An IPv6 socket is dual-stack, as libuv makes it: `::` takes IPv4 too.
  * Throws a ListenSocketError naming the call and the address, with nothing left open.
  */
-export async function openReusePortSocket(address: ListenAddress, backlog: number = DEFAULT_BACKLOG): Promise<ListenSocket> {
+export async function openReusePortSocket(address: ListenAddress, backlog: number = LISTEN_BACKLOG): Promise<ListenSocket> {
   const { port } = address;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${port}`);

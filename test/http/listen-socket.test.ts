@@ -4,12 +4,14 @@
 // and that the port is free again once the servers close.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { get } from 'node:http';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { startFront } from '../../src/http/front.ts';
 import { closeSocket, type ListenSocket, ListenSocketError, openReusePortSocket } from '../../src/http/listen-socket.ts';
 
 const WORKER = new URL('../helpers/fd-server-worker.mjs', import.meta.url);
@@ -208,4 +210,39 @@ test('while the workers serve, a plain Node server cannot take the port; once th
   }
   const node = await plainServer(shards.port, '127.0.0.1');
   node.close();
+});
+
+/**
+ * Connects `count` sockets from a child process while this thread is blocked (so the front accepts
+ * none of them), and returns how many completed their handshake: each one that did sits in the
+ * listen queue. The child waits for all of them; only a queue too short makes it wait out its bound.
+ */
+function burstWhileBlocked(port: number, count: number): number {
+  const child = `
+    const { connect } = require('node:net');
+    let done = 0;
+    const sockets = [];
+    const finish = () => { process.stdout.write(String(done)); process.exit(0); };
+    setTimeout(finish, 5000);
+    for (let i = 0; i < ${count}; i++) {
+      const s = connect(${port}, '127.0.0.1', () => { if (++done === ${count}) finish(); });
+      s.on('error', () => {});
+      sockets.push(s);
+    }`;
+  return Number(execFileSync(process.execPath, ['-e', child], { encoding: 'utf8' }));
+}
+
+test('a burst of a thousand connections fits the listen queue, on a port and on a shard\'s socket', async () => {
+  const served = (): Promise<void> => Promise.resolve();
+  const onPort = await startFront(served, { host: '127.0.0.1', port: 0, fastPath: () => null });
+  const socket = await openReusePortSocket({ host: '127.0.0.1', port: 0 });
+  const onFd = await startFront(served, { fd: socket.fd, fastPath: () => null });
+  try {
+    // Node's default queue (511) holds about half of them; the rest would retry a second later.
+    assert.equal(burstWhileBlocked(onPort.port, 1000), 1000);
+    assert.equal(burstWhileBlocked(onFd.port, 1000), 1000);
+  } finally {
+    await onPort.close();
+    await onFd.close();
+  }
 });
