@@ -155,17 +155,35 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
 
   const body = resp.body;
   let cancelled = false;
-  busy.cancel = () => { cancelled = true; body.destroy(); };
+  // Nobody on this thread wants the body any more. A body no longer kept that other shards still
+  // follow (a ring, past its limit) keeps arriving for them: the fetch stops only when they have
+  // gone too (the writer's next chunk finds nobody on the ring, below).
+  const cancel = (): void => {
+    if (writer !== null && writer.followed()) {
+      // A client that left may have paused the body for its backpressure.
+      body.resume();
+      return;
+    }
+    cancelled = true;
+    body.destroy();
+  };
+  busy.cancel = cancel;
   busy.pause = () => body.pause();
   busy.resume = () => body.resume();
   // Every client left before the head arrived and nothing is kept: stop reading now.
-  if (busy.listenerCount === 0 && !busy.storing) busy.cancel();
+  if (busy.listenerCount === 0 && !busy.storing) cancel();
   let settled = false;
   body.on('data', (chunk: Buffer) => {
     if (writer !== null && !writer.write(chunk)) {
-      // Gone (purged, evicted) or longer than announced: stored whole at the end, if at all.
+      // Gone (purged, evicted, a ring nobody follows) or longer than announced: stored whole at
+      // the end, if at all.
       writer.abort();
       writer = null;
+      // It streamed only for other shards, and they have left: as when the last client here left.
+      if (busy.listenerCount === 0 && !busy.storing) {
+        cancel();
+        return;
+      }
     }
     if (busy.storing && busy.bytes + chunk.length > e.maxObjectBytes) {
       // Too large after all (no or wrong Content-Length): stop keeping it, keep streaming it.

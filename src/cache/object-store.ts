@@ -79,6 +79,8 @@ export interface FillWriter {
   complete(): boolean;
   /** Gives up (the fetch failed): the record goes, and its followers see it fail. */
   abort(): void;
+  /** Whether a thread other than the writer's follows the record now (its body is wanted there). */
+  followed(): boolean;
 }
 
 /**

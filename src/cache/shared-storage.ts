@@ -72,6 +72,7 @@ function pinnedWriter(store: SharedStore, ref: RecordRef, write: (chunk: Uint8Ar
       if (open) store.abandon(ref.id, ref.gen);
       end();
     },
+    followed: () => open && store.followed(ref.id, ref.gen),
   };
 }
 

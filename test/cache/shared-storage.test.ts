@@ -131,8 +131,9 @@ test('the quota holds for both caches together', async () => {
 });
 
 /** The head and the chunks of a response as they arrive, and how it ended. */
-function stream(url: string): { head: Promise<IncomingMessage>; chunks: Buffer[]; first: Promise<Buffer>; end: Promise<'end' | 'error'> } {
+function stream(url: string): { head: Promise<IncomingMessage>; chunks: Buffer[]; first: Promise<Buffer>; end: Promise<'end' | 'error'>; left: boolean; leave(): void } {
   const chunks: Buffer[] = [];
+  let leave = (): void => {};
   let firstChunk!: (b: Buffer) => void;
   const first = new Promise<Buffer>((r) => { firstChunk = r; });
   let ended!: (how: 'end' | 'error') => void;
@@ -147,8 +148,11 @@ function stream(url: string): { head: Promise<IncomingMessage>; chunks: Buffer[]
     });
     req.on('error', (err) => { reject(err); ended('error'); });
     req.end();
+    // A reset, not a FIN: the front keeps a half-closed connection's answer going.
+    leave = () => { req.socket?.resetAndDestroy(); };
   });
-  return { head, chunks, first, end };
+  const out = { head, chunks, first, end, left: false, leave: () => { out.left = true; leave(); } };
+  return out;
 }
 
 /** The 200 000-byte body the slow origins send: 100 000 bytes of 1, then 100 000 of 2. */
@@ -295,6 +299,87 @@ test('unknown length past maxObjectBytes: the follower still gets the whole body
   assertHalves([next.raw]);
   assert.equal(origin.requests.length, 2);
   assert.deepEqual([b.cache.stats().objects, b.cache.stats().hitForMiss], [0, 1], 'sent to the origin by the marker the fetch left');
+  await assertReleased(storage);
+  await Promise.all([a.close(), b.close(), origin.close()]);
+});
+
+/**
+ * The origin of the tests below: /big is 100 000 bytes of 1, then 50 000 of 2 once every client
+ * has the first, then the rest once `more` resolves (in one chunk, or in chunks of 10 000 for as
+ * long as anyone reads); /barrier answers at once.
+ */
+async function bigOrigin(clients: ReadonlyArray<ReturnType<typeof stream>>, more: Promise<void>, rest: 'one chunk' | 'until closed'): Promise<Awaited<ReturnType<typeof startOrigin>> & { closedEarly: Promise<boolean> }> {
+  const received = (n: number): Promise<void> => until(() => clients.length === 2 && clients.every((c) => Buffer.concat(c.chunks).length >= n), 10_000, `${n} bytes at every client`);
+  let closed!: (early: boolean) => void;
+  const closedEarly = new Promise<boolean>((r) => { closed = r; });
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/barrier') { res.end('barrier'); return; }
+    res.writeHead(200, { 'cache-control': 'max-age=600' });
+    res.on('close', () => closed(!res.writableFinished));
+    res.write(Buffer.alloc(100_000, 1));
+    void received(100_000).then(() => {
+      res.write(Buffer.alloc(50_000, 2));
+      return received(150_000);
+    }).then(() => more).then(async () => {
+      if (rest === 'one chunk') { res.end(Buffer.alloc(50_000, 2)); return; }
+      // Each chunk once the clients still there have the one before (a follower on this thread
+      // must not fall a ring behind). Bounded: a fetch nobody stops ends here, and the test sees
+      // it was not stopped.
+      for (let sent = 150_000; !res.destroyed && sent < 64 * 2 ** 20; sent += 10_000) {
+        await until(() => res.destroyed || clients.every((c) => c.left || Buffer.concat(c.chunks).length >= sent), 10_000, `${sent} bytes at every client still there`);
+        await new Promise<void>((r) => res.write(Buffer.alloc(10_000, 2), () => r()));
+      }
+      res.end();
+    });
+  });
+  return Object.assign(origin, { closedEarly });
+}
+
+/** A request on `proxy` that goes to the origin: once it is answered, `proxy` has handled every reset that reached it before. */
+async function barrier(proxy: TestProxy): Promise<void> {
+  assert.equal((await get(proxy.url, '/barrier')).body, 'barrier');
+}
+
+test('unknown length past maxObjectBytes: when every client of the fetching cache leaves, the other cache\'s follower still gets the whole body from that one fetch', async () => {
+  const clients: Array<ReturnType<typeof stream>> = [];
+  let more!: () => void;
+  const origin = await bigOrigin(clients, new Promise<void>((r) => { more = r; }), 'one chunk');
+  const storage = SharedStorage.create(16 * 2 ** 20);
+  const a = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  const b = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  clients.push(stream(`${a.url}/big`));
+  await clients[0]!.first;
+  clients.push(stream(`${b.url}/big`));
+  await until(() => clients.every((c) => Buffer.concat(c.chunks).length >= 150_000), 10_000, 'both clients past the limit');
+  clients[0]!.leave();
+  await barrier(a);
+  more();
+  assert.equal(await clients[1]!.end, 'end');
+  assertHalves(clients[1]!.chunks);
+  assert.equal(await origin.closedEarly, false, 'the origin sent its whole answer');
+  assert.equal(origin.requests.filter((r) => r.url === '/big').length, 1);
+  await assertReleased(storage);
+  await Promise.all([a.close(), b.close(), origin.close()]);
+});
+
+test('unknown length past maxObjectBytes: once the other cache\'s follower leaves too, the fetch stops', async () => {
+  const clients: Array<ReturnType<typeof stream>> = [];
+  let more!: () => void;
+  const origin = await bigOrigin(clients, new Promise<void>((r) => { more = r; }), 'until closed');
+  const storage = SharedStorage.create(16 * 2 ** 20);
+  const a = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  const b = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
+  clients.push(stream(`${a.url}/big`));
+  await clients[0]!.first;
+  clients.push(stream(`${b.url}/big`));
+  await until(() => clients.every((c) => Buffer.concat(c.chunks).length >= 150_000), 10_000, 'both clients past the limit');
+  clients[0]!.leave();
+  await barrier(a);
+  more();
+  // The follower still streams from the one fetch; then it leaves too.
+  await until(() => Buffer.concat(clients[1]!.chunks).length >= 200_000, 10_000, 'the follower past 200 000 bytes');
+  clients[1]!.leave();
+  assert.equal(await origin.closedEarly, true, 'the fetch was stopped before the origin\'s answer ended');
   await assertReleased(storage);
   await Promise.all([a.close(), b.close(), origin.close()]);
 });

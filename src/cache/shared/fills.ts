@@ -43,6 +43,14 @@ export class FillingRecords extends NamespaceWalks {
     return false;
   }
 
+  /**
+   * Whether a reader besides the writer (whose own pin is one) follows the filling record named:
+   * then its body must go on arriving even when the writer's thread has nobody left to send it to.
+   */
+  followed(id: number, gen: number): boolean {
+    return id >= 0 && id < this.records && this.isLive(id, gen) && Atomics.load(this.idx, id * L.REC_WORDS + L.R_PINS) > 1;
+  }
+
   /** The writer of a filling record gives up (its fetch failed): the record goes, and its readers see it gone. */
   abandon(id: number, gen: number): void {
     if (!(id >= 0 && id < this.records)) return;
