@@ -134,6 +134,7 @@ async function streamLog(server: EdgeServer, req: IncomingMessage, res: ServerRe
     void server.liveLog.remove(reader);
   });
   await server.liveLog.add(reader);
+  reader.begin();
 }
 
 /** The path segments of a request target, percent-decoded; 400 for a target or escape that does not parse. */

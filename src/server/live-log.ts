@@ -76,18 +76,27 @@ const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' :
  */
 export class StreamReader {
   private dropped = 0;
-  private readonly heartbeat: ReturnType<typeof setInterval> | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
 
-  /** `tenant` null reads every tenant's records (the filter may still name one). */
+  /** `tenant` null reads every tenant's records (the filter may still name one). Nothing is sent before `begin`. */
   constructor(readonly tenant: string | null, readonly filter: RecordFilter, private readonly res: ServerResponse, readonly format: LogFormat) {
     res.writeHead(200, {
       'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
     });
-    // The head goes now: a reader learns it is connected before the first record.
+  }
+
+  /**
+   * Sends the head (if no record has yet): called once every shard records what this reader
+   * reads, so that a reader that has the head misses none of the requests sent after it.
+   */
+  begin(): void {
+    const res = this.res;
+    if (res.destroyed) return;
+    // Sends the head unless a record already has (writeHead only made it).
     res.flushHeaders();
-    if (format === 'sse') {
+    if (this.format === 'sse') {
       res.write(': tinyedge live log\n\n');
       // A comment now and then keeps proxies from closing a quiet stream.
       this.heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);

@@ -157,9 +157,21 @@ const LABELS: Record<string, CacheResult> = { HIT: 'hit', MISS: 'miss', PASS: 'p
  * The response's status and cache label, from the head Node wrote: the cache writes its fields
  * as a list, which `getHeader` does not see, so the head's own text is read.
  */
-export function completeRecord(rec: LiveRecord, res: ServerResponse, totalUs: number): void {
+/**
+ * The record of a response its client did not wait for (the connection closed before its end):
+ * the status sent, or 499 when none was (nginx's "client closed request"), and why, in `error`.
+ */
+export function abandonedRecord(rec: LiveRecord, res: ServerResponse, totalUs: number): void {
+  rec.r.error ??= 'client: the connection closed before the response ended';
+  completeRecord(rec, res, totalUs, res.headersSent ? res.statusCode : CLIENT_CLOSED);
+}
+
+/** The status recorded for a request whose client left before any answer was sent. */
+export const CLIENT_CLOSED = 499;
+
+export function completeRecord(rec: LiveRecord, res: ServerResponse, totalUs: number, status: number = res.statusCode): void {
   const r = rec.r;
-  r.status = res.statusCode;
+  r.status = status;
   r.totalUs = Math.round(totalUs);
   const head = (res as unknown as { _header?: string | null })._header ?? '';
   const label = /\r\nx-cache: *([A-Z]+)\r\n/i.exec(head)?.[1]?.toUpperCase();

@@ -10,7 +10,7 @@ import type { ProgramPool } from '../sandbox/index.ts';
 import type { TenantConfig } from './config.ts';
 import type { KvAccess } from './kv.ts';
 import { type EncodedBatch, RecordBatcher } from './record-batch.ts';
-import { completeRecord, RECORD_NOTHING, type RecordScope, startRawRecord, startRecord } from './records.ts';
+import { abandonedRecord, completeRecord, RECORD_NOTHING, type RecordScope, startRawRecord, startRecord } from './records.ts';
 import type { ExportedStats } from './stats.ts';
 import { type LoadedProgram, type Logger, TenantRuntime } from './tenant.ts';
 import type { FailureSink } from './failure-bundles.ts';
@@ -82,6 +82,12 @@ export class Shard {
       stats.counters.bytesOut += sentLength(res);
       if (rec !== undefined) completeRecord(rec, res, us);
     });
+    // A client that leaves first still gets its record (no 'finish' then).
+    if (rec !== undefined) {
+      res.once('close', () => {
+        if (!res.writableFinished) abandonedRecord(rec, res, (performance.now() - started) * 1000);
+      });
+    }
     const done = tenant.handle(req, res);
     // The host time of the request's synchronous part (a hit: nearly all of it).
     stats.counters.cpuHostUs += (performance.now() - started) * 1000;

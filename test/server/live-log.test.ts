@@ -5,8 +5,8 @@
 // is told how many, and holds no more than its bound.
 import { after, before, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
@@ -85,8 +85,14 @@ describe('live request log', needsKvm(), () => {
   };
   const logUrl = (path: string): string => `${edge.admin.url}${path}`;
 
+  /** An origin that holds every request it gets (until its client goes), and says when one arrives. */
+  let holding: Server;
+  let held: () => void = () => {};
+
   before(async () => {
     origin = await startDemoOrigin('127.0.0.1', 0);
+    holding = createServer(() => held());
+    await new Promise<void>((r) => holding.listen(0, '127.0.0.1', r));
     const headers = buildGuest('sdk_headers');
     const misbehave = buildGuest('sdk_misbehave');
     const yaml = `
@@ -103,11 +109,18 @@ tenants:
     token: ${B}
     programs:
       - { name: misbehave, file: ${misbehave}, routes: [{ prefix: / }], memory: 16MiB, timeout: 300ms }
+  - name: c
+    hosts: [c.test]
+    token: tenant-c-token-0123456789
+    origins: [{ name: default, url: "http://127.0.0.1:${(holding.address() as AddressInfo).port}" }]
 `;
     edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-live-log-test.yaml' }), { logger: pino({ level: 'silent' }) });
   });
   after(async () => {
     await agent.close();
+    // First: a request it holds would keep the server's close waiting.
+    holding?.closeAllConnections();
+    await new Promise<void>((r) => (holding === undefined ? r() : holding.close(() => r())));
     await edge?.close();
     await origin?.close();
   });
@@ -222,6 +235,26 @@ tenants:
     }
   });
 
+  test('a client that leaves before its answer still has its record: 499, and why', async () => {
+    const s = await Stream.open(logUrl('/v1/log?tenant=c'), OP);
+    try {
+      const arrived = new Promise<void>((r) => { held = r; });
+      const client = connect(edge.front.port, '127.0.0.1');
+      client.on('error', () => {});
+      client.write('GET /held HTTP/1.1\r\nHost: c.test\r\n\r\n');
+      // The origin has the request: the server is waiting for its answer when the client goes.
+      await arrived;
+      client.resetAndDestroy();
+      const left = await s.find((r) => r.url === '/held');
+      assert.equal(left.status, 499);
+      assert.match(String(left.error), /^client: the connection closed before the response ended/);
+      assert.equal(left.bytes, 0);
+      assert.equal(left.tenant, 'c');
+    } finally {
+      s.close();
+    }
+  });
+
   test('bad filters are refused with the reason', async () => {
     for (const [q, why] of [['status=200', /class such as 2xx/], ['cache=warm', /expected one of hit/], ['prefix=abc', /starting with \//], ['colour=red', /unknown filter/], ['format=xml', /ndjson or sse/]] as const) {
       const r = await request(logUrl(`/v1/log?${q}`), { headers: { authorization: `Bearer ${OP}` } });
@@ -268,8 +301,9 @@ async function loopbackStream(): Promise<{ res: ServerResponse; stream: StreamRe
   const port = (server.address() as AddressInfo).port;
   const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
   const res = await serverRes;
-  // The reader sends the head, which is what the client's response waits for.
+  // The reader sends the head when it begins, which is what the client's response waits for.
   const stream = new StreamReader(null, {}, res, 'ndjson');
+  stream.begin();
   const client = await clientRes;
   return {
     res, stream, client,
