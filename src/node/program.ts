@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type CallResult, PROGRAM_DEFAULTS, type ProgramOptions, SandboxError, type SandboxRequest, ProgramPool, type Warmup } from '../sandbox/index.ts';
-import { endToEndList } from '../cache/hop-by-hop.ts';
+import { endToEndList, endToEndPairs } from '../cache/hop-by-hop.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 
@@ -80,7 +80,7 @@ function pairs(list: readonly string[]): Array<[string, string]> {
  */
 function responseHeaders(result: CallResult): OutgoingHttpHeaders {
   const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of pairs(endToEndList(result.headers.flat(), true))) {
+  for (const [name, value] of pairs(endToEndPairs(result.headers, true))) {
     const prev = headers[name];
     headers[name] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
   }

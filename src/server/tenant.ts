@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type FastResponse, type HeaderList, type RawRequest, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
-import { endToEndList, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { endToEndPairs, isFixedHopByHop } from '../cache/hop-by-hop.ts';
+import { callOptions, type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -335,7 +335,7 @@ export class TenantRuntime implements Backend {
       return failureAnswer(err);
     }
     // The program's end-to-end fields; the framing is ours, from the body it returned.
-    const headers: HeaderList = endToEndList(r.headers.flat(), true);
+    const headers: HeaderList = endToEndPairs(r.headers, true);
     headers.push('content-length', String(r.body.length));
     if (r.cache.tags.length > 0) headers.push('surrogate-key', r.cache.tags.join(' '));
     const { ttl, grace, keep, uncacheable } = r.cache;
@@ -348,11 +348,12 @@ export class TenantRuntime implements Backend {
    */
   private async call(program: LoadedProgram, req: SandboxRequest, options: CallOptions, rec: LiveRecord | undefined): Promise<CallResult> {
     const started = performance.now();
-    const usage: CallUsage = { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0 };
+    // `settled` present from the start, as `callOptions` makes the options: one shape throughout.
+    const usage: CallUsage = { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0, settled: undefined };
     const counters = this.stats.counters;
     if (rec?.open === true) rec.vmCall(usage);
     try {
-      const r = await this.pool.call(program.key, req, { ...options, host: this.hostCalls, usage });
+      const r = await this.pool.call(program.key, req, callOptions(options, this.hostCalls, usage));
       this.stats.vmCall(program.config.name, (performance.now() - started) * 1000);
       for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
       if (rec?.open === true && r.logs.length > 0) rec.r.logs.push(...r.logs);
@@ -430,7 +431,7 @@ export class TenantRuntime implements Backend {
     try {
       const r = await this.call(program, toSandboxRequest(req), { phase: 'deliver', response: { status: resp.status, headers: headerPairs(resp.headers) } }, recordOf(req.headers));
       // Only end-to-end fields: the framing belongs to the body already decided.
-      const set = endToEndList(r.headers.flat(), true);
+      const set = endToEndPairs(r.headers, true);
       for (let j = 0; j < set.length; j += 2) {
         const lower = set[j]!;
         const v = set[j + 1]!;
