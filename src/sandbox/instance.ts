@@ -256,12 +256,7 @@ export class Instance {
     this.journal.reset();
     const room = limits.resetAfterRequests - this.served;
     if (items.length === 1 || room <= 1 || abiVersion < BATCH_ABI_VERSION || limits.lifecycle !== 'persistent') {
-      const { req, options } = items[0]!;
-      try {
-        return [{ kind: 'answered', result: await this.call(req, callOptions(options, options.host, options.usage, turns, reset)) }, ...again(1)];
-      } catch (error) {
-        return [{ kind: 'failed', error }, ...again(1)];
-      }
+      return [await this.callOne(items[0]!, turns, reset), ...again(1)];
     }
     const t0 = performance.now();
     const m = this.machine;
@@ -336,6 +331,18 @@ export class Instance {
     if (bad) this.resetNow();
     else this.settle(answered, resetAfter, reset);
     return [...outcomes, ...again(answered)];
+  }
+
+  /**
+   * One request as `call` runs it, its outcome as `callBatch` gives it (a failure is an outcome,
+   * never a throw): what a batch of one is, without a batch's bookkeeping.
+   */
+  callOne(item: BatchItem, turns?: Turns, reset: 'now' | 'later' = 'now'): Promise<BatchOutcome> {
+    const { req, options } = item;
+    return this.call(req, callOptions(options, options.host, options.usage, turns, reset)).then(
+      (result): BatchOutcome => ({ kind: 'answered', result }),
+      (error: unknown): BatchOutcome => ({ kind: 'failed', error }),
+    );
   }
 
   /** The answers in the first `count` slots of `batch`, each decoded alone: one that is bad fails alone. */

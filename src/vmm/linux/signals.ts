@@ -156,8 +156,12 @@ export function setAltStack(t: ThreadSignals, ss: AltStack, sp: bigint): number 
 export type Disposition = 'drop' | 'fatal' | 'queue';
 
 export class SignalTable {
-  /** Actions of signals 1–64 (index 0 unused). */
-  private actions: SigAction[] = [];
+  /**
+   * Actions of signals 1–64 (index 0 unused). After a restore, the saved state's own list,
+   * shared until an action changes (`writable`): a reset then copies no list at all.
+   */
+  private actions: readonly SigAction[] = [];
+  private ownsActions = true;
   /** Signals sent to the process as a whole (kill), for whichever thread takes them first. */
   shared: PendingSignal[] = [];
 
@@ -168,7 +172,17 @@ export class SignalTable {
   /** Every action back to SIG_DFL, nothing pending: a program at its entry. */
   reset(): void {
     this.actions = Array.from({ length: NSIG + 1 }, defaultAction);
+    this.ownsActions = true;
     this.shared = [];
+  }
+
+  /** The actions, to change one: this table's own copy, made now if it still shares a saved state's. */
+  private writable(): SigAction[] {
+    if (!this.ownsActions) {
+      this.actions = this.actions.slice();
+      this.ownsActions = true;
+    }
+    return this.actions as SigAction[];
   }
 
   action(sig: number): SigAction {
@@ -180,7 +194,7 @@ export class SignalTable {
    * mask. Setting an action that ignores the signal drops it wherever it is pending (POSIX).
    */
   setAction(sig: number, act: SigAction, threads: Iterable<ThreadSignals>): void {
-    this.actions[sig] = { handler: act.handler, flags: (act.flags & UAPI_SA_FLAGS) >>> 0, restorer: act.restorer, mask: act.mask & ~UNBLOCKABLE };
+    this.writable()[sig] = { handler: act.handler, flags: (act.flags & UAPI_SA_FLAGS) >>> 0, restorer: act.restorer, mask: act.mask & ~UNBLOCKABLE };
     if (!this.ignored(sig)) return;
     const other = (p: PendingSignal): boolean => p.info.signo !== sig;
     this.shared = this.shared.filter(other);
@@ -215,7 +229,7 @@ export class SignalTable {
 
   /** `sig` back to its default action (SA_RESETHAND, a SIGSEGV whose frame failed), its other settings kept. */
   resetToDefault(sig: number): void {
-    this.actions[sig] = { ...this.actions[sig]!, handler: SIG_DFL };
+    this.writable()[sig] = { ...this.actions[sig]!, handler: SIG_DFL };
   }
 
   // Actions are replaced, never changed, so a copy of the list is a copy of them all.
@@ -224,8 +238,11 @@ export class SignalTable {
   }
 
   restore(state: SignalTableState): void {
-    this.actions = state.actions.slice();
-    this.shared = state.shared.length === 0 ? [] : state.shared.map(copyPending);
+    this.actions = state.actions;
+    this.ownsActions = false;
+    // Nothing pending, as after almost every request: the empty list this table has is kept.
+    if (state.shared.length > 0) this.shared = state.shared.map(copyPending);
+    else if (this.shared.length > 0) this.shared = [];
   }
 }
 
