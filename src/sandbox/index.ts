@@ -8,7 +8,7 @@ export { SandboxError, type SandboxFailureKind } from '../vmm/errors.ts';
 export { ProgramError } from '../vmm/linux/elf.ts';
 export { drainShellPool } from '../vmm/memory/shell.ts';
 export { Program, type ExportedProgram, type LoadTiming, type LocalProgramOptions } from './program.ts';
-export { callOptions, Instance, type BatchItem, type BatchOutcome, type CallOptions, type CallResult, type CallUsage, type HostCalls } from './instance.ts';
+export { Instance, type BatchItem, type BatchOutcome, type CallOptions, type CallResult, type CallUsage, type HostCalls } from './instance.ts';
 export { MAX_BATCH } from './batch-abi.ts';
 export { ProgramPool, QueueFullError, DEFAULT_SLICE_MS, type PoolProgramOptions, type ProgramPoolOptions } from './program-pool.ts';
 export { ProgramLoadError, type Warmup } from './loaders.ts';

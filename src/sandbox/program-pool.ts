@@ -8,7 +8,7 @@
 // other work through and goes on in a later turn. The instance is reset after its answer has been
 // handed back, so the answer goes out first. Requests of a persistent program that wait together
 // for an instance go to it together, as one batch answered with one VM exit (Instance.callBatch).
-import type { BatchOutcome, CallOptions, CallResult, Instance } from './instance.ts';
+import { type BatchOutcome, callOptions, type CallOptions, type CallResult, type Instance } from './instance.ts';
 import { Kvm } from '../kvm/kvm.ts';
 import { type ExportedProgram, Program, type LoadTiming } from './program.ts';
 import { type Build, Loaders, type Warmup } from './loaders.ts';
@@ -205,7 +205,8 @@ export class ProgramPool {
       return Promise.reject(new SandboxError('internal', `program ${key} is not loaded`));
     }
     return new Promise((resolve, reject) => {
-      this.enqueue(entry, { req, options, resolve, reject, queuedAt: Date.now(), expiresAt: Infinity }, false);
+      // The options in one shape whoever made them (callOptions): read on every step of the call.
+      this.enqueue(entry, { req, options: callOptions(options), resolve, reject, queuedAt: Date.now(), expiresAt: Infinity }, false);
       this.dispatch(entry);
     });
   }

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type FastResponse, type HeaderList, type RawRequest, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndPairs, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { callOptions, type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -346,14 +346,14 @@ export class TenantRuntime implements Backend {
    * Runs a program with this tenant's host services; a failure is counted, logged and rethrown.
    * What the call cost goes to the tenant's CPU time and, with `rec`, to the request's record.
    */
-  private async call(program: LoadedProgram, req: SandboxRequest, options: CallOptions, rec: LiveRecord | undefined): Promise<CallResult> {
+  private async call(program: LoadedProgram, req: SandboxRequest, options: Pick<CallOptions, 'phase' | 'response'>, rec: LiveRecord | undefined): Promise<CallResult> {
     const started = performance.now();
-    // `settled` present from the start, as `callOptions` makes the options: one shape throughout.
+    // `settled` present from the start: the usage keeps one shape (the pool's options do too).
     const usage: CallUsage = { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0, settled: undefined };
     const counters = this.stats.counters;
     if (rec?.open === true) rec.vmCall(usage);
     try {
-      const r = await this.pool.call(program.key, req, callOptions(options, this.hostCalls, usage));
+      const r = await this.pool.call(program.key, req, { phase: options.phase, response: options.response, host: this.hostCalls, usage });
       this.stats.vmCall(program.config.name, (performance.now() - started) * 1000);
       for (const line of r.logs) this.log.info({ tenant: this.name, program: program.config.name }, line);
       if (rec?.open === true && r.logs.length > 0) rec.r.logs.push(...r.logs);
