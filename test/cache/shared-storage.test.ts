@@ -340,10 +340,15 @@ async function barrier(proxy: TestProxy): Promise<void> {
   assert.equal((await get(proxy.url, '/barrier')).body, 'barrier');
 }
 
-test('unknown length past maxObjectBytes: when every client of the fetching cache leaves, the other cache\'s follower still gets the whole body from that one fetch', async () => {
+/**
+ * Two caches of one store, each with a client of /big, a body of unknown length past their
+ * largest object: cache A's client fetched it, B's follows. A's client leaves (a reset), and once
+ * A has seen it the origin sends the rest (`rest`, as `bigOrigin` says).
+ */
+async function fetcherLeft(rest: 'one chunk' | 'until closed'): Promise<{ origin: Awaited<ReturnType<typeof bigOrigin>>; storage: SharedStorage; a: TestProxy; b: TestProxy; follower: ReturnType<typeof stream> }> {
   const clients: Array<ReturnType<typeof stream>> = [];
   let more!: () => void;
-  const origin = await bigOrigin(clients, new Promise<void>((r) => { more = r; }), 'one chunk');
+  const origin = await bigOrigin(clients, new Promise<void>((r) => { more = r; }), rest);
   const storage = SharedStorage.create(16 * 2 ** 20);
   const a = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
   const b = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
@@ -354,8 +359,13 @@ test('unknown length past maxObjectBytes: when every client of the fetching cach
   clients[0]!.leave();
   await barrier(a);
   more();
-  assert.equal(await clients[1]!.end, 'end');
-  assertHalves(clients[1]!.chunks);
+  return { origin, storage, a, b, follower: clients[1]! };
+}
+
+test('unknown length past maxObjectBytes: when every client of the fetching cache leaves, the other cache\'s follower still gets the whole body from that one fetch', async () => {
+  const { origin, storage, a, b, follower } = await fetcherLeft('one chunk');
+  assert.equal(await follower.end, 'end');
+  assertHalves(follower.chunks);
   assert.equal(await origin.closedEarly, false, 'the origin sent its whole answer');
   assert.equal(origin.requests.filter((r) => r.url === '/big').length, 1);
   await assertReleased(storage);
@@ -363,22 +373,10 @@ test('unknown length past maxObjectBytes: when every client of the fetching cach
 });
 
 test('unknown length past maxObjectBytes: once the other cache\'s follower leaves too, the fetch stops', async () => {
-  const clients: Array<ReturnType<typeof stream>> = [];
-  let more!: () => void;
-  const origin = await bigOrigin(clients, new Promise<void>((r) => { more = r; }), 'until closed');
-  const storage = SharedStorage.create(16 * 2 ** 20);
-  const a = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
-  const b = await startProxy(origin, { storage, namespace: 'site', maxObjectBytes: 120_000 });
-  clients.push(stream(`${a.url}/big`));
-  await clients[0]!.first;
-  clients.push(stream(`${b.url}/big`));
-  await until(() => clients.every((c) => Buffer.concat(c.chunks).length >= 150_000), 10_000, 'both clients past the limit');
-  clients[0]!.leave();
-  await barrier(a);
-  more();
+  const { origin, storage, a, b, follower } = await fetcherLeft('until closed');
   // The follower still streams from the one fetch; then it leaves too.
-  await until(() => Buffer.concat(clients[1]!.chunks).length >= 200_000, 10_000, 'the follower past 200 000 bytes');
-  clients[1]!.leave();
+  await until(() => Buffer.concat(follower.chunks).length >= 200_000, 10_000, 'the follower past 200 000 bytes');
+  follower.leave();
   assert.equal(await origin.closedEarly, true, 'the fetch was stopped before the origin\'s answer ended');
   await assertReleased(storage);
   await Promise.all([a.close(), b.close(), origin.close()]);
