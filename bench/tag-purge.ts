@@ -32,7 +32,10 @@ interface Raw { ctl: Int32Array; idx: Int32Array; u8: Uint8Array }
 
 function raw(store: SharedStore): Raw {
   const h = store.handle();
-  return { ctl: new Int32Array(h.control), idx: new Int32Array(h.index), u8: new Uint8Array(h.arena, 0, h.arena.byteLength) };
+  // The bench's store is far below a segment (2 GiB): cells count from segment 0's first byte.
+  if (h.arena.length !== 1) throw new Error('the bench reads a store of one arena segment');
+  const seg = h.arena[0]!;
+  return { ctl: new Int32Array(h.control), idx: new Int32Array(h.index), u8: new Uint8Array(seg, 0, seg.byteLength) };
 }
 
 /** Tags of record slot `w` as [start, end) in the arena. */

@@ -54,20 +54,6 @@ test('a reserve below the budget or past what the arena can address is refused, 
   assert.throws(() => SharedStore.create({ maxBytes: MiB, reserveBytes: MAX_RESERVE_BYTES + 1 }), (e) => e instanceof ReserveError && /^a reserve of \d+ bytes \(25\.59 GiB\) is more than the store can address \(\d+, 25\.59 GiB\)$/.test(e.message));
 });
 
-test('a reserve this Node.js cannot make is refused with what was asked and why (Node 20: an arena of 4 GiB at most)', () => {
-  let refused: unknown = null;
-  try {
-    SharedStore.create({ maxBytes: MiB, reserveBytes: 3584 * MiB });
-  } catch (err) {
-    refused = err;
-  }
-  if (refused !== null) {
-    assert.ok(refused instanceof ReserveError);
-    assert.match(refused.message, /^cannot reserve the shared memory of a cache of up to 3758096384 bytes \(3\.50 GiB: an arena of 4\.39 GiB and an index of 0\.33 GiB\): Node\.js v[\d.]+ refused it \(.+\); Node 20 allows an arena of 4 GiB at most, so a cache of 3\.19 GiB at most$/);
-  }
-  if (process.versions.node.startsWith('20.')) assert.notEqual(refused, null, 'Node 20 refuses an arena of more than 4 GiB');
-});
-
 test('a store reserved for 2 GiB costs its buckets, not its record slots, until records use them', () => {
   const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * KiB;
   const start = rss();

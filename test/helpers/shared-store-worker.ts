@@ -11,7 +11,8 @@ export type WorkerTask =
   | { task: 'churn'; ns: number; seed: number; keys: readonly string[]; iterations: number; purgeTags?: readonly string[] }
   | { task: 'claim'; ns: number; key: string }
   | { task: 'hold'; ns: number; key: string; ttlMs: number }
-  | { task: 'purgeTags'; ns: number; tags: readonly string[]; rounds: number };
+  | { task: 'purgeTags'; ns: number; tags: readonly string[]; rounds: number }
+  | { task: 'words'; ns: number; prefix: string; count: number };
 
 const port = parentPort!;
 const { handle, job } = workerData as { handle: SharedStoreHandle; job: WorkerTask };
@@ -93,6 +94,25 @@ switch (job.task) {
       removed.push(n);
     }
     port.postMessage({ removed });
+    break;
+  }
+  case 'words': {
+    // Reads records `${prefix}${i}` whose body is the word i repeated (shared-segments.test.ts):
+    // reports how many it found, how many were whole and right, and the arena segments they were in.
+    const segments = new Set<number>();
+    let found = 0;
+    let right = 0;
+    for (let i = 0; i < job.count; i++) {
+      for (const rec of store.lookup(job.ns, `${job.prefix}${i}`)) {
+        found++;
+        segments.add(handle.arena.indexOf(rec.body.buffer as SharedArrayBuffer));
+        const body = new DataView(rec.body.buffer, rec.body.byteOffset, rec.body.byteLength);
+        const last = body.byteLength - 4;
+        if (last >= 0 && [0, (last >>> 3) << 2, last].every((at) => body.getUint32(at, true) === i)) right++;
+        rec.unpin();
+      }
+    }
+    port.postMessage({ found, right, segments: [...segments].sort((x, y) => x - y) });
     break;
   }
   case 'hold': {

@@ -107,7 +107,7 @@ export class Budgets extends RecordPlacement {
       return {
         objects: this.f64[L.F_OBJECTS]!, bytes: this.f64[L.F_BYTES]!, maxBytes: this.f64[L.F_MAX_BYTES]!, reservedBytes: this.f64[L.F_RESERVED_BYTES]!,
         evictions: this.f64[L.F_EVICTIONS]!,
-        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.sab.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
+        namespaces: this.ctl[L.G_NS_COUNT]!, arenaBytes: this.arena.byteLength, arenaMaxBytes: this.arena.maxByteLength, arenaUsedBytes: this.arena.usedBytes,
       };
     } finally {
       unlock(this.ctl, L.G_LOCK);

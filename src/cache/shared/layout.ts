@@ -181,11 +181,11 @@ export const EMPTY = 0;
 export const HELD = 1;
 export const TOMB = 2;
 
-/** The int32 word of the arena where the stream header of record `id` (FLAG_STREAM) starts. */
-export function streamWord(idx: Int32Array, id: number): number {
+/** The arena cell where the stream header of record `id` (FLAG_STREAM) starts, in its record's block. */
+export function streamCell(idx: Int32Array, id: number): number {
   const w = id * REC_WORDS;
   const before = idx[w + R_KEY_LEN]! + idx[w + R_SEC_LEN]! + idx[w + R_TAGS_LEN]! + idx[w + R_META_LEN]!;
-  return idx[w + R_DATA]! * 4 + Math.ceil(before / 16) * 4;
+  return idx[w + R_DATA]! + Math.ceil(before / 16);
 }
 
 /** The control buffer's size for these counts. */

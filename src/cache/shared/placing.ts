@@ -51,8 +51,8 @@ interface BodyPlan {
   length: number;
   /** FLAG_* flags beyond the marker's. */
   flags: number;
-  /** Writes it from arena byte `at`, with the lock held. */
-  write(at: number): void;
+  /** Writes it from byte `at` of arena segment `seg`, with the lock held. */
+  write(seg: number, at: number): void;
 }
 
 /** A record's key, secondary key and tags in UTF-8, encoded before the lock is taken. */
@@ -80,7 +80,7 @@ export class RecordPlacement extends StreamRecords {
   insert(ns: number, key: string, init: RecordInit): RecordRef | null {
     const body = init.body;
     const enc = encode(key, init);
-    return this.write(ns, () => this.place(ns, enc, init, { room: () => body.length, length: body.length, flags: 0, write: (at) => this.arena.bytes().set(body, at) }));
+    return this.write(ns, () => this.place(ns, enc, init, { room: () => body.length, length: body.length, flags: 0, write: (seg, at) => this.arena.bytes(seg).set(body, at) }));
   }
 
   /**
@@ -90,10 +90,11 @@ export class RecordPlacement extends StreamRecords {
    * it (`progress`, `waitProgress`). `null` when it can never fit.
    */
   reserve(ns: number, key: string, init: RecordInit, bodyLength: number): { ref: RecordRef; body: Uint8Array } | null {
+    let bodySeg = 0;
     let bodyAt = 0;
     const enc = encode(key, init);
-    const ref = this.write(ns, () => this.place(ns, enc, init, { room: () => bodyLength, length: bodyLength, flags: L.FLAG_FILLING, write: (at) => { bodyAt = at; } }));
-    return ref === null ? null : { ref, body: new Uint8Array(this.arena.sab, bodyAt, bodyLength) };
+    const ref = this.write(ns, () => this.place(ns, enc, init, { room: () => bodyLength, length: bodyLength, flags: L.FLAG_FILLING, write: (seg, at) => { bodySeg = seg; bodyAt = at; } }));
+    return ref === null ? null : { ref, body: new Uint8Array(this.arena.buffer(bodySeg), bodyAt, bodyLength) };
   }
 
   /**
@@ -113,7 +114,7 @@ export class RecordPlacement extends StreamRecords {
       room: (before) => pad(before) + L.STREAM_HEADER_BYTES + first,
       length: 0,
       flags: L.FLAG_FILLING | L.FLAG_STREAM,
-      write: (at) => this.initStream((at + pad(at)) / 4, first, limit),
+      write: (seg, at) => this.initStream(this.arena.cellAt(seg, at + pad(at)), first, limit),
     }));
   }
 
@@ -137,7 +138,7 @@ export class RecordPlacement extends StreamRecords {
         // The copy is charged in its place: the stream's blocks are not the cache's any more.
         this.account(ns, -this.idx[w + L.R_CHARGED]!, 0);
         this.idx[w + L.R_CHARGED] = 0;
-        stored = this.place(ns, enc, init, { room: () => length, length, flags: 0, write: (at) => this.copyStreamOut(id, length, at) }) !== null;
+        stored = this.place(ns, enc, init, { room: () => length, length, flags: 0, write: (seg, at) => this.copyStreamOut(id, length, seg, at) }) !== null;
       }
       this.retire(id);
       return stored;
@@ -153,10 +154,11 @@ export class RecordPlacement extends StreamRecords {
     const charged = nodeBytes + dataBytes + RECORD_OVERHEAD;
     const hash = L.hashKey(ns, keyBytes);
     const nsF = L.nsOffset(ns) / 8;
-    if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]!) return null;
+    if (charged > this.f64[nsF + L.N_QUOTA]! || charged > this.f64[L.F_MAX_BYTES]! || nodeBytes + dataBytes > this.arena.maxPayloadBytes) return null;
     for (const id of this.chain(ns, hash, keyBytes)) {
       const w = id * L.REC_WORDS;
-      if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL + keyBytes.length, secBytes)) this.drop(id);
+      const cell = this.idx[w + L.R_DATA]!;
+      if (this.idx[w + L.R_SEC_LEN] === secBytes.length && L.bytesEqual(this.arena.bytes(this.arena.segment(cell)), this.arena.byteIn(cell) + keyBytes.length, secBytes)) this.drop(id);
     }
     this.evictNamespace(ns, charged);
     while (this.f64[L.F_BYTES]! + charged > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
@@ -166,17 +168,19 @@ export class RecordPlacement extends StreamRecords {
       if (!this.evictOldest()) return null;
       block = this.arena.alloc(nodeBytes + dataBytes);
     }
-    const offset = block + nodeBytes;
+    // The record's bytes start past its tag nodes (a whole number of cells).
+    const data = block + nodeBytes / CELL;
+    const seg = this.arena.segment(data);
     const id = this.takeSlot();
     const w = id * L.REC_WORDS;
-    const u8 = this.arena.bytes();
-    let at = offset;
+    const u8 = this.arena.bytes(seg);
+    let at = this.arena.byteIn(data);
     for (const part of [keyBytes.bytes.subarray(0, keyBytes.length), secBytes, tagBytes, init.meta]) {
       u8.set(part, at);
       at += part.length;
     }
-    plan.write(at);
-    const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, offset / CELL], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
+    plan.write(seg, at);
+    const fields: [number, number][] = [[L.R_NS, ns], [L.R_HASH, hash], [L.R_DATA, data], [L.R_CHARGED, charged], [L.R_KEY_LEN, keyBytes.length],
       [L.R_SEC_LEN, secBytes.length], [L.R_TAGS_LEN, tagBytes.length], [L.R_TAG_COUNT, enc.tagCount], [L.R_META_LEN, init.meta.length],
       [L.R_BODY_LEN, plan.length], [L.R_TOUCHED, this.now()], [L.R_EXPIRES, this.expiresField(init.expiresAt ?? Infinity)],
       [L.R_BAN_SEQ, init.banSeq ?? 0], [L.R_FLAGS, (init.marker === true ? L.FLAG_MARKER : 0) | plan.flags], [L.R_FILLED, 0]];

@@ -1,7 +1,7 @@
 // What a lookup in the shared store hands out: a pinned record whose meta and body are views into
 // the arena (no copy). The pin keeps the record's block from being freed and reused, so the bytes
 // under the views stay as they were written until `unpin()`.
-import { type Arena, CELL } from './arena.ts';
+import type { Arena } from './arena.ts';
 import { EXPIRES_NEVER, FLAG_FILLING, FLAG_MARKER, FLAG_STREAM, R_BAN_SEQ, R_BODY_LEN, R_DATA, R_EXPIRES, R_FLAGS, R_KEY_LEN, R_META_LEN, R_PINS, R_SEC_LEN, R_TAG_COUNT, R_TAGS_LEN, REC_WORDS } from './layout.ts';
 
 /** A stored record as a lookup returns it. */
@@ -53,6 +53,8 @@ class RecordView implements SharedRecord {
   readonly stream: boolean;
   private readonly idx: Int32Array;
   private readonly arena: Arena;
+  /** The arena segment holding the record's bytes, and where its tags start in it. */
+  private readonly seg: number;
   private readonly tagsAt: number;
   private readonly tagsLen: number;
   private readonly tagCount: number;
@@ -72,23 +74,26 @@ class RecordView implements SharedRecord {
     this.arena = arena;
     this.id = id;
     this.gen = gen;
-    let at = idx[w + R_DATA]! * CELL + idx[w + R_KEY_LEN]!;
+    const data = idx[w + R_DATA]!;
+    this.seg = arena.segment(data);
+    let at = arena.byteIn(data) + idx[w + R_KEY_LEN]!;
     const secLen = idx[w + R_SEC_LEN]!;
-    this.secondary = secLen === 0 ? '' : decoder.decode(arena.bytes().subarray(at, at + secLen));
+    this.secondary = secLen === 0 ? '' : decoder.decode(arena.bytes(this.seg).subarray(at, at + secLen));
     at += secLen;
     this.tagsAt = at;
     this.tagsLen = idx[w + R_TAGS_LEN]!;
     this.tagCount = idx[w + R_TAG_COUNT]!;
     at += this.tagsLen;
-    this.meta = new Uint8Array(arena.sab, at, idx[w + R_META_LEN]!);
+    const sab = arena.buffer(this.seg);
+    this.meta = new Uint8Array(sab, at, idx[w + R_META_LEN]!);
     at += this.meta.length;
-    this.body = new Uint8Array(arena.sab, at, idx[w + R_BODY_LEN]!);
+    this.body = new Uint8Array(sab, at, idx[w + R_BODY_LEN]!);
   }
 
   /** Decoded on first use (the hit path rarely needs them), while the record is still pinned. */
   get tags(): readonly string[] {
     if (this.decodedTags === null && !this.pinned) throw new Error('a record\'s tags are read before unpin()');
-    if (this.decodedTags === null) this.decodedTags = this.tagCount === 0 ? [] : decoder.decode(this.arena.bytes().subarray(this.tagsAt, this.tagsAt + this.tagsLen)).split('\n');
+    if (this.decodedTags === null) this.decodedTags = this.tagCount === 0 ? [] : decoder.decode(this.arena.bytes(this.seg).subarray(this.tagsAt, this.tagsAt + this.tagsLen)).split('\n');
     return this.decodedTags;
   }
 

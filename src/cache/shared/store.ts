@@ -46,6 +46,11 @@ export interface SharedStoreOptions {
   claimSlots?: number;
   /** Touches of one record closer together than this do not move it in the LRU; default 1000. */
   touchIntervalMs?: number;
+  /**
+   * Bytes of each of the arena's segments (a power of two, 64 KiB to 2 GiB; default 2 GiB): a
+   * block, so a record, is at most one segment. Smaller segments are for tests.
+   */
+  segmentBytes?: number;
 }
 
 /** `bytes` in GiB, for messages. */
@@ -79,11 +84,10 @@ export class SharedStore extends Budgets {
     try {
       // Record slots, key buckets, tag buckets: the slots' memory is touched only as they are used.
       index = new SharedArrayBuffer((records * L.REC_WORDS + 2 * buckets) * 4);
-      arena = Arena.create(arenaBytes);
+      arena = Arena.create(arenaBytes, options.segmentBytes);
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
-      // Node 20 (V8 11.3) refuses a growable SharedArrayBuffer of more than 4 GiB.
-      throw new ReserveError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message}); Node 20 allows an arena of 4 GiB at most, so a cache of ${gib(Math.floor((2 ** 32 - ARENA_EXTRA) / (1 + ARENA_SLACK)))} at most`);
+      throw new ReserveError(`cannot reserve the shared memory of a cache of up to ${reserve} bytes (${gib(reserve)}: an arena of ${gib(arenaBytes)} and an index of ${gib(records * L.REC_WORDS * 4)}): Node.js ${process.version} refused it (${err.message})`);
     }
     const ctl = new Int32Array(control);
     const f64 = new Float64Array(control);
@@ -98,7 +102,7 @@ export class SharedStore extends Budgets {
     f64[L.F_RESERVED_BYTES] = reserve;
     f64[L.F_EPOCH] = Date.now();
     new Int32Array(index).fill(L.NIL, records * L.REC_WORDS);
-    return new SharedStore({ control, index, arena: arena.sab });
+    return new SharedStore({ control, index, arena: arena.segments });
   }
 
   private constructor(handle: SharedStoreHandle) {
@@ -113,7 +117,7 @@ export class SharedStore extends Budgets {
   }
 
   handle(): SharedStoreHandle {
-    return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.sab };
+    return { control: this.ctl.buffer as SharedArrayBuffer, index: this.idx.buffer as SharedArrayBuffer, arena: this.arena.segments };
   }
 
   /** Removes every record of namespace `ns`; answers how many. */

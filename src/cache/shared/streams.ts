@@ -36,13 +36,14 @@ export class StreamRecords extends FillingRecords {
   append(id: number, gen: number, chunk: Uint8Array): boolean {
     if (!this.isLive(id, gen)) return false;
     const w = id * L.REC_WORDS;
-    const h = L.streamWord(this.idx, id);
-    let i32 = this.arena.words();
+    const hc = L.streamCell(this.idx, id);
+    const h = this.arena.wordIn(hc);
+    let i32 = this.headerWords(hc);
     const at = i32[h + L.S_HIGH]! * TWO32 + (this.idx[w + L.R_FILLED]! >>> 0);
     const end = at + chunk.length;
     if ((Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_RING) === 0 && end > i32[h + L.S_CAP]!) {
       if (!this.grow(id, gen, end)) return false;
-      i32 = this.arena.words();
+      i32 = this.headerWords(hc);
     }
     const cap = i32[h + L.S_CAP]!;
     if ((Atomics.load(this.idx, w + L.R_FLAGS) & L.FLAG_RING) !== 0) {
@@ -56,7 +57,7 @@ export class StreamRecords extends FillingRecords {
     // overwritten only if it is more than a ring ahead of them.
     Atomics.store(i32, h + L.S_WRITING, end | 0);
     const skip = Math.max(0, chunk.length - cap);
-    this.copy(h, end - chunk.length + skip, chunk.length - skip, (arenaAt, n, done) => this.arena.bytes().set(chunk.subarray(skip + done, skip + done + n), arenaAt));
+    this.copy(hc, end - chunk.length + skip, chunk.length - skip, (seg, at, n, done) => this.arena.bytes(seg).set(chunk.subarray(skip + done, skip + done + n), at));
     i32[h + L.S_HIGH] = Math.floor(end / TWO32);
     Atomics.store(this.idx, w + L.R_FILLED, end | 0);
     Atomics.add(this.idx, w + L.R_FILL_SEQ, 1);
@@ -74,12 +75,13 @@ export class StreamRecords extends FillingRecords {
     if (p.state === 'gone') return { state: 'gone', chunk: null, seq: p.seq };
     const available = (p.filled - from) >>> 0;
     if (available === 0) return { state: p.state, chunk: null, seq: p.seq };
-    const h = L.streamWord(this.idx, id);
-    const i32 = this.arena.words();
+    const hc = L.streamCell(this.idx, id);
+    const h = this.arena.wordIn(hc);
+    const i32 = this.headerWords(hc);
     const cap = Atomics.load(i32, h + L.S_CAP);
     if (available > cap) return { state: 'gone', chunk: null, seq: p.seq };
     const chunk = Buffer.allocUnsafe(available);
-    this.copy(h, from, available, (arenaAt, n, done) => chunk.set(this.arena.bytes().subarray(arenaAt, arenaAt + n), done));
+    this.copy(hc, from, available, (seg, at, n, done) => chunk.set(this.arena.bytes(seg).subarray(at, at + n), done));
     // Only a ring is written over, and its size no longer changes: the writer may have been over
     // these bytes if it is now more than a ring past where they start.
     const ring = (Atomics.load(this.idx, id * L.REC_WORDS + L.R_FLAGS) & L.FLAG_RING) !== 0;
@@ -88,35 +90,43 @@ export class StreamRecords extends FillingRecords {
   }
 
   /**
-   * With the lock held: a new stream header for a record whose header is at arena word `h` and
+   * With the lock held: a new stream header for a record whose header starts at cell `hc` and
    * first extent (`firstBytes`) right after it, keeping at most `limit` bytes.
    */
-  protected initStream(h: number, firstBytes: number, limit: number): void {
-    const i32 = this.arena.words();
+  protected initStream(hc: number, firstBytes: number, limit: number): void {
+    const i32 = this.headerWords(hc);
+    const h = this.arena.wordIn(hc);
     i32.fill(0, h, h + L.STREAM_HEADER_BYTES / 4);
     i32[h + L.S_CAP] = firstBytes;
     i32[h + L.S_EXTENTS] = 1;
     i32[h + L.S_LIMIT] = limit;
-    i32[h + L.S_TABLE] = h / 4 + L.STREAM_HEADER_BYTES / CELL;
+    i32[h + L.S_TABLE] = hc + L.STREAM_HEADER_BYTES / CELL;
     i32[h + L.S_TABLE + 1] = firstBytes;
   }
 
   /** With the lock held: the bytes a stream record has written, all of them (not mod 2^32). */
   protected streamLength(id: number): number {
-    return this.arena.words()[L.streamWord(this.idx, id) + L.S_HIGH]! * TWO32 + (this.idx[id * L.REC_WORDS + L.R_FILLED]! >>> 0);
+    const hc = L.streamCell(this.idx, id);
+    return this.headerWords(hc)[this.arena.wordIn(hc) + L.S_HIGH]! * TWO32 + (this.idx[id * L.REC_WORDS + L.R_FILLED]! >>> 0);
   }
 
   /** Whether a stream record may still become an object: listed, not a ring, within its limit. */
   protected streamKeepable(id: number): boolean {
     const flags = this.idx[id * L.REC_WORDS + L.R_FLAGS]!;
-    const limit = this.arena.words()[L.streamWord(this.idx, id) + L.S_LIMIT]!;
+    const hc = L.streamCell(this.idx, id);
+    const limit = this.headerWords(hc)[this.arena.wordIn(hc) + L.S_LIMIT]!;
     return (flags & (L.FLAG_UNLISTED | L.FLAG_RING)) === 0 && this.streamLength(id) <= limit;
   }
 
-  /** With the lock held: copies the first `length` bytes of a stream record's body to arena byte `to`. */
-  protected copyStreamOut(id: number, length: number, to: number): void {
-    const u8 = this.arena.bytes();
-    this.copy(L.streamWord(this.idx, id), 0, length, (arenaAt, n, done) => u8.copyWithin(to + done, arenaAt, arenaAt + n));
+  /** With the lock held: copies the first `length` bytes of a stream record's body to byte `to` of segment `toSeg`. */
+  protected copyStreamOut(id: number, length: number, toSeg: number, to: number): void {
+    const target = this.arena.bytes(toSeg);
+    this.copy(L.streamCell(this.idx, id), 0, length, (seg, at, n, done) => target.set(this.arena.bytes(seg).subarray(at, at + n), to + done));
+  }
+
+  /** The words of the segment holding the stream header at cell `hc` (at `arena.wordIn(hc)`). */
+  protected headerWords(hc: number): Int32Array {
+    return this.arena.words(this.arena.segment(hc));
   }
 
   /**
@@ -130,12 +140,14 @@ export class StreamRecords extends FillingRecords {
   }
 
   /**
-   * Runs `f(arenaAt, n, done)` over the pieces of the body bytes [`from`, `from + length`) of the
-   * stream whose header is at word `h`, in order: positions are taken round the ring of its
-   * extents (before it is a ring, they are all below its size).
+   * Runs `f(seg, at, n, done)` over the pieces of the body bytes [`from`, `from + length`) of the
+   * stream whose header is at cell `hc`, in order (each piece is `n` bytes from byte `at` of
+   * segment `seg`): positions are taken round the ring of its extents (before it is a ring, they
+   * are all below its size).
    */
-  private copy(h: number, from: number, length: number, f: (arenaAt: number, n: number, done: number) => void): void {
-    const i32 = this.arena.words();
+  private copy(hc: number, from: number, length: number, f: (seg: number, at: number, n: number, done: number) => void): void {
+    const i32 = this.headerWords(hc);
+    const h = this.arena.wordIn(hc);
     const cap = Atomics.load(i32, h + L.S_CAP);
     const count = Atomics.load(i32, h + L.S_EXTENTS);
     let e = 0;
@@ -145,7 +157,8 @@ export class StreamRecords extends FillingRecords {
     for (let done = 0; done < length;) {
       const size = i32[h + L.S_TABLE + 2 * e + 1]!;
       const n = Math.min(length - done, start + size - offset);
-      f(i32[h + L.S_TABLE + 2 * e]! * CELL + offset - start, n, done);
+      const extent = i32[h + L.S_TABLE + 2 * e]!;
+      f(this.arena.segment(extent), this.arena.byteIn(extent) + offset - start, n, done);
       done += n;
       offset += n;
       if (offset === start + size) {
@@ -166,8 +179,9 @@ export class StreamRecords extends FillingRecords {
     return this.write(null, () => {
       if (!this.isLive(id, gen)) return false;
       const w = id * L.REC_WORDS;
-      const h = L.streamWord(this.idx, id);
-      const i32 = this.arena.words();
+      const hc = L.streamCell(this.idx, id);
+      const h = this.arena.wordIn(hc);
+      const i32 = this.headerWords(hc);
       const cap = i32[h + L.S_CAP]!;
       const count = i32[h + L.S_EXTENTS]!;
       const limit = i32[h + L.S_LIMIT]!;
@@ -179,8 +193,8 @@ export class StreamRecords extends FillingRecords {
         const least = end > limit ? CELL : end - cap;
         const extent = this.takeExtent(id, Math.ceil(Math.min(wanted, limit - cap) / CELL) * CELL, Math.ceil(least / CELL) * CELL);
         if (extent !== null) {
-          const words = this.arena.words();
-          words[h + L.S_TABLE + 2 * count] = extent.block / CELL;
+          const words = this.headerWords(hc);
+          words[h + L.S_TABLE + 2 * count] = extent.block;
           words[h + L.S_TABLE + 2 * count + 1] = extent.bytes;
           Atomics.store(words, h + L.S_EXTENTS, count + 1);
           Atomics.store(words, h + L.S_CAP, cap + extent.bytes);
@@ -200,7 +214,7 @@ export class StreamRecords extends FillingRecords {
    * With the lock held: a block for an extent of stream record `id`, of `bytes` or, when its
    * quota or the budget cannot make room for that much, of all the room there is if that is at
    * least `least`; charged to it and its namespace after evicting others (never it) for room.
-   * Null when there is not even that room, or the arena cannot make it.
+   * Null when there is not even that room, or the arena cannot make it. `block`: its first cell.
    */
   private takeExtent(id: number, bytes: number, least: number): { block: number; bytes: number } | null {
     const w = id * L.REC_WORDS;
@@ -214,7 +228,7 @@ export class StreamRecords extends FillingRecords {
       this.evictNamespace(ns, bytes + tags);
       while (this.f64[L.F_BYTES]! + bytes + tags > this.f64[L.F_MAX_BYTES]! && this.evictOldest()) { /* evicting */ }
       const room = Math.min(this.f64[nsF + L.N_QUOTA]! - this.f64[nsF + L.N_BYTES]!, this.f64[L.F_MAX_BYTES]! - this.f64[L.F_BYTES]!) - tags;
-      const size = Math.min(bytes, Math.floor(room / CELL) * CELL);
+      const size = Math.min(bytes, Math.floor(room / CELL) * CELL, this.arena.maxPayloadBytes);
       if (size < least) return null;
       let block = this.arena.alloc(size);
       while (block < 0 && this.evictOldest()) block = this.arena.alloc(size);

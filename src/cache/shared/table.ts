@@ -1,7 +1,7 @@
 // The record table under the shared store's lock: hash chains, LRU lists, accounting, eviction,
 // and the life of a record's slot and block (live, dead but pinned by a reader, free). store.ts
 // builds the public operations on it; layout.ts says where each field lives.
-import { Arena, CELL } from './arena.ts';
+import { Arena } from './arena.ts';
 import * as L from './layout.ts';
 import { seqBegin, seqEnd } from './lock.ts';
 import { TagIndex } from './tags.ts';
@@ -10,7 +10,8 @@ import { TagIndex } from './tags.ts';
 export interface SharedStoreHandle {
   readonly control: SharedArrayBuffer;
   readonly index: SharedArrayBuffer;
-  readonly arena: SharedArrayBuffer;
+  /** The arena's segments (arena.ts), in order. */
+  readonly arena: readonly SharedArrayBuffer[];
 }
 
 /** A thread's views of a store's buffers, and the writer-side operations on its records. */
@@ -94,8 +95,10 @@ export class RecordTable {
 
   protected matches(id: number, ns: number, hash: number, key: L.Key): boolean {
     const w = id * L.REC_WORDS;
-    return Atomics.load(this.idx, w + L.R_STATE) === L.LIVE && this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns
-      && this.idx[w + L.R_KEY_LEN] === key.length && L.keyEqual(this.arena.words(), this.arena.bytes(), this.idx[w + L.R_DATA]! * CELL, key);
+    if (!(Atomics.load(this.idx, w + L.R_STATE) === L.LIVE && this.idx[w + L.R_HASH] === hash && this.idx[w + L.R_NS] === ns && this.idx[w + L.R_KEY_LEN] === key.length)) return false;
+    const cell = this.idx[w + L.R_DATA]!;
+    const seg = this.arena.segment(cell);
+    return L.keyEqual(this.arena.words(seg), this.arena.bytes(seg), this.arena.byteIn(cell), key);
   }
 
   /**
@@ -178,9 +181,10 @@ export class RecordTable {
     const w = id * L.REC_WORDS;
     if ((this.idx[w + L.R_FLAGS]! & L.FLAG_STREAM) !== 0) {
       // A stream's extents past the first, which is in its block (streams.ts).
-      const i32 = this.arena.words();
-      const h = L.streamWord(this.idx, id);
-      for (let e = 1; e < i32[h + L.S_EXTENTS]!; e++) this.arena.free(i32[h + L.S_TABLE + 2 * e]! * CELL);
+      const hc = L.streamCell(this.idx, id);
+      const i32 = this.arena.words(this.arena.segment(hc));
+      const h = this.arena.wordIn(hc);
+      for (let e = 1; e < i32[h + L.S_EXTENTS]!; e++) this.arena.free(i32[h + L.S_TABLE + 2 * e]!);
     }
     this.arena.free(this.tagIndex.blockOf(id));
     Atomics.store(this.idx, w + L.R_STATE, L.FREE);

@@ -11,9 +11,6 @@
 import { type Arena, CELL } from './arena.ts';
 import * as L from './layout.ts';
 
-/** Int32 words per cell: links name a node by its first cell, `i32` is indexed by word. */
-const W = CELL / 4;
-
 /** The tag index in a store's buffers, as one thread sees it. */
 export class TagIndex {
   private readonly ctl: Int32Array;
@@ -38,10 +35,10 @@ export class TagIndex {
     return tags * L.TAG_NODE_CELLS * CELL;
   }
 
-  /** Byte offset of the block of record `id`, tag nodes included (what the arena allocated). */
+  /** The first cell of the block of record `id`, tag nodes included (what the arena allocated). */
   blockOf(id: number): number {
     const w = id * L.REC_WORDS;
-    return (this.idx[w + L.R_DATA]! - this.idx[w + L.R_TAG_COUNT]! * L.TAG_NODE_CELLS) * CELL;
+    return this.idx[w + L.R_DATA]! - this.idx[w + L.R_TAG_COUNT]! * L.TAG_NODE_CELLS;
   }
 
   /**
@@ -53,35 +50,34 @@ export class TagIndex {
     const count = this.idx[w + L.R_TAG_COUNT]!;
     if (count === 0) return;
     const ns = this.idx[w + L.R_NS]!;
-    const u8 = this.arena.bytes();
-    const i32 = this.arena.words();
+    const u8 = this.tagBytes(id);
     const first = this.tagsAt(id);
     const end = first + this.idx[w + L.R_TAGS_LEN]!;
-    let node = this.idx[w + L.R_DATA]! - count * L.TAG_NODE_CELLS;
+    let node = this.blockOf(id);
     for (let at = first; at <= end; node += L.TAG_NODE_CELLS) {
       let stop = at;
       while (stop < end && u8[stop] !== 10) stop++;
       const hash = L.tagHash(this.seed, ns, u8, at, stop - at);
-      const n = node * W;
-      i32[n + L.T_RECORD] = id;
-      i32[n + L.T_HASH] = hash;
-      i32[n + L.T_NS] = ns;
-      i32[n + L.T_AT] = at - first;
-      i32[n + L.T_LEN] = stop - at;
+      this.set(node, L.T_RECORD, id);
+      this.set(node, L.T_HASH, hash);
+      this.set(node, L.T_NS, ns);
+      this.set(node, L.T_AT, at - first);
+      this.set(node, L.T_LEN, stop - at);
       const head = this.find(ns, hash, u8, at, stop - at);
       if (head === L.NIL) {
         const bucket = this.base + (hash & this.mask);
-        i32[n + L.T_PREV] = i32[n + L.T_NEXT] = L.NIL;
-        i32[n + L.T_CHAIN] = this.idx[bucket]!;
+        this.set(node, L.T_PREV, L.NIL);
+        this.set(node, L.T_NEXT, L.NIL);
+        this.set(node, L.T_CHAIN, this.idx[bucket]!);
         this.idx[bucket] = node;
         this.ctl[L.nsOffset(ns) / 4 + L.N_TAGS]!++;
       } else {
         // After the head, so that the bucket's chain does not change.
-        const after = i32[head * W + L.T_NEXT]!;
-        i32[n + L.T_PREV] = head;
-        i32[n + L.T_NEXT] = after;
-        if (after !== L.NIL) i32[after * W + L.T_PREV] = node;
-        i32[head * W + L.T_NEXT] = node;
+        const after = this.get(head, L.T_NEXT);
+        this.set(node, L.T_PREV, head);
+        this.set(node, L.T_NEXT, after);
+        if (after !== L.NIL) this.set(after, L.T_PREV, node);
+        this.set(head, L.T_NEXT, node);
       }
       at = stop + 1;
     }
@@ -89,43 +85,38 @@ export class TagIndex {
 
   /** Takes record `id` out of the lists of its tags; a list left empty leaves its chain. */
   unlink(id: number): void {
-    const w = id * L.REC_WORDS;
-    const count = this.idx[w + L.R_TAG_COUNT]!;
-    const i32 = this.arena.words();
-    for (let i = 0, node = this.idx[w + L.R_DATA]! - count * L.TAG_NODE_CELLS; i < count; i++, node += L.TAG_NODE_CELLS) {
-      const n = node * W;
-      const prev = i32[n + L.T_PREV]!;
-      const next = i32[n + L.T_NEXT]!;
-      if (next !== L.NIL) i32[next * W + L.T_PREV] = prev;
+    const count = this.idx[id * L.REC_WORDS + L.R_TAG_COUNT]!;
+    for (let i = 0, node = this.blockOf(id); i < count; i++, node += L.TAG_NODE_CELLS) {
+      const prev = this.get(node, L.T_PREV);
+      const next = this.get(node, L.T_NEXT);
+      if (next !== L.NIL) this.set(next, L.T_PREV, prev);
       if (prev !== L.NIL) {
-        i32[prev * W + L.T_NEXT] = next;
+        this.set(prev, L.T_NEXT, next);
         continue;
       }
       // The head: the next node takes its place in the chain, or the tag is gone.
-      if (next !== L.NIL) i32[next * W + L.T_CHAIN] = i32[n + L.T_CHAIN]!;
-      else this.ctl[L.nsOffset(i32[n + L.T_NS]!) / 4 + L.N_TAGS]!--;
-      this.replaceInChain(node, next === L.NIL ? i32[n + L.T_CHAIN]! : next);
+      if (next !== L.NIL) this.set(next, L.T_CHAIN, this.get(node, L.T_CHAIN));
+      else this.ctl[L.nsOffset(this.get(node, L.T_NS)) / 4 + L.N_TAGS]!--;
+      this.replaceInChain(node, next === L.NIL ? this.get(node, L.T_CHAIN) : next);
     }
   }
 
   /** The records of namespace `ns` carrying the tag whose UTF-8 bytes are the first `length` of `bytes`. */
   carriers(ns: number, bytes: Uint8Array, length: number): number[] {
     const ids: number[] = [];
-    const i32 = this.arena.words();
-    for (let node = this.find(ns, L.tagHash(this.seed, ns, bytes, 0, length), bytes, 0, length); node !== L.NIL; node = i32[node * W + L.T_NEXT]!) {
-      ids.push(i32[node * W + L.T_RECORD]!);
+    for (let node = this.find(ns, L.tagHash(this.seed, ns, bytes, 0, length), bytes, 0, length); node !== L.NIL; node = this.get(node, L.T_NEXT)) {
+      ids.push(this.get(node, L.T_RECORD));
     }
     return ids;
   }
 
   /** The head of the list of (`ns`, the tag at `bytes[at..at+length)`), or NIL. */
   private find(ns: number, hash: number, bytes: Uint8Array, at: number, length: number): number {
-    const i32 = this.arena.words();
-    const u8 = this.arena.bytes();
-    for (let node = this.idx[this.base + (hash & this.mask)]!; node !== L.NIL; node = i32[node * W + L.T_CHAIN]!) {
-      const n = node * W;
-      if (i32[n + L.T_HASH] !== hash || i32[n + L.T_NS] !== ns || i32[n + L.T_LEN] !== length) continue;
-      const other = this.tagsAt(i32[n + L.T_RECORD]!) + i32[n + L.T_AT]!;
+    for (let node = this.idx[this.base + (hash & this.mask)]!; node !== L.NIL; node = this.get(node, L.T_CHAIN)) {
+      if (this.get(node, L.T_HASH) !== hash || this.get(node, L.T_NS) !== ns || this.get(node, L.T_LEN) !== length) continue;
+      const record = this.get(node, L.T_RECORD);
+      const u8 = this.tagBytes(record);
+      const other = this.tagsAt(record) + this.get(node, L.T_AT);
       let same = true;
       for (let i = 0; i < length && same; i++) same = u8[other + i] === bytes[at + i];
       if (same) return node;
@@ -135,20 +126,33 @@ export class TagIndex {
 
   /** Puts `replacement` (a node or NIL) where head `node` is in its bucket's chain. */
   private replaceInChain(node: number, replacement: number): void {
-    const i32 = this.arena.words();
-    const bucket = this.base + (i32[node * W + L.T_HASH]! & this.mask);
+    const bucket = this.base + (this.get(node, L.T_HASH) & this.mask);
     if (this.idx[bucket] === node) {
       this.idx[bucket] = replacement;
       return;
     }
     let prev = this.idx[bucket]!;
-    while (i32[prev * W + L.T_CHAIN] !== node) prev = i32[prev * W + L.T_CHAIN]!;
-    i32[prev * W + L.T_CHAIN] = replacement;
+    while (this.get(prev, L.T_CHAIN) !== node) prev = this.get(prev, L.T_CHAIN);
+    this.set(prev, L.T_CHAIN, replacement);
   }
 
-  /** Byte offset of record `id`'s first tag byte in the arena. */
+  /** Field `field` (T_*) of the node at cell `node`. */
+  private get(node: number, field: number): number {
+    return this.arena.words(this.arena.segment(node))[this.arena.wordIn(node) + field]!;
+  }
+
+  private set(node: number, field: number, value: number): void {
+    this.arena.words(this.arena.segment(node))[this.arena.wordIn(node) + field] = value;
+  }
+
+  /** The bytes of the arena segment holding record `id` (its tags at `tagsAt(id)`). */
+  private tagBytes(id: number): Uint8Array {
+    return this.arena.bytes(this.arena.segment(this.idx[id * L.REC_WORDS + L.R_DATA]!));
+  }
+
+  /** Byte offset of record `id`'s first tag byte in its arena segment. */
   private tagsAt(id: number): number {
     const w = id * L.REC_WORDS;
-    return this.idx[w + L.R_DATA]! * CELL + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
+    return this.arena.byteIn(this.idx[w + L.R_DATA]!) + this.idx[w + L.R_KEY_LEN]! + this.idx[w + L.R_SEC_LEN]!;
   }
 }

@@ -1,7 +1,6 @@
 // The walks over one namespace's records with the store's lock held — for sweeps, purges and
 // stats, never for a request's lookup: listing them, dropping the expired ones; and purging and
 // counting by tag through the tag index (tags.ts). store.ts builds the per-request operations on top.
-import { CELL } from './arena.ts';
 import * as L from './layout.ts';
 import { lock, unlock } from './lock.ts';
 import { RecordTable } from './table.ts';
@@ -46,14 +45,14 @@ export class NamespaceWalks extends RecordTable {
   summaries(ns: number): RecordSummary[] {
     return this.write(ns, () => {
       const out: RecordSummary[] = [];
-      const u8 = this.arena.bytes();
       const epoch = this.f64[L.F_EPOCH]!;
       for (let id = this.ctl[L.nsOffset(ns) / 4 + L.N_LRU_HEAD]!; id !== L.NIL; id = this.idx[id * L.REC_WORDS + L.R_NS_NEXT]!) {
         const w = id * L.REC_WORDS;
-        const at = this.idx[w + L.R_DATA]! * CELL;
+        const data = this.idx[w + L.R_DATA]!;
+        const at = this.arena.byteIn(data);
         const expires = this.idx[w + L.R_EXPIRES]!;
         out.push({
-          id, gen: this.idx[w + L.R_GEN]!, key: textDecoder.decode(u8.subarray(at, at + this.idx[w + L.R_KEY_LEN]!)),
+          id, gen: this.idx[w + L.R_GEN]!, key: textDecoder.decode(this.arena.bytes(this.arena.segment(data)).subarray(at, at + this.idx[w + L.R_KEY_LEN]!)),
           expiresAt: expires === L.EXPIRES_NEVER ? Infinity : epoch + expires * 1000, banSeq: this.idx[w + L.R_BAN_SEQ]!,
           marker: (this.idx[w + L.R_FLAGS]! & L.FLAG_MARKER) !== 0,
         });
