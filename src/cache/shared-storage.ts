@@ -8,9 +8,9 @@ import { buildHead, CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import { MAX_VARIANTS } from './storage.ts';
-import { ReserveError, SharedStore, type RecordInit, type RecordRef, type SharedRecord, type SharedStoreHandle } from './shared/store.ts';
+import { ReserveError, SharedStore, type RecordInit, type RecordRef, type SharedRecord, type SharedStoreHandle, type StoreStats } from './shared/store.ts';
 
-export { ReserveError, type SharedStoreHandle };
+export { ReserveError, type SharedStoreHandle, type StoreStats };
 
 /** How long another thread's fetch of a key may keep this thread's requests for it waiting. */
 const CLAIM_WAIT_MS = 10_000;
@@ -101,6 +101,11 @@ export class SharedStorage implements ObjectStorage {
 
   get maxBytes(): number {
     return this.store.globalStats().maxBytes;
+  }
+
+  /** The whole store's figures: every tenant's objects together, the budget, the arena's memory. */
+  stats(): StoreStats {
+    return this.store.globalStats();
   }
 
   get evictions(): number {

@@ -1,6 +1,7 @@
 // `tinyedge stat`: per-tenant rates of a running server (like varnishstat), refreshed every
 // second: requests, hit ratio, bandwidth, VM latency p50/p99 over the last interval, errors,
-// evictions, CPU. `--once` prints one snapshot of the totals since start.
+// evictions, CPU; for the operator, a line on the shared cache as a whole (how full, its memory).
+// `--once` prints one snapshot of the totals since start.
 import { AdminCallError, type AdminOptions, adminGet, adminTarget } from './admin-client.ts';
 
 export interface StatOptions extends AdminOptions {
@@ -15,6 +16,22 @@ export interface TenantSample {
   cache: { hits: number; staleHits: number; misses: number; passes: number; evictions: number };
   vmLatency: { count: number; p50Us: number; p99Us: number };
   buckets: { vm: Array<[number, number]> };
+}
+
+/** The shared cache as a whole, as GET /v1/stats reports it to the operator. */
+export interface StoreSample {
+  objects: number;
+  bytes: number;
+  maxBytes: number;
+  reservedBytes: number;
+  arenaBytes: number;
+  arenaUsedBytes: number;
+}
+
+/** What GET /v1/stats answers: the caller's tenants, and the store for the operator. */
+interface StatsSample {
+  tenants: TenantSample[];
+  store?: StoreSample;
 }
 
 /** The q-quantile of sparse [upper bound, count] buckets (ascending), or null when empty. */
@@ -60,6 +77,16 @@ export function snapshotTable(samples: readonly TenantSample[]): string {
   );
 }
 
+/** The shared cache's line under the table (the operator's view): how full, and its memory. */
+export function storeLine(s: StoreSample): string {
+  return `cache: ${fmtBytes(s.bytes)} of ${fmtBytes(s.maxBytes)} (${pct(s.bytes, s.maxBytes)}, up to ${fmtBytes(s.reservedBytes)} without a restart), ${s.objects} objects; arena ${fmtBytes(s.arenaBytes)} grown, ${fmtBytes(s.arenaUsedBytes)} in use`;
+}
+
+/** The table, and the store's line when the sample has it. */
+function screenOf(table: string, sample: StatsSample): string {
+  return sample.store === undefined ? table : `${table}\n\n${storeLine(sample.store)}`;
+}
+
 /** Rates between two samples `seconds` apart, one row per tenant in `now`. */
 export function rateTable(now: readonly TenantSample[], before: ReadonlyMap<string, TenantSample>, seconds: number): string {
   return table(
@@ -82,10 +109,10 @@ export function rateTable(now: readonly TenantSample[], before: ReadonlyMap<stri
 export async function stat(opts: StatOptions): Promise<number> {
   try {
     const { base, token } = adminTarget(opts);
-    const sample = async (): Promise<TenantSample[]> => ((await (await adminGet(base, token, '/v1/stats')).json()) as { tenants: TenantSample[] }).tenants;
+    const sample = async (): Promise<StatsSample> => (await (await adminGet(base, token, '/v1/stats')).json()) as StatsSample;
     let before = await sample();
     if (opts.once === true) {
-      process.stdout.write(`${snapshotTable(before)}\n`);
+      process.stdout.write(`${screenOf(snapshotTable(before.tenants), before)}\n`);
       return 0;
     }
     let at = performance.now();
@@ -93,7 +120,8 @@ export async function stat(opts: StatOptions): Promise<number> {
       await new Promise((resolve) => setTimeout(resolve, opts.interval));
       const now = await sample();
       const t = performance.now();
-      const screen = `tinyedge stat  ${base}  ${new Date().toISOString().slice(11, 19)}  (every ${opts.interval / 1000}s, Ctrl-C ends)\n\n${rateTable(now, new Map(before.map((s) => [s.tenant, s])), (t - at) / 1000)}\n`;
+      const rates = rateTable(now.tenants, new Map(before.tenants.map((s) => [s.tenant, s])), (t - at) / 1000);
+      const screen = `tinyedge stat  ${base}  ${new Date().toISOString().slice(11, 19)}  (every ${opts.interval / 1000}s, Ctrl-C ends)\n\n${screenOf(rates, now)}\n`;
       // A terminal gets the screen redrawn in place; a pipe gets one block per interval.
       process.stdout.write(process.stdout.isTTY ? `\x1b[H\x1b[2J${screen}` : `${screen}\n`);
       before = now;

@@ -192,7 +192,9 @@ export function registerAdmin(server: EdgeServer) {
       }
       if (parts[1] === 'stats' && parts.length === 2 && method === 'GET') {
         const names = caller.kind === 'operator' ? [...server.tenants.keys()] : [caller.tenant];
-        return json(res, 200, { tenants: await Promise.all(names.map(async (n) => statsJson(n, await server.tenantStats(n)))) });
+        const tenants = await Promise.all(names.map(async (n) => statsJson(n, await server.tenantStats(n))));
+        // The shared cache as a whole is every tenant's: the operator's to see.
+        return json(res, 200, caller.kind === 'operator' ? { tenants, store: server.cacheStoreStats() } : { tenants });
       }
       if (parts[1] === 'failures' && parts.length === 2 && method === 'GET') {
         allow(caller, null);

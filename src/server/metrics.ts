@@ -1,8 +1,9 @@
 // Prometheus metrics for the admin API's /metrics: every tenant's counters, cache, VM, origin and
 // key-value numbers, summed over every shard at scrape time, latencies as histograms (by tenant,
-// by program, by origin), and the process's own metrics (prom-client, the ecosystem's standard
-// exposition library). A tenant's token scrapes its own series only.
+// by program, by origin), the shared cache as a whole and the process's own metrics (prom-client,
+// the ecosystem's standard exposition library). A tenant's token scrapes its own series only.
 import { collectDefaultMetrics, Counter, Gauge, type Metric, Registry } from 'prom-client';
+import type { StoreStats } from '../cache/index.ts';
 import type { LatencyHistogram } from './latency.ts';
 import type { EdgeServer, TenantStatsReport } from './server.ts';
 
@@ -108,6 +109,20 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
       for (const t of tenants()) for (const o of t.origins) health.set({ tenant: t.name, origin: o.name }, o.healthy ? 1 : 0);
     },
   });
+  // The shared cache as a whole, for the operator: one store for every tenant and shard, read from
+  // shared memory at scrape time (Varnish's SMA.*.g_bytes / g_space, with the arena's memory).
+  const storeGauges: Array<[string, string, (s: StoreStats) => number]> = [
+    ['tinyedge_cache_store_objects', 'Objects in the shared cache, all tenants', (s) => s.objects],
+    ['tinyedge_cache_store_bytes', "Bytes the shared cache's objects are charged, all tenants (what the budget counts)", (s) => s.bytes],
+    ['tinyedge_cache_store_budget_bytes', "The shared cache's budget: the tenants' cache memory added up", (s) => s.maxBytes],
+    ['tinyedge_cache_store_reserved_bytes', 'The most the budget may grow to without a restart (server.cacheMaxMemory)', (s) => s.reservedBytes],
+    ['tinyedge_cache_store_arena_bytes', "Memory the cache's arena has grown to (its objects, their fragments; the most of it that can be resident)", (s) => s.arenaBytes],
+    ['tinyedge_cache_store_arena_used_bytes', "The arena's blocks in use: live objects and those a reader still holds", (s) => s.arenaUsedBytes],
+    ['tinyedge_cache_store_arena_limit_bytes', 'The most the arena may grow to (address space reserved at start)', (s) => s.arenaMaxBytes],
+  ];
+  for (const [name, help, read] of storeGauges) {
+    const metric: Gauge = new Gauge({ name, help, registers: [processRegistry], collect() { metric.set(read(server.cacheStoreStats())); } });
+  }
   histogramMetric(registry, 'tinyedge_request_duration_seconds', 'Request latency, arrival to the last byte written', () => tenants().map((t) => ({ labels: { tenant: t.name }, h: t.histograms.latency })));
   histogramMetric(registry, 'tinyedge_vm_call_duration_seconds', 'Program call latency (a request, a recv or deliver hook), by program', () =>
     tenants().flatMap((t) => [...t.histograms.programs].map(([program, h]) => ({ labels: { tenant: t.name, program }, h }))));

@@ -14,7 +14,7 @@ import { openReusePortSocket } from '../http/listen-socket.ts';
 import { KvStore } from './kv.ts';
 import { type AlsoAdopt, type LoadedProgram, loadProgramVersion, type Logger as TenantLogger, programLoadFailure } from './tenant.ts';
 import { ProgramPool } from '../sandbox/index.ts';
-import { type CacheStats, SharedStorage } from '../cache/index.ts';
+import { type CacheStats, SharedStorage, type StoreStats } from '../cache/index.ts';
 import { Shard, type TenantUpdate } from './shard.ts';
 import { RemoteShards } from './shards.ts';
 import { mergeStats, type StatsSnapshot, sumFields } from './stats.ts';
@@ -61,7 +61,7 @@ export class EdgeServer {
   /** Serialises reloads and uploads: one change to the tenant set at a time. */
   private changing: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: Config, pool: ProgramPool, storage: SharedStorage, private readonly remote: RemoteShards | undefined, log: Logger, source: (() => Config) | undefined) {
+  private constructor(config: Config, pool: ProgramPool, private readonly storage: SharedStorage, private readonly remote: RemoteShards | undefined, log: Logger, source: (() => Config) | undefined) {
     this.config = config;
     this.loadNextConfig = source ?? (() => loadConfig(this.config.file));
     this.log = log;
@@ -273,6 +273,11 @@ export class EdgeServer {
   async ban(tenant: string, expression: string): Promise<void> {
     this.local.tenant(tenant).cache.ban(expression);
     await this.remote?.all({ type: 'ban', tenant, expression });
+  }
+
+  /** The shared cache as a whole (one store for every shard and tenant): objects, budget, memory. */
+  cacheStoreStats(): StoreStats {
+    return this.storage.stats();
   }
 
   /** `tenant`'s counters, latencies and cache figures summed over every shard. */

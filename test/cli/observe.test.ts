@@ -153,6 +153,8 @@ tenants:
     assert.match(a[4]!, /^\d+(\.\d)?(µs|ms)$/);
     assert.notEqual(a[9], '0µs');
     assert.ok(rows.some((r) => r[0] === 'b'));
+    // The operator also sees the shared cache as a whole, under the table.
+    assert.match(all.stdout, /\n\ncache: \d+(\.\d)?[KMG]? of \d+(\.\d)?[KMG]? \(\d+\.\d%, up to \d+(\.\d)?[KMG]? without a restart\), \d+ objects; arena \d+(\.\d)?[KMG]? grown, \d+(\.\d)?[KMG]? in use\n$/);
 
     const mine = await run(process.execPath, [BIN, 'stat', '--once', '--admin', edge.admin.url], { env: { ...process.env, TINYEDGE_TOKEN: A } });
     assert.deepEqual(mine.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['a']);

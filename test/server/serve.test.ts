@@ -266,13 +266,23 @@ tenants:
     assert.ok(Number(/^tinyedge_cpu_host_seconds_total\{tenant="alpha"\} (\S+)$/m.exec(text)?.[1]) > 0);
     assert.doesNotMatch(text, /quantile=/);
     assert.match(text, /^tinyedge_process_cpu_seconds_total \S+$/m);
+    // The shared cache as a whole: the three tenants' default 64 MiB each, the object just cached in it.
+    const store = (name: string): number => Number(new RegExp(`^tinyedge_cache_store_${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(store('budget_bytes'), 3 * 64 * 1024 * 1024);
+    assert.equal(store('reserved_bytes'), 3 * 64 * 1024 * 1024);
+    assert.ok(store('objects') >= 1 && store('bytes') > 0 && store('bytes') <= store('budget_bytes'));
+    assert.ok(store('arena_used_bytes') > 0 && store('arena_used_bytes') <= store('arena_bytes') && store('arena_bytes') <= store('arena_limit_bytes'));
+    assert.ok(store('arena_limit_bytes') >= 1.25 * store('reserved_bytes'));
+    const stats = (await admin('GET', '/v1/stats', OPERATOR_TOKEN)).json as { store?: { objects: number; maxBytes: number } };
+    assert.ok(stats.store !== undefined && stats.store.objects >= 1 && stats.store.maxBytes === 3 * 64 * 1024 * 1024);
+    assert.equal((await admin('GET', '/v1/stats', ALPHA_TOKEN)).json.store, undefined, 'the store is every tenant\'s: the operator\'s to see');
 
     const own = await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${ALPHA_TOKEN}` }, dispatcher: agent });
     assert.equal(own.statusCode, 200);
     const mine = await own.body.text();
     assert.match(mine, /^tinyedge_requests_total\{tenant="alpha"\} [1-9]\d*$/m);
     assert.doesNotMatch(mine, /tenant="beta"/);
-    assert.doesNotMatch(mine, /tinyedge_process_/);
+    assert.doesNotMatch(mine, /tinyedge_process_|tinyedge_cache_store_/);
   });
 
   test('purge and tag invalidation through the admin API drop cached objects', async () => {
