@@ -8,9 +8,9 @@ import { buildHead, CacheObject } from './object.ts';
 import type { FillWriter, NamespaceOptions, ObjectStorage, ObjectStore, RemoteFill } from './object-store.ts';
 import type { Lifetime } from './policy.ts';
 import { MAX_VARIANTS } from './storage.ts';
-import { ReserveError, SharedStore, type RecordInit, type RecordRef, type SharedRecord, type SharedStoreHandle, type StoreStats } from './shared/store.ts';
+import { MAX_STORED_BODY_BYTES, ReserveError, SharedStore, type RecordInit, type RecordRef, type SharedRecord, type SharedStoreHandle, type StoreStats } from './shared/store.ts';
 
-export { ReserveError, type SharedStoreHandle, type StoreStats };
+export { MAX_STORED_BODY_BYTES, ReserveError, type SharedStoreHandle, type StoreStats };
 
 /** How long another thread's fetch of a key may keep this thread's requests for it waiting. */
 const CLAIM_WAIT_MS = 10_000;

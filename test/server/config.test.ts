@@ -275,6 +275,17 @@ describe('values', () => {
     assert.deepEqual(cacheWith('defaultGrace', '30d'), [`${DURATION} "30d"`]);
     assert.deepEqual(cacheWith('defaultGrace', '600h'), ['expected a duration of at most 24 days, got "600h"']);
     assert.deepEqual(cacheWith('maxObjectSize', '128MiB'), ['expected at most cache.memory (64MiB), got 128MiB']);
+    // A body is at most one 2 GiB segment of the cache's arena, whatever the tenant's memory.
+    const big = (size: string): string[] => {
+      try {
+        parse(`tenants:\n  - name: a\n    hosts: [a]\n    token: token-a-0123456789\n    cache: { memory: 4GiB, maxObjectSize: ${size} }\n`);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems.map((p) => p.message);
+      }
+    };
+    assert.deepEqual(big('3GiB'), ['expected at most 2047MiB (the largest body the cache keeps), got 3GiB']);
+    assert.deepEqual(big('2047MiB'), []);
     // A quota below the default object size lowers the default instead of refusing it.
     assert.equal((cacheWith('memory', '1MiB') as { maxObjectBytes: number }).maxObjectBytes, MiB);
   });

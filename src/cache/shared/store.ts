@@ -14,6 +14,8 @@ import { RECORD_OVERHEAD, TAG_NODE_BYTES, type RecordInit, type RecordRef } from
 import { scratchKey, type RecordSummary } from './walks.ts';
 
 export { RECORD_OVERHEAD, TAG_NODE_BYTES };
+/** The largest body the store keeps (a stream's limit; a block is at most one 2 GiB arena segment). */
+export { MAX_STREAM_BYTES as MAX_STORED_BODY_BYTES } from './streams.ts';
 export type { ClaimOptions, NamespaceStats, RecordInit, RecordRef, RecordSummary, SharedRecord, SharedStoreHandle, StoreStats };
 
 /** Arena room beyond the budget, as a fraction of it: what fragmentation may use at most. */

@@ -1,6 +1,7 @@
 // Rules that span more than one value: unique names, hosts and tokens, routes that name existing
 // origins and do not collide, program roles that make sense together. They run on the typed
 // config once its shape is right, and report every violation rather than the first.
+import { MAX_STORED_BODY_BYTES } from '../../cache/index.ts';
 import type { RawProblem, Segment } from './document.ts';
 import type { Config, HttpMethod, RouteConfig } from './types.ts';
 import { formatSize } from './values.ts';
@@ -135,6 +136,8 @@ export function checkConfig(config: Omit<Config, 'file' | 'warnings'>): { errors
 
     if (t.cache.maxObjectBytes > t.cache.memoryBytes) {
       error(at('cache', 'maxObjectSize'), `expected at most cache.memory (${formatSize(t.cache.memoryBytes)}), got ${formatSize(t.cache.maxObjectBytes)}`);
+    } else if (t.cache.maxObjectBytes > MAX_STORED_BODY_BYTES) {
+      error(at('cache', 'maxObjectSize'), `expected at most ${formatSize(MAX_STORED_BODY_BYTES)} (the largest body the cache keeps), got ${formatSize(t.cache.maxObjectBytes)}`);
     }
   });
   return { errors, warnings };
