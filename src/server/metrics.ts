@@ -50,6 +50,8 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
   collectDefaultMetrics({ register: processRegistry, prefix: 'tinyedge_' });
   // Gathered from every shard once per scrape, then read by each metric's collect().
   let views: TenantView[] = [];
+  /** The shared cache's figures, read once per operator's scrape. */
+  let store: StoreStats | undefined;
   let scraping: Promise<unknown> = Promise.resolve();
   const tenants = (): TenantView[] => views;
 
@@ -121,7 +123,7 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
     ['tinyedge_cache_store_arena_limit_bytes', 'The most the arena may grow to (address space reserved at start)', (s) => s.arenaMaxBytes],
   ];
   for (const [name, help, read] of storeGauges) {
-    const metric: Gauge = new Gauge({ name, help, registers: [processRegistry], collect() { metric.set(read(server.cacheStoreStats())); } });
+    const metric: Gauge = new Gauge({ name, help, registers: [processRegistry], collect() { if (store) metric.set(read(store)); } });
   }
   histogramMetric(registry, 'tinyedge_request_duration_seconds', 'Request latency, arrival to the last byte written', () => tenants().map((t) => ({ labels: { tenant: t.name }, h: t.histograms.latency })));
   histogramMetric(registry, 'tinyedge_vm_call_duration_seconds', 'Program call latency (a request, a recv or deliver hook), by program', () =>
@@ -139,6 +141,7 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
           ...(await server.tenantStats(name)),
           origins: [...(server.tenants.get(name)?.origins ?? [])].map(([o, origin]) => ({ name: o, healthy: origin.healthy })),
         })));
+        if (tenant === null) store = server.cacheStoreStats();
         const ours = await registry.metrics();
         return tenant === null ? `${ours}\n${await processRegistry.metrics()}` : ours;
       });

@@ -52,7 +52,7 @@ test('records fill the arena past 4 GiB, each in one segment, and another thread
   const ns = store.namespace('big', 5 * GiB);
   const count = 560;
   for (let i = 0; i < count; i++) {
-    const placed = store.reserve(ns, `r${i}`, { ...wordRecord(i, 0), body: new Uint8Array(0) }, 8 * MiB + 64 * (i % 13));
+    const placed = store.reserve(ns, `r${i}`, wordRecord(i, 0), 8 * MiB + 64 * (i % 13));
     assert.ok(placed, `record ${i} stored`);
     const body = new DataView(placed.body.buffer, placed.body.byteOffset, placed.body.byteLength);
     const last = body.byteLength - 4;
