@@ -77,12 +77,14 @@ function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (li
 const PARENT_CHECK_MS = 250;
 
 /**
- * Calls `stop` once the process that started this one has ended. `npx tinyedge dev` runs this
- * process under `sh -c`: a SIGTERM to npx's PID ends npx and the shell, not this process, which
- * would go on serving with a new parent (init, or a subreaper). Polled: Node has no event for it.
+ * Calls `stop` once `parent`, the process that started this one, has ended. `npx tinyedge dev`
+ * runs this process under `sh -c`: a SIGTERM to npx's PID ends npx and the shell, not this
+ * process, which would go on serving with a new parent (init, or a subreaper). Polled: Node has no
+ * event for it. `parent` is read when dev starts, not here: the parent may end while the program
+ * loads or between the "listening" line and this call, and then the parent read here would
+ * already be the new one.
  */
-function endWithParent(stop: () => void, log: (line: string) => void): void {
-  const parent = process.ppid;
+function endWithParent(parent: number, stop: () => void, log: (line: string) => void): void {
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);
@@ -94,6 +96,7 @@ function endWithParent(stop: () => void, log: (line: string) => void): void {
 
 /** Runs `tinyedge dev` until SIGINT/SIGTERM or its parent ends; a failure to start sets the exit status. */
 export async function dev(path: string | undefined, opts: DevOptions): Promise<void> {
+  const parent = process.ppid;
   try {
     const kvm = new Kvm();
     const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -108,7 +111,7 @@ export async function dev(path: string | undefined, opts: DevOptions): Promise<v
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    endWithParent(stop, log);
+    endWithParent(parent, stop, log);
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       process.stderr.write(`tinyedge: ${err.message}\n`);
