@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastResponse, RawRequest } from '../cache/index.ts';
 import { isFixedHopByHop } from '../cache/hop-by-hop.ts';
+import { holdUntilTurnEnds } from './turn-writes.ts';
 
 /** A request in the fast shape: what the cache's raw path reads, and whether the connection ends after it. */
 export interface FastRequest extends RawRequest {
@@ -273,6 +274,8 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   function write(req: FastRequest, answer: FastResponse): boolean {
     const close = req.close || conns.closing;
     const { head, body } = answer;
+    // Leaves with the other answers of this turn (turn-writes.ts); `end()` lets it go at once.
+    holdUntilTurnEnds(socket);
     let flowing: boolean;
     if (close) {
       // As Node does: say so, answer, end; whatever the client sent after is not read.

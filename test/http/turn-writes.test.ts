@@ -1,0 +1,89 @@
+// Answers written in one turn of the event loop leave together at its end (src/http/turn-writes.ts):
+// until then they wait in the socket's stream, not in the kernel, and a socket that ends or is
+// destroyed meanwhile is no trouble. Real TCP over loopback.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, connect, type Socket } from 'node:net';
+import { holdUntilTurnEnds } from '../../src/http/turn-writes.ts';
+
+/** A connected pair over loopback: `ours` writes, `peer` collects what arrives. */
+async function pair(): Promise<{ ours: Socket; peer: Socket; received: () => string; close: () => void }> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  const accepted = once(server, 'connection');
+  const peer = connect(port, '127.0.0.1');
+  const [ours] = (await accepted) as [Socket];
+  let text = '';
+  peer.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  return {
+    ours,
+    peer,
+    received: () => text,
+    close: () => {
+      ours.destroy();
+      peer.destroy();
+      server.close();
+    },
+  };
+}
+
+const turnEnds = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+test('writes of one turn wait in the stream until the turn ends, then leave in order', async () => {
+  const p = await pair();
+  holdUntilTurnEnds(p.ours);
+  p.ours.write('first ');
+  holdUntilTurnEnds(p.ours);
+  p.ours.write('second');
+  // Held: nothing handed to the kernel yet.
+  assert.equal(p.ours.writableCorked, 2);
+  assert.equal(p.ours.writableLength, 'first second'.length);
+  await turnEnds();
+  assert.equal(p.ours.writableCorked, 0);
+  while (p.received().length < 12) await once(p.peer, 'data');
+  assert.equal(p.received(), 'first second');
+  p.close();
+});
+
+test('sockets written in the same turn all go at its end; a write in a later turn is held again', async () => {
+  const a = await pair();
+  const b = await pair();
+  holdUntilTurnEnds(a.ours);
+  a.ours.write('to a');
+  holdUntilTurnEnds(b.ours);
+  b.ours.write('to b');
+  assert.equal(a.ours.writableLength + b.ours.writableLength, 8);
+  await turnEnds();
+  assert.equal(a.ours.writableCorked + b.ours.writableCorked, 0);
+  holdUntilTurnEnds(a.ours);
+  a.ours.write(' again');
+  assert.equal(a.ours.writableCorked, 1);
+  await turnEnds();
+  while (a.received().length < 10) await once(a.peer, 'data');
+  while (b.received().length < 4) await once(b.peer, 'data');
+  assert.equal(a.received(), 'to a again');
+  assert.equal(b.received(), 'to b');
+  a.close();
+  b.close();
+});
+
+test('end() sends a held answer at once, and a socket destroyed while held is let go without error', async () => {
+  const ended = await pair();
+  holdUntilTurnEnds(ended.ours);
+  ended.ours.end('last words');
+  assert.equal(ended.ours.writableCorked, 0);
+  await once(ended.peer, 'end');
+  assert.equal(ended.received(), 'last words');
+
+  const gone = await pair();
+  holdUntilTurnEnds(gone.ours);
+  gone.ours.write('never sent');
+  gone.ours.destroy();
+  await turnEnds();
+  assert.equal(gone.ours.destroyed, true);
+  ended.close();
+  gone.close();
+});
