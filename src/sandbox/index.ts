@@ -11,6 +11,7 @@ export { Program, type ExportedProgram, type LoadTiming, type LocalProgramOption
 export { Instance, type BatchItem, type BatchOutcome, type CallOptions, type CallResult, type CallUsage, type HostCalls } from './instance.ts';
 export { MAX_BATCH } from './batch-abi.ts';
 export { ProgramPool, QueueFullError, DEFAULT_SLICE_MS, type PoolProgramOptions, type ProgramPoolOptions } from './program-pool.ts';
+export { atTurnEnd, type TurnEndRound } from './turn-end.ts';
 export { ProgramLoadError, type Warmup } from './loaders.ts';
 export type { LoadStage } from './loader-protocol.ts';
 export { runProcess, processStdio, type ProcessExit, type ProcessOptions } from './process.ts';

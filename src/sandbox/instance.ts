@@ -373,6 +373,11 @@ export class Instance {
     return this.dirty ? this.resetNow() : 0;
   }
 
+  /** Whether `reset()` has work to do: the last call left the instance to be reset later. */
+  get resetPending(): boolean {
+    return this.dirty;
+  }
+
   /** VM exits of this instance since it was made, and of them the timer's interrupts. */
   get exits(): { all: number; timer: number } {
     return { all: this.machine.exits, timer: this.machine.timerExits };

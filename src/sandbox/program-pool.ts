@@ -16,6 +16,7 @@ import type { ProgramOptions, SandboxRequest } from './types.ts';
 import { SandboxError } from '../vmm/errors.ts';
 import { installTimeoutSignalHandler } from '../vmm/run/timer.ts';
 import { Turns } from './turns.ts';
+import { atTurnEnd } from './turn-end.ts';
 import { MAX_BATCH } from './batch-abi.ts';
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
 import { performance } from 'node:perf_hooks';
@@ -346,9 +347,12 @@ export class ProgramPool {
     // answers only part of its batches (large answers, or a program that will not) gets smaller ones.
     if (back.length > 0) entry.batchLimit = Math.max(Math.min(2, maxBatchOf(entry.options)), Math.min(entry.batchLimit, 2 * (batch.length - back.length)));
     for (const w of back.reverse()) this.enqueue(entry, w, true);
-    // After the callers have their answers (their continuations run before this turn's
-    // immediates): reset, then the instance serves the next requests.
-    setImmediate(() => {
+    // The instance serves the next requests once reset. One to reset waits for the turn's end,
+    // after the answers have left (turn-end.ts): the reset is never on their path. One with
+    // nothing to reset (a persistent program's) serves at once, as its callers' answers are held
+    // to leave at the turn's end anyway; or, when it takes batches, at the turn's end too, before
+    // the answers leave, so that the requests this turn brought go into its next batch together.
+    const giveBack = (): void => {
       entry.inflight -= batch.length;
       try {
         if (instance.broken) throw new Error('its last call failed in the host');
@@ -366,7 +370,10 @@ export class ProgramPool {
       entry.free.push(instance);
       this.dispatch(entry);
       this.closeIfIdle(entry);
-    });
+    };
+    if (instance.resetPending || instance.broken) atTurnEnd(giveBack, 'then');
+    else if (batchable(entry) && maxBatchOf(entry.options) > 1) atTurnEnd(giveBack, 'first');
+    else giveBack();
   }
 
   private closeIfIdle(entry: Entry): void {

@@ -1,11 +1,16 @@
 // Answers written in one turn of the event loop leave together at its end (src/http/turn-writes.ts):
-// until then they wait in the socket's stream, not in the kernel, and a socket that ends or is
-// destroyed meanwhile is no trouble. Real TCP over loopback.
+// until then they wait in the socket's stream, not in the kernel; a socket that ends or is
+// destroyed meanwhile is no trouble; and they leave before the instances that made them are reset.
+// Real TCP over loopback, a real program in its VM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { holdUntilTurnEnds } from '../../src/http/turn-writes.ts';
+import { ProgramPool } from '../../src/sandbox/program-pool.ts';
+import { buildGuest } from '../helpers/guests.ts';
+import { needsKvm } from '../helpers/kvm.ts';
 
 /** A connected pair over loopback: `ours` writes, `peer` collects what arrives. */
 async function pair(): Promise<{ ours: Socket; peer: Socket; received: () => string; close: () => void }> {
@@ -86,4 +91,31 @@ test('end() sends a held answer at once, and a socket destroyed while held is le
   assert.equal(gone.ours.destroyed, true);
   ended.close();
   gone.close();
+});
+
+test("a program's answer written when its call returns leaves before its instance is reset", needsKvm(), async () => {
+  const pool = await ProgramPool.start();
+  await pool.load('t/fresh@1', readFileSync(buildGuest('sdk_misbehave')), { mode: 'sdk', name: 'fresh', concurrency: 1, queueTimeoutMs: 1000 });
+  const p = await pair();
+  try {
+    let atReset: { corked: number; unsent: number } | undefined;
+    const reset = new Promise<void>((resolve) => {
+      const settled = (): void => {
+        atReset = { corked: p.ours.writableCorked, unsent: p.ours.writableLength };
+        resolve();
+      };
+      void pool.call('t/fresh@1', { method: 'GET', url: '/', headers: [['Host', 'test']], body: new Uint8Array(0) }, { usage: { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0, settled } }).then((r) => {
+        holdUntilTurnEnds(p.ours);
+        p.ours.write(r.body);
+      });
+    });
+    await reset;
+    // The reset ran after the answer went to the kernel.
+    assert.deepEqual(atReset, { corked: 0, unsent: 0 });
+    while (p.received().length < 'ok served=0\n'.length) await once(p.peer, 'data');
+    assert.equal(p.received(), 'ok served=0\n');
+  } finally {
+    p.close();
+    await pool.close();
+  }
 });

@@ -66,14 +66,21 @@ describe('loading and unloading program versions', needsKvm(), () => {
   async function cycle(n: number): Promise<void> {
     const key = `t/echo@${n}`;
     await pool.load(key, elf, options, { req: get('/warm'), phase: 'generate' }, async (exported) => shard.adopt(key, exported, options));
-    // Two at once on each pool: two instances (VMs) per version per pool.
-    const answers = await Promise.all([pool, pool, shard, shard].map((p, i) => p.call(key, get(`/v${n}/${i}`))));
+    // Two at once on each pool: two instances (VMs) per version per pool. A call's usage is
+    // settled once its instance is reset, and the pool closes an unloaded version's VMs then.
+    const resets: Array<Promise<void>> = [];
+    const answers = await Promise.all(
+      [pool, pool, shard, shard].map((p, i) => {
+        let settled!: () => void;
+        resets.push(new Promise<void>((resolve) => (settled = resolve)));
+        return p.call(key, get(`/v${n}/${i}`), { usage: { guestUs: 0, runUs: 0, exits: 0, dirtyPages: 0, settled } });
+      }),
+    );
     for (const [i, r] of answers.entries()) assert.match(Buffer.from(r.body).toString(), new RegExp(`^echo /v${n}/${i}\\n$`));
     pool.unload(key);
     shard.unload(key);
-    // The instances' resets run after the answers; the versions close once those are done.
-    await new Promise((resolve) => setImmediate(resolve));
-    await new Promise((resolve) => setImmediate(resolve));
+    // The instances' resets run after the answers; the versions close as the last one ends.
+    await Promise.all(resets);
   }
 
   test(`${CYCLES} versions later the process holds the fds and mappings it held after the first`, async () => {
