@@ -319,12 +319,18 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
         const cut = setTimeout(() => {
           server.closeAllConnections();
           for (const socket of lingering) socket.destroy();
-          for (const socket of raw.answering) socket.destroy();
+          // Those answering, and those ended after a held answer whose client has not closed.
+          for (const socket of raw.all) socket.destroy();
         }, CLOSE_GRACE_MS);
         cut.unref();
-        // Raw connections are idle between requests; one whose answer is being made ends after it.
+        // Raw connections are idle between requests; one whose answer is being made ends after it,
+        // and one whose answer is held to leave at the turn's end (turn-writes.ts) ends once sent.
         raw.closing = true;
-        for (const socket of raw.all) if (!raw.answering.has(socket)) socket.destroy();
+        for (const socket of raw.all) {
+          if (raw.answering.has(socket)) continue;
+          if (socket.writableLength > 0) socket.end();
+          else socket.destroy();
+        }
         if (listener === server) {
           server.close(() => {
             clearTimeout(cut);

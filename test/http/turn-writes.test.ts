@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { startFront } from '../../src/http/front.ts';
+import type { FastPath } from '../../src/http/fast-path.ts';
 import { holdUntilTurnEnds } from '../../src/http/turn-writes.ts';
 import { ProgramPool } from '../../src/sandbox/program-pool.ts';
 import { buildGuest } from '../helpers/guests.ts';
@@ -118,4 +120,25 @@ test("a program's answer written when its call returns leaves before its instanc
     p.close();
     await pool.close();
   }
+});
+
+test('a front closed in the turn an answer was made still sends that answer whole', async () => {
+  const body = Buffer.from('answered before the close\n');
+  const answer = { status: 200, head: Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`), body };
+  let closing: Promise<void> | undefined;
+  const fastPath: FastPath = () => {
+    const made = Promise.resolve(answer);
+    // Runs after the front has written (and held) the answer, in the same turn: the front
+    // attaches its own reaction after this one, and this one waits one more microtask.
+    void made.then(() => Promise.resolve().then(() => (closing = front.close())));
+    return made;
+  };
+  const front = await startFront(() => undefined, { fastPath });
+  const socket = connect(front.port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  socket.write('GET /x HTTP/1.1\r\nHost: test\r\n\r\n');
+  await once(socket, 'close');
+  await closing;
+  assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nanswered before the close\n$/);
 });
