@@ -36,4 +36,6 @@ export type FromLoader =
   | { type: 'ready' }
   | { type: 'built'; id: number; program: ExportedProgram }
   | { type: 'failed'; id: number; kind: SandboxFailureKind; message: string; stage: LoadStage }
+  /** Build `id`'s snapshot and VM shells are closed: the loader holds nothing of it. */
+  | { type: 'released'; id: number }
   | { type: 'host'; id: number; callId: number; op: HostOp; args: unknown[] };

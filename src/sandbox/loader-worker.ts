@@ -91,6 +91,7 @@ port.on('message', (msg: ToLoader) => {
       break;
     case 'release':
       release(msg.id);
+      send({ type: 'released', id: msg.id });
       break;
     case 'exit':
       for (const id of [...built.keys()]) release(id);

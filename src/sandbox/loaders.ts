@@ -22,10 +22,13 @@ export class ProgramLoadError extends SandboxError {
   }
 }
 
-/** A finished build: the program to adopt, and `release()` once every adopter has it. */
+/**
+ * A finished build: the program to adopt, and `release()` once every adopter has it, which
+ * settles when the loader has closed its copy (or is gone): never rejects.
+ */
 export interface Build {
   program: ExportedProgram;
-  release(): void;
+  release(): Promise<void>;
 }
 
 /**
@@ -53,6 +56,8 @@ export class Loaders {
   private readonly loaders = new Set<Worker>();
   private readonly idle: Worker[] = [];
   private readonly pending = new Map<number, PendingBuild>();
+  /** Releases sent and not yet acknowledged, by build id. */
+  private readonly releasing = new Map<number, { loader: Worker; done(): void }>();
   private nextId = 1;
   private closed = false;
 
@@ -86,14 +91,17 @@ export class Loaders {
       this.giveBack(loader);
       throw err;
     }
-    let released = false;
+    let released: Promise<void> | undefined;
     return {
       program,
       release: () => {
-        if (released) return;
-        released = true;
-        loader.postMessage({ type: 'release', id } satisfies ToLoader);
-        this.giveBack(loader);
+        released ??= new Promise<void>((done) => {
+          if (this.closed || !this.loaders.has(loader)) return done();
+          this.releasing.set(id, { loader, done });
+          loader.postMessage({ type: 'release', id } satisfies ToLoader);
+          this.giveBack(loader);
+        });
+        return released;
       },
     };
   }
@@ -105,6 +113,8 @@ export class Loaders {
       this.pending.delete(id);
       p.reject(new SandboxError('internal', 'the loaders were closed'));
     }
+    for (const r of this.releasing.values()) r.done();
+    this.releasing.clear();
     await Promise.all([...this.loaders].map((w) => w.terminate()));
   }
 
@@ -122,6 +132,7 @@ export class Loaders {
         this.onMessage(worker, msg);
       });
       worker.on('exit', (code) => {
+        this.releasesEnded(worker);
         const known = this.loaders.delete(worker);
         const i = this.idle.indexOf(worker);
         if (i >= 0) this.idle.splice(i, 1);
@@ -163,6 +174,16 @@ export class Loaders {
       this.pending.delete(id);
       p.reject(new SandboxError('internal', `loader thread failed: ${err.message}`));
     }
+    this.releasesEnded(loader);
+  }
+
+  /** A loader that ended (told to, or not) holds nothing any more. */
+  private releasesEnded(loader: Worker): void {
+    for (const [id, r] of this.releasing) {
+      if (r.loader !== loader) continue;
+      this.releasing.delete(id);
+      r.done();
+    }
   }
 
   private onMessage(loader: Worker, msg: FromLoader): void {
@@ -171,6 +192,11 @@ export class Loaders {
       return;
     }
     if (msg.type === 'ready') return;
+    if (msg.type === 'released') {
+      this.releasing.get(msg.id)?.done();
+      this.releasing.delete(msg.id);
+      return;
+    }
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);

@@ -114,7 +114,8 @@ export class ProgramPool {
   /**
    * Loads `elf` as program `key`: a loader thread boots, initialises and snapshots it and runs
    * `warmup` on it; then this thread adopts the snapshot, and so does `alsoAdopt` (other threads'
-   * pools) before the loader lets the build go. Fails, changing nothing here, if a step fails.
+   * pools) before the loader lets the build go. Settles once the loader holds nothing of the
+   * build. Fails, changing nothing here, if a step fails.
    */
   async load(key: string, elf: Buffer, options: PoolProgramOptions, warmup?: Warmup, alsoAdopt?: (program: ExportedProgram) => Promise<void>): Promise<{ timing: LoadTiming; snapshotPages: number }> {
     if (this.programs.has(key) || this.loading.has(key)) throw new Error(`program ${key} is already loaded`);
@@ -140,8 +141,8 @@ export class ProgramPool {
       return { timing: build.program.timing, snapshotPages: build.program.snapshot.pageCount };
     } finally {
       // Adopting duplicated the snapshot's descriptor: the loader's copy can go.
-      build?.release();
       this.loading.delete(key);
+      await build?.release();
     }
   }
 

@@ -3,7 +3,8 @@
 // pool that loads it and on one that adopts it), its VMs' fds, guest memory mappings and kvm_run
 // pages — is given back when it is unloaded. Counted from /proc/self (fds by kind, mappings by
 // kind and size), never timed: after the cycles, with the threads' idle VM shells drained, the
-// counts are those of before.
+// counts are those of before. The loader's copy of each build is closed before `load` settles, so
+// the counts do not depend on how soon the loader thread runs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
