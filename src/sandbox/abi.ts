@@ -128,48 +128,54 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   // Offsets below are from `region`: the bytes may be a copy (GuestMemory.writable), not guest memory itself.
   const out = mem.writable(region, total);
   const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const u64 = (at: number, value: number): void => {
-    v.setUint32(at, value >>> 0, true);
-    v.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
-  };
   const headersAt = TE_REQUEST.SIZE;
   let cursor = headersAt + headerCount * TE_HEADER.SIZE;
-  const putString = (text: string, at: number): void => {
-    const n = writeText(buf, text, cursor, wide);
-    u64(at + TE_STR.ptr, region + cursor);
-    u64(at + TE_STR.len, n);
-    cursor += n;
-  };
   buf.fill(0, 0, TE_REQUEST.SIZE);
-  v.setUint32(TE_REQUEST.abi_version, layout.abiVersion ?? ABI_VERSION, true);
-  v.setUint32(TE_REQUEST.header_count, req.headers.length, true);
-  putString(req.method, TE_REQUEST.method);
-  putString(req.url, TE_REQUEST.url);
-  putString(path, TE_REQUEST.path);
-  putString(query, TE_REQUEST.query);
+  buf.writeUInt32LE(layout.abiVersion ?? ABI_VERSION, TE_REQUEST.abi_version);
+  buf.writeUInt32LE(req.headers.length, TE_REQUEST.header_count);
+  cursor = putString(buf, region, cursor, req.method, TE_REQUEST.method, wide);
+  cursor = putString(buf, region, cursor, req.url, TE_REQUEST.url, wide);
+  cursor = putString(buf, region, cursor, path, TE_REQUEST.path, wide);
+  cursor = putString(buf, region, cursor, query, TE_REQUEST.query, wide);
   out.set(req.body, cursor);
-  u64(TE_REQUEST.body + TE_STR.ptr, region + cursor);
-  u64(TE_REQUEST.body + TE_STR.len, req.body.length);
+  putU64(buf, TE_REQUEST.body + TE_STR.ptr, region + cursor);
+  putU64(buf, TE_REQUEST.body + TE_STR.len, req.body.length);
   cursor += req.body.length;
-  u64(TE_REQUEST.headers, region + headersAt);
+  putU64(buf, TE_REQUEST.headers, region + headersAt);
   out.set(random, TE_REQUEST.random);
   let at = headersAt;
-  for (const list of [req.headers, respHeaders]) {
-    for (const [name, value] of list) {
-      putString(name, at + TE_HEADER.name);
-      putString(value, at + TE_HEADER.value);
-      at += TE_HEADER.SIZE;
-    }
+  for (let i = 0; i < headerCount; i++) {
+    const [name, value] = i < req.headers.length ? req.headers[i]! : respHeaders[i - req.headers.length]!;
+    cursor = putString(buf, region, cursor, name, at + TE_HEADER.name, wide);
+    cursor = putString(buf, region, cursor, value, at + TE_HEADER.value, wide);
+    at += TE_HEADER.SIZE;
   }
-  v.setUint32(TE_REQUEST.phase, PHASES[phase], true);
-  v.setUint32(TE_REQUEST.resp_status, response?.status ?? 0, true);
-  v.setUint32(TE_REQUEST.resp_header_count, respHeaders.length, true);
+  buf.writeUInt32LE(PHASES[phase], TE_REQUEST.phase);
+  buf.writeUInt32LE(response?.status ?? 0, TE_REQUEST.resp_status);
+  buf.writeUInt32LE(respHeaders.length, TE_REQUEST.resp_header_count);
   const flags = (layout.presnapshot === true ? TE_REQUEST_WARMUP | TE_REQUEST_PRESNAPSHOT : layout.warmup === true ? TE_REQUEST_WARMUP : 0)
     | (layout.liveUpdate === true ? TE_REQUEST_LIVE_UPDATE : 0) | (layout.liveRestore === true ? TE_REQUEST_LIVE_RESTORE : 0);
-  v.setUint32(TE_REQUEST.flags, flags, true);
-  u64(TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
+  buf.writeUInt32LE(flags, TE_REQUEST.flags);
+  putU64(buf, TE_REQUEST.resp_headers, region + headersAt + req.headers.length * TE_HEADER.SIZE);
   return { at: region, bytes: total };
+}
+
+/** A 64-bit little-endian value below 2^53 at `at`. */
+function putU64(buf: Buffer, at: number, value: number): void {
+  buf.writeUInt32LE(value >>> 0, at);
+  buf.writeUInt32LE(Math.floor(value / 2 ** 32), at + 4);
+}
+
+/**
+ * Writes `text` at `cursor` (the layout's offset from guest address `region`) and the te_str at
+ * `at` that points to it; answers the cursor after it. Functions of the module, not closures: this
+ * runs for every string of every request.
+ */
+function putString(buf: Buffer, region: number, cursor: number, text: string, at: number, wide: boolean): number {
+  const n = writeText(buf, text, cursor, wide);
+  putU64(buf, at + TE_STR.ptr, region + cursor);
+  putU64(buf, at + TE_STR.len, n);
+  return cursor + n;
 }
 
 /** Whether `text` has a character wider than a byte (a loop: cheaper than a regular expression on short strings). */
@@ -232,6 +238,17 @@ function badResponse(message: string): SandboxError {
 }
 
 const EMPTY = new Uint8Array(0);
+
+// The errors of a response's bounds, made only when one is crossed (functions of the module: a
+// closure per response would be made on every answer).
+const responseBound = (message: string): SandboxError => badResponse(`response ${message}`);
+const tagsTooLong = (n: number): SandboxError => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`);
+const urlTooLong = (n: number): SandboxError => badResponse(`rewritten URL of ${n} bytes (at most ${MAX_URL_BYTES})`);
+
+/** A te_response's time in ms at `at` as seconds; a negative time (its sign bit set) is "not set". */
+function secondsAt(mem: GuestMemory, at: number): number | undefined {
+  return (mem.u32(at + 4) & 0x8000_0000) !== 0 ? undefined : mem.u64(at) / 1000;
+}
 
 /**
  * The te_str at `at` as a view of guest memory (no copy), its length bounded by `max` before the
@@ -296,14 +313,12 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
   const bodyLen = mem.u64(addr + TE_RESPONSE.body + TE_STR.len);
   if (bodyLen > maxBytes) throw badResponse(`response body of ${bodyLen} bytes exceeds the limit of ${maxBytes}`);
   // Every size is bounded before anything is decoded: strings are made only of bytes that fit.
-  const spans = headerSpans(mem, mem.u64(addr + TE_RESPONSE.headers), mem.u32(addr + TE_RESPONSE.header_count), (m) => badResponse(`response ${m}`));
+  const spans = headerSpans(mem, mem.u64(addr + TE_RESPONSE.headers), mem.u32(addr + TE_RESPONSE.header_count), responseBound);
   let total = bodyLen;
   for (let i = 0; i < spans.length; i += 4) total += spans[i + 1]! + spans[i + 3]!;
   if (total > maxBytes) throw badResponse(`response exceeds the limit of ${maxBytes} bytes`);
-  const tagBytes = strView(mem, addr + TE_RESPONSE.tags, MAX_CACHE_TAGS_BYTES, (n) => badResponse(`cache tags of ${n} bytes (at most ${MAX_CACHE_TAGS_BYTES})`));
-  const rewritten = phase === 'recv' && (flags & TE_REWRITE_URL) !== 0
-    ? strView(mem, addr + TE_RESPONSE.url, MAX_URL_BYTES, (n) => badResponse(`rewritten URL of ${n} bytes (at most ${MAX_URL_BYTES})`))
-    : undefined;
+  const tagBytes = strView(mem, addr + TE_RESPONSE.tags, MAX_CACHE_TAGS_BYTES, tagsTooLong);
+  const rewritten = phase === 'recv' && (flags & TE_REWRITE_URL) !== 0 ? strView(mem, addr + TE_RESPONSE.url, MAX_URL_BYTES, urlTooLong) : undefined;
 
   const headers: Array<[string, string]> = [];
   for (let i = 0; i < spans.length; i += 4) {
@@ -317,10 +332,10 @@ function decodeResponse(mem: GuestMemory, addr: number, maxBytes: number, phase:
   }
   const tags = tagBytes.length === 0 ? [] : dec.decode(tagBytes).split(/\s+/).filter(Boolean);
   if (tags.length > MAX_CACHE_TAGS) throw badResponse(`${tags.length} cache tags (at most ${MAX_CACHE_TAGS})`);
-  const body = Buffer.from(strView(mem, addr + TE_RESPONSE.body, maxBytes, (n) => badResponse(`response body of ${n} bytes exceeds the limit of ${maxBytes}`)));
-  // A negative time (its sign bit set) is "not set".
-  const ms = (at: number): number | undefined => ((mem.u32(at + 4) & 0x8000_0000) !== 0 ? undefined : mem.u64(at) / 1000);
-  const decoded: DecodedResponse = { status, headers, body, cache: { ttl: ms(addr + TE_RESPONSE.ttl_ms), grace: ms(addr + TE_RESPONSE.grace_ms), keep: ms(addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 }, resetAfter: (flags & TE_RESET_AFTER) !== 0 };
+  // Its length was bounded above; copied straight out (the instance is about to be reset).
+  const body = mem.copy(mem.u64(addr + TE_RESPONSE.body + TE_STR.ptr), bodyLen);
+  const cache: CachePolicy = { ttl: secondsAt(mem, addr + TE_RESPONSE.ttl_ms), grace: secondsAt(mem, addr + TE_RESPONSE.grace_ms), keep: secondsAt(mem, addr + TE_RESPONSE.keep_ms), tags, uncacheable: (flags & TE_UNCACHEABLE) !== 0 };
+  const decoded: DecodedResponse = { status, headers, body, cache, resetAfter: (flags & TE_RESET_AFTER) !== 0 };
   if (phase === 'recv') {
     const url = rewritten === undefined ? undefined : dec.decode(rewritten);
     if (url !== undefined && !/^\/[^\s]*$/.test(url)) throw badResponse(`invalid rewritten URL ${JSON.stringify(url.slice(0, 100))}`);
