@@ -130,7 +130,7 @@ export function layRequest(mem: GuestMemory, region: number, size: number, req: 
   const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   const headersAt = TE_REQUEST.SIZE;
   let cursor = headersAt + headerCount * TE_HEADER.SIZE;
-  buf.fill(0, 0, TE_REQUEST.SIZE);
+  out.fill(0, 0, TE_REQUEST.SIZE);
   buf.writeUInt32LE(layout.abiVersion ?? ABI_VERSION, TE_REQUEST.abi_version);
   buf.writeUInt32LE(req.headers.length, TE_REQUEST.header_count);
   cursor = putString(buf, region, cursor, req.method, TE_REQUEST.method, wide);
