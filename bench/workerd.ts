@@ -271,12 +271,43 @@ async function callResetUs(children: Children, cpu: string | undefined): Promise
   }
 }
 
+/** node:http's hello at about serve's request rate: its CPU per response there, and the rate it ran at. */
+interface PacedNode {
+  requestsPerSec: number;
+  serverUs: number;
+}
+
+/**
+ * node:http's hello again, each connection pausing between requests so that it answers about as
+ * many a second as `tinyedge serve` did: what a request costs node:http at that rate (at full
+ * load many requests share each wake-up and each of wrk's, so a request costs it less). Context
+ * for the ceiling, which takes node:http's full-load figure.
+ */
+async function pacedNode(rows: Row[], opts: Options, children: Children, dir: string, cpus: { server?: string; wrk?: string }): Promise<PacedNode | undefined> {
+  const te = rows.find((r) => r.server === 'tinyedge')?.result;
+  const node = rows.find((r) => r.server === 'node');
+  if (te === undefined || node?.result === undefined) return undefined;
+  // Offered load ≈ connections / (pause + latency); node:http's latency at that load is ~0.1 ms.
+  const paceMs = Math.max(1, Math.round((opts.connections / te.requestsPerSec) * 1000 - 0.1));
+  const server = await startNodeHello(children, dir, cpus.server);
+  try {
+    const url = `${server.url}/`;
+    if (opts.warmupSec > 0) await runWrkWithHeaders({ url, connections: opts.connections, durationSec: opts.warmupSec, cpu: cpus.wrk, paceMs }, WRK_HEADERS, children);
+    const before = sampleCpu(cpus.server, server.child.process.pid);
+    const result = await runWrkWithHeaders({ url, connections: opts.connections, durationSec: opts.durationSec, cpu: cpus.wrk, paceMs }, WRK_HEADERS, children);
+    const serverUs = serverUsPerResponse(before, sampleCpu(cpus.server, server.child.process.pid), wrkRequests(result.raw));
+    return serverUs === undefined || result.errors > 0 ? undefined : { requestsPerSec: result.requestsPerSec, serverUs };
+  } finally {
+    await children.stop(server.child);
+  }
+}
+
 /**
  * Issue 12's one-core targets for serve: its ceiling, and its tail against workerd's and its own
  * p50. The ceiling's call + reset is the mean of the p50s measured just before and just after the
- * serve row (`beside`).
+ * serve row (`beside`). `paced`: node:http at serve's rate, printed beside the ceiling as context.
  */
-function printCeiling(rows: Row[], beside: ReadonlyArray<number | undefined>): void {
+function printCeiling(rows: Row[], beside: ReadonlyArray<number | undefined>, paced: PacedNode | undefined): void {
   const te = rows.find((r) => r.server === 'tinyedge')?.result;
   const node = rows.find((r) => r.server === 'node')?.result;
   const wd = rows.find((r) => r.server === 'workerd')?.result;
@@ -293,6 +324,14 @@ function printCeiling(rows: Row[], beside: ReadonlyArray<number | undefined>): v
   const parts = `${measured[0]!.toFixed(0)} µs before the serve row, ${measured[1]!.toFixed(0)} after`;
   console.log(`one-core ceiling: 1 / (call + reset ${callUs.toFixed(0)} µs in-process on the server's CPU (${parts}) + node:http ${nodeUs.toFixed(0)} µs per request) = ${Math.round(ceiling).toLocaleString('en-US')} req/s`);
   console.log(`target serve ≥ ${TARGET_CEILING_RATIO}× the ceiling: ${ratio.toFixed(2)}× → ${verdict(ratio >= TARGET_CEILING_RATIO)}`);
+  if (paced !== undefined) {
+    const nodeFullUs = rows.find((r) => r.server === 'node')?.serverUs;
+    const likeForLike = te.requestsPerSec * (callUs + paced.serverUs) / 1e6;
+    console.log(
+      `context: node:http's hello paced to ${Math.round(paced.requestsPerSec).toLocaleString('en-US')} req/s (about serve's rate) costs ${paced.serverUs.toFixed(0)} µs of CPU a request, ` +
+        `against ${nodeFullUs === undefined ? '?' : nodeFullUs.toFixed(0)} at full load; with that figure the ceiling would be ${Math.round(1e6 / (callUs + paced.serverUs)).toLocaleString('en-US')} req/s and serve ${likeForLike.toFixed(2)}× it (not the target's formula)`,
+    );
+  }
   if (wd !== undefined) console.log(`target serve p99 ≤ ${TARGET_P99_VS_WORKERD}× workerd's: ${(te.p99Ms / wd.p99Ms).toFixed(2)}× → ${verdict(te.p99Ms / wd.p99Ms <= TARGET_P99_VS_WORKERD)}`);
   console.log(`target serve p99 ≤ ${TARGET_P99_VS_OWN_P50}× its p50: ${(te.p99Ms / te.p50Ms).toFixed(2)}× → ${verdict(te.p99Ms / te.p50Ms <= TARGET_P99_VS_OWN_P50)}`);
 }
@@ -383,7 +422,7 @@ async function main(): Promise<number> {
   }
   printTargets(rows);
   printPersistentTargets(rows);
-  if (mode?.mode === 'serve') printCeiling(rows, callResetBeside);
+  if (mode?.mode === 'serve') printCeiling(rows, callResetBeside, await pacedNode(rows, opts, children, dir, { server: serverCpu, wrk: wrkCpu }));
   const failed = rows.filter((r) => r.problems.length > 0);
   for (const row of failed) for (const p of row.problems) console.log(`  ! ${row.label}: ${p}`);
   if (failed.length > 0) console.log('FAILED: the rows marked ! are not valid measurements');

@@ -72,7 +72,7 @@ export async function runWrk(run: WrkRun, children: Children): Promise<WrkResult
  * `Cache-Control: no-store`, which makes a cache pass every request to its backend.
  */
 export async function runWrkWithHeaders(run: WrkRun, headers: readonly string[], children: Children): Promise<WrkResult> {
-  const args = ['-t1', `-c${run.connections}`, `-d${run.durationSec}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), run.url];
+  const args = ['-t1', `-c${run.connections}`, `-d${run.durationSec}s`, '--latency', ...paceArgs(run.paceMs), ...headers.flatMap((h) => ['-H', h]), run.url];
   const child = children.spawn('wrk', args, run.cpu);
   const code = await child.exited;
   if (code !== 0) throw new Error(`wrk exited with ${code}:\n${child.output()}`);
