@@ -138,8 +138,8 @@ const failure = (err: unknown): Buffer => {
 export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limits: FastLimits, conns: RawConnections): void {
   let pending: Buffer | null = null;
   let handedOff = false;
-  /** An answer is being made: requests pipelined behind it wait their turn in `pending`. */
-  let answering = false;
+  /** The request whose answer is being made: requests pipelined behind it wait their turn in `pending`. */
+  let answering: FastRequest | null = null;
   /** Reading stopped because too much arrived while answering. */
   let heldBack = false;
   /** The client finished sending (the front's sockets allow half-open connections). */
@@ -203,7 +203,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
 
   function onData(chunk: Buffer): void {
     pending = pending === null ? chunk : Buffer.concat([pending, chunk]);
-    if (answering) {
+    if (answering !== null) {
       // Pipelined behind an answer being made: kept for later, within bounds.
       if (pending.length > maxHeadBytes && !heldBack) {
         heldBack = true;
@@ -216,7 +216,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
 
   /** Answers the complete requests buffered in `pending`, in order, until one is declined or must wait. */
   function answerPending(): void {
-    while (pending !== null && !handedOff && !answering) {
+    while (pending !== null && !handedOff && answering === null) {
       const buf: Buffer = pending;
       const end: number = buf.indexOf(CRLFCRLF);
       if (end < 0) {
@@ -234,30 +234,40 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
       }
       pending = buf.length > end + 4 ? buf.subarray(end + 4) : null;
       if (answer instanceof Promise) {
-        answering = true;
+        answering = req;
         conns.answering.add(socket);
         deadline = 'none';
-        const settle = (a: FastResponse | Buffer): void => {
-          answering = false;
-          conns.answering.delete(socket);
-          if (socket.destroyed) return;
-          if (Buffer.isBuffer(a)) {
-            socket.end(a);
-            return;
-          }
-          if (!write(req, a)) return;
-          if (heldBack) {
-            heldBack = false;
-            socket.resume();
-          }
-          answerPending();
-          if (clientEnded && !answering && !handedOff) socket.end();
-        };
-        void answer.then(settle, (err: unknown) => settle(failure(err)));
+        void answer.then(settle, settleFailed);
         return;
       }
       if (!write(req, answer)) return;
     }
+  }
+
+  /**
+   * The answer being made (for `answering`) is ready: out it goes, then the requests behind it.
+   * One pair of handlers per connection, not per request: one answer is made at a time.
+   */
+  function settle(a: FastResponse | Buffer): void {
+    const req = answering!;
+    answering = null;
+    conns.answering.delete(socket);
+    if (socket.destroyed) return;
+    if (Buffer.isBuffer(a)) {
+      socket.end(a);
+      return;
+    }
+    if (!write(req, a)) return;
+    if (heldBack) {
+      heldBack = false;
+      socket.resume();
+    }
+    answerPending();
+    if (clientEnded && answering === null && !handedOff) socket.end();
+  }
+
+  function settleFailed(err: unknown): void {
+    settle(failure(err));
   }
 
   /** The fast path's answer; one that throws declines (the hardened path then answers), and is logged. */
@@ -326,7 +336,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   function onEnd(): void {
     // The client is done sending; an answer being made still goes out, then the socket ends.
     clientEnded = true;
-    if (!answering) socket.end();
+    if (answering === null) socket.end();
   }
 
   socket.on('data', onData);

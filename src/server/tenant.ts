@@ -19,6 +19,8 @@ import { TenantStats } from './stats.ts';
 
 const MiB = 1024 * 1024;
 const EMPTY_BODY = Buffer.alloc(0);
+/** A backend call's options: the `generate` phase, no response (one object for every such call). */
+const GENERATE: Pick<CallOptions, 'phase' | 'response'> = Object.freeze({});
 
 /** A program as loaded: `key` names its current version in the program pool. */
 export interface LoadedProgram {
@@ -329,7 +331,7 @@ export class TenantRuntime implements Backend {
     const sreq: SandboxRequest = { method: req.method, url: req.path, headers: headerPairs(req.headers), body };
     let r: CallResult;
     try {
-      r = await this.call(program, sreq, {}, rec);
+      r = await this.call(program, sreq, GENERATE, rec);
       if (rec?.open === true) rec.r.originStatus = r.status;
     } catch (err) {
       return failureAnswer(err);
