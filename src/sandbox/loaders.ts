@@ -174,10 +174,9 @@ export class Loaders {
       this.pending.delete(id);
       p.reject(new SandboxError('internal', `loader thread failed: ${err.message}`));
     }
-    this.releasesEnded(loader);
   }
 
-  /** A loader that ended (told to, or not) holds nothing any more. */
+  /** A loader that ended (told to, or failed: 'exit' follows 'error') holds nothing any more. */
   private releasesEnded(loader: Worker): void {
     for (const [id, r] of this.releasing) {
       if (r.loader !== loader) continue;
