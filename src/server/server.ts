@@ -22,6 +22,7 @@ import type { TenantRuntime } from './tenant.ts';
 import type { KvStats } from './kv.ts';
 import { LiveLog } from './live-log.ts';
 import { FailureBundles } from './failure-bundles.ts';
+import { turnOffPretenuring } from './pretenuring.ts';
 
 /** The server's structured logger (pino). */
 export type Logger = pino.Logger;
@@ -96,6 +97,8 @@ export class EdgeServer {
 
   /** Starts the shards, loads every tenant's programs, then opens the fronts and the admin API. */
   static async start(config: Config, options: EdgeServerOptions = {}): Promise<EdgeServer> {
+    // Before any request: the request path's objects die young (pretenuring.ts).
+    turnOffPretenuring();
     const log = options.logger ?? pino({ name: 'tinyedge' });
     const { sliceMs, shards } = config.server;
     // One cache for every shard, in shared memory; a reload may grow its budget up to the reserve.
