@@ -127,6 +127,11 @@ export class Instance {
   /** Set by the pool when a call failed in the host, not in the program: the VM is dropped. */
   broken = false;
   /**
+   * Runs of this instance's guest that a slice ended with the guest still running, since it was
+   * made: the guest's own time, whatever the host did between its runs (host calls, collections).
+   */
+  preemptions = 0;
+  /**
    * What the host answers the guest during a call (clocks, random bytes, host calls), kept for a
    * failure's bundle (replay.ts); reset per call. A replay swaps in one that answers instead.
    */
@@ -194,7 +199,10 @@ export class Instance {
         } else {
           result = this.runMeasured(deadline, Infinity, options.usage);
         }
-        if (result.kind === 'preempted') continue;
+        if (result.kind === 'preempted') {
+          this.preemptions++;
+          continue;
+        }
         const pending = this.pending;
         if (result.kind === 'yield' && pending) {
           this.pending = undefined;
@@ -300,7 +308,10 @@ export class Instance {
         } else {
           result = this.runMeasured(cap, Math.min(checkMs, left), usage);
         }
-        if (result.kind === 'preempted') continue;
+        if (result.kind === 'preempted') {
+          this.preemptions++;
+          continue;
+        }
         const pending = this.pending;
         if (result.kind === 'yield' && pending) {
           this.pending = undefined;

@@ -19,7 +19,6 @@ import { Turns } from './turns.ts';
 import { atTurnEnd } from './turn-end.ts';
 import { MAX_BATCH } from './batch-abi.ts';
 import { BATCH_ABI_VERSION } from './abi-layout.ts';
-import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 
 /** No instance became free within the program's queue timeout. */
@@ -81,7 +80,8 @@ interface Entry {
   inflight: number;
   /**
    * Most requests the next batch may take (persistent programs of ABI version 2): doubled after a
-   * batch that ran within one slice, halved after one that did not, within 1 and the program's maxBatch.
+   * batch whose guest ran within one slice, halved after one a slice's end interrupted, within 2
+   * and the program's maxBatch.
    */
   batchLimit: number;
   /** Batches of more than one request run so far. */
@@ -310,7 +310,7 @@ export class ProgramPool {
   /** Runs `batch` on `instance`, answers each caller, and gives the instance back once reset. */
   private async run(entry: Entry, instance: Instance, batch: Waiter[]): Promise<void> {
     entry.inflight += batch.length;
-    const t0 = performance.now();
+    const preempted = instance.preemptions;
     let outcomes: BatchOutcome[];
     try {
       // A lone request (an ephemeral program's, always) skips the batch's bookkeeping.
@@ -323,8 +323,11 @@ export class ProgramPool {
     }
     if (batch.length > 1) {
       entry.batches++;
-      // Adapt to how long batches take: one that ran past a slice was too long for this thread.
-      const within = performance.now() - t0 <= this.turns.sliceMs;
+      // Adapt to how long batches run: one whose guest ran past a slice was too long for this
+      // thread. The guest's time, not the batch's wall time: a collection, a wait for the turn's
+      // budget or a slow host call is no reason for smaller batches, which only make the requests
+      // left out wait for another turn.
+      const within = instance.preemptions === preempted;
       // Never below 2: only a batch of more than one adapts the bound, so at 1 it would stay there
       // for good after a stall (batching off until a reload).
       entry.batchLimit = Math.max(Math.min(2, maxBatchOf(entry.options)), Math.min(maxBatchOf(entry.options), within ? entry.batchLimit * 2 : Math.floor(entry.batchLimit / 2)));

@@ -180,7 +180,31 @@ describe('batches in the program pool', needsKvm(), () => {
       await round('/sleep?ms=5', 3);
       const before = small.counters('t/b@5').batches;
       await round('/', 5);
-      assert.ok(small.counters('t/b@5').batches > before, 'waiting requests still go in together after slow batches');
+      assert.equal(small.counters('t/b@5').batches - before, 2, 'the four waiting requests went in as two batches of two: smaller, and still together');
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('batches slowed by the host, not by their guest, keep their size', async () => {
+    // The time goes to host calls: each request's key-value read takes 30 ms, a batch's 120 ms,
+    // past the 20 ms slice (long enough that the guest's own runs never fill one, however loaded
+    // the machine).
+    const small = await ProgramPool.start({ sliceMs: 20 });
+    try {
+      await small.load('t/b@6', elf, { ...options, maxBatch: 4 });
+      const slow: HostCalls = { kvGet: async () => new Promise((r) => setTimeout(() => r(undefined), 30)) };
+      const round = async (url: string, host?: HostCalls): Promise<void> => {
+        await Promise.all(Array.from({ length: 5 }, () => small.call('t/b@6', get(url), { host })));
+        await new Promise((r) => setImmediate(r));
+      };
+      // Each round: the first runs alone, the four others wait and go in together.
+      for (let i = 0; i < 3; i++) await round('/kv', slow);
+      const before = small.counters('t/b@6');
+      await round('/');
+      const after = small.counters('t/b@6');
+      assert.equal(after.batches - before.batches, 1, 'the four waiting requests went in as one batch, not two of two');
+      assert.equal(after.exits - after.timerExits - (before.exits - before.timerExits), 2);
     } finally {
       await small.close();
     }
