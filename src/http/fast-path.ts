@@ -117,11 +117,14 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
   return host === undefined ? null : { method, url, host, close, cacheControl, fields, clientIp: undefined };
 }
 
-/** The raw connections of a front: all of them, those waiting for an answer, and whether the front is closing. */
+/** The raw connections of a front, and whether the front is closing. */
 export interface RawConnections {
-  readonly all: Set<Socket>;
-  /** Connections whose answer is being made (a program runs): `close()` lets them finish. */
-  readonly answering: Set<Socket>;
+  /**
+   * Every raw connection, and whether its answer is being made (a program runs): `close()` lets
+   * those finish. One map whose values change in place: a set of the answering connections, added
+   * to and deleted from per request, made the collector copy its tables (they live long).
+   */
+  readonly all: Map<Socket, boolean>;
   /** Set by the front's close: a connection ends after the answer it owes. */
   closing: boolean;
 }
@@ -144,7 +147,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   let heldBack = false;
   /** The client finished sending (the front's sockets allow half-open connections). */
   let clientEnded = false;
-  conns.all.add(socket);
+  conns.all.set(socket, false);
   socket.setNoDelay(true);
 
   // A request's head must be complete within the headers deadline, counted from its first byte
@@ -235,7 +238,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
       pending = buf.length > end + 4 ? buf.subarray(end + 4) : null;
       if (answer instanceof Promise) {
         answering = req;
-        conns.answering.add(socket);
+        conns.all.set(socket, true);
         deadline = 'none';
         void answer.then(settle, settleFailed);
         return;
@@ -251,8 +254,8 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   function settle(a: FastResponse | Buffer): void {
     const req = answering!;
     answering = null;
-    conns.answering.delete(socket);
     if (socket.destroyed) return;
+    conns.all.set(socket, false);
     if (Buffer.isBuffer(a)) {
       socket.end(a);
       return;
@@ -345,7 +348,6 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   socket.once('close', () => {
     stopTimers();
     conns.all.delete(socket);
-    conns.answering.delete(socket);
   });
 }
 

@@ -285,7 +285,7 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
 
   // With a fast path, connections arrive raw and reach Node's HTTP server only when handed off.
   const fastPath = options.fastPath;
-  const raw: RawConnections = { all: new Set<Socket>(), answering: new Set<Socket>(), closing: false };
+  const raw: RawConnections = { all: new Map<Socket, boolean>(), closing: false };
   // Half-open, as Node's HTTP server's sockets are: a client that finishes sending still gets the
   // answer being made for it.
   const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
@@ -320,14 +320,14 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
           server.closeAllConnections();
           for (const socket of lingering) socket.destroy();
           // Those answering, and those ended after a held answer whose client has not closed.
-          for (const socket of raw.all) socket.destroy();
+          for (const socket of raw.all.keys()) socket.destroy();
         }, CLOSE_GRACE_MS);
         cut.unref();
         // Raw connections are idle between requests; one whose answer is being made ends after it,
         // and one whose answer is held to leave at the turn's end (turn-writes.ts) ends once sent.
         raw.closing = true;
-        for (const socket of raw.all) {
-          if (raw.answering.has(socket)) continue;
+        for (const [socket, answering] of raw.all) {
+          if (answering) continue;
           if (socket.writableLength > 0) socket.end();
           else socket.destroy();
         }
