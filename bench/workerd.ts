@@ -257,6 +257,12 @@ function printPersistentTargets(rows: Row[]): void {
     const own = te.p99Ms / te.p50Ms;
     console.log(`${row.label}: req/s ≥ ${TARGET_PERSISTENT_RPS}× workerd: ${rps.toFixed(2)}× → ${verdict(rps >= TARGET_PERSISTENT_RPS)}; p99 ≤ ${TARGET_PERSISTENT_P99_VS_WORKERD}× workerd's: ${p99.toFixed(2)}× → ${verdict(p99 <= TARGET_PERSISTENT_P99_VS_WORKERD)}; p99 ≤ ${TARGET_PERSISTENT_P99_VS_P50}× its p50: ${own.toFixed(2)}× → ${verdict(own <= TARGET_PERSISTENT_P99_VS_P50)}`);
   }
+  // The machine's own stalls (a few a second, 3–8 ms, whatever the server: docs/benchmarks.md)
+  // weigh on a p99 that is a few p50s: node:http's ratio in the same run shows how much.
+  const node = rows.find((r) => r.server === 'node');
+  if (node?.result !== undefined && node.problems.length === 0 && rows.some((r) => r.server === 'persistent' || r.server === 'batched')) {
+    console.log(`context: node:http's hello in this run had its p99 ${(node.result.p99Ms / node.result.p50Ms).toFixed(2)}× its p50 (the machine's stalls count in that ratio for every server)`);
+  }
 }
 
 /** The hello's in-process call + reset, p50 in µs, measured by bench/call-reset.ts pinned to `cpu`. */
