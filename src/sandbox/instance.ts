@@ -126,11 +126,8 @@ export class Instance {
   private served = 0;
   /** Set by the pool when a call failed in the host, not in the program: the VM is dropped. */
   broken = false;
-  /**
-   * Runs of this instance's guest that a slice ended with the guest still running, since it was
-   * made: the guest's own time, whatever the host did between its runs (host calls, collections).
-   */
-  preemptions = 0;
+  /** Runs of the guest a slice ended (`preemptions`). */
+  private slicesEnded = 0;
   /**
    * What the host answers the guest during a call (clocks, random bytes, host calls), kept for a
    * failure's bundle (replay.ts); reset per call. A replay swaps in one that answers instead.
@@ -200,7 +197,7 @@ export class Instance {
           result = this.runMeasured(deadline, Infinity, options.usage);
         }
         if (result.kind === 'preempted') {
-          this.preemptions++;
+          this.slicesEnded++;
           continue;
         }
         const pending = this.pending;
@@ -309,7 +306,7 @@ export class Instance {
           result = this.runMeasured(cap, Math.min(checkMs, left), usage);
         }
         if (result.kind === 'preempted') {
-          this.preemptions++;
+          this.slicesEnded++;
           continue;
         }
         const pending = this.pending;
@@ -387,6 +384,14 @@ export class Instance {
   /** Whether `reset()` has work to do: the last call left the instance to be reset later. */
   get resetPending(): boolean {
     return this.dirty;
+  }
+
+  /**
+   * Runs of this instance's guest that a slice ended with the guest still running, since it was
+   * made: the guest's own time, whatever the host did between its runs (host calls, collections).
+   */
+  get preemptions(): number {
+    return this.slicesEnded;
   }
 
   /** VM exits of this instance since it was made, and of them the timer's interrupts. */
