@@ -142,3 +142,41 @@ test('a front closed in the turn an answer was made still sends that answer whol
   await closing;
   assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nanswered before the close\n$/);
 });
+
+test("a closing front lets an answer being made finish, then ends that connection; an idle one it ends at once", async () => {
+  const body = Buffer.from('made after the close began\n');
+  const answer = { status: 200, head: Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`), body };
+  let finish: (() => void) | undefined;
+  let asked!: () => void;
+  const askedForSlow = new Promise<void>((resolve) => (asked = resolve));
+  const fastPath: FastPath = (req) => {
+    // Made later too, at once: the connection has been answering, and is idle again after.
+    if (req.url === '/now') return Promise.resolve(answer);
+    asked();
+    return new Promise((done) => (finish = () => done(answer)));
+  };
+  const front = await startFront(() => undefined, { fastPath });
+  const read = (socket: Socket): (() => string) => {
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    return () => text;
+  };
+  // An idle keep-alive connection: answered once (a made answer), then waiting for its next request.
+  const idle = connect(front.port, '127.0.0.1');
+  const idleText = read(idle);
+  idle.write('GET /now HTTP/1.1\r\nHost: test\r\n\r\n');
+  while (!idleText().endsWith(body.toString('latin1'))) await once(idle, 'data');
+  // A connection whose answer is being made when the front closes.
+  const busy = connect(front.port, '127.0.0.1');
+  const busyText = read(busy);
+  busy.write('GET /slow HTTP/1.1\r\nHost: test\r\n\r\n');
+  await askedForSlow;
+  const closing = front.close();
+  await once(idle, 'close');
+  assert.equal(busyText(), '', 'nothing sent on the busy connection yet');
+  assert.equal(busy.destroyed, false, 'the busy connection is still open');
+  finish!();
+  await once(busy, 'close');
+  await closing;
+  assert.match(busyText(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nmade after the close began\n$/);
+});
