@@ -120,11 +120,12 @@ export function parseSimpleHead(buf: Buffer, end: number, limits: Pick<FastLimit
 /** The raw connections of a front, and whether the front is closing. */
 export interface RawConnections {
   /**
-   * Every raw connection, and whether its answer is being made (a program runs): `close()` lets
-   * those finish. One map whose values change in place: a set of the answering connections, added
-   * to and deleted from per request, made the collector copy its tables (they live long).
+   * Every raw connection, and how to ask whether its answer is being made (a program runs):
+   * `close()` lets those finish. Asked of the connection, not kept beside it: a set of the
+   * answering connections, added to and deleted from per request, made the collector copy its
+   * tables (they live long).
    */
-  readonly all: Map<Socket, boolean>;
+  readonly all: Map<Socket, () => boolean>;
   /** Set by the front's close: a connection ends after the answer it owes. */
   closing: boolean;
 }
@@ -147,7 +148,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   let heldBack = false;
   /** The client finished sending (the front's sockets allow half-open connections). */
   let clientEnded = false;
-  conns.all.set(socket, false);
+  conns.all.set(socket, () => answering !== null);
   socket.setNoDelay(true);
 
   // A request's head must be complete within the headers deadline, counted from its first byte
@@ -238,7 +239,6 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
       pending = buf.length > end + 4 ? buf.subarray(end + 4) : null;
       if (answer instanceof Promise) {
         answering = req;
-        conns.all.set(socket, true);
         deadline = 'none';
         void answer.then(settle, settleFailed);
         return;
@@ -255,7 +255,6 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
     const req = answering!;
     answering = null;
     if (socket.destroyed) return;
-    conns.all.set(socket, false);
     if (Buffer.isBuffer(a)) {
       socket.end(a);
       return;

@@ -285,7 +285,7 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
 
   // With a fast path, connections arrive raw and reach Node's HTTP server only when handed off.
   const fastPath = options.fastPath;
-  const raw: RawConnections = { all: new Map<Socket, boolean>(), closing: false };
+  const raw: RawConnections = { all: new Map<Socket, () => boolean>(), closing: false };
   // Half-open, as Node's HTTP server's sockets are: a client that finishes sending still gets the
   // answer being made for it.
   const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
@@ -327,7 +327,7 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
         // and one whose answer is held to leave at the turn's end (turn-writes.ts) ends once sent.
         raw.closing = true;
         for (const [socket, answering] of raw.all) {
-          if (answering) continue;
+          if (answering()) continue;
           if (socket.writableLength > 0) socket.end();
           else socket.destroy();
         }
