@@ -59,12 +59,8 @@ export function parseWrk(raw: string): WrkResult {
 }
 
 /** Runs one wrk load (one thread) as one of `children`, so it dies with the benchmark too. */
-export async function runWrk(run: WrkRun, children: Children): Promise<WrkResult> {
-  const args = ['-t1', `-c${run.connections}`, `-d${run.durationSec}s`, '--latency', ...paceArgs(run.paceMs), run.url];
-  const child = children.spawn('wrk', args, run.cpu);
-  const code = await child.exited;
-  if (code !== 0) throw new Error(`wrk exited with ${code}:\n${child.output()}`);
-  return parseWrk(child.output());
+export function runWrk(run: WrkRun, children: Children): Promise<WrkResult> {
+  return runWrkWithHeaders(run, [], children);
 }
 
 /**
