@@ -315,7 +315,8 @@ async function pacedNode(rows: Row[], opts: Options, children: Children, dir: st
  */
 function printCeiling(rows: Row[], beside: ReadonlyArray<number | undefined>, paced: PacedNode | undefined): void {
   const te = rows.find((r) => r.server === 'tinyedge')?.result;
-  const node = rows.find((r) => r.server === 'node')?.result;
+  const nodeRow = rows.find((r) => r.server === 'node');
+  const node = nodeRow?.result;
   const wd = rows.find((r) => r.server === 'workerd')?.result;
   const measured = beside.filter((us): us is number => us !== undefined);
   if (te === undefined || node === undefined || measured.length !== 2) {
@@ -331,7 +332,7 @@ function printCeiling(rows: Row[], beside: ReadonlyArray<number | undefined>, pa
   console.log(`one-core ceiling: 1 / (call + reset ${callUs.toFixed(0)} µs in-process on the server's CPU (${parts}) + node:http ${nodeUs.toFixed(0)} µs per request) = ${Math.round(ceiling).toLocaleString('en-US')} req/s`);
   console.log(`target serve ≥ ${TARGET_CEILING_RATIO}× the ceiling: ${ratio.toFixed(2)}× → ${verdict(ratio >= TARGET_CEILING_RATIO)}`);
   if (paced !== undefined) {
-    const nodeFullUs = rows.find((r) => r.server === 'node')?.serverUs;
+    const nodeFullUs = nodeRow?.serverUs;
     const likeForLike = te.requestsPerSec * (callUs + paced.serverUs) / 1e6;
     console.log(
       `context: node:http's hello paced to ${Math.round(paced.requestsPerSec).toLocaleString('en-US')} req/s (about serve's rate) costs ${paced.serverUs.toFixed(0)} µs of CPU a request, ` +
