@@ -100,15 +100,21 @@ export class ProgramPool {
   /** Started by the first load: a pool that only adopts (a shard's) never starts a loader. */
   private loaders: Promise<Loaders> | undefined;
   private closed = false;
+  /**
+   * This thread's /dev/kvm, opened by the first program it adopts: a pool whose server has no
+   * program (a cache in front of origins) runs on a host without KVM, and a program's load there
+   * fails with KvmError saying why.
+   */
+  private kvm: Kvm | undefined;
 
-  private constructor(private readonly kvm: Kvm, options: ProgramPoolOptions) {
+  private constructor(options: ProgramPoolOptions) {
     this.turns = new Turns(options.sliceMs ?? DEFAULT_SLICE_MS);
   }
 
-  /** Opens KVM on this thread; a loader thread starts with the first load. */
+  /** A pool on this thread; KVM opens with the first program adopted, a loader thread starts with the first load. */
   static start(options: ProgramPoolOptions = {}): Promise<ProgramPool> {
     if (isMainThread) installTimeoutSignalHandler();
-    return Promise.resolve(new ProgramPool(new Kvm(), options));
+    return Promise.resolve(new ProgramPool(options));
   }
 
   /**
@@ -122,6 +128,8 @@ export class ProgramPool {
     this.loading.add(key);
     let build: Build | undefined;
     try {
+      // KVM missing or unfit fails the load here, with KvmError's own words, before a loader starts.
+      this.kvm ??= new Kvm();
       // A loader that failed to start is tried again by the next load.
       this.loaders ??= Loaders.start().catch((err: unknown) => {
         this.loaders = undefined;
@@ -153,7 +161,7 @@ export class ProgramPool {
   adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
     if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-    this.programs.set(key, { key, program: new Program(this.kvm, program), options, instances: [], free: [], waiting: [], queueTimer: undefined, inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
+    this.programs.set(key, { key, program: new Program((this.kvm ??= new Kvm()), program), options, instances: [], free: [], waiting: [], queueTimer: undefined, inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
   }
 
   /**
@@ -231,7 +239,7 @@ export class ProgramPool {
     for (const key of [...this.programs.keys()]) this.unload(key);
     if (this.loaders) await (await this.loaders).close();
     // VMs still in a call keep their own descriptors: closing /dev/kvm does not end them.
-    this.kvm.close();
+    this.kvm?.close();
   }
 
   /**

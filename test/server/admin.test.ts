@@ -6,13 +6,12 @@ import { pino } from 'pino';
 import { request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { EdgeServer } from '../../src/server/server.ts';
-import { needsKvm } from '../helpers/kvm.ts';
 import { exchange } from '../helpers/raw-http.ts';
 
 const TOKEN = 'solo-token-0123456789';
 const OP = 'operator-token-0123456789';
 
-describe('admin API input', needsKvm(), () => {
+describe('admin API input', () => {
   let edge: EdgeServer;
   let port: number;
 

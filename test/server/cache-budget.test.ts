@@ -14,7 +14,6 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { loadConfig } from '../../src/server/config.ts';
 import { EdgeServer } from '../../src/server/server.ts';
-import { needsKvm } from '../helpers/kvm.ts';
 
 const OP = 'operator-token-0123456789';
 const TOKEN = 'small-token-0123456789';
@@ -41,7 +40,7 @@ tenants:
   return { edge: await EdgeServer.start(loadConfig(file), { logger }), rewrite };
 }
 
-describe('the cache budget at a reload', needsKvm(), () => {
+describe('the cache budget at a reload', () => {
   let origin: Server;
   let originHits = 0;
   const agent = new Agent({ connections: 4 });

@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/guests.ts';
-import { needsKvm } from '../helpers/kvm.ts';
 
 /** Objects from one site, all alive at every scavenge: what V8 weighs for pretenuring. */
 const WORKLOAD = `
@@ -58,7 +57,7 @@ describe('pretenuring', () => {
     assert.ok(weighed(`const { turnOffPretenuring } = await import(${pretenuring}); turnOffPretenuring();`, ['--allocation-site-pretenuring']) > 0);
   });
 
-  test('a started server has turned it off', needsKvm(), () => {
+  test('a started server has turned it off', () => {
     const config = `server: {}\ntenants:\n  - { name: site, hosts: [a.test], token: site-token-0123456789, origins: [{ name: default, url: "http://127.0.0.1:9" }] }\n`;
     const setup = `
       const { parseConfig, startServer } = await import(${JSON.stringify(join(ROOT, 'src/index.ts'))});

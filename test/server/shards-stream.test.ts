@@ -12,7 +12,6 @@ import { pino } from 'pino';
 import { parseConfig } from '../../src/server/config.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { until } from '../cache/helpers.ts';
-import { needsKvm } from '../helpers/kvm.ts';
 import { streamBytes } from '../helpers/stream-bytes.ts';
 
 const OP = 'operator-token-0123456789';
@@ -65,7 +64,7 @@ async function openAfterProbe(base: string, path: string, host: string): Promise
   return client;
 }
 
-describe('serve with two shards: bodies of unknown length', needsKvm(), () => {
+describe('serve with two shards: bodies of unknown length', () => {
   let edge: EdgeServer;
   let origin: Server;
   /** Origin requests per path. */
