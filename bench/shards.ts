@@ -3,8 +3,10 @@
 // requests the hello program answers, in one run. The target (issue 12): two shards spend at most
 // 1.15 × one shard's CPU time per response, for both. The server runs unpinned (both cores), as
 // does wrk; rounds alternate the order of the two servers so a drift of the machine falls on both.
-// It also checks from the tenant's stats that both shards served during each 2-shard run. Usage:
-//   node --import tsx bench/shards.ts [--duration 10] [--warmup 2] [--rounds 5] [--connections 50]
+// It also checks from the tenant's stats that both shards served during each 2-shard run.
+// `--only hits` (or `program`) measures one workload; with hits alone the server has no program,
+// so that this runs on a host without KVM. Usage:
+//   node --import tsx bench/shards.ts [--duration 10] [--warmup 2] [--rounds 5] [--connections 50] [--only hits|program]
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
+    only: { type: 'string' },
   },
 });
 const durationSec = Number(values.duration);
@@ -37,6 +40,8 @@ const TOKEN = 'bench-shards-token-0123456789';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 interface Workload {
+  /** What `--only` calls it. */
+  readonly key: 'hits' | 'program';
   readonly name: string;
   readonly path: string;
   /** Request headers: the program's requests carry `no-store`, so the cache passes every one to it. */
@@ -45,9 +50,14 @@ interface Workload {
   readonly counter: 'hits' | 'vmCalls';
 }
 const WORKLOADS: readonly Workload[] = [
-  { name: 'cache hit, 100 B', path: '/obj', headers: [], counter: 'hits' },
-  { name: 'hello program', path: '/hello', headers: ['Cache-Control: no-store'], counter: 'vmCalls' },
-];
+  { key: 'hits', name: 'cache hit, 100 B', path: '/obj', headers: [], counter: 'hits' },
+  { key: 'program', name: 'hello program', path: '/hello', headers: ['Cache-Control: no-store'], counter: 'vmCalls' },
+].filter((w) => values.only === undefined || w.key === values.only) as Workload[];
+if (WORKLOADS.length === 0) {
+  console.error(`--only: hits or program, not ${values.only}`);
+  process.exit(2);
+}
+const withProgram = WORKLOADS.some((w) => w.key === 'program');
 const SHARDS = [1, 2] as const;
 
 /** One measured run of one workload against one server. */
@@ -68,7 +78,7 @@ interface Stats {
 
 const harness = startHarness('tinyedge-shards-');
 const { children, dir } = harness;
-const hello = buildExample('hello');
+const hello = withProgram ? buildExample('hello') : undefined;
 
 // The origin of the cached object: 100 B, fresh for 10 minutes, so every measured request is a hit.
 const origin = createServer((_req, res) => {
@@ -121,18 +131,18 @@ tenants:
     hosts: [127.0.0.1]
     token: ${TOKEN}
     origins: [{ name: default, url: "${originUrl}" }]
-    programs:
+${hello === undefined ? '' : `    programs:
       - name: hello
         file: ${JSON.stringify(hello)}
         mode: sdk
         roles: [generate]
         routes: [{ prefix: /hello, methods: [GET, HEAD] }]
         queueTimeout: 1s
-`);
+`}`);
   const child = children.spawn(process.execPath, [join(ROOT, 'bin/tinyedge.js'), 'serve', '--config', config], undefined, ROOT);
   const url = `http://127.0.0.1:${port}`;
   // no-store: the probe must not put the object in the cache of the shard that answers it.
-  await waitReady(`${url}/hello`, child, 60_000, { 'cache-control': 'no-store' });
+  await waitReady(`${url}${hello === undefined ? '/obj' : '/hello'}`, child, 60_000, { 'cache-control': 'no-store' });
   return { child, url, adminPort };
 }
 
