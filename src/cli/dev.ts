@@ -41,8 +41,11 @@ function pickTenant(opts: DevOptions): TenantConfig {
   return tenant;
 }
 
-/** Loads what the command line names; whatever was loaded is closed again when a later part fails. */
-function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (line: string) => void): { site: DevSite; description: string } {
+/**
+ * Loads what the command line names; whatever was loaded is closed again when a later part fails.
+ * `kvm` opens /dev/kvm when a program is first loaded: a usage error is said as one, wherever KVM is missing.
+ */
+function loadSite(kvm: () => Kvm, path: string | undefined, opts: DevOptions, log: (line: string) => void): { site: DevSite; description: string } {
   const trace = opts.trace === true ? log : undefined;
   const origins = new Map<string, Origin>();
   const programs: Array<DevSiteParts['programs'][number]> = [];
@@ -54,14 +57,14 @@ function loadSite(kvm: Kvm, path: string | undefined, opts: DevOptions, log: (li
       // With several programs, each trace line says whose it is.
       const traceOf = (name: string): ((line: string) => void) | undefined =>
         trace && tenant.programs.length > 1 ? (line) => trace(`[${name}] ${line}`) : trace;
-      for (const p of tenant.programs) programs.push({ config: p, loaded: loadDevProgram(kvm, p.name, p.file, { ...sandboxOptions(p), trace: traceOf(p.name) }) });
+      for (const p of tenant.programs) programs.push({ config: p, loaded: loadDevProgram(kvm(), p.name, p.file, { ...sandboxOptions(p), trace: traceOf(p.name) }) });
       const site = new DevSite({ programs, originRoutes: tenant.routes, origins, kv: new KvStore(tenant.kv.memoryBytes) }, log);
       return { site, description: `tenant ${tenant.name} of ${opts.config} (${tenant.programs.map((p) => `${p.name}: ${p.roles.join('+')}`).join(', ') || 'no programs'})` };
     }
     if (path === undefined) throw new UsageError('name a program to serve, or a tenant with --config FILE --tenant NAME');
     if (opts.origin !== undefined) origins.set('default', openOrigin({ url: opts.origin }));
     const options = programOptions(path, opts);
-    const loaded = loadDevProgram(kvm, options.name!, path, { ...options, trace });
+    const loaded = loadDevProgram(kvm(), options.name!, path, { ...options, trace });
     programs.push({ config: { name: options.name!, roles: ['generate'], routes: [{ prefix: '/', methods: [...HTTP_METHODS] }] }, loaded });
     const site = new DevSite({ programs, originRoutes: [], origins, kv: new KvStore(CONFIG_DEFAULTS.kv.memoryBytes) }, log);
     const t = loaded.program.timing;
@@ -98,16 +101,16 @@ function endWithParent(parent: number, stop: () => void, log: (line: string) => 
 export async function dev(path: string | undefined, opts: DevOptions): Promise<void> {
   const parent = process.ppid;
   try {
-    const kvm = new Kvm();
+    let kvm: Kvm | undefined;
     const log = (line: string): void => void process.stderr.write(`${line}\n`);
-    const { site, description } = loadSite(kvm, path, opts, log);
+    const { site, description } = loadSite(() => (kvm ??= new Kvm()), path, opts, log);
     const front = await startFront(site.handle, { host: opts.host, port: opts.port });
     log(`tinyedge dev: ${description}`);
     if (opts.origin !== undefined) log(`sub-requests go to ${opts.origin}`);
     log(`listening on ${front.url}`);
     let stopping: Promise<void> | undefined;
     const stop = (): void => {
-      stopping ??= front.close().then(() => site.close()).then(() => kvm.close());
+      stopping ??= front.close().then(() => site.close()).then(() => kvm?.close());
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
