@@ -60,44 +60,53 @@ export function addForwarding(e: EngineParts, out: HeaderList, headers: { host?:
 
 /**
  * Runs one fill fetch and drives `busy`. `registered`: `busy` is the coalescer's entry for the key
- * (unregistered fetches serve hit-for-miss and Authorization requests alone).
+ * (unregistered fetches serve hit-for-miss and Authorization requests alone). The steps, in
+ * Varnish's order (cache_fetch.c's vbf_stp_*): start the fetch; a failed one serves stale or
+ * fails; a 304 refreshes the stored object; an error status serves stale inside its window;
+ * anything else is judged, its head delivered, and its body streamed (and stored whole).
  */
 export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch, stale: CacheObject | null, registered: boolean): Promise<void> {
-  const releaseClaim = (): void => {
-    if (!busy.claimed) return;
-    // Other threads waiting on the key look it up again now: stored or being written, or theirs to fetch.
-    busy.claimed = false;
-    e.ns.release?.(spec.key);
-  };
-  const finish = (): void => {
-    if (registered) e.coalescer.finish(busy);
-    releaseClaim();
-  };
+  const fill = new Fill(e, spec, busy, stale, registered);
   const requestTime = e.now();
   const banSeq = e.bans.seq;
   let resp: BackendResponse;
   try {
     resp = await e.backend.fetch({ method: 'GET', path: spec.url, headers: fillHeaders(e, spec, stale), body: null, client: spec.client, onInterim: spec.onInterim });
   } catch (err) {
-    e.counters.fetchErrors++;
-    finish();
-    if (stale !== null && usableOnError(stale.life, e.now())) {
-      busy.emitHead({ status: stale.status, head: stale.head, originHeaders: stale.head, shareable: true, varyNames: stale.varyNames, obj: stale, objLabel: 'STALE' });
-      busy.emitEnd();
-    } else {
-      busy.emitError(toOriginError(err));
-    }
+    fill.failed(err);
     return;
   }
   const times = { requestTime, responseTime: e.now() };
-  const facts = { authorization: spec.auth, noStore: spec.noStore };
+  if (resp.status === 304 && stale !== null) fill.revalidated(resp, stale, times, banSeq);
+  else if (ERROR_STATUS.has(resp.status) && stale !== null && usableOnError(stale.life, times.responseTime)) fill.staleOnErrorStatus(resp, stale);
+  else fill.answered(resp, times, banSeq);
+}
 
-  if (resp.status === 304 && stale !== null) {
-    // RFC 9111 §4.3.4: the stored object is still good; take the new header fields and freshness.
+/** One fill fetch's steps and the state they share: the key's claim, its coalescer entry, the stale object. */
+class Fill {
+  constructor(
+    private readonly e: EngineParts,
+    private readonly spec: FetchSpec,
+    private readonly busy: BusyFetch,
+    private readonly stale: CacheObject | null,
+    private readonly registered: boolean,
+  ) {}
+
+  /** The origin could not be reached or failed before a head: stale inside its error window, else the error. */
+  failed(err: unknown): void {
+    this.e.counters.fetchErrors++;
+    this.finish();
+    if (this.stale !== null && usableOnError(this.stale.life, this.e.now())) this.deliverStale(this.stale);
+    else this.busy.emitError(toOriginError(err));
+  }
+
+  /** RFC 9111 §4.3.4: the stored object is still good; it takes the 304's header fields and freshness. */
+  revalidated(resp: BackendResponse, stale: CacheObject, times: ExchangeTimes, banSeq: number): void {
+    const { e, spec, busy } = this;
     resp.body.resume();
     const refreshedHeaders = policyHeaders(mergeForVerdict(stale.headers, resp.headers));
     const cc = parseCacheControl(getJoined(refreshedHeaders, 'cache-control'));
-    const v = storeVerdict(stale.status, refreshedHeaders, cc, facts, times, e.policy);
+    const v = storeVerdict(stale.status, refreshedHeaders, cc, { authorization: spec.auth, noStore: spec.noStore }, times, e.policy);
     const names = varyNames(refreshedHeaders);
     const values = names === null ? [] : varyValues(names, spec.headers);
     const noCacheFields = Array.isArray(cc.noCache) ? cc.noCache : null;
@@ -106,120 +115,148 @@ export async function runFetch(e: EngineParts, spec: FetchSpec, busy: BusyFetch,
     if (v.store && obj.tagError === null && !busy.invalidated) e.ns.insert(obj, times.responseTime);
     else e.ns.remove(stale);
     e.counters.revalidations++;
-    finish();
+    this.finish();
     busy.emitHead({ status: obj.status, head: obj.head, originHeaders: obj.head, shareable: true, varyNames: names, obj, objLabel: 'REVALIDATED' });
     busy.emitEnd();
-    return;
   }
-  if (ERROR_STATUS.has(resp.status) && stale !== null && usableOnError(stale.life, times.responseTime)) {
+
+  /** A 5xx while a stale object may stand in for errors (RFC 5861 §4): the stale object, the 5xx's body unread. */
+  staleOnErrorStatus(resp: BackendResponse, stale: CacheObject): void {
     resp.body.resume();
-    e.counters.fetchErrors++;
-    finish();
-    busy.emitHead({ status: stale.status, head: stale.head, originHeaders: stale.head, shareable: true, varyNames: stale.varyNames, obj: stale, objLabel: 'STALE' });
-    busy.emitEnd();
-    return;
+    this.e.counters.fetchErrors++;
+    this.finish();
+    this.deliverStale(stale);
   }
 
-  const d = decideFill(e, spec, resp, times, banSeq);
-  const { verdict, contentLength, varyNames: names, stored, init } = d;
-  busy.tags = d.tags;
-  if (verdict.store && d.tagError !== null) refuseTags(e, spec.key, d.tagError);
-  busy.storing = verdict.store && d.tagError === null && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
-  if (!verdict.store) {
-    markUncacheable(e, spec.key, verdict.reason, times.responseTime);
-    if (stale !== null) e.ns.remove(stale);
-  }
-  if (!busy.storing) {
-    // Nobody may join a stream whose start will not be kept; later requests go to the origin alone.
-    busy.stopBuffering();
-    finish();
-    if (verdict.store) e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
-  }
-  const life = init === null ? null : init.life;
-  // Shared storage: the object is stored now, its body written as it arrives, so that other
-  // shards stream it too instead of waiting for the whole of it (a grace refresh, which nobody
-  // follows, is stored whole at the end).
-  let writer: FillWriter | null = null;
-  if (busy.storing && busy.joinable && init !== null && e.ns.reserve !== undefined) {
-    writer = e.ns.reserve(new CacheObject({ ...init, body: NO_BODY }), contentLength, e.maxObjectBytes);
-    if (writer !== null) releaseClaim();
-  }
-  busy.emitHead({
-    status: resp.status,
-    head: buildHead(stored, resp.status, contentLength, e.via),
-    originHeaders: forwardHead(resp.headers, e.via),
-    shareable: verdict.store,
-    varyNames: names,
-    ageSec: life === null ? undefined : Math.floor((times.responseTime - life.t0) / 1000),
-  });
-
-  const body = resp.body;
-  let cancelled = false;
-  // Nobody on this thread wants the body any more. A body no longer kept that other shards still
-  // follow (a ring, past its limit) keeps arriving for them: the fetch stops only when they have
-  // gone too (the writer's next chunk finds nobody on the ring, below).
-  const cancel = (): void => {
-    if (writer !== null && writer.followed()) {
-      // A client that left may have paused the body for its backpressure.
-      body.resume();
-      return;
+  /**
+   * Any other answer: judged for storing, its head delivered to everyone following, its body
+   * streamed to them and kept (in shared storage as it arrives, or whole at the end).
+   */
+  answered(resp: BackendResponse, times: ExchangeTimes, banSeq: number): void {
+    const { e, spec, busy, stale } = this;
+    const d = decideFill(e, spec, resp, times, banSeq);
+    const { verdict, contentLength, init } = d;
+    busy.tags = d.tags;
+    if (verdict.store && d.tagError !== null) refuseTags(e, spec.key, d.tagError);
+    busy.storing = verdict.store && d.tagError === null && !busy.invalidated && (contentLength === null || contentLength <= e.maxObjectBytes);
+    if (!verdict.store) {
+      markUncacheable(e, spec.key, verdict.reason, times.responseTime);
+      if (stale !== null) e.ns.remove(stale);
     }
-    cancelled = true;
-    body.destroy();
-  };
-  busy.cancel = cancel;
-  busy.pause = () => body.pause();
-  busy.resume = () => body.resume();
-  // Every client left before the head arrived and nothing is kept: stop reading now.
-  if (busy.listenerCount === 0 && !busy.storing) cancel();
-  let settled = false;
-  body.on('data', (chunk: Buffer) => {
-    if (writer !== null && !writer.write(chunk)) {
-      // Gone (purged, evicted, a ring nobody follows) or longer than announced: stored whole at
-      // the end, if at all.
-      writer.abort();
-      writer = null;
-      // It streamed only for other shards, and they have left: as when the last client here left.
-      if (busy.listenerCount === 0 && !busy.storing) {
-        cancel();
+    if (!busy.storing) {
+      // Nobody may join a stream whose start will not be kept; later requests go to the origin alone.
+      busy.stopBuffering();
+      this.finish();
+      if (verdict.store) e.ns.markHitForMiss(spec.key, times.responseTime + e.hitForMissMs);
+    }
+    // Shared storage: the object is stored now, its body written as it arrives, so that other
+    // shards stream it too instead of waiting for the whole of it (a grace refresh, which nobody
+    // follows, is stored whole at the end).
+    let writer: FillWriter | null = null;
+    if (busy.storing && busy.joinable && init !== null && e.ns.reserve !== undefined) {
+      writer = e.ns.reserve(new CacheObject({ ...init, body: NO_BODY }), contentLength, e.maxObjectBytes);
+      if (writer !== null) this.releaseClaim();
+    }
+    busy.emitHead({
+      status: resp.status,
+      head: buildHead(d.stored, resp.status, contentLength, e.via),
+      originHeaders: forwardHead(resp.headers, e.via),
+      shareable: verdict.store,
+      varyNames: d.varyNames,
+      ageSec: init === null ? undefined : Math.floor((times.responseTime - init.life.t0) / 1000),
+    });
+    this.streamBody(resp.body, writer, init);
+  }
+
+  /** The body to everyone following, into `writer` as it comes (or kept whole for `init`'s object at the end). */
+  private streamBody(body: BackendResponse['body'], writer: FillWriter | null, init: FillDecision['init']): void {
+    const { e, spec, busy } = this;
+    let cancelled = false;
+    // Nobody on this thread wants the body any more. A body no longer kept that other shards still
+    // follow (a ring, past its limit) keeps arriving for them: the fetch stops only when they have
+    // gone too (the writer's next chunk finds nobody on the ring, below).
+    const cancel = (): void => {
+      if (writer !== null && writer.followed()) {
+        // A client that left may have paused the body for its backpressure.
+        body.resume();
         return;
       }
-    }
-    if (busy.storing && busy.bytes + chunk.length > e.maxObjectBytes) {
-      // Too large after all (no or wrong Content-Length): stop keeping it, keep streaming it.
+      cancelled = true;
+      body.destroy();
+    };
+    busy.cancel = cancel;
+    busy.pause = () => body.pause();
+    busy.resume = () => body.resume();
+    // Every client left before the head arrived and nothing is kept: stop reading now.
+    if (busy.listenerCount === 0 && !busy.storing) cancel();
+    let settled = false;
+    body.on('data', (chunk: Buffer) => {
+      if (writer !== null && !writer.write(chunk)) {
+        // Gone (purged, evicted, a ring nobody follows) or longer than announced: stored whole at
+        // the end, if at all.
+        writer.abort();
+        writer = null;
+        // It streamed only for other shards, and they have left: as when the last client here left.
+        if (busy.listenerCount === 0 && !busy.storing) {
+          cancel();
+          return;
+        }
+      }
+      if (busy.storing && busy.bytes + chunk.length > e.maxObjectBytes) {
+        // Too large after all (no or wrong Content-Length): stop keeping it, keep streaming it.
+        busy.storing = false;
+        busy.stopBuffering();
+        this.finish();
+        e.ns.markHitForMiss(spec.key, e.now() + e.hitForMissMs);
+      }
+      busy.emitData(chunk);
+    });
+    body.once('end', () => {
+      settled = true;
+      // A record written as the body arrived is completed, even when a purge came meanwhile: the
+      // store then drops it (the purge holds), and other shards' clients following it get it whole.
+      if (writer !== null) writer.complete();
+      else if (busy.storing && !busy.invalidated && init !== null && busy.chunks !== null) {
+        const obj = new CacheObject({ ...init, body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes) });
+        e.ns.insert(obj, e.now());
+      }
+      writer?.abort();
       busy.storing = false;
-      busy.stopBuffering();
-      finish();
-      e.ns.markHitForMiss(spec.key, e.now() + e.hitForMissMs);
-    }
-    busy.emitData(chunk);
-  });
-  body.once('end', () => {
-    settled = true;
-    // A record written as the body arrived is completed, even when a purge came meanwhile: the
-    // store then drops it (the purge holds), and other shards' clients following it get it whole.
-    if (writer !== null) writer.complete();
-    else if (busy.storing && !busy.invalidated && init !== null && busy.chunks !== null) {
-      const obj = new CacheObject({ ...init, body: busy.chunks.length === 1 ? (busy.chunks[0] as Buffer) : Buffer.concat(busy.chunks, busy.bytes) });
-      e.ns.insert(obj, e.now());
-    }
-    writer?.abort();
-    busy.storing = false;
-    finish();
-    busy.emitEnd();
-  });
-  const fail = (err: Error): void => {
-    if (settled) return;
-    settled = true;
-    // A broken body never becomes an object; clients already streaming see a truncated response.
-    busy.storing = false;
-    writer?.abort();
-    if (!cancelled) e.counters.fetchErrors++;
-    finish();
-    busy.emitError(toOriginError(err));
-  };
-  body.once('error', fail);
-  body.once('close', () => fail(new Error('origin body aborted')));
+      this.finish();
+      busy.emitEnd();
+    });
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      // A broken body never becomes an object; clients already streaming see a truncated response.
+      busy.storing = false;
+      writer?.abort();
+      if (!cancelled) e.counters.fetchErrors++;
+      this.finish();
+      busy.emitError(toOriginError(err));
+    };
+    body.once('error', fail);
+    body.once('close', () => fail(new Error('origin body aborted')));
+  }
+
+  /** The stored object in place of the origin's answer, labelled STALE. */
+  private deliverStale(stale: CacheObject): void {
+    this.busy.emitHead({ status: stale.status, head: stale.head, originHeaders: stale.head, shareable: true, varyNames: stale.varyNames, obj: stale, objLabel: 'STALE' });
+    this.busy.emitEnd();
+  }
+
+  /** Lets other threads waiting on the key look it up again: stored or being written, or theirs to fetch. */
+  private releaseClaim(): void {
+    if (!this.busy.claimed) return;
+    this.busy.claimed = false;
+    this.e.ns.release?.(this.spec.key);
+  }
+
+  /** The fetch no longer decides the key: the coalescer lets later requests go their own way. */
+  private finish(): void {
+    if (this.registered) this.e.coalescer.finish(this.busy);
+    this.releaseClaim();
+  }
 }
 
 /** What a fill's answer means for the cache: whether it may be stored, and the object it would make. */
