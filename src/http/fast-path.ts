@@ -150,6 +150,11 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
   let clientEnded = false;
   conns.all.set(socket, () => answering !== null);
   socket.setNoDelay(true);
+  /**
+   * The peer's address, read once: it cannot change, and Node's getter ran for every request
+   * (0.8 % of a hit's server time in a perf profile of 100 B hits).
+   */
+  const clientIp = socket.remoteAddress;
 
   // A request's head must be complete within the headers deadline, counted from its first byte
   // (or from the connection for the first one); between requests the idle deadline applies.
@@ -230,7 +235,7 @@ export function serveFast(socket: Socket, http: Server, fastPath: FastPath, limi
         return;
       }
       const req = parseSimpleHead(buf, end, limits);
-      if (req !== null) req.clientIp = socket.remoteAddress;
+      if (req !== null) req.clientIp = clientIp;
       const answer = req === null ? null : offer(req);
       if (req === null || answer === null) {
         handOff();
