@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Cache, type Backend, type BackendRequest, type BackendResponse, type CacheHooks, type FastResponse, type HeaderList, type RawRequest, type HookRequest, type HookResponse, type Origin, OriginError, type ObjectStorage, type RecvDecision } from '../cache/index.ts';
 import { endToEndPairs, isFixedHopByHop } from '../cache/hop-by-hop.ts';
-import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
+import { type CallOptions, type CallResult, type CallUsage, type ExportedProgram, type HostCalls, KvmError, type PoolProgramOptions, ProgramLoadError, type ProgramOptions, type ProgramPool, QueueFullError, SandboxError, type SandboxRequest, type Warmup } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { clientFailure } from '../http/failure.ts';
 import type { ProgramConfig, TenantConfig } from './config.ts';
@@ -109,9 +109,14 @@ export function warmupUrl(program: ProgramConfig): string {
 
 /**
  * A program of the config that failed to load, said for the operator: the tenant, the program,
- * its file and the step (load, init, warm-up), then why. Still a SandboxError of the same kind.
+ * its file and the step (load, init, warm-up), then why. Still a SandboxError of the same kind (a
+ * KvmError when the host has no usable KVM).
  */
 export function programLoadFailure(tenant: string, program: ProgramConfig, err: unknown): unknown {
+  // The host cannot run any program: said with the first one that needs it, and what runs without.
+  if (err instanceof KvmError) {
+    return new KvmError(`tenant ${tenant}, program ${program.name}: programs run in KVM virtual machines, and ${err.message}; a config without programs (a cache in front of origins) runs without KVM`);
+  }
   // Reading the file is part of loading; any other error that is not the sandbox's is the host's own.
   const unreadable = (err as NodeJS.ErrnoException).code !== undefined;
   if (!(err instanceof SandboxError) && !unreadable) return err;
