@@ -21,11 +21,20 @@ export interface FastResponse {
 
 /**
  * Serialised status line and stored headers of an object (everything but Age and X-Cache), and
- * whether they carry the origin's Date (kept, as on the full path; otherwise we add one).
+ * whether they carry the origin's Date (kept, as on the full path; otherwise we add one); and the
+ * whole head last made of them, for the Age (and Date second) it says: a hot object's hits within
+ * one second share it instead of each formatting, allocating and joining their own.
  */
-const prefixes = new WeakMap<CacheObject, { bytes: Buffer; hasDate: boolean }>();
+interface Prefix {
+  bytes: Buffer;
+  hasDate: boolean;
+  head: Buffer | null;
+  headAge: number;
+  headDateSecond: number;
+}
+const prefixes = new WeakMap<CacheObject, Prefix>();
 
-function prefixOf(obj: CacheObject): { bytes: Buffer; hasDate: boolean } {
+function prefixOf(obj: CacheObject): Prefix {
   let p = prefixes.get(obj);
   if (p === undefined) {
     let text = `HTTP/1.1 ${obj.status} ${STATUS_CODES[obj.status] ?? 'Unknown'}\r\n`;
@@ -39,10 +48,25 @@ function prefixOf(obj: CacheObject): { bytes: Buffer; hasDate: boolean } {
     // long-lived head would keep alive, beyond what the object's size counts.
     const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'latin1'));
     bytes.write(text, 'latin1');
-    p = { bytes, hasDate };
+    p = { bytes, hasDate, head: null, headAge: -1, headDateSecond: -1 };
     prefixes.set(obj, p);
   }
   return p;
+}
+
+/** The head of a hit on `p`'s object at `age` seconds (and, without the origin's Date, at `nowMs`). */
+function hitHeadOf(p: Prefix, age: number, nowMs: number): Buffer {
+  const dateSecond = p.hasDate ? 0 : Math.floor(nowMs / 1000);
+  if (p.head !== null && p.headAge === age && p.headDateSecond === dateSecond) return p.head;
+  const tail = `age: ${age}\r\nx-cache: HIT\r\n${p.hasDate ? '' : `date: ${httpDate(nowMs)}\r\n`}\r\n`;
+  // Never written once handed out (a socket may still be sending it): the next second's is new.
+  const head = Buffer.allocUnsafeSlow(p.bytes.length + tail.length);
+  p.bytes.copy(head, 0);
+  head.write(tail, p.bytes.length, 'latin1');
+  p.head = head;
+  p.headAge = age;
+  p.headDateSecond = dateSecond;
+  return head;
 }
 
 let dateSecond = 0;
@@ -71,8 +95,5 @@ export function fastHit(e: EngineParts, host: string, url: string, isHead: boole
   e.counters.fastHits++;
   e.ns.touch(obj, now);
   const age = Math.floor(Math.max(0, now - obj.life.t0) / 1000);
-  const prefix = prefixOf(obj);
-  const date = prefix.hasDate ? '' : `date: ${httpDate(Date.now())}\r\n`;
-  const tail = Buffer.from(`age: ${age}\r\nx-cache: HIT\r\n${date}\r\n`, 'latin1');
-  return { status: obj.status, head: Buffer.concat([prefix.bytes, tail]), body: isHead ? null : obj.body, lease: isHead ? null : obj.lease };
+  return { status: obj.status, head: hitHeadOf(prefixOf(obj), age, Date.now()), body: isHead ? null : obj.body, lease: isHead ? null : obj.lease };
 }

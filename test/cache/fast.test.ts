@@ -30,6 +30,27 @@ test('a plain fresh hit takes the fast path with the same status, headers and bo
   await origin.close();
 });
 
+test("a hot object's fast hits say their own Age: the head they share within a second is made again when it changes", async () => {
+  const origin = await startOrigin((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }); res.end('hot'); });
+  const proxy = await startProxy(origin);
+  await get(proxy.url, '/hot');
+  const ages: string[] = [];
+  for (const step of [1, 0, 0.4, 0.7, 2, 0]) {
+    proxy.clock.advance(step);
+    const hit = await get(proxy.url, '/hot');
+    assert.equal(hit.body, 'hot');
+    assert.equal(hit.headers['x-cache'], 'HIT');
+    ages.push(String(hit.headers.age));
+  }
+  assert.deepEqual(ages, ['1', '1', '1', '2', '4', '4']);
+  const head = await send(`${proxy.url}/hot`, { method: 'HEAD' });
+  assert.equal(head.headers.age, '4');
+  assert.equal(head.body, '');
+  assert.equal(proxy.cache.stats().fastHits, 7);
+  await proxy.close();
+  await origin.close();
+});
+
 test('a HEAD on a fresh object takes the fast path and gets the headers without the body', async () => {
   const origin = await startOrigin((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60' }); res.end('0123456789'); });
   const proxy = await startProxy(origin);
