@@ -101,7 +101,7 @@ export class ProgramPool {
   private loaders: Promise<Loaders> | undefined;
   private closed = false;
   /**
-   * This thread's /dev/kvm, opened by the first program it adopts: a pool whose server has no
+   * This thread's /dev/kvm, opened by the first program it loads or adopts (`openKvm`): a pool whose server has no
    * program (a cache in front of origins) runs on a host without KVM, and a program's load there
    * fails with KvmError saying why.
    */
@@ -109,6 +109,11 @@ export class ProgramPool {
 
   private constructor(options: ProgramPoolOptions) {
     this.turns = new Turns(options.sliceMs ?? DEFAULT_SLICE_MS);
+  }
+
+  /** This thread's /dev/kvm, opened on the first call (KvmError where it is missing or unfit). */
+  private openKvm(): Kvm {
+    return (this.kvm ??= new Kvm());
   }
 
   /** A pool on this thread; KVM opens with the first program adopted, a loader thread starts with the first load. */
@@ -129,7 +134,7 @@ export class ProgramPool {
     let build: Build | undefined;
     try {
       // KVM missing or unfit fails the load here, with KvmError's own words, before a loader starts.
-      this.kvm ??= new Kvm();
+      this.openKvm();
       // A loader that failed to start is tried again by the next load.
       this.loaders ??= Loaders.start().catch((err: unknown) => {
         this.loaders = undefined;
@@ -161,7 +166,7 @@ export class ProgramPool {
   adopt(key: string, program: ExportedProgram, options: PoolProgramOptions): void {
     if (this.programs.has(key)) throw new Error(`program ${key} is already loaded`);
     if (this.closed) throw new SandboxError('internal', 'the program pool was closed');
-    this.programs.set(key, { key, program: new Program((this.kvm ??= new Kvm()), program), options, instances: [], free: [], waiting: [], queueTimer: undefined, inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
+    this.programs.set(key, { key, program: new Program(this.openKvm(), program), options, instances: [], free: [], waiting: [], queueTimer: undefined, inflight: 0, batchLimit: maxBatchOf(options), batches: 0, retired: false, closed: false });
   }
 
   /**
