@@ -13,9 +13,13 @@ const LAYERS = ['kvm', 'vmm', 'sandbox', 'cache', 'http', 'server', 'node', 'cli
 const ABOVE_SANDBOX = new Set(['cache', 'http', 'server', 'node', 'cli']);
 /**
  * Imports past the sandbox that are not about running programs: libc's bindings live in kvm/ (the
- * one module that loads libc), and the shards' listening sockets are made through them.
+ * one module that loads libc), and the shards' listening sockets are made through them, and a
+ * live-log reader's connection is handed to the log thread through them.
  */
-const PAST_THE_SANDBOX = new Set([`${path.join('http', 'listen-socket.ts')} → ${path.join('kvm', 'libc.ts')}`]);
+const PAST_THE_SANDBOX = new Set([
+  `${path.join('http', 'listen-socket.ts')} → ${path.join('kvm', 'libc.ts')}`,
+  `${path.join('http', 'socket-handoff.ts')} → ${path.join('kvm', 'libc.ts')}`,
+]);
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })

@@ -8,7 +8,7 @@ import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
 import { Dashboard } from './dashboard.ts';
-import { StreamReader } from './live-log.ts';
+import { ReaderRefused } from './live-log.ts';
 import { FilterError, parseFilter, type RecordFilter } from './record-filter.ts';
 import { metricsRegistry } from './metrics.ts';
 import type { EdgeServer, TenantStatsReport } from './server.ts';
@@ -113,7 +113,7 @@ function statsJson(tenant: string, report: TenantStatsReport): Record<string, un
  * Streams the live log to `res` until the reader leaves: NDJSON, or Server-Sent Events when
  * asked (`Accept: text/event-stream` or `format=sse`). `tenant` null: every tenant's records.
  */
-async function streamLog(server: EdgeServer, req: IncomingMessage, res: ServerResponse, tenant: string | null, query: URLSearchParams): Promise<void> {
+async function streamLog(server: EdgeServer, req: IncomingMessage, tenant: string | null, query: URLSearchParams): Promise<void> {
   const format = query.get('format') ?? ((req.headers.accept ?? '').includes('text/event-stream') ? 'sse' : 'ndjson');
   if (format !== 'sse' && format !== 'ndjson') throw new HttpError(400, `format "${format.slice(0, 20)}": expected ndjson or sse`);
   query.delete('format');
@@ -126,15 +126,13 @@ async function streamLog(server: EdgeServer, req: IncomingMessage, res: ServerRe
   }
   if (tenant !== null) filter.tenant = tenant;
   else if (filter.tenant !== undefined && !server.tenants.has(filter.tenant)) throw new HttpError(404, `no tenant ${filter.tenant}`);
-  // A log stream is quiet for as long as nobody sends requests: no idle timeout for it.
-  req.socket.setTimeout(0);
-  const reader = new StreamReader(tenant ?? filter.tenant ?? null, filter, res, format);
-  res.once('close', () => {
-    reader.close();
-    void server.liveLog.remove(reader);
-  });
-  await server.liveLog.add(reader);
-  reader.begin();
+  try {
+    // Answered by the log thread, which takes the connection over (live-log.ts).
+    await server.liveLog.add({ tenant: tenant ?? filter.tenant ?? null, filter, format, chunked: req.httpVersion !== '1.0' }, req.socket);
+  } catch (err) {
+    if (err instanceof ReaderRefused) throw new HttpError(503, `the live log cannot take this reader: ${err.message}`);
+    throw err;
+  }
 }
 
 /** The path segments of a request target, percent-decoded; 400 for a target or escape that does not parse. */
@@ -188,7 +186,7 @@ export function registerAdmin(server: EdgeServer) {
       }
       if (parts[1] === 'log' && parts.length === 2 && method === 'GET') {
         allow(caller, null);
-        return await streamLog(server, req, res, null, queryOf(req.url ?? '/'));
+        return await streamLog(server, req, null, queryOf(req.url ?? '/'));
       }
       if (parts[1] === 'stats' && parts.length === 2 && method === 'GET') {
         const names = caller.kind === 'operator' ? [...server.tenants.keys()] : [caller.tenant];
@@ -219,7 +217,7 @@ export function registerAdmin(server: EdgeServer) {
         if (action === 'stats' && method === 'GET') {
           return json(res, 200, statsJson(tenant, await server.tenantStats(tenant)));
         }
-        if (action === 'log' && method === 'GET') return await streamLog(server, req, res, tenant, queryOf(req.url ?? '/'));
+        if (action === 'log' && method === 'GET') return await streamLog(server, req, tenant, queryOf(req.url ?? '/'));
         if (action === 'failures' && method === 'GET') return json(res, 200, { failures: server.failures.list(tenant) });
         if (parts[3] === 'failures' && parts[4] !== undefined && parts.length === 5 && method === 'GET') {
           const bundle = server.failures.get(tenant, parts[4]);

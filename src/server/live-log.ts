@@ -1,50 +1,50 @@
 // The live request log's main-thread side. Readers (admin API streams, the access log) say whose
 // records they want; the shards record just those tenants' requests (none while nobody reads) and
 // send them in batches; a log thread of its own (log-worker.ts) filters and serialises them for
-// each reader, so that the thread serving shard 0 pays only for building the batches; here each
-// reader's bytes are written to its response. A reader that cannot keep up loses records, never
-// slows anyone: what it has not taken stays within a bound, and it is told how many it lost.
-// docs/observability.md has the format.
-import type { ServerResponse } from 'node:http';
+// each reader and writes them to the reader's connection, which this thread hands over to it once
+// the request is accepted. A serving thread's work for a reader is then its records and their
+// batches alone: no serialising, no writes, none of a reader socket's stream code running among
+// the front's. A reader that cannot keep up loses records, never slows anyone: what it has not
+// taken stays within a bound, and it is told how many it lost. docs/observability.md has the format.
+import type { Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { releaseSlot, slotHolders, type SlotHolders } from './log-slots.ts';
+import { detachSocket, dropDetached } from '../http/socket-handoff.ts';
 import { type EncodedBatch, releaseBatch } from './record-batch.ts';
 import type { RecordFilter } from './record-filter.ts';
 import { RECORD_NOTHING, type RecordScope } from './records.ts';
 
-/** Messages to the log thread. */
-export type ToLogThread =
-  | { type: 'reader'; id: number; filter: RecordFilter; format: LogFormat }
-  | { type: 'unreader'; id: number }
-  | { type: 'accessLog'; path: string }
-  | { type: 'batch'; batch: EncodedBatch }
-  | { type: 'close' };
-
-/**
- * A reader's records of one batch, serialised: in a slot of the log thread's shared memory
- * (`slot` ≥ 0, held once for this chunk until it is written or dropped), or in memory of its own
- * (`slot` -1, transferred).
- */
-export interface LogChunk {
-  id: number;
-  bytes: Uint8Array;
-  slot: number;
-  records: number;
-}
-
-/** Messages from the log thread: each batch's serialised records (one message a batch), warnings, and the end. */
-export type FromLogThread =
-  | { type: 'out'; chunks: LogChunk[] }
-  | { type: 'warn'; message: string }
-  | { type: 'closed' };
-
 export type LogFormat = 'ndjson' | 'sse';
 
-/** What the log thread starts with: the holders of its output slots, shared with this thread. */
-export interface LogThreadData {
-  holders: SlotHolders;
+/** What a reader reads, and how its connection takes the stream. */
+export interface ReaderSpec {
+  /** null reads every tenant's records (the filter may still name one). */
+  tenant: string | null;
+  filter: RecordFilter;
+  format: LogFormat;
+  /** The request was HTTP/1.1: the stream is chunked. HTTP/1.0: it ends with the connection. */
+  chunked: boolean;
 }
+
+/** Messages to the log thread. */
+export type ToLogThread =
+  | { type: 'reader'; id: number; fd: number; filter: RecordFilter; format: LogFormat; chunked: boolean }
+  | { type: 'accessLog'; path: string }
+  /** `lost`: records of batches dropped since the last batch handed over. */
+  | { type: 'batch'; batch: EncodedBatch; lost: number }
+  | { type: 'endReaders' }
+  | { type: 'settle'; n: number }
+  | { type: 'close' };
+
+/** Messages from the log thread. */
+export type FromLogThread =
+  /** A batch is done with (MAX_BATCHES_BEHIND). */
+  | { type: 'done' }
+  /** A reader's connection closed. */
+  | { type: 'gone'; id: number }
+  | { type: 'settled'; n: number }
+  | { type: 'warn'; message: string }
+  | { type: 'closed' };
 
 /** Most bytes a reader may have waiting in its socket's buffer before its records are dropped. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
@@ -55,6 +55,9 @@ export const MAX_BUFFERED_BYTES = 1024 * 1024;
  * batch is dropped and its records counted lost for every reader, instead of queueing without bound.
  */
 export const MAX_BATCHES_BEHIND = 16;
+
+/** How long stopping waits for readers' connections to take their last bytes. */
+export const END_WAIT_MS = 1000;
 
 /**
  * The log thread's heap is small and its thread mostly idle, which starts V8's memory reducer
@@ -69,110 +72,39 @@ const NO_MEMORY_REDUCER_FOR_SMALL_HEAPS = '--no-memory-reducer-for-small-heaps';
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' : './log-worker.js', import.meta.url);
 
-/**
- * A reader streaming to an HTTP response, as NDJSON (one record a line) or Server-Sent Events
- * (one `data:` event a record). Records it cannot take are counted; the count reaches it as a
- * `{"dropped":N}` line (or a `dropped` event) before the next records it gets.
- */
-export class StreamReader {
-  private dropped = 0;
-  private heartbeat: ReturnType<typeof setInterval> | undefined;
+/** A reader could not start: said to its client (503). */
+export class ReaderRefused extends Error {}
 
-  /** `tenant` null reads every tenant's records (the filter may still name one). Nothing is sent before `begin`. */
-  constructor(readonly tenant: string | null, readonly filter: RecordFilter, private readonly res: ServerResponse, readonly format: LogFormat) {
-    res.writeHead(200, {
-      'content-type': format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
-      'cache-control': 'no-store',
-      'x-content-type-options': 'nosniff',
-    });
-  }
-
-  /**
-   * Sends the head (if no record has yet): called once every shard records what this reader
-   * reads, so that a reader that has the head misses none of the requests sent after it.
-   */
-  begin(): void {
-    const res = this.res;
-    if (res.destroyed) return;
-    // Sends the head unless a record already has (writeHead only made it).
-    res.flushHeaders();
-    if (this.format === 'sse') {
-      res.write(': tinyedge live log\n\n');
-      // A comment now and then keeps proxies from closing a quiet stream.
-      this.heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      this.heartbeat.unref();
-    }
-  }
-
-  /**
-   * Writes `records` serialised records, or counts them lost when the reader is behind or gone.
-   * `done` runs once `bytes` are no longer needed: written to the socket, or dropped.
-   */
-  write(bytes: Uint8Array, records: number, done?: () => void): void {
-    // A socket already closed would never call back: its records are lost at once.
-    const socket = this.res.socket;
-    if (this.res.writableLength > MAX_BUFFERED_BYTES || this.res.destroyed || socket === null || socket.destroyed) {
-      this.dropped += records;
-      done?.();
-      return;
-    }
-    this.announceDropped();
-    this.res.write(bytes, done);
-  }
-
-  /**
-   * Records lost before they reached this reader's filter (the log thread fell behind): counted
-   * as lost whether or not the filter would have kept them; said with the next records.
-   */
-  lose(records: number): void {
-    this.dropped += records;
-  }
-
-  private announceDropped(): void {
-    if (this.dropped === 0) return;
-    const notice = JSON.stringify({ dropped: this.dropped });
-    this.res.write(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`);
-    this.dropped = 0;
-  }
-
-  close(): void {
-    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
-  }
-
-  /** Ends the stream (the server is stopping): its reader sees the end at once. */
-  end(): void {
-    this.close();
-    this.res.end();
-  }
-}
-
-/** The main thread's hub: its readers, the log thread, and the recording scope the shards are told. */
+/** The main thread's hub: which readers read what, the log thread, and the recording scope the shards are told. */
 export class LiveLog {
-  private readonly readers = new Map<number, StreamReader>();
+  private readonly readers = new Map<number, string | null>();
   private nextId = 1;
   private accessLog = false;
   private scope: RecordScope = RECORD_NOTHING;
   private applying: Promise<void> = Promise.resolve();
   private worker: Worker | undefined;
+  private failed = false;
   private closing: Promise<void> | undefined;
   /** Batches handed to the log thread that it has not answered yet (MAX_BATCHES_BEHIND). */
   private behind = 0;
+  /** Records of batches dropped since the last one handed over: said to the readers with it. */
+  private lost = 0;
   /** Records of batches dropped since the last warning, for the access log's. */
   private lostSinceWarning = 0;
-  /** Holders of the log thread's output slots (log-slots.ts). */
-  private readonly holders = slotHolders();
+  private readonly settling = new Map<number, () => void>();
+  private nextSettle = 1;
 
   /** `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). */
   constructor(private readonly apply: (scope: RecordScope) => Promise<void>, private readonly warn: (message: string) => void) {}
 
   /** Every shard's batches come here, and go on to the log thread (their columns shared, not copied). */
   readonly deliver = (batch: EncodedBatch): void => {
-    if (this.worker === undefined) {
+    if (this.worker === undefined || this.failed) {
       releaseBatch(batch);
       return;
     }
     if (this.behind >= MAX_BATCHES_BEHIND) {
-      for (const r of this.readers.values()) r.lose(batch.count);
+      this.lost += batch.count;
       if (this.accessLog) this.lostSinceWarning += batch.count;
       releaseBatch(batch);
       return;
@@ -182,44 +114,68 @@ export class LiveLog {
       this.lostSinceWarning = 0;
     }
     this.behind++;
-    this.worker.postMessage({ type: 'batch', batch } satisfies ToLogThread);
+    this.worker.postMessage({ type: 'batch', batch, lost: this.lost } satisfies ToLogThread);
+    this.lost = 0;
   };
 
-  /** Adds a reader; resolves once every shard records what it reads. */
-  add(reader: StreamReader): Promise<void> {
+  /**
+   * Starts a reader on `socket`, the connection its request came on: once every shard records what
+   * it reads, the connection is handed to the log thread, which answers the request (200 and the
+   * stream) and owns the connection from then on; a reader that has the answer's head misses none
+   * of the requests sent after it. Resolves when handed over, or at once if the client left
+   * meanwhile. Throws ReaderRefused, with the socket untouched, when the log cannot take it.
+   */
+  async add(spec: ReaderSpec, socket: Socket): Promise<void> {
+    if (this.closing !== undefined || this.failed) throw new ReaderRefused('the live log is stopping');
     const id = this.nextId++;
-    this.readers.set(id, reader);
-    this.post({ type: 'reader', id, filter: reader.filter, format: reader.format });
-    return this.rescope();
-  }
-
-  remove(reader: StreamReader): Promise<void> {
-    for (const [id, r] of this.readers) {
-      if (r !== reader) continue;
+    this.readers.set(id, spec.tenant);
+    this.startWorker();
+    await this.rescope();
+    let fd: number;
+    try {
+      if (socket.destroyed) throw new ReaderRefused('the client left');
+      if (this.closing !== undefined || this.failed) throw new ReaderRefused('the live log is stopping');
+      fd = detachSocket(socket);
+    } catch (err) {
       this.readers.delete(id);
-      this.worker?.postMessage({ type: 'unreader', id } satisfies ToLogThread);
-      return this.rescope();
+      void this.rescope();
+      if (socket.destroyed) return;
+      throw err instanceof ReaderRefused ? err : new ReaderRefused((err as Error).message);
     }
-    return this.applying;
+    this.post({ type: 'reader', id, fd, filter: spec.filter, format: spec.format, chunked: spec.chunked });
   }
 
   /** Writes every tenant's records to `path` ('-': stdout), one JSON line each, from the log thread. */
   startAccessLog(path: string): Promise<void> {
     this.accessLog = true;
+    this.startWorker();
     this.post({ type: 'accessLog', path });
     return this.rescope();
   }
 
+  /** Readers whose connections are open. */
   get readerCount(): number {
     return this.readers.size;
   }
 
-  /** Ends every reader's stream, so that closing the admin port need not wait for them. */
-  endStreams(): void {
-    for (const r of this.readers.values()) r.end();
+  /** Resolves once the log thread has handled everything handed to it so far (readers' records written or counted lost). */
+  settled(): Promise<void> {
+    if (this.worker === undefined || this.failed) return Promise.resolve();
+    const n = this.nextSettle++;
+    // The answer is awaited: the thread is held open until it comes.
+    this.worker.ref();
+    return new Promise((resolve) => {
+      this.settling.set(n, resolve);
+      this.post({ type: 'settle', n });
+    });
   }
 
-  /** Stops recording, lets the log thread write what it has (the access log), and ends it. */
+  /** Ends every reader's stream, so that stopping the admin port need not wait for them. */
+  endStreams(): void {
+    if (this.readers.size > 0) this.post({ type: 'endReaders' });
+  }
+
+  /** Stops recording, lets the log thread end its readers' streams and write what it has (the access log), and ends it. */
   async close(): Promise<void> {
     this.closing ??= (async () => {
       this.readers.clear();
@@ -240,36 +196,57 @@ export class LiveLog {
     return this.closing;
   }
 
+  private startWorker(): void {
+    if (this.worker !== undefined) return;
+    setFlagsFromString(NO_MEMORY_REDUCER_FOR_SMALL_HEAPS);
+    const worker = new Worker(workerUrl);
+    worker.on('message', (m: FromLogThread) => this.onMessage(m));
+    worker.on('error', (err) => {
+      this.failed = true;
+      this.warn(`the live log's thread failed: ${err.message}; records are no longer written`);
+      this.readers.clear();
+      for (const resolve of this.settling.values()) resolve();
+      this.settling.clear();
+      void this.rescope();
+    });
+    // The log thread must never keep the process alive on its own.
+    worker.unref();
+    this.worker = worker;
+  }
+
   private post(msg: ToLogThread): void {
-    if (this.worker === undefined) {
-      setFlagsFromString(NO_MEMORY_REDUCER_FOR_SMALL_HEAPS);
-      const worker = new Worker(workerUrl, { workerData: { holders: this.holders } satisfies LogThreadData });
-      worker.on('message', (m: FromLogThread) => this.onMessage(m));
-      worker.on('error', (err) => this.warn(`the live log's thread failed: ${err.message}; records are no longer written`));
-      // The log thread must never keep the process alive on its own.
-      worker.unref();
-      this.worker = worker;
+    if (this.failed) {
+      if (msg.type === 'reader') dropDetached(msg.fd);
+      return;
     }
-    this.worker.postMessage(msg);
+    this.worker!.postMessage(msg);
   }
 
   private onMessage(m: FromLogThread): void {
-    if (m.type === 'warn') this.warn(m.message);
-    else if (m.type === 'out') {
-      this.behind--;
-      for (const c of m.chunks) {
-        const reader = this.readers.get(c.id);
-        const release = (): void => releaseSlot(this.holders, c.slot);
-        if (reader === undefined) release();
-        else reader.write(c.bytes, c.records, c.slot < 0 ? undefined : release);
-      }
+    switch (m.type) {
+      case 'done':
+        this.behind--;
+        return;
+      case 'gone':
+        if (this.readers.delete(m.id)) void this.rescope();
+        return;
+      case 'settled':
+        this.settling.get(m.n)?.();
+        this.settling.delete(m.n);
+        if (this.settling.size === 0 && this.closing === undefined) this.worker?.unref();
+        return;
+      case 'warn':
+        this.warn(m.message);
+        return;
+      case 'closed':
+        return;
     }
   }
 
   private rescope(): Promise<void> {
     const readers = [...this.readers.values()];
-    const all = this.accessLog || readers.some((r) => r.tenant === null);
-    const tenants = all ? [] : [...new Set(readers.map((r) => r.tenant!))].sort();
+    const all = this.accessLog || readers.some((tenant) => tenant === null);
+    const tenants = all ? [] : [...new Set(readers as string[])].sort();
     const next: RecordScope = { all, tenants };
     if (next.all === this.scope.all && next.tenants.join('\n') === this.scope.tenants.join('\n')) return this.applying;
     this.scope = next;

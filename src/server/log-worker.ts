@@ -1,14 +1,17 @@
 // The live log's thread: decodes the shards' batches of request records, and for each reader
 // keeps the records its filter matches, serialised (NDJSON or Server-Sent Events) into one chunk
-// per batch that goes back to the main thread to write; the access log is written from here.
-// Serialising every request's record is the live log's largest cost: here it costs the serving
-// threads nothing. Chunks are written into reused slots of shared memory (log-slots.ts), and a
-// batch's columns are handed back to its shard when done: no memory a batch in the steady state.
+// per batch, written to the reader's connection, which the main thread handed over (live-log.ts);
+// the access log is written from here too. Serialising and writing every request's record are
+// the live log's largest costs: here they cost the serving threads nothing. Chunks are written
+// from reused slots of memory (log-slots.ts), and a batch's columns are handed back to its shard
+// when done: no memory a batch in the steady state.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
-import type { FromLogThread, LogChunk, LogFormat, LogThreadData, ToLogThread } from './live-log.ts';
-import { MAX_BUFFERED_BYTES } from './live-log.ts';
-import { holdSlot, OutputSlots, releaseSlot, type SlotMemory } from './log-slots.ts';
+import type { Socket } from 'node:net';
+import { parentPort } from 'node:worker_threads';
+import { adoptSocket } from '../http/socket-handoff.ts';
+import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
+import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
+import { OutputSlots, type SlotMemory } from './log-slots.ts';
 import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
@@ -16,13 +19,12 @@ import type { RequestRecord } from './records.ts';
 
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
-const send = (msg: FromLogThread, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
-const { holders } = workerData as LogThreadData;
-const slots = new OutputSlots(holders);
+const send = (msg: FromLogThread): void => port.postMessage(msg);
+const slots = new OutputSlots();
 
 /**
- * Where batches are serialised before their bytes go to a slot in one copy: writing shared
- * memory piece by piece (a copy a record) costs about twice what writing this thread's own does.
+ * Where batches are serialised before their bytes go to a slot in one copy: a slot's memory is
+ * taken only once the output's size is known, and may be larger than a batch needs.
  */
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 /** The scratch buffer grows to a batch's bound (`BatchWriter.bound`) up to this; past it, to the batch's size. */
@@ -30,7 +32,99 @@ const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
 /** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
 let order: Int32Array = new Int32Array(1024);
 
-const readers = new Map<number, { filter: RecordFilter; format: LogFormat }>();
+const CRLF = Buffer.from('\r\n');
+/** The last chunk of a chunked body. */
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/**
+ * A reader's connection: the answer to its request (200, then the stream: NDJSON, one record a
+ * line, or Server-Sent Events, one `data:` event a record). Records it cannot take are counted;
+ * the count reaches it as a `{"dropped":N}` line (or a `dropped` event) before the next records it gets.
+ */
+class Reader {
+  private dropped = 0;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(readonly id: number, private readonly socket: Socket, readonly filter: RecordFilter, readonly format: LogFormat, private readonly chunked: boolean) {
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+      readers.delete(id);
+      send({ type: 'gone', id });
+    });
+    // A reader sends nothing more; whatever it does send is read and dropped, so that its leaving is seen.
+    socket.resume();
+    const type = format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8';
+    socket.write(
+      'HTTP/1.1 200 OK\r\n' +
+        `content-type: ${type}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n` +
+        `date: ${new Date().toUTCString()}\r\n${chunked ? 'transfer-encoding: chunked\r\n' : ''}connection: close\r\n\r\n`,
+    );
+    if (format === 'sse') {
+      this.send(Buffer.from(': tinyedge live log\n\n'));
+      // A comment now and then keeps proxies from closing a quiet stream.
+      this.heartbeat = setInterval(() => this.send(Buffer.from(': keep-alive\n\n')), 15_000);
+    }
+  }
+
+  /**
+   * Writes `records` serialised records, or counts them lost when the reader is behind or gone.
+   * `done` runs once `bytes` are no longer needed: written to the socket, or dropped.
+   */
+  write(bytes: Uint8Array, records: number, done: () => void): void {
+    if (this.socket.writableLength > MAX_BUFFERED_BYTES || this.socket.destroyed || this.socket.writableEnded) {
+      this.dropped += records;
+      done();
+      return;
+    }
+    if (this.dropped > 0) {
+      const notice = JSON.stringify({ dropped: this.dropped });
+      this.send(Buffer.from(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`));
+      this.dropped = 0;
+    }
+    this.send(bytes, done);
+  }
+
+  /** Records lost before they reached this reader's filter (the main thread dropped their batch). */
+  lose(records: number): void {
+    this.dropped += records;
+  }
+
+  /** Ends the stream: its reader sees the end at once. */
+  end(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    if (this.socket.writableEnded) return;
+    if (this.chunked) this.socket.end(LAST_CHUNK);
+    else this.socket.end();
+  }
+
+  /** Resolves when the connection has closed, or after END_WAIT_MS, when it is closed. */
+  closed(): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), END_WAIT_MS);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Body bytes, in a chunk of their own when the stream is chunked (one write to the kernel either way). */
+  private send(bytes: Uint8Array, done?: () => void): void {
+    if (!this.chunked) {
+      this.socket.write(bytes, done);
+      return;
+    }
+    this.socket.cork();
+    this.socket.write(`${bytes.length.toString(16)}\r\n`);
+    this.socket.write(bytes);
+    this.socket.write(CRLF, done);
+    this.socket.uncork();
+  }
+}
+
+const readers = new Map<number, Reader>();
 
 /** The access log's file (or stdout), and the lines it lost to a disk that could not keep up. */
 let access: { out: WriteStream | NodeJS.WriteStream; owned: boolean; dropped: number } | undefined;
@@ -53,14 +147,15 @@ function writeAccessLog(out: SlotMemory, count: number): void {
     send({ type: 'warn', message: `access log: ${access.dropped} records dropped: the log could not keep up` });
     access.dropped = 0;
   }
-  holdSlot(holders, out.slot);
-  access.out.write(out.bytes, () => releaseSlot(holders, out.slot));
+  slots.holdSlot(out.slot);
+  access.out.write(out.bytes, () => slots.releaseSlot(out.slot));
 }
 
-function onBatch(batch: EncodedBatch): void {
+function onBatch(batch: EncodedBatch, lost: number): void {
+  if (lost > 0) for (const r of readers.values()) r.lose(lost);
   const out = new BatchWriter(batch, order);
   order = out.rows;
-  /** Slots this batch took: held by this thread until their chunks are handed over. */
+  /** Slots this batch took: held until every write of them is handed out. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
     // The records' exact size is a pass over them: counted only when the scratch buffer is not
@@ -84,55 +179,58 @@ function onBatch(batch: EncodedBatch): void {
     if (memory === undefined) whole.set(format, (memory = serialise(format)));
     return memory;
   };
-  const chunks: LogChunk[] = [];
+  const write = (reader: Reader, { bytes, slot }: SlotMemory, records: number): void => {
+    slots.holdSlot(slot);
+    reader.write(bytes, records, () => slots.releaseSlot(slot));
+  };
   let records: RequestRecord[] | undefined;
-  for (const [id, { filter, format }] of readers) {
-    if (Object.keys(filter).length === 0) {
-      const { bytes, slot } = all(format);
-      chunks.push({ id, bytes, slot, records: batch.count });
+  for (const reader of readers.values()) {
+    if (Object.keys(reader.filter).length === 0) {
+      write(reader, all(reader.format), batch.count);
       continue;
     }
     records ??= decodeBatch(batch, out.rows);
     const pick: number[] = [];
-    for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!)) pick.push(k);
-    if (pick.length > 0) {
-      const { bytes, slot } = serialise(format, pick);
-      chunks.push({ id, bytes, slot, records: pick.length });
-    }
+    for (let k = 0; k < records.length; k++) if (matches(reader.filter, records[k]!)) pick.push(k);
+    if (pick.length > 0) write(reader, serialise(reader.format, pick), pick.length);
   }
-  if (access !== undefined) {
-    const memory = all('ndjson');
-    // Memory of its own is transferred with the chunks: the access log keeps a copy of it then.
-    const shared = memory.slot < 0 && chunks.some((c) => c.bytes === memory.bytes);
-    writeAccessLog(shared ? { bytes: Buffer.from(memory.bytes), slot: -1 } : memory, batch.count);
-  }
+  if (access !== undefined) writeAccessLog(all('ndjson'), batch.count);
   // Everything is serialised: the shard may write a later batch into these columns.
   releaseBatch(batch);
-  for (const c of chunks) holdSlot(holders, c.slot);
-  // Sent for every batch, chunks or none: it tells the main thread this batch is done with.
-  send({ type: 'out', chunks }, [...new Set(chunks.filter((c) => c.slot < 0).map((c) => c.bytes.buffer as ArrayBuffer))]);
-  for (const slot of taken) releaseSlot(holders, slot);
+  for (const slot of taken) slots.releaseSlot(slot);
+  send({ type: 'done' });
+}
+
+/** Ends every reader's stream and waits (a bounded time) for their connections to close. */
+async function endReaders(): Promise<void> {
+  const all = [...readers.values()];
+  for (const r of all) r.end();
+  await Promise.all(all.map((r) => r.closed()));
 }
 
 port.on('message', (msg: ToLogThread) => {
   switch (msg.type) {
     case 'reader':
-      readers.set(msg.id, { filter: msg.filter, format: msg.format });
-      return;
-    case 'unreader':
-      readers.delete(msg.id);
+      readers.set(msg.id, new Reader(msg.id, adoptSocket(msg.fd), msg.filter, msg.format, msg.chunked));
       return;
     case 'accessLog':
       openAccessLog(msg.path);
       return;
     case 'batch':
-      onBatch(msg.batch);
+      onBatch(msg.batch, msg.lost);
       return;
-    case 'close': {
-      const done = (): void => send({ type: 'closed' });
-      if (access?.owned === true) (access.out as WriteStream).end(done);
-      else done();
+    case 'endReaders':
+      void endReaders();
       return;
-    }
+    case 'settle':
+      send({ type: 'settled', n: msg.n });
+      return;
+    case 'close':
+      void endReaders().then(() => {
+        const done = (): void => send({ type: 'closed' });
+        if (access?.owned === true) (access.out as WriteStream).end(done);
+        else done();
+      });
+      return;
   }
 });

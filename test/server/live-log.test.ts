@@ -5,13 +5,14 @@
 // is told how many, and holds no more than its bound.
 import { after, before, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
-import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, StreamReader } from '../../src/server/live-log.ts';
-import { holdSlot, OutputSlots, releaseSlot, slotHolders, SLOTS } from '../../src/server/log-slots.ts';
+import { setsockopt, SOL_SOCKET } from '../../src/kvm/libc.ts';
+import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderSpec } from '../../src/server/live-log.ts';
+import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
@@ -292,64 +293,228 @@ tenants:
   });
 });
 
-/** An NDJSON reader's stream over a real loopback connection: the server's response and the client's. */
-async function loopbackStream(): Promise<{ res: ServerResponse; stream: StreamReader; client: IncomingMessage; close(): void }> {
-  let gotRes: (res: ServerResponse) => void = () => undefined;
-  const serverRes = new Promise<ServerResponse>((resolve) => (gotRes = resolve));
-  const server = createServer((_req, res) => gotRes(res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const clientRes = new Promise<IncomingMessage>((resolve) => httpRequest({ port, host: '127.0.0.1', path: '/' }, resolve).end());
-  const res = await serverRes;
-  // The reader sends the head when it begins, which is what the client's response waits for.
-  const stream = new StreamReader(null, {}, res, 'ndjson');
-  stream.begin();
-  const client = await clientRes;
-  return {
-    res, stream, client,
-    close() {
-      stream.close();
-      res.end();
+describe('the live log over HTTP, from a server without programs', () => {
+  let edge: EdgeServer;
+  let origin: DemoOrigin;
+  const get = async (host: string, path: string): Promise<number> => {
+    const r = await request(`${edge.front.url}${path}`, { headers: { host, connection: 'close' } });
+    await r.body.text();
+    return r.statusCode;
+  };
+
+  before(async () => {
+    origin = await startDemoOrigin('127.0.0.1', 0);
+    const yaml = `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 2 }
+tenants:
+  - name: a
+    hosts: [a.test]
+    token: ${A}
+    origins: [{ name: default, url: "${origin.url}" }]
+  - name: b
+    hosts: [b.test]
+    token: ${B}
+    origins: [{ name: default, url: "${origin.url}" }]
+`;
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-live-log-cache-test.yaml' }), { logger: pino({ level: 'silent' }) });
+  });
+  after(async () => {
+    await edge?.close();
+    await origin?.close();
+  });
+
+  test('a chunked NDJSON stream of one tenant: its misses and hits, not the other tenant\'s; the admin port answers meanwhile', async () => {
+    const s = await Stream.open(`${edge.admin.url}/v1/tenants/a/log`, A);
+    try {
+      assert.equal(s.res.headers['content-type'], 'application/x-ndjson; charset=utf-8');
+      assert.equal(s.res.headers['transfer-encoding'], 'chunked');
+      assert.equal(s.res.headers['cache-control'], 'no-store');
+      assert.equal(s.res.headers['x-content-type-options'], 'nosniff');
+      assert.equal(await get('b.test', '/b-page'), 200);
+      for (let i = 0; i < 3; i++) assert.equal(await get('a.test', '/a-page'), 200);
+      const miss = await s.find((r) => r.url === '/a-page' && r.cache === 'miss');
+      assert.deepEqual([miss.tenant, miss.host, miss.status, miss.backend, miss.backendKind], ['a', 'a.test', 200, 'default', 'origin']);
+      const hit = await s.find((r) => r.url === '/a-page' && r.cache !== 'miss');
+      assert.ok(hit.cache === 'fast-hit' || hit.cache === 'hit', String(hit.cache));
+      assert.ok(s.records.every((r) => r.tenant === 'a'));
+      const stats = await request(`${edge.admin.url}/v1/tenants/a/stats`, { headers: { authorization: `Bearer ${A}` } });
+      assert.equal(stats.statusCode, 200);
+      await stats.body.dump();
+      assert.equal(edge.liveLog.readerCount, 1);
+    } finally {
+      s.close();
+    }
+    // The log thread sees the connection close, and the reader is gone.
+    while (edge.liveLog.readerCount > 0) await new Promise((r) => setTimeout(r, 10));
+  });
+
+  test('an HTTP/1.0 reader gets the records unframed, to the end of the connection; refusals are answered as before', async () => {
+    await assert.rejects(Stream.open(`${edge.admin.url}/v1/tenants/b/log`, A), /status 403/);
+    const refused = await request(`${edge.admin.url}/v1/log?status=200`, { headers: { authorization: `Bearer ${OP}` } });
+    assert.equal(refused.statusCode, 400);
+    await refused.body.dump();
+    const client = connect(edge.admin.port, '127.0.0.1');
+    let text = '';
+    client.setEncoding('utf8');
+    client.on('data', (c: string) => (text += c));
+    try {
+      client.write(`GET /v1/log?prefix=/old HTTP/1.0\r\nHost: admin\r\nAuthorization: Bearer ${OP}\r\n\r\n`);
+      await until(client, () => text.includes('\r\n\r\n'));
+      const [head, body] = text.split('\r\n\r\n') as [string, string];
+      assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.doesNotMatch(head, /transfer-encoding/i);
+      assert.match(head, /\r\nconnection: close(\r\n|$)/i);
+      assert.equal(body, '');
+      assert.equal(await get('b.test', '/old/1'), 200);
+      assert.equal(await get('a.test', '/new/1'), 200);
+      await until(client, () => text.endsWith('\n') && text.includes('"/old/1"'));
+      assert.deepEqual(ndjson(text.split('\r\n\r\n')[1]!).map((r) => [r.tenant, r.url]), [['b', '/old/1']]);
+    } finally {
       client.destroy();
-      server.close();
+    }
+  });
+
+  test('Server-Sent Events, and a server that stops ends its streams', async () => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpRequest(`${edge.admin.url}/v1/log?format=sse&prefix=/sse`, { headers: { authorization: `Bearer ${OP}` } }, resolve).on('error', reject).end();
+    });
+    assert.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8');
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => (text += c));
+    const ended = new Promise<void>((resolve) => res.on('end', resolve));
+    assert.equal(await get('a.test', '/sse'), 200);
+    while (!text.includes('"url":"/sse"')) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(text.startsWith(': tinyedge live log\n\n'));
+    assert.match(text.split('\n\n').find((e) => e.includes('"url":"/sse"'))!, /^data: \{.*\}$/);
+    // The stream ends as a whole body (the last chunk), not cut.
+    await edge.close();
+    await ended;
+    assert.equal(res.complete, true);
+  });
+});
+
+/** The NDJSON a reader's connection carried, as lines; every line is JSON. */
+function ndjson(text: string): Array<Record<string, unknown>> {
+  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/**
+ * A loopback connection for a LiveLog reader: the server's side to hand over (`add`), and the
+ * client's, which collects the answer (an HTTP/1.0 one: the body is the records, unframed).
+ * `bufferBytes` shrinks both kernel buffers (SO_SNDBUF on the server's side, SO_RCVBUF on the
+ * client's), so that what the client does not read stays in the log thread's socket.
+ */
+async function readerConnection(bufferBytes?: number): Promise<{ server: Socket; client: Socket; received(): string; body(): string; close(): void }> {
+  const listener = createNetServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  const client = connect((listener.address() as AddressInfo).port, '127.0.0.1');
+  await new Promise<void>((resolve) => client.once('connect', resolve));
+  const server = await accepted;
+  listener.close();
+  if (bufferBytes !== undefined) {
+    const size = new Uint8Array(new Int32Array([bufferBytes]).buffer);
+    const fdOf = (sock: Socket): number => (sock as unknown as { _handle: { fd: number } })._handle.fd;
+    assert.equal(setsockopt(fdOf(server), SOL_SOCKET, SO_SNDBUF, size, 4), 0);
+    assert.equal(setsockopt(fdOf(client), SOL_SOCKET, SO_RCVBUF, size, 4), 0);
+  }
+  let text = '';
+  client.setEncoding('utf8');
+  client.on('data', (c: string) => (text += c));
+  client.on('error', () => {});
+  const received = (): string => text;
+  return {
+    server, client, received,
+    body() {
+      const all = received();
+      const end = all.indexOf('\r\n\r\n');
+      return end < 0 ? '' : all.slice(end + 4);
     },
+    close: () => client.destroy(),
   };
 }
 
-describe('a reader that cannot keep up', () => {
-  test('loses records beyond its bound, never holds more, and is told how many it lost', async () => {
-    const { res, stream, client, close } = await loopbackStream();
-    const record = (i: number): RequestRecord => ({
-      time: 0, shard: 0, tenant: 't', host: 'h', method: 'GET', url: `/${i}`, status: 200, cache: 'hit', backend: null, backendKind: null, version: null,
-      totalUs: 1, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 0, originStatus: null, error: null, logs: ['x'.repeat(900)],
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+
+const EVERYTHING: ReaderSpec = { tenant: null, filter: {}, format: 'ndjson', chunked: false };
+
+/** Until `done()` holds: `step` once, then again each time the client gets bytes, or every 20 ms while it gets none (a bound of 30 s in all). */
+async function until(client: Socket, done: () => boolean, step: () => Promise<void> = async () => undefined): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!done()) {
+    assert.ok(Date.now() < deadline, 'gave up waiting');
+    await step();
+    if (done()) return;
+    await new Promise<void>((resolve) => {
+      const onData = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        client.off('data', onData);
+        resolve();
+      }, 20);
+      client.once('data', onData);
     });
-    // A stuck socket: nothing leaves the response's buffer while it is corked.
-    res.cork();
-    const lines = (from: number): Buffer => Buffer.from(Array.from({ length: 100 }, (_, i) => `${JSON.stringify(record(from + i))}\n`).join(''));
-    let most = 0;
-    for (let i = 0; i < 40; i++) {
-      stream.write(lines(i * 100), 100);
-      most = Math.max(most, res.writableLength);
-    }
-    // ~110 KB a batch: it stopped taking records at the bound, one batch past it at most.
-    assert.ok(most > MAX_BUFFERED_BYTES && most <= MAX_BUFFERED_BYTES + 120_000, String(most));
-    // The reader catches up.
-    const received: string[] = [];
-    client.setEncoding('utf8');
-    client.on('data', (c: string) => received.push(c));
-    res.uncork();
-    while (res.writableLength > 0) await new Promise((r) => setTimeout(r, 5));
-    stream.write(lines(999).subarray(0, Buffer.byteLength(JSON.stringify(record(999))) + 1), 1);
-    while (!received.join('').includes('"url":"/999"')) await new Promise((r) => setTimeout(r, 5));
-    const got = received.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const taken = got.filter((l) => 'url' in l).length - 1;
-    const notice = got.find((l) => 'dropped' in l);
-    assert.ok(notice, 'a dropped notice');
-    assert.ok(taken > 0 && taken < 4000, String(taken));
-    assert.equal(Number(notice.dropped) + taken, 4000);
-    // The notice comes right before the record that followed the loss.
-    assert.deepEqual(got.slice(-2).map((l) => ('dropped' in l ? 'notice' : l.url)), ['notice', '/999']);
-    close();
+  }
+}
+
+/** A record whose logs make it ~1 KB. */
+const bigRecord = (url: string): RequestRecord => ({
+  time: 0, shard: 0, tenant: 't', host: 'h', method: 'GET', url, status: 200, cache: 'hit', backend: null, backendKind: null, version: null,
+  totalUs: 1, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 0, originStatus: null, error: null, logs: ['x'.repeat(900)],
+});
+
+/** Hands `log` one batch of `urls`' records (bigRecord), and waits until the log thread has handled it. */
+async function deliver(log: LiveLog, urls: string[]): Promise<void> {
+  const b = new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: urls.length });
+  for (const url of urls) b.push(bigRecord(url));
+  await log.settled();
+}
+
+describe('a reader that cannot keep up', () => {
+  test('loses records beyond its bound, never holds more, and is told how many it lost', async (t) => {
+    const conn = await readerConnection(16 * 1024);
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m));
+    t.after(async () => {
+      conn.close();
+      await log.close();
+    });
+    await log.add(EVERYTHING, conn.server);
+    await until(conn.client, () => conn.received().includes('\r\n\r\n'));
+    assert.match(conn.received(), /^HTTP\/1\.1 200 OK\r\ncontent-type: application\/x-ndjson; charset=utf-8\r\n/);
+    // A stuck reader: it reads nothing while 6,000 records (~6 MB) are written to it.
+    conn.client.pause();
+    const sent = 6000;
+    for (let n = 0; n < sent / 100; n++) await deliver(log, Array.from({ length: 100 }, (_, i) => `/${n * 100 + i}`));
+    // The reader reads again. Probes are sent until one gets through: every record sent is then
+    // either received or counted in the notice before the probe.
+    conn.client.resume();
+    let probes = 0;
+    await until(conn.client, () => conn.body().includes('"/probe') && conn.body().endsWith('\n'), async () => {
+      await deliver(log, [`/probe${probes++}`]);
+    });
+    // Everything written before that probe has been read: the reader is under its bound again,
+    // so one more record is taken, told of the probes lost since, if any.
+    await deliver(log, ['/last']);
+    await until(conn.client, () => conn.body().includes('"/last"') && conn.body().endsWith('\n'));
+    const got = ndjson(conn.body());
+    const noticeAt = got.findIndex((l) => 'dropped' in l);
+    assert.ok(noticeAt > 0, 'a dropped notice, after the records taken');
+    // Every record sent was received or counted lost, and each notice comes right before the record that followed its loss.
+    const records = got.filter((l) => 'url' in l);
+    const lost = got.filter((l) => 'dropped' in l).reduce((n, l) => n + Number(l.dropped), 0);
+    assert.equal(lost + records.length, sent + probes + 1);
+    got.forEach((l, i) => 'dropped' in l && assert.ok(got[i + 1] !== undefined && 'url' in got[i + 1]!, `notice ${i} is followed by a record`));
+    assert.equal(got.at(-1)!.url, '/last');
+    // The records taken before the loss are the first sent, in order, and no more than the bound,
+    // one batch past it (~100 KB) and the small kernel buffers hold.
+    const taken = got.slice(0, noticeAt);
+    assert.deepEqual(taken.map((l) => l.url), Array.from({ length: taken.length }, (_, i) => `/${i}`));
+    const takenBytes = Buffer.byteLength(taken.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    assert.ok(takenBytes > MAX_BUFFERED_BYTES && takenBytes < MAX_BUFFERED_BYTES + 512 * 1024, String(takenBytes));
   });
 });
 
@@ -530,29 +695,28 @@ describe('batches of records between threads', () => {
   });
 
   test("the log thread's output slots: one is written again only once every holder released it; with all held, memory of its own", () => {
-    const holders = slotHolders();
-    const slots = new OutputSlots(holders);
+    const slots = new OutputSlots();
     const first = slots.take(1000);
-    assert.ok(first.slot >= 0 && first.bytes.length >= 1000 && first.bytes.buffer instanceof SharedArrayBuffer);
-    // Handed to a reader's write, then the log thread lets go of it: the write still holds it.
-    holdSlot(holders, first.slot);
-    releaseSlot(holders, first.slot);
+    assert.ok(first.slot >= 0 && first.bytes.length >= 1000);
+    // Handed to a reader's write, then the batch lets go of it: the write still holds it.
+    slots.holdSlot(first.slot);
+    slots.releaseSlot(first.slot);
     const taken = [first, ...Array.from({ length: SLOTS - 1 }, () => slots.take(1000))];
     assert.equal(new Set(taken.map((t) => t.slot)).size, SLOTS);
     const own = slots.take(1000);
     assert.equal(own.slot, -1);
-    assert.ok(own.bytes.length >= 1000 && !(own.bytes.buffer instanceof SharedArrayBuffer), 'transferable');
+    assert.ok(own.bytes.length >= 1000 && !taken.some((t) => t.bytes.buffer === own.bytes.buffer), 'memory of its own');
     // The write completed: the slot and its memory are taken again.
-    releaseSlot(holders, first.slot);
+    slots.releaseSlot(first.slot);
     const again = slots.take(500);
     assert.equal(again.slot, first.slot);
     assert.equal(again.bytes, first.bytes);
     // A slot larger than before gets new memory; one larger than any slot may be is memory of its own.
-    releaseSlot(holders, again.slot);
+    slots.releaseSlot(again.slot);
     const larger = slots.take(first.bytes.length + 1);
     assert.equal(larger.slot, first.slot);
     assert.ok(larger.bytes.length > first.bytes.length);
-    releaseSlot(holders, larger.slot);
+    slots.releaseSlot(larger.slot);
     assert.equal(slots.take(64 * 1024 * 1024).slot, -1);
   });
 
@@ -591,14 +755,15 @@ describe('batches of records between threads', () => {
 });
 
 describe('a log thread that falls behind', () => {
-  test('batches past its bound are dropped on the main thread, counted, and said to every reader', async () => {
-    const { stream, client, close } = await loopbackStream();
+  test('batches past its bound are dropped on the main thread, counted, and said to every reader', async (t) => {
+    const conn = await readerConnection();
     const warnings: string[] = [];
     const log = new LiveLog(async () => undefined, (m) => warnings.push(m));
-    await log.add(stream);
-    const received: string[] = [];
-    client.setEncoding('utf8');
-    client.on('data', (c: string) => received.push(c));
+    t.after(async () => {
+      conn.close();
+      await log.close();
+    });
+    await log.add(EVERYTHING, conn.server);
     // Batches handed over in one turn of the event loop: the log thread cannot have answered any
     // (its answers are messages this thread reads only after the turn), so it is as far behind as it gets.
     const extra = 3;
@@ -607,69 +772,52 @@ describe('a log thread that falls behind', () => {
       const b = new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: perBatch });
       for (let i = 0; i < perBatch; i++) b.pushFast(0, 't', 'h', 'GET', `/${n}/${i}`, 200, 1, 1, 1);
     }
-    const want = MAX_BATCHES_BEHIND * perBatch;
-    const lines = (): Array<Record<string, unknown>> => received.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
-    while (lines().filter((l) => 'url' in l).length < want) await new Promise((r) => setTimeout(r, 5));
-    const got = lines();
-    // The notice comes first (with the first records written after the loss), then every record of the batches kept.
-    assert.deepEqual(got[0], { dropped: extra * perBatch });
-    assert.deepEqual(got.slice(1).map((l) => l.url), Array.from({ length: want }, (_, k) => `/${Math.floor(k / perBatch)}/${k % perBatch}`));
-    // Caught up: the next batch goes through.
+    await log.settled();
+    // Caught up: the next batch goes through, told of the loss before its records.
     const b = new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: 1 });
     b.pushFast(0, 't', 'h', 'GET', '/after', 200, 1, 1, 1);
-    while (!received.join('').includes('"/after"')) await new Promise((r) => setTimeout(r, 5));
+    await until(conn.client, () => conn.body().includes('"/after"'));
+    const want = MAX_BATCHES_BEHIND * perBatch;
+    const got = ndjson(conn.body());
+    assert.deepEqual(got.slice(0, want).map((l) => l.url), Array.from({ length: want }, (_, k) => `/${Math.floor(k / perBatch)}/${k % perBatch}`));
+    assert.deepEqual(got.slice(want).map((l) => ('dropped' in l ? l : l.url)), [{ dropped: extra * perBatch }, '/after']);
     assert.deepEqual(warnings, []);
-    await log.remove(stream);
-    close();
-    await log.close();
   });
 });
 
 describe("the log thread's output memory", () => {
-  test('a reader that has not taken its records holds their slots; the others get memory of their own meanwhile, and slots again once it has', async (t) => {
-    const stuck = await loopbackStream();
-    const live = await loopbackStream();
+  test('a reader that has not taken its records gets every one of them, intact, whatever the other readers took meanwhile', async (t) => {
+    // Small kernel buffers: the stuck reader's batches wait in its socket, in the slots they were written to.
+    const stuck = await readerConnection(16 * 1024);
+    const live = await readerConnection();
     const log = new LiveLog(async () => undefined, (m) => assert.fail(m));
     t.after(async () => {
       stuck.close();
       live.close();
       await log.close();
     });
-    await log.add(stuck.stream);
-    await log.add(live.stream);
-    // What memory each batch's bytes reached the live reader in: the log thread's shared slots, or not.
-    const shared: boolean[] = [];
-    const write = live.stream.write.bind(live.stream);
-    live.stream.write = (bytes, records, done) => {
-      shared.push(bytes.buffer instanceof SharedArrayBuffer);
-      write(bytes, records, done);
-    };
-    const received: string[] = [];
-    live.client.setEncoding('utf8');
-    live.client.on('data', (c: string) => received.push(c));
-    const stuckReceived: string[] = [];
-    stuck.client.setEncoding('utf8');
-    stuck.client.on('data', (c: string) => stuckReceived.push(c));
-    // Nothing leaves the stuck reader's response: its writes of the slots wait.
-    stuck.res.cork();
-    const batch = async (url: string): Promise<void> => {
-      new RecordBatcher(log.deliver, { ...BATCH_TIMING, maxRecords: 1 }).pushFast(0, 't', 'h', 'GET', url, 200, 1, 1, 1);
-      while (!received.join('').includes(`"${url}"`)) await new Promise((r) => setTimeout(r, 5));
-    };
-    for (let i = 0; i < SLOTS + 2; i++) await batch(`/${i}`);
-    assert.deepEqual(shared, [...Array<boolean>(SLOTS).fill(true), false, false]);
-    // The stuck reader takes what it held: as its writes complete, they release the slots, and
-    // a later batch is in one again (a slot never released would leave every later one without).
-    stuck.res.uncork();
-    const sent = SLOTS + 2;
-    while (!stuckReceived.join('').includes(`"/${sent - 1}"`)) await new Promise((r) => setTimeout(r, 5));
-    let after = 0;
-    while (shared.at(-1) !== true) {
-      assert.ok(after < 100, 'the slots came back');
-      await batch(`/after${after++}`);
+    await log.add(EVERYTHING, stuck.server);
+    await log.add({ ...EVERYTHING, filter: { urlPrefix: '/' } }, live.server);
+    await until(stuck.client, () => stuck.received().includes('\r\n\r\n'));
+    stuck.client.pause();
+    // More batches than there are slots, each taken by the live reader as it comes, each ~40 KB:
+    // together under the stuck reader's bound, so that it loses none.
+    const urls: string[] = [];
+    for (let n = 0; n < SLOTS * 2 + 2; n++) {
+      const batch = Array.from({ length: 40 }, (_, i) => `/${n}/${i}`);
+      urls.push(...batch);
+      await deliver(log, batch);
+      await until(live.client, () => live.body().includes(`"/${n}/39"`));
     }
-    while (!stuckReceived.join('').includes(`"/after${after - 1}"`)) await new Promise((r) => setTimeout(r, 5));
-    const urls = stuckReceived.join('').trim().split('\n').map((l) => (JSON.parse(l) as RequestRecord).url);
-    assert.deepEqual(urls, [...Array.from({ length: sent }, (_, i) => `/${i}`), ...Array.from({ length: after }, (_, i) => `/after${i}`)]);
+    assert.deepEqual(ndjson(live.body()).map((l) => l.url), urls);
+    // The stuck reader reads: had a slot it held been written again, its records would not be these.
+    stuck.client.resume();
+    await until(stuck.client, () => stuck.body().includes(`"${urls.at(-1)}"`));
+    const got = ndjson(stuck.body());
+    assert.deepEqual(got.map((l) => l.url), urls);
+    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+    // The slots came back: later batches reach it too.
+    await deliver(log, ['/later']);
+    await until(stuck.client, () => stuck.body().includes('"/later"'));
   });
 });
