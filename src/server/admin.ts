@@ -8,7 +8,7 @@ import { ProgramError, SandboxError } from '../sandbox/index.ts';
 import { readLimited } from '../http/body.ts';
 import { ConfigError } from './config.ts';
 import { Dashboard } from './dashboard.ts';
-import { ReaderRefused } from './live-log.ts';
+import { ReaderRefused, TooManyReaders } from './live-log.ts';
 import { FilterError, parseFilter, type RecordFilter } from './record-filter.ts';
 import { metricsRegistry } from './metrics.ts';
 import type { EdgeServer, TenantStatsReport } from './server.ts';
@@ -130,6 +130,7 @@ async function streamLog(server: EdgeServer, req: IncomingMessage, tenant: strin
     // Answered by the log thread, which takes the connection over (live-log.ts).
     await server.liveLog.add({ tenant: tenant ?? filter.tenant ?? null, filter, format, chunked: req.httpVersion !== '1.0' }, req.socket);
   } catch (err) {
+    if (err instanceof TooManyReaders) throw new HttpError(429, `too many live log readers: ${err.message}; close one first`);
     if (err instanceof ReaderRefused) throw new HttpError(503, `the live log cannot take this reader: ${err.message}`);
     throw err;
   }

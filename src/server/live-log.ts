@@ -75,6 +75,15 @@ const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './log-worker.mjs' :
 /** A reader could not start: said to its client (503). */
 export class ReaderRefused extends Error {}
 
+/** A reader would pass a bound on how many read at once: said to its client (429). */
+export class TooManyReaders extends ReaderRefused {}
+
+/** How many readers may read at once: in all, and of one tenant's records. */
+export interface ReaderLimits {
+  readers: number;
+  perTenant: number;
+}
+
 /** The main thread's hub: which readers read what, the log thread, and the recording scope the shards are told. */
 export class LiveLog {
   private readonly readers = new Map<number, string | null>();
@@ -94,8 +103,16 @@ export class LiveLog {
   private readonly settling = new Map<number, () => void>();
   private nextSettle = 1;
 
-  /** `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). */
-  constructor(private readonly apply: (scope: RecordScope) => Promise<void>, private readonly warn: (message: string) => void) {}
+  /**
+   * `apply` tells every shard what to record (and where shard 0's batches go: `deliver`). Each
+   * reader holds a connection and costs the log thread every batch: `limits` bound them, so that
+   * one tenant's streams cannot use up the process's descriptors or the log thread's time.
+   */
+  constructor(
+    private readonly apply: (scope: RecordScope) => Promise<void>,
+    private readonly warn: (message: string) => void,
+    private readonly limits: ReaderLimits,
+  ) {}
 
   /** Every shard's batches come here, and go on to the log thread (their columns shared, not copied). */
   readonly deliver = (batch: EncodedBatch): void => {
@@ -123,10 +140,17 @@ export class LiveLog {
    * it reads, the connection is handed to the log thread, which answers the request (200 and the
    * stream) and owns the connection from then on; a reader that has the answer's head misses none
    * of the requests sent after it. Resolves when handed over, or at once if the client left
-   * meanwhile. Throws ReaderRefused, with the socket untouched, when the log cannot take it.
+   * meanwhile. Throws ReaderRefused, with the socket untouched, when the log cannot take it
+   * (TooManyReaders past `limits`).
    */
   async add(spec: ReaderSpec, socket: Socket): Promise<void> {
     if (this.closing !== undefined || this.failed) throw new ReaderRefused('the live log is stopping');
+    if (this.readers.size >= this.limits.readers) throw new TooManyReaders(`${this.limits.readers} streams are open, the most the server allows`);
+    if (spec.tenant !== null) {
+      let same = 0;
+      for (const tenant of this.readers.values()) if (tenant === spec.tenant) same++;
+      if (same >= this.limits.perTenant) throw new TooManyReaders(`${same} streams of tenant ${spec.tenant}'s records are open, the most the server allows one tenant`);
+    }
     const id = this.nextId++;
     this.readers.set(id, spec.tenant);
     this.startWorker();

@@ -75,7 +75,7 @@ export class EdgeServer {
     const liveLog: LiveLog = new LiveLog(async (scope) => {
       this.local.setRecording(scope, liveLog.deliver);
       await remote?.all({ type: 'record', scope });
-    }, (message) => log.warn(message));
+    }, (message) => log.warn(message), { readers: config.server.liveLogReaders, perTenant: config.server.liveLogReadersPerTenant });
     if (remote) remote.onRecords = liveLog.deliver;
     this.liveLog = liveLog;
   }

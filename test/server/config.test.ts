@@ -68,7 +68,7 @@ describe('parsing', () => {
     const config = parse(minimal());
     assert.deepEqual(config, {
       file: FILE,
-      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, cacheMaxBytes: null },
+      server: { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: null, accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, liveLogReaders: 64, liveLogReadersPerTenant: 16, cacheMaxBytes: null },
       tenants: [{
         name: 'demo',
         hosts: ['localhost'],
@@ -98,6 +98,8 @@ describe('parsing', () => {
   shards: 4
   failureBundles: 0
   failureBundleMemory: 1MiB
+  liveLogReaders: 200
+  liveLogReadersPerTenant: 4
   cacheMaxMemory: 2GiB
 tenants:
   - name: shop-1
@@ -139,7 +141,7 @@ tenants:
         warmup: { requests: 20, path: "/hello?warm=1" }
         maxBatch: 8
 `, { OP: 'operator-token-0123456789' });
-    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined, failureBundles: 0, failureBundleBytes: 1024 * 1024, cacheMaxBytes: 2 * 1024 * MiB });
+    assert.deepEqual(config.server, { listen: { host: '0.0.0.0', port: 80 }, admin: { host: '::1', port: 9000 }, operatorToken: 'operator-token-0123456789', accessLog: null, sliceMs: 5, shards: 4, workers: undefined, failureBundles: 0, failureBundleBytes: 1024 * 1024, liveLogReaders: 200, liveLogReadersPerTenant: 4, cacheMaxBytes: 2 * 1024 * MiB });
     const [t] = config.tenants;
     assert.ok(t);
     assert.deepEqual(t.hosts, ['shop.example.com', '[::1]', '10.0.0.1']);
@@ -196,6 +198,7 @@ describe('errors', () => {
     assert.deepEqual(refused(`server:
   listen: 127.0.0.1
   slice: 0
+  liveLogReadersPerTenant: 0
 tenants:
   - name: Demo
     hosts: []
@@ -209,15 +212,16 @@ tenants:
 `), [
       'F:2: server.listen: expected host:port (e.g. "127.0.0.1:8080"), got "127.0.0.1"',
       'F:3: server.slice: expected a positive duration (e.g. "500ms", "10s", "2m", or milliseconds), got 0',
-      'F:5: tenants[0].name: expected a name of 1 to 63 lowercase letters, digits and "-", got "Demo"',
-      'F:6: tenants[0].hosts: expected a list of host names with at least one entry, got an empty list',
-      'F:7: tenants[0].token: expected a non-empty token of visible ASCII characters, got a 0-character string (not shown)',
-      'F:8: tenants[0].cache.memory: expected a size in binary units (KiB, MiB, GiB, TiB), got "64MB" (MB could mean powers of 1000 or of 1024)',
-      'F:8: tenants[0].cache.defaultGrace: expected a duration (e.g. "500ms", "10s", "2m", or milliseconds), got "soon"',
-      'F:10: tenants[0].programs[0].file: expected a readable static x86-64 executable, got nothing',
-      'F:11: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got 64 (bytes)',
-      'F:12: tenants[0].programs[0].roles[0]: expected one of generate, recv, deliver, got "gen"',
-      'F:13: tenants[1]: expected a tenant such as { name: demo, hosts: [localhost], token: … }, got 3',
+      'F:4: server.liveLogReadersPerTenant: expected an integer from 1 to 10000, got 0',
+      'F:6: tenants[0].name: expected a name of 1 to 63 lowercase letters, digits and "-", got "Demo"',
+      'F:7: tenants[0].hosts: expected a list of host names with at least one entry, got an empty list',
+      'F:8: tenants[0].token: expected a non-empty token of visible ASCII characters, got a 0-character string (not shown)',
+      'F:9: tenants[0].cache.memory: expected a size in binary units (KiB, MiB, GiB, TiB), got "64MB" (MB could mean powers of 1000 or of 1024)',
+      'F:9: tenants[0].cache.defaultGrace: expected a duration (e.g. "500ms", "10s", "2m", or milliseconds), got "soon"',
+      'F:11: tenants[0].programs[0].file: expected a readable static x86-64 executable, got nothing',
+      'F:12: tenants[0].programs[0].memory: expected an even number of MiB ≥ 10 (e.g. "64MiB"), got 64 (bytes)',
+      'F:13: tenants[0].programs[0].roles[0]: expected one of generate, recv, deliver, got "gen"',
+      'F:14: tenants[1]: expected a tenant such as { name: demo, hosts: [localhost], token: … }, got 3',
     ]);
   });
 
@@ -502,7 +506,7 @@ describe('default config and reloads', () => {
     buildExample('hello', join(ROOT, 'dist/demo'));
     const config = defaultConfig(ROOT, {});
     assert.deepEqual(config.warnings, []);
-    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, cacheMaxBytes: null });
+    assert.deepEqual(config.server, { listen: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 8081 }, operatorToken: 'demo-operator-token-change-me', accessLog: null, sliceMs: 2, shards: Math.min(256, availableParallelism()), workers: undefined, failureBundles: 20, failureBundleBytes: 4 * 1024 * 1024, liveLogReaders: 64, liveLogReadersPerTenant: 16, cacheMaxBytes: null });
     const [demo] = config.tenants;
     assert.equal(config.tenants.length, 1);
     assert.equal(demo?.name, 'demo');

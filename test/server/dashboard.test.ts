@@ -55,14 +55,15 @@ function pageFetch(page: Page, path: string, method = 'GET', body?: string, csrf
   }, { path, method, body, csrf });
 }
 
-describe('the dashboard in a browser', needsKvm(), () => {
+describe('the dashboard in a browser', () => {
   let browser: Browser;
   before(async () => {
     browser = await launch();
   });
   after(() => browser?.close());
 
-  describe('the demo', () => {
+  // The demo tenant has a program: these need KVM; the two tenants below have none.
+  describe('the demo', needsKvm(), () => {
     let edge: EdgeServer;
     let origin: DemoOrigin;
     const front = async (path: string): Promise<string> => {
@@ -172,7 +173,8 @@ describe('the dashboard in a browser', needsKvm(), () => {
     hosts: [${name}.test]
     token: tenant-${name}-token-0123456789
     origins: [{ name: default, url: "${origin.url}" }]`;
-      const yaml = `server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: operator-token-0123456789 }\ntenants:${tenant('a')}${tenant('b')}\n`;
+      // A page opens two live log streams (top URLs and the log): a tenant may have one page's.
+      const yaml = `server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: operator-token-0123456789, liveLogReadersPerTenant: 2 }\ntenants:${tenant('a')}${tenant('b')}\n`;
       edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-dashboard-test.yaml' }), { logger: pino({ level: 'silent' }) });
     });
     after(async () => {
@@ -201,6 +203,29 @@ describe('the dashboard in a browser', needsKvm(), () => {
         assert.doesNotMatch(metrics, /tenant="b"/);
       } finally {
         await page.close();
+      }
+    });
+
+    test('a page past the live log\'s bound on streams says so; the page already open keeps its log', async () => {
+      const readers = async (n: number): Promise<void> => {
+        while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));
+      };
+      await readers(0);
+      const first = await browser.newPage();
+      const second = await browser.newPage();
+      try {
+        await logIn(first, edge.admin.url, 'tenant-a-token-0123456789');
+        await readers(2);
+        await logIn(second, edge.admin.url, 'tenant-a-token-0123456789');
+        await second.waitForFunction(() => /refused this page's stream: too many may be open/.test(document.getElementById('log-dropped')?.textContent ?? ''));
+        assert.equal(edge.liveLog.readerCount, 2);
+        assert.equal(await first.locator('#log-dropped').textContent(), '');
+        const r = await request(`${edge.front.url}/seen-by-the-first`, { headers: { host: 'a.test' } });
+        await r.body.text();
+        await first.waitForFunction(() => (document.querySelector('#log tbody') as unknown as { textContent: string }).textContent.includes('/seen-by-the-first'));
+      } finally {
+        await first.close();
+        await second.close();
       }
     });
   });

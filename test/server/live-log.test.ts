@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { setsockopt, SOL_SOCKET } from '../../src/kvm/libc.ts';
-import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderSpec } from '../../src/server/live-log.ts';
+import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, type ReaderSpec } from '../../src/server/live-log.ts';
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
@@ -305,7 +305,7 @@ describe('the live log over HTTP, from a server without programs', () => {
   before(async () => {
     origin = await startDemoOrigin('127.0.0.1', 0);
     const yaml = `
-server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 2 }
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 2, liveLogReaders: 3, liveLogReadersPerTenant: 2 }
 tenants:
   - name: a
     hosts: [a.test]
@@ -374,6 +374,37 @@ tenants:
     }
   });
 
+  test("readers are bounded: a tenant's streams, whoever opens them, and all together; a closed one makes room", async () => {
+    const refusal = async (path: string, token: string): Promise<[number, string]> => {
+      const r = await request(`${edge.admin.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      return [r.statusCode, ((await r.body.json()) as { error: string }).error];
+    };
+    const open: Stream[] = [];
+    try {
+      open.push(await Stream.open(`${edge.admin.url}/v1/tenants/a/log`, A), await Stream.open(`${edge.admin.url}/v1/tenants/a/log?format=ndjson`, OP));
+      const [status, error] = await refusal('/v1/tenants/a/log', A);
+      assert.equal(status, 429);
+      assert.match(error, /too many live log readers: 2 streams of tenant a's records are open/);
+      // An operator's stream filtered to tenant a reads a's records: it counts as one of a's.
+      assert.equal((await refusal('/v1/log?tenant=a', OP))[0], 429);
+      open.push(await Stream.open(`${edge.admin.url}/v1/tenants/b/log`, B));
+      const [all, why] = await refusal('/v1/log', OP);
+      assert.equal(all, 429);
+      assert.match(why, /3 streams are open, the most the server allows/);
+      assert.equal((await refusal('/v1/tenants/b/log', B))[0], 429);
+      // The refused left nothing behind, and the readers still get their records.
+      assert.equal(edge.liveLog.readerCount, 3);
+      assert.equal(await get('a.test', '/bounded'), 200);
+      await open[0]!.find((r) => r.url === '/bounded');
+      open.shift()!.close();
+      while (edge.liveLog.readerCount > 2) await new Promise((r) => setTimeout(r, 10));
+      open.push(await Stream.open(`${edge.admin.url}/v1/tenants/a/log`, A));
+    } finally {
+      for (const s of open) s.close();
+    }
+    while (edge.liveLog.readerCount > 0) await new Promise((r) => setTimeout(r, 10));
+  });
+
   test('Server-Sent Events, and a server that stops ends its streams', async () => {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       httpRequest(`${edge.admin.url}/v1/log?format=sse&prefix=/sse`, { headers: { authorization: `Bearer ${OP}` } }, resolve).on('error', reject).end();
@@ -439,6 +470,7 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 
 const EVERYTHING: ReaderSpec = { tenant: null, filter: {}, format: 'ndjson', chunked: false };
+const LIMITS: ReaderLimits = { readers: 64, perTenant: 16 };
 
 /** Until `done()` holds: `step` once, then again each time the client gets bytes, or every 20 ms while it gets none (a bound of 30 s in all). */
 async function until(client: Socket, done: () => boolean, step: () => Promise<void> = async () => undefined): Promise<void> {
@@ -477,7 +509,7 @@ async function deliver(log: LiveLog, urls: string[]): Promise<void> {
 describe('a reader that cannot keep up', () => {
   test('loses records beyond its bound, never holds more, and is told how many it lost', async (t) => {
     const conn = await readerConnection(16 * 1024);
-    const log = new LiveLog(async () => undefined, (m) => assert.fail(m));
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
     t.after(async () => {
       conn.close();
       await log.close();
@@ -758,7 +790,7 @@ describe('a log thread that falls behind', () => {
   test('batches past its bound are dropped on the main thread, counted, and said to every reader', async (t) => {
     const conn = await readerConnection();
     const warnings: string[] = [];
-    const log = new LiveLog(async () => undefined, (m) => warnings.push(m));
+    const log = new LiveLog(async () => undefined, (m) => warnings.push(m), LIMITS);
     t.after(async () => {
       conn.close();
       await log.close();
@@ -790,7 +822,7 @@ describe("the log thread's output memory", () => {
     // Small kernel buffers: the stuck reader's batches wait in its socket, in the slots they were written to.
     const stuck = await readerConnection(16 * 1024);
     const live = await readerConnection();
-    const log = new LiveLog(async () => undefined, (m) => assert.fail(m));
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
     t.after(async () => {
       stuck.close();
       live.close();

@@ -26,6 +26,7 @@ export const DEFAULTS = {
   cache: { memoryBytes: 64 * MiB, defaultGraceMs: 10_000, defaultKeepMs: 60_000, maxObjectBytes: 8 * MiB },
   kv: { memoryBytes: 1 * MiB },
   failureBundles: { count: 20, memoryBytes: 4 * MiB },
+  liveLogReaders: { total: 64, perTenant: 16 },
   program: {
     mode: 'sdk', roles: ['generate'], memoryBytes: 64 * MiB, timeoutMs: 1000, initTimeoutMs: 10_000, concurrency: 4,
     queueTimeoutMs: 100, maxRequestBytes: 1 * MiB, maxResponseBytes: 8 * MiB, lifecycle: 'ephemeral',
@@ -226,6 +227,8 @@ const server = (baseDir: string) => mapping({
   workers: integer(1, 256).optional(),
   failureBundles: integer(0, 1000).default(DEFAULTS.failureBundles.count),
   failureBundleMemory: size(true).default(DEFAULTS.failureBundles.memoryBytes),
+  liveLogReaders: integer(1, 10_000).default(DEFAULTS.liveLogReaders.total),
+  liveLogReadersPerTenant: integer(1, 10_000).default(DEFAULTS.liveLogReaders.perTenant),
   cacheMaxMemory: size(true).optional(),
 }, 'a server section such as { listen: "127.0.0.1:8080" }')
   .transform(({ slice, workers, failureBundleMemory, cacheMaxMemory, ...s }): ServerConfig => ({

@@ -26,6 +26,10 @@ export interface ServerConfig {
   /** Failure bundles kept per tenant (the newest; 0 keeps none), and the bytes they may hold per tenant. */
   failureBundles: number;
   failureBundleBytes: number;
+  /** Live log streams open at once (admin API, dashboard, `tinyedge log`), all tenants together. */
+  liveLogReaders: number;
+  /** Live log streams of one tenant's records open at once, whoever opened them. */
+  liveLogReadersPerTenant: number;
   /**
    * The most the tenants' cache memory may add up to, reserved at start so that a reload may raise
    * it up to there; null: what it adds up to at start (a reload may then lower it, not raise it).

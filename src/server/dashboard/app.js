@@ -144,10 +144,16 @@ function renderTop(list, counts) {
   }));
 }
 
+/** Said when the server answers a stream with an error (EventSource then gives up; it retries only a lost connection). */
+const STREAM_REFUSED = 'The live log refused this page\'s stream: too many may be open (other dashboards, tinyedge log). Close one and reload.';
+
 function follow(path, onRecord, onDropped) {
   const stream = new EventSource(path);
   stream.onmessage = (e) => onRecord(JSON.parse(e.data));
   stream.addEventListener('dropped', (e) => onDropped(JSON.parse(e.data).dropped));
+  stream.onerror = () => {
+    if (stream.readyState === EventSource.CLOSED) text($('log-dropped'), STREAM_REFUSED);
+  };
   return stream;
 }
 
