@@ -32,6 +32,9 @@ const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
 /** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
 let order: Int32Array = new Int32Array(1024);
 
+/** Idle time before TCP's keepalive probes a reader's connection (the kernel's own default is two hours). */
+const KEEPALIVE_MS = 60_000;
+
 const CRLF = Buffer.from('\r\n');
 /** The last chunk of a chunked body. */
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
@@ -54,6 +57,9 @@ class Reader {
     });
     // A reader sends nothing more; whatever it does send is read and dropped, so that its leaving is seen.
     socket.resume();
+    // A quiet stream writes nothing, so a client gone without a word (its host down, the network
+    // cut) would hold its place among the bounded readers for ever: TCP's keepalive finds it.
+    socket.setKeepAlive(true, KEEPALIVE_MS);
     const type = format === 'sse' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson; charset=utf-8';
     socket.write(
       'HTTP/1.1 200 OK\r\n' +

@@ -3,6 +3,7 @@
 // failure), tenant-scoped (a tenant's token reads only its records, and not another's route),
 // filtered, as NDJSON and as Server-Sent Events; and a reader that cannot keep up loses records,
 // is told how many, and holds no more than its bound.
+import { readFileSync } from 'node:fs';
 import { after, before, describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
@@ -341,6 +342,12 @@ tenants:
       assert.equal(stats.statusCode, 200);
       await stats.body.dump();
       assert.equal(edge.liveLog.readerCount, 1);
+      // The log thread's side of the connection has TCP's keepalive on (a quiet stream to a
+      // vanished client would otherwise never end): once nothing waits for an acknowledgement,
+      // its timer is the keepalive timer.
+      let timer: string;
+      while ((timer = tcpTimer(edge.admin.port, s.res.socket.localPort!)) === 'retransmit') await new Promise((r) => setTimeout(r, 10));
+      assert.equal(timer, 'keepalive');
     } finally {
       s.close();
     }
@@ -424,6 +431,19 @@ tenants:
     assert.equal(res.complete, true);
   });
 });
+
+/**
+ * Which timer the kernel runs for the loopback TCP connection from `localPort` to `remotePort`
+ * (IPv4), from /proc/net/tcp: none, retransmit (data not yet acknowledged), keepalive, or another.
+ */
+function tcpTimer(localPort: number, remotePort: number): string {
+  const port = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
+  const row = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/))
+    .find((f) => f[1]?.endsWith(`:${port(localPort)}`) && f[2]?.endsWith(`:${port(remotePort)}`) && f[3] === '01');
+  assert.ok(row, `no established connection from port ${localPort} to ${remotePort}`);
+  const kind = row[5]!.split(':')[0];
+  return ({ '00': 'none', '01': 'retransmit', '02': 'keepalive' } as Record<string, string>)[kind!] ?? `timer ${kind}`;
+}
 
 /** The NDJSON a reader's connection carried, as lines; every line is JSON. */
 function ndjson(text: string): Array<Record<string, unknown>> {
