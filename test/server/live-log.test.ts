@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
 import { setsockopt, SOL_SOCKET } from '../../src/kvm/libc.ts';
-import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, type ReaderSpec } from '../../src/server/live-log.ts';
+import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, ReaderRefused, type ReaderSpec } from '../../src/server/live-log.ts';
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
@@ -525,6 +525,52 @@ async function deliver(log: LiveLog, urls: string[]): Promise<void> {
   for (const url of urls) b.push(bigRecord(url));
   await log.settled();
 }
+
+describe("a reader's connection handed to the log thread", () => {
+  test('a client that leaves before the handoff is forgotten: no reader, no error', async (t) => {
+    let release!: () => void;
+    const recording = new Promise<void>((resolve) => (release = resolve));
+    const log = new LiveLog(() => recording, (m) => assert.fail(m), LIMITS);
+    const conn = await readerConnection();
+    t.after(() => log.close());
+    conn.server.resume();
+    const closed = new Promise((resolve) => conn.server.once('close', resolve));
+    // The handoff waits until the shards record; the client leaves meanwhile.
+    const adding = log.add(EVERYTHING, conn.server);
+    conn.close();
+    await closed;
+    release();
+    await adding;
+    assert.equal(log.readerCount, 0);
+    await log.settled();
+    assert.equal(log.readerCount, 0);
+  });
+
+  test('a connection with bytes still to write is refused and left as it was', async (t) => {
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
+    const conn = await readerConnection(16 * 1024);
+    t.after(async () => {
+      conn.close();
+      await log.close();
+    });
+    conn.client.pause();
+    conn.server.write(Buffer.alloc(1024 * 1024, 'x'));
+    assert.ok(conn.server.writableLength > 0);
+    await assert.rejects(log.add(EVERYTHING, conn.server), (err: Error) => err instanceof ReaderRefused && /bytes still to write/.test(err.message));
+    assert.equal(log.readerCount, 0);
+    assert.equal(conn.server.destroyed, false);
+    // Still this thread's socket: what it was writing arrives whole.
+    conn.client.resume();
+    const text = await new Promise<string>((resolve) => {
+      const check = (): void => {
+        if (conn.received().length >= 1024 * 1024) resolve(conn.received());
+        else conn.client.once('data', check);
+      };
+      check();
+    });
+    assert.equal(text.length, 1024 * 1024);
+  });
+});
 
 describe('a reader that cannot keep up', () => {
   test('loses records beyond its bound, never holds more, and is told how many it lost', async (t) => {
