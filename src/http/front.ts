@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { answerServerOptions, isServerOptions } from '../cache/server-options.ts';
-import { type FastPath, type RawConnections, serveFast } from './fast-path.ts';
+import { type FastLimits, type FastPath, type RawConnections, serveFast } from './fast-path.ts';
 import { LISTEN_BACKLOG } from './listen-socket.ts';
 import { ACCEPT_THEN_CLOSE, vetRequest } from './vet.ts';
 
@@ -288,8 +288,11 @@ export async function startFront(handler: FrontHandler, options: FrontOptions = 
   const raw: RawConnections = { all: new Map<Socket, () => boolean>(), closing: false };
   // Half-open, as Node's HTTP server's sockets are: a client that finishes sending still gets the
   // answer being made for it.
+  // One object for every connection: made per connection, each had a map of its own, and the
+  // raw path's reads of it (two a request) went megamorphic.
+  const fastLimits: FastLimits = { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout, requestTimeoutMs: requestTimeout };
   const listener: Server | NetServer = fastPath === undefined ? server : createNetServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    serveFast(socket, server, fastPath, { ...limits, headersTimeoutMs: headersTimeout, keepAliveTimeoutMs: keepAliveTimeout, requestTimeoutMs: requestTimeout }, raw);
+    serveFast(socket, server, fastPath, fastLimits, raw);
   });
 
   await new Promise<void>((resolve, reject) => {
