@@ -84,6 +84,9 @@ export interface ReaderLimits {
   perTenant: number;
 }
 
+/** "1 stream is open", "3 streams of tenant a's records are open". */
+const openStreams = (n: number, of = ''): string => `${n} stream${n === 1 ? '' : 's'}${of} ${n === 1 ? 'is' : 'are'} open`;
+
 /** The main thread's hub: which readers read what, the log thread, and the recording scope the shards are told. */
 export class LiveLog {
   private readonly readers = new Map<number, string | null>();
@@ -145,11 +148,11 @@ export class LiveLog {
    */
   async add(spec: ReaderSpec, socket: Socket): Promise<void> {
     if (this.closing !== undefined || this.failed) throw new ReaderRefused('the live log is stopping');
-    if (this.readers.size >= this.limits.readers) throw new TooManyReaders(`${this.limits.readers} streams are open, the most the server allows`);
+    if (this.readers.size >= this.limits.readers) throw new TooManyReaders(`${openStreams(this.readers.size)}, the most the server allows`);
     if (spec.tenant !== null) {
       let same = 0;
       for (const tenant of this.readers.values()) if (tenant === spec.tenant) same++;
-      if (same >= this.limits.perTenant) throw new TooManyReaders(`${same} streams of tenant ${spec.tenant}'s records are open, the most the server allows one tenant`);
+      if (same >= this.limits.perTenant) throw new TooManyReaders(`${openStreams(same, ` of tenant ${spec.tenant}'s records`)}, the most the server allows one tenant`);
     }
     const id = this.nextId++;
     this.readers.set(id, spec.tenant);
