@@ -38,8 +38,11 @@ export type ToLogThread =
 
 /** Messages from the log thread. */
 export type FromLogThread =
-  /** A batch is done with (MAX_BATCHES_BEHIND). */
-  | { type: 'done' }
+  /**
+   * A batch is done with (MAX_BATCHES_BEHIND); `readers`: records readers could not take (once
+   * per reader), `accessLog`: lines the access log lost, both while handling it.
+   */
+  | { type: 'done'; readers: number; accessLog: number }
   /** A reader's connection closed. */
   | { type: 'gone'; id: number }
   | { type: 'settled'; n: number }
@@ -104,6 +107,12 @@ export class LiveLog {
   /** Records of batches dropped since the last warning, for the access log's. */
   private lostSinceWarning = 0;
   private readonly settling = new Map<number, () => void>();
+  /**
+   * Records lost since the start (the metrics): `behind`, of batches dropped because the log thread
+   * fell behind (once each, whoever would have read them); `readers`, records a reader could not
+   * take (once per reader); `accessLog`, lines the access log could not write.
+   */
+  readonly dropped = { behind: 0, readers: 0, accessLog: 0 };
   private nextSettle = 1;
 
   /**
@@ -125,6 +134,7 @@ export class LiveLog {
     }
     if (this.behind >= MAX_BATCHES_BEHIND) {
       this.lost += batch.count;
+      this.dropped.behind += batch.count;
       if (this.accessLog) this.lostSinceWarning += batch.count;
       releaseBatch(batch);
       return;
@@ -253,6 +263,8 @@ export class LiveLog {
     switch (m.type) {
       case 'done':
         this.behind--;
+        this.dropped.readers += m.readers;
+        this.dropped.accessLog += m.accessLog;
         return;
       case 'gone':
         if (this.readers.delete(m.id)) void this.rescope();

@@ -80,6 +80,7 @@ class Reader {
   write(bytes: Uint8Array, records: number, done: () => void): void {
     if (this.socket.writableLength > MAX_BUFFERED_BYTES || this.socket.destroyed || this.socket.writableEnded) {
       this.dropped += records;
+      droppedNow.readers += records;
       done();
       return;
     }
@@ -132,6 +133,9 @@ class Reader {
 
 const readers = new Map<number, Reader>();
 
+/** Records readers could not take, and lines the access log lost, since the last batch was done with. */
+const droppedNow = { readers: 0, accessLog: 0 };
+
 /** The access log's file (or stdout), and the lines it lost to a disk that could not keep up. */
 let access: { out: WriteStream | NodeJS.WriteStream; owned: boolean; dropped: number } | undefined;
 
@@ -147,6 +151,7 @@ function writeAccessLog(out: SlotMemory, count: number): void {
   if (access === undefined) return;
   if (access.out.writableLength > MAX_BUFFERED_BYTES) {
     access.dropped += count;
+    droppedNow.accessLog += count;
     return;
   }
   if (access.dropped > 0) {
@@ -204,7 +209,9 @@ function onBatch(batch: EncodedBatch, lost: number): void {
   // Everything is serialised: the shard may write a later batch into these columns.
   releaseBatch(batch);
   for (const slot of taken) slots.releaseSlot(slot);
-  send({ type: 'done' });
+  send({ type: 'done', ...droppedNow });
+  droppedNow.readers = 0;
+  droppedNow.accessLog = 0;
 }
 
 /** Ends every reader's stream and waits (a bounded time) for their connections to close. */

@@ -125,6 +125,25 @@ export function metricsRegistry(server: EdgeServer): { scrape(tenant: string | n
   for (const [name, help, read] of storeGauges) {
     const metric: Gauge = new Gauge({ name, help, registers: [processRegistry], collect() { if (store) metric.set(read(store)); } });
   }
+  // The live request log, for the operator: its streams, and what it lost (observability.md).
+  const liveReaders: Gauge = new Gauge({
+    name: 'tinyedge_live_log_readers', help: 'Live log streams open (admin API, dashboard, tinyedge log)', registers: [processRegistry],
+    collect() {
+      liveReaders.set(server.liveLog.readerCount);
+    },
+  });
+  const liveDropped: Counter<string> = new Counter({
+    name: 'tinyedge_live_log_dropped_records_total',
+    help: "Records the live log lost: behind (the log thread fell behind; once each), reader (a reader could not take them; once per reader), access_log",
+    labelNames: ['reason'], registers: [processRegistry],
+    collect() {
+      liveDropped.reset();
+      const d = server.liveLog.dropped;
+      liveDropped.inc({ reason: 'behind' }, d.behind);
+      liveDropped.inc({ reason: 'reader' }, d.readers);
+      liveDropped.inc({ reason: 'access_log' }, d.accessLog);
+    },
+  });
   histogramMetric(registry, 'tinyedge_request_duration_seconds', 'Request latency, arrival to the last byte written', () => tenants().map((t) => ({ labels: { tenant: t.name }, h: t.histograms.latency })));
   histogramMetric(registry, 'tinyedge_vm_call_duration_seconds', 'Program call latency (a request, a recv or deliver hook), by program', () =>
     tenants().flatMap((t) => [...t.histograms.programs].map(([program, h]) => ({ labels: { tenant: t.name, program }, h }))));

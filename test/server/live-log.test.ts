@@ -401,6 +401,11 @@ tenants:
       assert.equal((await refusal('/v1/tenants/b/log', B))[0], 429);
       // The refused left nothing behind, and the readers still get their records.
       assert.equal(edge.liveLog.readerCount, 3);
+      const scrape = async (token: string): Promise<string> => (await request(`${edge.admin.url}/v1/metrics`, { headers: { authorization: `Bearer ${token}` } })).body.text();
+      const metrics = await scrape(OP);
+      assert.match(metrics, /^tinyedge_live_log_readers 3$/m);
+      assert.match(metrics, /^tinyedge_live_log_dropped_records_total\{reason="reader"\} 0$/m);
+      assert.doesNotMatch(await scrape(A), /tinyedge_live_log/);
       assert.equal(await get('a.test', '/bounded'), 200);
       await open[0]!.find((r) => r.url === '/bounded');
       open.shift()!.close();
@@ -607,6 +612,9 @@ describe('a reader that cannot keep up', () => {
     assert.equal(lost + records.length, sent + probes + 1);
     got.forEach((l, i) => 'dropped' in l && assert.ok(got[i + 1] !== undefined && 'url' in got[i + 1]!, `notice ${i} is followed by a record`));
     assert.equal(got.at(-1)!.url, '/last');
+    // The metrics count the same loss.
+    await log.settled();
+    assert.deepEqual(log.dropped, { behind: 0, readers: lost, accessLog: 0 });
     // The records taken before the loss are the first sent, in order, and no more than the bound,
     // one batch past it (~100 KB) and the small kernel buffers hold.
     const taken = got.slice(0, noticeAt);
@@ -880,6 +888,7 @@ describe('a log thread that falls behind', () => {
     assert.deepEqual(got.slice(0, want).map((l) => l.url), Array.from({ length: want }, (_, k) => `/${Math.floor(k / perBatch)}/${k % perBatch}`));
     assert.deepEqual(got.slice(want).map((l) => ('dropped' in l ? l : l.url)), [{ dropped: extra * perBatch }, '/after']);
     assert.deepEqual(warnings, []);
+    assert.deepEqual(log.dropped, { behind: extra * perBatch, readers: 0, accessLog: 0 });
   });
 });
 
