@@ -74,11 +74,16 @@ class Reader {
   }
 
   /**
-   * Writes `records` serialised records, or counts them lost when the reader is behind or gone.
+   * Writes `records` serialised records, or counts them lost when the reader is behind (not when it has left).
    * `done` runs once `bytes` are no longer needed: written to the socket, or dropped.
    */
   write(bytes: Uint8Array, records: number, done: () => void): void {
-    if (this.socket.writableLength > MAX_BUFFERED_BYTES || this.socket.destroyed || this.socket.writableEnded) {
+    if (this.socket.destroyed || this.socket.writableEnded) {
+      // Its reader left (or the stream is ending): nobody is there to lose them.
+      done();
+      return;
+    }
+    if (this.socket.writableLength > MAX_BUFFERED_BYTES) {
       this.dropped += records;
       droppedNow.readers += records;
       done();
