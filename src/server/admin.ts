@@ -110,8 +110,9 @@ function statsJson(tenant: string, report: TenantStatsReport): Record<string, un
 }
 
 /**
- * Streams the live log to `res` until the reader leaves: NDJSON, or Server-Sent Events when
- * asked (`Accept: text/event-stream` or `format=sse`). `tenant` null: every tenant's records.
+ * Starts a live log stream on `req`'s connection, which the log thread then answers and owns
+ * until the reader leaves: NDJSON, or Server-Sent Events when asked (`Accept:
+ * text/event-stream` or `format=sse`). `tenant` null: every tenant's records.
  */
 async function streamLog(server: EdgeServer, req: IncomingMessage, tenant: string | null, query: URLSearchParams): Promise<void> {
   const format = query.get('format') ?? ((req.headers.accept ?? '').includes('text/event-stream') ? 'sse' : 'ndjson');
