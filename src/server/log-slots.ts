@@ -11,7 +11,7 @@ export const SLOTS = 8;
 const MIN_SLOT_BYTES = 64 * 1024;
 
 /** The largest slot: a batch's output larger than this gets memory of its own. */
-const MAX_SLOT_BYTES = 8 * 1024 * 1024;
+export const MAX_SLOT_BYTES = 8 * 1024 * 1024;
 
 /** Memory to serialise into: a slot's (`slot` ≥ 0), or a buffer of its own (`slot` -1, which nothing holds). */
 export interface SlotMemory {

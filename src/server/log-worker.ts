@@ -11,7 +11,7 @@ import { parentPort } from 'node:worker_threads';
 import { adoptSocket } from '../http/socket-handoff.ts';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
-import { OutputSlots, type SlotMemory } from './log-slots.ts';
+import { MAX_SLOT_BYTES, OutputSlots, type SlotMemory } from './log-slots.ts';
 import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
 import { matches, type RecordFilter } from './record-filter.ts';
@@ -22,13 +22,6 @@ if (!port) throw new Error('log-worker.ts must run as a worker thread');
 const send = (msg: FromLogThread): void => port.postMessage(msg);
 const slots = new OutputSlots();
 
-/**
- * Where batches are serialised before their bytes go to a slot in one copy: a slot's memory is
- * taken only once the output's size is known, and may be larger than a batch needs.
- */
-let scratch = Buffer.allocUnsafeSlow(64 * 1024);
-/** The scratch buffer grows to a batch's bound (`BatchWriter.bound`) up to this; past it, to the batch's size. */
-const MAX_SCRATCH_BYTES = 16 * 1024 * 1024;
 /** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
 let order: Int32Array = new Int32Array(1024);
 
@@ -174,16 +167,13 @@ function onBatch(batch: EncodedBatch, lost: number): void {
   /** Slots this batch took: held until every write of them is handed out. */
   const taken: number[] = [];
   const serialise = (format: LogFormat, pick?: readonly number[]): SlotMemory => {
-    // The records' exact size is a pass over them: counted only when the scratch buffer is not
-    // larger than their bound, and then the buffer grows to hold that bound from then on.
+    // Written straight into a slot: one that holds the records' bound (constant time to know),
+    // or, when the bound is more than a slot may be (a batch with a very long string), one that
+    // holds their exact size (a pass over them). A scratch buffer copied into the slot cost the
+    // log thread a second pass over its output, and its core's caches the output's size again.
     const bound = out.bound(format, pick);
-    if (scratch.length < bound) {
-      const size = out.size(format, pick);
-      if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(Math.max(size, Math.min(bound, MAX_SCRATCH_BYTES)))));
-    }
-    const length = out.writeInto(scratch, format, pick);
-    const memory = slots.take(length);
-    memory.bytes.set(scratch.subarray(0, length));
+    const memory = slots.take(bound <= MAX_SLOT_BYTES ? bound : out.size(format, pick));
+    const length = out.writeInto(memory.bytes, format, pick);
     if (memory.slot >= 0) taken.push(memory.slot);
     return { bytes: memory.bytes.subarray(0, length), slot: memory.slot };
   };

@@ -927,4 +927,26 @@ describe("the log thread's output memory", () => {
     await deliver(log, ['/later']);
     await until(stuck.client, () => stuck.body().includes('"/later"'));
   });
+
+  test('a batch larger than a slot may be, or whose bound is, comes out whole', async (t) => {
+    const conn = await readerConnection();
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
+    t.after(async () => {
+      conn.close();
+      await log.close();
+    });
+    await log.add(EVERYTHING, conn.server);
+    // One 64 KiB URL among 200 short ones: the batch's bound (every string as long as its
+    // longest) is past a slot's 8 MiB, its size is not.
+    const long = `/${'l'.repeat(64 * 1024)}`;
+    const few = [...Array.from({ length: 200 }, (_, i) => `/few/${i}`), long];
+    // 1,000 distinct 9 KiB URLs: the batch itself is past a slot's size.
+    const many = Array.from({ length: 1000 }, (_, i) => `/many/${i}/${'m'.repeat(9 * 1024)}`);
+    await deliver(log, few);
+    await deliver(log, many);
+    await until(conn.client, () => conn.body().includes(`"${many.at(-1)}"`));
+    const got = ndjson(conn.body());
+    assert.deepEqual(got.map((l) => l.url), [...few, ...many]);
+    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+  });
 });
