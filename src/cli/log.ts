@@ -10,6 +10,8 @@ export interface LogOptions extends AdminOptions {
   prefix?: string;
   cache?: string;
   backend?: string;
+  /** A fraction of the matching records, at random, as the admin API's `sample` (a string: passed on as typed). */
+  sample?: string;
   json?: boolean;
 }
 
@@ -32,7 +34,7 @@ export async function followLog(opts: LogOptions): Promise<number> {
   try {
     const { base, token } = adminTarget(opts);
     const query = new URLSearchParams();
-    for (const key of ['status', 'prefix', 'cache', 'backend'] as const) if (opts[key] !== undefined) query.set(key, opts[key]);
+    for (const key of ['status', 'prefix', 'cache', 'backend', 'sample'] as const) if (opts[key] !== undefined) query.set(key, opts[key]);
     const path = opts.tenant !== undefined ? `/v1/tenants/${encodeURIComponent(opts.tenant)}/log` : '/v1/log';
     const res = await adminGet(base, token, `${path}${query.size > 0 ? `?${query}` : ''}`, 'application/x-ndjson');
     const decoder = new TextDecoder();

@@ -121,6 +121,7 @@ function addLog(program: Command): void {
     .option('--prefix <path>', 'only URLs starting with this path')
     .option('--cache <results>', 'only these cache results: hit, fast-hit, miss, pass, stale, revalidated, synthetic')
     .option('--backend <name>', 'only requests this origin or program answered')
+    .option('--sample <fraction>', 'of those, this fraction at random, e.g. 0.01 for one in a hundred (a busy server)')
     .option('--json', 'one JSON record per line instead (docs/observability.md)');
   addAdminOptions(cmd).action(async (opts: LogOptions) => {
     const { followLog } = await import('./log.ts');

@@ -1,10 +1,10 @@
 // The live log's thread: decodes the shards' batches of request records, and for each reader
-// keeps the records its filter matches, serialised (NDJSON or Server-Sent Events) into one chunk
-// per batch, written to the reader's connection, which the main thread handed over (live-log.ts);
-// the access log is written from here too. Serialising and writing every request's record are
-// the live log's largest costs: here they cost the serving threads nothing. Chunks are written
-// from reused slots of memory (log-slots.ts), and a batch's columns are handed back to its shard
-// when done: no memory a batch in the steady state.
+// keeps the records its filter matches (and of them its sample), serialised (NDJSON or Server-Sent
+// Events) into one chunk per batch, written to the reader's connection, which the main thread
+// handed over (live-log.ts); the access log is written from here too. Serialising and writing
+// every request's record are the live log's largest costs: here they cost the serving threads
+// nothing. Chunks are written from reused slots of memory (log-slots.ts), and a batch's columns
+// are handed back to its shard when done: no memory a batch in the steady state.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
 import { parentPort } from 'node:worker_threads';
@@ -14,7 +14,7 @@ import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
 import { MAX_SLOT_BYTES, OutputSlots, type SlotMemory } from './log-slots.ts';
 import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
-import { matches, type RecordFilter } from './record-filter.ts';
+import { matches, type RecordFilter, Sampler, testsRecords } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
 
 const port = parentPort;
@@ -39,9 +39,12 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
  */
 class Reader {
   private dropped = 0;
+  /** The filter's sample, if it has one. */
+  readonly sampler: Sampler | null;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(readonly id: number, private readonly socket: Socket, readonly filter: RecordFilter, readonly format: LogFormat, private readonly chunked: boolean) {
+    this.sampler = filter.sample === undefined ? null : new Sampler(filter.sample);
     socket.on('error', () => {});
     socket.once('close', () => {
       if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
@@ -191,13 +194,18 @@ function onBatch(batch: EncodedBatch, lost: number): void {
   };
   let records: RequestRecord[] | undefined;
   for (const reader of readers.values()) {
-    if (Object.keys(reader.filter).length === 0) {
+    const { filter, sampler } = reader;
+    const pick: number[] = [];
+    if (testsRecords(filter)) {
+      records ??= decodeBatch(batch, out.rows);
+      for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!) && (sampler === null || sampler.keep())) pick.push(k);
+    } else if (sampler !== null) {
+      // A sample alone: no record decoded, a random draw per record kept.
+      sampler.pickFrom(batch.count, pick);
+    } else {
       write(reader, all(reader.format), batch.count);
       continue;
     }
-    records ??= decodeBatch(batch, out.rows);
-    const pick: number[] = [];
-    for (let k = 0; k < records.length; k++) if (matches(reader.filter, records[k]!)) pick.push(k);
     if (pick.length > 0) write(reader, serialise(reader.format, pick), pick.length);
   }
   if (access !== undefined) writeAccessLog(all('ndjson'), batch.count);

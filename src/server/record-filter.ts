@@ -1,5 +1,6 @@
 // Which records a live-log reader wants: the filter a query string names (status class, URL
-// prefix, cache result, backend, tenant), and the test of a record against it.
+// prefix, cache result, backend, tenant, and a sample of what passes them), and the test of a
+// record against it.
 import { CACHE_RESULTS, type CacheResult, type RequestRecord } from './records.ts';
 
 /** Which records a reader wants. Every field narrows; none: everything in scope. */
@@ -13,19 +14,25 @@ export interface RecordFilter {
   cache?: CacheResult[];
   /** Origin or program name. */
   backend?: string;
+  /**
+   * Of the records the other fields keep, this fraction (0 < sample < 1), chosen at random
+   * (`Sampler`; at random rather than one in every 1/sample: traffic that cycles through a few
+   * URLs, a load test or a poller, would show a reader of every tenth only some of them). Not a property of a record: the log thread applies it after `matches`.
+   */
+  sample?: number;
 }
 
 /** A bad filter parameter, said to the caller (a 400). */
 export class FilterError extends Error {}
 
-/** The filter of a query string: status=2xx,5xx prefix=/api cache=miss,pass backend=NAME tenant=NAME. */
+/** The filter of a query string: status=2xx,5xx prefix=/api cache=miss,pass backend=NAME tenant=NAME sample=0.01. */
 export function parseFilter(params: URLSearchParams): RecordFilter {
   const f: RecordFilter = {};
   const list = (name: string): string[] | undefined => {
     const v = params.get(name);
     return v === null || v === '' ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean);
   };
-  for (const key of params.keys()) if (!['status', 'prefix', 'cache', 'backend', 'tenant'].includes(key)) throw new FilterError(`unknown filter "${key}" (status, prefix, cache, backend, tenant)`);
+  for (const key of params.keys()) if (!FILTERS.includes(key)) throw new FilterError(`unknown filter "${key.slice(0, 100)}" (${FILTERS.join(', ')})`);
   const status = list('status');
   if (status) {
     f.statusClasses = status.map((s) => {
@@ -51,7 +58,59 @@ export function parseFilter(params: URLSearchParams): RecordFilter {
   if (backend !== null && backend !== '') f.backend = backend;
   const tenant = params.get('tenant');
   if (tenant !== null && tenant !== '') f.tenant = tenant;
+  const sample = params.get('sample');
+  if (sample !== null && sample !== '') {
+    const v = /^\s*(?:0?\.\d+|1(?:\.0*)?|0(?:\.0*)?)\s*$/.test(sample) ? Number(sample) : NaN;
+    if (!(v > 0 && v <= 1)) throw new FilterError(`sample filter "${sample.slice(0, 100)}": expected a fraction above 0 and at most 1, such as 0.01`);
+    // 1 keeps everything: no sample at all.
+    if (v < 1) f.sample = v;
+  }
   return f;
+}
+
+const FILTERS = ['status', 'prefix', 'cache', 'backend', 'tenant', 'sample'];
+
+/** Whether a record must be decoded to test it against `f`: a filter of a sample alone needs no record. */
+export function testsRecords(f: RecordFilter): boolean {
+  return f.tenant !== undefined || f.statusClasses !== undefined || f.urlPrefix !== undefined || f.cache !== undefined || f.backend !== undefined;
+}
+
+/**
+ * A reader's sample: each record kept with the filter's chance, at random, drawn as the number of
+ * records to pass over before the next one kept (geometric, which is the same sample as a draw
+ * for each record): a sample of 1 % draws once a kept record, not once a record.
+ */
+export class Sampler {
+  /** Records still to pass over, across batches. */
+  private skip: number;
+
+  constructor(private readonly fraction: number) {
+    this.skip = this.gap();
+  }
+
+  /** Whether the next record (of those the other filters kept) is in the sample. */
+  keep(): boolean {
+    if (this.skip > 0) {
+      this.skip--;
+      return false;
+    }
+    this.skip = this.gap();
+    return true;
+  }
+
+  /** Adds to `pick` the indexes of a batch of `count` records that are in the sample. */
+  pickFrom(count: number, pick: number[]): void {
+    let k = this.skip;
+    for (; k < count; k += 1 + this.gap()) pick.push(k);
+    this.skip = k - count;
+  }
+
+  private gap(): number {
+    // 1 - random() is in (0, 1]: its log is finite and at most 0. log1p keeps the tiniest fraction
+    // from rounding 1 - fraction to 1 (a log of 0, and -Infinity records to pass over); a gap
+    // too large for a double is Infinity, and the sample keeps nothing more, as it nearly would.
+    return Math.floor(Math.log(1 - Math.random()) / Math.log1p(-this.fraction));
+  }
 }
 
 export function matches(f: RecordFilter, r: RequestRecord): boolean {

@@ -125,7 +125,7 @@ tenants:
     }
   });
 
-  test('tinyedge log says why it cannot follow: a bad token, a tenant not its own, a bad filter', async () => {
+  test('tinyedge log says why it cannot follow: a bad token, a tenant not its own, a bad filter or sample', async () => {
     const run = promisify(execFile);
     const fails = async (args: string[], token: string, why: RegExp): Promise<void> => {
       await assert.rejects(run(process.execPath, [BIN, ...args], { env: { ...process.env, TINYEDGE_TOKEN: token } }), (err: { code: number; stderr: string }) => {
@@ -137,6 +137,7 @@ tenants:
     await fails(['log', '--admin', edge.admin.url], 'wrong-token-0123456789', /401 unknown token/);
     await fails(['log', '--admin', edge.admin.url, '--tenant', 'b'], A, /403 token not valid for tenant b/);
     await fails(['log', '--admin', edge.admin.url, '--status', '200'], OP, /400 status filter "200"/);
+    await fails(['log', '--admin', edge.admin.url, '--sample', '2'], OP, /400 sample filter "2": expected a fraction above 0 and at most 1/);
   });
 
   test('tinyedge stat --once prints each tenant\'s totals; a tenant\'s token shows only its own', async () => {

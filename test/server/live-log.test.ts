@@ -16,6 +16,7 @@ import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, Rea
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
+import { FilterError, parseFilter, Sampler } from '../../src/server/record-filter.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
@@ -352,6 +353,24 @@ tenants:
       s.close();
     }
     // The log thread sees the connection close, and the reader is gone.
+    while (edge.liveLog.readerCount > 0) await new Promise((r) => setTimeout(r, 10));
+  });
+
+  test('a sample that is not a fraction is refused with the reason; one that is starts the stream', async () => {
+    for (const q of ['sample=0', 'sample=1.5', 'sample=some']) {
+      const r = await request(`${edge.admin.url}/v1/tenants/a/log?${q}`, { headers: { authorization: `Bearer ${A}` } });
+      assert.equal(r.statusCode, 400, q);
+      assert.match(String(((await r.body.json()) as { error: string }).error), /sample filter .*expected a fraction above 0 and at most 1, such as 0.01/);
+    }
+    const s = await Stream.open(`${edge.admin.url}/v1/tenants/a/log?sample=0.999999`, A);
+    try {
+      assert.equal(s.res.statusCode, 200);
+      // Kept with a chance of 0.999999 each: the first of a few requests is there.
+      for (let i = 0; i < 3; i++) assert.equal(await get('a.test', `/sampled-${i}`), 200);
+      await s.find((r) => String(r.url).startsWith('/sampled-'));
+    } finally {
+      s.close();
+    }
     while (edge.liveLog.readerCount > 0) await new Promise((r) => setTimeout(r, 10));
   });
 
@@ -857,6 +876,78 @@ describe('batches of records between threads', () => {
     assert.deepEqual(sizes, [3, 10, 1]);
     mock.timers.tick(1);
     assert.deepEqual(sizes, [3, 10, 1, 1]);
+  });
+});
+
+describe('a sample of the records', () => {
+  test('sample= is a fraction above 0 and at most 1; 1 is no sample; anything else is refused with the reason', () => {
+    assert.deepEqual(parseFilter(new URLSearchParams('sample=0.01')), { sample: 0.01 });
+    assert.deepEqual(parseFilter(new URLSearchParams('sample=.5&status=5xx')), { statusClasses: [5], sample: 0.5 });
+    assert.deepEqual(parseFilter(new URLSearchParams('sample=1')), {});
+    assert.deepEqual(parseFilter(new URLSearchParams('sample=')), {});
+    // The tiniest fractions a double holds are samples too (they keep next to nothing).
+    assert.deepEqual(parseFilter(new URLSearchParams(`sample=0.${'0'.repeat(320)}5`)), { sample: 5e-321 });
+    for (const bad of ['0', '0.0', '1.5', '-0.1', '2', 'half', '1e-3', '0.5x', 'NaN', 'Infinity', `0.${'0'.repeat(400)}1`]) {
+      assert.throws(() => parseFilter(new URLSearchParams({ sample: bad })), (err: Error) => err instanceof FilterError && /sample filter .*expected a fraction above 0 and at most 1/.test(err.message), bad);
+    }
+  });
+
+  test('a sample of the tiniest fraction keeps next to nothing and never stops the log thread', () => {
+    for (const fraction of [5e-324, 1e-17, 1e-9]) {
+      const sampler = new Sampler(fraction);
+      const pick: number[] = [];
+      for (let n = 0; n < 100; n++) sampler.pickFrom(10_000, pick);
+      let kept = 0;
+      for (let n = 0; n < 10_000; n++) if (sampler.keep()) kept++;
+      assert.ok(pick.length + kept <= 1, `${fraction}: kept ${pick.length + kept} of 1,010,000`);
+    }
+  });
+
+  test('a reader of a sample gets about that fraction of what its other filters keep, in order, each record whole', async (t) => {
+    const conns = await Promise.all([readerConnection(), readerConnection(), readerConnection()]);
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
+    t.after(() => {
+      for (const c of conns) c.close();
+    });
+    const [half, halfOfA, tenth] = conns as [Awaited<ReturnType<typeof readerConnection>>, Awaited<ReturnType<typeof readerConnection>>, Awaited<ReturnType<typeof readerConnection>>];
+    await log.add({ ...EVERYTHING, filter: { sample: 0.5 } }, half.server);
+    await log.add({ ...EVERYTHING, filter: { urlPrefix: '/a/', sample: 0.5 } }, halfOfA.server);
+    await log.add({ ...EVERYTHING, filter: { sample: 0.1 } }, tenth.server);
+    // 8 batches of 500: half of them under /a/, half under /b/, taking turns.
+    const urls: string[] = [];
+    for (let n = 0; n < 8; n++) {
+      const batch = Array.from({ length: 500 }, (_, i) => `/${i % 2 === 0 ? 'a' : 'b'}/${n}/${i}`);
+      urls.push(...batch);
+      await deliver(log, batch);
+    }
+    // Closing ends each stream once its bytes are written: what a client has at its end is all it gets.
+    const ended = conns.map((c) => new Promise<void>((resolve) => c.client.once('end', resolve)));
+    await log.close();
+    await Promise.all(ended);
+    const got = (c: (typeof conns)[number]): string[] => {
+      const lines = ndjson(c.body());
+      assert.ok(lines.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+      return lines.map((l) => String(l.url));
+    };
+    const inOrder = (sub: string[], of: string[]): boolean => {
+      let k = 0;
+      for (const u of of) if (u === sub[k]) k++;
+      return k === sub.length;
+    };
+    // Kept at random: each bound is more than 12 standard deviations from its mean (a chance of
+    // failing below 1e-30), and a reader that got everything or nothing fails it.
+    const h = got(half);
+    assert.ok(h.length > 1600 && h.length < 2400, `half: ${h.length} of 4000`);
+    assert.ok(inOrder(h, urls));
+    const a = got(halfOfA);
+    assert.ok(a.every((u) => u.startsWith('/a/')));
+    assert.ok(a.length > 700 && a.length < 1300, `half of /a/: ${a.length} of 2000`);
+    assert.ok(inOrder(a, urls));
+    const x = got(tenth);
+    assert.ok(x.length > 160 && x.length < 640, `a tenth: ${x.length} of 4000`);
+    assert.ok(inOrder(x, urls));
+    // Two readers of a half each do not get the same half.
+    assert.notDeepEqual(h.filter((u) => u.startsWith('/a/')), a);
   });
 });
 
