@@ -162,7 +162,7 @@ export class Dashboard {
 <label>prefix <input name="prefix" placeholder="/api/"></label>
 <label>cache <select name="cache"><option value="">any</option><option>hit</option><option>fast-hit</option><option>miss</option><option>pass</option><option>stale</option><option>revalidated</option><option>synthetic</option></select></label>
 <label>backend <input name="backend"></label><button>Apply</button></form>
-<p id="log-dropped" role="status"></p>
+<p id="log-dropped" role="status"></p><p id="log-sampled" role="status"></p>
 <div class="table"><table id="log"><thead><tr><th>time</th><th>status</th><th>method</th><th>URL</th><th>cache</th><th>backend</th><th>total</th><th>VM</th></tr></thead><tbody></tbody></table></div></section>
 </main>`);
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8' });

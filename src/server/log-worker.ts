@@ -1,10 +1,11 @@
 // The live log's thread: decodes the shards' batches of request records, and for each reader
-// keeps the records its filter matches (and of them its sample), serialised (NDJSON or Server-Sent
-// Events) into one chunk per batch, written to the reader's connection, which the main thread
-// handed over (live-log.ts); the access log is written from here too. Serialising and writing
-// every request's record are the live log's largest costs: here they cost the serving threads
-// nothing. Chunks are written from reused slots of memory (log-slots.ts), and a batch's columns
-// are handed back to its shard when done: no memory a batch in the steady state.
+// keeps the records its filter matches (of them its sample, up to its most a second), serialised
+// (NDJSON or Server-Sent Events) into one chunk per batch, written to the reader's connection,
+// which the main thread handed over (live-log.ts); the access log is written from here too.
+// Serialising and writing every request's record are the live log's largest costs: here they
+// cost the serving threads nothing. Chunks are written from reused slots of memory
+// (log-slots.ts), and a batch's columns are handed back to its shard when done: no memory a
+// batch in the steady state.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
 import { parentPort } from 'node:worker_threads';
@@ -14,7 +15,7 @@ import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
 import { MAX_SLOT_BYTES, OutputSlots, type SlotMemory } from './log-slots.ts';
 import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
-import { matches, type RecordFilter, Sampler, testsRecords } from './record-filter.ts';
+import { matches, RateCap, type RecordFilter, Sampler, testsRecords } from './record-filter.ts';
 import type { RequestRecord } from './records.ts';
 
 const port = parentPort;
@@ -39,12 +40,14 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
  */
 class Reader {
   private dropped = 0;
-  /** The filter's sample, if it has one. */
+  /** The filter's sample, and its most records a second, if it has them. */
   readonly sampler: Sampler | null;
+  readonly cap: RateCap | null;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(readonly id: number, private readonly socket: Socket, readonly filter: RecordFilter, readonly format: LogFormat, private readonly chunked: boolean) {
     this.sampler = filter.sample === undefined ? null : new Sampler(filter.sample);
+    this.cap = filter.max === undefined ? null : new RateCap(filter.max, performance.now());
     socket.on('error', () => {});
     socket.once('close', () => {
       if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
@@ -91,6 +94,16 @@ class Reader {
       this.dropped = 0;
     }
     this.send(bytes, done);
+  }
+
+  /**
+   * Says that `skipped` records of a batch were over the reader's `max` and only `kept` of them
+   * follow: `{"skipped":N,"kept":K}` (a `skipped` event), so a view can scale what it counts.
+   */
+  overCap(skipped: number, kept: number): void {
+    if (this.socket.destroyed || this.socket.writableEnded || this.socket.writableLength > MAX_BUFFERED_BYTES) return;
+    const notice = JSON.stringify({ skipped, kept });
+    this.send(Buffer.from(this.format === 'sse' ? `event: skipped\ndata: ${notice}\n\n` : `${notice}\n`));
   }
 
   /** Records lost before they reached this reader's filter (the main thread dropped their batch). */
@@ -194,19 +207,28 @@ function onBatch(batch: EncodedBatch, lost: number): void {
   };
   let records: RequestRecord[] | undefined;
   for (const reader of readers.values()) {
-    const { filter, sampler } = reader;
-    const pick: number[] = [];
+    const { filter, sampler, cap } = reader;
+    /** The records this reader gets, by index; undefined: all of them. */
+    let pick: number[] | undefined;
     if (testsRecords(filter)) {
       records ??= decodeBatch(batch, out.rows);
+      pick = [];
       for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!) && (sampler === null || sampler.keep())) pick.push(k);
     } else if (sampler !== null) {
       // A sample alone: no record decoded, a random draw per record kept.
+      pick = [];
       sampler.pickFrom(batch.count, pick);
-    } else {
-      write(reader, all(reader.format), batch.count);
-      continue;
     }
-    if (pick.length > 0) write(reader, serialise(reader.format, pick), pick.length);
+    if (cap !== null) {
+      const wanted = pick ?? Array.from({ length: batch.count }, (_, k) => k);
+      const kept = cap.take(wanted, performance.now());
+      if (kept !== wanted) {
+        reader.overCap(wanted.length - kept.length, kept.length);
+        pick = kept;
+      }
+    }
+    if (pick === undefined) write(reader, all(reader.format), batch.count);
+    else if (pick.length > 0) write(reader, serialise(reader.format, pick), pick.length);
   }
   if (access !== undefined) writeAccessLog(all('ndjson'), batch.count);
   // Everything is serialised: the shard may write a later batch into these columns.

@@ -20,12 +20,21 @@ export interface RecordFilter {
    * URLs, a load test or a poller, would show a reader of every tenth only some of them). Not a property of a record: the log thread applies it after `matches`.
    */
   sample?: number;
+  /**
+   * At most this many records a second (of those the filters and the sample keep): past it, a
+   * random few of each batch, and the reader told how many it did not get (`RateCap`). For a
+   * view that can show only so many, such as the dashboard's.
+   */
+  max?: number;
 }
+
+/** The most `max` may ask for: a million records a second is more than any reader takes. */
+export const MAX_RECORDS_PER_SECOND = 1_000_000;
 
 /** A bad filter parameter, said to the caller (a 400). */
 export class FilterError extends Error {}
 
-/** The filter of a query string: status=2xx,5xx prefix=/api cache=miss,pass backend=NAME tenant=NAME sample=0.01. */
+/** The filter of a query string: status=2xx,5xx prefix=/api cache=miss,pass backend=NAME tenant=NAME sample=0.01 max=50. */
 export function parseFilter(params: URLSearchParams): RecordFilter {
   const f: RecordFilter = {};
   const list = (name: string): string[] | undefined => {
@@ -65,10 +74,16 @@ export function parseFilter(params: URLSearchParams): RecordFilter {
     // 1 keeps everything: no sample at all.
     if (v < 1) f.sample = v;
   }
+  const max = params.get('max');
+  if (max !== null && max !== '') {
+    const v = /^\d{1,7}$/.test(max) ? Number(max) : NaN;
+    if (!(v >= 1 && v <= MAX_RECORDS_PER_SECOND)) throw new FilterError(`max filter "${max.slice(0, 100)}": expected records a second, a whole number from 1 to ${MAX_RECORDS_PER_SECOND}`);
+    f.max = v;
+  }
   return f;
 }
 
-const FILTERS = ['status', 'prefix', 'cache', 'backend', 'tenant', 'sample'];
+const FILTERS = ['status', 'prefix', 'cache', 'backend', 'tenant', 'sample', 'max'];
 
 /** Whether a record must be decoded to test it against `f`: a filter of a sample alone needs no record. */
 export function testsRecords(f: RecordFilter): boolean {
@@ -110,6 +125,39 @@ export class Sampler {
     // from rounding 1 - fraction to 1 (a log of 0, and -Infinity records to pass over); a gap
     // too large for a double is Infinity, and the sample keeps nothing more, as it nearly would.
     return Math.floor(Math.log(1 - Math.random()) / Math.log1p(-this.fraction));
+  }
+}
+
+/**
+ * A reader's `max`: a bucket of records a second, full at the start and holding at most a second's
+ * worth, so a quiet stream gets every record of a burst up to that; a batch with more records
+ * than the bucket has gets as many as it has, chosen at random (each subset of that size as
+ * likely), in their order.
+ */
+export class RateCap {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly perSecond: number, now: number) {
+    this.tokens = perSecond;
+    this.last = now;
+  }
+
+  /** The records of `pick` (indexes, in order) this batch may send at `now` (ms), in order: `pick` itself when all. */
+  take(pick: number[], now: number): number[] {
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+    const room = Math.floor(this.tokens);
+    if (pick.length <= room) {
+      this.tokens -= pick.length;
+      return pick;
+    }
+    this.tokens -= room;
+    // Selection sampling (Knuth's algorithm S): each record in turn is taken with the chance
+    // (still wanted) / (still to see).
+    const kept: number[] = [];
+    for (let i = 0; i < pick.length && kept.length < room; i++) if (Math.random() * (pick.length - i) < room - kept.length) kept.push(pick[i]!);
+    return kept;
   }
 }
 

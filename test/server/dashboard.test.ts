@@ -206,6 +206,41 @@ describe('the dashboard in a browser', () => {
       }
     });
 
+    test("a busy tenant's page shows a random few of its requests a second and says how many it left out", async () => {
+      const readers = async (n: number): Promise<void> => {
+        while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));
+      };
+      await readers(0);
+      const page = await browser.newPage();
+      try {
+        await logIn(page, edge.admin.url, 'tenant-a-token-0123456789');
+        await readers(2);
+        // Far more than 20 a second, for as long as it takes the page to say so (each round of 50
+        // requests is more than the stream's second's worth, whatever the machine's speed).
+        const note = (): Promise<string> => page.locator('#log-sampled').textContent().then((t) => t ?? '');
+        const deadline = Date.now() + 60_000;
+        for (let round = 0; (await note()) === ''; round++) {
+          assert.ok(Date.now() < deadline, 'the page never said it shows a sample');
+          await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+            const r = await request(`${edge.front.url}/busy-${round}-${i}`, { headers: { host: 'a.test' } });
+            await r.body.text();
+          }));
+        }
+        // The note and the rows as one turn of the page's event loop sees them (rows keep coming).
+        const seen = await page.evaluate(() => ({
+          note: document.getElementById('log-sampled')?.textContent ?? '',
+          rows: (document.querySelector('#log tbody') as unknown as { rows: { length: number } }).rows.length,
+        }));
+        const m = /^Busy: at most 20 requests a second are shown, at random: ([\d,]+) of ([\d,]+) so far\.$/.exec(seen.note);
+        assert.ok(m, seen.note);
+        const [shown, total] = [Number(m[1]!.replaceAll(',', '')), Number(m[2]!.replaceAll(',', ''))];
+        assert.ok(shown < total, `${shown} of ${total}`);
+        assert.ok(seen.rows <= shown, `${seen.rows} rows, ${shown} shown`);
+      } finally {
+        await page.close();
+      }
+    });
+
     test('a page past the live log\'s bound on streams says so; the page already open keeps its log', async () => {
       const readers = async (n: number): Promise<void> => {
         while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));

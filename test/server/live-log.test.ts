@@ -16,7 +16,7 @@ import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, Rea
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
-import { FilterError, parseFilter, Sampler } from '../../src/server/record-filter.ts';
+import { FilterError, parseFilter, RateCap, Sampler } from '../../src/server/record-filter.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
@@ -948,6 +948,64 @@ describe('a sample of the records', () => {
     assert.ok(inOrder(x, urls));
     // Two readers of a half each do not get the same half.
     assert.notDeepEqual(h.filter((u) => u.startsWith('/a/')), a);
+  });
+});
+
+describe('at most so many records a second', () => {
+  test('max= is a whole number of records a second from 1 to a million; anything else is refused with the reason', () => {
+    assert.deepEqual(parseFilter(new URLSearchParams('max=50&sample=0.5')), { sample: 0.5, max: 50 });
+    assert.deepEqual(parseFilter(new URLSearchParams('max=1000000')), { max: 1_000_000 });
+    for (const bad of ['0', '-1', '1.5', 'many', '1000001', '99999999', '1e3', ' 5']) {
+      assert.throws(() => parseFilter(new URLSearchParams({ max: bad })), (err: Error) => err instanceof FilterError && /max filter .*expected records a second, a whole number from 1 to 1000000/.test(err.message), bad);
+    }
+  });
+
+  test('a cap lets a burst of up to a second\'s worth through, then as many as its rate allows, each a random few in order', () => {
+    const all = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
+    const cap = new RateCap(10, 0);
+    const few = all(3);
+    assert.equal(cap.take(few, 0), few, 'under the cap: every record, the same list');
+    const first = cap.take(all(100), 0);
+    assert.equal(first.length, 7);
+    assert.deepEqual([...first].sort((a, b) => a - b), first);
+    assert.equal(new Set(first).size, 7);
+    assert.deepEqual(cap.take(all(50), 0), []);
+    assert.equal(cap.take(all(50), 500).length, 5, 'half a second: half the rate');
+    assert.equal(cap.take(all(100), 3_600_000).length, 10, 'a quiet hour fills the bucket to one second, no more');
+    // Which records: each as likely as another (2,000 batches of 100, 10 kept: 200 each on
+    // average, the bounds seven standard deviations away).
+    const times = new Array<number>(100).fill(0);
+    const c = new RateCap(10, 0);
+    for (let n = 1; n <= 2000; n++) for (const k of c.take(all(100), n * 1000)) times[k]!++;
+    assert.ok(times.every((t) => t > 100 && t < 300), times.join(','));
+  });
+
+  test('a capped reader gets the cap\'s records of a batch, in order, after a notice of how many it did not get', async (t) => {
+    const ndjsonConn = await readerConnection();
+    const sseConn = await readerConnection();
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
+    t.after(() => {
+      ndjsonConn.close();
+      sseConn.close();
+    });
+    await log.add({ ...EVERYTHING, filter: { max: 5 } }, ndjsonConn.server);
+    await log.add({ ...EVERYTHING, format: 'sse', filter: { urlPrefix: '/a/', max: 4 } }, sseConn.server);
+    const urls = Array.from({ length: 200 }, (_, i) => `/${i % 2 === 0 ? 'a' : 'b'}/${i}`);
+    await deliver(log, urls);
+    const ended = [ndjsonConn, sseConn].map((c) => new Promise<void>((resolve) => c.client.once('end', resolve)));
+    await log.close();
+    await Promise.all(ended);
+    const lines = ndjson(ndjsonConn.body());
+    assert.deepEqual(lines[0], { skipped: 195, kept: 5 });
+    const kept = lines.slice(1).map((l) => String(l.url));
+    assert.equal(kept.length, 5);
+    assert.deepEqual(kept, urls.filter((u) => kept.includes(u)));
+    assert.ok(lines.slice(1).every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+    const events = sseConn.body().split('\n\n').filter((e) => e.startsWith('event:') || e.startsWith('data:'));
+    assert.equal(events[0], 'event: skipped\ndata: {"skipped":96,"kept":4}');
+    const sseUrls = events.slice(1).map((e) => String((JSON.parse(e.slice('data: '.length)) as { url: string }).url));
+    assert.equal(sseUrls.length, 4);
+    assert.ok(sseUrls.every((u) => u.startsWith('/a/')));
   });
 });
 

@@ -1,6 +1,6 @@
 // The dashboard page (served by src/server/dashboard.ts): per-tenant live charts from
 // GET /v1/stats every second, top URLs and misses and the live log from the tenant's log stream
-// (Server-Sent Events), programs with version and load time, and the invalidation forms. It
+// (Server-Sent Events, each capped at so many records a second), programs with version and load time, and the invalidation forms. It
 // calls the admin API with its session cookie; every change carries the session's CSRF token.
 /* global document, window, fetch, EventSource, URLSearchParams, uPlot */
 'use strict';
@@ -9,6 +9,13 @@ const csrf = document.querySelector('meta[name="csrf-token"]').getAttribute('con
 const $ = (id) => document.getElementById(id);
 const POINTS = 120;
 const LOG_ROWS = 200;
+/**
+ * The most records a second each stream asks for (the log API's max): a busy tenant's every
+ * request would be tens of thousands a second, more than a page can parse and draw. Past them the
+ * server sends a random few of each batch and says how many it did not.
+ */
+const TOP_PER_SECOND = 500;
+const LOG_PER_SECOND = 20;
 
 let tenant = '';
 let previous = null;
@@ -135,11 +142,12 @@ async function loadPrograms() {
   }
 }
 
-function renderTop(list, counts) {
+/** `estimated`: counts scaled up from a sample, shown as about so many. */
+function renderTop(list, counts, estimated) {
   const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 10);
   list.replaceChildren(...top.map(([url, n]) => {
     const li = document.createElement('li');
-    li.textContent = `${url} (${n})`;
+    li.textContent = `${url} (${estimated ? '≈' : ''}${Math.round(n)})`;
     return li;
   }));
 }
@@ -147,10 +155,27 @@ function renderTop(list, counts) {
 /** Said when the server answers a stream with an error (EventSource then gives up; it retries only a lost connection). */
 const STREAM_REFUSED = 'The live log refused this page\'s stream: too many may be open (other dashboards, tinyedge log). Close one and reload.';
 
-function follow(path, onRecord, onDropped) {
+/**
+ * Follows a log stream. `onRecord(record, weight)`: weight is how many requests the record
+ * stands for (more than 1 when the stream's max left some of its batch out); `onSkipped(skipped,
+ * kept)` when it did.
+ */
+function follow(path, onRecord, onDropped, onSkipped) {
   const stream = new EventSource(path);
-  stream.onmessage = (e) => onRecord(JSON.parse(e.data));
+  let weight = 1;
+  let weighted = 0;
+  stream.onmessage = (e) => {
+    const w = weighted > 0 ? weight : 1;
+    if (weighted > 0) weighted--;
+    onRecord(JSON.parse(e.data), w);
+  };
   stream.addEventListener('dropped', (e) => onDropped(JSON.parse(e.data).dropped));
+  stream.addEventListener('skipped', (e) => {
+    const { skipped, kept } = JSON.parse(e.data);
+    weight = kept > 0 ? (skipped + kept) / kept : 1;
+    weighted = kept;
+    onSkipped(skipped, kept);
+  });
   stream.onerror = () => {
     if (stream.readyState === EventSource.CLOSED) text($('log-dropped'), STREAM_REFUSED);
   };
@@ -162,30 +187,39 @@ function startTop() {
   topUrls = new Map();
   topMisses = new Map();
   let pending = false;
-  topStream = follow(`/v1/tenants/${encodeURIComponent(tenant)}/log?format=sse`, (r) => {
-    topUrls.set(r.url, (topUrls.get(r.url) || 0) + 1);
-    if (r.cache === 'miss') topMisses.set(r.url, (topMisses.get(r.url) || 0) + 1);
+  let estimated = false;
+  topStream = follow(`/v1/tenants/${encodeURIComponent(tenant)}/log?format=sse&max=${TOP_PER_SECOND}`, (r, weight) => {
+    topUrls.set(r.url, (topUrls.get(r.url) || 0) + weight);
+    if (r.cache === 'miss') topMisses.set(r.url, (topMisses.get(r.url) || 0) + weight);
     if (pending) return;
     pending = true;
     window.setTimeout(() => {
       pending = false;
-      renderTop($('top-urls'), topUrls);
-      renderTop($('top-misses'), topMisses);
+      renderTop($('top-urls'), topUrls, estimated);
+      renderTop($('top-misses'), topMisses, estimated);
     }, 500);
-  }, () => undefined);
+  }, () => undefined, () => {
+    estimated = true;
+  });
 }
 
 const us = (n) => (n >= 1000 ? `${(n / 1000).toFixed(1)} ms` : `${n} µs`);
 
 function startLog() {
   if (logStream) logStream.close();
-  const query = new URLSearchParams({ format: 'sse' });
+  const query = new URLSearchParams({ format: 'sse', max: String(LOG_PER_SECOND) });
   for (const [k, v] of new window.FormData($('log-filter'))) if (v !== '') query.set(k, v);
   const body = $('log').querySelector('tbody');
   body.replaceChildren();
   text($('log-dropped'), '');
+  text($('log-sampled'), '');
   let dropped = 0;
+  // Rows, and requests the stream's max left out: the rows stand for the sum.
+  let shown = 0;
+  let skipped = 0;
+  const sampled = () => text($('log-sampled'), `Busy: at most ${LOG_PER_SECOND} requests a second are shown, at random: ${shown.toLocaleString()} of ${(shown + skipped).toLocaleString()} so far.`);
   logStream = follow(`/v1/tenants/${encodeURIComponent(tenant)}/log?${query}`, (r) => {
+    shown++;
     const row = document.createElement('tr');
     if (r.status >= 500) row.className = 'failed';
     const backend = r.backendKind === 'program' ? `${r.backend} (${r.version})` : r.backend || '';
@@ -197,9 +231,13 @@ function startLog() {
     if (r.error || r.logs.length > 0) row.title = [r.error, ...r.logs].filter(Boolean).join('\n');
     body.prepend(row);
     while (body.rows.length > LOG_ROWS) body.deleteRow(body.rows.length - 1);
+    if (skipped > 0) sampled();
   }, (n) => {
     dropped += n;
     text($('log-dropped'), `${dropped} records dropped: the page could not keep up`);
+  }, (n) => {
+    skipped += n;
+    sampled();
   });
 }
 
