@@ -1,4 +1,4 @@
-// The live log's thread: decodes the shards' batches of request records, and for each reader
+// The live log's thread: reads the shards' batches of request records, and for each reader
 // keeps the records its filter matches (of them its sample, up to its most a second), serialised
 // (NDJSON or Server-Sent Events) into one chunk per batch, written to the reader's connection,
 // which the main thread handed over (live-log.ts); the access log is written from here too.
@@ -13,10 +13,9 @@ import { adoptSocket } from '../http/socket-handoff.ts';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
 import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
 import { MAX_SLOT_BYTES, OutputSlots, type SlotMemory } from './log-slots.ts';
-import { decodeBatch, type EncodedBatch, releaseBatch } from './record-batch.ts';
+import { type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
-import { matches, RateCap, type RecordFilter, Sampler, testsRecords } from './record-filter.ts';
-import type { RequestRecord } from './records.ts';
+import { pickMatching, RateCap, type RecordFilter, Sampler, testsRecords } from './record-filter.ts';
 
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
@@ -193,8 +192,8 @@ function onBatch(batch: EncodedBatch, lost: number): void {
     if (memory.slot >= 0) taken.push(memory.slot);
     return { bytes: memory.bytes.subarray(0, length), slot: memory.slot };
   };
-  // Readers without a filter in the same format share one serialisation of the batch; the
-  // records are decoded into objects only for readers with a filter, to test them.
+  // Readers without a filter in the same format share one serialisation of the batch; a filter
+  // is tested on the batch's columns (pickMatching).
   const whole = new Map<LogFormat, SlotMemory>();
   const all = (format: LogFormat): SlotMemory => {
     let memory = whole.get(format);
@@ -205,15 +204,13 @@ function onBatch(batch: EncodedBatch, lost: number): void {
     slots.holdSlot(slot);
     reader.write(bytes, records, () => slots.releaseSlot(slot));
   };
-  let records: RequestRecord[] | undefined;
   for (const reader of readers.values()) {
     const { filter, sampler, cap } = reader;
     /** The records this reader gets, by index; undefined: all of them. */
     let pick: number[] | undefined;
     if (testsRecords(filter)) {
-      records ??= decodeBatch(batch, out.rows);
       pick = [];
-      for (let k = 0; k < records.length; k++) if (matches(filter, records[k]!) && (sampler === null || sampler.keep())) pick.push(k);
+      pickMatching(batch, out.rows, filter, sampler, pick);
     } else if (sampler !== null) {
       // A sample alone: no record decoded, a random draw per record kept.
       pick = [];

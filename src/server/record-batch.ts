@@ -1,8 +1,9 @@
 // Request records as they travel between threads (records.ts has the record): a shard's
 // batcher writes them into columns of numbers and string indexes in shared memory, sent as one
-// message a batch (RecordBatcher says when); the log thread serialises them (record-writer.ts)
-// or decodes them for a filter, then hands the columns back (`releaseBatch`) for a later batch
-// to reuse: a busy shard allocates no memory per batch, and nothing is copied or transferred.
+// message a batch (RecordBatcher says when); the log thread tests them against readers' filters
+// (record-filter.ts) and serialises them (record-writer.ts) from the columns, then hands them
+// back (`releaseBatch`) for a later batch to reuse: a busy shard allocates no memory per batch,
+// and nothing is copied or transferred.
 // A fast-path hit, the commonest record by far, is a narrow row of its own (`FAST_WORDS` words):
 // what the serving thread writes for it is a quarter of a full record's, and the log thread,
 // which has the time, reads it as a full one (`loadRow`).
@@ -303,23 +304,4 @@ export function loadRow(b: EncodedBatch, row: number, nums: Float64Array, strs: 
   nums[n + 5] = fast[r + 1]!; nums[n + 6] = 0; nums[n + 7] = 0; nums[n + 8] = 0; nums[n + 9] = 0; nums[n + 10] = fast[r + 3]!; nums[n + 11] = -1; nums[n + 12] = 0;
   strs[m] = fast[r + 4]!; strs[m + 1] = fast[r + 5]!; strs[m + 2] = fast[r + 6]!; strs[m + 3] = fast[r + 7]!;
   strs[m + 4] = 0; strs[m + 5] = 0; strs[m + 6] = 0; strs[m + 7] = 0;
-}
-
-/** The records of a batch, as objects again (on the log thread, for filters). */
-export function decodeBatch(b: EncodedBatch, order: Int32Array = rowOrder(b)): RequestRecord[] {
-  const out: RequestRecord[] = [];
-  const s = (i: number): string | null => (i === 0 ? null : b.table[i - 1]!);
-  const x = new Float64Array(NUMS);
-  const st = new Uint32Array(STRS);
-  for (let k = 0; k < b.count; k++) {
-    loadRow(b, order[k]!, x, st, 0);
-    const logs = s(st[7]!);
-    out.push({
-      time: x[0]!, shard: x[1]!, tenant: s(st[0]!)!, host: s(st[1]!)!, method: s(st[2]!)!, url: s(st[3]!)!, status: x[2]!,
-      cache: x[3]! < 0 ? null : CACHE_RESULTS[x[3]!]!, backend: s(st[4]!), backendKind: x[4]! < 0 ? null : KINDS[x[4]!]!,
-      version: s(st[5]!), totalUs: x[5]!, vmUs: x[6]!, guestUs: x[7]!, vmExits: x[8]!, dirtyPages: x[9]!, bytes: x[10]!,
-      originStatus: x[11]! < 0 ? null : x[11]!, error: s(st[6]!), logs: logs === null ? [] : (JSON.parse(logs) as string[]),
-    });
-  }
-  return out;
 }

@@ -1,7 +1,8 @@
 // Which records a live-log reader wants: the filter a query string names (status class, URL
-// prefix, cache result, backend, tenant, and a sample of what passes them), and the test of a
-// record against it.
-import { CACHE_RESULTS, type CacheResult, type RequestRecord } from './records.ts';
+// prefix, cache result, backend, tenant; a sample of what passes them, and at most so many a
+// second), and the test of a batch's records against it.
+import { type EncodedBatch, loadRow, NUMS, STRS } from './record-batch.ts';
+import { CACHE_RESULTS, type CacheResult } from './records.ts';
 
 /** Which records a reader wants. Every field narrows; none: everything in scope. */
 export interface RecordFilter {
@@ -161,11 +162,38 @@ export class RateCap {
   }
 }
 
-export function matches(f: RecordFilter, r: RequestRecord): boolean {
-  if (f.tenant !== undefined && r.tenant !== f.tenant) return false;
-  if (f.statusClasses !== undefined && !f.statusClasses.includes(Math.floor(r.status / 100))) return false;
-  if (f.urlPrefix !== undefined && !r.url.startsWith(f.urlPrefix)) return false;
-  if (f.cache !== undefined && (r.cache === null || !f.cache.includes(r.cache))) return false;
-  if (f.backend !== undefined && r.backend !== f.backend) return false;
-  return true;
+/**
+ * Adds to `pick` the indexes (the order of `order`, record-batch.ts's `rowOrder`) of a batch's
+ * records that `f` keeps, and of them what `sampler` keeps, read from the batch's columns: no
+ * record is made. A string is tested by its index in the batch's table, where each distinct
+ * string is once: found once a batch, and a URL's prefix tested once per distinct URL. A
+ * tenant's own stream has a filter (its tenant), so this runs for most readers: making every
+ * record an object first cost the log thread ~0.2 µs a record (docs/benchmarks.md).
+ */
+export function pickMatching(b: EncodedBatch, order: Int32Array, f: RecordFilter, sampler: Sampler | null, pick: number[]): void {
+  // 0: the string is not in the batch (no record has it); -1: the filter does not ask.
+  const indexOf = (v: string | undefined): number => (v === undefined ? -1 : b.table.indexOf(v) + 1);
+  const tenant = indexOf(f.tenant);
+  const backend = indexOf(f.backend);
+  if (tenant === 0 || backend === 0) return;
+  const classes = f.statusClasses;
+  const prefix = f.urlPrefix;
+  const prefixed = new Map<number, boolean>();
+  const cache = f.cache === undefined ? null : CACHE_RESULTS.map((c) => f.cache!.includes(c));
+  const nums = new Float64Array(NUMS);
+  const strs = new Uint32Array(STRS);
+  for (let k = 0; k < b.count; k++) {
+    loadRow(b, order[k]!, nums, strs, 0);
+    if (tenant > 0 && strs[0] !== tenant) continue;
+    if (classes !== undefined && !classes.includes(Math.floor(nums[2]! / 100))) continue;
+    if (prefix !== undefined) {
+      const url = strs[3]!;
+      let ok = prefixed.get(url);
+      if (ok === undefined) prefixed.set(url, (ok = b.table[url - 1]!.startsWith(prefix)));
+      if (!ok) continue;
+    }
+    if (cache !== null && (nums[3]! < 0 || !cache[nums[3]!]!)) continue;
+    if (backend > 0 && strs[4] !== backend) continue;
+    if (sampler === null || sampler.keep()) pick.push(k);
+  }
 }

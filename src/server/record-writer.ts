@@ -181,7 +181,7 @@ export class BatchWriter {
     this.order = rowOrder(b, order);
   }
 
-  /** The row order this writer read the batch in (for `decodeBatch` of the same batch). */
+  /** The row order this writer read the batch in (for the filters' `pickMatching` of the same batch). */
   get rows(): Int32Array {
     return this.order;
   }

@@ -14,9 +14,10 @@ import { parseConfig } from '../../src/server/config.ts';
 import { setsockopt, SOL_SOCKET } from '../../src/kvm/libc.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, ReaderRefused, type ReaderSpec } from '../../src/server/live-log.ts';
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
-import { BATCH_TIMING, decodeBatch, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch } from '../../src/server/record-batch.ts';
+import { BATCH_TIMING, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch, rowOrder } from '../../src/server/record-batch.ts';
+import { decodeBatch } from '../helpers/decode-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
-import { FilterError, parseFilter, RateCap, Sampler } from '../../src/server/record-filter.ts';
+import { FilterError, parseFilter, pickMatching, RateCap, type RecordFilter, Sampler } from '../../src/server/record-filter.ts';
 import type { RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
@@ -650,6 +651,43 @@ describe('batches of records between threads', () => {
     error: 'fault: page fault at 0x0 (rip 0x401869)', logs: ['one', 'two "2"\u0001'],
   };
   const empty: RequestRecord = { ...full, cache: null, backend: null, backendKind: null, version: null, originStatus: null, error: null, logs: [] };
+
+  test("a filter picks from a batch's columns exactly the records it keeps, of either kind of row", () => {
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 10_000 });
+    const tenants = ['a', 'b', 'ab'];
+    const urls = ['/', '/api/x', '/api', '/apix', '/img/1.png'];
+    const caches = [null, 'hit', 'miss', 'pass', 'stale'] as const;
+    const backends = [null, 'default', 'echo'];
+    for (let i = 0; i < 600; i++) {
+      const tenant = tenants[i % 3]!;
+      const url = urls[(i * 7) % 5]!;
+      // Every fifth a fast-path hit's narrow row; the rest full records of every status class.
+      if (i % 5 === 0) b.pushFast(0, tenant, `${tenant}.test`, 'GET', url, 200, 10, i, 5);
+      else b.push({ ...empty, tenant, url, status: 100 + 100 * (i % 5) + (i % 3), cache: caches[i % 5]!, backend: backends[i % 3]!, time: i });
+    }
+    b.flush();
+    const batch = batches[0]!;
+    const order = rowOrder(batch);
+    const records = decodeBatch(batch, order);
+    // What each filter means, record by record.
+    const keeps = (f: RecordFilter, r: RequestRecord): boolean =>
+      (f.tenant === undefined || r.tenant === f.tenant) && (f.statusClasses === undefined || f.statusClasses.includes(Math.floor(r.status / 100)))
+      && (f.urlPrefix === undefined || r.url.startsWith(f.urlPrefix)) && (f.cache === undefined || (r.cache !== null && f.cache.includes(r.cache)))
+      && (f.backend === undefined || r.backend === f.backend);
+    const filters: RecordFilter[] = [
+      { tenant: 'a' }, { tenant: 'ab' }, { tenant: 'nobody' }, { statusClasses: [5] }, { statusClasses: [2, 4] }, { urlPrefix: '/api' }, { urlPrefix: '/api/' },
+      { cache: ['fast-hit'] }, { cache: ['miss', 'pass'] }, { backend: 'echo' }, { backend: 'none' }, { tenant: 'b', urlPrefix: '/', statusClasses: [2], cache: ['fast-hit', 'hit'] },
+      { tenant: 'b', backend: 'default', cache: ['miss'] },
+    ];
+    for (const f of filters) {
+      const pick: number[] = [];
+      pickMatching(batch, order, f, null, pick);
+      const want = records.flatMap((r, k) => (keeps(f, r) ? [k] : []));
+      assert.deepEqual(pick, want, JSON.stringify(f));
+      assert.ok(f.tenant === 'nobody' || f.backend === 'none' || want.length > 0, `${JSON.stringify(f)} keeps nothing: it tests nothing`);
+    }
+  });
 
   test('a batch decodes to the records pushed, and serialises as JSON.stringify would', () => {
     const batches: EncodedBatch[] = [];
