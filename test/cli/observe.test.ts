@@ -173,3 +173,68 @@ tenants:
     }
   });
 });
+
+describe('tinyedge log on a server without programs', () => {
+  let edge: EdgeServer;
+  let origin: DemoOrigin;
+
+  before(async () => {
+    origin = await startDemoOrigin('127.0.0.1', 0);
+    // One shard: every record goes through one batcher, in the order the requests ended.
+    const yaml = `
+server: { listen: 127.0.0.1:0, admin: 127.0.0.1:0, operatorToken: ${OP}, shards: 1 }
+tenants:
+  - name: a
+    hosts: [a.test]
+    token: ${A}
+    origins: [{ name: default, url: "${origin.url}" }]
+`;
+    edge = await EdgeServer.start(parseConfig(yaml, { file: '/tmp/tinyedge-observe-sample-test.yaml' }), { logger: pino({ level: 'silent' }) });
+  });
+  after(async () => {
+    await edge?.close();
+    await origin?.close();
+  });
+
+  test('--sample prints about that fraction of the requests; a sample that is not a fraction is refused', async () => {
+    const run = promisify(execFile);
+    await assert.rejects(run(process.execPath, [BIN, 'log', '--admin', edge.admin.url, '--sample', '2'], { env: { ...process.env, TINYEDGE_TOKEN: OP } }), (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr, /400 sample filter "2": expected a fraction above 0 and at most 1/);
+      return true;
+    });
+    const readers = async (n: number): Promise<void> => {
+      while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 20));
+    };
+    const sampled = new Cli(['log', '--admin', edge.admin.url, '--json', '--sample', '0.5', '--prefix', '/s/'], OP);
+    await readers(1);
+    // Every record of /m/, to know when the log thread has written the batches before its last.
+    const marker = new Cli(['log', '--admin', edge.admin.url, '--json', '--prefix', '/m/'], OP);
+    await readers(2);
+    const exited = new Promise<number | null>((resolve) => sampled.child.once('exit', resolve));
+    try {
+      for (let round = 0; round < 20; round++) {
+        await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+          const r = await request(`${edge.front.url}/s/${round}/${i}`, { headers: { host: 'a.test' } });
+          await r.body.text();
+        }));
+      }
+      const r = await request(`${edge.front.url}/m/end`, { headers: { host: 'a.test' } });
+      await r.body.text();
+      // The marker's batch came after every /s/ record's, and the log thread serialises a batch
+      // for all its readers at once: the sampled reader's records are written by now.
+      await marker.waitFor((l) => l.includes('"/m/end"'));
+      edge.liveLog.endStreams();
+      assert.equal(await exited, 0);
+    } finally {
+      sampled.stop();
+      marker.stop();
+    }
+    const urls = sampled.lines.map((l) => String((JSON.parse(l) as { url: string }).url));
+    assert.ok(urls.every((u) => u.startsWith('/s/')));
+    // 400 requests, each kept with a chance of a half: the bounds are eight standard deviations away.
+    assert.ok(urls.length > 120 && urls.length < 280, `${urls.length} of 400`);
+    assert.equal(new Set(urls).size, urls.length);
+    assert.match(sampled.stderr.join(''), /the server ended the stream/);
+  });
+});
