@@ -18,7 +18,8 @@ export interface RecordFilter {
   /**
    * Of the records the other fields keep, this fraction (0 < sample < 1), chosen at random
    * (`Sampler`; at random rather than one in every 1/sample: traffic that cycles through a few
-   * URLs, a load test or a poller, would show a reader of every tenth only some of them). Not a property of a record: the log thread applies it after `matches`.
+   * URLs, a load test or a poller, would show a reader of every tenth only some of them). Not a
+   * property of a record: the log thread applies it after the other fields (`pickMatching`).
    */
   sample?: number;
   /**
@@ -86,7 +87,7 @@ export function parseFilter(params: URLSearchParams): RecordFilter {
 
 const FILTERS = ['status', 'prefix', 'cache', 'backend', 'tenant', 'sample', 'max'];
 
-/** Whether a record must be decoded to test it against `f`: a filter of a sample alone needs no record. */
+/** Whether `f` tests what a record holds (`pickMatching`): a sample or a max alone does not. */
 export function testsRecords(f: RecordFilter): boolean {
   return f.tenant !== undefined || f.statusClasses !== undefined || f.urlPrefix !== undefined || f.cache !== undefined || f.backend !== undefined;
 }
