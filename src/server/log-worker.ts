@@ -88,8 +88,7 @@ class Reader {
       return;
     }
     if (this.dropped > 0) {
-      const notice = JSON.stringify({ dropped: this.dropped });
-      this.send(Buffer.from(this.format === 'sse' ? `event: dropped\ndata: ${notice}\n\n` : `${notice}\n`));
+      this.notice('dropped', { dropped: this.dropped });
       this.dropped = 0;
     }
     this.send(bytes, done);
@@ -101,8 +100,13 @@ class Reader {
    */
   overCap(skipped: number, kept: number): void {
     if (this.socket.destroyed || this.socket.writableEnded || this.socket.writableLength > MAX_BUFFERED_BYTES) return;
-    const notice = JSON.stringify({ skipped, kept });
-    this.send(Buffer.from(this.format === 'sse' ? `event: skipped\ndata: ${notice}\n\n` : `${notice}\n`));
+    this.notice('skipped', { skipped, kept });
+  }
+
+  /** A notice among the records: a JSON line (NDJSON), or an event named `event` (SSE). */
+  private notice(event: 'dropped' | 'skipped', value: object): void {
+    const json = JSON.stringify(value);
+    this.send(Buffer.from(this.format === 'sse' ? `event: ${event}\ndata: ${json}\n\n` : `${json}\n`));
   }
 
   /** Records lost before they reached this reader's filter (the main thread dropped their batch). */

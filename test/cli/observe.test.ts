@@ -50,6 +50,11 @@ class Cli {
   }
 }
 
+/** Until a CLI's stream is attached (or gone): the server counts its live log readers. */
+async function readersOf(edge: EdgeServer, n: number): Promise<void> {
+  while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 20));
+}
+
 describe('tinyedge log and stat against a running server', needsKvm(), () => {
   let edge: EdgeServer;
   let origin: DemoOrigin;
@@ -57,15 +62,11 @@ describe('tinyedge log and stat against a running server', needsKvm(), () => {
     const r = await request(`${edge.front.url}${path}`, { headers: { host, connection: 'close' } });
     await r.body.text();
   };
-  /** Until the CLI's stream is attached: the server counts its readers. */
-  const readers = async (n: number): Promise<void> => {
-    while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 20));
-  };
   /** Starts a CLI once the readers of earlier tests have gone, and waits until its stream is attached. */
   const follow = async (args: string[], token: string): Promise<Cli> => {
-    await readers(0);
+    await readersOf(edge, 0);
     const cli = new Cli(args, token);
-    await readers(1);
+    await readersOf(edge, 1);
     return cli;
   };
 
@@ -203,14 +204,11 @@ tenants:
       assert.match(err.stderr, /400 sample filter "2": expected a fraction above 0 and at most 1/);
       return true;
     });
-    const readers = async (n: number): Promise<void> => {
-      while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 20));
-    };
     const sampled = new Cli(['log', '--admin', edge.admin.url, '--json', '--sample', '0.5', '--prefix', '/s/'], OP);
-    await readers(1);
+    await readersOf(edge, 1);
     // Every record of /m/, to know when the log thread has written the batches before its last.
     const marker = new Cli(['log', '--admin', edge.admin.url, '--json', '--prefix', '/m/'], OP);
-    await readers(2);
+    await readersOf(edge, 2);
     const exited = new Promise<number | null>((resolve) => sampled.child.once('exit', resolve));
     try {
       for (let round = 0; round < 20; round++) {

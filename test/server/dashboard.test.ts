@@ -181,6 +181,10 @@ describe('the dashboard in a browser', () => {
       await edge?.close();
       await origin?.close();
     });
+    /** Until the server has `n` live log streams open (a page opens two). */
+    const readers = async (n: number): Promise<void> => {
+      while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));
+    };
 
     test("tenant a's token shows nothing of b, and b's routes answer 403", async () => {
       const r = await request(`${edge.front.url}/b-only`, { headers: { host: 'b.test' } });
@@ -207,9 +211,6 @@ describe('the dashboard in a browser', () => {
     });
 
     test("a busy tenant's page shows a random few of its requests a second and says how many it left out", async () => {
-      const readers = async (n: number): Promise<void> => {
-        while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));
-      };
       await readers(0);
       const page = await browser.newPage();
       try {
@@ -242,9 +243,6 @@ describe('the dashboard in a browser', () => {
     });
 
     test('a page past the live log\'s bound on streams says so; the page already open keeps its log', async () => {
-      const readers = async (n: number): Promise<void> => {
-        while (edge.liveLog.readerCount !== n) await new Promise((r) => setTimeout(r, 10));
-      };
       await readers(0);
       const first = await browser.newPage();
       const second = await browser.newPage();

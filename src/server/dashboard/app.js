@@ -1,7 +1,8 @@
 // The dashboard page (served by src/server/dashboard.ts): per-tenant live charts from
 // GET /v1/stats every second, top URLs and misses and the live log from the tenant's log stream
-// (Server-Sent Events, each capped at so many records a second), programs with version and load time, and the invalidation forms. It
-// calls the admin API with its session cookie; every change carries the session's CSRF token.
+// (Server-Sent Events, each capped at so many records a second), programs with version and load
+// time, and the invalidation forms. It calls the admin API with its session cookie; every change
+// carries the session's CSRF token.
 /* global document, window, fetch, EventSource, URLSearchParams, uPlot */
 'use strict';
 
