@@ -87,7 +87,7 @@ interface Row {
   /** serve-log: medians of the same per thread (and of the reader process), µs per request. */
   cpuParts?: Record<CpuPart, number>;
   /** serve-log's reader side: each reader run against the runs without beside it (`pairedChanges`). */
-  paired?: { requestsPerSec: number[]; cpuUsPerRequest: number[] };
+  paired?: { requestsPerSec: number[]; cpuUsPerRequest: number[]; cpuPartsUs: Record<CpuPart, number[]> };
   object: string;
   result?: WrkResult;
   /** Origin fetches of this object while wrk was running: 0 or 1 means hits were measured. */
@@ -177,6 +177,7 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
         row.paired = {
           requestsPerSec: pairedChanges(without.map((x) => x.requestsPerSec), withReader.map((x) => x.requestsPerSec)),
           cpuUsPerRequest: pairedChanges(cpu['no reader'], cpu.reader),
+          cpuPartsUs: Object.fromEntries(CPU_PARTS.map((part) => [part, pairedDifferences(parts['no reader'].map((x) => x[part]), parts.reader.map((x) => x[part]))])) as Record<CpuPart, number[]>,
         };
       }
       row.cpuParts = Object.fromEntries(CPU_PARTS.map((part) => [part, middle(parts[variant].map((x) => x[part]))])) as Record<CpuPart, number>;
@@ -196,19 +197,26 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
  * where two medians taken over the whole run do not.
  */
 function pairedChanges(without: number[], withReader: number[]): number[] {
-  return withReader.map((w, r) => {
-    const next = without[r + 1];
-    const base = next === undefined ? without[r]! : (without[r]! + next) / 2;
-    return (w / base - 1) * 100;
-  });
+  return withReader.map((w, r) => (w / besideRun(without, r) - 1) * 100);
+}
+
+/** As `pairedChanges`, as differences (in the figures' own unit) rather than percentages. */
+function pairedDifferences(without: number[], withReader: number[]): number[] {
+  return withReader.map((w, r) => w - besideRun(without, r));
+}
+
+/** The runs without a reader beside reader run `r`: the mean of the one before it and the one after, when there is one. */
+function besideRun(without: number[], r: number): number {
+  const next = without[r + 1];
+  return next === undefined ? without[r]! : (without[r]! + next) / 2;
 }
 
 /** The median of `xs` and the range of its middle half (quartiles), as `+1.2 % (−0.3 … +2.0)`. */
-function medianAndSpread(xs: number[]): string {
+function medianAndSpread(xs: number[], unit = '%', digits = 1): string {
   const s = [...xs].sort((a, b) => a - b);
   const at = (q: number): number => s[Math.round(q * (s.length - 1))]!;
-  const sign = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}`;
-  return `${sign(at(0.5))} % (quartiles ${sign(at(0.25))} … ${sign(at(0.75))})`;
+  const sign = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(digits)}`;
+  return `${sign(at(0.5))} ${unit} (quartiles ${sign(at(0.25))} … ${sign(at(0.75))})`;
 }
 
 /** CPU time between two samples per request answered, µs, by part (CPU_PARTS). */
@@ -295,6 +303,7 @@ function printLiveLogCost(rows: Row[], rounds: number): void {
     console.log(`  CPU per request by thread, µs: ${CPU_PARTS.map(part).join('; ')}`);
     const p = row.paired!;
     console.log(`  paired with the runs beside them (${p.requestsPerSec.length} pairs): req/s ${medianAndSpread(p.requestsPerSec)}; server CPU per request ${medianAndSpread(p.cpuUsPerRequest)}`);
+    console.log(`  paired, CPU per request by thread: ${CPU_PARTS.map((part) => `${part} ${medianAndSpread(p.cpuPartsUs[part], 'µs', 2)}`).join('; ')}`);
   }
 }
 
