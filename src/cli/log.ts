@@ -1,7 +1,7 @@
 // `tinyedge log`: follows the live request log of a running server (like varnishlog or wrangler
 // tail): one readable line per request, the program's log lines under it, or the records as
 // JSON lines with --json. Filters are the admin API's (docs/observability.md).
-import type { RequestRecord } from '../server/records.ts';
+import type { LogRecord } from '../server/records.ts';
 import { AdminCallError, type AdminOptions, adminGet, adminTarget } from './admin-client.ts';
 
 export interface LogOptions extends AdminOptions {
@@ -19,13 +19,13 @@ const us = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(n >= 100_00
 const size = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)}KiB` : `${n}B`);
 
 /** One record as a line a person reads; the program's log lines and the failure follow, indented. */
-export function formatRecord(r: RequestRecord): string {
+export function formatRecord(r: LogRecord): string {
   const time = new Date(r.time).toISOString().slice(11, 23);
-  const backend = r.backendKind === 'program' ? `program ${r.backend} (${r.version})` : r.backendKind === 'origin' ? `origin ${r.backend}${r.originStatus !== null ? ` ${r.originStatus}` : ''}` : '';
-  const vm = r.vmUs > 0 ? ` vm ${us(r.vmUs)} (guest ${us(r.guestUs)}, ${r.vmExits} exits, ${r.dirtyPages} pages)` : '';
+  const backend = r.backendKind === 'program' ? `program ${r.backend} (${r.version})` : r.backendKind === 'origin' ? `origin ${r.backend}${r.originStatus !== undefined ? ` ${r.originStatus}` : ''}` : '';
+  const vm = r.vmUs !== undefined ? ` vm ${us(r.vmUs)} (guest ${us(r.guestUs ?? 0)}, ${r.vmExits ?? 0} exits, ${r.dirtyPages ?? 0} pages)` : '';
   let line = `${time} ${r.tenant} ${r.status} ${r.method} ${r.host}${r.url} ${r.cache ?? '-'} ${us(r.totalUs)} ${size(r.bytes)}${backend ? ` ${backend}` : ''}${vm} shard ${r.shard}`;
-  if (r.error !== null) line += `\n    error: ${r.error}`;
-  for (const l of r.logs) line += `\n    log: ${l}`;
+  if (r.error !== undefined) line += `\n    error: ${r.error}`;
+  for (const l of r.logs ?? []) line += `\n    log: ${l}`;
   return line;
 }
 
@@ -45,7 +45,7 @@ export async function followLog(opts: LogOptions): Promise<number> {
       rest = lines.pop() ?? '';
       for (const line of lines) {
         if (line === '') continue;
-        const value = JSON.parse(line) as RequestRecord | { dropped: number };
+        const value = JSON.parse(line) as LogRecord | { dropped: number };
         if ('dropped' in value) process.stderr.write(`tinyedge log: ${value.dropped} records dropped: this reader fell behind\n`);
         else process.stdout.write(opts.json === true ? `${line}\n` : `${formatRecord(value)}\n`);
       }

@@ -1,14 +1,14 @@
 // The live log's serialisation: the records of a batch (record-batch.ts, as full rows) as NDJSON or Server-Sent
 // Events, written straight from the batch's columns into one buffer, byte for byte what
-// JSON.stringify of each record gives. It runs on the log thread for every record a reader
-// takes, so it avoids what costs there: a string per record, and calls into the runtime.
-import { type EncodedBatch, KINDS, loadRow, NUMS, rowOrder, STRS } from './record-batch.ts';
+// JSON.stringify of each record's logged form gives (records.ts, `LogRecord`: the keys without
+// a value left out). It runs on the log thread for every record a reader takes, so it avoids
+// what costs there: a string per record, and calls into the runtime.
+import { type EncodedBatch, FAST_WORDS, KINDS, loadRow, NUMS, rowOrder, STRS } from './record-batch.ts';
 import { CACHE_RESULTS } from './records.ts';
 
 /** The text between a record's values, as bytes (all ASCII). */
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
-const NULL = ascii('null');
-const EMPTY_LOGS = ascii('[]');
+const NOTHING = ascii('');
 /** A record's start and end in each format. */
 const FRAMES = { ndjson: [ascii('{"time":'), ascii('}\n')], sse: [ascii('data: {"time":'), ascii('}\n\n')] } as const;
 const K_SHARD = ascii(',"shard":');
@@ -17,23 +17,24 @@ const K_HOST = ascii(',"host":');
 const K_METHOD = ascii(',"method":');
 const K_URL = ascii(',"url":');
 const K_STATUS = ascii(',"status":');
-/** `cache` with its value and the key after it, one piece per cache code (index 0: null). */
-const K_CACHE = [ascii(',"cache":null,"backend":'), ...CACHE_RESULTS.map((c) => ascii(`,"cache":"${c}","backend":`))];
-const K_KIND = [ascii(',"backendKind":null,"version":'), ...KINDS.map((k) => ascii(`,"backendKind":"${k}","version":`))];
+/** `cache` with its value, by cache code + 1 (index 0: none, left out). */
+const K_CACHE = [NOTHING, ...CACHE_RESULTS.map((c) => ascii(`,"cache":"${c}"`))];
+const K_BACKEND = ascii(',"backend":');
+/** `backendKind` with its value, by kind + 1 (index 0: none, left out). */
+const K_KIND = [NOTHING, ...KINDS.map((k) => ascii(`,"backendKind":"${k}"`))];
+const K_VERSION = ascii(',"version":');
 const K_TOTAL = ascii(',"totalUs":');
 const K_VM = ascii(',"vmUs":');
 const K_GUEST = ascii(',"guestUs":');
 const K_EXITS = ascii(',"vmExits":');
 const K_DIRTY = ascii(',"dirtyPages":');
 const K_BYTES = ascii(',"bytes":');
-/** The four VM figures of a request that ran no VM call (every hit), and the key after them. */
-const K_NO_VM = ascii(',"vmUs":0,"guestUs":0,"vmExits":0,"dirtyPages":0,"bytes":');
 const K_ORIGIN = ascii(',"originStatus":');
 const K_ERROR = ascii(',"error":');
 const K_LOGS = ascii(',"logs":');
-/** Bytes of a record besides its strings, its numbers and its frame: its keys, and null or [] where those are longest. */
-const FIXED = [K_SHARD, K_TENANT, K_HOST, K_METHOD, K_URL, K_STATUS, K_TOTAL, K_VM, K_GUEST, K_EXITS, K_DIRTY, K_BYTES, K_ORIGIN, K_ERROR, K_LOGS]
-  .reduce((n, k) => n + k.length, 0) + Math.max(...K_CACHE.map((k) => k.length)) + Math.max(...K_KIND.map((k) => k.length)) + NULL.length;
+/** Bytes of a record besides its strings, its numbers and its frame: its keys, every one present. */
+const FIXED = [K_SHARD, K_TENANT, K_HOST, K_METHOD, K_URL, K_STATUS, K_BACKEND, K_VERSION, K_TOTAL, K_VM, K_GUEST, K_EXITS, K_DIRTY, K_BYTES, K_ORIGIN, K_ERROR, K_LOGS]
+  .reduce((n, k) => n + k.length, 0) + Math.max(...K_CACHE.map((k) => k.length)) + Math.max(...K_KIND.map((k) => k.length));
 /** The longest text of a number: an integer below 2^53 has 16 digits, any other is written as String() writes it (at most 24). */
 const MAX_NUMBER = 24;
 
@@ -153,22 +154,25 @@ function quoted(v: string): Buffer {
 
 /**
  * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
- * into one buffer: no string per record. Each record is read as a full row into a ring of two
- * (it and the one before, which stay in the cache), whichever kind of row it travelled in. Each distinct string is escaped and encoded once per
- * batch. The bytes are the UTF-8 of what `JSON.stringify` of the decoded record gives (a test
- * checks it). `pick`: the records to write, by index (all when omitted). `write`'s buffer is
- * its own (not from Node's pool), so its memory can be transferred to another thread;
- * `writeInto` writes into memory the caller has (the log thread's reused slots, log-slots.ts).
+ * into one buffer: no string per record. Each distinct string is escaped and encoded once per
+ * batch. A record is written from a full row in a ring of two (it and the one before, which stay
+ * in the cache), whichever kind of row it travelled in, except the commonest: a fast-path hit
+ * after one alike but for its time and total µs, which is the one before's bytes with those
+ * digits changed, read from the narrow rows themselves. The bytes are the UTF-8 of what
+ * `JSON.stringify` of each record's logged form gives (a test checks it). `pick`: the records
+ * to write, by index (all when omitted). `write`'s buffer is its own (not from Node's pool), so
+ * its memory can be transferred to another thread; `writeInto` writes into memory the caller
+ * has (the log thread's reused slots, log-slots.ts).
  */
 export class BatchWriter {
-  /** Each table string as a JSON string's bytes (index 0: null), made on first use. */
+  /** Each table string as a JSON string's bytes (index 0: none, empty), made on first use. */
   private strings: Uint8Array[] | undefined;
   /** Where the pieces of the record being written start (and the last ends), and those of the one before. */
   private readonly at = new Int32Array(PIECES + 1);
   private readonly before = new Int32Array(PIECES + 1);
   /** Logs entries (already JSON text) as bytes, by table index. */
   private readonly logs = new Map<number, Uint8Array>();
-  /** The longest of `strings` (null's at least, which is longer than an empty logs list). */
+  /** The longest of `strings`. */
   private longest = 0;
   /** Which row each record is in (record-batch.ts, `rowOrder`). */
   private readonly order: Int32Array;
@@ -235,38 +239,82 @@ export class BatchWriter {
     let before = this.before;
     const x = this.nums;
     const order = this.order;
+    const fast = b.fast;
+    /** The record before's row (as `rowOrder` names it), and the ring's slot it is loaded in (-1: none). */
+    let prev = 0;
+    let prevSlot = -1;
     for (let j = 0; j < count; j++) {
-      // The record goes into the ring's slot j & 1; the one before is in the other.
-      const slot = j & 1;
-      loadRow(b, order[pick === undefined ? j : pick[j]!]!, x, this.strs, slot);
+      const row = order[pick === undefined ? j : pick[j]!]!;
+      if (j > 0 && row < 0 && prev < 0) {
+        // Two fast-path hits: the same but for time and totalUs when their status, bytes and
+        // strings are (the rest of such a record is the same for all of them).
+        const r = ~row * FAST_WORDS;
+        const q = ~prev * FAST_WORDS;
+        if (
+          fast[r + 2] === fast[q + 2] && fast[r + 3] === fast[q + 3] && fast[r + 4] === fast[q + 4] && fast[r + 5] === fast[q + 5]
+          && fast[r + 6] === fast[q + 6] && fast[r + 7] === fast[q + 7]
+        ) {
+          const time = b.fastTime + fast[r]!;
+          const was = b.fastTime + fast[q]!;
+          const us = fast[r + 1]!;
+          const wasUs = fast[q + 1]!;
+          if (this.sameText(time, was, before[1]! - before[0]! - head.length) && this.sameText(us, wasUs, before[5]! - before[4]!)) {
+            p = this.repeat(out, p, at, before, time, was, us, wasUs);
+            const done = at;
+            at = before;
+            before = done;
+            prev = row;
+            prevSlot = -1;
+            continue;
+          }
+        }
+      }
+      // The record into the ring's other slot than the one before's (which is loaded, if it was not).
+      const slot = prevSlot === 0 ? 1 : 0;
+      const pslot = slot ^ 1;
+      loadRow(b, row, x, this.strs, slot);
+      if (j > 0 && prevSlot !== pslot) loadRow(b, prev, x, this.strs, pslot);
       const n = slot * NUMS;
       const m = slot * STRS;
-      const pn = (slot ^ 1) * NUMS;
-      const same = j === 0 ? 0 : this.sameAs(n, m, pn, (slot ^ 1) * STRS);
+      const pn = pslot * NUMS;
+      const same = j === 0 ? 0 : this.sameAs(n, m, pn, pslot * STRS);
       if (
         (same | TIME | TOTAL) === ALL
         // Another time or totalUs than the record before's must have as many digits as its text.
         && ((same & TIME) !== 0 || sameDigits(x[n]!, x[pn]!, before[1]! - before[0]! - head.length))
         && ((same & TOTAL) !== 0 || sameDigits(x[n + 5]!, x[pn + 5]!, before[5]! - before[4]!))
-      ) {
-        // The record before but for its time and totalUs (a run of hits): one copy, then the
-        // digits that changed, in place.
-        const shift = p - before[0]!;
-        for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
-        p = copy(out, p, before[0]!, before[PIECES]!);
-        if ((same & TIME) === 0) redigit(out, at[1]!, x[n]!, x[pn]!);
-        if ((same & TOTAL) === 0) redigit(out, at[5]!, x[n + 5]!, x[pn + 5]!);
-      } else p = this.pieces(out, p, n, m, same, at, before, head, close);
+      ) p = this.repeat(out, p, at, before, x[n]!, x[pn]!, x[n + 5]!, x[pn + 5]!);
+      else p = this.pieces(out, p, n, m, same, at, before, head, close);
       const done = at;
       at = before;
       before = done;
+      prev = row;
+      prevSlot = slot;
     }
+    return p;
+  }
+
+  /** Whether `v`'s text can replace `was`'s, of `digits` digits, in place: the same number, or as many digits. */
+  private sameText(v: number, was: number, digits: number): boolean {
+    return v === was || sameDigits(v, was, digits);
+  }
+
+  /**
+   * Writes the record before again but for its time and totalUs (a run of hits): one copy, then
+   * the digits that changed, in place; sets `at`.
+   */
+  private repeat(out: Buffer, p: number, at: Int32Array, before: Int32Array, time: number, was: number, us: number, wasUs: number): number {
+    const shift = p - before[0]!;
+    for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
+    p = copy(out, p, before[0]!, before[PIECES]!);
+    if (time !== was) redigit(out, at[1]!, time, was);
+    if (us !== wasUs) redigit(out, at[5]!, us, wasUs);
     return p;
   }
 
   private tableBytes(): Uint8Array[] {
     if (this.strings === undefined) {
-      this.strings = [NULL, ...this.b.table.map(quoted)];
+      this.strings = [NOTHING, ...this.b.table.map(quoted)];
       // A logs entry's bytes (its JSON text as UTF-8) are never more than its text quoted as a
       // JSON string: quoting only adds quotes and escapes, each longer than what it escapes.
       for (const bytes of this.strings) this.longest = Math.max(this.longest, bytes.length);
@@ -309,7 +357,7 @@ export class BatchWriter {
     return same;
   }
 
-  /** Writes piece `i` of a record's text (see `write`). */
+  /** Writes piece `i` of a record's text (see `writeInto`). */
   private piece(i: number, out: Buffer, p: number, n: number, m: number, head: Uint8Array, close: Uint8Array): number {
     const x = this.nums;
     const st = this.strs;
@@ -334,9 +382,15 @@ export class BatchWriter {
         p = put(out, p, K_STATUS);
         p = num(out, p, x[n + 2]!);
         p = put(out, p, K_CACHE[x[n + 3]! + 1]!);
-        p = put(out, p, str[st[m + 4]!]!);
+        if (st[m + 4] !== 0) {
+          p = put(out, p, K_BACKEND);
+          p = put(out, p, str[st[m + 4]!]!);
+        }
         p = put(out, p, K_KIND[x[n + 4]! + 1]!);
-        p = put(out, p, str[st[m + 5]!]!);
+        if (st[m + 5] !== 0) {
+          p = put(out, p, K_VERSION);
+          p = put(out, p, str[st[m + 5]!]!);
+        }
         return put(out, p, K_TOTAL);
       case 4:
         return num(out, p, x[n + 5]!);
@@ -345,12 +399,11 @@ export class BatchWriter {
     }
   }
 
-  /** A record's text after totalUs. */
+  /** A record's text after totalUs: the VM figures when it ran a VM call, bytes, and what else it has of the rest. */
   private tail(out: Buffer, p: number, n: number, m: number, close: Uint8Array): number {
     const x = this.nums;
     const st = this.strs;
-    if (x[n + 6] === 0 && x[n + 7] === 0 && x[n + 8] === 0 && x[n + 9] === 0) p = put(out, p, K_NO_VM);
-    else {
+    if (x[n + 6] !== 0 || x[n + 7] !== 0 || x[n + 8] !== 0 || x[n + 9] !== 0) {
       p = put(out, p, K_VM);
       p = num(out, p, x[n + 6]!);
       p = put(out, p, K_GUEST);
@@ -359,20 +412,26 @@ export class BatchWriter {
       p = num(out, p, x[n + 8]!);
       p = put(out, p, K_DIRTY);
       p = num(out, p, x[n + 9]!);
-      p = put(out, p, K_BYTES);
     }
+    p = put(out, p, K_BYTES);
     p = num(out, p, x[n + 10]!);
-    p = put(out, p, K_ORIGIN);
-    p = x[n + 11]! < 0 ? put(out, p, NULL) : num(out, p, x[n + 11]!);
-    p = put(out, p, K_ERROR);
-    p = put(out, p, this.strings![st[m + 6]!]!);
-    p = put(out, p, K_LOGS);
-    p = put(out, p, this.logsOf(st[m + 7]!));
+    if (x[n + 11]! >= 0) {
+      p = put(out, p, K_ORIGIN);
+      p = num(out, p, x[n + 11]!);
+    }
+    if (st[m + 6] !== 0) {
+      p = put(out, p, K_ERROR);
+      p = put(out, p, this.strings![st[m + 6]!]!);
+    }
+    if (st[m + 7] !== 0) {
+      p = put(out, p, K_LOGS);
+      p = put(out, p, this.logsOf(st[m + 7]!));
+    }
     return put(out, p, close);
   }
 
   private logsOf(i: number): Uint8Array {
-    if (i === 0) return EMPTY_LOGS;
+    if (i === 0) return NOTHING;
     let bytes = this.logs.get(i);
     if (bytes === undefined) this.logs.set(i, (bytes = Buffer.from(this.b.table[i - 1]!)));
     return bytes;

@@ -45,6 +45,20 @@ export interface RequestRecord {
   logs: string[];
 }
 
+/** The keys of a record a reader always gets. */
+type AlwaysLogged = 'time' | 'shard' | 'tenant' | 'host' | 'method' | 'url' | 'status' | 'totalUs' | 'bytes';
+
+/**
+ * A record as its readers get it (the live log, `tinyedge log --json`, the access log): the
+ * keys without a value are left out, which halves a hit's line. Absent: `cache` when the cache
+ * never saw the request; `backend`, `backendKind`, `version`, `originStatus` when no backend
+ * answered (every hit); the four VM figures when no VM call ran (all 0); `error` when nothing
+ * failed; `logs` when nothing was logged. The keys present keep RequestRecord's order.
+ */
+export type LogRecord = Pick<RequestRecord, AlwaysLogged> & {
+  [K in Exclude<keyof RequestRecord, AlwaysLogged>]?: NonNullable<RequestRecord[K]>;
+};
+
 /** Which tenants' requests a shard records: none, some, or all. */
 export type RecordScope = { all: boolean; tenants: string[] };
 export const RECORD_NOTHING: RecordScope = { all: false, tenants: [] };

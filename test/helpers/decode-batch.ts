@@ -3,7 +3,7 @@
 // filters make of the same batch. The server itself never makes them: its log thread reads the
 // columns.
 import { type EncodedBatch, KINDS, loadRow, NUMS, rowOrder, STRS } from '../../src/server/record-batch.ts';
-import { CACHE_RESULTS, type RequestRecord } from '../../src/server/records.ts';
+import { CACHE_RESULTS, type LogRecord, type RequestRecord } from '../../src/server/records.ts';
 
 /** The records of a batch, in `order` (record-batch.ts's `rowOrder`). */
 export function decodeBatch(b: EncodedBatch, order: Int32Array = rowOrder(b)): RequestRecord[] {
@@ -22,4 +22,29 @@ export function decodeBatch(b: EncodedBatch, order: Int32Array = rowOrder(b)): R
     });
   }
   return out;
+}
+
+/**
+ * A record as its readers get it (records.ts, `LogRecord`): written out by hand, key by key, as
+ * the reference the writer's bytes are checked against (JSON.stringify of it).
+ */
+export function logged(r: RequestRecord): LogRecord {
+  // Built key by key: JSON.stringify writes keys in the order they were added.
+  const out: Record<string, unknown> = { time: r.time, shard: r.shard, tenant: r.tenant, host: r.host, method: r.method, url: r.url, status: r.status };
+  if (r.cache !== null) out.cache = r.cache;
+  if (r.backend !== null) out.backend = r.backend;
+  if (r.backendKind !== null) out.backendKind = r.backendKind;
+  if (r.version !== null) out.version = r.version;
+  out.totalUs = r.totalUs;
+  if (r.vmUs !== 0 || r.guestUs !== 0 || r.vmExits !== 0 || r.dirtyPages !== 0) {
+    out.vmUs = r.vmUs;
+    out.guestUs = r.guestUs;
+    out.vmExits = r.vmExits;
+    out.dirtyPages = r.dirtyPages;
+  }
+  out.bytes = r.bytes;
+  if (r.originStatus !== null) out.originStatus = r.originStatus;
+  if (r.error !== null) out.error = r.error;
+  if (r.logs.length > 0) out.logs = r.logs;
+  return out as LogRecord;
 }

@@ -15,10 +15,10 @@ import { setsockopt, SOL_SOCKET } from '../../src/kvm/libc.ts';
 import { LiveLog, MAX_BATCHES_BEHIND, MAX_BUFFERED_BYTES, type ReaderLimits, ReaderRefused, type ReaderSpec } from '../../src/server/live-log.ts';
 import { OutputSlots, SLOTS } from '../../src/server/log-slots.ts';
 import { BATCH_TIMING, type EncodedBatch, FAST_WORDS, RecordBatcher, releaseBatch, rowOrder } from '../../src/server/record-batch.ts';
-import { decodeBatch } from '../helpers/decode-batch.ts';
+import { decodeBatch, logged } from '../helpers/decode-batch.ts';
 import { BatchWriter } from '../../src/server/record-writer.ts';
 import { FilterError, parseFilter, pickMatching, RateCap, type RecordFilter, Sampler } from '../../src/server/record-filter.ts';
-import type { RequestRecord } from '../../src/server/records.ts';
+import type { LogRecord, RequestRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { startDemoOrigin, type DemoOrigin } from '../../src/server/demo-origin.ts';
 import { buildGuest } from '../helpers/guests.ts';
@@ -58,12 +58,12 @@ class Stream {
     });
   }
 
-  get records(): RequestRecord[] {
-    return this.lines.filter((l) => 'time' in l) as unknown as RequestRecord[];
+  get records(): LogRecord[] {
+    return this.lines.filter((l) => 'time' in l) as unknown as LogRecord[];
   }
 
   /** Resolves with the first record `pick` accepts, once it has arrived. */
-  async find(pick: (r: RequestRecord) => boolean): Promise<RequestRecord> {
+  async find(pick: (r: LogRecord) => boolean): Promise<LogRecord> {
     for (;;) {
       const r = this.records.find(pick);
       if (r) return r;
@@ -157,7 +157,8 @@ tenants:
       // Asked on a new connection: the fast path's hit, on whichever shard took it.
       const hit = await s.find((r) => r.url === '/page?x=1' && r.cache !== 'miss');
       assert.ok(hit.cache === 'fast-hit' || hit.cache === 'hit', String(hit.cache));
-      assert.equal(hit.backend, null);
+      assert.equal(hit.backend, undefined, 'no backend: the key is left out');
+      assert.equal(hit.vmUs, undefined, 'no VM call: no VM figures');
       assert.equal(hit.bytes, miss.bytes);
 
       const prog = await s.find((r) => r.url === '/p/echo');
@@ -167,9 +168,9 @@ tenants:
       assert.equal(prog.backendKind, 'program');
       assert.match(String(prog.version), /^a\/echo@\d+$/);
       assert.equal(prog.originStatus, 201);
-      assert.ok(prog.vmUs > 0 && prog.guestUs > 0 && prog.guestUs <= prog.vmUs, `${prog.vmUs} ${prog.guestUs}`);
-      assert.ok(prog.vmExits > 0);
-      assert.ok(prog.dirtyPages > 0);
+      assert.ok(prog.vmUs! > 0 && prog.guestUs! > 0 && prog.guestUs! <= prog.vmUs!, `${prog.vmUs} ${prog.guestUs}`);
+      assert.ok(prog.vmExits! > 0);
+      assert.ok(prog.dirtyPages! > 0);
       assert.deepEqual(prog.logs, ['served a request']);
       const passed = await s.find((r) => r.url === '/p/raw');
       assert.equal(passed.status, 201);
@@ -178,7 +179,7 @@ tenants:
       assert.equal(passed.backendKind, 'program');
       assert.equal(passed.version, prog.version);
       assert.equal(passed.bytes, rawBytes);
-      assert.ok(passed.totalUs > 0 && passed.vmUs > 0 && passed.vmExits > 0, JSON.stringify(passed));
+      assert.ok(passed.totalUs > 0 && passed.vmUs! > 0 && passed.vmExits! > 0, JSON.stringify(passed));
       assert.deepEqual(passed.logs, ['served a request']);
       const stats = await request(`${edge.admin.url}/v1/tenants/a/stats`, { headers: { authorization: `Bearer ${A}` } });
       assert.equal(((await stats.body.json()) as { cache: { fastFetches: number } }).cache.fastFetches, 1, 'the pass took the raw path');
@@ -223,7 +224,7 @@ tenants:
       const timeout = await failures.find((r) => r.url === '/loop');
       assert.equal(timeout.status, 504);
       assert.match(String(timeout.error), /^timeout: /);
-      assert.ok(timeout.guestUs > 200_000, String(timeout.guestUs));
+      assert.ok(timeout.guestUs! > 200_000, String(timeout.guestUs));
       await misses.find((r) => r.url === '/f/1');
       const echoed = await program.find((r) => r.url === '/p/filtered');
       assert.equal(echoed.backend, 'echo');
@@ -689,7 +690,7 @@ describe('batches of records between threads', () => {
     }
   });
 
-  test('a batch decodes to the records pushed, and serialises as JSON.stringify would', () => {
+  test('a batch decodes to the records pushed, and serialises as JSON.stringify of their logged form would', () => {
     const batches: EncodedBatch[] = [];
     const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 4 });
     b.push(full);
@@ -701,8 +702,8 @@ describe('batches of records between threads', () => {
     const fast = decoded[2]!;
     assert.deepEqual(decoded, [full, empty, { ...empty, shard: 1, tenant: 'a', host: 'a.test', method: 'GET', url: '/f', status: 200, cache: 'fast-hit', totalUs: 8, vmUs: 0, guestUs: 0, vmExits: 0, dirtyPages: 0, bytes: 100, time: fast.time }]);
     const w = new BatchWriter(batches[0]!);
-    assert.equal(w.write('ndjson').toString('utf8'), decoded.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    assert.equal(w.write('sse', [1]).toString('utf8'), `data: ${JSON.stringify(empty)}\n\n`);
+    assert.equal(w.write('ndjson').toString('utf8'), decoded.map((r) => `${JSON.stringify(logged(r))}\n`).join(''));
+    assert.equal(w.write('sse', [1]).toString('utf8'), `data: ${JSON.stringify(logged(empty))}\n\n`);
   });
 
   test('the bytes written are those of JSON.stringify for any string and number a record can hold', () => {
@@ -730,10 +731,10 @@ describe('batches of records between threads', () => {
     const decoded = decodeBatch(batches[0]!);
     assert.deepEqual(decoded, odd);
     const w = new BatchWriter(batches[0]!);
-    const expected = odd.map((r) => `${JSON.stringify(r)}\n`).join('');
+    const expected = odd.map((r) => `${JSON.stringify(logged(r))}\n`).join('');
     assert.equal(w.write('ndjson').toString('utf8'), expected);
     assert.deepEqual(w.write('ndjson'), Buffer.from(expected));
-    assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(odd[4])}\n\ndata: ${JSON.stringify(odd[0])}\n\n`);
+    assert.equal(w.write('sse', [4, 0]).toString('utf8'), `data: ${JSON.stringify(logged(odd[4]!))}\n\ndata: ${JSON.stringify(logged(odd[0]!))}\n\n`);
     assert.equal(w.write('ndjson', []).length, 0);
     // The bound the log thread checks its buffer against holds every record's bytes (logs and escapes included).
     for (const pick of [undefined, [4], [0], [3, 4], []]) {
@@ -746,7 +747,7 @@ describe('batches of records between threads', () => {
     assert.ok(lw.bound('ndjson') >= lw.write('ndjson').length);
   });
 
-  test("fast-path hits' narrow rows and full records come out in the order pushed, as JSON.stringify would write them", () => {
+  test("fast-path hits' narrow rows and full records come out in the order pushed, as JSON.stringify would write their logged form", () => {
     const batches: EncodedBatch[] = [];
     const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 64 });
     const hit = (shard: number, url: string, bytes: number, startedMs: number, totalUs: number): RequestRecord => ({
@@ -782,22 +783,55 @@ describe('batches of records between threads', () => {
     assert.equal(batch.count, want.length);
     assert.equal(batch.fastCount, 4, 'the hits that fit are narrow rows');
     assert.deepEqual(decodeBatch(batch), want);
-    const expected = want.map((r) => `${JSON.stringify(r)}\n`).join('');
+    const expected = want.map((r) => `${JSON.stringify(logged(r))}\n`).join('');
     // With the row order in memory the log thread reuses: again for a later batch, same memory.
     const order = new Int32Array(64);
     const w = new BatchWriter(batch, order);
     assert.equal(w.rows, order);
     assert.equal(w.write('ndjson').toString('utf8'), expected);
-    assert.equal(w.write('sse', [3, 0, 1]).toString('utf8'), [3, 0, 1].map((k) => `data: ${JSON.stringify(want[k])}\n\n`).join(''));
+    assert.equal(w.write('sse', [3, 0, 1]).toString('utf8'), [3, 0, 1].map((k) => `data: ${JSON.stringify(logged(want[k]!))}\n\n`).join(''));
     assert.deepEqual(decodeBatch(batch, w.rows), want);
     b.pushFast(2, 't', 'h.test', 'GET', '/e', 200, 1, 20, 1);
     b.push(empty);
     b.flush();
     const later = new BatchWriter(batches[1]!, order);
     assert.equal(later.rows, order, 'no new memory');
-    assert.equal(later.write('ndjson').toString('utf8'), [hit(2, '/e', 1, 20, 1), empty].map((r) => `${JSON.stringify(r)}\n`).join(''));
+    assert.equal(later.write('ndjson').toString('utf8'), [hit(2, '/e', 1, 20, 1), empty].map((r) => `${JSON.stringify(logged(r))}\n`).join(''));
     // Memory too small for a batch's order: the writer has its own.
     assert.notEqual(new BatchWriter(batch, new Int32Array(2)).rows.length, 2);
+  });
+
+  test('runs of fast-path hits, written as the hit before with its digits changed, are what JSON.stringify writes, whatever comes between and whichever are picked', () => {
+    // A seeded generator: the same records every run.
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      // The high bits: an LCG's low ones repeat with short periods.
+      return Math.floor((seed / 2147483648) * n);
+    };
+    const batches: EncodedBatch[] = [];
+    const b = new RecordBatcher((x) => batches.push(x), { ...BATCH_TIMING, maxRecords: 4096 });
+    let startedMs = 5;
+    for (let i = 0; i < 3000; i++) {
+      // Mostly hits of few URLs, statuses and sizes, whose times and total µs cross digit
+      // boundaries (9 → 10 µs, a time's last digits rolling over); now and then a full record.
+      startedMs += random(4) === 0 ? random(20_000) : random(3);
+      if (random(12) === 0) b.push({ ...empty, time: Math.round(performance.timeOrigin + startedMs), url: `/full/${random(3)}`, vmUs: random(2) * 40, vmExits: random(2) });
+      else b.pushFast(0, 't', 'h.test', random(30) === 0 ? 'HEAD' : 'GET', `/${random(3)}`, random(20) === 0 ? 404 : 200, random(2) * 1000 + 99, startedMs, [9, 10, 99, 100, 999, 1000][random(6)]! + random(2) * 0.4);
+    }
+    b.flush();
+    assert.equal(batches.length, 1);
+    const batch = batches[0]!;
+    assert.ok(batch.fastCount > 2000, `${batch.fastCount} narrow rows`);
+    const records = decodeBatch(batch);
+    const w = new BatchWriter(batch);
+    for (const format of ['ndjson', 'sse'] as const) {
+      const line = (r: RequestRecord): string => (format === 'sse' ? `data: ${JSON.stringify(logged(r))}\n\n` : `${JSON.stringify(logged(r))}\n`);
+      assert.equal(w.write(format).toString('utf8'), records.map(line).join(''));
+      // Picks: every other record, a random half, and backwards (so the record before is not the one before in the batch).
+      const picks = [records.flatMap((_, k) => (k % 2 === 0 ? [k] : [])), records.flatMap((_, k) => (random(2) === 0 ? [k] : [])), records.map((_, k) => records.length - 1 - k)];
+      for (const pick of picks) assert.equal(w.write(format, pick).toString('utf8'), pick.map((k) => line(records[k]!)).join(''));
+    }
   });
 
   test('a full batch goes at once; the next starts empty', () => {
@@ -964,7 +998,7 @@ describe('a sample of the records', () => {
     await Promise.all(ended);
     const got = (c: (typeof conns)[number]): string[] => {
       const lines = ndjson(c.body());
-      assert.ok(lines.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+      assert.ok(lines.every((l) => JSON.stringify(l) === JSON.stringify(logged(bigRecord(String(l.url))))));
       return lines.map((l) => String(l.url));
     };
     const inOrder = (sub: string[], of: string[]): boolean => {
@@ -1038,7 +1072,7 @@ describe('at most so many records a second', () => {
     const kept = lines.slice(1).map((l) => String(l.url));
     assert.equal(kept.length, 5);
     assert.deepEqual(kept, urls.filter((u) => kept.includes(u)));
-    assert.ok(lines.slice(1).every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+    assert.ok(lines.slice(1).every((l) => JSON.stringify(l) === JSON.stringify(logged(bigRecord(String(l.url))))));
     const events = sseConn.body().split('\n\n').filter((e) => e.startsWith('event:') || e.startsWith('data:'));
     assert.equal(events[0], 'event: skipped\ndata: {"skipped":96,"kept":4}');
     const sseUrls = events.slice(1).map((e) => String((JSON.parse(e.slice('data: '.length)) as { url: string }).url));
@@ -1109,7 +1143,7 @@ describe("the log thread's output memory", () => {
     await until(stuck.client, () => stuck.body().includes(`"${urls.at(-1)}"`));
     const got = ndjson(stuck.body());
     assert.deepEqual(got.map((l) => l.url), urls);
-    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(logged(bigRecord(String(l.url))))));
     // The slots came back: later batches reach it too.
     await deliver(log, ['/later']);
     await until(stuck.client, () => stuck.body().includes('"/later"'));
@@ -1134,6 +1168,6 @@ describe("the log thread's output memory", () => {
     await until(conn.client, () => conn.body().includes(`"${many.at(-1)}"`));
     const got = ndjson(conn.body());
     assert.deepEqual(got.map((l) => l.url), [...few, ...many]);
-    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(bigRecord(String(l.url)))));
+    assert.ok(got.every((l) => JSON.stringify(l) === JSON.stringify(logged(bigRecord(String(l.url))))));
   });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { request } from 'undici';
 import { parseConfig } from '../../src/server/config.ts';
-import type { RequestRecord } from '../../src/server/records.ts';
+import type { LogRecord } from '../../src/server/records.ts';
 import { EdgeServer } from '../../src/server/server.ts';
 import { buildGuest } from '../helpers/guests.ts';
 import { needsKvm } from '../helpers/kvm.ts';
@@ -131,7 +131,7 @@ tenants:
       const line = streamed.find((l) => l.includes(`"url":"${u}"`))!;
       assert.ok(text.includes(`${line}\n`), `the access log has the reader's line for ${u}`);
     }
-    const records = text.trim().split('\n').map((l) => JSON.parse(l) as RequestRecord);
+    const records = text.trim().split('\n').map((l) => JSON.parse(l) as LogRecord);
     const one = records.find((r) => r.url === '/access-1')!;
     assert.equal(one.tenant, 'a');
     assert.equal(one.backend, 'default');

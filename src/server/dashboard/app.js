@@ -224,12 +224,14 @@ function startLog() {
     const row = document.createElement('tr');
     if (r.status >= 500) row.className = 'failed';
     const backend = r.backendKind === 'program' ? `${r.backend} (${r.version})` : r.backend || '';
-    for (const v of [new Date(r.time).toLocaleTimeString(), String(r.status), r.method, `${r.host}${r.url}`, r.cache || '-', backend, us(r.totalUs), r.vmUs ? us(r.vmUs) : '']) {
+    for (const v of [new Date(r.time).toLocaleTimeString(), String(r.status), r.method, `${r.host}${r.url}`, r.cache || '-', backend, us(r.totalUs), r.vmUs !== undefined ? us(r.vmUs) : '']) {
       const td = document.createElement('td');
       td.textContent = v;
       row.append(td);
     }
-    if (r.error || r.logs.length > 0) row.title = [r.error, ...r.logs].filter(Boolean).join('\n');
+    // A record leaves out the keys it has no value for (no error, nothing logged).
+    const logs = r.logs || [];
+    if (r.error || logs.length > 0) row.title = [r.error, ...logs].filter(Boolean).join('\n');
     body.prepend(row);
     while (body.rows.length > LOG_ROWS) body.deleteRow(body.rows.length - 1);
     if (skipped > 0) sampled();
