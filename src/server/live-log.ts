@@ -36,18 +36,27 @@ export type ToLogThread =
   | { type: 'settle'; n: number }
   | { type: 'close' };
 
-/** Messages from the log thread. */
+/**
+ * Messages from the log thread. What it does with each batch is counted in shared memory
+ * (`LogProgress`) instead: a message a batch back would wake the main thread ten times a second
+ * to count, and cost the log thread a send.
+ */
 export type FromLogThread =
-  /**
-   * A batch is done with (MAX_BATCHES_BEHIND); `readers`: records readers could not take (once
-   * per reader), `accessLog`: lines the access log lost, both while handling it.
-   */
-  | { type: 'done'; readers: number; accessLog: number }
   /** A reader's connection closed. */
   | { type: 'gone'; id: number }
   | { type: 'settled'; n: number }
   | { type: 'warn'; message: string }
   | { type: 'closed' };
+
+/**
+ * The log thread's counts, in memory both threads share (a BigInt64Array): batches it is done
+ * with (`PROGRESS_DONE`: MAX_BATCHES_BEHIND), records readers could not take (`PROGRESS_READERS`,
+ * once per reader), lines the access log lost (`PROGRESS_ACCESS_LOG`). Only the log thread adds.
+ */
+export type LogProgress = BigInt64Array<SharedArrayBuffer>;
+export const PROGRESS_DONE = 0;
+export const PROGRESS_READERS = 1;
+export const PROGRESS_ACCESS_LOG = 2;
 
 /** Most bytes a reader may have waiting in its socket's buffer before its records are dropped. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
@@ -100,8 +109,11 @@ export class LiveLog {
   private worker: Worker | undefined;
   private failed = false;
   private closing: Promise<void> | undefined;
-  /** Batches handed to the log thread that it has not answered yet (MAX_BATCHES_BEHIND). */
-  private behind = 0;
+  /** Batches handed to the log thread; those it is done with are counted in `progress` (MAX_BATCHES_BEHIND). */
+  private delivered = 0;
+  private readonly progress: LogProgress = new BigInt64Array(new SharedArrayBuffer(3 * BigInt64Array.BYTES_PER_ELEMENT));
+  /** Records of batches dropped because the log thread fell behind, since the start. */
+  private droppedBehind = 0;
   /** Records of batches dropped since the last one handed over: said to the readers with it. */
   private lost = 0;
   /** Records of batches dropped since the last warning, for the access log's. */
@@ -112,7 +124,13 @@ export class LiveLog {
    * fell behind (once each, whoever would have read them); `readers`, records a reader could not
    * take (once per reader); `accessLog`, lines the access log could not write.
    */
-  readonly dropped = { behind: 0, readers: 0, accessLog: 0 };
+  get dropped(): { behind: number; readers: number; accessLog: number } {
+    return {
+      behind: this.droppedBehind,
+      readers: Number(Atomics.load(this.progress, PROGRESS_READERS)),
+      accessLog: Number(Atomics.load(this.progress, PROGRESS_ACCESS_LOG)),
+    };
+  }
   private nextSettle = 1;
 
   /**
@@ -132,9 +150,9 @@ export class LiveLog {
       releaseBatch(batch);
       return;
     }
-    if (this.behind >= MAX_BATCHES_BEHIND) {
+    if (this.delivered - Number(Atomics.load(this.progress, PROGRESS_DONE)) >= MAX_BATCHES_BEHIND) {
       this.lost += batch.count;
-      this.dropped.behind += batch.count;
+      this.droppedBehind += batch.count;
       if (this.accessLog) this.lostSinceWarning += batch.count;
       releaseBatch(batch);
       return;
@@ -143,7 +161,7 @@ export class LiveLog {
       this.warn(`access log: ${this.lostSinceWarning} records dropped: the live log's thread fell behind`);
       this.lostSinceWarning = 0;
     }
-    this.behind++;
+    this.delivered++;
     this.worker.postMessage({ type: 'batch', batch, lost: this.lost } satisfies ToLogThread);
     this.lost = 0;
   };
@@ -236,7 +254,7 @@ export class LiveLog {
   private startWorker(): void {
     if (this.worker !== undefined) return;
     setFlagsFromString(NO_MEMORY_REDUCER_FOR_SMALL_HEAPS);
-    const worker = new Worker(workerUrl);
+    const worker = new Worker(workerUrl, { workerData: this.progress });
     worker.on('message', (m: FromLogThread) => this.onMessage(m));
     worker.on('error', (err) => {
       this.failed = true;
@@ -261,11 +279,6 @@ export class LiveLog {
 
   private onMessage(m: FromLogThread): void {
     switch (m.type) {
-      case 'done':
-        this.behind--;
-        this.dropped.readers += m.readers;
-        this.dropped.accessLog += m.accessLog;
-        return;
       case 'gone':
         if (this.readers.delete(m.id)) void this.rescope();
         return;

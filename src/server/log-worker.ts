@@ -8,10 +8,10 @@
 // batch in the steady state.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Socket } from 'node:net';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { adoptSocket } from '../http/socket-handoff.ts';
 import type { FromLogThread, LogFormat, ToLogThread } from './live-log.ts';
-import { END_WAIT_MS, MAX_BUFFERED_BYTES } from './live-log.ts';
+import { END_WAIT_MS, type LogProgress, MAX_BUFFERED_BYTES, PROGRESS_ACCESS_LOG, PROGRESS_DONE, PROGRESS_READERS } from './live-log.ts';
 import { MAX_SLOT_BYTES, OutputSlots, type SlotMemory } from './log-slots.ts';
 import { type EncodedBatch, releaseBatch } from './record-batch.ts';
 import { BatchWriter } from './record-writer.ts';
@@ -20,6 +20,8 @@ import { pickMatching, RateCap, type RecordFilter, Sampler, testsRecords } from 
 const port = parentPort;
 if (!port) throw new Error('log-worker.ts must run as a worker thread');
 const send = (msg: FromLogThread): void => port.postMessage(msg);
+/** What this thread has done with the batches, counted where the main thread reads it (live-log.ts). */
+const progress = workerData as LogProgress;
 const slots = new OutputSlots();
 
 /** Where the order of a batch's rows is written (record-batch.ts, `rowOrder`), reused batch after batch. */
@@ -235,7 +237,10 @@ function onBatch(batch: EncodedBatch, lost: number): void {
   // Everything is serialised: the shard may write a later batch into these columns.
   releaseBatch(batch);
   for (const slot of taken) slots.releaseSlot(slot);
-  send({ type: 'done', ...droppedNow });
+  if (droppedNow.readers > 0) Atomics.add(progress, PROGRESS_READERS, BigInt(droppedNow.readers));
+  if (droppedNow.accessLog > 0) Atomics.add(progress, PROGRESS_ACCESS_LOG, BigInt(droppedNow.accessLog));
+  // Last: the main thread reads a batch as done only with its losses counted.
+  Atomics.add(progress, PROGRESS_DONE, 1n);
   droppedNow.readers = 0;
   droppedNow.accessLog = 0;
 }
