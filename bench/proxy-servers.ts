@@ -344,7 +344,9 @@ const CLOCK_TICKS = 100;
  * origin as its default origin, no programs, so its hits are served as `serve` serves any tenant
  * without hook programs (the raw fast path included). With `readerCpu` (`serve-log`), `liveLog`
  * attaches a reader of the live request log (every tenant, no filter unless BENCH_LOG_QUERY has
- * one: a record for every request), a process of its own on that CPU (wrk's).
+ * one: a record for every request), a process of its own on that CPU (wrk's). BENCH_LOG_AA=1
+ * attaches a process that reads nothing instead (an A/A run: what the bench gives two sides
+ * that do the same, its own spread and bias).
  */
 export async function startTinyedgeServe(children: Children, root: string, dir: string, originPort: number, cpu?: string, readerCpu?: string): Promise<Started & { liveLog?: LiveLogReader }> {
   const [port, adminPort] = [await freePort(), await freePort()];
@@ -391,6 +393,9 @@ function liveLogReaderBinary(root: string): string {
   return out;
 }
 
+/** A "reader" that connects to nothing and reads nothing (BENCH_LOG_AA), started as a reader is. */
+const NOT_A_READER = ['/bin/sh', ['-c', 'echo reading; exec sleep 100000']] as const;
+
 /** Readers in processes of their own (bench/live-log-reader.c) on `cpu`, one at a time. */
 function liveLogReader(children: Children, root: string, port: number, path: string, cpu: string, sample: LiveLogReader['sample']): LiveLogReader {
   const binary = liveLogReaderBinary(root);
@@ -402,7 +407,8 @@ function liveLogReader(children: Children, root: string, port: number, path: str
   };
   return {
     async attach() {
-      const child = children.spawn(binary, [String(port), path, 'bench-operator-token-0123456789'], cpu || undefined, root);
+      const [command, args] = process.env.BENCH_LOG_AA === '1' ? NOT_A_READER : [binary, [String(port), path, 'bench-operator-token-0123456789']];
+      const child = children.spawn(command, [...args], cpu || undefined, root);
       const deadline = Date.now() + 30_000;
       while (!child.output().includes('reading')) {
         if (Date.now() > deadline || child.process.exitCode !== null) throw new Error(`the live log reader did not start:\n${child.output()}`);
