@@ -4,8 +4,10 @@
 // `--rounds` rounds alternating recording off (no reader) and on (every tenant, batches released
 // as soon as they are sent, so no log thread runs). Where `bench/proxy-record-cost.ts` imitates
 // a hit around the record, this runs the code a hit runs; neither has the network, the log
-// thread or the reader in it, which `bench:proxy -- --only serve-log` has.
-//   node --import tsx bench/proxy-record-shard.ts [--rounds 9] [--hits 400000]
+// thread or the reader in it, which `bench:proxy -- --only serve-log` has. `--touch LINES` writes
+// that many random cache lines of 16 MiB between hits (as proxy-record-cost.ts does), standing
+// for a hit's other work, which leaves little of the record's memory in the cache.
+//   node --import tsx bench/proxy-record-shard.ts [--rounds 9] [--hits 400000] [--touch 0]
 // Run it pinned and under the shared lock: flock /tmp/bench.lock taskset -c 0 node --import tsx bench/proxy-record-shard.ts
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,18 +21,23 @@ import { EdgeServer } from '../src/server/server.ts';
 interface Options {
   rounds: number;
   hits: number;
+  touch: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { rounds: 9, hits: 400_000 };
+  const opts: Options = { rounds: 9, hits: 400_000, touch: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const n = Number(value);
     if ((flag === '--rounds' || flag === '--hits') && Number.isInteger(n) && n > 0) opts[flag.slice(2) as 'rounds' | 'hits'] = n;
-    else throw new Error(`usage: bench/proxy-record-shard.ts [--rounds N] [--hits N]; got '${flag} ${value}'`);
+    else if (flag === '--touch' && Number.isInteger(n) && n >= 0) opts.touch = n;
+    else throw new Error(`usage: bench/proxy-record-shard.ts [--rounds N] [--hits N] [--touch LINES]; got '${flag} ${value}'`);
   }
   return opts;
 }
+
+const MEMORY = new Int32Array((16 * 1024 * 1024) / 4);
+let seed = 1;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
@@ -56,6 +63,11 @@ tenants:
         // A string of its own each request, as the front decodes one.
         req.url = '/100b'.slice(0);
         if (shard.fastAnswer(req) === null) throw new Error('the object is not a fast-path hit');
+        for (let k = 0; k < opts.touch; k++) {
+          seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+          const j = seed & (MEMORY.length - 1) & ~15;
+          MEMORY[j] = MEMORY[j]! + 1;
+        }
       }
       return ((performance.now() - started) / opts.hits) * 1e6;
     };
@@ -75,7 +87,7 @@ tenants:
     shard.setRecording(RECORD_NOTHING, releaseBatch);
     const paired = on.map((b, r) => b - off[r]!);
     const sorted = [...paired].sort((x, y) => x - y);
-    console.log(`Shard.fastAnswer of a cached 100-byte object, in process: ${opts.rounds} rounds of ${opts.hits} hits each way, alternating`);
+    console.log(`Shard.fastAnswer of a cached 100-byte object, in process: ${opts.rounds} rounds of ${opts.hits} hits each way, alternating; ${opts.touch} cache lines of 16 MiB written between hits`);
     console.log(`machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; node ${process.version}`);
     console.log('');
     console.log('| recording | ns per hit (median) | its cost per hit, paired (quartiles) |');
