@@ -29,6 +29,29 @@ export function median(values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 50);
 }
 
+/** The lower and upper quartiles of `xs`. */
+export function quartiles(xs: number[]): [number, number] {
+  const s = [...xs].sort((a, b) => a - b);
+  return [s[Math.floor((s.length - 1) / 4)]!, s[Math.ceil(((s.length - 1) * 3) / 4)]!];
+}
+
+/** A 16 MiB region `touchCacheLines` writes into, and its generator's state. */
+const OTHER_WORK = new Int32Array((16 * 1024 * 1024) / 4);
+let otherWorkSeed = 1;
+
+/**
+ * Writes `lines` random cache lines of a 16 MiB region: what a request's other work does to the
+ * caches, in the loops that time a piece of a request on its own (so that piece's memory is not
+ * all in the cache each time, as it is not in a server).
+ */
+export function touchCacheLines(lines: number): void {
+  for (let k = 0; k < lines; k++) {
+    otherWorkSeed = (otherWorkSeed * 1103515245 + 12345) & 0x7fffffff;
+    const j = otherWorkSeed & (OTHER_WORK.length - 1) & ~15;
+    OTHER_WORK[j] = OTHER_WORK[j]! + 1;
+  }
+}
+
 /** One line describing the machine, for the header of every benchmark table. */
 export function machineLine(): string {
   const c = cpus();

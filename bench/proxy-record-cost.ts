@@ -10,6 +10,7 @@
 // Run it pinned and under the shared lock: flock /tmp/bench.lock taskset -c 0 node --import tsx bench/proxy-record-cost.ts
 import { pathToFileURL } from 'node:url';
 import { RecordBatcher as Current, releaseBatch } from '../src/server/record-batch.ts';
+import { quartiles, touchCacheLines } from './lib.ts';
 
 interface Batcher {
   pushFast(shard: number, tenant: string, host: string, method: string, url: string, status: number, bytes: number, startedMs: number, totalUs: number): void;
@@ -38,8 +39,6 @@ function parseArgs(argv: string[]): Options {
 }
 
 const HEAD = Buffer.from('GET /100b HTTP/1.1\r\nHost: 127.0.0.1:34567\r\nUser-Agent: wrk\r\n\r\n', 'latin1');
-const MEMORY = new Int32Array((16 * 1024 * 1024) / 4);
-let seed = 1;
 let sink = 0;
 
 /** One round of `hits` hits: µs per hit. `batcher` undefined: the hits without a record. */
@@ -50,11 +49,7 @@ function round(hits: number, touch: number, batcher: Batcher | undefined): numbe
     const lines = HEAD.toString('latin1').split('\r\n');
     const url = lines[0]!.slice(4, -9);
     const host = lines[1]!.slice(6);
-    for (let k = 0; k < touch; k++) {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      const j = seed & (MEMORY.length - 1) & ~15;
-      MEMORY[j] = MEMORY[j]! + 1;
-    }
+    touchCacheLines(touch);
     const t = performance.now();
     if (batcher === undefined) sink += t + url.length + host.length;
     else batcher.pushFast(0, 'bench', host, 'GET', url, 200, 100, t, 12.3);
@@ -63,10 +58,6 @@ function round(hits: number, touch: number, batcher: Batcher | undefined): numbe
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
-const quartiles = (xs: number[]): [number, number] => {
-  const s = [...xs].sort((a, b) => a - b);
-  return [s[Math.floor((s.length - 1) / 4)]!, s[Math.ceil(((s.length - 1) * 3) / 4)]!];
-};
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));

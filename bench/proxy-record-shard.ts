@@ -11,12 +11,12 @@
 // Run it pinned and under the shared lock: flock /tmp/bench.lock taskset -c 0 node --import tsx bench/proxy-record-shard.ts
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus } from 'node:os';
 import { pino } from 'pino';
 import { parseConfig } from '../src/server/config.ts';
 import { releaseBatch } from '../src/server/record-batch.ts';
 import { RECORD_NOTHING } from '../src/server/records.ts';
 import { EdgeServer } from '../src/server/server.ts';
+import { machineLine, median, quartiles, touchCacheLines } from './lib.ts';
 
 interface Options {
   rounds: number;
@@ -36,10 +36,6 @@ function parseArgs(argv: string[]): Options {
   return opts;
 }
 
-const MEMORY = new Int32Array((16 * 1024 * 1024) / 4);
-let seed = 1;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
@@ -63,11 +59,7 @@ tenants:
         // A string of its own each request, as the front decodes one.
         req.url = '/100b'.slice(0);
         if (shard.fastAnswer(req) === null) throw new Error('the object is not a fast-path hit');
-        for (let k = 0; k < opts.touch; k++) {
-          seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-          const j = seed & (MEMORY.length - 1) & ~15;
-          MEMORY[j] = MEMORY[j]! + 1;
-        }
+        touchCacheLines(opts.touch);
       }
       return ((performance.now() - started) / opts.hits) * 1e6;
     };
@@ -86,15 +78,14 @@ tenants:
     }
     shard.setRecording(RECORD_NOTHING, releaseBatch);
     const paired = on.map((b, r) => b - off[r]!);
-    const sorted = [...paired].sort((x, y) => x - y);
+    const [lo, hi] = quartiles(paired);
     console.log(`Shard.fastAnswer of a cached 100-byte object, in process: ${opts.rounds} rounds of ${opts.hits} hits each way, alternating; ${opts.touch} cache lines of 16 MiB written between hits`);
-    console.log(`machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; node ${process.version}`);
+    console.log(`machine: ${machineLine()}`);
     console.log('');
     console.log('| recording | ns per hit (median) | its cost per hit, paired (quartiles) |');
     console.log('|---|--:|--:|');
     console.log(`| off | ${median(off).toFixed(0)} | - |`);
-    const q = (f: number): number => sorted[Math.round(f * (sorted.length - 1))]!;
-    console.log(`| on (every tenant) | ${median(on).toFixed(0)} | ${median(paired).toFixed(0)} ns (${q(0.25).toFixed(0)} … ${q(0.75).toFixed(0)}) |`);
+    console.log(`| on (every tenant) | ${median(on).toFixed(0)} | ${median(paired).toFixed(0)} ns (${lo.toFixed(0)} … ${hi.toFixed(0)}) |`);
   } finally {
     await edge.close();
     origin.close();

@@ -245,46 +245,31 @@ export class BatchWriter {
     let prevSlot = -1;
     for (let j = 0; j < count; j++) {
       const row = order[pick === undefined ? j : pick[j]!]!;
-      if (j > 0 && row < 0 && prev < 0) {
-        // Two fast-path hits: the same but for time and totalUs when their status, bytes and
-        // strings are (the rest of such a record is the same for all of them).
-        const r = ~row * FAST_WORDS;
-        const q = ~prev * FAST_WORDS;
-        if (
-          fast[r + 2] === fast[q + 2] && fast[r + 3] === fast[q + 3] && fast[r + 4] === fast[q + 4] && fast[r + 5] === fast[q + 5]
-          && fast[r + 6] === fast[q + 6] && fast[r + 7] === fast[q + 7]
-        ) {
-          const time = b.fastTime + fast[r]!;
-          const was = b.fastTime + fast[q]!;
-          const us = fast[r + 1]!;
-          const wasUs = fast[q + 1]!;
-          if (this.sameText(time, was, before[1]! - before[0]! - head.length) && this.sameText(us, wasUs, before[5]! - before[4]!)) {
-            p = this.repeat(out, p, at, before, time, was, us, wasUs);
-            const done = at;
-            at = before;
-            before = done;
-            prev = row;
-            prevSlot = -1;
-            continue;
-          }
-        }
-      }
-      // The record into the ring's other slot than the one before's (which is loaded, if it was not).
-      const slot = prevSlot === 0 ? 1 : 0;
-      const pslot = slot ^ 1;
-      loadRow(b, row, x, this.strs, slot);
-      if (j > 0 && prevSlot !== pslot) loadRow(b, prev, x, this.strs, pslot);
-      const n = slot * NUMS;
-      const m = slot * STRS;
-      const pn = pslot * NUMS;
-      const same = j === 0 ? 0 : this.sameAs(n, m, pn, pslot * STRS);
+      /** The ring's slot this record is loaded in (-1: none, written from its narrow row). */
+      let slot = -1;
+      const r = ~row * FAST_WORDS;
+      const q = ~prev * FAST_WORDS;
+      // Two fast-path hits are the same but for time and totalUs when their status, bytes and
+      // strings are (the rest of such a record is the same for all of them): decided on their rows.
       if (
-        (same | TIME | TOTAL) === ALL
-        // Another time or totalUs than the record before's must have as many digits as its text.
-        && ((same & TIME) !== 0 || sameDigits(x[n]!, x[pn]!, before[1]! - before[0]! - head.length))
-        && ((same & TOTAL) !== 0 || sameDigits(x[n + 5]!, x[pn + 5]!, before[5]! - before[4]!))
-      ) p = this.repeat(out, p, at, before, x[n]!, x[pn]!, x[n + 5]!, x[pn + 5]!);
-      else p = this.pieces(out, p, n, m, same, at, before, head, close);
+        j > 0 && row < 0 && prev < 0
+        && fast[r + 2] === fast[q + 2] && fast[r + 3] === fast[q + 3] && fast[r + 4] === fast[q + 4] && fast[r + 5] === fast[q + 5]
+        && fast[r + 6] === fast[q + 6] && fast[r + 7] === fast[q + 7]
+        && this.repeats(before, head.length, b.fastTime + fast[r]!, b.fastTime + fast[q]!, fast[r + 1]!, fast[q + 1]!)
+      ) p = this.repeat(out, p, at, before, b.fastTime + fast[r]!, b.fastTime + fast[q]!, fast[r + 1]!, fast[q + 1]!);
+      else {
+        // The record into the ring's other slot than the one before's (which is loaded, if it was not).
+        slot = prevSlot === 0 ? 1 : 0;
+        const pslot = slot ^ 1;
+        loadRow(b, row, x, this.strs, slot);
+        if (j > 0 && prevSlot !== pslot) loadRow(b, prev, x, this.strs, pslot);
+        const n = slot * NUMS;
+        const pn = pslot * NUMS;
+        const same = j === 0 ? 0 : this.sameAs(n, slot * STRS, pn, pslot * STRS);
+        if ((same | TIME | TOTAL) === ALL && this.repeats(before, head.length, x[n]!, x[pn]!, x[n + 5]!, x[pn + 5]!)) {
+          p = this.repeat(out, p, at, before, x[n]!, x[pn]!, x[n + 5]!, x[pn + 5]!);
+        } else p = this.pieces(out, p, n, slot * STRS, same, at, before, head, close);
+      }
       const done = at;
       at = before;
       before = done;
@@ -294,9 +279,13 @@ export class BatchWriter {
     return p;
   }
 
-  /** Whether `v`'s text can replace `was`'s, of `digits` digits, in place: the same number, or as many digits. */
-  private sameText(v: number, was: number, digits: number): boolean {
-    return v === was || sameDigits(v, was, digits);
+  /**
+   * Whether a record the same as the one before but for its time and totalUs can be written as
+   * that one's text with digits rewritten (`repeat`): each of the two is the same number, or has
+   * as many digits as the text `before` holds for it.
+   */
+  private repeats(before: Int32Array, headLength: number, time: number, was: number, us: number, wasUs: number): boolean {
+    return (time === was || sameDigits(time, was, before[1]! - before[0]! - headLength)) && (us === wasUs || sameDigits(us, wasUs, before[5]! - before[4]!));
   }
 
   /**
