@@ -448,7 +448,8 @@ tenants:
     res.on('data', (c: string) => (text += c));
     const ended = new Promise<void>((resolve) => res.on('end', resolve));
     assert.equal(await get('a.test', '/sse'), 200);
-    while (!text.includes('"url":"/sse"')) await new Promise((r) => setTimeout(r, 10));
+    // Bounded: a record that never comes fails the test rather than hanging the suite.
+    await until(res.socket, () => text.includes('"url":"/sse"'));
     assert.ok(text.startsWith(': tinyedge live log\n\n'));
     assert.match(text.split('\n\n').find((e) => e.includes('"url":"/sse"'))!, /^data: \{.*\}$/);
     // The stream ends as a whole body (the last chunk), not cut.
