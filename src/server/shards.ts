@@ -26,7 +26,8 @@ export class RemoteShards {
   /** Shards whose thread ended: their connections and cache went with them; commands skip them. */
   private readonly gone = new Set<Worker>();
   private nextId = 1;
-  private closed = false;
+  /** Set when `close` begins: from then on a command is refused, never sent to a thread that may end before it answers. */
+  private closing: Promise<void> | undefined;
 
   /** Where the shards' batches of request records go (the live log). */
   onRecords: (batch: EncodedBatch) => void = () => undefined;
@@ -65,16 +66,22 @@ export class RemoteShards {
   }
 
   /** Closes every shard's front, runtimes and VMs, then their threads end. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await Promise.allSettled(this.workers.filter((w) => !this.gone.has(w)).map((w) => this.ask(w, { type: 'close' })));
-    this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled(this.workers.filter((w) => !this.gone.has(w)).map((w) => this.send(w, { type: 'close' })));
+      await Promise.all(this.workers.map((w) => w.terminate()));
+    })();
+    return this.closing;
   }
 
   private ask<C extends ShardCommand>(worker: Worker, command: C): Promise<ShardAnswers[C['type']]> {
-    if (this.closed) return Promise.reject(new Error('the shards are closed'));
+    // A shard's thread ends once it has closed: a command that reached it after its 'close' would wait for ever.
+    if (this.closing !== undefined) return Promise.reject(new Error('the shards are closed'));
     if (this.gone.has(worker)) return Promise.reject(new Error(`shard ${this.workers.indexOf(worker) + 1} is gone`));
+    return this.send(worker, command);
+  }
+
+  private send<C extends ShardCommand>(worker: Worker, command: C): Promise<ShardAnswers[C['type']]> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { worker, resolve: resolve as (v: unknown) => void, reject });
@@ -96,7 +103,9 @@ export class RemoteShards {
         this.onMessage(worker, msg);
       });
       worker.on('exit', (code) => {
-        if (!this.closed) this.died(worker, init.index, new Error(`exited with code ${code}`));
+        if (this.closing === undefined) this.died(worker, init.index, new Error(`exited with code ${code}`));
+        // Whatever it had not answered when it ended (the server stopping) is refused, not left waiting.
+        else this.refusePending(worker, new Error('the shards are closed'));
       });
     });
   }
@@ -105,10 +114,14 @@ export class RemoteShards {
   private died(worker: Worker, index: number, err: Error): void {
     this.gone.add(worker);
     this.log.warn({ shard: index }, `shard ${index} failed: ${err.message}; the other shards go on serving`);
+    this.refusePending(worker, new Error(`shard ${index} failed: ${err.message}`));
+  }
+
+  private refusePending(worker: Worker, err: Error): void {
     for (const [id, p] of this.pending) {
       if (p.worker !== worker) continue;
       this.pending.delete(id);
-      p.reject(new Error(`shard ${index} failed: ${err.message}`));
+      p.reject(err);
     }
   }
 
