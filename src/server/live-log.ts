@@ -216,6 +216,8 @@ export class LiveLog {
   /** Resolves once the log thread has handled everything handed to it so far (readers' records written or counted lost). */
   settled(): Promise<void> {
     if (this.worker === undefined || this.failed) return Promise.resolve();
+    // A closing log thread handles everything before it ends, and answers nothing after.
+    if (this.closing !== undefined) return this.closing;
     const n = this.nextSettle++;
     // The answer is awaited: the thread is held open until it comes.
     this.worker.ref();
@@ -247,6 +249,9 @@ export class LiveLog {
         worker.postMessage({ type: 'close' } satisfies ToLogThread);
       });
       await worker.terminate();
+      // It handled every message before its 'close': nothing is left to answer.
+      for (const resolve of this.settling.values()) resolve();
+      this.settling.clear();
     })();
     return this.closing;
   }

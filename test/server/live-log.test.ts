@@ -599,6 +599,23 @@ describe("a reader's connection handed to the log thread", () => {
   });
 });
 
+describe('a log that has closed', () => {
+  test('settles at once: its thread handled everything before it ended, and answers nothing after', async () => {
+    const conn = await readerConnection();
+    const log = new LiveLog(async () => undefined, (m) => assert.fail(m), LIMITS);
+    try {
+      await log.add(EVERYTHING, conn.server);
+      await deliver(log, ['/before']);
+      await log.close();
+      // Asked of a thread that is gone, this waited for ever.
+      await log.settled();
+      assert.match(conn.received(), /"url":"\/before"/);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
 describe('a reader that cannot keep up', () => {
   test('loses records beyond its bound, never holds more, and is told how many it lost', async (t) => {
     const conn = await readerConnection(16 * 1024);
