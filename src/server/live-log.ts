@@ -250,8 +250,7 @@ export class LiveLog {
       });
       await worker.terminate();
       // It handled every message before its 'close': nothing is left to answer.
-      for (const resolve of this.settling.values()) resolve();
-      this.settling.clear();
+      this.endSettling();
     })();
     return this.closing;
   }
@@ -265,13 +264,18 @@ export class LiveLog {
       this.failed = true;
       this.warn(`the live log's thread failed: ${err.message}; records are no longer written`);
       this.readers.clear();
-      for (const resolve of this.settling.values()) resolve();
-      this.settling.clear();
+      this.endSettling();
       void this.rescope();
     });
     // The log thread must never keep the process alive on its own.
     worker.unref();
     this.worker = worker;
+  }
+
+  /** Answers every `settled()` still waiting: the log thread is gone and will answer none. */
+  private endSettling(): void {
+    for (const resolve of this.settling.values()) resolve();
+    this.settling.clear();
   }
 
   private post(msg: ToLogThread): void {
