@@ -4,11 +4,12 @@
 // counts its fetches). Usage:
 //   node --import tsx bench/proxy.ts [--duration 10] [--connections 50] [--warmup 2] [--only tinyedge,serve,serve-log,varnish,nginx]
 // `serve-log` measures what a live request log reader costs hits: one `tinyedge serve`, wrk runs
-// alternating without and with a reader attached (every record), `--rounds` of each (default 3),
-// medians of each side in the table. `--pace MS` makes each wrk connection wait MS between
-// requests: a fixed load below saturation, where the server's CPU time per request is what
-// compares (with wrk and the server about as fast as each other, req/s at saturation measures
-// the pair's stalls and wake-ups as much as the server's work).
+// without and with a reader attached (every record), `--rounds` of each (default 3), in pairs
+// whose first run alternates (without first, then with first, ...), medians of each side in the
+// table. `--pace MS` makes each wrk connection wait MS between requests: a fixed load below
+// saturation, where the server's CPU time per request is what compares (with wrk and the server
+// about as fast as each other, req/s at saturation measures the pair's stalls and wake-ups as
+// much as the server's work).
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -128,7 +129,7 @@ function median(runs: WrkResult[]): WrkResult {
 
 /**
  * serve-log: for each object, `rounds` wrk runs without a live log reader and as many with one,
- * alternating, on the same server; a row for each side with its median run.
+ * in pairs on the same server; a row for each side with its median run.
  */
 async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objects: Record<string, number>, origin: string, opts: Options, children: Children, wrkCpu: string | undefined): Promise<Row[]> {
   const rows: Row[] = [];
@@ -160,13 +161,23 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
       cpu[side].push((b.cpuUs - a.cpuUs) / requests);
       parts[side].push(cpuParts(a, b, server.child.process.pid!, existing, requests));
     };
-    for (let r = 0; r < opts.rounds; r++) {
-      await measured(without, 'no reader');
+    const withTheReader = async (): Promise<void> => {
       await reader.attach();
       try {
         await measured(withReader, 'reader');
       } finally {
         await reader.detach();
+      }
+    };
+    // Which side runs first alternates round to round (without, reader; reader, without; ...):
+    // whatever favours a run for its place in a pair then favours each side as often.
+    for (let r = 0; r < opts.rounds; r++) {
+      if (r % 2 === 0) {
+        await measured(without, 'no reader');
+        await withTheReader();
+      } else {
+        await withTheReader();
+        await measured(without, 'no reader');
       }
     }
     const originDuringLoad = ((await originCounts(origin))[path] ?? 0) - before;
@@ -191,24 +202,18 @@ async function benchLiveLog(server: Started & { liveLog?: LiveLogReader }, objec
 }
 
 /**
- * Each reader run's change, %, against the runs without a reader on either side of it (the one
- * before, and the one after when there is one): the machine drifts (other sessions, thermal,
- * the kernel's caches) over a run of many minutes, and a pair of neighbours shares most of it,
- * where two medians taken over the whole run do not.
+ * Each reader run's change, %, against the run without a reader of its round, which ran just
+ * before or just after it: the machine drifts (other sessions, thermal, the kernel's caches) over
+ * a run of many minutes, and the two runs of a round share most of it, where two medians taken
+ * over the whole run do not.
  */
 function pairedChanges(without: number[], withReader: number[]): number[] {
-  return withReader.map((w, r) => (w / besideRun(without, r) - 1) * 100);
+  return withReader.map((w, r) => (w / without[r]! - 1) * 100);
 }
 
 /** As `pairedChanges`, as differences (in the figures' own unit) rather than percentages. */
 function pairedDifferences(without: number[], withReader: number[]): number[] {
-  return withReader.map((w, r) => w - besideRun(without, r));
-}
-
-/** The runs without a reader beside reader run `r`: the mean of the one before it and the one after, when there is one. */
-function besideRun(without: number[], r: number): number {
-  const next = without[r + 1];
-  return next === undefined ? without[r]! : (without[r]! + next) / 2;
+  return withReader.map((w, r) => w - without[r]!);
 }
 
 /** The median of `xs` and the range of its middle half (quartiles), as `+1.2 % (−0.3 … +2.0)`. */
@@ -298,11 +303,11 @@ function printLiveLogCost(rows: Row[], rounds: number): void {
     const change = (row.result!.requestsPerSec / base.result!.requestsPerSec - 1) * 100;
     const sign = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)} %`;
     const cpu = ((row.cpuUsPerRequest! / base.cpuUsPerRequest!) - 1) * 100;
-    console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} alternating runs each, same server)`);
+    console.log(`live log reader attached, ${row.object}: ${sign(change)} req/s; server CPU per request ${base.cpuUsPerRequest!.toFixed(2)} → ${row.cpuUsPerRequest!.toFixed(2)} µs (${sign(cpu)}) (medians of ${rounds} runs each, same server)`);
     const part = (p: CpuPart): string => `${p} ${base.cpuParts![p].toFixed(2)} → ${row.cpuParts![p].toFixed(2)}`;
     console.log(`  CPU per request by thread, µs: ${CPU_PARTS.map(part).join('; ')}`);
     const p = row.paired!;
-    console.log(`  paired with the runs beside them (${p.requestsPerSec.length} pairs): req/s ${medianAndSpread(p.requestsPerSec)}; server CPU per request ${medianAndSpread(p.cpuUsPerRequest)}`);
+    console.log(`  paired within each round (${p.requestsPerSec.length} pairs, the first run of a pair alternating): req/s ${medianAndSpread(p.requestsPerSec)}; server CPU per request ${medianAndSpread(p.cpuUsPerRequest)}`);
     console.log(`  paired, CPU per request by thread: ${CPU_PARTS.map((part) => `${part} ${medianAndSpread(p.cpuPartsUs[part], 'µs', 2)}`).join('; ')}`);
   }
 }
