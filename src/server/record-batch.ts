@@ -63,7 +63,11 @@ export function releaseBatch(b: EncodedBatch): void {
 
 /**
  * When a batch goes: at the first tick of a clock of period `intervalMs` after its first record
- * (so at most that long after it), or at once at `maxRecords`. The clock runs while records come,
+ * (so at most that long after it), or at once at `maxRecords`. A tick after a batch that went
+ * full lets the records since wait for the next tick: at a rate that fills batches, every batch
+ * then goes full, where one at each tick with the rest as well would double their count, and each
+ * costs the log thread a wake-up and a message (~0.15 ms of its CPU under nested KVM:
+ * docs/benchmarks.md). So a record waits at most two periods. The clock runs while records come,
  * and stops at a tick that finds none.
  */
 export interface BatchTiming {
@@ -135,7 +139,12 @@ export class RecordBatcher {
    * (docs/observability.md).
    */
   private clock: ReturnType<typeof setInterval> | undefined;
+  /** Whether a batch went full since the clock's last tick. */
+  private wentFull = false;
   private readonly tick = (): void => {
+    const wentFull = this.wentFull;
+    this.wentFull = false;
+    if (wentFull && this.count > 0) return;
     if (this.count > 0) this.flush();
     else {
       clearInterval(this.clock);
@@ -254,8 +263,10 @@ export class RecordBatcher {
   }
 
   private added(): void {
-    if (++this.count >= this.timing.maxRecords) this.flush();
-    else if (this.clock === undefined) {
+    if (++this.count >= this.timing.maxRecords) {
+      this.flush();
+      this.wentFull = true;
+    } else if (this.clock === undefined) {
       this.clock = setInterval(this.tick, this.timing.intervalMs);
       // Records waiting must never keep a process alive.
       this.clock.unref();

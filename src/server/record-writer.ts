@@ -55,6 +55,14 @@ function put(out: Uint8Array, p: number, src: Uint8Array): number {
 /** How many pieces `BatchWriter` writes a record's text in. */
 const PIECES = 6;
 
+/**
+ * The most records of a run of repeated fast-path hits written at once (`repeatRun`): what it
+ * copies and then rewrites stays in the core's first-level cache (~5 KB), where a whole run's
+ * copies, then a second pass over them, cost a third more in a microbenchmark (and one copy a
+ * record, half as much again).
+ */
+const RUN = 32;
+
 /** `sameAs` bits: every piece; piece 0 (time); piece 4 (totalUs). */
 const ALL = (1 << PIECES) - 1;
 const TIME = 1 << 0;
@@ -156,9 +164,9 @@ function quoted(v: string): Buffer {
  * Serialises records of a batch as JSON lines (or Server-Sent Events) straight from the columns
  * into one buffer: no string per record. Each distinct string is escaped and encoded once per
  * batch. A record is written from a full row in a ring of two (it and the one before, which stay
- * in the cache), whichever kind of row it travelled in, except the commonest: a fast-path hit
- * after one alike but for its time and total µs, which is the one before's bytes with those
- * digits changed, read from the narrow rows themselves. The bytes are the UTF-8 of what
+ * in the cache), whichever kind of row it travelled in, except the commonest: a run of
+ * fast-path hits alike but for their time and total µs, each the bytes of the hit before the run
+ * with those digits changed, read from the narrow rows themselves. The bytes are the UTF-8 of what
  * `JSON.stringify` of each record's logged form gives (a test checks it). `pick`: the records
  * to write, by index (all when omitted). `write`'s buffer is its own (not from Node's pool), so
  * its memory can be transferred to another thread; `writeInto` writes into memory the caller
@@ -239,25 +247,28 @@ export class BatchWriter {
     let before = this.before;
     const x = this.nums;
     const order = this.order;
-    const fast = b.fast;
     /** The record before's row (as `rowOrder` names it), and the ring's slot it is loaded in (-1: none). */
     let prev = 0;
     let prevSlot = -1;
     for (let j = 0; j < count; j++) {
-      const row = order[pick === undefined ? j : pick[j]!]!;
+      let row = order[pick === undefined ? j : pick[j]!]!;
       /** The ring's slot this record is loaded in (-1: none, written from its narrow row). */
       let slot = -1;
-      const r = ~row * FAST_WORDS;
       const q = ~prev * FAST_WORDS;
-      // Two fast-path hits are the same but for time and totalUs when their status, bytes and
-      // strings are (the rest of such a record is the same for all of them): decided on their rows.
-      if (
-        j > 0 && row < 0 && prev < 0
-        && fast[r + 2] === fast[q + 2] && fast[r + 3] === fast[q + 3] && fast[r + 4] === fast[q + 4] && fast[r + 5] === fast[q + 5]
-        && fast[r + 6] === fast[q + 6] && fast[r + 7] === fast[q + 7]
-        && this.repeats(before, head.length, b.fastTime + fast[r]!, b.fastTime + fast[q]!, fast[r + 1]!, fast[q + 1]!)
-      ) p = this.repeat(out, p, at, before, b.fastTime + fast[r]!, b.fastTime + fast[q]!, fast[r + 1]!, fast[q + 1]!);
-      else {
+      if (j > 0 && row < 0 && prev < 0 && this.fastRepeats(row, q, before, head.length)) {
+        // A run of fast-path hits that repeat the one before (the run's template) but for their
+        // time and totalUs: the template copied once for each, in a few copies of doubling
+        // length (a copy is a call into the runtime), then each one's digits rewritten.
+        let end = j + 1;
+        while (end < count && end - j < RUN) {
+          const next = order[pick === undefined ? end : pick[end]!]!;
+          if (next >= 0 || !this.fastRepeats(next, q, before, head.length)) break;
+          end++;
+        }
+        p = this.repeatRun(out, at, before, q, pick, j, end);
+        j = end - 1;
+        row = order[pick === undefined ? j : pick[j]!]!;
+      } else {
         // The record into the ring's other slot than the one before's (which is loaded, if it was not).
         slot = prevSlot === 0 ? 1 : 0;
         const pslot = slot ^ 1;
@@ -286,6 +297,54 @@ export class BatchWriter {
    */
   private repeats(before: Int32Array, headLength: number, time: number, was: number, us: number, wasUs: number): boolean {
     return (time === was || sameDigits(time, was, before[1]! - before[0]! - headLength)) && (us === wasUs || sameDigits(us, wasUs, before[5]! - before[4]!));
+  }
+
+  /**
+   * Whether the fast-path hit in `row` is the one at `q` (a fast row's word index) but for its
+   * time and totalUs (its status, bytes and strings the same: the rest of such a record is the
+   * same for all of them), and can be written as that one's text (`before`) with digits rewritten.
+   */
+  private fastRepeats(row: number, q: number, before: Int32Array, headLength: number): boolean {
+    const fast = this.b.fast;
+    const r = ~row * FAST_WORDS;
+    return fast[r + 2] === fast[q + 2] && fast[r + 3] === fast[q + 3] && fast[r + 4] === fast[q + 4] && fast[r + 5] === fast[q + 5]
+      && fast[r + 6] === fast[q + 6] && fast[r + 7] === fast[q + 7]
+      && this.repeats(before, headLength, this.b.fastTime + fast[r]!, this.b.fastTime + fast[q]!, fast[r + 1]!, fast[q + 1]!);
+  }
+
+  /**
+   * Writes records `from` to `end` (of `pick`, or of the batch), fast-path hits that each repeat
+   * the one at `q` (written just before, at `before`) but for time and totalUs: its text copied
+   * once for each, doubling what each copy takes, then each one's digits rewritten. Returns
+   * where the last ends; sets `at` to the last one's pieces.
+   */
+  private repeatRun(out: Buffer, at: Int32Array, before: Int32Array, q: number, pick: readonly number[] | undefined, from: number, end: number): number {
+    const fast = this.b.fast;
+    const order = this.order;
+    const base = before[0]!;
+    const length = before[PIECES]! - base;
+    const copies = end - from + 1;
+    for (let have = 1; have < copies; ) {
+      const more = Math.min(have, copies - have);
+      out.copyWithin(base + have * length, base, base + more * length);
+      have += more;
+    }
+    const was = this.b.fastTime + fast[q]!;
+    const wasUs = fast[q + 1]!;
+    const timeEnd = before[1]! - base;
+    const usEnd = before[5]! - base;
+    let start = base;
+    for (let j = from; j < end; j++) {
+      start += length;
+      const r = ~order[pick === undefined ? j : pick[j]!]! * FAST_WORDS;
+      const time = this.b.fastTime + fast[r]!;
+      const us = fast[r + 1]!;
+      if (time !== was) redigit(out, start + timeEnd, time, was);
+      if (us !== wasUs) redigit(out, start + usEnd, us, wasUs);
+    }
+    const shift = start - base;
+    for (let i = 0; i <= PIECES; i++) at[i] = before[i]! + shift;
+    return start + length;
   }
 
   /**

@@ -837,6 +837,14 @@ describe('batches of records between threads', () => {
       if (random(12) === 0) b.push({ ...empty, time: Math.round(performance.timeOrigin + startedMs), url: `/full/${random(3)}`, vmUs: random(2) * 40, vmExits: random(2) });
       else b.pushFast(0, 't', 'h.test', random(30) === 0 ? 'HEAD' : 'GET', `/${random(3)}`, random(20) === 0 ? 404 : 200, random(2) * 1000 + 99, startedMs, [9, 10, 99, 100, 999, 1000][random(6)]! + random(2) * 0.4);
     }
+    // Long runs (a busy object's hits: written some records at a time), broken now and then by
+    // another object's hit, a total of another digit count or a full record.
+    for (let i = 0; i < 800; i++) {
+      startedMs += random(3) * 0.7;
+      const other = random(150);
+      if (other === 0) b.push({ ...empty, time: Math.round(performance.timeOrigin + startedMs), url: '/full' });
+      else b.pushFast(0, 't', 'h.test', 'GET', other === 1 ? '/other' : '/busy', 200, 99, startedMs, other === 2 ? 5 : 10 + random(90));
+    }
     b.flush();
     assert.equal(batches.length, 1);
     const batch = batches[0]!;
@@ -935,7 +943,7 @@ describe('batches of records between threads', () => {
     assert.equal(slots.take(64 * 1024 * 1024).slot, -1);
   });
 
-  test('a batch goes at most its interval after its first record, or at once when full; the clock stops when records do', (t) => {
+  test('a batch goes at most its interval after its first record, or at once when full, or at most two intervals after it when a batch went full; the clock stops when records do', (t) => {
     mock.timers.enable({ apis: ['setInterval'] });
     t.after(() => mock.timers.reset());
     const sizes: number[] = [];
@@ -954,10 +962,12 @@ describe('batches of records between threads', () => {
     push(10);
     assert.deepEqual(sizes, [3, 10], 'maxRecords: at once');
     push(1);
-    mock.timers.tick(49);
+    mock.timers.tick(50);
+    assert.deepEqual(sizes, [3, 10], 'the tick after a full batch lets the records since wait');
+    mock.timers.tick(99);
     assert.deepEqual(sizes, [3, 10]);
     mock.timers.tick(1);
-    assert.deepEqual(sizes, [3, 10, 1], 'the next tick of the clock: less than an interval after its first record');
+    assert.deepEqual(sizes, [3, 10, 1], 'the tick after: less than two intervals after its first record');
     mock.timers.tick(1000);
     assert.deepEqual(sizes, [3, 10, 1], 'no empty batch');
     // The clock stopped at the first tick without records; a record starts it again.
@@ -966,6 +976,23 @@ describe('batches of records between threads', () => {
     assert.deepEqual(sizes, [3, 10, 1]);
     mock.timers.tick(1);
     assert.deepEqual(sizes, [3, 10, 1, 1]);
+  });
+
+  test('at a rate that fills a batch within an interval, every batch goes full: not a full one and the rest at each tick', (t) => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    t.after(() => mock.timers.reset());
+    const sizes: number[] = [];
+    const b = new RecordBatcher((x) => sizes.push(x.count), { intervalMs: 100, maxRecords: 10 });
+    // A record every 7 ms for 600 ms: a batch fills in 70, and every tick finds records waiting
+    // (a tick that finds none stops the clock, and Node 20's mocked setInterval, cleared in its
+    // own callback, fires on: a second clock would follow).
+    for (let ms = 0; ms < 600; ms++) {
+      if (ms % 7 === 0) b.pushFast(0, 't', 'h', 'GET', '/', 200, 1, 1, 1);
+      mock.timers.tick(1);
+    }
+    assert.deepEqual(sizes, new Array<number>(8).fill(10));
+    mock.timers.tick(200);
+    assert.deepEqual(sizes, [...new Array<number>(8).fill(10), 6], 'the rest, once records stop');
   });
 });
 
