@@ -62,9 +62,9 @@ export function releaseBatch(b: EncodedBatch): void {
 }
 
 /**
- * When a batch goes: at the first tick of a clock of period `intervalMs` after its first record
- * (so at most that long after it), or at once at `maxRecords`. A tick after a batch that went
- * full lets the records since wait for the next tick: at a rate that fills batches, every batch
+ * When a batch goes: at the first tick of a clock of period `intervalMs` after its first record,
+ * or at once at `maxRecords`; but a tick after a batch that went full lets the records since
+ * wait for the next tick: at a rate that fills batches, every batch
  * then goes full, where one at each tick with the rest as well would double their count, and each
  * costs the log thread a wake-up and a message (~0.15 ms of its CPU under nested KVM:
  * docs/benchmarks.md). So a record waits at most two periods. The clock runs while records come,
